@@ -127,9 +127,12 @@ impl<H: ScramHash, const PLUS: bool> Scram<H, PLUS> {
         let attributes = Attributes::parse(server_first).ok_or(
             ClientError::InvalidServerMessage("server-first is malformed"),
         )?;
-        let [full_nonce, salt, iterations] = attributes.expect_prefix([b'r', b's', b'i']).ok_or(
-            ClientError::InvalidServerMessage("server-first needs r, s and i in this order"),
-        )?;
+        let [full_nonce, salt, iterations] =
+            attributes
+                .expect([b'r', b's', b'i'])
+                .ok_or(ClientError::InvalidServerMessage(
+                    "server-first needs exactly r, s and i, in order",
+                ))?;
         if !is_printable(full_nonce) {
             return Err(ClientError::InvalidServerMessage(
                 "the nonce is not printable",
@@ -176,11 +179,11 @@ fn verify_server_final(message: &[u8], expected: &[u8]) -> Result<(), ClientErro
     let attributes = Attributes::parse(message).ok_or(ClientError::InvalidServerMessage(
         "server-final is malformed",
     ))?;
-    if let Some([error]) = attributes.expect_prefix([b'e']) {
+    if let Some([error]) = attributes.expect([b'e']) {
         return Err(ClientError::ServerError(error.to_owned()));
     }
     let [verifier] = attributes
-        .expect_prefix([b'v'])
+        .expect([b'v'])
         .ok_or(ClientError::InvalidServerMessage("server-final needs v"))?;
     let signature = STANDARD
         .decode(verifier)

@@ -310,15 +310,6 @@ impl<'a> Attributes<'a> {
             .map(Self)
     }
 
-    /// The first attributes must be `keys`, in this order; any further
-    /// attributes (extensions) are ignored. Their values are returned.
-    pub(crate) fn expect_prefix<const N: usize>(&self, keys: [u8; N]) -> Option<[&'a str; N]> {
-        if self.0.len() < N {
-            return None;
-        }
-        Self(self.0[..N].to_vec()).expect(keys)
-    }
-
     /// The attributes must be exactly `keys`, in this order, each once;
     /// their values are returned in the same order.
     pub(crate) fn expect<const N: usize>(&self, keys: [u8; N]) -> Option<[&'a str; N]> {

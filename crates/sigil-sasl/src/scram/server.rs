@@ -151,8 +151,8 @@ impl Scram {
             return Err(malformed("unsupported mandatory extension"));
         }
         let [username, client_nonce] = attributes
-            .expect_prefix([b'n', b'r'])
-            .ok_or(malformed("client-first needs n and r"))?;
+            .expect([b'n', b'r'])
+            .ok_or(malformed("client-first needs exactly n and r"))?;
         let username = unescape_saslname(username).ok_or(malformed("bad user name escape"))?;
         let authcid = saslprep(&username)
             .map_err(|_| malformed("invalid user name"))?
@@ -231,8 +231,8 @@ impl Scram {
         let attributes =
             Attributes::parse(without_proof).ok_or(malformed("client-final is malformed"))?;
         let [binding, final_nonce] = attributes
-            .expect_prefix([b'c', b'r'])
-            .ok_or(malformed("client-final needs c and r"))?;
+            .expect([b'c', b'r'])
+            .ok_or(malformed("client-final needs exactly c, r and p"))?;
         let binding = STANDARD
             .decode(binding)
             .map_err(|_| malformed("channel binding is not base64"))?;

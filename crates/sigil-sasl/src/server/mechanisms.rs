@@ -13,7 +13,7 @@ use crate::saslprep::saslprep;
 pub(crate) struct Builtin {
     pub(crate) name: &'static str,
     pub(crate) available: fn(&ConnectionInfo) -> Result<(), Failure>,
-    pub(crate) make: Box<dyn Fn(Negotiation<'_>) -> Box<dyn ServerMechanism> + Send + Sync>,
+    pub(crate) make: fn() -> Box<dyn ServerMechanism>,
 }
 
 impl ServerMechanismFactory for Builtin {
@@ -25,8 +25,8 @@ impl ServerMechanismFactory for Builtin {
         (self.available)(connection)
     }
 
-    fn start(&self, negotiation: Negotiation<'_>) -> Result<Box<dyn ServerMechanism>, ServerError> {
-        Ok((self.make)(negotiation))
+    fn start(&self, _: Negotiation<'_>) -> Result<Box<dyn ServerMechanism>, ServerError> {
+        Ok((self.make)())
     }
 }
 
@@ -61,7 +61,7 @@ impl External {
                     Err(Failure::InvalidMechanism)
                 }
             },
-            make: Box::new(|_| Box::new(Self::default())),
+            make: || Box::new(Self::default()),
         }
     }
 
@@ -129,7 +129,7 @@ impl Plain {
                     Err(Failure::EncryptionRequired)
                 }
             },
-            make: Box::new(|_| Box::new(Self::default())),
+            make: || Box::new(Self::default()),
         }
     }
 
@@ -198,7 +198,7 @@ impl Anonymous {
         Builtin {
             name: "ANONYMOUS",
             available: |_| Ok(()),
-            make: Box::new(|_| Box::new(Self::default())),
+            make: || Box::new(Self::default()),
         }
     }
 
