@@ -100,3 +100,8 @@ pub mod xmpp;
 pub use channel_binding::{ChannelBinding, ChannelBindingType};
 pub use failure::{Failure, UnknownFailure};
 pub use scram::{Algorithm, StoredCredentials};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
