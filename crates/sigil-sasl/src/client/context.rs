@@ -162,7 +162,7 @@ impl ClientContext {
         self.max_iterations.unwrap_or(scram::DEFAULT_MAX_ITERATIONS)
     }
 
-    /// The mechanisms the server offered (set by [`ClientConfig::select`]).
+    /// The mechanisms the server offered (set by [`ClientConfig::select`](super::ClientConfig::select)).
     pub fn offered(&self) -> &[String] {
         &self.offered
     }
