@@ -1,0 +1,362 @@
+//! Making certificates: self-signed client certificates for XMPP
+//! identities, a local CA and the certificates it signs, server
+//! certificates.
+//!
+//! Every certificate gets explicit dates (rcgen's default, 1975–4096, would
+//! outlive everyone), a random 128-bit serial, and a `notBefore` one hour in
+//! the past so that a certificate made on one machine is already valid on a
+//! server whose clock runs a little behind.
+
+use core::fmt;
+use core::str::FromStr;
+
+use jid::Jid;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, OtherNameValue, PublicKeyData, RsaKeySize, SanType,
+    SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+/// `id-on-xmppAddr` as rcgen wants it.
+const ID_ON_XMPPADDR: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 8, 5];
+
+/// How far `notBefore` is set in the past.
+pub const BACKDATE: Duration = Duration::hours(1);
+
+/// The longest validity accepted, in days (100 years).
+pub const MAX_DAYS: u32 = 36_500;
+
+/// The default validity of a client or server certificate, in days.
+pub const DEFAULT_DAYS: u32 = 365;
+
+/// The default validity of a CA certificate, in days (10 years).
+pub const DEFAULT_CA_DAYS: u32 = 3650;
+
+/// The kind of key to generate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyType {
+    /// ECDSA on P-256 with SHA-256: small, fast, accepted everywhere.
+    #[default]
+    P256,
+    /// RSA 2048 with SHA-256.
+    Rsa2048,
+    /// RSA 4096 with SHA-256 (the seeds' choice; slow to make and use).
+    Rsa4096,
+    /// Ed25519 (not accepted by every TLS client or browser).
+    Ed25519,
+}
+
+impl KeyType {
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::P256 => "p256",
+            Self::Rsa2048 => "rsa2048",
+            Self::Rsa4096 => "rsa4096",
+            Self::Ed25519 => "ed25519",
+        }
+    }
+
+    fn generate(self) -> Result<KeyPair, GenerateError> {
+        let key = match self {
+            Self::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            Self::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
+            Self::Rsa4096 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096),
+            Self::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
+        };
+        key.map_err(|e| GenerateError::Key(e.to_string()))
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::P256, Self::Rsa2048, Self::Rsa4096, Self::Ed25519]
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| format!("unknown key type {s:?}: use p256, rsa2048, rsa4096 or ed25519"))
+    }
+}
+
+/// Why a certificate could not be made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GenerateError {
+    /// The CA's certificate or key cannot be used.
+    Ca(String),
+    /// The validity is zero days or more than [`MAX_DAYS`].
+    Days(u32),
+    /// The server domain is not a usable DNS name.
+    Domain(String),
+    /// Key generation or loading failed.
+    Key(String),
+    /// A client certificate needs at least one JID.
+    NoIdentity,
+    /// The certificate could not be assembled or signed.
+    Sign(String),
+}
+
+impl fmt::Display for GenerateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ca(e) => write!(f, "unusable CA: {e}"),
+            Self::Days(days) => write!(f, "validity of {days} days: must be 1 to {MAX_DAYS}"),
+            Self::Domain(e) => write!(f, "invalid server domain: {e}"),
+            Self::Key(e) => write!(f, "key: {e}"),
+            Self::NoIdentity => f.write_str("a client certificate needs at least one JID"),
+            Self::Sign(e) => write!(f, "cannot make the certificate: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for GenerateError {}
+
+/// Validity and key choices shared by every certificate made here.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Days of validity from `now`.
+    pub days: u32,
+    /// The key to generate.
+    pub key: KeyType,
+    /// The current time (passed in: this crate reads no clock).
+    pub now: OffsetDateTime,
+}
+
+impl Options {
+    /// [`DEFAULT_DAYS`] with a P-256 key, from `now`.
+    pub fn new(now: OffsetDateTime) -> Self {
+        Self {
+            days: DEFAULT_DAYS,
+            key: KeyType::default(),
+            now,
+        }
+    }
+}
+
+/// A certificate and its private key.
+pub struct Issued {
+    /// The certificate, DER.
+    pub certificate_der: Vec<u8>,
+    key: KeyPair,
+}
+
+impl Issued {
+    /// The certificate as PEM.
+    pub fn certificate_pem(&self) -> String {
+        pem::encode(&pem::Pem::new("CERTIFICATE", self.certificate_der.clone()))
+    }
+
+    /// The private key, PKCS#8 DER.
+    pub fn key_der(&self) -> Vec<u8> {
+        self.key.serialize_der()
+    }
+
+    /// The private key, PKCS#8 PEM.
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("certificate_der", &self.certificate_der.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A certificate authority that can sign client and server certificates.
+pub struct Ca {
+    issued: Issued,
+}
+
+impl Ca {
+    /// A new self-signed CA named `name` (its common name).
+    pub fn new(name: &str, options: &Options) -> Result<Self, GenerateError> {
+        let mut params = base_params(options)?;
+        params.distinguished_name = common_name(name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = options.key.generate()?;
+        let certificate = params
+            .self_signed(&key)
+            .map_err(|e| GenerateError::Sign(e.to_string()))?;
+        Ok(Self {
+            issued: Issued {
+                certificate_der: certificate.der().to_vec(),
+                key,
+            },
+        })
+    }
+
+    /// Loads a CA from its certificate and PKCS#8 key, both PEM.
+    pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, GenerateError> {
+        let certificate_der = crate::pem_certificates(certificate_pem.as_bytes())
+            .map_err(|e| GenerateError::Ca(e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| GenerateError::Ca("no certificate".to_owned()))?;
+        let info = crate::CertificateInfo::from_der(&certificate_der)
+            .map_err(|e| GenerateError::Ca(e.to_string()))?;
+        if !info.is_ca {
+            return Err(GenerateError::Ca(
+                "the certificate is not a CA (basicConstraints)".to_owned(),
+            ));
+        }
+        let key = KeyPair::from_pem(key_pem).map_err(|e| GenerateError::Ca(format!("key: {e}")))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&certificate_der)
+            .map_err(|e| GenerateError::Ca(e.to_string()))?;
+        if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(GenerateError::Ca(
+                "the key does not belong to the certificate".to_owned(),
+            ));
+        }
+        Ok(Self {
+            issued: Issued {
+                certificate_der,
+                key,
+            },
+        })
+    }
+
+    /// The CA certificate and key.
+    pub fn issued(&self) -> &Issued {
+        &self.issued
+    }
+
+    fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, GenerateError> {
+        Issuer::from_ca_cert_der(
+            &self.issued.certificate_der.as_slice().into(),
+            &self.issued.key,
+        )
+        .map_err(|e| GenerateError::Ca(e.to_string()))
+    }
+}
+
+impl fmt::Debug for Ca {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
+/// A client certificate for `jids` (bare or full; a full JID pins the
+/// resource), self-signed or signed by `ca`.
+///
+/// extendedKeyUsage clientAuth, keyUsage digitalSignature, basicConstraints
+/// CA:FALSE, one `id-on-xmppAddr` UTF8String per JID, in order; the common
+/// name is the first JID (for display; Sigil never logs in by it).
+pub fn client_certificate(
+    jids: &[Jid],
+    options: &Options,
+    ca: Option<&Ca>,
+) -> Result<Issued, GenerateError> {
+    let first = jids.first().ok_or(GenerateError::NoIdentity)?;
+    let mut params = base_params(options)?;
+    params.distinguished_name = common_name(first.as_str());
+    params.subject_alt_names = jids
+        .iter()
+        .map(|jid| {
+            SanType::OtherName((
+                ID_ON_XMPPADDR.to_vec(),
+                OtherNameValue::Utf8String(jid.as_str().to_owned()),
+            ))
+        })
+        .collect();
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    sign(params, options, ca)
+}
+
+/// A server certificate for `domain`: dNSName SAN, extendedKeyUsage
+/// serverAuth, keyUsage digitalSignature (and keyEncipherment for RSA keys).
+pub fn server_certificate(
+    domain: &str,
+    options: &Options,
+    ca: Option<&Ca>,
+) -> Result<Issued, GenerateError> {
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if !valid {
+        return Err(GenerateError::Domain(format!(
+            "{domain:?} is not a DNS name"
+        )));
+    }
+    let mut params = base_params(options)?;
+    params.distinguished_name = common_name(domain);
+    params.subject_alt_names = vec![SanType::DnsName(
+        domain
+            .to_ascii_lowercase()
+            .try_into()
+            .map_err(|e: rcgen::Error| GenerateError::Domain(e.to_string()))?,
+    )];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if matches!(options.key, KeyType::Rsa2048 | KeyType::Rsa4096) {
+        params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    sign(params, options, ca)
+}
+
+fn sign(
+    params: CertificateParams,
+    options: &Options,
+    ca: Option<&Ca>,
+) -> Result<Issued, GenerateError> {
+    let key = options.key.generate()?;
+    let certificate = match ca {
+        Some(ca) => params.signed_by(&key, &ca.issuer()?),
+        None => params.self_signed(&key),
+    }
+    .map_err(|e| GenerateError::Sign(e.to_string()))?;
+    Ok(Issued {
+        certificate_der: certificate.der().to_vec(),
+        key,
+    })
+}
+
+fn base_params(options: &Options) -> Result<CertificateParams, GenerateError> {
+    if options.days == 0 || options.days > MAX_DAYS {
+        return Err(GenerateError::Days(options.days));
+    }
+    let now = options
+        .now
+        .replace_nanosecond(0)
+        .map_err(|e| GenerateError::Sign(e.to_string()))?;
+    let mut serial = [0u8; 16];
+    getrandom::fill(&mut serial).map_err(|e| GenerateError::Sign(format!("no randomness: {e}")))?;
+    // A positive INTEGER with no leading zero byte.
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    let mut params = CertificateParams::default();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + Duration::days(i64::from(options.days));
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    Ok(params)
+}
+
+fn common_name(name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn
+}
