@@ -154,13 +154,17 @@ impl Issued {
     }
 
     /// The private key, PKCS#8 DER.
+    ///
+    /// Ed25519 keys are written as version 1 (RFC 8410 without the public
+    /// key): OpenSSL 3.0 cannot read the version 2 form inside a PKCS#12.
     pub fn key_der(&self) -> Vec<u8> {
-        self.key.serialize_der()
+        let der = self.key.serialize_der();
+        ed25519_v1(&der).unwrap_or(der)
     }
 
     /// The private key, PKCS#8 PEM.
     pub fn key_pem(&self) -> String {
-        self.key.serialize_pem()
+        pem::encode(&pem::Pem::new("PRIVATE KEY", self.key_der()))
     }
 }
 
@@ -353,6 +357,28 @@ fn base_params(options: &Options) -> Result<CertificateParams, GenerateError> {
     params.not_after = now + Duration::days(i64::from(options.days));
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     Ok(params)
+}
+
+/// The PKCS#8 v1 form of an Ed25519 key given as v2 (`OneAsymmetricKey`
+/// with the public key), or `None` if `der` is not such a key.
+fn ed25519_v1(der: &[u8]) -> Option<Vec<u8>> {
+    // SEQUENCE { INTEGER 1, SEQUENCE { OID 1.3.101.112 },
+    //            OCTET STRING { OCTET STRING (32) }, [1] publicKey }
+    const V2_BODY: [u8; 14] = [
+        0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ];
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let (&[0x30, len], body) = der.split_first_chunk::<2>()? else {
+        return None;
+    };
+    if usize::from(len) != body.len() {
+        return None;
+    }
+    let seed = body.strip_prefix(&V2_BODY)?.get(..32)?;
+    Some([&V1_PREFIX[..], seed].concat())
 }
 
 fn common_name(name: &str) -> DistinguishedName {

@@ -318,3 +318,18 @@ fn garbage_and_truncated_input_is_an_error_never_a_panic() {
         Err(ReadError::TooLarge(_))
     ));
 }
+
+#[test]
+fn cas_of_every_key_type_load_back_and_sign() {
+    for key in [KeyType::P256, KeyType::Rsa2048, KeyType::Ed25519] {
+        let options = Options {
+            key,
+            ..Options::new(now())
+        };
+        let ca = Ca::new("CA", &options).unwrap();
+        let loaded = Ca::from_pem(&ca.issued().certificate_pem(), &ca.issued().key_pem()).unwrap();
+        let issued =
+            generate::client_certificate(&[jid("a@b.c")], &options, Some(&loaded)).unwrap();
+        assert_eq!(read(&issued.certificate_der).issuer, "CN=CA", "{key}");
+    }
+}
