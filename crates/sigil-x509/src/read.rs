@@ -232,8 +232,13 @@ impl CertificateInfo {
                 .next()
                 .ok_or(ReadError::NoCertificate)?;
             Self::from_der(&der)
-        } else {
+        } else if input.first() == Some(&0x30) {
             Self::from_der(input)
+        } else {
+            Err(ReadError::Der(
+                "neither PEM (-----BEGIN CERTIFICATE-----) nor DER (no leading SEQUENCE)"
+                    .to_owned(),
+            ))
         }
     }
 

@@ -1,18 +1,19 @@
 //! `sigil`: the command-line front of Sigil.
 //!
-//! Today it inspects the SASL layer; the server (`sigil serve`), the
-//! certificate tools (`sigil cert …`) and the client (`sigil login …`) join
-//! as they land.
+//! Today: certificate tools (`sigil cert …`, `sigil ca …`) and SASL
+//! inspection (`sigil sasl …`). The server (`sigil serve`) and the client
+//! (`sigil login …`) join as they land.
 
-use std::io::{self, BufRead, Write};
+mod cert;
+mod sasl;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand, ValueEnum};
-use sigil_sasl::client::{ClientConfig, ClientContext};
-use sigil_sasl::server::{ConnectionInfo, ServerConfig};
-use sigil_sasl::{Algorithm, ChannelBinding, ChannelBindingType, StoredCredentials, scram};
+use sigil_sasl::{Algorithm, scram};
+use sigil_x509::generate::{DEFAULT_CA_DAYS, DEFAULT_DAYS, KeyType};
 
 /// Sigil: XMPP with passwordless logins (TLS client certificates, SASL
 /// EXTERNAL, per-device certificates).
@@ -25,9 +26,79 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make and inspect client certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Make a local certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Inspect the SASL layer.
     #[command(subcommand)]
     Sasl(SaslCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Make a client certificate for one or more JIDs: writes NAME.key,
+    /// NAME.crt and NAME.p12 (for a browser) and prints the identities and
+    /// fingerprint. A full JID (user@domain/resource) pins the resource.
+    New {
+        /// The JIDs the certificate identifies (id-on-xmppAddr), in order.
+        #[arg(required = true, value_name = "JID")]
+        jids: Vec<String>,
+        /// Days of validity.
+        #[arg(long, default_value_t = DEFAULT_DAYS)]
+        days: u32,
+        /// The key type.
+        #[arg(long, value_enum, default_value_t = Key::P256)]
+        key: Key,
+        /// Sign with the CA in this directory (ca.crt, ca.key) instead of
+        /// self-signing.
+        #[arg(long, value_name = "DIR")]
+        ca: Option<PathBuf>,
+        /// Where to write the files.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// The file name stem (default: the first JID's local part).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the PKCS#12 password from the first line of this file
+        /// (default: generate one and print it).
+        #[arg(long, value_name = "FILE")]
+        p12_password_file: Option<PathBuf>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print what Sigil reads from a certificate (PEM or DER).
+    Show {
+        /// The certificate file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Make a CA: writes DIR/ca.crt and DIR/ca.key.
+    New {
+        /// The directory (created if missing).
+        dir: PathBuf,
+        /// The CA's name (its common name).
+        #[arg(long, default_value = "Sigil local CA")]
+        name: String,
+        /// Days of validity.
+        #[arg(long, default_value_t = DEFAULT_CA_DAYS)]
+        days: u32,
+        /// The key type.
+        #[arg(long, value_enum, default_value_t = Key::P256)]
+        key: Key,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +120,25 @@ enum SaslCommand {
         #[arg(long)]
         salt: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Key {
+    P256,
+    Rsa2048,
+    Rsa4096,
+    Ed25519,
+}
+
+impl From<Key> for KeyType {
+    fn from(key: Key) -> Self {
+        match key {
+            Key::P256 => Self::P256,
+            Key::Rsa2048 => Self::Rsa2048,
+            Key::Rsa4096 => Self::Rsa4096,
+            Key::Ed25519 => Self::Ed25519,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -74,12 +164,39 @@ impl From<Hash> for Algorithm {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Sasl(SaslCommand::Mechanisms) => mechanisms(&mut io::stdout().lock()),
+        Command::Cert(CertCommand::New {
+            jids,
+            days,
+            key,
+            ca,
+            out,
+            name,
+            p12_password_file,
+            force,
+        }) => cert::new(&cert::NewCertificate {
+            jids: &jids,
+            days,
+            key: key.into(),
+            ca: ca.as_deref(),
+            out: &out,
+            name: name.as_deref(),
+            p12_password_file: p12_password_file.as_deref(),
+            force,
+        }),
+        Command::Cert(CertCommand::Show { file, json }) => cert::show(&file, json),
+        Command::Ca(CaCommand::New {
+            dir,
+            name,
+            days,
+            key,
+            force,
+        }) => cert::new_ca(&dir, &name, days, key.into(), force),
+        Command::Sasl(SaslCommand::Mechanisms) => sasl::mechanisms(&mut io::stdout().lock()),
         Command::Sasl(SaslCommand::Derive {
             hash,
             iterations,
             salt,
-        }) => derive(hash.into(), iterations, salt.as_deref()),
+        }) => sasl::derive(hash.into(), iterations, salt.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,89 +205,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn mechanisms(out: &mut impl Write) -> Result<(), String> {
-    let write_error = |e: io::Error| format!("cannot write: {e}");
-    let config = ClientConfig::new();
-    let everything: Vec<&str> = config.registered().collect();
-    let binding = ChannelBinding::new(ChannelBindingType::TlsExporter, [0; 32]);
-    // A context in which every built-in passes its test, to rank them all.
-    let rank = |context: ClientContext| config.candidates(&context, &everything);
-    let mut ranked = rank(
-        ClientContext::new()
-            .with_client_certificate(true)
-            .with_authcid("user")
-            .with_password("password")
-            .with_encrypted(true)
-            .with_channel_binding(binding.clone()),
-    );
-    ranked.extend(rank(ClientContext::new().with_bearer_token("token")));
-    ranked.extend(rank(ClientContext::new()));
-    ranked.dedup();
-    writeln!(out, "Client mechanisms, most preferred first:").map_err(write_error)?;
-    for name in &ranked {
-        writeln!(out, "  {name}").map_err(write_error)?;
-    }
-    let server = ServerConfig::new();
-    writeln!(out, "\nServer offer (default allow-list):").map_err(write_error)?;
-    for (label, connection) in [
-        ("plaintext", ConnectionInfo::default()),
-        (
-            "TLS",
-            ConnectionInfo {
-                encrypted: true,
-                ..ConnectionInfo::default()
-            },
-        ),
-        (
-            "TLS with channel binding and a client certificate",
-            ConnectionInfo {
-                encrypted: true,
-                client_certificate: true,
-                channel_bindings: vec![binding.clone()],
-            },
-        ),
-    ] {
-        writeln!(out, "  {label}: {}", server.offered(&connection).join(" "))
-            .map_err(write_error)?;
-    }
-    Ok(())
-}
-
-fn derive(algorithm: Algorithm, iterations: u32, salt: Option<&str>) -> Result<(), String> {
-    let mut password = String::new();
-    io::stdin()
-        .lock()
-        .read_line(&mut password)
-        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
-    let password = password.trim_end_matches(['\n', '\r']);
-    if password.is_empty() {
-        return Err("no password on standard input".to_owned());
-    }
-    let credentials = match salt {
-        Some(salt) => {
-            let salt = STANDARD
-                .decode(salt)
-                .map_err(|e| format!("--salt is not base64: {e}"))?;
-            StoredCredentials::derive(algorithm, password, &salt, iterations)
-        }
-        None => {
-            let mut salt = [0u8; 16];
-            getrandom::fill(&mut salt).map_err(|e| format!("no randomness: {e}"))?;
-            StoredCredentials::derive(algorithm, password, &salt, iterations)
-        }
-    }
-    .map_err(|e| e.to_string())?;
-    let mut out = io::stdout().lock();
-    writeln!(
-        out,
-        "mechanism={}\nsalt={}\niterations={}\nstored_key={}\nserver_key={}",
-        algorithm.mechanism_name(false),
-        STANDARD.encode(&credentials.salt),
-        credentials.iterations,
-        STANDARD.encode(&credentials.stored_key),
-        STANDARD.encode(&credentials.server_key),
-    )
-    .map_err(|e| format!("cannot write: {e}"))
 }
