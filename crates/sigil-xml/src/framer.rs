@@ -389,11 +389,12 @@ impl Framer {
 }
 
 fn new_parser(limits: &Limits) -> RawParser {
-    let mut options = Options::default();
     // Long text is split into several events; names and attribute values
     // longer than this are refused, and none can be longer than a stanza.
-    options.max_token_length = limits.max_stanza_bytes.clamp(1024, CHUNK * 16);
-    RawParser::with_options(options)
+    RawParser::with_options(Options {
+        max_token_length: limits.max_stanza_bytes.clamp(1024, CHUNK * 16),
+        ..Options::default()
+    })
 }
 
 fn not_well_formed(detail: &str) -> FramerError {
