@@ -1,1 +1,36 @@
-//! placeholder
+//! Sans-IO XMPP stream negotiation, client and server side.
+//!
+//! [`server::ServerStream`] runs the server side of a client-to-server
+//! stream: the stream header, features, STARTTLS, SASL through
+//! [`sigil_sasl`], resource binding and the legacy session, and then hands
+//! out stanzas. [`client::ClientStream`] is its mirror for clients. Both
+//! take bytes and answers in and give [`server::Action`]s or
+//! [`client::Action`]s out; they do no I/O and read no clock.
+//!
+//! [`error`] has the typed stream and stanza errors of RFC 6120.
+
+pub mod client;
+pub mod error;
+pub mod server;
+
+/// The XEP-0440 namespace for advertising channel-binding types.
+pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+
+/// A random identifier (128 bits, hex), for stream ids and generated
+/// resources. These need to be unique, not secret: should the operating
+/// system's generator fail, a process-wide counter keeps them unique.
+pub fn random_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FALLBACK: AtomicU64 = AtomicU64::new(1);
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let n = FALLBACK.fetch_add(1, Ordering::Relaxed);
+        bytes[..8].copy_from_slice(&n.to_be_bytes());
+    }
+    let mut out = String::with_capacity(32);
+    for b in bytes {
+        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+    }
+    out
+}

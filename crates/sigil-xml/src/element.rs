@@ -52,6 +52,18 @@ impl Element {
         self
     }
 
+    /// Builder form of [`Self::set_attribute_ns`].
+    #[must_use]
+    pub fn with_attribute_ns(
+        mut self,
+        name: &str,
+        namespace: &str,
+        value: impl Into<String>,
+    ) -> Self {
+        self.set_attribute_ns(name, namespace, value);
+        self
+    }
+
     /// Builder form of [`Self::push_child`].
     #[must_use]
     pub fn with_child(mut self, child: Self) -> Self {

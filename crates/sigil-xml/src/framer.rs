@@ -200,12 +200,14 @@ impl Framer {
     /// yet.
     pub fn next_event(&mut self, input: &mut &[u8]) -> Result<Option<StreamEvent>, FramerError> {
         loop {
-            if input.is_empty() {
-                return Ok(None);
-            }
             if self.closed {
+                if input.is_empty() {
+                    return Ok(None);
+                }
                 return Err(FramerError::DataAfterClose);
             }
+            // The parser is called even with no input left: it may hold an
+            // event that needs no more bytes (the end of `<x/>`).
             let take = input.len().min(CHUNK);
             let mut chunk = &input[..take];
             let result = self.parser.parse(&mut chunk, false);
@@ -214,7 +216,12 @@ impl Framer {
             self.count(consumed)?;
             let event = match result {
                 Ok(Some(event)) => event,
-                Ok(None) | Err(EndOrError::NeedMoreData) => continue,
+                Ok(None) | Err(EndOrError::NeedMoreData) => {
+                    if input.is_empty() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
                 Err(EndOrError::Error(error)) => return Err(map_error(error)),
             };
             if let Some(out) = self.handle(event)? {

@@ -1,5 +1,7 @@
 //! The framer against real stream bytes, hostile input and every chunking.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use sigil_xml::{Element, Framer, FramerError, Limits, StreamEvent, ns};
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
@@ -312,4 +314,20 @@ fn unauthenticated_bytes_are_capped_until_authenticated() {
     let mut framer = Framer::new(limits);
     framer.set_authenticated();
     assert!(events(&mut framer, format!("{HEADER}{presence}").as_bytes()).is_ok());
+}
+
+#[test]
+fn a_self_closing_element_at_the_end_of_input_is_complete() {
+    let mut framer = Framer::new(Limits::default());
+    let mut header = HEADER.as_bytes();
+    assert!(matches!(
+        framer.next_event(&mut header),
+        Ok(Some(StreamEvent::Open(_)))
+    ));
+    let mut auth: &[u8] = b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'/>";
+    let Ok(Some(StreamEvent::Element(auth_element))) = framer.next_event(&mut auth) else {
+        panic!()
+    };
+    assert!(auth_element.is("auth", ns::SASL));
+    assert!(auth.is_empty());
 }

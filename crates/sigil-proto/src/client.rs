@@ -1,0 +1,460 @@
+//! The client side of a client-to-server stream, mirroring
+//! [`crate::server`]: header, STARTTLS, SASL through [`sigil_sasl`]'s
+//! client selection, resource binding, then stanzas.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use jid::{BareJid, FullJid};
+use sigil_sasl::client::{
+    ClientConfig as SaslConfig, ClientContext, ClientError as SaslError, ClientSession,
+};
+use sigil_sasl::{ChannelBinding, ChannelBindingType, Failure};
+use sigil_xml::{Element, Framer, FramerError, Limits, StreamEvent, ns};
+
+use crate::error::{StanzaError, StreamError};
+use crate::random_id;
+
+/// How the client treats TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS from the first byte (XEP-0368): the stream starts encrypted.
+    Direct,
+    /// STARTTLS must be offered and is always negotiated.
+    Required,
+    /// Plaintext without STARTTLS. Only for loopback tests against servers
+    /// configured without TLS.
+    Unavailable,
+}
+
+/// What a client stream needs.
+#[derive(Clone)]
+pub struct ClientStreamConfig {
+    /// The account (its domain is the stream's `to`).
+    pub jid: BareJid,
+    /// The resource to ask for (`None`: let the server pick).
+    pub resource: Option<String>,
+    /// TLS handling.
+    pub tls: TlsMode,
+    /// Registered and allowed SASL mechanisms.
+    pub sasl: Arc<SaslConfig>,
+    /// What the application supplied for SASL (password, certificate…).
+    /// Encryption and channel binding are filled in by the stream.
+    pub context: ClientContext,
+    /// Framer limits for what the server sends.
+    pub limits: Limits,
+}
+
+/// Why a client stream ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// The server sent a stream error.
+    Stream(StreamError),
+    /// SASL failed (the server's `<failure/>`, or our own checks).
+    Sasl(SaslError),
+    /// Binding the resource failed.
+    Bind(StanzaError),
+    /// The server does not offer STARTTLS although TLS is required.
+    TlsUnavailable,
+    /// The server refused STARTTLS.
+    TlsRefused,
+    /// The server sent something this client cannot follow.
+    Protocol(String),
+    /// The server's XML is broken or over a limit.
+    Xml(FramerError),
+    /// The server ended the stream.
+    Closed,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Stream(error) => error.fmt(f),
+            Self::Sasl(error) => write!(f, "authentication failed: {error}"),
+            Self::Bind(error) => write!(f, "resource binding failed: {error}"),
+            Self::TlsUnavailable => f.write_str("the server does not offer STARTTLS"),
+            Self::TlsRefused => f.write_str("the server refused STARTTLS"),
+            Self::Protocol(detail) => write!(f, "protocol error: {detail}"),
+            Self::Xml(error) => write!(f, "bad XML from the server: {error}"),
+            Self::Closed => f.write_str("the server closed the stream"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// What the caller must do next.
+#[derive(Debug)]
+pub enum Action {
+    /// Write these bytes to the server.
+    Send(String),
+    /// Run the TLS handshake, then call [`ClientStream::tls_established`].
+    StartTls,
+    /// SASL succeeded with this mechanism.
+    Authenticated {
+        /// The mechanism used.
+        mechanism: String,
+    },
+    /// The resource is bound: the stream is ready for stanzas.
+    Bound(FullJid),
+    /// A stanza from the server.
+    Stanza(Element),
+    /// Close the connection; `Err` tells why the stream failed.
+    Close(Result<(), ClientError>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Initial,
+    StartingTls,
+    Encrypted,
+    Authenticating,
+    Authenticated,
+    Binding,
+    Bound,
+    Closed,
+}
+
+/// One client-side stream.
+pub struct ClientStream {
+    config: ClientStreamConfig,
+    framer: Framer,
+    stage: Stage,
+    encrypted: bool,
+    channel_binding: Option<ChannelBinding>,
+    sasl: Option<ClientSession>,
+    mechanism: Option<String>,
+    bind_id: String,
+    actions: VecDeque<Action>,
+}
+
+impl ClientStream {
+    /// A new stream; the stream header is queued at once.
+    pub fn new(config: ClientStreamConfig) -> Self {
+        let framer = Framer::new(Limits {
+            max_unauthenticated_bytes: u64::MAX,
+            ..config.limits
+        });
+        let encrypted = config.tls == TlsMode::Direct;
+        let mut stream = Self {
+            config,
+            framer,
+            stage: if encrypted {
+                Stage::Encrypted
+            } else {
+                Stage::Initial
+            },
+            encrypted,
+            channel_binding: None,
+            sasl: None,
+            mechanism: None,
+            bind_id: random_id(),
+            actions: VecDeque::new(),
+        };
+        stream.send_header();
+        stream
+    }
+
+    /// For direct TLS: the channel binding data of the connection, before
+    /// the first bytes are received.
+    pub fn set_channel_binding(&mut self, binding: Option<ChannelBinding>) {
+        self.channel_binding = binding;
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The SASL mechanism that succeeded, if any.
+    pub fn mechanism(&self) -> Option<&str> {
+        self.mechanism.as_deref()
+    }
+
+    /// Whether the stream ended.
+    pub fn is_closed(&self) -> bool {
+        self.stage == Stage::Closed
+    }
+
+    /// The handshake after `<proceed/>` finished.
+    pub fn tls_established(&mut self, binding: Option<ChannelBinding>) {
+        if self.stage != Stage::StartingTls {
+            return;
+        }
+        self.encrypted = true;
+        self.channel_binding = binding;
+        self.stage = Stage::Encrypted;
+        self.framer.reset();
+        self.send_header();
+    }
+
+    /// Bytes from the server.
+    pub fn receive(&mut self, data: &[u8]) {
+        let mut input = data;
+        while !input.is_empty() {
+            if matches!(self.stage, Stage::Closed | Stage::StartingTls) {
+                return;
+            }
+            match self.framer.next_event(&mut input) {
+                Ok(Some(StreamEvent::Open(header))) => {
+                    if header.namespace != ns::STREAM || header.default_namespace != ns::CLIENT {
+                        return self.fail(ClientError::Protocol("wrong stream namespace".into()));
+                    }
+                }
+                Ok(Some(StreamEvent::Element(element))) => self.on_element(element),
+                Ok(Some(StreamEvent::Close)) => {
+                    if self.stage != Stage::Closed {
+                        self.actions
+                            .push_back(Action::Send("</stream:stream>".into()));
+                        self.stage = Stage::Closed;
+                        self.actions
+                            .push_back(Action::Close(Err(ClientError::Closed)));
+                    }
+                    return;
+                }
+                Ok(None) => return,
+                Err(error) => return self.fail(ClientError::Xml(error)),
+            }
+        }
+    }
+
+    /// Sends a stanza (once bound).
+    pub fn send_stanza(&mut self, stanza: &Element) {
+        if self.stage == Stage::Bound {
+            self.send(stanza);
+        }
+    }
+
+    /// Ends the stream cleanly.
+    pub fn close(&mut self) {
+        if self.stage == Stage::Closed {
+            return;
+        }
+        self.actions
+            .push_back(Action::Send("</stream:stream>".into()));
+        self.stage = Stage::Closed;
+        self.actions.push_back(Action::Close(Ok(())));
+    }
+
+    fn send_header(&mut self) {
+        let mut header = String::from(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' to='",
+        );
+        sigil_xml::escape_attribute(&mut header, self.config.jid.domain().as_str());
+        header.push_str("'>");
+        self.actions.push_back(Action::Send(header));
+    }
+
+    fn send(&mut self, element: &Element) {
+        let mut out = String::new();
+        element.write_to(&mut out, ns::CLIENT, true);
+        self.actions.push_back(Action::Send(out));
+    }
+
+    fn fail(&mut self, error: ClientError) {
+        if self.stage == Stage::Closed {
+            return;
+        }
+        self.actions
+            .push_back(Action::Send("</stream:stream>".into()));
+        self.stage = Stage::Closed;
+        self.actions.push_back(Action::Close(Err(error)));
+    }
+
+    fn on_element(&mut self, element: Element) {
+        if let Some(error) = StreamError::from_element(&element) {
+            self.stage = Stage::Closed;
+            self.actions
+                .push_back(Action::Close(Err(ClientError::Stream(error))));
+            return;
+        }
+        match self.stage {
+            Stage::Initial | Stage::Encrypted | Stage::Authenticated
+                if element.is("features", ns::STREAM) =>
+            {
+                self.on_features(&element)
+            }
+            Stage::Initial if element.namespace() == ns::TLS => {
+                if element.name() == "proceed" {
+                    self.stage = Stage::StartingTls;
+                    self.actions.push_back(Action::StartTls);
+                } else {
+                    self.fail(ClientError::TlsRefused);
+                }
+            }
+            Stage::Authenticating if element.namespace() == ns::SASL => self.on_sasl(&element),
+            Stage::Binding if element.is("iq", ns::CLIENT) => self.on_bind_result(&element),
+            Stage::Bound if element.namespace() == ns::CLIENT => {
+                self.actions.push_back(Action::Stanza(element));
+            }
+            _ => self.fail(ClientError::Protocol(format!(
+                "unexpected <{}/>",
+                element.name()
+            ))),
+        }
+    }
+
+    fn on_features(&mut self, features: &Element) {
+        match self.stage {
+            Stage::Initial => {
+                if self.config.tls == TlsMode::Required {
+                    if features.has_child("starttls", ns::TLS) {
+                        self.send(&Element::new("starttls", ns::TLS));
+                    } else {
+                        self.fail(ClientError::TlsUnavailable);
+                    }
+                    return;
+                }
+                self.start_sasl(features);
+            }
+            Stage::Encrypted => self.start_sasl(features),
+            _ => self.start_bind(features),
+        }
+    }
+
+    fn start_sasl(&mut self, features: &Element) {
+        let offered: Vec<String> = features
+            .child("mechanisms", ns::SASL)
+            .map(|m| {
+                m.children()
+                    .filter(|c| c.is("mechanism", ns::SASL))
+                    .map(Element::text)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let server_types: Vec<ChannelBindingType> = features
+            .child("sasl-channel-binding", crate::NS_SASL_CB)
+            .map(|cb| {
+                cb.children()
+                    .filter_map(|c| c.attribute("type"))
+                    .filter_map(|t| match t {
+                        "tls-exporter" => Some(ChannelBindingType::TlsExporter),
+                        "tls-server-end-point" => Some(ChannelBindingType::TlsServerEndPoint),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut context = self.config.context.clone().with_encrypted(self.encrypted);
+        if let Some(binding) = &self.channel_binding {
+            context = context.with_channel_binding(binding.clone());
+        }
+        if !server_types.is_empty() {
+            context = context.with_server_channel_binding_types(server_types);
+        }
+        let names: Vec<&str> = offered.iter().map(String::as_str).collect();
+        let mut session = match self.config.sasl.select(context, &names) {
+            Ok(session) => session,
+            Err(error) => return self.fail(ClientError::Sasl(error)),
+        };
+        let initial = match session.start() {
+            Ok(initial) => initial,
+            Err(error) => return self.fail(ClientError::Sasl(error)),
+        };
+        let mut auth =
+            Element::new("auth", ns::SASL).with_attribute("mechanism", session.mechanism_name());
+        if let Some(data) = initial {
+            auth.push_text(sigil_sasl::xmpp::encode(&data));
+        }
+        self.send(&auth);
+        self.sasl = Some(session);
+        self.stage = Stage::Authenticating;
+    }
+
+    fn on_sasl(&mut self, element: &Element) {
+        let Some(session) = self.sasl.as_mut() else {
+            return self.fail(ClientError::Protocol(
+                "SASL element without exchange".into(),
+            ));
+        };
+        let Ok(data) = sigil_sasl::xmpp::decode(&element.text()) else {
+            return self.fail(ClientError::Protocol("bad base64 from the server".into()));
+        };
+        match element.name() {
+            "challenge" => match session.challenge(&data.unwrap_or_default()) {
+                Ok(response) => {
+                    let response = Element::new("response", ns::SASL)
+                        .with_text(sigil_sasl::xmpp::encode(&response));
+                    self.send(&response);
+                }
+                Err(error) => {
+                    self.send(&Element::new("abort", ns::SASL));
+                    self.fail(ClientError::Sasl(error));
+                }
+            },
+            "success" => match session.success(data.as_deref()) {
+                Ok(()) => {
+                    let mechanism = session.mechanism_name().to_owned();
+                    self.mechanism = Some(mechanism.clone());
+                    self.sasl = None;
+                    self.stage = Stage::Authenticated;
+                    self.actions.push_back(Action::Authenticated { mechanism });
+                    self.framer.reset();
+                    self.send_header();
+                }
+                Err(error) => self.fail(ClientError::Sasl(error)),
+            },
+            "failure" => {
+                let failure = element
+                    .children()
+                    .find_map(|c| c.name().parse::<Failure>().ok());
+                let text = element.child("text", ns::SASL).map(Element::text);
+                let error = session.failure(failure, text);
+                self.fail(ClientError::Sasl(error));
+            }
+            other => self.fail(ClientError::Protocol(format!(
+                "unexpected SASL element {other}"
+            ))),
+        }
+    }
+
+    fn start_bind(&mut self, features: &Element) {
+        if !features.has_child("bind", ns::BIND) {
+            return self.fail(ClientError::Protocol(
+                "the server offers no resource binding".into(),
+            ));
+        }
+        let mut bind = Element::new("bind", ns::BIND);
+        if let Some(resource) = &self.config.resource {
+            bind.push_child(Element::new("resource", ns::BIND).with_text(resource.clone()));
+        }
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attribute("type", "set")
+            .with_attribute("id", self.bind_id.clone())
+            .with_child(bind);
+        self.send(&iq);
+        self.stage = Stage::Binding;
+    }
+
+    fn on_bind_result(&mut self, iq: &Element) {
+        if iq.attribute("id") != Some(self.bind_id.as_str()) {
+            return self.fail(ClientError::Protocol("unexpected IQ during binding".into()));
+        }
+        match iq.attribute("type") {
+            Some("result") => {
+                let jid = iq
+                    .child("bind", ns::BIND)
+                    .and_then(|b| b.child("jid", ns::BIND))
+                    .map(Element::text)
+                    .and_then(|text| FullJid::new(&text).ok());
+                match jid {
+                    Some(jid) => {
+                        self.stage = Stage::Bound;
+                        self.actions.push_back(Action::Bound(jid));
+                    }
+                    None => self.fail(ClientError::Protocol(
+                        "bind result without a full JID".into(),
+                    )),
+                }
+            }
+            _ => {
+                let error = StanzaError::from_stanza(iq).unwrap_or_else(|| {
+                    StanzaError::new(crate::error::StanzaCondition::UndefinedCondition)
+                });
+                self.fail(ClientError::Bind(error));
+            }
+        }
+    }
+}

@@ -1,0 +1,773 @@
+//! The server side of a client-to-server stream: header, features,
+//! STARTTLS, SASL, resource binding and the legacy session, then stanzas.
+//!
+//! [`ServerStream`] is driven by [`ServerStream::receive`] (bytes from the
+//! peer) and by the answers to what it asked for, and yields [`Action`]s
+//! through [`ServerStream::poll_action`]. It does no I/O: the caller writes
+//! what it is told to send, runs the TLS handshake when told, looks up
+//! credentials, and registers the bound resource with its router.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use jid::{BareJid, FullJid, ResourcePart};
+use sigil_sasl::Failure;
+use sigil_sasl::scram::StoredCredentials;
+use sigil_sasl::server::{
+    Authzid, ConnectionInfo, CredentialsRequest, ServerConfig as SaslConfig, ServerError,
+    ServerSession, ServerStep,
+};
+use sigil_xml::{Element, Framer, FramerError, Limits, StreamEvent, StreamHeader, ns};
+
+use crate::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
+use crate::random_id;
+
+/// How a listener treats TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// The connection is TLS from the first byte (XEP-0368, port 5223).
+    Direct,
+    /// STARTTLS is offered and must be negotiated before anything else
+    /// (the default for port 5222).
+    Required,
+    /// STARTTLS is offered but not required. PLAIN is still only offered
+    /// over TLS.
+    Optional,
+    /// No TLS on this stream (only for loopback tests and for transports
+    /// whose TLS lies outside the XML stream).
+    Unavailable,
+}
+
+/// The configuration of a server stream. Cheap to clone: share one per
+/// listener.
+#[derive(Clone)]
+pub struct ServerStreamConfig {
+    /// The domain served.
+    pub domain: String,
+    /// TLS handling.
+    pub tls: TlsMode,
+    /// SASL mechanisms and allow-list.
+    pub sasl: Arc<SaslConfig>,
+    /// Framer limits.
+    pub limits: Limits,
+    /// SASL failures tolerated before the stream is closed.
+    pub max_auth_failures: u32,
+    /// Bytes of input held while waiting for an answer (credentials,
+    /// decisions, binding) before the stream is closed.
+    pub max_pending_input: usize,
+}
+
+impl ServerStreamConfig {
+    /// A configuration with defaults: STARTTLS required, default limits,
+    /// three SASL attempts.
+    pub fn new(domain: impl Into<String>, sasl: Arc<SaslConfig>) -> Self {
+        Self {
+            domain: domain.into(),
+            tls: TlsMode::Required,
+            sasl,
+            limits: Limits::default(),
+            max_auth_failures: 3,
+            max_pending_input: 64 * 1024,
+        }
+    }
+}
+
+/// What the caller must do next.
+#[derive(Debug)]
+pub enum Action {
+    /// Write these bytes to the peer.
+    Send(String),
+    /// Write everything sent so far, then run the TLS handshake and call
+    /// [`ServerStream::tls_established`]. Input that arrived after
+    /// `<starttls/>` was discarded.
+    StartTls,
+    /// Look up the credentials of this bare JID and answer with
+    /// [`ServerStream::credentials`].
+    NeedCredentials {
+        /// The account asked for (`authcid@domain`).
+        jid: BareJid,
+        /// What the mechanism needs.
+        request: CredentialsRequest,
+    },
+    /// Decide a certificate login and answer with
+    /// [`ServerStream::external_decision`].
+    NeedDecision {
+        /// What the client sent as authzid.
+        authzid: Authzid,
+    },
+    /// SASL succeeded for this account (informational: the stream goes on).
+    Authenticated {
+        /// The account.
+        jid: BareJid,
+        /// The SASL mechanism.
+        mechanism: String,
+    },
+    /// The client asked to bind a resource (`None`: the server picks one).
+    /// Register it and answer with [`ServerStream::bound`] or
+    /// [`ServerStream::bind_failed`].
+    Bind {
+        /// The resource requested, already checked by resourceprep.
+        resource: Option<ResourcePart>,
+    },
+    /// A stanza from the bound client, with `from` set to its full JID.
+    Stanza(Element),
+    /// Close the connection after writing what was sent. `error` is the
+    /// stream error sent, if any.
+    Close {
+        /// The stream error that ended the stream, `None` for a clean end.
+        error: Option<StreamError>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Before TLS (or with TLS unavailable).
+    Initial,
+    /// Waiting for the handshake after `<proceed/>`.
+    StartingTls,
+    /// TLS up, not authenticated.
+    Encrypted,
+    /// SASL done, before binding.
+    Authenticated,
+    /// A resource is bound: stanzas flow.
+    Bound,
+    /// The stream ended.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    Nothing,
+    Credentials,
+    Decision,
+    Bind,
+}
+
+/// One server-side stream.
+pub struct ServerStream {
+    config: ServerStreamConfig,
+    connection: ConnectionInfo,
+    framer: Framer,
+    stage: Stage,
+    header_sent: bool,
+    /// Whether the stream header for the current (restarted) stream arrived.
+    header_received: bool,
+    stream_id: String,
+    sasl: Option<ServerSession>,
+    /// The account of the SASL exchange in progress or done.
+    account: Option<BareJid>,
+    full_jid: Option<FullJid>,
+    bind_id: Option<String>,
+    auth_failures: u32,
+    waiting: Waiting,
+    pending: Vec<u8>,
+    actions: VecDeque<Action>,
+}
+
+impl ServerStream {
+    /// A new stream. `connection` says what TLS gave this connection so far
+    /// (for direct TLS: encrypted, with any client certificate and channel
+    /// binding data).
+    pub fn new(config: ServerStreamConfig, connection: ConnectionInfo) -> Self {
+        let framer = Framer::new(config.limits);
+        let stage = if config.tls == TlsMode::Direct || connection.encrypted {
+            Stage::Encrypted
+        } else {
+            Stage::Initial
+        };
+        Self {
+            config,
+            connection,
+            framer,
+            stage,
+            header_sent: false,
+            header_received: false,
+            stream_id: random_id(),
+            sasl: None,
+            account: None,
+            full_jid: None,
+            bind_id: None,
+            auth_failures: 0,
+            waiting: Waiting::Nothing,
+            pending: Vec::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The bound full JID, once bound.
+    pub fn full_jid(&self) -> Option<&FullJid> {
+        self.full_jid.as_ref()
+    }
+
+    /// The authenticated account, once SASL succeeded.
+    pub fn account(&self) -> Option<&BareJid> {
+        if matches!(self.stage, Stage::Authenticated | Stage::Bound) {
+            self.account.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// What TLS gave this connection.
+    pub fn connection(&self) -> &ConnectionInfo {
+        &self.connection
+    }
+
+    /// The id of the current stream.
+    pub fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
+    /// Whether the stream has ended.
+    pub fn is_closed(&self) -> bool {
+        self.stage == Stage::Closed
+    }
+
+    /// Bytes from the peer.
+    pub fn receive(&mut self, data: &[u8]) {
+        if self.stage == Stage::Closed || self.stage == Stage::StartingTls {
+            // After <proceed/> nothing may arrive in plaintext: whatever did
+            // is dropped (the CVE-2011-0411 class of injection).
+            return;
+        }
+        if self.waiting != Waiting::Nothing {
+            self.hold(data);
+            return;
+        }
+        let mut input = data;
+        self.process(&mut input);
+        if !input.is_empty() && self.stage != Stage::Closed && self.stage != Stage::StartingTls {
+            self.hold(input);
+        }
+    }
+
+    /// The TLS handshake after `<proceed/>` completed.
+    pub fn tls_established(&mut self, connection: ConnectionInfo) {
+        if self.stage != Stage::StartingTls {
+            return;
+        }
+        self.connection = connection;
+        self.stage = Stage::Encrypted;
+        self.restart();
+    }
+
+    /// The answer to [`Action::NeedCredentials`]: the stored credentials,
+    /// `Ok(None)` for an unknown account, or `Err` with the condition to
+    /// report (`account-disabled`, `temporary-auth-failure`).
+    pub fn credentials(&mut self, answer: Result<Option<StoredCredentials>, Failure>) {
+        if self.waiting != Waiting::Credentials {
+            return;
+        }
+        self.waiting = Waiting::Nothing;
+        let step = match answer {
+            Err(failure) => Err(ServerError::new(failure, "refused by the account store")),
+            Ok(credentials) => match self.sasl.as_mut() {
+                Some(session) => session.credentials(credentials),
+                None => return,
+            },
+        };
+        self.sasl_step(step);
+        self.resume();
+    }
+
+    /// The answer to [`Action::NeedDecision`]: the account the certificate
+    /// logs in as, or the failure.
+    pub fn external_decision(&mut self, decision: Result<BareJid, Failure>) {
+        if self.waiting != Waiting::Decision {
+            return;
+        }
+        self.waiting = Waiting::Nothing;
+        let step = match (decision, self.sasl.as_mut()) {
+            (_, None) => return,
+            (Ok(jid), Some(session)) => {
+                self.account = Some(jid);
+                session.decision(Ok(()))
+            }
+            (Err(failure), Some(session)) => session.decision(Err(failure)),
+        };
+        self.sasl_step(step);
+        self.resume();
+    }
+
+    /// The answer to [`Action::Bind`]: the resource is registered.
+    pub fn bound(&mut self, jid: FullJid) {
+        if self.waiting != Waiting::Bind {
+            return;
+        }
+        self.waiting = Waiting::Nothing;
+        let id = self.bind_id.take().unwrap_or_default();
+        let reply = Element::new("iq", ns::CLIENT)
+            .with_attribute("type", "result")
+            .with_attribute("id", id)
+            .with_child(
+                Element::new("bind", ns::BIND)
+                    .with_child(Element::new("jid", ns::BIND).with_text(jid.to_string())),
+            );
+        self.full_jid = Some(jid);
+        self.stage = Stage::Bound;
+        self.send_element(&reply);
+        self.resume();
+    }
+
+    /// The answer to [`Action::Bind`]: binding failed with this error.
+    pub fn bind_failed(&mut self, error: StanzaError) {
+        if self.waiting != Waiting::Bind {
+            return;
+        }
+        self.waiting = Waiting::Nothing;
+        let id = self.bind_id.take().unwrap_or_default();
+        let request = Element::new("iq", ns::CLIENT)
+            .with_attribute("type", "set")
+            .with_attribute("id", id)
+            .with_child(Element::new("bind", ns::BIND));
+        self.send_element(&error.reply_to(&request));
+        self.resume();
+    }
+
+    /// Sends a stanza to the client.
+    pub fn send_stanza(&mut self, stanza: &Element) {
+        if self.stage != Stage::Closed {
+            self.send_element(stanza);
+        }
+    }
+
+    /// Serializes a stanza the way this stream writes it, without queueing
+    /// it (for callers that write outside [`Self::poll_action`]).
+    pub fn serialize(&self, stanza: &Element) -> String {
+        let mut out = String::new();
+        stanza.write_to(&mut out, ns::CLIENT, true);
+        out
+    }
+
+    /// Ends the stream: sends the error if any, then `</stream:stream>`.
+    pub fn close(&mut self, error: Option<StreamError>) {
+        if self.stage == Stage::Closed {
+            return;
+        }
+        self.ensure_header();
+        let mut out = String::new();
+        if let Some(error) = &error {
+            error.to_element().write_to(&mut out, ns::CLIENT, true);
+        }
+        out.push_str("</stream:stream>");
+        self.actions.push_back(Action::Send(out));
+        self.stage = Stage::Closed;
+        self.pending.clear();
+        self.actions.push_back(Action::Close { error });
+    }
+
+    fn hold(&mut self, data: &[u8]) {
+        if self.pending.len() + data.len() > self.config.max_pending_input {
+            self.close(Some(StreamError::with_text(
+                StreamCondition::PolicyViolation,
+                "too much input while waiting",
+            )));
+            return;
+        }
+        self.pending.extend_from_slice(data);
+    }
+
+    fn resume(&mut self) {
+        if self.waiting != Waiting::Nothing || self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.receive(&pending);
+    }
+
+    fn process(&mut self, input: &mut &[u8]) {
+        while !input.is_empty() && self.waiting == Waiting::Nothing {
+            match self.stage {
+                Stage::Closed => return,
+                Stage::StartingTls => {
+                    *input = &[];
+                    return;
+                }
+                _ => {}
+            }
+            let event = match self.framer.next_event(input) {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
+                Err(error) => {
+                    self.close(Some(framer_error(&error)));
+                    return;
+                }
+            };
+            match event {
+                StreamEvent::Open(header) => self.on_header(&header),
+                StreamEvent::Element(element) => self.on_element(element),
+                StreamEvent::Close => {
+                    self.close(None);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn restart(&mut self) {
+        self.framer.reset();
+        self.header_sent = false;
+        self.header_received = false;
+        self.stream_id = random_id();
+    }
+
+    fn ensure_header(&mut self) {
+        if self.header_sent {
+            return;
+        }
+        self.header_sent = true;
+        let mut header = String::from(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='",
+        );
+        sigil_xml::escape_attribute(&mut header, &self.stream_id);
+        header.push_str("' from='");
+        sigil_xml::escape_attribute(&mut header, &self.config.domain);
+        header.push_str("' version='1.0' xml:lang='en'>");
+        self.actions.push_back(Action::Send(header));
+    }
+
+    fn on_header(&mut self, header: &StreamHeader) {
+        self.ensure_header();
+        if header.namespace != ns::STREAM || header.name != "stream" {
+            return self.close(Some(StreamError::new(StreamCondition::InvalidNamespace)));
+        }
+        if header.default_namespace != ns::CLIENT {
+            return self.close(Some(StreamError::new(StreamCondition::InvalidNamespace)));
+        }
+        match header.attribute("version") {
+            Some(version) if version.split('.').next() == Some("1") => {}
+            _ => return self.close(Some(StreamError::new(StreamCondition::UnsupportedVersion))),
+        }
+        if let Some(to) = header.attribute("to") {
+            // The same domain on every restart: a stream may not change its
+            // host after authentication (Prosody CVE-2018-10847).
+            if !to.eq_ignore_ascii_case(&self.config.domain) {
+                return self.close(Some(StreamError::new(StreamCondition::HostUnknown)));
+            }
+        }
+        self.header_received = true;
+        let features = self.features();
+        self.send_element(&features);
+    }
+
+    fn features(&self) -> Element {
+        let mut features = Element::new("features", ns::STREAM);
+        match self.stage {
+            Stage::Initial => {
+                if matches!(self.config.tls, TlsMode::Required | TlsMode::Optional) {
+                    let mut starttls = Element::new("starttls", ns::TLS);
+                    if self.config.tls == TlsMode::Required {
+                        starttls.push_child(Element::new("required", ns::TLS));
+                    }
+                    features.push_child(starttls);
+                }
+                if self.config.tls != TlsMode::Required {
+                    self.push_sasl_features(&mut features);
+                }
+            }
+            Stage::Encrypted => self.push_sasl_features(&mut features),
+            Stage::Authenticated => {
+                features.push_child(Element::new("bind", ns::BIND));
+                features.push_child(
+                    Element::new("session", ns::SESSION)
+                        .with_child(Element::new("optional", ns::SESSION)),
+                );
+            }
+            Stage::StartingTls | Stage::Bound | Stage::Closed => {}
+        }
+        features
+    }
+
+    fn push_sasl_features(&self, features: &mut Element) {
+        let mut mechanisms = Element::new("mechanisms", ns::SASL);
+        for name in self.config.sasl.offered(&self.connection) {
+            mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(name));
+        }
+        features.push_child(mechanisms);
+        let types = self.connection.channel_binding_types();
+        if !types.is_empty() {
+            let mut bindings = Element::new("sasl-channel-binding", crate::NS_SASL_CB);
+            for kind in types {
+                bindings.push_child(
+                    Element::new("channel-binding", crate::NS_SASL_CB)
+                        .with_attribute("type", kind.as_str()),
+                );
+            }
+            features.push_child(bindings);
+        }
+    }
+
+    fn on_element(&mut self, element: Element) {
+        if !self.header_received {
+            return self.close(Some(StreamError::new(StreamCondition::NotWellFormed)));
+        }
+        match element.namespace() {
+            ns::TLS => self.on_tls(&element),
+            ns::SASL => self.on_sasl(&element),
+            ns::CLIENT if matches!(element.name(), "message" | "presence" | "iq") => {
+                self.on_stanza(element)
+            }
+            _ => self.close(Some(StreamError::new(
+                StreamCondition::UnsupportedStanzaType,
+            ))),
+        }
+    }
+
+    fn on_tls(&mut self, element: &Element) {
+        let offered = self.stage == Stage::Initial
+            && matches!(self.config.tls, TlsMode::Required | TlsMode::Optional);
+        if element.name() != "starttls" || !offered {
+            self.send_element(&Element::new("failure", ns::TLS));
+            return self.close(None);
+        }
+        self.send_element(&Element::new("proceed", ns::TLS));
+        self.stage = Stage::StartingTls;
+        self.pending.clear();
+        self.actions.push_back(Action::StartTls);
+    }
+
+    fn on_sasl(&mut self, element: &Element) {
+        let may_authenticate = match self.stage {
+            Stage::Encrypted => true,
+            Stage::Initial => self.config.tls != TlsMode::Required,
+            _ => false,
+        };
+        match element.name() {
+            "auth" if self.stage == Stage::Initial && !may_authenticate => {
+                self.sasl_failure(Failure::EncryptionRequired, None);
+            }
+            "auth" if may_authenticate => {
+                if self.sasl.as_ref().is_some_and(|s| !s.is_done()) {
+                    self.sasl = None;
+                    return self.sasl_failure(Failure::MalformedRequest, None);
+                }
+                let mechanism = element
+                    .attribute("mechanism")
+                    .unwrap_or_default()
+                    .to_owned();
+                let initial = match sigil_sasl::xmpp::decode(&element.text()) {
+                    Ok(data) => data,
+                    Err(failure) => return self.sasl_failure(failure, None),
+                };
+                match self.config.sasl.start(&mechanism, &self.connection) {
+                    Ok(mut session) => {
+                        let step = session.start(initial.as_deref());
+                        self.sasl = Some(session);
+                        self.account = None;
+                        self.sasl_step(step);
+                    }
+                    Err(error) => self.sasl_failure(error.failure, None),
+                }
+            }
+            "response" if self.sasl.is_some() => {
+                let data = match sigil_sasl::xmpp::decode(&element.text()) {
+                    Ok(data) => data.unwrap_or_default(),
+                    Err(failure) => return self.sasl_failure(failure, None),
+                };
+                let step = match self.sasl.as_mut() {
+                    Some(session) => session.response(&data),
+                    None => return,
+                };
+                self.sasl_step(step);
+            }
+            "abort" if self.sasl.is_some() => {
+                let error = self.sasl.as_mut().map(ServerSession::abort);
+                self.sasl_failure(error.map_or(Failure::Aborted, |e| e.failure), None);
+            }
+            _ => self.close(Some(StreamError::new(
+                StreamCondition::UnsupportedStanzaType,
+            ))),
+        }
+    }
+
+    fn sasl_step(&mut self, step: Result<ServerStep, ServerError>) {
+        let mechanism = self
+            .sasl
+            .as_ref()
+            .map(|s| s.mechanism_name().to_owned())
+            .unwrap_or_default();
+        match step {
+            Ok(ServerStep::Challenge(data)) => {
+                let challenge =
+                    Element::new("challenge", ns::SASL).with_text(encode_challenge(&data));
+                self.send_element(&challenge);
+            }
+            Ok(ServerStep::NeedCredentials(request)) => {
+                let Some(jid) = account_jid(&request.authcid, &self.config.domain) else {
+                    return self.sasl_failure(Failure::NotAuthorized, Some(&mechanism));
+                };
+                if let Some(authzid) = &request.authzid {
+                    // No proxy authorization: an authzid must name the
+                    // account itself.
+                    if !authzid_names(authzid, &jid) {
+                        return self.sasl_failure(Failure::InvalidAuthzid, Some(&mechanism));
+                    }
+                }
+                self.account = Some(jid.clone());
+                self.waiting = Waiting::Credentials;
+                self.actions
+                    .push_back(Action::NeedCredentials { jid, request });
+            }
+            Ok(ServerStep::NeedDecision(request)) => {
+                self.waiting = Waiting::Decision;
+                self.actions.push_back(Action::NeedDecision {
+                    authzid: request.authzid,
+                });
+            }
+            Ok(ServerStep::NeedCustom(_)) => {
+                // Custom server mechanisms need an application hook this
+                // server does not expose yet.
+                self.sasl_failure(Failure::TemporaryAuthFailure, Some(&mechanism));
+            }
+            Ok(ServerStep::Success(outcome)) => {
+                let jid = match (&self.account, &outcome.authcid) {
+                    (Some(jid), _) => jid.clone(),
+                    (None, None) if outcome.mechanism == "ANONYMOUS" => {
+                        match account_jid(&random_id(), &self.config.domain) {
+                            Some(jid) => jid,
+                            None => {
+                                return self
+                                    .sasl_failure(Failure::TemporaryAuthFailure, Some(&mechanism));
+                            }
+                        }
+                    }
+                    _ => return self.sasl_failure(Failure::NotAuthorized, Some(&mechanism)),
+                };
+                let mut success = Element::new("success", ns::SASL);
+                if let Some(data) = &outcome.additional_data {
+                    success.push_text(sigil_sasl::xmpp::encode(data));
+                }
+                self.send_element(&success);
+                self.account = Some(jid.clone());
+                self.sasl = None;
+                self.stage = Stage::Authenticated;
+                self.framer.set_authenticated();
+                self.actions.push_back(Action::Authenticated {
+                    jid,
+                    mechanism: outcome.mechanism,
+                });
+                self.restart();
+            }
+            Err(error) => self.sasl_failure(error.failure, Some(&mechanism)),
+        }
+    }
+
+    fn sasl_failure(&mut self, failure: Failure, mechanism: Option<&str>) {
+        self.sasl = None;
+        self.account = None;
+        let element =
+            Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL));
+        self.send_element(&element);
+        self.auth_failures += 1;
+        if mechanism == Some("EXTERNAL") {
+            // XEP-0178: the stream is closed after a failed EXTERNAL.
+            return self.close(None);
+        }
+        if self.auth_failures >= self.config.max_auth_failures {
+            self.close(Some(StreamError::with_text(
+                StreamCondition::PolicyViolation,
+                "too many failed authentication attempts",
+            )));
+        }
+    }
+
+    fn on_stanza(&mut self, mut stanza: Element) {
+        match self.stage {
+            Stage::Authenticated => self.on_stanza_before_bind(&stanza),
+            Stage::Bound => {
+                if stanza.name() == "iq"
+                    && stanza.attribute("type") == Some("set")
+                    && stanza.has_child("session", ns::SESSION)
+                {
+                    let reply = Element::new("iq", ns::CLIENT)
+                        .with_attribute("type", "result")
+                        .with_attribute("id", stanza.attribute("id").unwrap_or_default());
+                    return self.send_element(&reply);
+                }
+                if let Some(jid) = &self.full_jid {
+                    stanza.set_attribute("from", jid.to_string());
+                }
+                self.actions.push_back(Action::Stanza(stanza));
+            }
+            _ => self.close(Some(StreamError::new(StreamCondition::NotAuthorized))),
+        }
+    }
+
+    fn on_stanza_before_bind(&mut self, stanza: &Element) {
+        let is_bind = stanza.name() == "iq" && stanza.attribute("type") == Some("set");
+        let Some(bind) = stanza.child("bind", ns::BIND).filter(|_| is_bind) else {
+            return self.close(Some(StreamError::with_text(
+                StreamCondition::NotAuthorized,
+                "bind a resource first",
+            )));
+        };
+        let resource = match bind.child("resource", ns::BIND).map(Element::text) {
+            None => None,
+            Some(text) if text.is_empty() => None,
+            Some(text) => match ResourcePart::new(&text) {
+                Ok(resource) => Some(resource.into_owned()),
+                Err(_) => {
+                    let error =
+                        StanzaError::with_text(StanzaCondition::BadRequest, "invalid resource");
+                    return self.send_element(&error.reply_to(stanza));
+                }
+            },
+        };
+        self.bind_id = Some(stanza.attribute("id").unwrap_or_default().to_owned());
+        self.waiting = Waiting::Bind;
+        self.actions.push_back(Action::Bind { resource });
+    }
+
+    fn send_element(&mut self, element: &Element) {
+        self.ensure_header();
+        let out = self.serialize(element);
+        self.actions.push_back(Action::Send(out));
+    }
+}
+
+/// `authcid@domain`, when the authcid is a valid local part.
+fn account_jid(authcid: &str, domain: &str) -> Option<BareJid> {
+    BareJid::new(&format!("{authcid}@{domain}"))
+        .ok()
+        .filter(|jid| jid.node().is_some())
+}
+
+/// Whether a PLAIN/SCRAM authzid names this account (as a bare JID, or as
+/// its local part, which some clients send).
+fn authzid_names(authzid: &str, jid: &BareJid) -> bool {
+    if authzid.is_empty() {
+        return true;
+    }
+    match BareJid::new(authzid) {
+        Ok(parsed) if parsed == *jid => true,
+        _ => jid.node().is_some_and(|node| node.as_str() == authzid),
+    }
+}
+
+/// An empty challenge is sent as an empty element: Strophe.js cannot decode
+/// `=` (its `atob("=")` throws).
+fn encode_challenge(data: &[u8]) -> String {
+    if data.is_empty() {
+        String::new()
+    } else {
+        sigil_sasl::xmpp::encode(data)
+    }
+}
+
+/// The stream error for a framer error.
+pub fn framer_error(error: &FramerError) -> StreamError {
+    let condition = match error {
+        FramerError::NotWellFormed(_) | FramerError::DataAfterClose => {
+            StreamCondition::NotWellFormed
+        }
+        FramerError::RestrictedXml(_) => StreamCondition::RestrictedXml,
+        FramerError::LimitExceeded(_) => StreamCondition::PolicyViolation,
+        FramerError::TextAtStreamLevel => StreamCondition::BadFormat,
+    };
+    StreamError::with_text(condition, error.to_string())
+}

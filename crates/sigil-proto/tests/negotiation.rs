@@ -1,0 +1,525 @@
+//! A client stream and a server stream driven against each other in
+//! memory, plus the server's answers to bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+
+use jid::{BareJid, FullJid};
+use sigil_proto::client::{self, ClientStream, ClientStreamConfig};
+use sigil_proto::error::{StanzaCondition, StreamCondition};
+use sigil_proto::server::{self, ServerStream, ServerStreamConfig, TlsMode};
+use sigil_sasl::client::{AllowList, ClientConfig, ClientContext};
+use sigil_sasl::server::{ConnectionInfo, ServerConfig};
+use sigil_sasl::{Algorithm, ChannelBinding, ChannelBindingType, Failure, StoredCredentials};
+use sigil_xml::{Element, ns};
+
+const PASSWORD: &str = "pencil";
+
+fn server(tls: TlsMode) -> ServerStream {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = tls;
+    let connection = ConnectionInfo {
+        encrypted: tls == TlsMode::Direct,
+        ..ConnectionInfo::default()
+    };
+    ServerStream::new(config, connection)
+}
+
+fn client(tls: client::TlsMode, allow: Option<&[&str]>) -> ClientStream {
+    let mut sasl = ClientConfig::new();
+    if let Some(names) = allow {
+        sasl = sasl.allow(
+            names
+                .iter()
+                .fold(AllowList::new(), |list, name| list.name(*name)),
+        );
+    }
+    ClientStream::new(ClientStreamConfig {
+        jid: BareJid::new("juliet@example.org").unwrap(),
+        resource: Some("balcony".into()),
+        tls,
+        sasl: Arc::new(sasl),
+        context: ClientContext::new()
+            .with_authcid("juliet")
+            .with_password(PASSWORD),
+        limits: Default::default(),
+    })
+}
+
+fn tls_info() -> ConnectionInfo {
+    ConnectionInfo {
+        encrypted: true,
+        client_certificate: false,
+        channel_bindings: vec![ChannelBinding::new(
+            ChannelBindingType::TlsExporter,
+            vec![7u8; 32],
+        )],
+    }
+}
+
+/// Runs both sides until neither has anything to do; returns what the
+/// client saw.
+#[derive(Default)]
+struct Outcome {
+    mechanism: Option<String>,
+    bound: Option<FullJid>,
+    client_stanzas: Vec<Element>,
+    server_stanzas: Vec<Element>,
+    client_closed: Option<Result<(), client::ClientError>>,
+    server_closed: Option<Option<sigil_proto::error::StreamError>>,
+}
+
+fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
+    loop {
+        let mut progressed = false;
+        while let Some(action) = c.poll_action() {
+            progressed = true;
+            match action {
+                client::Action::Send(data) => s.receive(data.as_bytes()),
+                client::Action::StartTls => {}
+                client::Action::Authenticated { mechanism } => out.mechanism = Some(mechanism),
+                client::Action::Bound(jid) => out.bound = Some(jid),
+                client::Action::Stanza(stanza) => out.client_stanzas.push(stanza),
+                client::Action::Close(result) => out.client_closed = Some(result),
+            }
+        }
+        while let Some(action) = s.poll_action() {
+            progressed = true;
+            match action {
+                server::Action::Send(data) => c.receive(data.as_bytes()),
+                server::Action::StartTls => {
+                    // Both ends "complete the handshake"; the real TLS runs
+                    // in sigil-server's tests.
+                    s.tls_established(tls_info());
+                    c.tls_established(Some(ChannelBinding::new(
+                        ChannelBindingType::TlsExporter,
+                        vec![7u8; 32],
+                    )));
+                }
+                server::Action::NeedCredentials { jid, request } => {
+                    assert_eq!(jid.to_string(), "juliet@example.org");
+                    let algorithm = request.algorithm.unwrap_or(Algorithm::Sha256);
+                    let creds = StoredCredentials::generate(algorithm, PASSWORD).unwrap();
+                    s.credentials(Ok(Some(creds)));
+                }
+                server::Action::NeedDecision { .. } => {
+                    s.external_decision(Err(Failure::NotAuthorized))
+                }
+                server::Action::Authenticated { .. } => {}
+                server::Action::Bind { resource } => {
+                    let resource = resource.map_or("generated".to_owned(), |r| r.to_string());
+                    s.bound(FullJid::new(&format!("juliet@example.org/{resource}")).unwrap());
+                }
+                server::Action::Stanza(stanza) => out.server_stanzas.push(stanza),
+                server::Action::Close { error } => out.server_closed = Some(error),
+            }
+        }
+        if !progressed {
+            return;
+        }
+    }
+}
+
+#[test]
+fn starttls_scram_plus_bind_and_stanzas() {
+    let mut s = server(TlsMode::Required);
+    let mut c = client(client::TlsMode::Required, None);
+    let mut out = Outcome::default();
+    pump(&mut c, &mut s, &mut out);
+    assert_eq!(out.mechanism.as_deref(), Some("SCRAM-SHA-512-PLUS"));
+    assert_eq!(
+        out.bound.as_ref().map(ToString::to_string).as_deref(),
+        Some("juliet@example.org/balcony")
+    );
+    assert_eq!(
+        s.full_jid().map(ToString::to_string).as_deref(),
+        Some("juliet@example.org/balcony")
+    );
+
+    c.send_stanza(
+        &Element::new("message", ns::CLIENT)
+            .with_attribute("to", "romeo@example.org")
+            .with_attribute("from", "mallory@evil.example")
+            .with_child(Element::new("body", ns::CLIENT).with_text("hi")),
+    );
+    s.send_stanza(
+        &Element::new("presence", ns::CLIENT).with_attribute("from", "romeo@example.org/x"),
+    );
+    pump(&mut c, &mut s, &mut out);
+    assert_eq!(out.server_stanzas.len(), 1);
+    // The server stamps the real sender over whatever the client claimed.
+    assert_eq!(
+        out.server_stanzas[0].attribute("from"),
+        Some("juliet@example.org/balcony")
+    );
+    assert_eq!(out.client_stanzas.len(), 1);
+
+    c.close();
+    pump(&mut c, &mut s, &mut out);
+    assert!(matches!(out.server_closed, Some(None)));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn allow_list_and_plain_over_tls() {
+    for (allow, expected) in [
+        (&["PLAIN"][..], "PLAIN"),
+        (&["SCRAM-SHA-1"][..], "SCRAM-SHA-1"),
+        (&["SCRAM-SHA-256", "PLAIN"][..], "SCRAM-SHA-256"),
+    ] {
+        let mut s = server(TlsMode::Direct);
+        let mut c = client(client::TlsMode::Direct, Some(allow));
+        let mut out = Outcome::default();
+        pump(&mut c, &mut s, &mut out);
+        assert_eq!(out.mechanism.as_deref(), Some(expected));
+        assert!(out.bound.is_some());
+    }
+}
+
+#[test]
+fn wrong_password_is_not_authorized() {
+    let mut s = server(TlsMode::Direct);
+    let mut c = ClientStream::new(ClientStreamConfig {
+        jid: BareJid::new("juliet@example.org").unwrap(),
+        resource: None,
+        tls: client::TlsMode::Direct,
+        sasl: Arc::new(ClientConfig::new()),
+        context: ClientContext::new()
+            .with_authcid("juliet")
+            .with_password("wrong"),
+        limits: Default::default(),
+    });
+    let mut out = Outcome::default();
+    pump(&mut c, &mut s, &mut out);
+    let Some(Err(client::ClientError::Sasl(error))) = &out.client_closed else {
+        panic!("{:?}", out.client_closed)
+    };
+    assert!(error.to_string().contains("not-authorized"), "{error}");
+}
+
+/// Runs raw input against a server stream and returns everything it sent
+/// and how it closed.
+fn raw(tls: TlsMode, input: &[&str]) -> (String, Option<Option<sigil_proto::error::StreamError>>) {
+    let mut s = server(tls);
+    let mut sent = String::new();
+    let mut closed = None;
+    for chunk in input {
+        s.receive(chunk.as_bytes());
+        while let Some(action) = s.poll_action() {
+            match action {
+                server::Action::Send(data) => sent.push_str(&data),
+                server::Action::Close { error } => closed = Some(error),
+                server::Action::NeedCredentials { .. } => s.credentials(Ok(None)),
+                _ => {}
+            }
+        }
+    }
+    (sent, closed)
+}
+
+const HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>";
+
+fn stream_error(
+    result: &(String, Option<Option<sigil_proto::error::StreamError>>),
+) -> StreamCondition {
+    match &result.1 {
+        Some(Some(error)) => error.condition,
+        other => panic!("no stream error: {other:?}; sent {}", result.0),
+    }
+}
+
+#[test]
+fn bad_input_gets_the_exact_stream_error() {
+    assert_eq!(
+        stream_error(&raw(
+            TlsMode::Required,
+            &[HEADER, "<message><body></message>"]
+        )),
+        StreamCondition::NotWellFormed
+    );
+    assert_eq!(
+        stream_error(&raw(
+            TlsMode::Required,
+            &[
+                "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>"
+            ]
+        )),
+        StreamCondition::InvalidNamespace
+    );
+    assert_eq!(
+        stream_error(&raw(
+            TlsMode::Required,
+            &[
+                "<stream:stream xmlns='jabber:client' xmlns:stream='urn:wrong' to='example.org' version='1.0'>"
+            ]
+        )),
+        StreamCondition::InvalidNamespace
+    );
+    assert_eq!(
+        stream_error(&raw(
+            TlsMode::Required,
+            &[
+                "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='other.example' version='1.0'>"
+            ]
+        )),
+        StreamCondition::HostUnknown
+    );
+    let big = format!("<message><body>{}</body></message>", "x".repeat(300 * 1024));
+    assert_eq!(
+        stream_error(&raw(TlsMode::Direct, &[HEADER, &big])),
+        StreamCondition::PolicyViolation
+    );
+    assert_eq!(
+        stream_error(&raw(
+            TlsMode::Direct,
+            &[HEADER, "<message to='a@example.org'/>"]
+        )),
+        StreamCondition::NotAuthorized
+    );
+    assert_eq!(
+        stream_error(&raw(TlsMode::Direct, &[HEADER, "<!-- x -->"])),
+        StreamCondition::RestrictedXml
+    );
+    assert_eq!(
+        stream_error(&raw(TlsMode::Direct, &[HEADER, "<foo xmlns='urn:x'/>"])),
+        StreamCondition::UnsupportedStanzaType
+    );
+    assert_eq!(
+        stream_error(&raw(
+            TlsMode::Direct,
+            &[
+                "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org'>"
+            ]
+        )),
+        StreamCondition::UnsupportedVersion
+    );
+    // The error comes after our own header, as RFC 6120 §4.9.1.1 requires.
+    let (sent, _) = raw(
+        TlsMode::Required,
+        &[
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='other.example' version='1.0'>",
+        ],
+    );
+    assert!(
+        sent.starts_with("<?xml version='1.0'?><stream:stream "),
+        "{sent}"
+    );
+    assert!(sent.contains("<stream:error><host-unknown xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/></stream:error></stream:stream>"), "{sent}");
+}
+
+#[test]
+fn auth_without_tls_when_required_is_encryption_required() {
+    let (sent, closed) = raw(
+        TlsMode::Required,
+        &[
+            HEADER,
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>",
+        ],
+    );
+    assert!(
+        sent.contains(
+            "<failure xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"><encryption-required/></failure>"
+        ),
+        "{sent}"
+    );
+    assert!(closed.is_none());
+    // Only STARTTLS is offered before TLS.
+    assert!(
+        sent.contains("<starttls xmlns=\"urn:ietf:params:xml:ns:xmpp-tls\"><required/></starttls>"),
+        "{sent}"
+    );
+    assert!(!sent.contains("mechanisms"), "{sent}");
+}
+
+#[test]
+fn plaintext_after_starttls_is_discarded() {
+    let mut s = server(TlsMode::Required);
+    s.receive(HEADER.as_bytes());
+    // The injected stanza rides in the same packet as <starttls/>.
+    s.receive(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><iq type='set' id='x'><query xmlns='jabber:iq:roster'/></iq>");
+    s.receive(b"<message>more injection</message>");
+    let mut saw_starttls = false;
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::StartTls => saw_starttls = true,
+            server::Action::Send(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_starttls);
+    s.tls_established(tls_info());
+    s.receive(HEADER.as_bytes());
+    let mut sent = String::new();
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::Send(data) => sent.push_str(&data),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // A fresh stream with SASL features; nothing of the injected data.
+    assert!(
+        sent.contains("<mechanism>SCRAM-SHA-256-PLUS</mechanism>"),
+        "{sent}"
+    );
+    assert!(sent.contains("<mechanism>PLAIN</mechanism>"), "{sent}");
+    assert!(!sent.contains("error"), "{sent}");
+}
+
+#[test]
+fn three_failed_logins_close_the_stream() {
+    let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldAB3cm9uZw==</auth>";
+    let result = raw(TlsMode::Direct, &[HEADER, auth, auth, auth]);
+    assert_eq!(
+        result.0.matches("<not-authorized/>").count(),
+        3,
+        "{}",
+        result.0
+    );
+    assert_eq!(stream_error(&result), StreamCondition::PolicyViolation);
+}
+
+#[test]
+fn external_without_certificate_is_not_offered_and_refused() {
+    let (sent, _) = raw(
+        TlsMode::Direct,
+        &[
+            HEADER,
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>",
+        ],
+    );
+    assert!(!sent.contains("<mechanism>EXTERNAL</mechanism>"), "{sent}");
+    assert!(
+        sent.contains(
+            "<failure xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"><invalid-mechanism/></failure>"
+        ),
+        "{sent}"
+    );
+}
+
+#[test]
+fn external_with_certificate_gets_an_empty_challenge_and_a_decision() {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    let connection = ConnectionInfo {
+        encrypted: true,
+        client_certificate: true,
+        channel_bindings: Vec::new(),
+    };
+    let mut s = ServerStream::new(config, connection);
+    s.receive(HEADER.as_bytes());
+    s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'/>");
+    let mut sent = String::new();
+    while let Some(action) = s.poll_action() {
+        if let server::Action::Send(data) = action {
+            sent.push_str(&data);
+        }
+    }
+    assert!(sent.contains("<mechanism>EXTERNAL</mechanism>"));
+    assert!(
+        sent.ends_with("<challenge xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"/>"),
+        "{sent}"
+    );
+    s.receive(b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    let Some(server::Action::NeedDecision { authzid }) = s.poll_action() else {
+        panic!()
+    };
+    assert_eq!(authzid, sigil_sasl::server::Authzid::Absent);
+    s.external_decision(Ok(BareJid::new("juliet@example.org").unwrap()));
+    let mut success = false;
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::Send(data) if data.contains("<success") => success = true,
+            server::Action::Authenticated { jid, mechanism } => {
+                assert_eq!(jid.to_string(), "juliet@example.org");
+                assert_eq!(mechanism, "EXTERNAL");
+            }
+            _ => {}
+        }
+    }
+    assert!(success);
+}
+
+#[test]
+fn pipelined_input_waits_for_the_credentials_answer() {
+    let mut s = server(TlsMode::Direct);
+    // Header, auth and a premature stanza in one packet.
+    let mut input = String::from(HEADER);
+    input.push_str("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>");
+    s.receive(input.as_bytes());
+    let mut asked = false;
+    while let Some(action) = s.poll_action() {
+        if matches!(action, server::Action::NeedCredentials { .. }) {
+            asked = true;
+        }
+    }
+    assert!(asked);
+    // More input while waiting is held, not processed.
+    s.receive(HEADER.as_bytes());
+    assert!(s.poll_action().is_none());
+    s.credentials(Ok(Some(
+        StoredCredentials::generate(Algorithm::Sha256, PASSWORD).unwrap(),
+    )));
+    let mut sent = String::new();
+    while let Some(action) = s.poll_action() {
+        if let server::Action::Send(data) = action {
+            sent.push_str(&data);
+        }
+    }
+    // Success, then the restarted stream's features offer binding.
+    assert!(
+        sent.contains("<success xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"/>"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("<bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"/>"),
+        "{sent}"
+    );
+}
+
+#[test]
+fn invalid_resource_is_bad_request_and_session_is_answered() {
+    let mut s = server(TlsMode::Direct);
+    s.receive(HEADER.as_bytes());
+    s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>");
+    while let Some(action) = s.poll_action() {
+        if let server::Action::NeedCredentials { .. } = action {
+            s.credentials(Ok(Some(
+                StoredCredentials::generate(Algorithm::Sha256, PASSWORD).unwrap(),
+            )));
+        }
+    }
+    s.receive(HEADER.as_bytes());
+    let bad = format!(
+        "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{}</resource></bind></iq>",
+        "r".repeat(2000)
+    );
+    s.receive(bad.as_bytes());
+    let mut sent = String::new();
+    while let Some(action) = s.poll_action() {
+        if let server::Action::Send(data) = action {
+            sent.push_str(&data);
+        }
+    }
+    assert!(
+        sent.contains(StanzaCondition::BadRequest.as_str()),
+        "{sent}"
+    );
+    s.receive(b"<iq type='set' id='b2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+    let Some(server::Action::Bind { resource: None }) = s.poll_action() else {
+        panic!()
+    };
+    s.bound(FullJid::new("juliet@example.org/abc").unwrap());
+    s.receive(
+        b"<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>",
+    );
+    let mut sent = String::new();
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::Send(data) => sent.push_str(&data),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(sent.contains("<jid>juliet@example.org/abc</jid>"), "{sent}");
+    assert!(sent.contains("<iq type=\"result\" id=\"s1\"/>"), "{sent}");
+}
