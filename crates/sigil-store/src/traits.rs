@@ -1,0 +1,157 @@
+//! The store API, one trait per concern.
+//!
+//! Every key is a normalised bare JID (`local@domain`) that the caller made;
+//! the store compares keys as opaque, case-sensitive strings.
+//!
+//! Reads for an owner without an account answer as for an empty account
+//! (no items, no messages); writes for such an owner fail with
+//! [`StoreError::NotFound`].
+
+use sigil_sasl::scram::{Algorithm, StoredCredentials};
+
+#[cfg(doc)]
+use crate::StoreError;
+use crate::{Account, CertificateEntry, OfflineMessage, Roster, RosterItem, StoreFuture};
+
+/// Everything the server needs, in one object-safe trait.
+///
+/// Implemented for every type that implements the four concern traits.
+pub trait Store:
+    AccountStore + RosterStore + OfflineStore + CertificateStore + Send + Sync
+{
+}
+
+impl<T> Store for T where
+    T: AccountStore + RosterStore + OfflineStore + CertificateStore + Send + Sync
+{
+}
+
+/// Accounts and their SCRAM credentials.
+pub trait AccountStore: Send + Sync {
+    /// Creates an enabled account with `credentials` (at most one per
+    /// algorithm, else [`StoreError::Conflict`]`("algorithm")`).
+    ///
+    /// Fails with [`StoreError::AlreadyExists`] if `jid` has an account.
+    fn create_account<'a>(
+        &'a self,
+        jid: &'a str,
+        credentials: &'a [StoredCredentials],
+    ) -> StoreFuture<'a, ()>;
+
+    /// The account `jid`, with its credentials strongest first.
+    fn account<'a>(&'a self, jid: &'a str) -> StoreFuture<'a, Option<Account>>;
+
+    /// The credentials of `jid` for `algorithm`, if it has an account and
+    /// credentials for that algorithm.
+    fn credentials<'a>(
+        &'a self,
+        jid: &'a str,
+        algorithm: Algorithm,
+    ) -> StoreFuture<'a, Option<StoredCredentials>>;
+
+    /// Replaces all credentials of `jid` (at most one per algorithm), in one
+    /// transaction; [`StoreError::NotFound`] without an account.
+    fn set_credentials<'a>(
+        &'a self,
+        jid: &'a str,
+        credentials: &'a [StoredCredentials],
+    ) -> StoreFuture<'a, ()>;
+
+    /// Disables or enables `jid`; [`StoreError::NotFound`] without an account.
+    fn set_disabled<'a>(&'a self, jid: &'a str, disabled: bool) -> StoreFuture<'a, ()>;
+
+    /// Deletes `jid` with its credentials, roster, offline messages and
+    /// certificates, in one transaction. Whether there was such an account.
+    fn delete_account<'a>(&'a self, jid: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Every account's JID, sorted.
+    fn accounts(&self) -> StoreFuture<'_, Vec<String>>;
+}
+
+/// Rosters (RFC 6121 §2), versioned per owner.
+pub trait RosterStore: Send + Sync {
+    /// The roster of `owner`, items sorted by contact JID.
+    fn roster<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Roster>;
+
+    /// The item for `contact` in the roster of `owner`.
+    fn roster_item<'a>(
+        &'a self,
+        owner: &'a str,
+        contact: &'a str,
+    ) -> StoreFuture<'a, Option<RosterItem>>;
+
+    /// Inserts or replaces the item for `item.jid`, groups included, and
+    /// returns the roster's new version, greater than every earlier one.
+    ///
+    /// [`StoreError::Conflict`]`("group")` if a group is named twice.
+    fn put_roster_item<'a>(&'a self, owner: &'a str, item: &'a RosterItem) -> StoreFuture<'a, u64>;
+
+    /// Removes the item for `contact`: the roster's new version, or `None`
+    /// (and no new version) if there was no such item.
+    fn remove_roster_item<'a>(
+        &'a self,
+        owner: &'a str,
+        contact: &'a str,
+    ) -> StoreFuture<'a, Option<u64>>;
+}
+
+/// Messages kept for accounts while they are offline (XEP-0160).
+pub trait OfflineStore: Send + Sync {
+    /// Keeps `stanza` for `owner` and returns its id.
+    ///
+    /// When the future resolves the message is committed: the server may
+    /// then tell the sender it was delivered. [`StoreError::QuotaExceeded`]
+    /// if `owner` already has `max_per_owner` messages.
+    fn store_offline<'a>(
+        &'a self,
+        owner: &'a str,
+        from: &'a str,
+        stanza: &'a str,
+        stored_at: i64,
+        max_per_owner: usize,
+    ) -> StoreFuture<'a, i64>;
+
+    /// Up to `limit` messages of `owner`, oldest first.
+    fn offline_messages<'a>(
+        &'a self,
+        owner: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<OfflineMessage>>;
+
+    /// Deletes the messages of `owner` with these ids (ids of other owners
+    /// are ignored) and returns how many were deleted.
+    fn delete_offline<'a>(&'a self, owner: &'a str, ids: &'a [i64]) -> StoreFuture<'a, u64>;
+
+    /// How many messages `owner` has.
+    fn offline_count<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, u64>;
+}
+
+/// Client certificates registered to accounts (XEP-0257).
+pub trait CertificateStore: Send + Sync {
+    /// Registers `entry` to `entry.owner`.
+    ///
+    /// [`StoreError::Conflict`]`("name")` if the owner has a certificate of
+    /// that name, [`StoreError::Conflict`]`("fingerprint")` if the owner has
+    /// this certificate under another name.
+    fn add_certificate<'a>(&'a self, entry: &'a CertificateEntry) -> StoreFuture<'a, ()>;
+
+    /// The certificates of `owner`, sorted by name.
+    fn certificates<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<CertificateEntry>>;
+
+    /// The certificate of `owner` with this SHA-256 fingerprint.
+    fn certificate_by_fingerprint<'a>(
+        &'a self,
+        owner: &'a str,
+        fingerprint: &'a [u8; 32],
+    ) -> StoreFuture<'a, Option<CertificateEntry>>;
+
+    /// Disables the certificate `name` of `owner`: whether it exists.
+    fn disable_certificate<'a>(&'a self, owner: &'a str, name: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Deletes the certificate `name` of `owner` and returns it.
+    fn revoke_certificate<'a>(
+        &'a self,
+        owner: &'a str,
+        name: &'a str,
+    ) -> StoreFuture<'a, Option<CertificateEntry>>;
+}

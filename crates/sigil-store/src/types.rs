@@ -1,0 +1,193 @@
+//! The records the store keeps, independent of any backend.
+
+use core::future::Future;
+use core::pin::Pin;
+
+use sigil_sasl::scram::{Algorithm, StoredCredentials};
+
+use crate::StoreError;
+
+/// The future every store method returns: boxed so that the traits stay
+/// dyn-compatible and the server can hold an `Arc<dyn Store>`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// One account, keyed by its normalised bare JID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The bare JID, `local@domain`, exactly as it was created.
+    pub jid: String,
+    /// Whether logins are refused.
+    pub disabled: bool,
+    /// When the account was created, in Unix seconds.
+    pub created_at: i64,
+    /// One set of SCRAM credentials per algorithm, strongest first.
+    pub credentials: Vec<StoredCredentials>,
+}
+
+/// A user's roster and its version (RFC 6121 §2.6).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roster {
+    /// Increases with every change to the roster; 0 for a roster never
+    /// changed.
+    pub version: u64,
+    /// The items, sorted by contact JID.
+    pub items: Vec<RosterItem>,
+}
+
+/// One roster item (RFC 6121 §2.1.2), with the subscription state the server
+/// keeps beside it (RFC 6121 §3 and appendix A).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RosterItem {
+    /// The contact's bare JID.
+    pub jid: String,
+    /// The name the user gave the contact.
+    pub name: Option<String>,
+    /// The subscription state.
+    pub subscription: Subscription,
+    /// An outbound subscription request is pending (`ask='subscribe'`).
+    pub ask: bool,
+    /// An inbound subscription request awaits the user's answer.
+    pub pending_in: bool,
+    /// The user pre-approved the contact's subscription (RFC 6121 §3.4).
+    pub approved: bool,
+    /// The groups the item is in, in the order given; no duplicates.
+    pub groups: Vec<String>,
+}
+
+impl RosterItem {
+    /// An item with no name, no groups and no subscription.
+    pub fn new(jid: impl Into<String>) -> Self {
+        Self {
+            jid: jid.into(),
+            name: None,
+            subscription: Subscription::None,
+            ask: false,
+            pending_in: false,
+            approved: false,
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// The subscription state of a roster item (RFC 6121 §2.1.2.5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Subscription {
+    /// Neither side is subscribed.
+    #[default]
+    None,
+    /// The user receives the contact's presence.
+    To,
+    /// The contact receives the user's presence.
+    From,
+    /// Both receive each other's presence.
+    Both,
+}
+
+impl Subscription {
+    /// The value of the `subscription` attribute: `none`, `to`, `from`, `both`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::To => "to",
+            Self::From => "from",
+            Self::Both => "both",
+        }
+    }
+
+    /// Parses the value of the `subscription` attribute (`remove` is a
+    /// request, not a state, and gives `None`).
+    pub fn from_attribute(value: &str) -> Option<Self> {
+        match value {
+            "none" => Some(Self::None),
+            "to" => Some(Self::To),
+            "from" => Some(Self::From),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+}
+
+/// A stanza kept for an account while it is offline (XEP-0160).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineMessage {
+    /// Assigned by the store; increases with each message and is never
+    /// reused, so deleting by id cannot hit a newer message.
+    pub id: i64,
+    /// The bare JID of the account it is kept for.
+    pub owner: String,
+    /// The full JID of the sender.
+    pub from: String,
+    /// The serialised stanza.
+    pub stanza: String,
+    /// When it was stored, in Unix seconds.
+    pub stored_at: i64,
+}
+
+/// A client certificate registered to an account (XEP-0257).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateEntry {
+    /// The bare JID of the account.
+    pub owner: String,
+    /// The name the user gave the certificate, unique per account.
+    pub name: String,
+    /// SHA-256 of the DER encoding, unique per account.
+    pub fingerprint: [u8; 32],
+    /// The certificate, DER encoded.
+    pub der: Vec<u8>,
+    /// Whether a login with this certificate may manage certificates
+    /// (XEP-0257 `<no-cert-management/>`).
+    pub no_cert_management: bool,
+    /// Whether logins with this certificate are refused.
+    pub disabled: bool,
+    /// When it was added, in Unix seconds.
+    pub added_at: i64,
+}
+
+/// The name of `algorithm` as stored: `SHA-1`, `SHA-256` or `SHA-512`.
+pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::Sha1 => "SHA-1",
+        Algorithm::Sha256 => "SHA-256",
+        Algorithm::Sha512 => "SHA-512",
+    }
+}
+
+/// Parses a name made by [`algorithm_name`].
+pub fn algorithm_from_name(name: &str) -> Option<Algorithm> {
+    match name {
+        "SHA-1" => Some(Algorithm::Sha1),
+        "SHA-256" => Some(Algorithm::Sha256),
+        "SHA-512" => Some(Algorithm::Sha512),
+        _ => None,
+    }
+}
+
+/// Refuses a credential list that names an algorithm twice, before any
+/// backend sees it (so every backend answers alike).
+pub(crate) fn check_credentials(credentials: &[StoredCredentials]) -> Result<(), StoreError> {
+    for (index, credential) in credentials.iter().enumerate() {
+        if credentials[..index]
+            .iter()
+            .any(|earlier| earlier.algorithm == credential.algorithm)
+        {
+            return Err(StoreError::Conflict("algorithm".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a roster item that names a group twice (RFC 6121 §2.3.3 makes
+/// that a bad request).
+pub(crate) fn check_roster_item(item: &RosterItem) -> Result<(), StoreError> {
+    for (index, group) in item.groups.iter().enumerate() {
+        if item.groups[..index].contains(group) {
+            return Err(StoreError::Conflict("group".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Sorts credentials strongest first, the order [`Algorithm::ALL`] uses.
+pub(crate) fn sort_credentials(credentials: &mut [StoredCredentials]) {
+    credentials.sort_by_key(|credential| core::cmp::Reverse(credential.algorithm));
+}

@@ -1,0 +1,204 @@
+//! The SQLite backend: the conformance battery on real database files and
+//! in memory, then what only SQLite has (files, pragmas, migrations).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+
+use sigil_store::sqlite::SCHEMA_VERSION;
+use sigil_store::{AccountStore, OfflineStore, SqliteStore, Store, StoreError};
+use sqlx::{Connection, SqliteConnection};
+use tempfile::TempDir;
+
+sigil_store::conformance_tests!(sqlite_file, fresh_file_store());
+sigil_store::conformance_tests!(sqlite_memory, async {
+    SqliteStore::in_memory().await.unwrap()
+});
+
+#[tokio::test]
+async fn offline_message_survives_reopen() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sigil.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .create_account("juliet@example.com", &[])
+        .await
+        .unwrap();
+    let id = store
+        .store_offline(
+            "juliet@example.com",
+            "romeo@example.net",
+            "<message/>",
+            7,
+            10,
+        )
+        .await
+        .unwrap();
+    // Dropped without `close`: nothing more than the commit made it durable.
+    drop(store);
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let messages = store
+        .offline_messages("juliet@example.com", 10)
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].id, id);
+    assert_eq!(messages[0].stanza, "<message/>");
+    store.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.offline_count("juliet@example.com").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn reopening_applies_no_migration_twice() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sigil.db");
+    for _ in 0..3 {
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+        store.close().await;
+    }
+    let mut connection = SqliteConnection::connect(&url(&path)).await.unwrap();
+    let rows: Vec<(i64,)> = sqlx::query_as("SELECT version FROM schema_version ORDER BY version")
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+    let expected: Vec<(i64,)> = (1..=SCHEMA_VERSION).map(|version| (version,)).collect();
+    assert_eq!(rows, expected);
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sigil.db");
+    SqliteStore::open(&path).await.unwrap().close().await;
+    let mut connection = SqliteConnection::connect(&url(&path)).await.unwrap();
+    sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES (?, 0)")
+        .bind(SCHEMA_VERSION + 1)
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+
+    let error = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::SchemaTooNew {
+            found: SCHEMA_VERSION + 1,
+            supported: SCHEMA_VERSION,
+        }
+    );
+    assert!(error.to_string().contains("newer"), "{error}");
+}
+
+#[tokio::test]
+async fn missing_directory_is_an_error() {
+    let directory = tempfile::tempdir().unwrap();
+    let missing = directory.path().join("missing");
+    let path = missing.join("sigil.db");
+    let error = SqliteStore::open(&path).await.unwrap_err();
+    let StoreError::Backend(message) = &error else {
+        panic!("unexpected error {error:?}");
+    };
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+    assert!(!missing.exists());
+}
+
+#[tokio::test]
+async fn file_is_durable_wal() {
+    let (store, directory) = fresh_file_store().await;
+    let settings = store.settings().await.unwrap();
+    assert_eq!(settings.journal_mode, "wal");
+    assert_eq!(settings.synchronous, 2, "synchronous = FULL");
+    assert!(settings.foreign_keys);
+    assert_eq!(settings.busy_timeout_ms, 5000);
+    assert!(directory.path().join("sigil.db").exists());
+}
+
+#[tokio::test]
+async fn open_url_uses_the_same_settings() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("by-url.db");
+    let store = SqliteStore::open_url(&format!("{}?mode=rwc", url(&path)))
+        .await
+        .unwrap();
+    let settings = store.settings().await.unwrap();
+    assert_eq!(settings.journal_mode, "wal");
+    assert_eq!(settings.synchronous, 2);
+    assert!(settings.foreign_keys);
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    assert!(path.exists());
+
+    let memory = SqliteStore::open_url("sqlite::memory:").await.unwrap();
+    memory
+        .create_account("juliet@example.com", &[])
+        .await
+        .unwrap();
+    assert_eq!(memory.accounts().await.unwrap(), ["juliet@example.com"]);
+
+    let error = SqliteStore::open_url("postgres://localhost/sigil")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn in_memory_stores_are_separate() {
+    let first = SqliteStore::in_memory().await.unwrap();
+    let second = SqliteStore::in_memory().await.unwrap();
+    first
+        .create_account("juliet@example.com", &[])
+        .await
+        .unwrap();
+    assert!(second.accounts().await.unwrap().is_empty());
+    assert_eq!(first.settings().await.unwrap().journal_mode, "memory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_dyn_store_across_tasks() {
+    let (store, _directory) = fresh_file_store().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    store
+        .create_account("juliet@example.com", &[])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for index in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let stanza = format!("<message id='{index}'/>");
+            store
+                .store_offline(
+                    "juliet@example.com",
+                    "romeo@example.net",
+                    &stanza,
+                    index,
+                    100,
+                )
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(store.offline_count("juliet@example.com").await.unwrap(), 8);
+}
+
+/// A store in a new file of its own, with the directory that holds it.
+async fn fresh_file_store() -> (SqliteStore, TempDir) {
+    let directory = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&directory.path().join("sigil.db"))
+        .await
+        .unwrap();
+    (store, directory)
+}
+
+fn url(path: &std::path::Path) -> String {
+    format!("sqlite://{}", path.display())
+}
