@@ -1,1 +1,28 @@
-//! placeholder
+//! Sigil's XMPP server.
+//!
+//! [`Server::start`] opens the store, loads the server certificate and
+//! listens on the configured c2s listeners (STARTTLS and direct TLS). Each
+//! connection runs [`sigil_proto::server::ServerStream`] under a tokio
+//! task; once a resource is bound, the session registers in the
+//! [`router::Router`] and its stanzas go through [`session`]: messages
+//! (with offline storage), presence and subscriptions, the roster, and
+//! IQs for the server (disco, ping, version).
+//!
+//! TLS is rustls on the aws-lc-rs provider. Client certificates are asked
+//! for per listener; [`tls::danger::ProofOfPossessionOnly`] checks only
+//! that the client holds the certificate's key, and whether a certificate
+//! may log in is decided at SASL time.
+
+pub mod config;
+mod connection;
+pub mod context;
+mod files;
+pub mod roster;
+pub mod router;
+mod server;
+pub mod session;
+pub mod tls;
+
+pub use config::Config;
+pub use files::write_new;
+pub use server::{Server, StartError, certificate_paths, open_store, sasl_config};

@@ -12,11 +12,13 @@
 //!
 //! No async runtime, no clock reads: the current time is a parameter.
 
+mod binding;
 mod der;
 pub mod generate;
 pub mod pkcs12;
 mod read;
 
+pub use binding::tls_server_end_point;
 pub use jid::{BareJid, FullJid, Jid};
 pub use read::{
     CertificateInfo, ClientAuth, ID_ON_XMPPADDR, IdentityError, InvalidIdentity, KeyKind,

@@ -216,6 +216,33 @@ impl Element {
         out
     }
 
+    /// Parses one standalone element (the form [`Self::to_xml`] writes),
+    /// with the default limits.
+    pub fn parse(text: &str) -> Result<Self, crate::FramerError> {
+        let mut framer = crate::Framer::new(crate::Limits {
+            max_unauthenticated_bytes: u64::MAX,
+            max_stanza_bytes: text
+                .len()
+                .saturating_add(64)
+                .max(crate::Limits::default().max_stanza_bytes),
+            ..crate::Limits::default()
+        });
+        // A synthetic root makes the element a top-level one.
+        let mut input: &[u8] = b"<r>";
+        let _ = framer.next_event(&mut input)?;
+        let mut input = text.as_bytes();
+        match framer.next_event(&mut input)? {
+            Some(crate::StreamEvent::Element(element))
+                if input.iter().all(u8::is_ascii_whitespace) =>
+            {
+                Ok(element)
+            }
+            _ => Err(crate::FramerError::NotWellFormed(
+                "not one complete element".into(),
+            )),
+        }
+    }
+
     /// Serializes this element as a standalone document fragment: its own
     /// namespace is declared, `stream:` elements declare their prefix.
     pub fn to_xml(&self) -> String {
@@ -382,6 +409,17 @@ mod tests {
             e.to_xml(),
             "<x xmlns=\"urn:x\" a=\"1&quot;2&#xA;3&lt;&amp;&gt;\" xml:lang=\"en\"/>"
         );
+    }
+
+    #[test]
+    fn parse_reads_what_to_xml_writes() {
+        let e = Element::new("message", ns::CLIENT)
+            .with_attribute("to", "a@b")
+            .with_child(Element::new("body", ns::CLIENT).with_text("x & y"));
+        assert_eq!(Element::parse(&e.to_xml()).unwrap(), e);
+        assert!(Element::parse("<a/><b/>").is_err());
+        assert!(Element::parse("<a>").is_err());
+        assert!(Element::parse("text").is_err());
     }
 
     #[test]

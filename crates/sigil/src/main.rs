@@ -1,11 +1,12 @@
 //! `sigil`: the command-line front of Sigil.
 //!
-//! Today: certificate tools (`sigil cert …`, `sigil ca …`) and SASL
-//! inspection (`sigil sasl …`). The server (`sigil serve`) and the client
-//! (`sigil login …`) join as they land.
+//! The server (`sigil serve`, `sigil check`, `sigil user …`), certificate
+//! tools (`sigil cert …`, `sigil ca …`) and SASL inspection
+//! (`sigil sasl …`).
 
 mod cert;
 mod sasl;
+mod serve;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -26,6 +27,28 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server. The first run without --config creates
+    /// ./sigil-data/ with sigil.toml, the database and a server
+    /// certificate, then listens on 127.0.0.1:5222 (STARTTLS) and
+    /// 127.0.0.1:5223 (direct TLS).
+    Serve {
+        /// The configuration file (default: sigil-data/sigil.toml,
+        /// created on first run).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The domain for a first run (default: localhost).
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Check a configuration: the file, the certificate and the database.
+    Check {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE", default_value = serve::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Make and inspect client certificates.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -35,6 +58,48 @@ enum Command {
     /// Inspect the SASL layer.
     #[command(subcommand)]
     Sasl(SaslCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add an account. The password is asked for (or read from
+    /// --password-file, or from one line of standard input).
+    Add {
+        /// The user name, or name@domain.
+        jid: String,
+        /// Read the password from the first line of this file.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Change an account's password.
+    Passwd {
+        /// The user name, or name@domain.
+        jid: String,
+        /// Read the password from the first line of this file.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Delete an account with its roster, offline messages and
+    /// certificates.
+    Del {
+        /// The user name, or name@domain.
+        jid: String,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// List the accounts.
+    List {
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +229,39 @@ impl From<Hash> for Algorithm {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve { config, domain } => {
+            serve::serve(&serve::ConfigLocation::new(config), domain.as_deref())
+        }
+        Command::Check { config } => serve::check(&serve::ConfigLocation::new(Some(config))),
+        Command::User(command) => {
+            let (config, action) = match &command {
+                UserCommand::Add {
+                    jid,
+                    password_file,
+                    config,
+                } => (
+                    config,
+                    serve::UserAction::Add {
+                        jid,
+                        password_file: password_file.as_deref(),
+                    },
+                ),
+                UserCommand::Passwd {
+                    jid,
+                    password_file,
+                    config,
+                } => (
+                    config,
+                    serve::UserAction::Passwd {
+                        jid,
+                        password_file: password_file.as_deref(),
+                    },
+                ),
+                UserCommand::Del { jid, config } => (config, serve::UserAction::Delete { jid }),
+                UserCommand::List { config } => (config, serve::UserAction::List),
+            };
+            serve::user(&serve::ConfigLocation::new(config.clone()), &action)
+        }
         Command::Cert(CertCommand::New {
             jids,
             days,

@@ -1,0 +1,437 @@
+//! `sigil.toml`: what the server serves, where, and with which limits.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The domain served (the part after `@` in every account).
+    pub domain: String,
+    /// Client-to-server listeners.
+    #[serde(default = "default_listeners", rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// The server certificate.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Account and message storage.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// SASL mechanisms.
+    #[serde(default)]
+    pub sasl: SaslConfig,
+    /// Limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// One listener.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `starttls` (RFC 6120, port 5222) or `direct-tls` (XEP-0368, port 5223).
+    pub kind: ListenerKind,
+    /// Address and port, e.g. `127.0.0.1:5222`.
+    pub address: SocketAddr,
+    /// Whether clients are asked for a certificate.
+    #[serde(default)]
+    pub client_certificates: ClientCertificatePolicy,
+}
+
+/// The kind of a listener.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListenerKind {
+    /// TLS from the first byte (XEP-0368).
+    DirectTls,
+    /// Plain TCP, STARTTLS required before anything else.
+    Starttls,
+}
+
+/// Whether a listener asks for client certificates (Openfire's
+/// `xmpp.client.cert.policy`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientCertificatePolicy {
+    /// Never asked for.
+    Disabled,
+    /// Asked for; a handshake without one goes on.
+    #[default]
+    Wanted,
+    /// Required: a handshake without one fails.
+    Needed,
+}
+
+/// Where the server certificate comes from.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain. Relative paths are relative to the
+    /// configuration file. Default: `server.crt`, generated on first run.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key. Default: `server.key`, generated on first run.
+    pub key: Option<PathBuf>,
+}
+
+/// Storage.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite://PATH` (relative to the configuration file).
+    pub url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://sigil.db".into(),
+        }
+    }
+}
+
+/// SASL.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// The mechanisms that may be offered (an allow-list). Others are never
+    /// offered, whatever the connection.
+    pub mechanisms: Vec<String>,
+}
+
+/// The mechanisms a server offers when the configuration does not say.
+pub const DEFAULT_MECHANISMS: &[&str] = &[
+    "SCRAM-SHA-512-PLUS",
+    "SCRAM-SHA-256-PLUS",
+    "SCRAM-SHA-1-PLUS",
+    "SCRAM-SHA-512",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-1",
+    "PLAIN",
+];
+
+/// Every mechanism the server implements.
+pub const KNOWN_MECHANISMS: &[&str] = &[
+    "SCRAM-SHA-512-PLUS",
+    "SCRAM-SHA-256-PLUS",
+    "SCRAM-SHA-1-PLUS",
+    "SCRAM-SHA-512",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-1",
+    "PLAIN",
+    "ANONYMOUS",
+    "EXTERNAL",
+];
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        Self {
+            mechanisms: DEFAULT_MECHANISMS.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+}
+
+/// Limits (see ARCHITECTURE.md for why each default).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest stanza in bytes.
+    pub max_stanza_bytes: usize,
+    /// Deepest element nesting.
+    pub max_depth: usize,
+    /// Attributes per element.
+    pub max_attributes: usize,
+    /// Bytes a connection may send before authenticating.
+    pub max_unauthenticated_bytes: u64,
+    /// Offline messages kept per account.
+    pub max_offline_messages: usize,
+    /// Stanzas queued for one session before it is disconnected as too slow.
+    pub session_queue: usize,
+    /// Seconds to complete TLS and authentication.
+    pub login_timeout_seconds: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let framer = sigil_xml::Limits::default();
+        Self {
+            max_stanza_bytes: framer.max_stanza_bytes,
+            max_depth: framer.max_depth,
+            max_attributes: framer.max_attributes,
+            max_unauthenticated_bytes: framer.max_unauthenticated_bytes,
+            max_offline_messages: 1000,
+            session_queue: 1024,
+            login_timeout_seconds: 30,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `sigil_server=debug,info`…
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+fn default_listeners() -> Vec<ListenerConfig> {
+    vec![
+        ListenerConfig {
+            kind: ListenerKind::Starttls,
+            address: SocketAddr::from(([127, 0, 0, 1], 5222)),
+            client_certificates: ClientCertificatePolicy::Wanted,
+        },
+        ListenerConfig {
+            kind: ListenerKind::DirectTls,
+            address: SocketAddr::from(([127, 0, 0, 1], 5223)),
+            client_certificates: ClientCertificatePolicy::Wanted,
+        },
+    ]
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, e.g. `limits.max_depth` or `listener[1].address`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The configuration a first run writes.
+    pub fn new(domain: &str) -> Self {
+        Self {
+            domain: domain.to_owned(),
+            listeners: default_listeners(),
+            tls: TlsConfig::default(),
+            storage: StorageConfig::default(),
+            sasl: SaslConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|error| ConfigError {
+            key: String::new(),
+            message: error.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            key: String::new(),
+            message: format!("cannot read {}: {error}", path.display()),
+        })?;
+        Self::parse(&text).map_err(|mut error| {
+            error.message = format!("{}: {}", path.display(), error.message);
+            error
+        })
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks what serde cannot: values in range, names that exist.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError {
+            key: key.to_owned(),
+            message,
+        };
+        match jid::BareJid::new(&self.domain) {
+            Ok(jid) if jid.node().is_none() => {}
+            _ => {
+                return Err(bad(
+                    "domain",
+                    format!("{:?} is not a domain name", self.domain),
+                ));
+            }
+        }
+        if self.listeners.is_empty() {
+            return Err(bad("listener", "at least one listener is needed".into()));
+        }
+        for (i, a) in self.listeners.iter().enumerate() {
+            if self.listeners[..i].iter().any(|b| b.address == a.address) {
+                return Err(bad(
+                    &format!("listener[{i}].address"),
+                    format!("{} is used twice", a.address),
+                ));
+            }
+        }
+        if !self.storage.url.starts_with("sqlite:") {
+            return Err(bad(
+                "storage.url",
+                format!("{:?}: only sqlite:// URLs are supported", self.storage.url),
+            ));
+        }
+        if self.tls.certificate.is_some() != self.tls.key.is_some() {
+            return Err(bad(
+                "tls",
+                "set both certificate and key, or neither".into(),
+            ));
+        }
+        if self.sasl.mechanisms.is_empty() {
+            return Err(bad(
+                "sasl.mechanisms",
+                "no mechanism allowed: nobody could log in".into(),
+            ));
+        }
+        for (i, name) in self.sasl.mechanisms.iter().enumerate() {
+            if !KNOWN_MECHANISMS.contains(&name.as_str()) {
+                return Err(bad(
+                    &format!("sasl.mechanisms[{i}]"),
+                    format!(
+                        "unknown mechanism {name:?}; known: {}",
+                        KNOWN_MECHANISMS.join(", ")
+                    ),
+                ));
+            }
+        }
+        let l = &self.limits;
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            (
+                "limits.max_stanza_bytes",
+                l.max_stanza_bytes as u64,
+                4096,
+                64 << 20,
+            ),
+            ("limits.max_depth", l.max_depth as u64, 4, 256),
+            ("limits.max_attributes", l.max_attributes as u64, 8, 4096),
+            (
+                "limits.max_unauthenticated_bytes",
+                l.max_unauthenticated_bytes,
+                4096,
+                64 << 20,
+            ),
+            (
+                "limits.max_offline_messages",
+                l.max_offline_messages as u64,
+                0,
+                1_000_000,
+            ),
+            (
+                "limits.session_queue",
+                l.session_queue as u64,
+                16,
+                1_000_000,
+            ),
+            (
+                "limits.login_timeout_seconds",
+                l.login_timeout_seconds,
+                1,
+                3600,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if value < min || value > max {
+                return Err(bad(key, format!("{value} is outside {min}..={max}")));
+            }
+        }
+        if self.log.level.trim().is_empty() {
+            return Err(bad("log.level", "empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The framer limits.
+    pub fn framer_limits(&self) -> sigil_xml::Limits {
+        sigil_xml::Limits {
+            max_stanza_bytes: self.limits.max_stanza_bytes,
+            max_depth: self.limits.max_depth,
+            max_attributes: self.limits.max_attributes,
+            max_unauthenticated_bytes: self.limits.max_unauthenticated_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip() {
+        let config = Config::new("example.org");
+        let text = config.to_toml();
+        assert_eq!(Config::parse(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn minimal_file() {
+        let config = Config::parse("domain = 'example.org'\n").unwrap();
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.limits.max_stanza_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (
+                "domain = 'example.org'\n[limits]\nmax_depth = 1\n",
+                "limits.max_depth",
+            ),
+            (
+                "domain = 'example.org'\n[sasl]\nmechanisms = ['PLAIN', 'DIGEST-MD5']\n",
+                "sasl.mechanisms[1]",
+            ),
+            ("domain = 'a@b'\n", "domain"),
+            (
+                "domain = 'example.org'\n[storage]\nurl = 'postgres://x'\n",
+                "storage.url",
+            ),
+            (
+                "domain = 'example.org'\n[[listener]]\nkind = 'starttls'\naddress = '127.0.0.1:1'\n[[listener]]\nkind = 'direct-tls'\naddress = '127.0.0.1:1'\n",
+                "listener[1].address",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = Config::parse(text).unwrap_err();
+            assert_eq!(error.key, key, "{error}");
+        }
+        // Unknown keys and bad values are reported by the parser, with the key.
+        let error = Config::parse("domain = 'example.org'\n[limits]\nmax_dpeth = 3\n").unwrap_err();
+        assert!(error.to_string().contains("max_dpeth"), "{error}");
+        let error = Config::parse(
+            "domain = 'example.org'\n[[listener]]\nkind = 'tcp'\naddress = '127.0.0.1:1'\n",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("tcp"), "{error}");
+        let error = Config::parse(
+            "domain = 'example.org'\n[[listener]]\nkind = 'starttls'\naddress = 'nowhere'\n",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("address"), "{error}");
+    }
+}

@@ -1,0 +1,328 @@
+//! One client connection: socket, TLS, the negotiation machine, and the
+//! session once bound.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use jid::FullJid;
+use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
+use sigil_proto::random_id;
+use sigil_proto::server::{Action, ServerStream, ServerStreamConfig};
+use sigil_sasl::Failure;
+use sigil_sasl::server::ConnectionInfo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::config::ListenerKind;
+use crate::context::Context;
+use crate::router::SessionMessage;
+use crate::session::{self, SessionState};
+use crate::tls::{ServerIdentity, TlsInfo, tls_info};
+
+/// What a listener gives each of its connections.
+pub(crate) struct Listener {
+    /// STARTTLS or direct TLS.
+    pub(crate) kind: ListenerKind,
+    /// The TLS acceptor with this listener's client-certificate policy.
+    pub(crate) acceptor: TlsAcceptor,
+    /// The server certificate (for channel binding).
+    pub(crate) identity: Arc<ServerIdentity>,
+    /// Negotiation settings.
+    pub(crate) stream: ServerStreamConfig,
+}
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between the two, during the handshake.
+    Upgrading,
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+            Self::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+fn connection_info(info: &TlsInfo) -> ConnectionInfo {
+    ConnectionInfo {
+        encrypted: true,
+        client_certificate: !info.peer_certificates.is_empty(),
+        channel_bindings: info.channel_bindings.clone(),
+    }
+}
+
+/// Serves one accepted TCP connection to its end.
+pub(crate) async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    context: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let login_timeout = Duration::from_secs(context.limits.login_timeout_seconds);
+    let deadline = tokio::time::Instant::now() + login_timeout;
+    let (transport, connection, mut tls) = match listener.kind {
+        ListenerKind::Starttls => (Transport::Plain(tcp), ConnectionInfo::default(), None),
+        ListenerKind::DirectTls => {
+            match tokio::time::timeout_at(deadline, listener.acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let info = tls_info(&stream, &listener.identity);
+                    (
+                        Transport::Tls(Box::new(stream)),
+                        connection_info(&info),
+                        Some(info),
+                    )
+                }
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    };
+    let mut connection = Connection {
+        transport,
+        stream: ServerStream::new(listener.stream.clone(), connection),
+        listener,
+        context,
+        session: None,
+        receiver: None,
+        out: String::new(),
+        peer,
+    };
+    connection.run(deadline, &mut shutdown, &mut tls).await;
+}
+
+struct Connection {
+    transport: Transport,
+    stream: ServerStream,
+    listener: Arc<Listener>,
+    context: Arc<Context>,
+    session: Option<SessionState>,
+    receiver: Option<mpsc::Receiver<SessionMessage>>,
+    out: String,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        deadline: tokio::time::Instant,
+        shutdown: &mut watch::Receiver<bool>,
+        tls: &mut Option<TlsInfo>,
+    ) {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            if !self.drain(tls).await {
+                break;
+            }
+            let bound = self.session.is_some();
+            tokio::select! {
+                read = self.transport.read(&mut buffer) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.stream.receive(&buffer[..n]),
+                },
+                message = recv(&mut self.receiver) => match message {
+                    Some(SessionMessage::Stanza(stanza)) => self.stream.send_stanza(&stanza),
+                    Some(SessionMessage::Close(error)) => self.stream.close(Some(error)),
+                    None => self.stream.close(Some(StreamError::new(StreamCondition::InternalServerError))),
+                },
+                () = closed(&self.session) => {
+                    self.stream.close(Some(StreamError::with_text(
+                        StreamCondition::PolicyViolation,
+                        "too many stanzas queued: the client reads too slowly",
+                    )));
+                }
+                () = tokio::time::sleep_until(deadline), if !bound => {
+                    self.stream.close(Some(StreamError::with_text(
+                        StreamCondition::ConnectionTimeout,
+                        "log in within the time allowed",
+                    )));
+                }
+                _ = shutdown.changed() => {
+                    self.stream.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
+                }
+            }
+        }
+        let _ = self.flush().await;
+        let _ = self.transport.shutdown().await;
+        if let Some(mut state) = self.session.take() {
+            self.context.router.unregister(&state.handle);
+            session::end(&self.context, &mut state).await;
+            tracing::info!(jid = %state.jid, "session ended");
+        }
+    }
+
+    /// Carries out the negotiation machine's actions; `false` when the
+    /// connection is to be closed.
+    async fn drain(&mut self, tls: &mut Option<TlsInfo>) -> bool {
+        while let Some(action) = self.stream.poll_action() {
+            match action {
+                Action::Send(data) => self.out.push_str(&data),
+                Action::StartTls => {
+                    if self.flush().await.is_err() {
+                        return false;
+                    }
+                    let Transport::Plain(tcp) =
+                        std::mem::replace(&mut self.transport, Transport::Upgrading)
+                    else {
+                        return false;
+                    };
+                    match self.listener.acceptor.accept(tcp).await {
+                        Ok(stream) => {
+                            let info = tls_info(&stream, &self.listener.identity);
+                            self.transport = Transport::Tls(Box::new(stream));
+                            self.stream.tls_established(connection_info(&info));
+                            *tls = Some(info);
+                        }
+                        Err(error) => {
+                            tracing::debug!(peer = %self.peer, %error, "STARTTLS handshake failed");
+                            return false;
+                        }
+                    }
+                }
+                Action::NeedCredentials { jid, request } => {
+                    let answer = match self.context.store.account(jid.as_str()).await {
+                        Ok(None) => Ok(None),
+                        Ok(Some(account)) if account.disabled => Err(Failure::AccountDisabled),
+                        Ok(Some(account)) => Ok(match request.algorithm {
+                            Some(algorithm) => account
+                                .credentials
+                                .into_iter()
+                                .find(|c| c.algorithm == algorithm),
+                            None => account.credentials.into_iter().next(),
+                        }),
+                        Err(error) => {
+                            tracing::error!(%error, "account lookup failed");
+                            Err(Failure::TemporaryAuthFailure)
+                        }
+                    };
+                    self.stream.credentials(answer);
+                }
+                Action::NeedDecision { .. } => {
+                    // Certificate logins are decided by the auth module of
+                    // the passwordless-login work; until it is configured,
+                    // EXTERNAL is not in the default allow-list and a
+                    // configured one is refused.
+                    self.stream.external_decision(Err(Failure::NotAuthorized));
+                }
+                Action::Authenticated { jid, mechanism } => {
+                    tracing::info!(peer = %self.peer, %jid, %mechanism, "authenticated");
+                }
+                Action::Bind { resource } => self.bind(resource),
+                Action::Stanza(stanza) => {
+                    if let Some(state) = self.session.as_mut() {
+                        session::handle(&self.context, state, stanza).await;
+                    }
+                }
+                Action::Close { error } => {
+                    if let Some(error) = &error {
+                        tracing::debug!(peer = %self.peer, %error, "stream closed with an error");
+                    }
+                    let _ = self.flush().await;
+                    return false;
+                }
+            }
+        }
+        self.flush().await.is_ok()
+    }
+
+    fn bind(&mut self, resource: Option<jid::ResourcePart>) {
+        let Some(account) = self.stream.account().cloned() else {
+            return self
+                .stream
+                .bind_failed(StanzaError::new(StanzaCondition::NotAllowed));
+        };
+        let resource = resource.map_or_else(
+            || format!("sigil-{}", &random_id()[..12]),
+            |r| r.to_string(),
+        );
+        let Ok(full) = FullJid::new(&format!("{account}/{resource}")) else {
+            return self
+                .stream
+                .bind_failed(StanzaError::new(StanzaCondition::BadRequest));
+        };
+        let (sender, receiver) = mpsc::channel(self.context.limits.session_queue);
+        let (handle, replaced) = self.context.router.register(full.clone(), sender);
+        if let Some(old) = replaced {
+            // RFC 6120 §7.7.2.2: the new session takes over the resource.
+            let conflict =
+                StreamError::with_text(StreamCondition::Conflict, "replaced by a new connection");
+            if old.send(SessionMessage::Close(conflict)).is_err() {
+                old.request_close();
+            }
+        }
+        tracing::info!(jid = %full, "resource bound");
+        self.session = Some(SessionState::new(handle));
+        self.receiver = Some(receiver);
+        self.stream.bound(full);
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.out);
+        self.transport.write_all(data.as_bytes()).await?;
+        self.transport.flush().await
+    }
+}
+
+async fn recv(receiver: &mut Option<mpsc::Receiver<SessionMessage>>) -> Option<SessionMessage> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn closed(session: &Option<SessionState>) {
+    match session {
+        Some(state) => state.handle.close_requested().await,
+        None => std::future::pending().await,
+    }
+}

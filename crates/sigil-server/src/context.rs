@@ -1,0 +1,110 @@
+//! What every session of a server shares.
+
+use std::sync::Arc;
+
+use jid::{BareJid, FullJid, Jid};
+use sigil_proto::error::{StanzaCondition, StanzaError};
+use sigil_store::Store;
+use sigil_xml::{Element, ns};
+
+use crate::config::LimitsConfig;
+use crate::router::{Router, SendError, SessionHandle, SessionMessage};
+
+/// The shared state of one server.
+pub struct Context {
+    /// The domain served.
+    pub domain: String,
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// The local sessions.
+    pub router: Router,
+    /// Limits.
+    pub limits: LimitsConfig,
+}
+
+impl Context {
+    /// Whether a JID is on the domain served here.
+    pub fn is_local(&self, jid: &Jid) -> bool {
+        jid.domain().as_str() == self.domain
+    }
+
+    /// Whether `jid` is the server itself (the bare domain).
+    pub fn is_server(&self, jid: &Jid) -> bool {
+        jid.node().is_none() && jid.resource().is_none() && self.is_local(jid)
+    }
+
+    /// Whether an account exists (store errors count as "no": the caller
+    /// answers as for an unknown recipient rather than failing).
+    pub async fn account_exists(&self, bare: &BareJid) -> bool {
+        matches!(self.store.account(bare.as_str()).await, Ok(Some(_)))
+    }
+
+    /// Queues a stanza for one session.
+    pub fn deliver(&self, session: &SessionHandle, stanza: Element) {
+        match session.send(SessionMessage::Stanza(stanza)) {
+            Ok(()) => {}
+            Err(SendError::Gone) => {}
+            Err(SendError::Full) => {
+                tracing::warn!(jid = %session.jid, "session queue full: stanza dropped, closing the session");
+                session.request_close();
+            }
+        }
+    }
+
+    /// Queues a stanza for every available session of an account.
+    pub fn deliver_to_available(&self, bare: &BareJid, stanza: &Element) -> usize {
+        let mut count = 0;
+        for session in self.router.sessions(bare) {
+            if session.presence().is_some() {
+                let mut copy = stanza.clone();
+                copy.set_attribute("to", session.jid.to_string());
+                self.deliver(&session, copy);
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Delivers to a full JID if that session exists.
+    pub fn deliver_to_full(&self, jid: &FullJid, stanza: Element) -> bool {
+        match self.router.session(jid) {
+            Some(session) => {
+                self.deliver(&session, stanza);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends an error reply for `stanza` back to its sender (never for
+    /// error stanzas: RFC 6120 §8.3.1 forbids answering errors).
+    pub fn bounce(&self, stanza: &Element, condition: StanzaCondition) {
+        if stanza.attribute("type") == Some("error") {
+            return;
+        }
+        let Some(from) = stanza.attribute("from").and_then(|f| FullJid::new(f).ok()) else {
+            return;
+        };
+        let reply = StanzaError::new(condition).reply_to(stanza);
+        self.deliver_to_full(&from, reply);
+    }
+
+    /// An IQ result to `request`, from `to` of the request (or the server).
+    pub fn iq_result(&self, request: &Element, payload: Option<Element>) -> Element {
+        let mut reply = Element::new("iq", ns::CLIENT)
+            .with_attribute("type", "result")
+            .with_attribute("id", request.attribute("id").unwrap_or_default());
+        if let Some(from) = request.attribute("from") {
+            reply.set_attribute("to", from);
+        }
+        // A request without `to` was handled for the account: the reply
+        // carries no `from` (RFC 6120 §8.1.2.1).
+        if let Some(to) = request.attribute("to") {
+            reply.set_attribute("from", to);
+        }
+        if let Some(payload) = payload {
+            reply.push_child(payload);
+        }
+        reply
+    }
+}

@@ -1,0 +1,207 @@
+//! Starting and stopping a server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sigil_proto::server::{ServerStreamConfig, TlsMode};
+use sigil_store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ListenerKind};
+use crate::connection::{self, Listener};
+use crate::context::Context;
+use crate::router::Router;
+use crate::tls::ServerIdentity;
+
+/// Why a server could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running server.
+pub struct Server {
+    context: Arc<Context>,
+    addresses: Vec<(ListenerKind, SocketAddr)>,
+    shutdown: watch::Sender<bool>,
+    /// Every connection task holds a clone of the sender; when all are
+    /// gone, every connection has ended.
+    done_sender: Option<mpsc::Sender<()>>,
+    done: mpsc::Receiver<()>,
+    accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store named by the configuration (paths relative to
+    /// `base`) and starts the server.
+    pub async fn start(config: &Config, base: &Path) -> Result<Self, StartError> {
+        let store = open_store(&config.storage.url, base).await?;
+        Self::start_with_store(config, base, Arc::new(store)).await
+    }
+
+    /// Starts with an already-open store.
+    pub async fn start_with_store(
+        config: &Config,
+        base: &Path,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, StartError> {
+        config.validate().map_err(|e| StartError(e.to_string()))?;
+        let (certificate, key) = certificate_paths(config, base);
+        let identity = Arc::new(ServerIdentity::load(&certificate, &key).map_err(StartError)?);
+        let context = Arc::new(Context {
+            domain: config.domain.clone(),
+            store,
+            router: Router::new(),
+            limits: config.limits,
+        });
+        let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
+        let (shutdown, _) = watch::channel(false);
+        let (done_sender, done) = mpsc::channel(1);
+        let mut addresses = Vec::new();
+        let mut accept_tasks = Vec::new();
+        for listener_config in &config.listeners {
+            let tls = identity
+                .server_config(listener_config.client_certificates)
+                .map_err(StartError)?;
+            let mut stream = ServerStreamConfig::new(config.domain.clone(), sasl.clone());
+            stream.tls = match listener_config.kind {
+                ListenerKind::DirectTls => TlsMode::Direct,
+                ListenerKind::Starttls => TlsMode::Required,
+            };
+            stream.limits = config.framer_limits();
+            let listener = Arc::new(Listener {
+                kind: listener_config.kind,
+                acceptor: TlsAcceptor::from(tls),
+                identity: identity.clone(),
+                stream,
+            });
+            let socket = TcpListener::bind(listener_config.address)
+                .await
+                .map_err(|e| {
+                    StartError(format!("cannot listen on {}: {e}", listener_config.address))
+                })?;
+            let local = socket.local_addr().map_err(|e| StartError(e.to_string()))?;
+            addresses.push((listener_config.kind, local));
+            accept_tasks.push(tokio::spawn(accept_loop(
+                socket,
+                listener,
+                context.clone(),
+                shutdown.subscribe(),
+                done_sender.clone(),
+            )));
+        }
+        Ok(Self {
+            context,
+            addresses,
+            shutdown,
+            done_sender: Some(done_sender),
+            done,
+            accept_tasks,
+        })
+    }
+
+    /// Where the listeners listen (with the real port when 0 was asked).
+    pub fn addresses(&self) -> &[(ListenerKind, SocketAddr)] {
+        &self.addresses
+    }
+
+    /// The address of the first listener of this kind.
+    pub fn address(&self, kind: ListenerKind) -> Option<SocketAddr> {
+        self.addresses
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
+    }
+
+    /// The shared state (store, router).
+    pub fn context(&self) -> &Arc<Context> {
+        &self.context
+    }
+
+    /// Stops accepting, closes every stream with `system-shutdown`, waits
+    /// for every connection to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in &self.accept_tasks {
+            task.abort();
+        }
+        for task in self.accept_tasks.drain(..) {
+            let _ = task.await;
+        }
+        self.done_sender = None;
+        let _ = self.done.recv().await;
+    }
+}
+
+async fn accept_loop(
+    socket: TcpListener,
+    listener: Arc<Listener>,
+    context: Arc<Context>,
+    shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    loop {
+        let (tcp, peer) = match socket.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: wait a little
+                // rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        let listener = listener.clone();
+        let context = context.clone();
+        let shutdown = shutdown.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            connection::serve(tcp, peer, listener, context, shutdown).await;
+            drop(done);
+        });
+    }
+}
+
+/// The SASL server configuration for an allow-list.
+pub fn sasl_config(mechanisms: &[String]) -> sigil_sasl::server::ServerConfig {
+    sigil_sasl::server::ServerConfig::new().allow(mechanisms.iter().cloned())
+}
+
+/// Opens the store of a `sqlite://PATH` URL, PATH relative to `base`.
+pub async fn open_store(url: &str, base: &Path) -> Result<SqliteStore, StartError> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StartError(format!("unsupported storage URL {url:?}")))?;
+    let path = base.join(path);
+    SqliteStore::open(&path)
+        .await
+        .map_err(|e| StartError(format!("cannot open the database {}: {e}", path.display())))
+}
+
+/// The certificate and key files of a configuration.
+pub fn certificate_paths(config: &Config, base: &Path) -> (PathBuf, PathBuf) {
+    let certificate = config
+        .tls
+        .certificate
+        .clone()
+        .unwrap_or_else(|| "server.crt".into());
+    let key = config
+        .tls
+        .key
+        .clone()
+        .unwrap_or_else(|| "server.key".into());
+    (base.join(certificate), base.join(key))
+}

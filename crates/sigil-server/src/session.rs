@@ -1,0 +1,466 @@
+//! A bound session's stanzas: messages (RFC 6121 §8), presence (§4),
+//! IQs to the server (roster, disco, ping, version), offline delivery.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use jid::{BareJid, FullJid, Jid};
+use sigil_proto::error::StanzaCondition;
+use sigil_store::{StoreError, Subscription};
+use sigil_xml::{Element, ns};
+
+use crate::context::Context;
+use crate::roster;
+use crate::router::{Presence, SessionHandle};
+
+/// What one session task knows about its client.
+pub struct SessionState {
+    /// The router's handle of this session.
+    pub handle: Arc<SessionHandle>,
+    /// The bound full JID.
+    pub jid: FullJid,
+    /// Its account.
+    pub bare: BareJid,
+    /// Where directed presence was sent (they get `unavailable` at the end).
+    pub directed: HashSet<Jid>,
+    /// Whether initial presence was sent.
+    pub available: bool,
+}
+
+/// Offline messages delivered per initial presence.
+const OFFLINE_BATCH: usize = 1000;
+
+impl SessionState {
+    /// A new bound session.
+    pub fn new(handle: Arc<SessionHandle>) -> Self {
+        let jid = handle.jid.clone();
+        let bare = jid.to_bare();
+        Self {
+            handle,
+            jid,
+            bare,
+            directed: HashSet::new(),
+            available: false,
+        }
+    }
+}
+
+/// Handles a stanza from the client (`from` is already its full JID).
+pub async fn handle(context: &Context, session: &mut SessionState, stanza: Element) {
+    let to = match stanza.attribute("to") {
+        None => None,
+        Some(to) => match Jid::new(to) {
+            Ok(jid) => Some(jid),
+            Err(_) => return context.bounce(&stanza, StanzaCondition::JidMalformed),
+        },
+    };
+    match stanza.name() {
+        "message" => message(context, stanza, to).await,
+        "presence" => presence(context, session, stanza, to).await,
+        "iq" => iq(context, session, stanza, to).await,
+        _ => {}
+    }
+}
+
+/// Ends a session: unavailable presence to whoever saw it.
+pub async fn end(context: &Context, session: &mut SessionState) {
+    if session.available || !session.directed.is_empty() {
+        let unavailable = Element::new("presence", ns::CLIENT)
+            .with_attribute("type", "unavailable")
+            .with_attribute("from", session.jid.to_string());
+        if session.available {
+            session.handle.set_presence(None);
+            broadcast(context, session, &unavailable).await;
+        }
+        for target in std::mem::take(&mut session.directed) {
+            directed(context, &target, &unavailable);
+        }
+    }
+    session.available = false;
+}
+
+async fn message(context: &Context, stanza: Element, to: Option<Jid>) {
+    let kind = stanza.attribute("type").unwrap_or("normal").to_owned();
+    let to = match to {
+        Some(to) => to,
+        // No `to`: the sender's own bare JID (RFC 6120 §8.1.1.1).
+        None => match stanza.attribute("from").and_then(|f| FullJid::new(f).ok()) {
+            Some(from) => Jid::from(from.to_bare()),
+            None => return,
+        },
+    };
+    if !context.is_local(&to) {
+        return context.bounce(&stanza, StanzaCondition::RemoteServerNotFound);
+    }
+    if to.node().is_none() {
+        // Messages to the server itself: nothing handles them.
+        if kind != "error" && kind != "headline" {
+            context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+        }
+        return;
+    }
+    if let Ok(full) = to.clone().try_into_full() {
+        if context.deliver_to_full(&full, stanza.clone()) {
+            return;
+        }
+        // RFC 6121 §8.5.3.2: no such resource.
+        match kind.as_str() {
+            "groupchat" => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
+            "headline" | "error" => return,
+            _ => {}
+        }
+    }
+    to_bare(context, stanza, &to.to_bare(), &kind).await;
+}
+
+async fn to_bare(context: &Context, stanza: Element, bare: &BareJid, kind: &str) {
+    let sessions: Vec<(Arc<SessionHandle>, i8)> = context
+        .router
+        .sessions(bare)
+        .into_iter()
+        .filter_map(|s| s.presence().map(|p| (s, p.priority)))
+        .filter(|(_, priority)| *priority >= 0)
+        .collect();
+    match kind {
+        "groupchat" => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
+        "headline" => {
+            for (session, _) in &sessions {
+                context.deliver(session, stanza.clone());
+            }
+            return;
+        }
+        _ => {}
+    }
+    if let Some(best) = sessions.iter().map(|(_, p)| *p).max() {
+        // chat and normal: every resource with the highest priority.
+        for (session, priority) in &sessions {
+            if *priority == best {
+                context.deliver(session, stanza.clone());
+            }
+        }
+        return;
+    }
+    if kind == "error" {
+        return;
+    }
+    if !context.account_exists(bare).await {
+        return context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+    }
+    store_offline(context, stanza, bare).await;
+}
+
+/// Stores a message for later; it is on disk when this returns `Ok`.
+async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    stanza.push_child(
+        Element::new("delay", ns::DELAY)
+            .with_attribute("from", context.domain.clone())
+            .with_attribute("stamp", stamp),
+    );
+    let from = stanza.attribute("from").unwrap_or_default().to_owned();
+    let result = context
+        .store
+        .store_offline(
+            bare.as_str(),
+            &from,
+            &stanza.to_xml(),
+            now.unix_timestamp(),
+            context.limits.max_offline_messages,
+        )
+        .await;
+    match result {
+        Ok(_) => {}
+        Err(StoreError::QuotaExceeded) => {
+            context.bounce(&stanza, StanzaCondition::ServiceUnavailable)
+        }
+        Err(error) => {
+            tracing::error!(%error, "offline storage failed");
+            context.bounce(&stanza, StanzaCondition::InternalServerError);
+        }
+    }
+}
+
+/// Delivers stored messages to a session that just became available, then
+/// deletes them. A message is deleted only after it was queued.
+async fn deliver_offline(context: &Context, session: &SessionState) {
+    let messages = match context
+        .store
+        .offline_messages(session.bare.as_str(), OFFLINE_BATCH)
+        .await
+    {
+        Ok(messages) => messages,
+        Err(error) => return tracing::error!(%error, "offline read failed"),
+    };
+    if messages.is_empty() {
+        return;
+    }
+    let mut delivered = Vec::with_capacity(messages.len());
+    for message in messages {
+        match Element::parse(&message.stanza) {
+            Ok(stanza) => context.deliver(&session.handle, stanza),
+            Err(error) => {
+                tracing::error!(id = message.id, %error, "unreadable offline message dropped")
+            }
+        }
+        delivered.push(message.id);
+    }
+    if let Err(error) = context
+        .store
+        .delete_offline(session.bare.as_str(), &delivered)
+        .await
+    {
+        tracing::error!(%error, "offline delete failed");
+    }
+}
+
+async fn presence(
+    context: &Context,
+    session: &mut SessionState,
+    mut stanza: Element,
+    to: Option<Jid>,
+) {
+    let kind = stanza.attribute("type").map(str::to_owned);
+    match (kind.as_deref(), to) {
+        (None | Some("unavailable"), None) => {
+            if kind.is_none() {
+                let priority = stanza
+                    .child("priority", ns::CLIENT)
+                    .and_then(|p| p.text().trim().parse::<i8>().ok())
+                    .unwrap_or(0);
+                stanza.remove_attribute("to");
+                let initial = !session.available;
+                session.available = true;
+                session.handle.set_presence(Some(Presence {
+                    priority,
+                    stanza: stanza.clone(),
+                }));
+                broadcast(context, session, &stanza).await;
+                if initial {
+                    probe(context, session).await;
+                    pending_subscriptions(context, session).await;
+                    deliver_offline(context, session).await;
+                }
+            } else {
+                session.available = false;
+                session.handle.set_presence(None);
+                broadcast(context, session, &stanza).await;
+                for target in std::mem::take(&mut session.directed) {
+                    directed(context, &target, &stanza);
+                }
+            }
+        }
+        (None | Some("unavailable"), Some(to)) => {
+            if kind.is_none() {
+                session.directed.insert(to.clone());
+            } else {
+                session.directed.remove(&to);
+            }
+            directed(context, &to, &stanza);
+        }
+        (Some(kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")), Some(to)) => {
+            roster::outbound(context, session, kind, &to).await;
+        }
+        (Some("error"), Some(to)) => directed(context, &to, &stanza),
+        // Probes from clients and malformed presence are ignored
+        // (RFC 6121 §4.3: probes are server business).
+        _ => {}
+    }
+}
+
+/// Sends a presence to its `to` (full: that session; bare: every
+/// available session).
+fn directed(context: &Context, to: &Jid, stanza: &Element) {
+    if !context.is_local(to) || to.node().is_none() {
+        return;
+    }
+    let mut stanza = stanza.clone();
+    stanza.set_attribute("to", to.to_string());
+    match to.clone().try_into_full() {
+        Ok(full) => {
+            context.deliver_to_full(&full, stanza);
+        }
+        Err(bare) => {
+            context.deliver_to_available(&bare, &stanza);
+        }
+    }
+}
+
+/// Broadcasts the user's presence to subscribed contacts and to the user's
+/// own available resources (RFC 6121 §4.2.2, §4.4.2).
+async fn broadcast(context: &Context, session: &SessionState, stanza: &Element) {
+    let mut stanza = stanza.clone();
+    stanza.set_attribute("from", session.jid.to_string());
+    if let Ok(roster) = context.store.roster(session.bare.as_str()).await {
+        for item in roster.items {
+            if matches!(item.subscription, Subscription::From | Subscription::Both) {
+                if let Ok(contact) = BareJid::new(&item.jid) {
+                    if contact.domain().as_str() == context.domain {
+                        context.deliver_to_available(&contact, &stanza);
+                    }
+                }
+            }
+        }
+    }
+    for own in context.router.sessions(&session.bare) {
+        if own.presence().is_some() || own.serial == session.handle.serial {
+            let mut copy = stanza.clone();
+            copy.set_attribute("to", own.jid.to_string());
+            context.deliver(&own, copy);
+        }
+    }
+}
+
+/// Answers for the contacts the user is subscribed to: their current
+/// presence (the probe of RFC 6121 §4.3, done locally).
+async fn probe(context: &Context, session: &SessionState) {
+    let Ok(roster) = context.store.roster(session.bare.as_str()).await else {
+        return;
+    };
+    for item in roster.items {
+        if !matches!(item.subscription, Subscription::To | Subscription::Both) {
+            continue;
+        }
+        let Ok(contact) = BareJid::new(&item.jid) else {
+            continue;
+        };
+        for other in context.router.sessions(&contact) {
+            if let Some(presence) = other.presence() {
+                let mut stanza = presence.stanza;
+                stanza.set_attribute("from", other.jid.to_string());
+                stanza.set_attribute("to", session.jid.to_string());
+                context.deliver(&session.handle, stanza);
+            }
+        }
+        // Other own resources too.
+    }
+    for own in context.router.sessions(&session.bare) {
+        if own.serial == session.handle.serial {
+            continue;
+        }
+        if let Some(presence) = own.presence() {
+            let mut stanza = presence.stanza;
+            stanza.set_attribute("from", own.jid.to_string());
+            stanza.set_attribute("to", session.jid.to_string());
+            context.deliver(&session.handle, stanza);
+        }
+    }
+}
+
+/// Subscription requests that arrived while the user was away.
+async fn pending_subscriptions(context: &Context, session: &SessionState) {
+    let Ok(roster) = context.store.roster(session.bare.as_str()).await else {
+        return;
+    };
+    for item in roster.items.into_iter().filter(|i| i.pending_in) {
+        let presence = Element::new("presence", ns::CLIENT)
+            .with_attribute("type", "subscribe")
+            .with_attribute("from", item.jid)
+            .with_attribute("to", session.jid.to_string());
+        context.deliver(&session.handle, presence);
+    }
+}
+
+async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: Option<Jid>) {
+    let kind = stanza.attribute("type").unwrap_or_default().to_owned();
+    if !matches!(kind.as_str(), "get" | "set" | "result" | "error")
+        || stanza.attribute("id").is_none()
+    {
+        return context.bounce(&stanza, StanzaCondition::BadRequest);
+    }
+    let for_account = match &to {
+        None => true,
+        Some(to) => to.node().is_some() && to.resource().is_none() && to.to_bare() == session.bare,
+    };
+    if let Some(to) = &to {
+        if !context.is_local(to) {
+            return context.bounce(&stanza, StanzaCondition::RemoteServerNotFound);
+        }
+        if let Ok(full) = to.clone().try_into_full() {
+            if !context.deliver_to_full(&full, stanza.clone()) {
+                context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+            }
+            return;
+        }
+    }
+    if kind == "result" || kind == "error" {
+        return;
+    }
+    let children: Vec<&Element> = stanza.children().collect();
+    if children.len() != 1 {
+        return context.bounce(&stanza, StanzaCondition::BadRequest);
+    }
+    let payload = children[0];
+    let is_server = to.as_ref().is_some_and(|to| context.is_server(to));
+    match (payload.namespace(), payload.name(), kind.as_str()) {
+        (ns::ROSTER, "query", "get") if for_account => roster::get(context, session, &stanza).await,
+        (ns::ROSTER, "query", "set") if for_account => roster::set(context, session, &stanza).await,
+        (ns::PING, "ping", "get") if for_account || is_server => {
+            context.deliver(&session.handle, context.iq_result(&stanza, None));
+        }
+        (ns::DISCO_INFO, "query", "get") if is_server || for_account => {
+            let query = disco_info(is_server, payload.attribute("node"));
+            context.deliver(&session.handle, context.iq_result(&stanza, Some(query)));
+        }
+        (ns::DISCO_ITEMS, "query", "get") if is_server || for_account => {
+            let query = Element::new("query", ns::DISCO_ITEMS);
+            context.deliver(&session.handle, context.iq_result(&stanza, Some(query)));
+        }
+        (ns::VERSION, "query", "get") if is_server => {
+            let query = Element::new("query", ns::VERSION)
+                .with_child(Element::new("name", ns::VERSION).with_text("Sigil"))
+                .with_child(
+                    Element::new("version", ns::VERSION).with_text(env!("CARGO_PKG_VERSION")),
+                );
+            context.deliver(&session.handle, context.iq_result(&stanza, Some(query)));
+        }
+        (ns::ROSTER | ns::PING | ns::DISCO_INFO | ns::DISCO_ITEMS | ns::VERSION, _, _)
+            if is_server || for_account =>
+        {
+            // A namespace we know, used in a way we do not support (a set
+            // on disco, the version of an account…).
+            context.bounce(&stanza, StanzaCondition::FeatureNotImplemented);
+        }
+        _ => {
+            if let Some(to) = &to {
+                if to.node().is_some() && !context.account_exists(&to.to_bare()).await {
+                    return context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+                }
+            }
+            context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+        }
+    }
+}
+
+/// The features the server announces (XEP-0030).
+pub const SERVER_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::VERSION];
+
+fn disco_info(server: bool, node: Option<&str>) -> Element {
+    let mut query = Element::new("query", ns::DISCO_INFO);
+    if let Some(node) = node {
+        query.set_attribute("node", node);
+    }
+    let (category, kind, name) = if server {
+        ("server", "im", "Sigil")
+    } else {
+        ("account", "registered", "")
+    };
+    let mut identity = Element::new("identity", ns::DISCO_INFO)
+        .with_attribute("category", category)
+        .with_attribute("type", kind);
+    if !name.is_empty() {
+        identity.set_attribute("name", name);
+    }
+    query.push_child(identity);
+    let features: &[&str] = if server {
+        SERVER_FEATURES
+    } else {
+        &[ns::DISCO_INFO]
+    };
+    for feature in features {
+        query.push_child(Element::new("feature", ns::DISCO_INFO).with_attribute("var", *feature));
+    }
+    query
+}

@@ -1,0 +1,356 @@
+//! `sigil serve`, `sigil check` and `sigil user …`.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use sigil_sasl::{Algorithm, StoredCredentials};
+use sigil_server::config::ListenerKind;
+use sigil_server::{Config, Server};
+use sigil_store::{SqliteStore, StoreError};
+
+/// The configuration file used when none is named.
+pub(crate) const DEFAULT_CONFIG: &str = "sigil-data/sigil.toml";
+
+/// Where the configuration is and whether it may be created.
+pub(crate) struct ConfigLocation {
+    pub(crate) path: PathBuf,
+    /// The default location: a first run creates it.
+    pub(crate) default: bool,
+}
+
+impl ConfigLocation {
+    pub(crate) fn new(path: Option<PathBuf>) -> Self {
+        match path {
+            Some(path) => Self {
+                path,
+                default: false,
+            },
+            None => Self {
+                path: PathBuf::from(DEFAULT_CONFIG),
+                default: true,
+            },
+        }
+    }
+
+    fn base(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Loads the configuration; on a first run at the default location,
+/// creates the data directory and a configuration for `domain`.
+fn load_or_create(
+    location: &ConfigLocation,
+    domain: Option<&str>,
+    out: &mut impl Write,
+) -> Result<Config, String> {
+    if location.path.exists() {
+        let config = Config::load(&location.path).map_err(|e| e.to_string())?;
+        if let Some(domain) = domain {
+            if domain != config.domain {
+                return Err(format!(
+                    "--domain {domain} differs from the domain {} in {}; edit the file to change it",
+                    config.domain,
+                    location.path.display()
+                ));
+            }
+        }
+        return Ok(config);
+    }
+    if !location.default {
+        return Err(format!("{} does not exist", location.path.display()));
+    }
+    let config = Config::new(domain.unwrap_or("localhost"));
+    config.validate().map_err(|e| e.to_string())?;
+    let base = location.base();
+    std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+    let text = format!(
+        "# Sigil configuration. Paths are relative to this file.\n# See README.md for every key.\n\n{}",
+        config.to_toml()
+    );
+    sigil_server::write_new(&location.path, text.as_bytes(), false)?;
+    let _ = writeln!(out, "created {}", location.path.display());
+    Ok(config)
+}
+
+fn ensure_certificate(config: &Config, base: &Path, out: &mut impl Write) -> Result<(), String> {
+    if config.tls.certificate.is_some() {
+        return Ok(());
+    }
+    let (certificate, key) = sigil_server::certificate_paths(config, base);
+    if sigil_server::tls::ensure_server_certificate(&config.domain, &certificate, &key)? {
+        let _ = writeln!(
+            out,
+            "created a self-signed server certificate for {} in {}",
+            config.domain,
+            certificate.display()
+        );
+    }
+    Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .try_init();
+}
+
+/// `sigil serve`.
+pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    let config = load_or_create(location, domain, &mut out)?;
+    init_logging(&config.log.level);
+    let base = location.base();
+    ensure_certificate(&config, &base, &mut out)?;
+    runtime()?.block_on(async {
+        let server = Server::start(&config, &base)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (kind, address) in server.addresses() {
+            let what = match kind {
+                ListenerKind::Starttls => "STARTTLS",
+                ListenerKind::DirectTls => "direct TLS",
+            };
+            let _ = writeln!(out, "listening on {address} ({what}) for {}", config.domain);
+        }
+        let _ = writeln!(
+            out,
+            "add an account with: sigil user add NAME{}",
+            config_flag(location)
+        );
+        let _ = out.flush();
+        wait_for_signal().await;
+        let _ = writeln!(out, "shutting down");
+        server.shutdown().await;
+        Ok::<(), String>(())
+    })
+}
+
+fn config_flag(location: &ConfigLocation) -> String {
+    if location.default {
+        String::new()
+    } else {
+        format!(" --config {}", location.path.display())
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `sigil check`.
+pub(crate) fn check(location: &ConfigLocation) -> Result<(), String> {
+    let config = Config::load(&location.path).map_err(|e| e.to_string())?;
+    let base = location.base();
+    let mut out = io::stdout().lock();
+    let (certificate, key) = sigil_server::certificate_paths(&config, &base);
+    sigil_server::tls::ServerIdentity::load(&certificate, &key)?;
+    runtime()?.block_on(async {
+        let store = sigil_server::open_store(&config.storage.url, &base)
+            .await
+            .map_err(|e| e.to_string())?;
+        let accounts = sigil_store::AccountStore::accounts(&store)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = writeln!(out, "{}: OK", location.path.display());
+        let _ = writeln!(out, "domain: {}", config.domain);
+        for listener in &config.listeners {
+            let _ = writeln!(
+                out,
+                "listener: {:?} on {}, client certificates {:?}",
+                listener.kind, listener.address, listener.client_certificates
+            );
+        }
+        let _ = writeln!(out, "certificate: {}", certificate.display());
+        let _ = writeln!(out, "accounts: {}", accounts.len());
+        store.close().await;
+        Ok(())
+    })
+}
+
+/// What `sigil user` does.
+pub(crate) enum UserAction<'a> {
+    Add {
+        jid: &'a str,
+        password_file: Option<&'a Path>,
+    },
+    Passwd {
+        jid: &'a str,
+        password_file: Option<&'a Path>,
+    },
+    Delete {
+        jid: &'a str,
+    },
+    List,
+}
+
+/// `sigil user …`.
+pub(crate) fn user(location: &ConfigLocation, action: &UserAction<'_>) -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    let config = load_or_create(location, None, &mut out)?;
+    let base = location.base();
+    runtime()?.block_on(async {
+        let store = sigil_server::open_store(&config.storage.url, &base)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = run_user(&store, &config, action, &mut out).await;
+        store.close().await;
+        result
+    })
+}
+
+async fn run_user(
+    store: &SqliteStore,
+    config: &Config,
+    action: &UserAction<'_>,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    use sigil_store::AccountStore;
+    match action {
+        UserAction::Add { jid, password_file } => {
+            let jid = account(jid, &config.domain)?;
+            let password = password(*password_file, true)?;
+            let credentials = credentials(&password)?;
+            match store.create_account(jid.as_str(), &credentials).await {
+                Ok(()) => {
+                    let _ = writeln!(out, "added {jid}");
+                    Ok(())
+                }
+                Err(StoreError::AlreadyExists) => Err(format!(
+                    "{jid} exists; use `sigil user passwd` to change its password"
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        UserAction::Passwd { jid, password_file } => {
+            let jid = account(jid, &config.domain)?;
+            let password = password(*password_file, true)?;
+            let credentials = credentials(&password)?;
+            match store.set_credentials(jid.as_str(), &credentials).await {
+                Ok(()) => {
+                    let _ = writeln!(out, "changed the password of {jid}");
+                    Ok(())
+                }
+                Err(StoreError::NotFound) => Err(format!("{jid} does not exist")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        UserAction::Delete { jid } => {
+            let jid = account(jid, &config.domain)?;
+            if store
+                .delete_account(jid.as_str())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let _ = writeln!(out, "deleted {jid}");
+                Ok(())
+            } else {
+                Err(format!("{jid} does not exist"))
+            }
+        }
+        UserAction::List => {
+            for jid in store.accounts().await.map_err(|e| e.to_string())? {
+                let _ = writeln!(out, "{jid}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `name` or `name@domain` → the account's bare JID, normalised.
+fn account(text: &str, domain: &str) -> Result<jid::BareJid, String> {
+    let full = if text.contains('@') {
+        text.to_owned()
+    } else {
+        format!("{text}@{domain}")
+    };
+    let jid = jid::BareJid::new(&full)
+        .map_err(|e| format!("{text:?} is not a valid account name: {e}"))?;
+    if jid.node().is_none() {
+        return Err(format!("{text:?} has no user name"));
+    }
+    if jid.domain().as_str() != domain {
+        return Err(format!("{jid} is not on this server's domain {domain}"));
+    }
+    Ok(jid)
+}
+
+fn credentials(password: &str) -> Result<Vec<StoredCredentials>, String> {
+    [Algorithm::Sha512, Algorithm::Sha256, Algorithm::Sha1]
+        .into_iter()
+        .map(|algorithm| {
+            StoredCredentials::generate(algorithm, password)
+                .map_err(|e| format!("the password cannot be used: {e}"))
+        })
+        .collect()
+}
+
+/// The password: from the file's first line, or asked for twice at the
+/// terminal (or read from one line of standard input when it is not one).
+fn password(file: Option<&Path>, confirm: bool) -> Result<String, String> {
+    let password = match file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the password file {}: {e}", file.display()))?;
+            text.lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('\r')
+                .to_owned()
+        }
+        None if io::stdin().is_terminal() => {
+            let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+            if confirm {
+                let second = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+                if first != second {
+                    return Err("the passwords differ".into());
+                }
+            }
+            first
+        }
+        None => {
+            let mut line = String::new();
+            io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| e.to_string())?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    Ok(password)
+}
