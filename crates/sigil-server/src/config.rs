@@ -284,7 +284,7 @@ impl Config {
             return Err(bad("listener", "at least one listener is needed".into()));
         }
         for (i, a) in self.listeners.iter().enumerate() {
-            if self.listeners[..i].iter().any(|b| b.address == a.address) {
+            if a.address.port() != 0 && self.listeners[..i].iter().any(|b| b.address == a.address) {
                 return Err(bad(
                     &format!("listener[{i}].address"),
                     format!("{} is used twice", a.address),
