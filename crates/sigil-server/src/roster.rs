@@ -223,10 +223,11 @@ pub async fn outbound(context: &Context, session: &SessionState, kind: &str, to:
         },
         _ => false,
     };
-    if let Some(item) = &item {
-        if before.as_ref() != Some(item) && save(context, owner, item).await.is_err() {
-            return;
-        }
+    if let Some(item) = &item
+        && before.as_ref() != Some(item)
+        && save(context, owner, item).await.is_err()
+    {
+        return;
     }
     if forward {
         contact_side(context, owner, &contact, kind).await;
@@ -291,10 +292,11 @@ async fn contact_side(context: &Context, user: &BareJid, contact: &BareJid, kind
         },
         _ => return,
     }
-    if let Some(entry) = &item {
-        if before.as_ref() != Some(entry) && save(context, contact, entry).await.is_err() {
-            return;
-        }
+    if let Some(entry) = &item
+        && before.as_ref() != Some(entry)
+        && save(context, contact, entry).await.is_err()
+    {
+        return;
     }
     if deliver {
         let presence = Element::new("presence", ns::CLIENT)

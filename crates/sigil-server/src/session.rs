@@ -295,12 +295,11 @@ async fn broadcast(context: &Context, session: &SessionState, stanza: &Element) 
     stanza.set_attribute("from", session.jid.to_string());
     if let Ok(roster) = context.store.roster(session.bare.as_str()).await {
         for item in roster.items {
-            if matches!(item.subscription, Subscription::From | Subscription::Both) {
-                if let Ok(contact) = BareJid::new(&item.jid) {
-                    if contact.domain().as_str() == context.domain {
-                        context.deliver_to_available(&contact, &stanza);
-                    }
-                }
+            if matches!(item.subscription, Subscription::From | Subscription::Both)
+                && let Ok(contact) = BareJid::new(&item.jid)
+                && contact.domain().as_str() == context.domain
+            {
+                context.deliver_to_available(&contact, &stanza);
             }
         }
     }
@@ -423,14 +422,9 @@ async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: 
             // on disco, the version of an account…).
             context.bounce(&stanza, StanzaCondition::FeatureNotImplemented);
         }
-        _ => {
-            if let Some(to) = &to {
-                if to.node().is_some() && !context.account_exists(&to.to_bare()).await {
-                    return context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
-                }
-            }
-            context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
-        }
+        // Unknown payloads, and anything for another account's bare JID
+        // (RFC 6121 §8.5.2.1.3: the server answers for it).
+        _ => context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
     }
 }
 

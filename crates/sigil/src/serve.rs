@@ -56,14 +56,14 @@ fn load_or_create(
 ) -> Result<Config, String> {
     if location.path.exists() {
         let config = Config::load(&location.path).map_err(|e| e.to_string())?;
-        if let Some(domain) = domain {
-            if domain != config.domain {
-                return Err(format!(
-                    "--domain {domain} differs from the domain {} in {}; edit the file to change it",
-                    config.domain,
-                    location.path.display()
-                ));
-            }
+        if let Some(domain) = domain
+            && domain != config.domain
+        {
+            return Err(format!(
+                "--domain {domain} differs from the domain {} in {}; edit the file to change it",
+                config.domain,
+                location.path.display()
+            ));
         }
         return Ok(config);
     }
