@@ -152,7 +152,11 @@ async fn to_bare(context: &Context, stanza: Element, bare: &BareJid, kind: &str)
 /// Stores a message for later; it is on disk when this returns `Ok`.
 async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) {
     let now = time::OffsetDateTime::now_utc();
+    // Whole seconds: XEP-0082 allows fractions, but not every client
+    // parses nine digits of them.
     let stamp = now
+        .replace_nanosecond(0)
+        .unwrap_or(now)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     stanza.push_child(

@@ -635,3 +635,63 @@ async fn client_certificate_policies() {
     let client = TestClient::connect(&server, login).await;
     assert_eq!(client.jid(), "alice@localhost/test");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_self_signed_client_certificates_pass_tls() {
+    // Trust and validity are decided at SASL time, so an expired
+    // certificate still completes the handshake (and a password login).
+    let mut options = sigil_x509::generate::Options::new(
+        sigil_x509::OffsetDateTime::now_utc() - time::Duration::days(30),
+    );
+    options.days = 1;
+    let issued = sigil_x509::generate::client_certificate(
+        &[sigil_x509::Jid::new("alice@localhost").unwrap()],
+        &options,
+        None,
+    )
+    .unwrap();
+    let identity = common::Identity(
+        vec![rustls::pki_types::CertificateDer::from(
+            issued.certificate_der.clone(),
+        )],
+        rustls::pki_types::PrivateKeyDer::try_from(issued.key_der()).unwrap(),
+    );
+    let server = TestServer::start_with(common::config(ClientCertificatePolicy::Needed)).await;
+    let mut login = Login::new("alice", ListenerKind::DirectTls).mechanism("SCRAM-SHA-256");
+    login.client_identity = Some(identity);
+    let client = TestClient::connect(&server, login).await;
+    assert_eq!(client.jid(), "alice@localhost/test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_tls_resumption_where_client_certificates_are_asked_for() {
+    for (policy, resumes) in [
+        (ClientCertificatePolicy::Wanted, false),
+        (ClientCertificatePolicy::Disabled, true),
+    ] {
+        let server = TestServer::start_with(common::config(policy)).await;
+        let config = common::tls_client_config(&server.certificate(), None);
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let tcp = tokio::net::TcpStream::connect(server.address(ListenerKind::DirectTls))
+                .await
+                .unwrap();
+            let mut tls = connector
+                .connect(
+                    rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+                    tcp,
+                )
+                .await
+                .unwrap();
+            // Read the server's first bytes so TLS 1.3 tickets arrive.
+            tls.write_all(HEADER.as_bytes()).await.unwrap();
+            let mut buffer = [0u8; 1024];
+            let _ = tokio::time::timeout(common::TIMEOUT, tls.read(&mut buffer)).await;
+            kinds.push(tls.get_ref().1.handshake_kind());
+        }
+        assert_eq!(kinds[0], Some(rustls::HandshakeKind::Full));
+        let resumed = kinds[1] == Some(rustls::HandshakeKind::Resumed);
+        assert_eq!(resumed, resumes, "{policy:?}: {kinds:?}");
+    }
+}

@@ -1,0 +1,669 @@
+//! Interoperability with slixmpp, a Python XMPP client library: the `sigil`
+//! binary serves, and `tests/interop/slixmpp_client.py` logs in, sends,
+//! receives, edits its roster and asks for disco#info.
+//!
+//! Needs `python3` with slixmpp (`scripts/ensure-python-peers` installs it).
+//! `SIGIL_SKIP_INTEROP=1` skips these tests; `SIGIL_INTEROP_DEBUG=1` passes
+//! `--debug` to the client, whose log (the XML exchanged) then shows in the
+//! failure messages.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const CLIENT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/interop/slixmpp_client.py"
+);
+const DOMAIN: &str = "localhost";
+const ALICE: &str = "alice@localhost";
+const BOB: &str = "bob@localhost";
+const ALICE_PASSWORD: &str = "correct horse battery staple";
+const BOB_PASSWORD: &str = "bob's own pässword";
+
+/// How long the server may take to print its listening lines.
+const STARTUP: Duration = Duration::from_secs(20);
+/// How long the server may take to exit after SIGTERM.
+const SHUTDOWN: Duration = Duration::from_secs(15);
+/// How long one client run may take (it stops itself after 30 s).
+const CLIENT_RUN: Duration = Duration::from_secs(40);
+
+const CONFIG: &str = r#"domain = "localhost"
+[[listener]]
+kind = "starttls"
+address = "127.0.0.1:0"
+[[listener]]
+kind = "direct-tls"
+address = "127.0.0.1:0"
+[storage]
+url = "sqlite://sigil.db"
+"#;
+
+/// Whether the interop tests run: false (with a note) only when
+/// `SIGIL_SKIP_INTEROP=1`; a missing slixmpp is a failure.
+fn interop_enabled(test: &str) -> bool {
+    if std::env::var("SIGIL_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("{test}: skipped: SIGIL_SKIP_INTEROP=1");
+        return false;
+    }
+    let probe = Command::new("python3")
+        .args(["-c", "import slixmpp"])
+        .output();
+    match probe {
+        Ok(output) if output.status.success() => true,
+        Ok(output) => panic!(
+            "slixmpp is not importable by python3 ({}): run scripts/ensure-python-peers \
+             (or set SIGIL_SKIP_INTEROP=1 to skip the interop tests)",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+        ),
+        Err(e) => panic!(
+            "cannot run python3 ({e}): install it and run scripts/ensure-python-peers \
+             (or set SIGIL_SKIP_INTEROP=1 to skip the interop tests)"
+        ),
+    }
+}
+
+/// Runs `sigil ARGS` to completion and insists it succeeds.
+fn sigil(args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "sigil {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Lines read from a child's standard output by a thread of their own.
+fn line_reader(stdout: ChildStdout) -> Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// Reads everything from `source` on a thread; the handle yields it.
+fn drain(mut source: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = source.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Waits for `child` for at most `limit`; kills it when that passes.
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed when dropped, whatever the exit path.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// A data directory with a configuration and the accounts alice and bob.
+struct Fixture {
+    dir: tempfile::TempDir,
+    starts: usize,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sigil.toml"), CONFIG).unwrap();
+        let fixture = Self { dir, starts: 0 };
+        fixture.add_user("alice", ALICE_PASSWORD);
+        fixture.add_user("bob", BOB_PASSWORD);
+        let list = sigil(&["user", "list", "--config", &fixture.config()]);
+        let list = String::from_utf8_lossy(&list.stdout);
+        assert!(
+            list.contains("alice") && list.contains("bob"),
+            "sigil user list: {list}"
+        );
+        fixture
+    }
+
+    fn config(&self) -> String {
+        self.dir.path().join("sigil.toml").display().to_string()
+    }
+
+    fn add_user(&self, name: &str, password: &str) {
+        let file = self.dir.path().join(format!("{name}.password"));
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        sigil(&[
+            "user",
+            "add",
+            name,
+            "--config",
+            &self.config(),
+            "--password-file",
+            &file.display().to_string(),
+        ]);
+    }
+
+    /// Starts `sigil serve` and waits for both listening lines.
+    fn serve(&mut self) -> Server {
+        self.starts += 1;
+        let log = self.dir.path().join(format!("server-{}.log", self.starts));
+        let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args(["serve", "--config", &self.config()])
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server {
+            child: Guard(child),
+            log,
+            ca: self.dir.path().join("server.crt"),
+            starttls: 0,
+            direct_tls: 0,
+        };
+        let lines = line_reader(server.child.0.stdout.take().unwrap());
+        let deadline = Instant::now() + STARTUP;
+        let mut seen = Vec::new();
+        while server.starttls == 0 || server.direct_tls == 0 {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let line = match lines.recv_timeout(remaining) {
+                Ok(line) => line,
+                Err(e) => panic!(
+                    "sigil serve printed no listening lines ({e:?}); stdout: {seen:?}\n{}",
+                    server.log_text()
+                ),
+            };
+            if let Some(port) = listening_port(&line, "(STARTTLS)") {
+                server.starttls = port;
+            } else if let Some(port) = listening_port(&line, "(direct TLS)") {
+                server.direct_tls = port;
+            }
+            seen.push(line);
+        }
+        // Keep reading standard output so the server never blocks on it.
+        thread::spawn(move || while lines.recv().is_ok() {});
+        assert!(server.ca.is_file(), "no server.crt after the first start");
+        server
+    }
+}
+
+/// The port of a `listening on 127.0.0.1:PORT (WHAT) for DOMAIN` line.
+fn listening_port(line: &str, what: &str) -> Option<u16> {
+    let rest = line.strip_prefix("listening on ")?;
+    let (address, rest) = rest.split_once(' ')?;
+    if !rest.starts_with(what) || !rest.ends_with(&format!("for {DOMAIN}")) {
+        return None;
+    }
+    address.rsplit_once(':')?.1.parse().ok()
+}
+
+/// A running `sigil serve`.
+struct Server {
+    child: Guard,
+    log: PathBuf,
+    ca: PathBuf,
+    starttls: u16,
+    direct_tls: u16,
+}
+
+/// How the client reaches the server.
+#[derive(Clone, Copy)]
+enum Mode {
+    Starttls,
+    DirectTls,
+}
+
+impl Server {
+    fn log_text(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(80).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("--- server log (tail) ---\n{}", tail.join("\n"))
+    }
+
+    /// The client's command line, up to the action.
+    fn client(&self, jid: &str, password: &str, mode: Mode, mechanism: &str) -> Command {
+        let (mode, port) = match mode {
+            Mode::Starttls => ("starttls", self.starttls),
+            Mode::DirectTls => ("direct-tls", self.direct_tls),
+        };
+        let mut command = Command::new("python3");
+        command
+            .arg(CLIENT)
+            .args(["--jid", jid, "--password", password])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--mode", mode, "--mechanism", mechanism])
+            .arg("--ca")
+            .arg(&self.ca)
+            .args(["--time-limit", "30"]);
+        if std::env::var("SIGIL_INTEROP_DEBUG").as_deref() == Ok("1") {
+            command.arg("--debug");
+        }
+        command
+    }
+
+    /// Runs the client to completion (bounded).
+    fn run(&self, mut command: Command) -> Run {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run python3");
+        let stdout = drain(child.stdout.take().unwrap());
+        let stderr = drain(child.stderr.take().unwrap());
+        let status = wait_bounded(&mut child, CLIENT_RUN);
+        Run {
+            status,
+            stdout: String::from_utf8_lossy(&stdout.join().unwrap()).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr.join().unwrap()).into_owned(),
+        }
+    }
+
+    /// Runs the client and insists it succeeds.
+    fn run_ok(&self, command: Command) -> Run {
+        let run = self.run(command);
+        if run.status.is_none_or(|status| !status.success()) {
+            panic!("client failed: {}\n{}", run.describe(), self.log_text());
+        }
+        run
+    }
+
+    /// Sends SIGTERM and insists the server exits with status 0.
+    fn stop(mut self) {
+        let pid = self.child.0.id().to_string();
+        let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(kill.success(), "kill -TERM {pid} failed");
+        let status = wait_bounded(&mut self.child.0, SHUTDOWN);
+        match status {
+            Some(status) => assert!(
+                status.success(),
+                "sigil serve exited with {status} after SIGTERM\n{}",
+                self.log_text()
+            ),
+            None => panic!(
+                "sigil serve did not exit within {SHUTDOWN:?} of SIGTERM\n{}",
+                self.log_text()
+            ),
+        }
+    }
+}
+
+/// One finished client run.
+struct Run {
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        let status = match self.status {
+            Some(status) => status.to_string(),
+            None => format!("killed after {CLIENT_RUN:?}"),
+        };
+        format!(
+            "{status}\n--- client stdout ---\n{}\n--- client stderr ---\n{}",
+            self.stdout, self.stderr
+        )
+    }
+
+    /// The first JSON line whose `event` is `event`.
+    fn event(&self, event: &str) -> &str {
+        self.events(event)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no {event:?} line from the client: {}", self.describe()))
+    }
+
+    fn events(&self, event: &str) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|line| string_field(line, "event").as_deref() == Some(event))
+            .collect()
+    }
+}
+
+/// The raw JSON value after `"key": ` in a line printed by Python's
+/// `json.dumps` (default separators), up to where the value ends.
+fn raw_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!("\"{key}\": "))? + key.len() + 4;
+    let rest = &line[start..];
+    if let Some(body) = rest.strip_prefix('"') {
+        // A string: find the closing quote that is not escaped.
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => return Some(&rest[..i + 2]),
+                _ => escaped = false,
+            }
+        }
+        None
+    } else {
+        let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
+        Some(rest[..end].trim())
+    }
+}
+
+/// A JSON string field, unescaped (the escapes `json.dumps` produces).
+fn string_field(line: &str, key: &str) -> Option<String> {
+    let raw = raw_field(line, key)?;
+    let body = raw.strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::new();
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            'u' => {
+                let hex: String = chars.by_ref().take(4).collect();
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+            }
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
+fn bool_field(line: &str, key: &str) -> Option<bool> {
+    match raw_field(line, key)? {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Logs alice in and checks the JSON line the client prints.
+fn assert_login(mode: Mode, mechanism: &str) {
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let mut command = server.client(ALICE, ALICE_PASSWORD, mode, mechanism);
+    command.arg("login");
+    let run = server.run_ok(command);
+    let bound = run.event("bound");
+    assert_eq!(
+        string_field(bound, "mechanism").as_deref(),
+        Some(mechanism),
+        "{bound}"
+    );
+    let jid = string_field(bound, "jid").unwrap();
+    let resource = jid.strip_prefix(&format!("{ALICE}/"));
+    assert!(
+        resource.is_some_and(|r| !r.is_empty()),
+        "bound JID {jid:?} is not a full JID of {ALICE}"
+    );
+    let tls = string_field(bound, "tls");
+    assert!(
+        tls.as_deref().is_some_and(|v| v.starts_with("TLSv1")),
+        "not over TLS: {bound}"
+    );
+    server.stop();
+}
+
+#[test]
+fn starttls_plain_login() {
+    if interop_enabled("starttls_plain_login") {
+        assert_login(Mode::Starttls, "PLAIN");
+    }
+}
+
+#[test]
+fn starttls_scram_sha_256_login() {
+    if interop_enabled("starttls_scram_sha_256_login") {
+        assert_login(Mode::Starttls, "SCRAM-SHA-256");
+    }
+}
+
+#[test]
+fn direct_tls_scram_sha_1_login() {
+    if interop_enabled("direct_tls_scram_sha_1_login") {
+        assert_login(Mode::DirectTls, "SCRAM-SHA-1");
+    }
+}
+
+#[test]
+fn wrong_password_is_refused() {
+    if !interop_enabled("wrong_password_is_refused") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
+        let mut command = server.client(ALICE, "not alice's password", Mode::Starttls, mechanism);
+        command.arg("login");
+        let run = server.run(command);
+        assert!(
+            run.status.is_some_and(|status| !status.success()),
+            "{mechanism} with a wrong password: {}",
+            run.describe()
+        );
+        assert!(
+            run.stderr.contains("authentication failed"),
+            "{mechanism} with a wrong password: {}",
+            run.describe()
+        );
+        assert!(run.events("bound").is_empty(), "{}", run.describe());
+    }
+    server.stop();
+}
+
+#[test]
+fn offline_message_survives_a_restart() {
+    if !interop_enabled("offline_message_survives_a_restart") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let body = "sent while bob was away <&> ünïcode";
+    let mut send = server.client(ALICE, ALICE_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    send.args(["send", "--to", BOB, "--body", body]);
+    server.run_ok(send);
+    server.stop();
+
+    let server = fixture.serve();
+    let mut receive = server.client(BOB, BOB_PASSWORD, Mode::DirectTls, "SCRAM-SHA-256");
+    receive.args(["receive", "--count", "1", "--timeout", "15"]);
+    let run = server.run_ok(receive);
+    let message = run.event("message");
+    let from = string_field(message, "from").unwrap();
+    assert!(
+        from == ALICE || from.starts_with(&format!("{ALICE}/")),
+        "from {from:?}"
+    );
+    assert_eq!(string_field(message, "body").as_deref(), Some(body));
+    assert_eq!(bool_field(message, "delay"), Some(true), "{message}");
+    server.stop();
+}
+
+#[test]
+fn live_message_is_delivered_without_delay() {
+    if !interop_enabled("live_message_is_delivered_without_delay") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let mut receive = server.client(BOB, BOB_PASSWORD, Mode::Starttls, "SCRAM-SHA-512");
+    receive.args(["receive", "--count", "1", "--timeout", "20"]);
+    let mut child = receive
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run python3");
+    let lines = line_reader(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let mut receiver = Guard(child);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + CLIENT_RUN;
+    let next = |seen: &mut Vec<String>| -> Result<String, RecvTimeoutError> {
+        let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+        seen.push(line.clone());
+        Ok(line)
+    };
+
+    // Bob is online (his initial presence handled) once he printed this.
+    loop {
+        match next(&mut seen) {
+            Ok(line) if string_field(&line, "event").as_deref() == Some("bound") => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = receiver.0.kill();
+                panic!(
+                    "bob never logged in ({e:?}); stdout: {seen:?}\nstderr: {}\n{}",
+                    String::from_utf8_lossy(&stderr.join().unwrap()),
+                    server.log_text()
+                );
+            }
+        }
+    }
+
+    let body = "hello bob, are you there?";
+    let mut send = server.client(ALICE, ALICE_PASSWORD, Mode::DirectTls, "PLAIN");
+    send.args(["send", "--to", BOB, "--body", body]);
+    server.run_ok(send);
+
+    let message = loop {
+        match next(&mut seen) {
+            Ok(line) if string_field(&line, "event").as_deref() == Some("message") => break line,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = receiver.0.kill();
+                panic!(
+                    "bob received nothing ({e:?}); stdout: {seen:?}\nstderr: {}\n{}",
+                    String::from_utf8_lossy(&stderr.join().unwrap()),
+                    server.log_text()
+                );
+            }
+        }
+    };
+    let status = wait_bounded(&mut receiver.0, Duration::from_secs(15));
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "bob's client: {status:?}\n{stderr}"
+    );
+    let from = string_field(&message, "from").unwrap();
+    assert!(from.starts_with(&format!("{ALICE}/")), "from {from:?}");
+    assert_eq!(string_field(&message, "body").as_deref(), Some(body));
+    assert_eq!(bool_field(&message, "delay"), Some(false), "{message}");
+    server.stop();
+}
+
+#[test]
+fn roster_add_is_pushed() {
+    if !interop_enabled("roster_add_is_pushed") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let mut command = server.client(ALICE, ALICE_PASSWORD, Mode::Starttls, "SCRAM-SHA-1");
+    command.args(["roster-add", "--contact", BOB, "--name", "Bob"]);
+    let run = server.run_ok(command);
+    let push = run.event("roster-push");
+    assert!(
+        push.contains(r#"{"jid": "bob@localhost", "name": "Bob", "subscription": "none""#),
+        "roster push without bob's item: {push}"
+    );
+    // A push comes from the account itself, if it names a sender at all.
+    if let Some(from) = string_field(push, "from") {
+        assert_eq!(from, ALICE, "{push}");
+    }
+    server.stop();
+}
+
+#[test]
+fn disco_info_of_the_server() {
+    if !interop_enabled("disco_info_of_the_server") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let mut command = server.client(ALICE, ALICE_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    command.arg("disco");
+    let run = server.run_ok(command);
+    let disco = run.event("disco");
+    assert!(
+        disco.contains(r#"{"category": "server", "type": "im""#),
+        "no server/im identity: {disco}"
+    );
+    for feature in [
+        "http://jabber.org/protocol/disco#info",
+        "urn:xmpp:ping",
+        "jabber:iq:version",
+    ] {
+        assert!(
+            disco.contains(&format!("\"{feature}\"")),
+            "no {feature}: {disco}"
+        );
+    }
+    server.stop();
+}
+
+/// The helpers themselves, without a server.
+#[test]
+fn json_fields_and_listening_lines_parse() {
+    let line = r#"{"event": "message", "from": "a@b/c", "body": "x \"y\" \u00fc\\", "delay": true, "stamp": null}"#;
+    assert_eq!(string_field(line, "event").as_deref(), Some("message"));
+    assert_eq!(string_field(line, "body").as_deref(), Some("x \"y\" ü\\"));
+    assert_eq!(bool_field(line, "delay"), Some(true));
+    assert_eq!(string_field(line, "stamp"), None);
+    assert_eq!(
+        listening_port(
+            "listening on 127.0.0.1:40123 (STARTTLS) for localhost",
+            "(STARTTLS)"
+        ),
+        Some(40123)
+    );
+    assert_eq!(
+        listening_port(
+            "listening on 127.0.0.1:40124 (direct TLS) for localhost",
+            "(STARTTLS)"
+        ),
+        None
+    );
+    assert!(Path::new(CLIENT).is_file(), "{CLIENT} is missing");
+}

@@ -1,0 +1,41 @@
+//! The server negotiation machine fed arbitrary bytes in arbitrary chunks,
+//! answering every request the way a server would: it never panics and
+//! never keeps producing output after it closed.
+#![no_main]
+
+use std::sync::Arc;
+
+use libfuzzer_sys::fuzz_target;
+use sigil_proto::server::{Action, ServerStream, ServerStreamConfig, TlsMode};
+use sigil_sasl::server::{ConnectionInfo, ServerConfig};
+use sigil_sasl::{Algorithm, Failure, StoredCredentials};
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&first, data)) = input.split_first() else { return };
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new().allow(["PLAIN", "SCRAM-SHA-1", "EXTERNAL", "ANONYMOUS"])));
+    config.tls = if first & 1 == 0 { TlsMode::Direct } else { TlsMode::Optional };
+    let connection = ConnectionInfo { encrypted: first & 1 == 0, client_certificate: first & 2 != 0, channel_bindings: Vec::new() };
+    let mut stream = ServerStream::new(config, connection);
+    let credentials = StoredCredentials::derive(Algorithm::Sha1, "pencil", b"salt-salt", 4096).ok();
+    for piece in data.chunks(usize::from(first >> 2) + 1) {
+        stream.receive(piece);
+        while let Some(action) = stream.poll_action() {
+            match action {
+                Action::StartTls => stream.tls_established(ConnectionInfo { encrypted: true, ..ConnectionInfo::default() }),
+                Action::NeedCredentials { .. } => stream.credentials(Ok(credentials.clone())),
+                Action::NeedDecision { .. } => stream.external_decision(Err(Failure::NotAuthorized)),
+                Action::Bind { resource } => {
+                    let resource = resource.map_or("r".to_owned(), |r| r.to_string());
+                    if let Ok(jid) = jid::FullJid::new(&format!("user@example.org/{resource}")) {
+                        stream.bound(jid);
+                    }
+                }
+                Action::Send(_) | Action::Authenticated { .. } | Action::Stanza(_) | Action::Close { .. } => {}
+            }
+        }
+    }
+    if stream.is_closed() {
+        stream.receive(b"<presence/>");
+        assert!(stream.poll_action().is_none());
+    }
+});

@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""A slixmpp client that the interoperability tests drive against Sigil.
+
+    slixmpp_client.py --jid alice@localhost --password secret \
+        --host 127.0.0.1 --port 5222 --mode starttls --mechanism SCRAM-SHA-256 \
+        --ca server.crt ACTION [ACTION OPTIONS]
+
+Actions:
+    login                            log in, send initial presence, log out
+    send --to JID --body TEXT        send one chat message
+    receive --count N --timeout S    print N received messages
+    roster-add --contact JID --name NAME
+                                     add a roster item and print the push
+    disco                            print the server's disco#info
+
+Every result is one JSON object on a line of standard output. After logging
+in (resource bound, initial presence sent where the action sends one, and
+the server has answered a ping sent behind it, so it has handled everything
+before), every action first prints
+
+    {"event": "bound", "jid": FULL-JID, "mechanism": SASL-MECHANISM, "tls": TLS-VERSION}
+
+Exit status: 0 on success; 1 on any failure (timeout, connection error,
+error reply), with the reason on standard error; 2 on bad arguments; 3 when
+authentication fails ("authentication failed: CONDITION" on standard error).
+
+Certificates are verified: --ca FILE trusts FILE (the test server's
+self-signed server.crt); --insecure turns verification off instead.
+The name checked is always the JID's domain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import ssl
+import sys
+from pathlib import Path
+
+try:
+    import slixmpp
+    from slixmpp.exceptions import IqError, IqTimeout
+except ImportError:  # pragma: no cover - reported to the caller
+    print(
+        "slixmpp is not installed: run scripts/ensure-python-peers",
+        file=sys.stderr,
+    )
+    sys.exit(4)
+
+DELAY_NS = "urn:xmpp:delay"
+EXIT_FAILURE = 1
+EXIT_AUTH_FAILED = 3
+
+
+class Failure(Exception):
+    """A failure reported on standard error with an exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def emit(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+class Client(slixmpp.ClientXMPP):
+    """A client whose connection outcome is a future rather than events."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args.jid, args.password)
+        self.args = args
+        self.session: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # None: the stream ended.
+        self.messages: asyncio.Queue[slixmpp.Message | None] = asyncio.Queue()
+        self.roster_pushes: asyncio.Queue[slixmpp.Iq] = asyncio.Queue()
+
+        self.register_plugin("xep_0030")  # disco
+        self.register_plugin("xep_0199")  # ping
+
+        # Only the named mechanism, and only over TLS.
+        mechanisms = self.plugin["feature_mechanisms"]
+        mechanisms.use_mech = args.mechanism
+        mechanisms.unencrypted_plain = False
+        mechanisms.unencrypted_scram = False
+
+        # Exactly the connection method asked for: no fallback to the other.
+        self.enable_plaintext = False
+        self.enable_starttls = args.mode == "starttls"
+        self.enable_direct_tls = args.mode == "direct-tls"
+
+        if args.insecure:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self.ssl_context = context
+        elif args.ca is not None:
+            self.ca_certs = Path(args.ca)
+
+        self.add_event_handler("session_start", self._on_session_start)
+        self.add_event_handler("failed_auth", self._on_failed_auth)
+        self.add_event_handler("failed_all_auth", self._on_failed_all_auth)
+        self.add_event_handler("connection_failed", self._on_connection_failed)
+        self.add_event_handler("ssl_invalid_chain", self._on_invalid_chain)
+        self.add_event_handler("stream_error", self._on_stream_error)
+        self.add_event_handler("disconnected", self._on_disconnected)
+        self.add_event_handler("message", self._on_message)
+        self.add_event_handler("roster_update", self._on_roster_update)
+
+    def _fail(self, failure: Failure) -> None:
+        if not self.session.done():
+            self.session.set_exception(failure)
+
+    def _on_session_start(self, _event: object) -> None:
+        if not self.session.done():
+            self.session.set_result(None)
+
+    def _on_failed_auth(self, stanza: object) -> None:
+        condition = "unknown"
+        try:
+            condition = stanza["condition"] or condition  # type: ignore[index]
+        except (KeyError, TypeError):
+            pass
+        self._fail(Failure(f"authentication failed: {condition}", EXIT_AUTH_FAILED))
+
+    def _on_failed_all_auth(self, _event: object) -> None:
+        self._fail(
+            Failure(
+                f"authentication failed: no usable mechanism ({self.args.mechanism} wanted)",
+                EXIT_AUTH_FAILED,
+            )
+        )
+
+    def _on_connection_failed(self, error: object) -> None:
+        self._fail(Failure(f"connection failed: {error}"))
+
+    def _on_invalid_chain(self, error: object) -> None:
+        self._fail(Failure(f"server certificate rejected: {error}"))
+        self.abort()
+
+    def _on_stream_error(self, error: object) -> None:
+        self._fail(Failure(f"stream error: {error}"))
+
+    def _on_disconnected(self, reason: object) -> None:
+        self._fail(Failure(f"disconnected before the session started: {reason}"))
+        self.messages.put_nowait(None)
+
+    def _on_message(self, message: slixmpp.Message) -> None:
+        if message["type"] in ("chat", "normal") and message["body"]:
+            self.messages.put_nowait(message)
+
+    def _on_roster_update(self, iq: slixmpp.Iq) -> None:
+        if iq["type"] == "set":
+            self.roster_pushes.put_nowait(iq)
+
+    def tls_version(self) -> str | None:
+        if self.transport is None:
+            return None
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        return ssl_object.version() if ssl_object is not None else None
+
+    async def barrier(self) -> None:
+        """Returns once the server has handled every stanza sent before."""
+        await self.plugin["xep_0199"].ping(jid=self.boundjid.domain, timeout=self.args.iq_timeout)
+
+    async def login(self, presence: bool) -> None:
+        self.connect(self.args.host, self.args.port)
+        await self.session
+        if presence:
+            self.send_presence()
+        await self.barrier()
+        mechanism = self.plugin["feature_mechanisms"].mech
+        emit(
+            "bound",
+            jid=self.boundjid.full,
+            mechanism=mechanism.name if mechanism is not None else None,
+            tls=self.tls_version(),
+        )
+
+    async def logout(self) -> None:
+        # Sends what is queued, closes the stream and waits (bounded) for
+        # the server to close its own.
+        await self.disconnect(wait=5.0)
+
+
+async def action_login(client: Client, _args: argparse.Namespace) -> None:
+    await client.login(presence=True)
+
+
+async def action_send(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    client.send_message(mto=args.to, mbody=args.body, mtype="chat")
+    # The server answers the ping only after it has routed the message.
+    await client.barrier()
+    emit("sent", to=args.to, body=args.body)
+
+
+async def action_receive(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=True)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.timeout
+    received = 0
+    while received < args.count:
+        remaining = deadline - loop.time()
+        try:
+            message = await asyncio.wait_for(client.messages.get(), max(remaining, 0))
+        except asyncio.TimeoutError:
+            raise Failure(
+                f"timed out after {args.timeout} s: received {received} of {args.count} messages"
+            ) from None
+        if message is None:
+            raise Failure(
+                f"the stream ended after {received} of {args.count} messages"
+            )
+        delay = message.xml.find(f"{{{DELAY_NS}}}delay")
+        emit(
+            "message",
+            **{
+                "from": message["from"].full,
+                "to": message["to"].full,
+                "type": message["type"],
+                "body": message["body"],
+                "delay": delay is not None,
+                "stamp": delay.get("stamp") if delay is not None else None,
+            },
+        )
+        received += 1
+
+
+async def action_roster_add(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    # Roster pushes go to interested resources: those that fetched the roster.
+    await client.get_roster(timeout=args.iq_timeout)
+    await client.update_roster(args.contact, name=args.name, timeout=args.iq_timeout)
+    try:
+        push = await asyncio.wait_for(client.roster_pushes.get(), args.iq_timeout)
+    except asyncio.TimeoutError:
+        raise Failure("the roster set succeeded but no roster push arrived") from None
+    items = []
+    for jid, item in push["roster"]["items"].items():
+        items.append(
+            {
+                "jid": str(jid),
+                "name": item["name"],
+                "subscription": item["subscription"],
+                "ask": item["ask"] or None,
+                "groups": sorted(item["groups"]),
+            }
+        )
+    emit("roster-push", **{"from": push["from"].full or None, "items": items})
+
+
+async def action_disco(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    iq = await client.plugin["xep_0030"].get_info(
+        jid=client.boundjid.domain, local=False, cached=False, timeout=args.iq_timeout
+    )
+    info = iq["disco_info"]
+    identities = [
+        {"category": category, "type": kind, "lang": lang, "name": name}
+        for (category, kind, lang, name) in info["identities"]
+    ]
+    emit("disco", jid=iq["from"].full, identities=identities, features=sorted(info["features"]))
+
+
+ACTIONS = {
+    "login": action_login,
+    "send": action_send,
+    "receive": action_receive,
+    "roster-add": action_roster_add,
+    "disco": action_disco,
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jid", required=True, help="the account's bare (or full) JID")
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="address to connect to")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", choices=("starttls", "direct-tls"), default="starttls")
+    parser.add_argument(
+        "--mechanism", default="SCRAM-SHA-256", help="the only SASL mechanism to use"
+    )
+    trust = parser.add_mutually_exclusive_group()
+    trust.add_argument("--ca", help="PEM file of the certificate(s) to trust")
+    trust.add_argument("--insecure", action="store_true", help="do not verify the server")
+    parser.add_argument(
+        "--time-limit", type=float, default=40.0, help="overall limit in seconds"
+    )
+    parser.add_argument("--iq-timeout", type=float, default=10.0)
+    parser.add_argument("--debug", action="store_true", help="slixmpp's debug log on stderr")
+
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("login")
+    send = actions.add_parser("send")
+    send.add_argument("--to", required=True)
+    send.add_argument("--body", required=True)
+    receive = actions.add_parser("receive")
+    receive.add_argument("--count", type=int, default=1)
+    receive.add_argument("--timeout", type=float, default=20.0)
+    roster = actions.add_parser("roster-add")
+    roster.add_argument("--contact", required=True)
+    roster.add_argument("--name", default="")
+    actions.add_parser("disco")
+    return parser.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> None:
+    client = Client(args)
+    try:
+        await asyncio.wait_for(ACTIONS[args.action](client, args), args.time_limit)
+    except asyncio.TimeoutError:
+        raise Failure(f"{args.action}: no result within {args.time_limit} s") from None
+    except IqError as error:
+        iq = error.iq
+        raise Failure(
+            f"{args.action}: error reply: {iq['error']['type']}/{iq['error']['condition']}"
+            f" {iq['error']['text']}".rstrip()
+        ) from None
+    except IqTimeout:
+        raise Failure(f"{args.action}: no reply within {args.iq_timeout} s") from None
+    finally:
+        if client.transport is not None:
+            try:
+                await asyncio.wait_for(client.logout(), 10.0)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - best effort
+                client.abort()
+        else:
+            client.cancel_connection_attempt()
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.CRITICAL,
+        format="%(levelname)-8s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(run(args))
+    except Failure as failure:
+        print(f"slixmpp_client: {failure}", file=sys.stderr)
+        return failure.status
+    except OSError as error:
+        print(f"slixmpp_client: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
