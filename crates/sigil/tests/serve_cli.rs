@@ -1,0 +1,248 @@
+//! `sigil serve`, `sigil check` and `sigil user` as a user runs them, from
+//! an empty directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn sigil_in(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn user_commands_create_the_data_directory_and_manage_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let added = sigil_in(dir.path(), &["user", "add", "alice"], "correct horse\n");
+    let (out, err) = text(&added);
+    assert!(added.status.success(), "{out}{err}");
+    assert!(out.contains("created sigil-data/sigil.toml"), "{out}");
+    assert!(out.contains("added alice@localhost"), "{out}");
+    assert!(dir.path().join("sigil-data/sigil.toml").exists());
+    assert!(dir.path().join("sigil-data/sigil.db").exists());
+
+    let again = sigil_in(dir.path(), &["user", "add", "alice@localhost"], "x\n");
+    assert!(!again.status.success());
+    assert!(text(&again).1.contains("exists"), "{:?}", text(&again));
+
+    std::fs::write(dir.path().join("pw"), "second password\n").unwrap();
+    let bob = sigil_in(
+        dir.path(),
+        &["user", "add", "bob", "--password-file", "pw"],
+        "",
+    );
+    assert!(bob.status.success(), "{:?}", text(&bob));
+    let list = sigil_in(dir.path(), &["user", "list"], "");
+    assert_eq!(text(&list).0, "alice@localhost\nbob@localhost\n");
+
+    for (args, message) in [
+        (
+            &["user", "add", "a b@localhost"][..],
+            "not a valid account name",
+        ),
+        (
+            &["user", "add", "carol@elsewhere.example"][..],
+            "not on this server's domain",
+        ),
+        (&["user", "del", "nobody"][..], "does not exist"),
+        (&["user", "passwd", "nobody"][..], "does not exist"),
+    ] {
+        let output = sigil_in(dir.path(), args, "pw\n");
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            text(&output).1.contains(message),
+            "{args:?}: {:?}",
+            text(&output)
+        );
+    }
+    let empty = sigil_in(dir.path(), &["user", "add", "dave"], "\n");
+    assert!(text(&empty).1.contains("empty"), "{:?}", text(&empty));
+
+    let passwd = sigil_in(dir.path(), &["user", "passwd", "bob"], "third\n");
+    assert!(passwd.status.success(), "{:?}", text(&passwd));
+    let del = sigil_in(dir.path(), &["user", "del", "bob"], "");
+    assert!(del.status.success());
+    assert_eq!(
+        text(&sigil_in(dir.path(), &["user", "list"], "")).0,
+        "alice@localhost\n"
+    );
+}
+
+#[test]
+fn check_reports_bad_configurations_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = sigil_in(dir.path(), &["check", "--config", "nope.toml"], "");
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).1.contains("nope.toml"),
+        "{:?}",
+        text(&missing)
+    );
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "domain = 'localhost'\n[limits]\nmax_depth = 1000\n",
+    )
+    .unwrap();
+    let bad = sigil_in(dir.path(), &["check", "--config", "bad.toml"], "");
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).1.contains("limits.max_depth"),
+        "{:?}",
+        text(&bad)
+    );
+
+    std::fs::write(dir.path().join("typo.toml"), "domian = 'localhost'\n").unwrap();
+    let typo = sigil_in(dir.path(), &["check", "--config", "typo.toml"], "");
+    assert!(!typo.status.success());
+    assert!(text(&typo).1.contains("domian"), "{:?}", text(&typo));
+
+    // A configuration whose certificate does not exist yet is reported.
+    std::fs::write(dir.path().join("ok.toml"), "domain = 'localhost'\n").unwrap();
+    let no_cert = sigil_in(dir.path(), &["check", "--config", "ok.toml"], "");
+    assert!(!no_cert.status.success());
+    assert!(
+        text(&no_cert).1.contains("server.crt"),
+        "{:?}",
+        text(&no_cert)
+    );
+}
+
+/// The README's run command on an empty directory: creates everything,
+/// listens on the default loopback ports, stops cleanly on SIGTERM.
+#[test]
+fn first_run_of_serve_creates_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(dir.path())
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    while lines
+        .iter()
+        .filter(|l: &&String| l.starts_with("listening on"))
+        .count()
+        < 2
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no listening lines (are 5222/5223 taken?): {lines:?}");
+            }
+        }
+    }
+    assert!(
+        lines.contains(&"created sigil-data/sigil.toml".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("created a self-signed server certificate for localhost")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"listening on 127.0.0.1:5222 (STARTTLS) for localhost".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"listening on 127.0.0.1:5223 (direct TLS) for localhost".to_owned()),
+        "{lines:?}"
+    );
+    let key = dir.path().join("sigil-data/server.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // The server answers a stream header with its features.
+    let mut tcp = std::net::TcpStream::connect("127.0.0.1:5222").unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>").unwrap();
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.contains("</stream:features>") {
+        let n = std::io::Read::read(&mut tcp, &mut buffer).unwrap();
+        assert!(n > 0, "{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    assert!(
+        seen.contains("<starttls xmlns=\"urn:ietf:params:xml:ns:xmpp-tls\"><required/></starttls>"),
+        "{seen}"
+    );
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The open stream was told why.
+    let mut rest = String::new();
+    while let Ok(n) = std::io::Read::read(&mut tcp, &mut buffer) {
+        if n == 0 {
+            break;
+        }
+        rest.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    assert!(rest.contains("system-shutdown"), "{rest}");
+
+    // A second run reuses what the first made.
+    let check = sigil_in(dir.path(), &["check"], "");
+    assert!(check.status.success(), "{:?}", text(&check));
+    assert!(text(&check).0.contains("accounts: 0"), "{:?}", text(&check));
+}
