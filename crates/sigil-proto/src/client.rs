@@ -127,6 +127,7 @@ pub struct ClientStream {
     mechanism: Option<String>,
     bind_id: String,
     actions: VecDeque<Action>,
+    offered: Vec<String>,
 }
 
 impl ClientStream {
@@ -151,6 +152,7 @@ impl ClientStream {
             mechanism: None,
             bind_id: random_id(),
             actions: VecDeque::new(),
+            offered: Vec::new(),
         };
         stream.send_header();
         stream
@@ -170,6 +172,11 @@ impl ClientStream {
     /// The SASL mechanism that succeeded, if any.
     pub fn mechanism(&self) -> Option<&str> {
         self.mechanism.as_deref()
+    }
+
+    /// The SASL mechanisms the server offered, in its order.
+    pub fn offered_mechanisms(&self) -> &[String] {
+        &self.offered
     }
 
     /// Whether the stream ended.
@@ -344,6 +351,7 @@ impl ClientStream {
         if !server_types.is_empty() {
             context = context.with_server_channel_binding_types(server_types);
         }
+        self.offered = offered.clone();
         let names: Vec<&str> = offered.iter().map(String::as_str).collect();
         let mut session = match self.config.sasl.select(context, &names) {
             Ok(session) => session,

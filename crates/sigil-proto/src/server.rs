@@ -162,6 +162,7 @@ pub struct ServerStream {
     waiting: Waiting,
     pending: Vec<u8>,
     actions: VecDeque<Action>,
+    only_mechanisms: Option<Vec<String>>,
 }
 
 impl ServerStream {
@@ -191,7 +192,17 @@ impl ServerStream {
             waiting: Waiting::Nothing,
             pending: Vec::new(),
             actions: VecDeque::new(),
+            only_mechanisms: None,
         }
+    }
+
+    /// Offers only these mechanisms on this connection (and refuses the
+    /// others with `invalid-mechanism`), e.g. EXTERNAL alone to a client
+    /// whose certificate will log it in, so a client in certificate mode
+    /// cannot pick a password mechanism it has no password for. `None`
+    /// lifts the restriction. Takes effect with the next features.
+    pub fn restrict_mechanisms(&mut self, names: Option<Vec<String>>) {
+        self.only_mechanisms = names;
     }
 
     /// The next thing to do, if any.
@@ -486,6 +497,13 @@ impl ServerStream {
     fn push_sasl_features(&self, features: &mut Element) {
         let mut mechanisms = Element::new("mechanisms", ns::SASL);
         for name in self.config.sasl.offered(&self.connection) {
+            if self
+                .only_mechanisms
+                .as_ref()
+                .is_some_and(|only| !only.iter().any(|o| o == name))
+            {
+                continue;
+            }
             mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(name));
         }
         features.push_child(mechanisms);
@@ -550,6 +568,13 @@ impl ServerStream {
                     .attribute("mechanism")
                     .unwrap_or_default()
                     .to_owned();
+                if self
+                    .only_mechanisms
+                    .as_ref()
+                    .is_some_and(|only| !only.contains(&mechanism))
+                {
+                    return self.sasl_failure(Failure::InvalidMechanism, None);
+                }
                 let initial = match sigil_sasl::xmpp::decode(&element.text()) {
                     Ok(data) => data,
                     Err(failure) => return self.sasl_failure(failure, None),

@@ -24,6 +24,9 @@ pub struct Config {
     /// SASL mechanisms.
     #[serde(default)]
     pub sasl: SaslConfig,
+    /// Certificate logins.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// Limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -107,6 +110,7 @@ pub struct SaslConfig {
 
 /// The mechanisms a server offers when the configuration does not say.
 pub const DEFAULT_MECHANISMS: &[&str] = &[
+    "EXTERNAL",
     "SCRAM-SHA-512-PLUS",
     "SCRAM-SHA-256-PLUS",
     "SCRAM-SHA-1-PLUS",
@@ -137,6 +141,33 @@ impl Default for SaslConfig {
     }
 }
 
+/// Certificate logins (SASL EXTERNAL).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A directory of PEM files: CAs whose client certificates (with
+    /// clientAuth and an xmppAddr naming the account) may log in. Relative
+    /// to the configuration file; `sigil cert trust` puts files there.
+    pub trusted_cas: PathBuf,
+    /// Offer EXTERNAL alone to a connection whose certificate would log in
+    /// right now, so a client in certificate mode cannot choose a password
+    /// mechanism it has no password for.
+    pub external_alone: bool,
+    /// The Unix socket through which `sigil cert revoke` tells a running
+    /// server to end the sessions of a revoked certificate.
+    pub control_socket: PathBuf,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            trusted_cas: PathBuf::from("trusted-cas"),
+            external_alone: true,
+            control_socket: PathBuf::from("sigil.sock"),
+        }
+    }
+}
+
 /// Limits (see ARCHITECTURE.md for why each default).
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -155,6 +186,8 @@ pub struct LimitsConfig {
     pub session_queue: usize,
     /// Seconds to complete TLS and authentication.
     pub login_timeout_seconds: u64,
+    /// Certificates one account may register (XEP-0257).
+    pub max_certificates_per_account: usize,
 }
 
 impl Default for LimitsConfig {
@@ -168,6 +201,7 @@ impl Default for LimitsConfig {
             max_offline_messages: 1000,
             session_queue: 1024,
             login_timeout_seconds: 30,
+            max_certificates_per_account: 32,
         }
     }
 }
@@ -233,6 +267,7 @@ impl Config {
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             sasl: SaslConfig::default(),
+            auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
         }
@@ -321,7 +356,7 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 7] = [
+        let ranges: [(&str, u64, u64, u64); 8] = [
             (
                 "limits.max_stanza_bytes",
                 l.max_stanza_bytes as u64,
@@ -353,6 +388,12 @@ impl Config {
                 l.login_timeout_seconds,
                 1,
                 3600,
+            ),
+            (
+                "limits.max_certificates_per_account",
+                l.max_certificates_per_account as u64,
+                1,
+                10_000,
             ),
         ];
         for (key, value, min, max) in ranges {

@@ -14,12 +14,14 @@ use sigil_proto::random_id;
 use sigil_proto::server::{Action, ServerStream, ServerStreamConfig};
 use sigil_sasl::Failure;
 use sigil_sasl::server::ConnectionInfo;
+use sigil_x509::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::auth::{self, CertificateLogin};
 use crate::config::ListenerKind;
 use crate::context::Context;
 use crate::router::SessionMessage;
@@ -134,7 +136,11 @@ pub(crate) async fn serve(
         receiver: None,
         out: String::new(),
         peer,
+        login: None,
     };
+    if let Some(info) = &tls {
+        connection.offer_external_alone(info).await;
+    }
     connection.run(deadline, &mut shutdown, &mut tls).await;
 }
 
@@ -147,9 +153,38 @@ struct Connection {
     receiver: Option<mpsc::Receiver<SessionMessage>>,
     out: String,
     peer: SocketAddr,
+    login: Option<CertificateLogin>,
 }
 
 impl Connection {
+    /// XEP-0178 in practice: a client that presents a certificate that
+    /// would log it in is offered EXTERNAL alone (configurable).
+    async fn offer_external_alone(&mut self, info: &TlsInfo) {
+        if !self.context.external_alone || info.peer_certificates.is_empty() {
+            return;
+        }
+        if !self.stream.connection().client_certificate
+            || !self
+                .listener
+                .stream
+                .sasl
+                .offered(self.stream.connection())
+                .contains(&"EXTERNAL")
+        {
+            return;
+        }
+        if auth::would_log_in(
+            &self.context,
+            &info.peer_certificates,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        {
+            self.stream
+                .restrict_mechanisms(Some(vec!["EXTERNAL".to_owned()]));
+        }
+    }
+
     async fn run(
         &mut self,
         deadline: tokio::time::Instant,
@@ -185,6 +220,12 @@ impl Connection {
                     )));
                 }
                 _ = shutdown.changed() => {
+                    // What is already queued for this client goes out first.
+                    if let Some(receiver) = self.receiver.as_mut() {
+                        while let Ok(SessionMessage::Stanza(stanza)) = receiver.try_recv() {
+                            self.stream.send_stanza(&stanza);
+                        }
+                    }
                     self.stream.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
                 }
             }
@@ -193,6 +234,14 @@ impl Connection {
         let _ = self.transport.shutdown().await;
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
+            if let Some(receiver) = self.receiver.as_mut() {
+                receiver.close();
+                while let Ok(message) = receiver.try_recv() {
+                    if let SessionMessage::Stanza(stanza) = message {
+                        session::reroute(&self.context, stanza).await;
+                    }
+                }
+            }
             session::end(&self.context, &mut state).await;
             tracing::info!(jid = %state.jid, "session ended");
         }
@@ -218,6 +267,7 @@ impl Connection {
                             let info = tls_info(&stream, &self.listener.identity);
                             self.transport = Transport::Tls(Box::new(stream));
                             self.stream.tls_established(connection_info(&info));
+                            self.offer_external_alone(&info).await;
                             *tls = Some(info);
                         }
                         Err(error) => {
@@ -244,12 +294,25 @@ impl Connection {
                     };
                     self.stream.credentials(answer);
                 }
-                Action::NeedDecision { .. } => {
-                    // Certificate logins are decided by the auth module of
-                    // the passwordless-login work; until it is configured,
-                    // EXTERNAL is not in the default allow-list and a
-                    // configured one is refused.
-                    self.stream.external_decision(Err(Failure::NotAuthorized));
+                Action::NeedDecision { authzid } => {
+                    let chain = tls
+                        .as_ref()
+                        .map(|t| t.peer_certificates.as_slice())
+                        .unwrap_or_default();
+                    match auth::decide(&self.context, chain, &authzid, OffsetDateTime::now_utc())
+                        .await
+                    {
+                        Ok(login) => {
+                            let account = login.account.clone();
+                            tracing::debug!(peer = %self.peer, identity = %login.identity, trust = ?login.trust, "certificate accepted");
+                            self.login = Some(login);
+                            self.stream.external_decision(Ok(account));
+                        }
+                        Err(failure) => {
+                            tracing::info!(peer = %self.peer, %failure, "certificate login refused");
+                            self.stream.external_decision(Err(failure));
+                        }
+                    }
                 }
                 Action::Authenticated { jid, mechanism } => {
                     tracing::info!(peer = %self.peer, %jid, %mechanism, "authenticated");
@@ -278,17 +341,33 @@ impl Connection {
                 .stream
                 .bind_failed(StanzaError::new(StanzaCondition::NotAllowed));
         };
-        let resource = resource.map_or_else(
-            || format!("sigil-{}", &random_id()[..12]),
-            |r| r.to_string(),
-        );
+        // A certificate for a full JID pins the resource (XEP-0178).
+        let pinned = self
+            .login
+            .as_ref()
+            .and_then(CertificateLogin::pinned_resource);
+        let resource = match (pinned, resource) {
+            (Some(pinned), Some(requested)) if requested.as_str() != pinned => {
+                return self.stream.bind_failed(StanzaError::with_text(
+                    StanzaCondition::NotAllowed,
+                    format!("this certificate may only bind the resource {pinned}"),
+                ));
+            }
+            (Some(pinned), _) => pinned,
+            (None, Some(requested)) => requested.to_string(),
+            (None, None) => format!("sigil-{}", &random_id()[..12]),
+        };
         let Ok(full) = FullJid::new(&format!("{account}/{resource}")) else {
             return self
                 .stream
                 .bind_failed(StanzaError::new(StanzaCondition::BadRequest));
         };
         let (sender, receiver) = mpsc::channel(self.context.limits.session_queue);
-        let (handle, replaced) = self.context.router.register(full.clone(), sender);
+        let certificate = self.login.as_ref().map(|l| l.fingerprint);
+        let (handle, replaced) = self
+            .context
+            .router
+            .register(full.clone(), sender, certificate);
         if let Some(old) = replaced {
             // RFC 6120 §7.7.2.2: the new session takes over the resource.
             let conflict =
@@ -298,7 +377,7 @@ impl Connection {
             }
         }
         tracing::info!(jid = %full, "resource bound");
-        self.session = Some(SessionState::new(handle));
+        self.session = Some(SessionState::new(handle, self.login.clone()));
         self.receiver = Some(receiver);
         self.stream.bound(full);
     }

@@ -20,6 +20,10 @@ pub struct Context {
     pub router: Router,
     /// Limits.
     pub limits: LimitsConfig,
+    /// Certificate authorities whose client certificates may log in.
+    pub anchors: crate::auth::TrustAnchors,
+    /// Offer EXTERNAL alone to connections whose certificate would log in.
+    pub external_alone: bool,
 }
 
 impl Context {
@@ -41,12 +45,19 @@ impl Context {
 
     /// Queues a stanza for one session.
     pub fn deliver(&self, session: &SessionHandle, stanza: Element) {
+        self.try_deliver(session, stanza);
+    }
+
+    /// Queues a stanza for one session; `false` when it was not queued
+    /// (the session ended, or its queue is full and it is being closed).
+    pub fn try_deliver(&self, session: &SessionHandle, stanza: Element) -> bool {
         match session.send(SessionMessage::Stanza(stanza)) {
-            Ok(()) => {}
-            Err(SendError::Gone) => {}
+            Ok(()) => true,
+            Err(SendError::Gone) => false,
             Err(SendError::Full) => {
                 tracing::warn!(jid = %session.jid, "session queue full: stanza dropped, closing the session");
                 session.request_close();
+                false
             }
         }
     }

@@ -13,12 +13,15 @@
 //! that the client holds the certificate's key, and whether a certificate
 //! may log in is decided at SASL time.
 
+pub mod auth;
 pub mod config;
 mod connection;
 pub mod context;
+pub mod control;
 mod files;
 pub mod roster;
 pub mod router;
+pub mod saslcert;
 mod server;
 pub mod session;
 pub mod tls;

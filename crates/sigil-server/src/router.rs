@@ -36,6 +36,8 @@ pub struct SessionHandle {
     /// A number that tells this session from an older one with the same
     /// full JID.
     pub serial: u64,
+    /// SHA-256 of the certificate the session logged in with (EXTERNAL).
+    pub certificate: Option<[u8; 32]>,
 }
 
 /// The last available presence of a session.
@@ -136,6 +138,7 @@ impl Router {
         &self,
         jid: FullJid,
         sender: mpsc::Sender<SessionMessage>,
+        certificate: Option<[u8; 32]>,
     ) -> (Arc<SessionHandle>, Option<Arc<SessionHandle>>) {
         let serial = self
             .serial
@@ -147,6 +150,7 @@ impl Router {
             roster_requested: std::sync::atomic::AtomicBool::new(false),
             close: tokio::sync::Notify::new(),
             serial,
+            certificate,
         });
         let bare = jid.to_bare();
         let mut shard = self.shard(&bare);

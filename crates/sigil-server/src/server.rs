@@ -62,6 +62,8 @@ impl Server {
             store,
             router: Router::new(),
             limits: config.limits,
+            anchors: crate::auth::TrustAnchors::new(Some(base.join(&config.auth.trusted_cas))),
+            external_alone: config.auth.external_alone,
         });
         let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
         let (shutdown, _) = watch::channel(false);
@@ -99,6 +101,11 @@ impl Server {
                 done_sender.clone(),
             )));
         }
+        let socket = base.join(&config.auth.control_socket);
+        accept_tasks.push(
+            crate::control::start(&socket, context.clone(), shutdown.subscribe())
+                .map_err(StartError)?,
+        );
         Ok(Self {
             context,
             addresses,
@@ -131,8 +138,13 @@ impl Server {
     /// for every connection to end.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for task in &self.accept_tasks {
-            task.abort();
+        // The control task ends by itself (removing its socket); the accept
+        // loops are aborted.
+        if let Some(control) = self.accept_tasks.pop() {
+            for task in &self.accept_tasks {
+                task.abort();
+            }
+            let _ = control.await;
         }
         for task in self.accept_tasks.drain(..) {
             let _ = task.await;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use jid::{BareJid, FullJid, Jid};
-use sigil_proto::error::StanzaCondition;
+use sigil_proto::error::{StanzaCondition, StanzaError};
 use sigil_store::{StoreError, Subscription};
 use sigil_xml::{Element, ns};
 
@@ -25,14 +25,23 @@ pub struct SessionState {
     pub directed: HashSet<Jid>,
     /// Whether initial presence was sent.
     pub available: bool,
+    /// The certificate login, when the session logged in with EXTERNAL.
+    pub login: Option<crate::auth::CertificateLogin>,
 }
 
 /// Offline messages delivered per initial presence.
 const OFFLINE_BATCH: usize = 1000;
 
 impl SessionState {
+    /// Whether the session may append, disable and revoke certificates.
+    pub fn may_manage_certificates(&self) -> bool {
+        self.login
+            .as_ref()
+            .is_none_or(crate::auth::CertificateLogin::may_manage_certificates)
+    }
+
     /// A new bound session.
-    pub fn new(handle: Arc<SessionHandle>) -> Self {
+    pub fn new(handle: Arc<SessionHandle>, login: Option<crate::auth::CertificateLogin>) -> Self {
         let jid = handle.jid.clone();
         let bare = jid.to_bare();
         Self {
@@ -41,6 +50,7 @@ impl SessionState {
             bare,
             directed: HashSet::new(),
             available: false,
+            login,
         }
     }
 }
@@ -77,6 +87,23 @@ pub async fn end(context: &Context, session: &mut SessionState) {
         }
     }
     session.available = false;
+}
+
+/// A stanza that was queued for a session that ended before writing it:
+/// messages go to the account's other resources or to offline storage,
+/// so ending a session (or the server) loses none.
+pub async fn reroute(context: &Context, stanza: Element) {
+    if stanza.name() != "message" {
+        return;
+    }
+    let kind = stanza.attribute("type").unwrap_or("normal").to_owned();
+    if !matches!(kind.as_str(), "chat" | "normal") {
+        return;
+    }
+    let Some(to) = stanza.attribute("to").and_then(|t| Jid::new(t).ok()) else {
+        return;
+    };
+    to_bare(context, stanza, &to.to_bare(), &kind).await;
 }
 
 async fn message(context: &Context, stanza: Element, to: Option<Jid>) {
@@ -133,12 +160,16 @@ async fn to_bare(context: &Context, stanza: Element, bare: &BareJid, kind: &str)
     }
     if let Some(best) = sessions.iter().map(|(_, p)| *p).max() {
         // chat and normal: every resource with the highest priority.
+        let mut delivered = false;
         for (session, priority) in &sessions {
             if *priority == best {
-                context.deliver(session, stanza.clone());
+                delivered |= context.try_deliver(session, stanza.clone());
             }
         }
-        return;
+        if delivered {
+            return;
+        }
+        // Every chosen session ended in the meantime: keep the message.
     }
     if kind == "error" {
         return;
@@ -400,6 +431,12 @@ async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: 
     match (payload.namespace(), payload.name(), kind.as_str()) {
         (ns::ROSTER, "query", "get") if for_account => roster::get(context, session, &stanza).await,
         (ns::ROSTER, "query", "set") if for_account => roster::set(context, session, &stanza).await,
+        (crate::saslcert::NS, _, _) if for_account => {
+            crate::saslcert::handle(context, session, &stanza, payload).await
+        }
+        (NS_REGISTER, "query", _) if for_account || is_server => {
+            register(context, session, &stanza, payload).await
+        }
         (ns::PING, "ping", "get") if for_account || is_server => {
             context.deliver(&session.handle, context.iq_result(&stanza, None));
         }
@@ -432,8 +469,81 @@ async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: 
     }
 }
 
+/// In-band registration (XEP-0077), used here only to change a password.
+const NS_REGISTER: &str = "jabber:iq:register";
+
+/// XEP-0077 from a logged-in session: `get` tells the account is
+/// registered; `set` with `<username/>` and `<password/>` changes the
+/// password, except from a session that logged in with a certificate
+/// (it never proved it knows the password); `<remove/>` is refused.
+async fn register(context: &Context, session: &SessionState, request: &Element, payload: &Element) {
+    let reply = match request.attribute("type") {
+        Some("get") => {
+            let query = Element::new("query", NS_REGISTER)
+                .with_child(Element::new("registered", NS_REGISTER))
+                .with_child(
+                    Element::new("username", NS_REGISTER).with_text(
+                        session
+                            .bare
+                            .node()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default(),
+                    ),
+                );
+            context.iq_result(request, Some(query))
+        }
+        Some("set") if session.login.is_some() => StanzaError::with_text(
+            StanzaCondition::NotAuthorized,
+            "a session that logged in with a certificate cannot change the password",
+        )
+        .reply_to(request),
+        Some("set") if payload.has_child("remove", NS_REGISTER) => {
+            StanzaError::new(StanzaCondition::NotAllowed).reply_to(request)
+        }
+        Some("set") => {
+            let username = payload.child("username", NS_REGISTER).map(Element::text);
+            let password = payload
+                .child("password", NS_REGISTER)
+                .map(Element::text)
+                .unwrap_or_default();
+            let own = session.bare.node().map(|n| n.to_string());
+            if username.is_some() && username != own {
+                StanzaError::new(StanzaCondition::NotAllowed).reply_to(request)
+            } else if password.is_empty() {
+                StanzaError::new(StanzaCondition::BadRequest).reply_to(request)
+            } else {
+                let credentials: Result<Vec<_>, _> = sigil_sasl::Algorithm::ALL
+                    .into_iter()
+                    .map(|a| sigil_sasl::StoredCredentials::generate(a, &password))
+                    .collect();
+                match credentials {
+                    Ok(credentials) => match context
+                        .store
+                        .set_credentials(session.bare.as_str(), &credentials)
+                        .await
+                    {
+                        Ok(()) => context.iq_result(request, None),
+                        Err(_) => {
+                            StanzaError::new(StanzaCondition::InternalServerError).reply_to(request)
+                        }
+                    },
+                    Err(_) => StanzaError::new(StanzaCondition::NotAcceptable).reply_to(request),
+                }
+            }
+        }
+        _ => StanzaError::new(StanzaCondition::BadRequest).reply_to(request),
+    };
+    context.deliver(&session.handle, reply);
+}
+
 /// The features the server announces (XEP-0030).
-pub const SERVER_FEATURES: &[&str] = &[ns::DISCO_INFO, ns::DISCO_ITEMS, ns::PING, ns::VERSION];
+pub const SERVER_FEATURES: &[&str] = &[
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    ns::PING,
+    ns::VERSION,
+    crate::saslcert::NS,
+];
 
 fn disco_info(server: bool, node: Option<&str>) -> Element {
     let mut query = Element::new("query", ns::DISCO_INFO);

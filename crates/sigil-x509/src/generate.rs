@@ -148,6 +148,28 @@ pub struct Issued {
 }
 
 impl Issued {
+    /// Loads a certificate and its PKCS#8 key, both PEM; the key must
+    /// belong to the certificate.
+    pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, GenerateError> {
+        let certificate_der = crate::pem_certificates(certificate_pem.as_bytes())
+            .map_err(|e| GenerateError::Ca(e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| GenerateError::Ca("no certificate".to_owned()))?;
+        let key = KeyPair::from_pem(key_pem).map_err(|e| GenerateError::Ca(format!("key: {e}")))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&certificate_der)
+            .map_err(|e| GenerateError::Ca(e.to_string()))?;
+        if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(GenerateError::Ca(
+                "the key does not belong to the certificate".to_owned(),
+            ));
+        }
+        Ok(Self {
+            certificate_der,
+            key,
+        })
+    }
+
     /// The certificate as PEM.
     pub fn certificate_pem(&self) -> String {
         pem::encode(&pem::Pem::new("CERTIFICATE", self.certificate_der.clone()))

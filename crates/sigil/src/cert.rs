@@ -26,8 +26,8 @@ pub(crate) struct NewCertificate<'a> {
     pub(crate) force: bool,
 }
 
-/// `sigil cert new`.
-pub(crate) fn new(request: &NewCertificate<'_>) -> Result<(), String> {
+/// `sigil cert new`: returns the file name stem and the certificate's DER.
+pub(crate) fn new(request: &NewCertificate<'_>) -> Result<(String, Vec<u8>), String> {
     let jids = request
         .jids
         .iter()
@@ -109,7 +109,8 @@ pub(crate) fn new(request: &NewCertificate<'_>) -> Result<(), String> {
     if request.p12_password_file.is_none() {
         let _ = writeln!(text, "PKCS#12 password: {password}");
     }
-    print(&text)
+    print(&text)?;
+    Ok((name, issued.certificate_der))
 }
 
 /// `sigil ca new`.

@@ -5,6 +5,7 @@
 //! (`sigil sasl …`).
 
 mod cert;
+mod devices;
 mod sasl;
 mod serve;
 
@@ -68,8 +69,12 @@ enum UserCommand {
         /// The user name, or name@domain.
         jid: String,
         /// Read the password from the first line of this file.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "no_password")]
         password_file: Option<PathBuf>,
+        /// No password at all: the account logs in only with a
+        /// certificate (`sigil cert new … --register`).
+        #[arg(long)]
+        no_password: bool,
         /// The configuration file (default: sigil-data/sigil.toml).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -134,6 +139,84 @@ enum CertCommand {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// Also register the certificate with the server (XEP-0257) under
+        /// the device name --name (default: the file name), creating the
+        /// account without a password if it does not exist.
+        #[arg(long)]
+        register: bool,
+        /// With --register: a session that logs in with this certificate
+        /// may list certificates but not change them.
+        #[arg(long, requires = "register")]
+        no_cert_management: bool,
+        /// With --register: the server's configuration file (default:
+        /// sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE", requires = "register")]
+        config: Option<PathBuf>,
+    },
+    /// Register an existing certificate (PEM or DER) for an account.
+    Import {
+        /// The account (name or name@domain).
+        jid: String,
+        /// The certificate file.
+        file: PathBuf,
+        /// The device name.
+        #[arg(long)]
+        name: String,
+        /// Sessions that log in with it may not change certificates.
+        #[arg(long)]
+        no_cert_management: bool,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// List the certificates registered for an account.
+    List {
+        /// The account (name or name@domain).
+        jid: String,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Disable a device's certificate: no new logins; live sessions stay.
+    Disable {
+        /// The account (name or name@domain).
+        jid: String,
+        /// The device name.
+        device: String,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Revoke a device's certificate: deleted, and a running server ends
+    /// every session that logged in with it.
+    Revoke {
+        /// The account (name or name@domain).
+        jid: String,
+        /// The device name.
+        device: String,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Trust a CA: its client certificates (with clientAuth and an
+    /// xmppAddr naming the account) may log in.
+    Trust {
+        /// The CA certificate (PEM or DER).
+        file: PathBuf,
+        /// The name to trust it under (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Stop trusting a CA.
+    Untrust {
+        /// The name it was trusted under.
+        name: String,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Print what Sigil reads from a certificate (PEM or DER).
     Show {
@@ -238,12 +321,14 @@ fn main() -> ExitCode {
                 UserCommand::Add {
                     jid,
                     password_file,
+                    no_password,
                     config,
                 } => (
                     config,
                     serve::UserAction::Add {
                         jid,
                         password_file: password_file.as_deref(),
+                        no_password: *no_password,
                     },
                 ),
                 UserCommand::Passwd {
@@ -271,6 +356,9 @@ fn main() -> ExitCode {
             name,
             p12_password_file,
             force,
+            register,
+            no_cert_management,
+            config,
         }) => cert::new(&cert::NewCertificate {
             jids: &jids,
             days,
@@ -280,7 +368,75 @@ fn main() -> ExitCode {
             name: name.as_deref(),
             p12_password_file: p12_password_file.as_deref(),
             force,
+        })
+        .and_then(|(stem, der)| {
+            if !register {
+                return Ok(());
+            }
+            devices::run(
+                &serve::ConfigLocation::new(config),
+                devices::DeviceAction::Register {
+                    jid: &jids[0],
+                    name: &stem,
+                    der,
+                    no_cert_management,
+                },
+            )
         }),
+        Command::Cert(CertCommand::Import {
+            jid,
+            file,
+            name,
+            no_cert_management,
+            config,
+        }) => devices::read_certificate(&file).and_then(|der| {
+            devices::run(
+                &serve::ConfigLocation::new(config),
+                devices::DeviceAction::Register {
+                    jid: &jid,
+                    name: &name,
+                    der,
+                    no_cert_management,
+                },
+            )
+        }),
+        Command::Cert(CertCommand::List { jid, config }) => devices::run(
+            &serve::ConfigLocation::new(config),
+            devices::DeviceAction::List { jid: &jid },
+        ),
+        Command::Cert(CertCommand::Disable {
+            jid,
+            device,
+            config,
+        }) => devices::run(
+            &serve::ConfigLocation::new(config),
+            devices::DeviceAction::Disable {
+                jid: &jid,
+                name: &device,
+            },
+        ),
+        Command::Cert(CertCommand::Revoke {
+            jid,
+            device,
+            config,
+        }) => devices::run(
+            &serve::ConfigLocation::new(config),
+            devices::DeviceAction::Revoke {
+                jid: &jid,
+                name: &device,
+            },
+        ),
+        Command::Cert(CertCommand::Trust { file, name, config }) => devices::run(
+            &serve::ConfigLocation::new(config),
+            devices::DeviceAction::Trust {
+                file: &file,
+                name: name.as_deref(),
+            },
+        ),
+        Command::Cert(CertCommand::Untrust { name, config }) => devices::run(
+            &serve::ConfigLocation::new(config),
+            devices::DeviceAction::Untrust { name: &name },
+        ),
         Command::Cert(CertCommand::Show { file, json }) => cert::show(&file, json),
         Command::Ca(CaCommand::New {
             dir,

@@ -32,7 +32,7 @@ impl ConfigLocation {
         }
     }
 
-    fn base(&self) -> PathBuf {
+    pub(crate) fn base(&self) -> PathBuf {
         match self.path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
@@ -40,7 +40,7 @@ impl ConfigLocation {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,6 +81,12 @@ fn load_or_create(
     sigil_server::write_new(&location.path, text.as_bytes(), false)?;
     let _ = writeln!(out, "created {}", location.path.display());
     Ok(config)
+}
+
+/// The configuration for commands that manage the server's data (created
+/// with its directory on first use at the default location).
+pub(crate) fn load_config(location: &ConfigLocation) -> Result<Config, String> {
+    load_or_create(location, None, &mut io::stdout().lock())
 }
 
 fn ensure_certificate(config: &Config, base: &Path, out: &mut impl Write) -> Result<(), String> {
@@ -205,6 +211,7 @@ pub(crate) enum UserAction<'a> {
     Add {
         jid: &'a str,
         password_file: Option<&'a Path>,
+        no_password: bool,
     },
     Passwd {
         jid: &'a str,
@@ -239,10 +246,19 @@ async fn run_user(
 ) -> Result<(), String> {
     use sigil_store::AccountStore;
     match action {
-        UserAction::Add { jid, password_file } => {
+        UserAction::Add {
+            jid,
+            password_file,
+            no_password,
+        } => {
             let jid = account(jid, &config.domain)?;
-            let password = password(*password_file, true)?;
-            let credentials = credentials(&password)?;
+            // A passwordless account logs in only with a registered or
+            // CA-signed certificate (SASL EXTERNAL).
+            let credentials = if *no_password {
+                Vec::new()
+            } else {
+                credentials(&password(*password_file, true)?)?
+            };
             match store.create_account(jid.as_str(), &credentials).await {
                 Ok(()) => {
                     let _ = writeln!(out, "added {jid}");
@@ -290,7 +306,7 @@ async fn run_user(
 }
 
 /// `name` or `name@domain` → the account's bare JID, normalised.
-fn account(text: &str, domain: &str) -> Result<jid::BareJid, String> {
+pub(crate) fn account(text: &str, domain: &str) -> Result<jid::BareJid, String> {
     let full = if text.contains('@') {
         text.to_owned()
     } else {

@@ -206,6 +206,7 @@ pub struct Login {
     pub kind: ListenerKind,
     pub mechanisms: Option<Vec<String>>,
     pub client_identity: Option<Identity>,
+    pub authzid: Option<String>,
 }
 
 pub struct Identity(pub Vec<CertificateDer<'static>>, pub PrivateKeyDer<'static>);
@@ -225,7 +226,21 @@ impl Login {
             kind,
             mechanisms: None,
             client_identity: None,
+            authzid: None,
         }
+    }
+
+    /// Logs in with a certificate (EXTERNAL only), no password.
+    pub fn certificate(user: &str, kind: ListenerKind, identity: Identity) -> Self {
+        let mut login = Self::new(user, kind).mechanism("EXTERNAL");
+        login.password = String::new();
+        login.client_identity = Some(identity);
+        login
+    }
+
+    pub fn authzid(mut self, authzid: Option<&str>) -> Self {
+        self.authzid = authzid.map(str::to_owned);
+        self
     }
 
     pub fn mechanism(mut self, name: &str) -> Self {
@@ -244,12 +259,22 @@ impl Login {
     }
 }
 
+impl Identity {
+    pub fn from_issued(issued: &sigil_x509::generate::Issued) -> Self {
+        Self(
+            vec![CertificateDer::from(issued.certificate_der.clone())],
+            PrivateKeyDer::try_from(issued.key_der()).unwrap(),
+        )
+    }
+}
+
 pub struct TestClient {
     pub io: Transport,
     pub stream: ClientStream,
     pub jid: Option<FullJid>,
     pub mechanism: Option<String>,
     pub inbox: std::collections::VecDeque<Element>,
+
     pub closed: Option<Result<(), ClientError>>,
     buffer: Vec<u8>,
 }
@@ -286,10 +311,18 @@ impl TestClient {
                 ListenerKind::Starttls => client::TlsMode::Required,
             },
             sasl: Arc::new(sasl),
-            context: ClientContext::new()
-                .with_authcid(login.user.clone())
-                .with_password(login.password.clone())
-                .with_client_certificate(login.client_identity.is_some()),
+            context: {
+                let mut context = ClientContext::new()
+                    .with_authcid(login.user.clone())
+                    .with_client_certificate(login.client_identity.is_some());
+                if !login.password.is_empty() {
+                    context = context.with_password(login.password.clone());
+                }
+                if let Some(authzid) = &login.authzid {
+                    context = context.with_authzid(authzid.clone());
+                }
+                context
+            },
             limits: Default::default(),
         };
         let tcp = TcpStream::connect(address).await.unwrap();

@@ -1,0 +1,335 @@
+//! The one place a certificate login is decided (XEP-0178, XEP-0257).
+//!
+//! Every transport hands [`decide`] the client's certificate chain from
+//! the TLS handshake and the authzid the client sent. TLS only proved that
+//! the client holds the certificate's key; here the certificate's dates,
+//! its `id-on-xmppAddr` identities, the account's registered certificates
+//! and the configured trust anchors decide, on every login (a resumed TLS
+//! session would hand back an old chain without checking it again).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use jid::{BareJid, Jid};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use sigil_sasl::Failure;
+use sigil_sasl::server::Authzid;
+use sigil_x509::{CertificateInfo, OffsetDateTime, Validity};
+
+use crate::context::Context;
+
+/// How a certificate earned the login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// Registered by the account's owner (XEP-0257) under this name.
+    Registered {
+        /// The device name.
+        name: String,
+        /// The certificate may not manage certificates.
+        no_cert_management: bool,
+    },
+    /// Chains to a configured trust anchor.
+    Anchor,
+}
+
+/// A successful certificate login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateLogin {
+    /// The account.
+    pub account: BareJid,
+    /// The identity the login used: a full JID pins the resource.
+    pub identity: Jid,
+    /// SHA-256 of the certificate's DER.
+    pub fingerprint: [u8; 32],
+    /// Why it is trusted.
+    pub trust: Trust,
+}
+
+impl CertificateLogin {
+    /// The resource the certificate pins, if its identity is a full JID.
+    pub fn pinned_resource(&self) -> Option<String> {
+        self.identity.resource().map(|r| r.to_string())
+    }
+
+    /// Whether this session may change the account's certificates.
+    pub fn may_manage_certificates(&self) -> bool {
+        !matches!(
+            self.trust,
+            Trust::Registered {
+                no_cert_management: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Decides whether the presented chain may log in with this authzid.
+pub async fn decide(
+    context: &Context,
+    chain: &[CertificateDer<'static>],
+    authzid: &Authzid,
+    now: OffsetDateTime,
+) -> Result<CertificateLogin, Failure> {
+    let end_entity = chain.first().ok_or(Failure::NotAuthorized)?;
+    let info = CertificateInfo::from_der(end_entity).map_err(|_| Failure::NotAuthorized)?;
+    let identity = select_identity(&info.identities, authzid, &context.domain)?;
+    if identity.domain().as_str() != context.domain || identity.node().is_none() {
+        return Err(Failure::NotAuthorized);
+    }
+    let account = identity.to_bare();
+    let record = match context.store.account(account.as_str()).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Err(Failure::NotAuthorized),
+        Err(error) => {
+            tracing::error!(%error, "account lookup failed");
+            return Err(Failure::TemporaryAuthFailure);
+        }
+    };
+    let registered = context
+        .store
+        .certificate_by_fingerprint(account.as_str(), &info.sha256)
+        .await
+        .map_err(|_| Failure::TemporaryAuthFailure)?;
+    let trust = match registered {
+        Some(entry) if !entry.disabled => Trust::Registered {
+            name: entry.name,
+            no_cert_management: entry.no_cert_management,
+        },
+        // A disabled certificate is not trusted, and not by a CA either.
+        Some(_) => return Err(Failure::NotAuthorized),
+        None => {
+            context.anchors.verify(chain, now)?;
+            Trust::Anchor
+        }
+    };
+    match info.validity_at(now) {
+        Validity::Valid => {}
+        Validity::Expired => return Err(Failure::CredentialsExpired),
+        Validity::NotYetValid => return Err(Failure::NotAuthorized),
+    }
+    if record.disabled {
+        return Err(Failure::AccountDisabled);
+    }
+    Ok(CertificateLogin {
+        account,
+        identity,
+        fingerprint: info.sha256,
+        trust,
+    })
+}
+
+/// Whether a chain would log in with no authzid right now (to offer
+/// EXTERNAL alone to such a connection).
+pub async fn would_log_in(
+    context: &Context,
+    chain: &[CertificateDer<'static>],
+    now: OffsetDateTime,
+) -> bool {
+    let Some(end_entity) = chain.first() else {
+        return false;
+    };
+    let Ok(info) = CertificateInfo::from_der(end_entity) else {
+        return false;
+    };
+    for identity in &info.identities {
+        let authzid = Authzid::Value(identity.to_string());
+        if decide(context, chain, &authzid, now).await.is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// XEP-0178 with the authzids real clients send: none (or empty) means the
+/// only identity; an identity, its bare JID, or the bare domain (when one
+/// identity is on it) names that identity.
+fn select_identity(identities: &[Jid], authzid: &Authzid, domain: &str) -> Result<Jid, Failure> {
+    if identities.is_empty() {
+        return Err(Failure::NotAuthorized);
+    }
+    let Some(value) = authzid.value().filter(|v| !v.is_empty()) else {
+        return match identities {
+            [only] => Ok(only.clone()),
+            _ => Err(Failure::InvalidAuthzid),
+        };
+    };
+    let Ok(requested) = Jid::new(value) else {
+        return Err(Failure::InvalidAuthzid);
+    };
+    let exact: Vec<&Jid> = identities.iter().filter(|id| **id == requested).collect();
+    if let [only] = exact.as_slice() {
+        return Ok((*only).clone());
+    }
+    let matching: Vec<&Jid> = if requested.node().is_some() && requested.resource().is_none() {
+        identities
+            .iter()
+            .filter(|id| id.to_bare() == requested.to_bare())
+            .collect()
+    } else if requested.node().is_none()
+        && requested.resource().is_none()
+        && requested.domain().as_str() == domain
+    {
+        identities
+            .iter()
+            .filter(|id| id.domain() == requested.domain())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match matching.as_slice() {
+        [only] => Ok((*only).clone()),
+        _ => Err(Failure::InvalidAuthzid),
+    }
+}
+
+type Verifier = Arc<dyn ClientCertVerifier>;
+
+/// The configured certificate authorities whose client certificates may
+/// log in (with clientAuth and an xmppAddr naming the account): every PEM
+/// file in one directory, reread when the directory changes.
+#[derive(Debug)]
+pub struct TrustAnchors {
+    directory: Option<PathBuf>,
+    cache: Mutex<Option<(SystemTime, Option<Verifier>)>>,
+}
+
+impl TrustAnchors {
+    /// Anchors from the PEM files in `directory` (`None`: no anchors).
+    pub fn new(directory: Option<PathBuf>) -> Self {
+        Self {
+            directory,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// Whether the chain leads to an anchor, for clientAuth, at `now`.
+    pub fn verify(
+        &self,
+        chain: &[CertificateDer<'static>],
+        now: OffsetDateTime,
+    ) -> Result<(), Failure> {
+        let Some(verifier) = self.verifier() else {
+            return Err(Failure::NotAuthorized);
+        };
+        let (end_entity, intermediates) = chain.split_first().ok_or(Failure::NotAuthorized)?;
+        let seconds = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds));
+        match verifier.verify_client_cert(end_entity, intermediates, time) {
+            Ok(_) => Ok(()),
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired))
+            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
+                ..
+            })) => Err(Failure::CredentialsExpired),
+            Err(error) => {
+                tracing::debug!(%error, "client certificate not trusted by any anchor");
+                Err(Failure::NotAuthorized)
+            }
+        }
+    }
+
+    fn verifier(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+        let directory = self.directory.as_deref()?;
+        let modified = std::fs::metadata(directory)
+            .and_then(|m| m.modified())
+            .ok()?;
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((seen, verifier)) = cache.as_ref()
+            && *seen == modified
+        {
+            return verifier.clone();
+        }
+        let verifier = load_verifier(directory);
+        *cache = Some((modified, verifier.clone()));
+        verifier
+    }
+}
+
+fn load_verifier(directory: &Path) -> Option<Arc<dyn ClientCertVerifier>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let entries = std::fs::read_dir(directory).ok()?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "pem" && e != "crt") {
+            continue;
+        }
+        let Ok(certificates) = CertificateDer::pem_file_iter(&path) else {
+            continue;
+        };
+        for certificate in certificates.flatten() {
+            if let Err(error) = roots.add(certificate) {
+                tracing::warn!(path = %path.display(), %error, "unusable trust anchor");
+            }
+        }
+    }
+    if roots.is_empty() {
+        return None;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jids(list: &[&str]) -> Vec<Jid> {
+        list.iter().map(|j| Jid::new(j).unwrap()).collect()
+    }
+
+    fn value(v: &str) -> Authzid {
+        Authzid::Value(v.into())
+    }
+
+    #[test]
+    fn authzid_rules() {
+        let one = jids(&["juliet@example.org"]);
+        let pinned = jids(&["juliet@example.org/balcony"]);
+        let two = jids(&["juliet@example.org", "romeo@example.org"]);
+        let ok = |ids: &[Jid], a: Authzid| {
+            select_identity(ids, &a, "example.org").map(|j| j.to_string())
+        };
+        assert_eq!(ok(&one, Authzid::Absent).unwrap(), "juliet@example.org");
+        assert_eq!(ok(&one, Authzid::Empty).unwrap(), "juliet@example.org");
+        assert_eq!(
+            ok(&one, value("juliet@example.org")).unwrap(),
+            "juliet@example.org"
+        );
+        assert_eq!(
+            ok(&one, value("example.org")).unwrap(),
+            "juliet@example.org"
+        );
+        assert_eq!(
+            ok(&one, value("juliet@example.org/phone")),
+            Err(Failure::InvalidAuthzid)
+        );
+        assert_eq!(
+            ok(&pinned, value("juliet@example.org")).unwrap(),
+            "juliet@example.org/balcony"
+        );
+        assert_eq!(
+            ok(&pinned, value("juliet@example.org/balcony")).unwrap(),
+            "juliet@example.org/balcony"
+        );
+        assert_eq!(ok(&two, Authzid::Absent), Err(Failure::InvalidAuthzid));
+        assert_eq!(
+            ok(&two, value("romeo@example.org")).unwrap(),
+            "romeo@example.org"
+        );
+        assert_eq!(ok(&two, value("example.org")), Err(Failure::InvalidAuthzid));
+        assert_eq!(
+            ok(&two, value("nurse@example.org")),
+            Err(Failure::InvalidAuthzid)
+        );
+        assert_eq!(ok(&[], Authzid::Absent), Err(Failure::NotAuthorized));
+        assert_eq!(ok(&one, value("not a jid@@")), Err(Failure::InvalidAuthzid));
+    }
+}

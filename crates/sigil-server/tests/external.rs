@@ -1,0 +1,972 @@
+//! Certificate logins (SASL EXTERNAL, XEP-0178) and device certificates
+//! (XEP-0257) over real TLS, for STARTTLS and direct TLS.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{DOMAIN, Identity, Login, TestClient, TestServer};
+use sigil_proto::client::ClientError;
+use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition};
+use sigil_sasl::Failure;
+use sigil_server::config::{ClientCertificatePolicy, ListenerKind};
+use sigil_store::CertificateEntry;
+use sigil_x509::generate::{Ca, Issued, Options, client_certificate};
+use sigil_x509::{CertificateInfo, Jid, OffsetDateTime};
+use sigil_xml::{Element, ns};
+
+const SASLCERT: &str = "urn:xmpp:saslcert:1";
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn cert(jids: &[&str]) -> Issued {
+    let jids: Vec<Jid> = jids.iter().map(|j| Jid::new(j).unwrap()).collect();
+    client_certificate(&jids, &Options::new(now()), None).unwrap()
+}
+
+fn cert_at(jid: &str, start: OffsetDateTime, days: u32) -> Issued {
+    let mut options = Options::new(start);
+    options.days = days;
+    client_certificate(&[Jid::new(jid).unwrap()], &options, None).unwrap()
+}
+
+/// Registers a certificate directly in the store (also ones the XEP-0257
+/// checks would refuse, such as expired ones).
+async fn register(server: &TestServer, owner: &str, name: &str, issued: &Issued) {
+    let info = CertificateInfo::from_der(&issued.certificate_der).unwrap();
+    let entry = CertificateEntry {
+        owner: owner.into(),
+        name: name.into(),
+        fingerprint: info.sha256,
+        der: issued.certificate_der.clone(),
+        no_cert_management: false,
+        disabled: false,
+        added_at: now().unix_timestamp(),
+    };
+    server.store().add_certificate(&entry).await.unwrap();
+}
+
+/// A certificate made with rcgen directly, for the shapes our generator
+/// refuses to make: no clientAuth, no xmppAddr, CN only.
+fn odd_certificate(
+    ca: &Ca,
+    xmpp_addr: Option<&str>,
+    client_auth: bool,
+    common_name: &str,
+) -> Issued {
+    use rcgen::{
+        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+        OtherNameValue, SanType,
+    };
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    params.distinguished_name = name;
+    params.not_before = now() - time::Duration::hours(1);
+    params.not_after = now() + time::Duration::days(30);
+    if let Some(jid) = xmpp_addr {
+        params.subject_alt_names = vec![SanType::OtherName((
+            vec![1, 3, 6, 1, 5, 5, 7, 8, 5],
+            OtherNameValue::Utf8String(jid.into()),
+        ))];
+    }
+    params.extended_key_usages = if client_auth {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    } else {
+        vec![ExtendedKeyUsagePurpose::ServerAuth]
+    };
+    let key = KeyPair::generate().unwrap();
+    let ca_key = KeyPair::from_pem(&ca.issued().key_pem()).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&ca.issued().certificate_pem(), ca_key).unwrap();
+    let certificate = params.signed_by(&key, &issuer).unwrap();
+    Issued::from_pem(&certificate.pem(), &key.serialize_pem()).unwrap()
+}
+
+fn trust(server: &TestServer, name: &str, ca: &Ca) {
+    let dir = server.dir.path().join("trusted-cas");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.pem")),
+        ca.issued().certificate_pem(),
+    )
+    .unwrap();
+}
+
+enum Expect {
+    Bound(&'static str),
+    Fails(Failure),
+    NotOffered,
+}
+
+async fn login(
+    server: &TestServer,
+    kind: ListenerKind,
+    issued: &Issued,
+    authzid: Option<&str>,
+) -> TestClient {
+    let user = "x";
+    TestClient::connect(
+        server,
+        Login::certificate(user, kind, Identity::from_issued(issued))
+            .authzid(authzid)
+            .resource(Some("test")),
+    )
+    .await
+}
+
+async fn check(
+    server: &TestServer,
+    kind: ListenerKind,
+    case: &str,
+    issued: &Issued,
+    authzid: Option<&str>,
+    expect: Expect,
+) {
+    let mut client = login(server, kind, issued, authzid).await;
+    match expect {
+        Expect::Bound(jid) => {
+            assert_eq!(client.jid(), jid, "{case} ({kind:?}): {:?}", client.closed);
+            assert_eq!(client.mechanism.as_deref(), Some("EXTERNAL"), "{case}");
+            client.close().await;
+        }
+        Expect::Fails(failure) => {
+            let closed = client.closed().await;
+            match closed {
+                Err(ClientError::Sasl(sigil_sasl::client::ClientError::Failed {
+                    failure: got,
+                    ..
+                })) => {
+                    assert_eq!(got, Some(failure), "{case} ({kind:?})");
+                }
+                other => panic!("{case} ({kind:?}): expected {failure}, got {other:?}"),
+            }
+            assert!(client.jid.is_none(), "{case}");
+        }
+        Expect::NotOffered => {
+            let closed = client.closed().await;
+            assert!(
+                matches!(
+                    closed,
+                    Err(ClientError::Sasl(
+                        sigil_sasl::client::ClientError::NoMechanism
+                    ))
+                ),
+                "{case} ({kind:?}): {closed:?}"
+            );
+            assert!(
+                !client
+                    .stream
+                    .offered_mechanisms()
+                    .iter()
+                    .any(|m| m == "EXTERNAL"),
+                "{case}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_external_decision_table() {
+    let server = TestServer::start().await;
+    server
+        .store()
+        .set_disabled("carol@localhost", true)
+        .await
+        .unwrap();
+
+    let alice = cert(&["alice@localhost"]);
+    register(&server, "alice@localhost", "laptop", &alice).await;
+    let unregistered = cert(&["alice@localhost"]);
+    let disabled = cert(&["alice@localhost"]);
+    register(&server, "alice@localhost", "old-phone", &disabled).await;
+    server
+        .store()
+        .disable_certificate("alice@localhost", "old-phone")
+        .await
+        .unwrap();
+    let revoked = cert(&["alice@localhost"]);
+    register(&server, "alice@localhost", "stolen", &revoked).await;
+    server
+        .store()
+        .revoke_certificate("alice@localhost", "stolen")
+        .await
+        .unwrap();
+    let expired = cert_at("alice@localhost", now() - time::Duration::days(10), 1);
+    register(&server, "alice@localhost", "expired", &expired).await;
+    let future = cert_at("alice@localhost", now() + time::Duration::days(10), 30);
+    register(&server, "alice@localhost", "future", &future).await;
+    let bobs = cert(&["bob@localhost"]);
+    register(&server, "bob@localhost", "bob", &bobs).await;
+    let two = cert(&["alice@localhost", "bob@localhost"]);
+    register(&server, "alice@localhost", "shared", &two).await;
+    register(&server, "bob@localhost", "shared", &two).await;
+    let carols = cert(&["carol@localhost"]);
+    register(&server, "carol@localhost", "carol", &carols).await;
+
+    let ca = Ca::new("Trusted CA", &Options::new(now())).unwrap();
+    trust(&server, "trusted", &ca);
+    let other_ca = Ca::new("Other CA", &Options::new(now())).unwrap();
+    let jids = [Jid::new("alice@localhost").unwrap()];
+    let ca_signed = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let ca_expired = {
+        let mut options = Options::new(now() - time::Duration::days(10));
+        options.days = 1;
+        client_certificate(&jids, &options, Some(&ca)).unwrap()
+    };
+    let untrusted_ca_signed =
+        client_certificate(&jids, &Options::new(now()), Some(&other_ca)).unwrap();
+    let no_client_auth = odd_certificate(&ca, Some("alice@localhost"), false, "alice");
+    let no_xmpp_addr = odd_certificate(&ca, None, true, "alice@localhost");
+    let nobody = client_certificate(
+        &[Jid::new("nobody@localhost").unwrap()],
+        &Options::new(now()),
+        Some(&ca),
+    )
+    .unwrap();
+    let other_domain = client_certificate(
+        &[Jid::new("alice@elsewhere.example").unwrap()],
+        &Options::new(now()),
+        Some(&ca),
+    )
+    .unwrap();
+
+    for kind in [ListenerKind::Starttls, ListenerKind::DirectTls] {
+        let cases: Vec<(&str, &Issued, Option<&str>, Expect)> = vec![
+            (
+                "registered, no authzid",
+                &alice,
+                None,
+                Expect::Bound("alice@localhost/test"),
+            ),
+            (
+                "registered, bare JID",
+                &alice,
+                Some("alice@localhost"),
+                Expect::Bound("alice@localhost/test"),
+            ),
+            (
+                "registered, domain",
+                &alice,
+                Some("localhost"),
+                Expect::Bound("alice@localhost/test"),
+            ),
+            (
+                "registered, a full JID",
+                &alice,
+                Some("alice@localhost/test"),
+                Expect::Fails(Failure::InvalidAuthzid),
+            ),
+            (
+                "unregistered self-signed",
+                &unregistered,
+                None,
+                Expect::Fails(Failure::NotAuthorized),
+            ),
+            (
+                "registered but disabled",
+                &disabled,
+                None,
+                Expect::Fails(Failure::NotAuthorized),
+            ),
+            (
+                "revoked",
+                &revoked,
+                None,
+                Expect::Fails(Failure::NotAuthorized),
+            ),
+            (
+                "expired",
+                &expired,
+                None,
+                Expect::Fails(Failure::CredentialsExpired),
+            ),
+            (
+                "not yet valid",
+                &future,
+                None,
+                Expect::Fails(Failure::NotAuthorized),
+            ),
+            (
+                "another account's certificate naming this one",
+                &bobs,
+                Some("alice@localhost"),
+                Expect::Fails(Failure::InvalidAuthzid),
+            ),
+            (
+                "two identities, no authzid",
+                &two,
+                None,
+                Expect::Fails(Failure::InvalidAuthzid),
+            ),
+            (
+                "two identities, the first",
+                &two,
+                Some("alice@localhost"),
+                Expect::Bound("alice@localhost/test"),
+            ),
+            (
+                "two identities, the second",
+                &two,
+                Some("bob@localhost"),
+                Expect::Bound("bob@localhost/test"),
+            ),
+            (
+                "two identities, a third",
+                &two,
+                Some("carol@localhost"),
+                Expect::Fails(Failure::InvalidAuthzid),
+            ),
+            (
+                "CA-signed, trusted",
+                &ca_signed,
+                None,
+                Expect::Bound("alice@localhost/test"),
+            ),
+            (
+                "CA-signed, trusted, expired",
+                &ca_expired,
+                None,
+                Expect::Fails(Failure::CredentialsExpired),
+            ),
+            (
+                "CA-signed by an untrusted CA",
+                &untrusted_ca_signed,
+                None,
+                Expect::Fails(Failure::NotAuthorized),
+            ),
+            (
+                "CA-signed without clientAuth",
+                &no_client_auth,
+                None,
+                Expect::Fails(Failure::NotAuthorized),
+            ),
+            (
+                "CA-signed without xmppAddr (CN only)",
+                &no_xmpp_addr,
+                None,
+                Expect::Fails(Failure::NotAuthorized),
+            ),
+            (
+                "CA-signed, unknown account",
+                &nobody,
+                None,
+                Expect::Fails(Failure::NotAuthorized),
+            ),
+            (
+                "CA-signed, another domain",
+                &other_domain,
+                None,
+                Expect::Fails(Failure::NotAuthorized),
+            ),
+            (
+                "disabled account",
+                &carols,
+                None,
+                Expect::Fails(Failure::AccountDisabled),
+            ),
+        ];
+        for (case, issued, authzid, expect) in cases {
+            check(&server, kind, case, issued, authzid, expect).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_certificate_or_on_a_disabled_listener_external_is_not_offered() {
+    let server = TestServer::start().await;
+    for kind in [ListenerKind::Starttls, ListenerKind::DirectTls] {
+        let mut client =
+            TestClient::connect(&server, Login::new("alice", kind).mechanism("EXTERNAL")).await;
+        let closed = client.closed().await;
+        assert!(
+            matches!(
+                closed,
+                Err(ClientError::Sasl(
+                    sigil_sasl::client::ClientError::NoMechanism
+                ))
+            ),
+            "{closed:?}"
+        );
+        assert!(
+            client
+                .stream
+                .offered_mechanisms()
+                .iter()
+                .any(|m| m == "SCRAM-SHA-256")
+        );
+        assert!(
+            !client
+                .stream
+                .offered_mechanisms()
+                .iter()
+                .any(|m| m == "EXTERNAL")
+        );
+    }
+    let server = TestServer::start_with(common::config(ClientCertificatePolicy::Disabled)).await;
+    let alice = cert(&["alice@localhost"]);
+    register(&server, "alice@localhost", "laptop", &alice).await;
+    for kind in [ListenerKind::Starttls, ListenerKind::DirectTls] {
+        check(
+            &server,
+            kind,
+            "certificate on a disabled listener",
+            &alice,
+            None,
+            Expect::NotOffered,
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_certificate_is_offered_external_alone() {
+    let server = TestServer::start().await;
+    let alice = cert(&["alice@localhost"]);
+    register(&server, "alice@localhost", "laptop", &alice).await;
+    for kind in [ListenerKind::Starttls, ListenerKind::DirectTls] {
+        let client = login(&server, kind, &alice, None).await;
+        assert_eq!(client.stream.offered_mechanisms(), ["EXTERNAL"], "{kind:?}");
+        client.close().await;
+        // An unregistered certificate gets the full list, EXTERNAL included.
+        let other = TestClient::connect(
+            &server,
+            Login::new("alice", kind).mechanism("SCRAM-SHA-256"),
+        )
+        .await;
+        let _ = other.jid();
+        let mut login = Login::new("alice", kind).mechanism("SCRAM-SHA-256");
+        login.client_identity = Some(Identity::from_issued(&cert(&["alice@localhost"])));
+        let with_unknown = TestClient::connect(&server, login).await;
+        let offered = with_unknown.stream.offered_mechanisms();
+        assert!(
+            offered.iter().any(|m| m == "EXTERNAL") && offered.iter().any(|m| m == "SCRAM-SHA-256"),
+            "{offered:?}"
+        );
+        assert_eq!(with_unknown.jid(), "alice@localhost/test");
+        other.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_jid_certificate_pins_its_resource() {
+    let server = TestServer::start().await;
+    let phone = cert(&["alice@localhost/phone"]);
+    register(&server, "alice@localhost", "phone", &phone).await;
+    for kind in [ListenerKind::Starttls, ListenerKind::DirectTls] {
+        // Asking for no resource, or for the pinned one, binds it.
+        let mut first = TestClient::connect(
+            &server,
+            Login::certificate("alice", kind, Identity::from_issued(&phone)).resource(None),
+        )
+        .await;
+        assert_eq!(first.jid(), "alice@localhost/phone");
+        // Another login with it replaces the live session.
+        let second = TestClient::connect(
+            &server,
+            Login::certificate("alice", kind, Identity::from_issued(&phone))
+                .resource(Some("phone")),
+        )
+        .await;
+        assert_eq!(second.jid(), "alice@localhost/phone");
+        let Err(ClientError::Stream(error)) = first.closed().await else {
+            panic!()
+        };
+        assert_eq!(error.condition, StreamCondition::Conflict);
+        second.close().await;
+        // Another resource is not allowed.
+        let mut other = TestClient::connect(
+            &server,
+            Login::certificate("alice", kind, Identity::from_issued(&phone)).resource(Some("desk")),
+        )
+        .await;
+        let Err(ClientError::Bind(error)) = other.closed().await else {
+            panic!("{:?}", other.closed)
+        };
+        assert_eq!(error.condition, StanzaCondition::NotAllowed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_revocation_a_new_handshake_is_full_and_the_login_refused() {
+    let server = TestServer::start().await;
+    let alice = cert(&["alice@localhost"]);
+    register(&server, "alice@localhost", "laptop", &alice).await;
+    let config =
+        common::tls_client_config(&server.certificate(), Some(Identity::from_issued(&alice)));
+    // The same client configuration (and so session cache) for both logins.
+    let first = login_with_config(&server, config.clone(), &alice).await;
+    assert_eq!(first.0, Some(rustls::HandshakeKind::Full));
+    assert!(first.1);
+    server
+        .store()
+        .revoke_certificate("alice@localhost", "laptop")
+        .await
+        .unwrap();
+    let second = login_with_config(&server, config, &alice).await;
+    assert_eq!(
+        second.0,
+        Some(rustls::HandshakeKind::Full),
+        "no resumption where client certificates are asked for"
+    );
+    assert!(!second.1, "a revoked certificate must not log in");
+}
+
+/// A raw EXTERNAL login over direct TLS with a given rustls config:
+/// (handshake kind, success).
+async fn login_with_config(
+    server: &TestServer,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    _issued: &Issued,
+) -> (Option<rustls::HandshakeKind>, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(server.address(ListenerKind::DirectTls))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    tls.write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'><auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>").await.unwrap();
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("<success") && !seen.contains("<failure") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buffer)).await {
+            Ok(Ok(n)) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+            _ => break,
+        }
+    }
+    (tls.get_ref().1.handshake_kind(), seen.contains("<success"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_external_auth_gets_an_empty_challenge() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let alice = cert(&["alice@localhost"]);
+    register(&server, "alice@localhost", "laptop", &alice).await;
+    let config =
+        common::tls_client_config(&server.certificate(), Some(Identity::from_issued(&alice)));
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(server.address(ListenerKind::DirectTls))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    tls.write_all(b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'><auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'/>").await.unwrap();
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    while !seen.contains("<challenge") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    assert!(
+        seen.ends_with("<challenge xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"/>"),
+        "{seen}"
+    );
+    tls.write_all(b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await
+        .unwrap();
+    let mut rest = String::new();
+    while !rest.contains("<success") && !rest.contains("<failure") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buffer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "{rest}");
+        rest.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    assert!(
+        rest.contains("<success xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"/>"),
+        "{rest}"
+    );
+}
+
+fn saslcert(kind: &str, id: &str, payload: Element) -> Element {
+    Element::new("iq", ns::CLIENT)
+        .with_attribute("type", kind)
+        .with_attribute("id", id)
+        .with_child(payload)
+}
+
+fn append(name: &str, der: &[u8], no_cert_management: bool) -> Element {
+    let mut append = Element::new("append", SASLCERT)
+        .with_child(Element::new("name", SASLCERT).with_text(name))
+        .with_child(
+            Element::new("x509cert", SASLCERT)
+                .with_text(base64::engine::general_purpose::STANDARD.encode(der)),
+        );
+    if no_cert_management {
+        append.push_child(Element::new("no-cert-management", SASLCERT));
+    }
+    append
+}
+
+fn named(op: &str, name: &str) -> Element {
+    Element::new(op, SASLCERT).with_child(Element::new("name", SASLCERT).with_text(name))
+}
+
+async fn ask(client: &mut TestClient, request: Element) -> Result<Element, StanzaError> {
+    let id = request.attribute("id").unwrap().to_owned();
+    client.send(request).await;
+    let reply = client
+        .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some(id.as_str()))
+        .await;
+    match reply.attribute("type") {
+        Some("result") => Ok(reply),
+        _ => Err(StanzaError::from_stanza(&reply).unwrap()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xep_0257_append_list_disable_revoke() {
+    let server = TestServer::start().await;
+    let mut admin = TestClient::connect(
+        &server,
+        Login::new("alice", ListenerKind::DirectTls).resource(Some("desk")),
+    )
+    .await;
+
+    // The feature is advertised.
+    let info = ask(
+        &mut admin,
+        saslcert("get", "d", Element::new("query", ns::DISCO_INFO)).with_attribute("to", DOMAIN),
+    )
+    .await
+    .unwrap();
+    assert!(
+        info.child("query", ns::DISCO_INFO)
+            .unwrap()
+            .children()
+            .any(|f| f.attribute("var") == Some(SASLCERT))
+    );
+
+    let laptop = cert(&["alice@localhost"]);
+    let phone = cert(&["alice@localhost/phone"]);
+    ask(
+        &mut admin,
+        saslcert(
+            "set",
+            "a1",
+            append("laptop", &laptop.certificate_der, false),
+        ),
+    )
+    .await
+    .unwrap();
+    ask(
+        &mut admin,
+        saslcert("set", "a2", append("phone", &phone.certificate_der, true)),
+    )
+    .await
+    .unwrap();
+
+    let errors = [
+        (
+            "a3",
+            append("laptop", &cert(&["alice@localhost"]).certificate_der, false),
+            StanzaCondition::Conflict,
+        ),
+        (
+            "a4",
+            append("again", &laptop.certificate_der, false),
+            StanzaCondition::Conflict,
+        ),
+        (
+            "a5",
+            append("bob's", &cert(&["bob@localhost"]).certificate_der, false),
+            StanzaCondition::NotAcceptable,
+        ),
+        (
+            "a6",
+            append(
+                "old",
+                &cert_at("alice@localhost", now() - time::Duration::days(10), 1).certificate_der,
+                false,
+            ),
+            StanzaCondition::NotAcceptable,
+        ),
+        (
+            "a7",
+            append("garbage", b"not a certificate", false),
+            StanzaCondition::BadRequest,
+        ),
+        (
+            "a8",
+            Element::new("append", SASLCERT)
+                .with_child(Element::new("name", SASLCERT).with_text("x")),
+            StanzaCondition::BadRequest,
+        ),
+        (
+            "a9",
+            append("", &cert(&["alice@localhost"]).certificate_der, false),
+            StanzaCondition::BadRequest,
+        ),
+        (
+            "d1",
+            named("disable", "nothing"),
+            StanzaCondition::ItemNotFound,
+        ),
+        (
+            "r1",
+            named("revoke", "nothing"),
+            StanzaCondition::ItemNotFound,
+        ),
+    ];
+    for (id, payload, condition) in errors {
+        let error = ask(&mut admin, saslcert("set", id, payload))
+            .await
+            .unwrap_err();
+        assert_eq!(error.condition, condition, "{id}");
+    }
+    let bad64 = Element::new("append", SASLCERT)
+        .with_child(Element::new("name", SASLCERT).with_text("b"))
+        .with_child(Element::new("x509cert", SASLCERT).with_text("!!!"));
+    assert_eq!(
+        ask(&mut admin, saslcert("set", "a10", bad64))
+            .await
+            .unwrap_err()
+            .condition,
+        StanzaCondition::BadRequest
+    );
+
+    // Both devices log in; the list shows who uses which.
+    let mut on_laptop = TestClient::connect(
+        &server,
+        Login::certificate(
+            "alice",
+            ListenerKind::Starttls,
+            Identity::from_issued(&laptop),
+        )
+        .resource(Some("lap")),
+    )
+    .await;
+    assert_eq!(on_laptop.jid(), "alice@localhost/lap");
+    let mut on_phone = TestClient::connect(
+        &server,
+        Login::certificate(
+            "alice",
+            ListenerKind::DirectTls,
+            Identity::from_issued(&phone),
+        )
+        .resource(None),
+    )
+    .await;
+    assert_eq!(on_phone.jid(), "alice@localhost/phone");
+    let items = ask(
+        &mut admin,
+        saslcert("get", "i1", Element::new("items", SASLCERT)),
+    )
+    .await
+    .unwrap();
+    let items = items.child("items", SASLCERT).unwrap();
+    let listed: Vec<(String, Vec<String>)> = items
+        .children()
+        .map(|item| {
+            let name = item.child("name", SASLCERT).unwrap().text();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(item.child("x509cert", SASLCERT).unwrap().text())
+                .unwrap();
+            assert!(CertificateInfo::from_der(&der).is_ok());
+            let users = item
+                .child("users", SASLCERT)
+                .unwrap()
+                .children()
+                .map(Element::text)
+                .collect();
+            (name, users)
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("laptop".into(), vec!["lap".into()]),
+            ("phone".into(), vec!["phone".into()])
+        ]
+    );
+
+    // A no-cert-management session may list but not change.
+    assert!(
+        ask(
+            &mut on_phone,
+            saslcert("get", "i2", Element::new("items", SASLCERT))
+        )
+        .await
+        .is_ok()
+    );
+    for (id, payload) in [
+        (
+            "p1",
+            append("x", &cert(&["alice@localhost"]).certificate_der, false),
+        ),
+        ("p2", named("disable", "laptop")),
+        ("p3", named("revoke", "laptop")),
+    ] {
+        assert_eq!(
+            ask(&mut on_phone, saslcert("set", id, payload))
+                .await
+                .unwrap_err()
+                .condition,
+            StanzaCondition::Forbidden,
+            "{id}"
+        );
+    }
+    // Nor may a certificate session change the password (XEP-0077).
+    let change = Element::new("query", "jabber:iq:register")
+        .with_child(Element::new("username", "jabber:iq:register").with_text("alice"))
+        .with_child(Element::new("password", "jabber:iq:register").with_text("new"));
+    assert_eq!(
+        ask(&mut on_laptop, saslcert("set", "pw", change.clone()))
+            .await
+            .unwrap_err()
+            .condition,
+        StanzaCondition::NotAuthorized
+    );
+    // A password session may.
+    ask(&mut admin, saslcert("set", "pw2", change))
+        .await
+        .unwrap();
+
+    // Disable: no new logins, the live session stays.
+    ask(
+        &mut admin,
+        saslcert("set", "d2", named("disable", "laptop")),
+    )
+    .await
+    .unwrap();
+    check(
+        &server,
+        ListenerKind::DirectTls,
+        "disabled",
+        &laptop,
+        None,
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+    on_laptop
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "get")
+                .with_attribute("id", "alive")
+                .with_child(Element::new("ping", ns::PING)),
+        )
+        .await;
+    assert_eq!(on_laptop.recv().await.attribute("type"), Some("result"));
+
+    // Revoke: the live session ends within a second.
+    let started = Instant::now();
+    ask(&mut admin, saslcert("set", "r2", named("revoke", "phone")))
+        .await
+        .unwrap();
+    let Err(ClientError::Stream(error)) = on_phone.closed().await else {
+        panic!()
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(error.condition, StreamCondition::NotAuthorized);
+    assert_eq!(
+        error.text.as_deref(),
+        Some("This client side certificate has been revoked.")
+    );
+    check(
+        &server,
+        ListenerKind::Starttls,
+        "revoked",
+        &phone,
+        None,
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+    let items = ask(
+        &mut admin,
+        saslcert("get", "i3", Element::new("items", SASLCERT)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        items.child("items", SASLCERT).unwrap().children().count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_certificate_cap_is_resource_constraint() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.limits.max_certificates_per_account = 2;
+    let server = TestServer::start_with(config).await;
+    let mut admin =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    for (i, expected) in [
+        (1, None),
+        (2, None),
+        (3, Some(StanzaCondition::ResourceConstraint)),
+    ] {
+        let result = ask(
+            &mut admin,
+            saslcert(
+                "set",
+                &format!("c{i}"),
+                append(
+                    &format!("d{i}"),
+                    &cert(&["alice@localhost"]).certificate_der,
+                    false,
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(result.err().map(|e| e.condition), expected, "{i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passwordless_account_with_only_external() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.sasl.mechanisms = vec!["EXTERNAL".into()];
+    let server = TestServer::start_with(config).await;
+    server
+        .store()
+        .create_account("dave@localhost", &[])
+        .await
+        .unwrap();
+    let daves = cert(&["dave@localhost"]);
+    register(&server, "dave@localhost", "only", &daves).await;
+    for kind in [ListenerKind::Starttls, ListenerKind::DirectTls] {
+        check(
+            &server,
+            kind,
+            "passwordless",
+            &daves,
+            None,
+            Expect::Bound("dave@localhost/test"),
+        )
+        .await;
+        // No password mechanism is offered at all, even without a certificate.
+        let mut client = TestClient::connect(&server, Login::new("dave", kind)).await;
+        assert!(client.closed().await.is_err());
+        assert!(
+            client.stream.offered_mechanisms().is_empty(),
+            "{:?}",
+            client.stream.offered_mechanisms()
+        );
+    }
+}
