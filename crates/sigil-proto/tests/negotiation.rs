@@ -523,3 +523,27 @@ fn invalid_resource_is_bad_request_and_session_is_answered() {
     assert!(sent.contains("<jid>juliet@example.org/abc</jid>"), "{sent}");
     assert!(sent.contains("<iq type=\"result\" id=\"s1\"/>"), "{sent}");
 }
+
+#[test]
+fn restricted_mechanisms_are_all_that_is_offered_and_accepted() {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    let connection = ConnectionInfo {
+        encrypted: true,
+        client_certificate: true,
+        channel_bindings: Vec::new(),
+    };
+    let mut s = ServerStream::new(config, connection);
+    s.restrict_mechanisms(Some(vec!["EXTERNAL".into()]));
+    s.receive(HEADER.as_bytes());
+    s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>");
+    let mut sent = String::new();
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::Send(data) => sent.push_str(&data),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(sent.contains("<mechanisms xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"><mechanism>EXTERNAL</mechanism></mechanisms>"), "{sent}");
+    assert!(sent.contains("<invalid-mechanism/>"), "{sent}");
+}

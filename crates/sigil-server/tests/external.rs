@@ -970,3 +970,42 @@ async fn a_passwordless_account_with_only_external() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_socket_ends_sessions_of_a_certificate_revoked_elsewhere() {
+    let server = TestServer::start().await;
+    let alice = cert(&["alice@localhost"]);
+    register(&server, "alice@localhost", "laptop", &alice).await;
+    let mut live = TestClient::connect(
+        &server,
+        Login::certificate(
+            "alice",
+            ListenerKind::DirectTls,
+            Identity::from_issued(&alice),
+        ),
+    )
+    .await;
+    assert_eq!(live.jid(), "alice@localhost/test");
+    // What `sigil cert revoke` does: delete in the store, then tell the server.
+    let entry = server
+        .store()
+        .revoke_certificate("alice@localhost", "laptop")
+        .await
+        .unwrap()
+        .unwrap();
+    let socket = server.dir.path().join("sigil.sock");
+    let started = Instant::now();
+    let closed =
+        sigil_server::control::request_revoke(&socket, "alice@localhost", &entry.fingerprint).await;
+    assert_eq!(closed, Some(1));
+    let Err(ClientError::Stream(error)) = live.closed().await else {
+        panic!()
+    };
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(error.condition, StreamCondition::NotAuthorized);
+    // Nonsense on the socket gets an error line, not a crash.
+    assert_eq!(
+        sigil_server::control::request_revoke(&socket, "not a jid@@", &[0; 32]).await,
+        None
+    );
+}
