@@ -32,7 +32,7 @@ pub fn tls_server_end_point(der: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "generate"))]
 mod tests {
     use super::*;
     use crate::generate::{KeyType, Options, server_certificate};

@@ -14,7 +14,9 @@
 
 mod binding;
 mod der;
+#[cfg(feature = "generate")]
 pub mod generate;
+#[cfg(feature = "generate")]
 pub mod pkcs12;
 mod read;
 
