@@ -38,6 +38,22 @@ pub enum TlsMode {
     Unavailable,
 }
 
+/// How the stream is framed on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// One XML document for the whole stream (RFC 6120: TCP, TLS).
+    #[default]
+    Stream,
+    /// Standalone elements (RFC 7395 WebSocket, and BOSH bodies): the
+    /// stream opens with `<open/>` and ends with `<close/>`, every element
+    /// declares its namespaces, and every [`Action::Send`] is exactly one
+    /// element (one WebSocket frame).
+    Standalone,
+}
+
+/// The exact closing frame Strophe.js recognises (RFC 7395).
+pub const CLOSE_FRAME: &str = "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" />";
+
 /// The configuration of a server stream. Cheap to clone: share one per
 /// listener.
 #[derive(Clone)]
@@ -55,6 +71,8 @@ pub struct ServerStreamConfig {
     /// Bytes of input held while waiting for an answer (credentials,
     /// decisions, binding) before the stream is closed.
     pub max_pending_input: usize,
+    /// How the stream is framed.
+    pub framing: Framing,
 }
 
 impl ServerStreamConfig {
@@ -68,6 +86,7 @@ impl ServerStreamConfig {
             limits: Limits::default(),
             max_auth_failures: 3,
             max_pending_input: 64 * 1024,
+            framing: Framing::Stream,
         }
     }
 }
@@ -351,8 +370,46 @@ impl ServerStream {
     /// it (for callers that write outside [`Self::poll_action`]).
     pub fn serialize(&self, stanza: &Element) -> String {
         let mut out = String::new();
-        stanza.write_to(&mut out, ns::CLIENT, true);
+        match self.config.framing {
+            Framing::Stream => stanza.write_to(&mut out, ns::CLIENT, true),
+            Framing::Standalone => stanza.write_to(&mut out, "", false),
+        }
         out
+    }
+
+    /// One standalone element from the peer (a WebSocket frame, or one
+    /// child of a BOSH body): `<open/>` starts or restarts the stream,
+    /// `<close/>` ends it, anything else is an element of the stream.
+    pub fn receive_element(&mut self, element: &Element) {
+        if element.is("open", ns::FRAMING) {
+            // The same checks as for a stream header: the framer sees the
+            // equivalent header.
+            let mut header = String::from(
+                "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'",
+            );
+            for attribute in element.attributes() {
+                if attribute.namespace.is_empty()
+                    && matches!(attribute.name.as_str(), "to" | "version" | "from" | "id")
+                {
+                    header.push(' ');
+                    header.push_str(&attribute.name);
+                    header.push_str("='");
+                    sigil_xml::escape_attribute(&mut header, &attribute.value);
+                    header.push('\'');
+                }
+            }
+            header.push('>');
+            self.receive(header.as_bytes());
+        } else if element.is("close", ns::FRAMING) {
+            self.receive(b"</stream:stream>");
+        } else if element.is("stream", ns::STREAM) {
+            // A stream header in a standalone framing is the wrong framing.
+            self.close(Some(StreamError::new(StreamCondition::InvalidNamespace)));
+        } else {
+            let mut text = String::new();
+            element.write_to(&mut text, "", false);
+            self.receive(text.as_bytes());
+        }
     }
 
     /// Ends the stream: sends the error if any, then `</stream:stream>`.
@@ -361,12 +418,24 @@ impl ServerStream {
             return;
         }
         self.ensure_header();
-        let mut out = String::new();
-        if let Some(error) = &error {
-            error.to_element().write_to(&mut out, ns::CLIENT, true);
+        match self.config.framing {
+            Framing::Stream => {
+                let mut out = String::new();
+                if let Some(error) = &error {
+                    error.to_element().write_to(&mut out, ns::CLIENT, true);
+                }
+                out.push_str("</stream:stream>");
+                self.actions.push_back(Action::Send(out));
+            }
+            Framing::Standalone => {
+                if let Some(error) = &error {
+                    let mut out = String::new();
+                    error.to_element().write_to(&mut out, "", false);
+                    self.actions.push_back(Action::Send(out));
+                }
+                self.actions.push_back(Action::Send(CLOSE_FRAME.to_owned()));
+            }
         }
-        out.push_str("</stream:stream>");
-        self.actions.push_back(Action::Send(out));
         self.stage = Stage::Closed;
         self.pending.clear();
         self.actions.push_back(Action::Close { error });
@@ -432,6 +501,16 @@ impl ServerStream {
             return;
         }
         self.header_sent = true;
+        if self.config.framing == Framing::Standalone {
+            let mut open =
+                String::from("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" id=\"");
+            sigil_xml::escape_attribute(&mut open, &self.stream_id);
+            open.push_str("\" from=\"");
+            sigil_xml::escape_attribute(&mut open, &self.config.domain);
+            open.push_str("\" version=\"1.0\" xml:lang=\"en\"/>");
+            self.actions.push_back(Action::Send(open));
+            return;
+        }
         let mut header = String::from(
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='",
         );

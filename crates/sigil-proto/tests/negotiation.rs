@@ -547,3 +547,102 @@ fn restricted_mechanisms_are_all_that_is_offered_and_accepted() {
     assert!(sent.contains("<mechanisms xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"><mechanism>EXTERNAL</mechanism></mechanisms>"), "{sent}");
     assert!(sent.contains("<invalid-mechanism/>"), "{sent}");
 }
+
+#[test]
+fn rfc_7395_framing_one_standalone_element_per_frame() {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    config.framing = server::Framing::Standalone;
+    let mut s = ServerStream::new(
+        config,
+        ConnectionInfo {
+            encrypted: true,
+            ..ConnectionInfo::default()
+        },
+    );
+    let frames = |s: &mut ServerStream| {
+        let mut out = Vec::new();
+        while let Some(action) = s.poll_action() {
+            match action {
+                server::Action::Send(frame) => out.push(frame),
+                server::Action::NeedCredentials { .. } => s.credentials(Ok(Some(
+                    StoredCredentials::generate(Algorithm::Sha256, PASSWORD).unwrap(),
+                ))),
+                server::Action::Bind { .. } => {
+                    s.bound(FullJid::new("juliet@example.org/r").unwrap())
+                }
+                _ => {}
+            }
+        }
+        out
+    };
+    let open = Element::parse(
+        "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0'/>",
+    )
+    .unwrap();
+    s.receive_element(&open);
+    let out = frames(&mut s);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(
+        out[0].starts_with("<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" id=\""),
+        "{}",
+        out[0]
+    );
+    assert!(
+        out[0].ends_with("from=\"example.org\" version=\"1.0\" xml:lang=\"en\"/>"),
+        "{}",
+        out[0]
+    );
+    assert!(
+        out[1].starts_with("<stream:features xmlns:stream=\"http://etherx.jabber.org/streams\">"),
+        "{}",
+        out[1]
+    );
+    // Each frame parses on its own.
+    for frame in &out {
+        Element::parse(frame).unwrap();
+    }
+    s.receive_element(&Element::parse("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>").unwrap());
+    let out = frames(&mut s);
+    assert_eq!(
+        out,
+        ["<success xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"/>"]
+    );
+    s.receive_element(&open);
+    assert_eq!(frames(&mut s).len(), 2);
+    s.receive_element(&Element::parse("<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>").unwrap());
+    let out = frames(&mut s);
+    assert!(
+        out[0].starts_with("<iq xmlns=\"jabber:client\" type=\"result\" id=\"b\">"),
+        "{out:?}"
+    );
+    s.send_stanza(
+        &Element::new("message", ns::CLIENT).with_attribute("to", "juliet@example.org/r"),
+    );
+    assert_eq!(
+        frames(&mut s),
+        ["<message xmlns=\"jabber:client\" to=\"juliet@example.org/r\"/>"]
+    );
+    s.receive_element(
+        &Element::parse("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>").unwrap(),
+    );
+    assert_eq!(frames(&mut s), [server::CLOSE_FRAME]);
+    assert_eq!(
+        server::CLOSE_FRAME,
+        "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" />"
+    );
+
+    // A stream error is its own frame, then the close frame.
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.framing = server::Framing::Standalone;
+    config.tls = TlsMode::Direct;
+    let mut s = ServerStream::new(config, ConnectionInfo::default());
+    s.receive_element(&Element::parse("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='elsewhere.example' version='1.0'/>").unwrap());
+    let out = frames(&mut s);
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(
+        out[1],
+        "<stream:error xmlns:stream=\"http://etherx.jabber.org/streams\"><host-unknown xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/></stream:error>"
+    );
+    assert_eq!(out[2], server::CLOSE_FRAME);
+}
