@@ -91,7 +91,86 @@ impl AsyncWrite for Transport {
     }
 }
 
-fn connection_info(info: &TlsInfo) -> ConnectionInfo {
+/// What a wire delivers: bytes of a stream, or one standalone element.
+pub(crate) enum Input {
+    /// Bytes of an RFC 6120 stream.
+    Bytes(Vec<u8>),
+    /// One element of a standalone framing (a WebSocket frame).
+    Element(sigil_xml::Element),
+    /// A frame that is not one well-formed element.
+    Invalid(sigil_xml::FramerError),
+}
+
+/// How a connection's bytes travel: TCP (with STARTTLS or direct TLS), or a
+/// WebSocket. Everything above it (negotiation, session) is the same.
+pub(crate) trait Wire: Send {
+    /// The next input, `None` at the end of the connection.
+    fn read(&mut self) -> impl Future<Output = Option<Input>> + Send;
+    /// Queues one [`Action::Send`].
+    fn queue(&mut self, data: String);
+    /// Writes what is queued.
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Ends the connection.
+    fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
+    /// Upgrades to TLS after `<proceed/>` (only TCP can).
+    fn start_tls(&mut self, _listener: &Listener) -> impl Future<Output = Option<TlsInfo>> + Send {
+        async { None }
+    }
+}
+
+/// A TCP connection, plain until STARTTLS, or TLS from the start.
+pub(crate) struct TcpWire {
+    transport: Transport,
+    out: String,
+    buffer: Vec<u8>,
+}
+
+impl Wire for TcpWire {
+    async fn read(&mut self) -> Option<Input> {
+        match self.transport.read(&mut self.buffer).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(Input::Bytes(self.buffer[..n].to_vec())),
+        }
+    }
+
+    fn queue(&mut self, data: String) {
+        self.out.push_str(&data);
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::take(&mut self.out);
+        self.transport.write_all(data.as_bytes()).await?;
+        self.transport.flush().await
+    }
+
+
+    async fn shutdown(&mut self) {
+        let _ = self.transport.shutdown().await;
+    }
+
+    async fn start_tls(&mut self, listener: &Listener) -> Option<TlsInfo> {
+        self.flush().await.ok()?;
+        let Transport::Plain(tcp) = std::mem::replace(&mut self.transport, Transport::Upgrading) else {
+            return None;
+        };
+        match listener.acceptor.accept(tcp).await {
+            Ok(stream) => {
+                let info = tls_info(&stream, &listener.identity);
+                self.transport = Transport::Tls(Box::new(stream));
+                Some(info)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "STARTTLS handshake failed");
+                None
+            }
+        }
+    }
+}
+
+pub(crate) fn connection_info(info: &TlsInfo) -> ConnectionInfo {
     ConnectionInfo {
         encrypted: true,
         client_certificate: !info.peer_certificates.is_empty(),
@@ -110,7 +189,7 @@ pub(crate) async fn serve(
     let _ = tcp.set_nodelay(true);
     let login_timeout = Duration::from_secs(context.limits.login_timeout_seconds);
     let deadline = tokio::time::Instant::now() + login_timeout;
-    let (transport, connection, mut tls) = match listener.kind {
+    let (transport, connection, tls) = match listener.kind {
         ListenerKind::Starttls => (Transport::Plain(tcp), ConnectionInfo::default(), None),
         ListenerKind::DirectTls => {
             match tokio::time::timeout_at(deadline, listener.acceptor.accept(tcp)).await {
@@ -127,36 +206,54 @@ pub(crate) async fn serve(
             }
         }
     };
-    let mut connection = Connection {
+    let wire = TcpWire {
         transport,
+        out: String::new(),
+        buffer: vec![0u8; 16 * 1024],
+    };
+    run_session(wire, peer, listener, context, connection, tls, deadline, &mut shutdown).await;
+}
+
+/// Runs the negotiation and the session over any wire to the end.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_session<W: Wire>(
+    wire: W,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    context: Arc<Context>,
+    connection: ConnectionInfo,
+    mut tls: Option<TlsInfo>,
+    deadline: tokio::time::Instant,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let mut connection = Connection {
+        wire,
         stream: ServerStream::new(listener.stream.clone(), connection),
         listener,
         context,
         session: None,
         receiver: None,
-        out: String::new(),
         peer,
         login: None,
     };
     if let Some(info) = &tls {
         connection.offer_external_alone(info).await;
     }
-    connection.run(deadline, &mut shutdown, &mut tls).await;
+    connection.run(deadline, shutdown, &mut tls).await;
 }
 
-struct Connection {
-    transport: Transport,
+struct Connection<W: Wire> {
+    wire: W,
     stream: ServerStream,
     listener: Arc<Listener>,
     context: Arc<Context>,
     session: Option<SessionState>,
     receiver: Option<mpsc::Receiver<SessionMessage>>,
-    out: String,
     peer: SocketAddr,
     login: Option<CertificateLogin>,
 }
 
-impl Connection {
+impl<W: Wire> Connection<W> {
     /// XEP-0178 in practice: a client that presents a certificate that
     /// would log it in is offered EXTERNAL alone (configurable).
     async fn offer_external_alone(&mut self, info: &TlsInfo) {
@@ -191,16 +288,17 @@ impl Connection {
         shutdown: &mut watch::Receiver<bool>,
         tls: &mut Option<TlsInfo>,
     ) {
-        let mut buffer = vec![0u8; 16 * 1024];
         loop {
             if !self.drain(tls).await {
                 break;
             }
             let bound = self.session.is_some();
             tokio::select! {
-                read = self.transport.read(&mut buffer) => match read {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => self.stream.receive(&buffer[..n]),
+                input = self.wire.read() => match input {
+                    None => break,
+                    Some(Input::Bytes(data)) => self.stream.receive(&data),
+                    Some(Input::Element(element)) => self.stream.receive_element(&element),
+                    Some(Input::Invalid(error)) => self.stream.close(Some(sigil_proto::server::framer_error(&error))),
                 },
                 message = recv(&mut self.receiver) => match message {
                     Some(SessionMessage::Stanza(stanza)) => self.stream.send_stanza(&stanza),
@@ -230,8 +328,8 @@ impl Connection {
                 }
             }
         }
-        let _ = self.flush().await;
-        let _ = self.transport.shutdown().await;
+        let _ = self.wire.flush().await;
+        self.wire.shutdown().await;
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
             if let Some(receiver) = self.receiver.as_mut() {
@@ -252,26 +350,17 @@ impl Connection {
     async fn drain(&mut self, tls: &mut Option<TlsInfo>) -> bool {
         while let Some(action) = self.stream.poll_action() {
             match action {
-                Action::Send(data) => self.out.push_str(&data),
+                Action::Send(data) => self.wire.queue(data),
                 Action::StartTls => {
-                    if self.flush().await.is_err() {
-                        return false;
-                    }
-                    let Transport::Plain(tcp) =
-                        std::mem::replace(&mut self.transport, Transport::Upgrading)
-                    else {
-                        return false;
-                    };
-                    match self.listener.acceptor.accept(tcp).await {
-                        Ok(stream) => {
-                            let info = tls_info(&stream, &self.listener.identity);
-                            self.transport = Transport::Tls(Box::new(stream));
+                    let listener = self.listener.clone();
+                    match self.wire.start_tls(&listener).await {
+                        Some(info) => {
                             self.stream.tls_established(connection_info(&info));
                             self.offer_external_alone(&info).await;
                             *tls = Some(info);
                         }
-                        Err(error) => {
-                            tracing::debug!(peer = %self.peer, %error, "STARTTLS handshake failed");
+                        None => {
+                            tracing::debug!(peer = %self.peer, "STARTTLS failed");
                             return false;
                         }
                     }
@@ -327,12 +416,12 @@ impl Connection {
                     if let Some(error) = &error {
                         tracing::debug!(peer = %self.peer, %error, "stream closed with an error");
                     }
-                    let _ = self.flush().await;
+                    let _ = self.wire.flush().await;
                     return false;
                 }
             }
         }
-        self.flush().await.is_ok()
+        self.wire.flush().await.is_ok()
     }
 
     fn bind(&mut self, resource: Option<jid::ResourcePart>) {
@@ -382,14 +471,6 @@ impl Connection {
         self.stream.bound(full);
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let data = std::mem::take(&mut self.out);
-        self.transport.write_all(data.as_bytes()).await?;
-        self.transport.flush().await
-    }
 }
 
 async fn recv(receiver: &mut Option<mpsc::Receiver<SessionMessage>>) -> Option<SessionMessage> {
