@@ -27,6 +27,9 @@ pub struct Config {
     /// Certificate logins.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// WebSocket and BOSH over HTTPS.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -54,6 +57,8 @@ pub struct ListenerConfig {
 pub enum ListenerKind {
     /// TLS from the first byte (XEP-0368).
     DirectTls,
+    /// HTTPS: XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`.
+    Https,
     /// Plain TCP, STARTTLS required before anything else.
     Starttls,
 }
@@ -137,6 +142,27 @@ impl Default for SaslConfig {
     fn default() -> Self {
         Self {
             mechanisms: DEFAULT_MECHANISMS.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+}
+
+/// WebSocket and BOSH over HTTPS.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Origins (`https://chat.example.org`) whose pages may open sessions,
+    /// besides the server's own HTTPS origins. Browsers present client
+    /// certificates to any page, so other pages are refused.
+    pub allowed_origins: Vec<String>,
+    /// The largest WebSocket message, in bytes.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            max_frame_bytes: 256 * 1024 + 1024,
         }
     }
 }
@@ -234,6 +260,11 @@ fn default_listeners() -> Vec<ListenerConfig> {
             address: SocketAddr::from(([127, 0, 0, 1], 5223)),
             client_certificates: ClientCertificatePolicy::Wanted,
         },
+        ListenerConfig {
+            kind: ListenerKind::Https,
+            address: SocketAddr::from(([127, 0, 0, 1], 5281)),
+            client_certificates: ClientCertificatePolicy::Wanted,
+        },
     ]
 }
 
@@ -268,6 +299,7 @@ impl Config {
             storage: StorageConfig::default(),
             sasl: SaslConfig::default(),
             auth: AuthConfig::default(),
+            http: HttpConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
         }

@@ -146,14 +146,14 @@ impl Wire for TcpWire {
         self.transport.flush().await
     }
 
-
     async fn shutdown(&mut self) {
         let _ = self.transport.shutdown().await;
     }
 
     async fn start_tls(&mut self, listener: &Listener) -> Option<TlsInfo> {
         self.flush().await.ok()?;
-        let Transport::Plain(tcp) = std::mem::replace(&mut self.transport, Transport::Upgrading) else {
+        let Transport::Plain(tcp) = std::mem::replace(&mut self.transport, Transport::Upgrading)
+        else {
             return None;
         };
         match listener.acceptor.accept(tcp).await {
@@ -191,7 +191,7 @@ pub(crate) async fn serve(
     let deadline = tokio::time::Instant::now() + login_timeout;
     let (transport, connection, tls) = match listener.kind {
         ListenerKind::Starttls => (Transport::Plain(tcp), ConnectionInfo::default(), None),
-        ListenerKind::DirectTls => {
+        ListenerKind::DirectTls | ListenerKind::Https => {
             match tokio::time::timeout_at(deadline, listener.acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let info = tls_info(&stream, &listener.identity);
@@ -211,7 +211,17 @@ pub(crate) async fn serve(
         out: String::new(),
         buffer: vec![0u8; 16 * 1024],
     };
-    run_session(wire, peer, listener, context, connection, tls, deadline, &mut shutdown).await;
+    run_session(
+        wire,
+        peer,
+        listener,
+        context,
+        connection,
+        tls,
+        deadline,
+        &mut shutdown,
+    )
+    .await;
 }
 
 /// Runs the negotiation and the session over any wire to the end.
@@ -470,7 +480,6 @@ impl<W: Wire> Connection<W> {
         self.receiver = Some(receiver);
         self.stream.bound(full);
     }
-
 }
 
 async fn recv(receiver: &mut Option<mpsc::Receiver<SessionMessage>>) -> Option<SessionMessage> {

@@ -19,6 +19,7 @@ mod connection;
 pub mod context;
 pub mod control;
 mod files;
+mod http;
 pub mod roster;
 pub mod router;
 pub mod saslcert;

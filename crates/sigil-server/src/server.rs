@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sigil_proto::server::{ServerStreamConfig, TlsMode};
+use sigil_proto::server::{Framing, ServerStreamConfig, TlsMode};
 use sigil_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Config, ListenerKind};
 use crate::connection::{self, Listener};
 use crate::context::Context;
+use crate::http::HttpSettings;
 use crate::router::Router;
 use crate::tls::ServerIdentity;
 
@@ -70,15 +71,19 @@ impl Server {
         let (done_sender, done) = mpsc::channel(1);
         let mut addresses = Vec::new();
         let mut accept_tasks = Vec::new();
+        let mut bound = Vec::new();
         for listener_config in &config.listeners {
             let tls = identity
                 .server_config(listener_config.client_certificates)
                 .map_err(StartError)?;
             let mut stream = ServerStreamConfig::new(config.domain.clone(), sasl.clone());
             stream.tls = match listener_config.kind {
-                ListenerKind::DirectTls => TlsMode::Direct,
+                ListenerKind::DirectTls | ListenerKind::Https => TlsMode::Direct,
                 ListenerKind::Starttls => TlsMode::Required,
             };
+            if listener_config.kind == ListenerKind::Https {
+                stream.framing = Framing::Standalone;
+            }
             stream.limits = config.framer_limits();
             let listener = Arc::new(Listener {
                 kind: listener_config.kind,
@@ -93,9 +98,17 @@ impl Server {
                 })?;
             let local = socket.local_addr().map_err(|e| StartError(e.to_string()))?;
             addresses.push((listener_config.kind, local));
+            bound.push((socket, listener));
+        }
+        let http = Arc::new(HttpSettings {
+            allowed_origins: allowed_origins(config, &addresses),
+            max_frame_bytes: config.http.max_frame_bytes,
+        });
+        for (socket, listener) in bound {
             accept_tasks.push(tokio::spawn(accept_loop(
                 socket,
                 listener,
+                http.clone(),
                 context.clone(),
                 shutdown.subscribe(),
                 done_sender.clone(),
@@ -157,6 +170,7 @@ impl Server {
 async fn accept_loop(
     socket: TcpListener,
     listener: Arc<Listener>,
+    http: Arc<HttpSettings>,
     context: Arc<Context>,
     shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
@@ -179,11 +193,55 @@ async fn accept_loop(
         let context = context.clone();
         let shutdown = shutdown.clone();
         let done = done.clone();
+        if listener.kind == ListenerKind::Https {
+            let http = http.clone();
+            tokio::spawn(async move {
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    () = crate::http::serve(tcp, peer, listener, http, context, shutdown, done.clone()) => {}
+                    // Plain HTTP connections end at shutdown; WebSocket
+                    // sessions end by themselves with system-shutdown.
+                    _ = stop.changed() => {}
+                }
+                drop(done);
+            });
+            continue;
+        }
         tokio::spawn(async move {
             connection::serve(tcp, peer, listener, context, shutdown).await;
             drop(done);
         });
     }
+}
+
+/// The origins whose pages may open sessions: the configured ones, and the
+/// server's own HTTPS origins (its domain, `localhost` and the listener's
+/// address, with the port).
+fn allowed_origins(config: &Config, addresses: &[(ListenerKind, SocketAddr)]) -> Vec<String> {
+    let mut origins: Vec<String> = config.http.allowed_origins.clone();
+    for (kind, address) in addresses {
+        if *kind != ListenerKind::Https {
+            continue;
+        }
+        let port = address.port();
+        let mut hosts = vec![
+            config.domain.clone(),
+            "localhost".to_owned(),
+            address.ip().to_string(),
+        ];
+        if address.is_ipv6() {
+            hosts.push(format!("[{}]", address.ip()));
+        }
+        for host in hosts {
+            origins.push(format!("https://{host}:{port}"));
+            if port == 443 {
+                origins.push(format!("https://{host}"));
+            }
+        }
+    }
+    origins.sort();
+    origins.dedup();
+    origins
 }
 
 /// The SASL server configuration for an allow-list.

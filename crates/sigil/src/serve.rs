@@ -130,8 +130,21 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
             let what = match kind {
                 ListenerKind::Starttls => "STARTTLS",
                 ListenerKind::DirectTls => "direct TLS",
+                ListenerKind::Https => "HTTPS: WebSocket at /xmpp-websocket",
             };
             let _ = writeln!(out, "listening on {address} ({what}) for {}", config.domain);
+            if *kind == ListenerKind::Https {
+                let host = if address.ip().is_loopback() {
+                    "localhost".to_owned()
+                } else {
+                    config.domain.clone()
+                };
+                let _ = writeln!(
+                    out,
+                    "WebSocket URL: wss://{host}:{}/xmpp-websocket",
+                    address.port()
+                );
+            }
         }
         let _ = writeln!(
             out,

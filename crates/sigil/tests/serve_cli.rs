@@ -159,14 +159,14 @@ fn first_run_of_serve_creates_what_it_needs() {
         .iter()
         .filter(|l: &&String| l.starts_with("listening on"))
         .count()
-        < 2
+        < 3
     {
         let left = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(left) {
             Ok(line) => lines.push(line),
             Err(_) => {
                 let _ = child.kill();
-                panic!("no listening lines (are 5222/5223 taken?): {lines:?}");
+                panic!("no listening lines (are 5222/5223/5281 taken?): {lines:?}");
             }
         }
     }
@@ -186,6 +186,13 @@ fn first_run_of_serve_creates_what_it_needs() {
     );
     assert!(
         lines.contains(&"listening on 127.0.0.1:5223 (direct TLS) for localhost".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(
+            &"listening on 127.0.0.1:5281 (HTTPS: WebSocket at /xmpp-websocket) for localhost"
+                .to_owned()
+        ),
         "{lines:?}"
     );
     let key = dir.path().join("sigil-data/server.key");

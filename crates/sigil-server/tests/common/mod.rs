@@ -49,6 +49,11 @@ pub fn config(policy: ClientCertificatePolicy) -> Config {
             address: "127.0.0.1:0".parse().unwrap(),
             client_certificates: policy,
         },
+        ListenerConfig {
+            kind: ListenerKind::Https,
+            address: "127.0.0.1:0".parse().unwrap(),
+            client_certificates: policy,
+        },
     ];
     config
 }
@@ -307,7 +312,7 @@ impl TestClient {
             jid: BareJid::new(&format!("{}@{DOMAIN}", login.user)).unwrap(),
             resource: login.resource.clone(),
             tls: match login.kind {
-                ListenerKind::DirectTls => client::TlsMode::Direct,
+                ListenerKind::DirectTls | ListenerKind::Https => client::TlsMode::Direct,
                 ListenerKind::Starttls => client::TlsMode::Required,
             },
             sasl: Arc::new(sasl),
@@ -329,7 +334,7 @@ impl TestClient {
         let mut stream = ClientStream::new(config);
         let connector = tokio_rustls::TlsConnector::from(tls);
         let io = match login.kind {
-            ListenerKind::DirectTls => match connector
+            ListenerKind::DirectTls | ListenerKind::Https => match connector
                 .connect(ServerName::try_from(DOMAIN).unwrap(), tcp)
                 .await
             {

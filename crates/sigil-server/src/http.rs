@@ -1,0 +1,259 @@
+//! The HTTPS listener: XMPP over WebSocket (RFC 7395) at
+//! `/xmpp-websocket`.
+//!
+//! The TLS accept loop is ours, so every request knows the client
+//! certificate chain and channel-binding data of its connection, and the
+//! WebSocket session feeds them to the same negotiation and certificate
+//! decision as TCP. Browsers present client certificates to any page that
+//! asks, so a WebSocket from a foreign `Origin` is refused before it
+//! could log in.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use sigil_xml::{Element, FramerError};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::connection::{self, Input, Listener, Wire};
+use crate::context::Context;
+use crate::tls::tls_info;
+
+/// What the HTTPS listener needs besides the c2s listener settings.
+pub(crate) struct HttpSettings {
+    /// Origins whose pages may open a session (scheme://host[:port]).
+    pub(crate) allowed_origins: Vec<String>,
+    /// The largest WebSocket message accepted, in bytes.
+    pub(crate) max_frame_bytes: usize,
+}
+
+/// Serves one accepted TCP connection of the HTTPS listener.
+pub(crate) async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    settings: Arc<HttpSettings>,
+    context: Arc<Context>,
+    shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let timeout = Duration::from_secs(context.limits.login_timeout_seconds);
+    let tls = match tokio::time::timeout(timeout, listener.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+    };
+    let info = Arc::new(tls_info(&tls, &listener.identity));
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let request_state = RequestState {
+            peer,
+            listener: listener.clone(),
+            settings: settings.clone(),
+            context: context.clone(),
+            info: info.clone(),
+            shutdown: shutdown.clone(),
+            done: done.clone(),
+        };
+        async move { Ok::<_, Infallible>(route(request, request_state)) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeout)
+        .serve_connection(TokioIo::new(tls), service)
+        .with_upgrades();
+    if let Err(error) = connection.await {
+        tracing::debug!(%peer, %error, "HTTP connection ended with an error");
+    }
+}
+
+struct RequestState {
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    settings: Arc<HttpSettings>,
+    context: Arc<Context>,
+    info: Arc<crate::tls::TlsInfo>,
+    shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+}
+
+fn route(request: Request<Incoming>, state: RequestState) -> Response<Full<Bytes>> {
+    match request.uri().path() {
+        "/xmpp-websocket" => websocket(request, state),
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn header_has_token(request: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
+    request.headers().get_all(name).iter().any(|value| {
+        value
+            .to_str()
+            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// Whether a request's `Origin` may use the server. Requests without one
+/// come from programs, not pages, and carry no ambient browser credentials.
+pub(crate) fn origin_allowed(origin: Option<&HeaderValue>, allowed: &[String]) -> bool {
+    match origin {
+        None => true,
+        Some(origin) => origin
+            .to_str()
+            .is_ok_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o))),
+    }
+}
+
+fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET
+        || !header_has_token(&request, header::UPGRADE, "websocket")
+        || !header_has_token(&request, header::CONNECTION, "upgrade")
+        || request
+            .headers()
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .map(HeaderValue::as_bytes)
+            != Some(b"13")
+    {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "a WebSocket upgrade (version 13) is expected here\n",
+        );
+    }
+    let Some(key) = request.headers().get(header::SEC_WEBSOCKET_KEY).cloned() else {
+        return plain(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing\n");
+    };
+    if !header_has_token(&request, header::SEC_WEBSOCKET_PROTOCOL, "xmpp") {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "the WebSocket subprotocol must be xmpp (RFC 7395)\n",
+        );
+    }
+    if !origin_allowed(
+        request.headers().get(header::ORIGIN),
+        &state.settings.allowed_origins,
+    ) {
+        tracing::info!(peer = %state.peer, origin = ?request.headers().get(header::ORIGIN), "WebSocket from a foreign origin refused");
+        return plain(
+            StatusCode::FORBIDDEN,
+            "this origin may not open XMPP sessions here\n",
+        );
+    }
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => return tracing::debug!(%error, "WebSocket upgrade failed"),
+        };
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(state.settings.max_frame_bytes))
+            .max_frame_size(Some(state.settings.max_frame_bytes))
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(0);
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        let wire = WsWire {
+            ws,
+            queued: Vec::new(),
+        };
+        let timeout = Duration::from_secs(state.context.limits.login_timeout_seconds);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut shutdown = state.shutdown.clone();
+        connection::run_session(
+            wire,
+            state.peer,
+            state.listener,
+            state.context,
+            connection::connection_info(&state.info),
+            Some((*state.info).clone()),
+            deadline,
+            &mut shutdown,
+        )
+        .await;
+        drop(state.done);
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static("xmpp"),
+    );
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// RFC 7395: one text frame per element.
+struct WsWire<S> {
+    ws: WebSocketStream<S>,
+    queued: Vec<String>,
+}
+
+impl<S> Wire for WsWire<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
+    async fn read(&mut self) -> Option<Input> {
+        loop {
+            match self.ws.next().await? {
+                Ok(Message::Text(text)) => {
+                    return Some(match Element::parse(text.as_str()) {
+                        Ok(element) => Input::Element(element),
+                        Err(error) => Input::Invalid(error),
+                    });
+                }
+                Ok(Message::Binary(_)) => {
+                    return Some(Input::Invalid(FramerError::NotWellFormed(
+                        "binary WebSocket frames are not XMPP (RFC 7395)".into(),
+                    )));
+                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Close(_)) | Err(_) => return None,
+            }
+        }
+    }
+
+    fn queue(&mut self, data: String) {
+        self.queued.push(data);
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        for frame in self.queued.drain(..) {
+            self.ws
+                .feed(Message::text(frame))
+                .await
+                .map_err(io::Error::other)?;
+        }
+        self.ws.flush().await.map_err(io::Error::other)
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
