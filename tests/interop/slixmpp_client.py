@@ -5,6 +5,9 @@
         --host 127.0.0.1 --port 5222 --mode starttls --mechanism SCRAM-SHA-256 \
         --ca server.crt ACTION [ACTION OPTIONS]
 
+    slixmpp_client.py --jid alice@localhost --mechanism EXTERNAL \
+        --cert laptop.crt --key laptop.key --port 5222 --ca server.crt login
+
 Actions:
     login                            log in, send initial presence, log out
     send --to JID --body TEXT        send one chat message
@@ -20,6 +23,10 @@ before), every action first prints
 
     {"event": "bound", "jid": FULL-JID, "mechanism": SASL-MECHANISM, "tls": TLS-VERSION}
 
+A stream error from the server, at any time, is printed as
+
+    {"event": "stream-error", "condition": CONDITION, "text": TEXT-OR-NULL}
+
 Exit status: 0 on success; 1 on any failure (timeout, connection error,
 error reply), with the reason on standard error; 2 on bad arguments; 3 when
 authentication fails ("authentication failed: CONDITION" on standard error).
@@ -27,6 +34,10 @@ authentication fails ("authentication failed: CONDITION" on standard error).
 Certificates are verified: --ca FILE trusts FILE (the test server's
 self-signed server.crt); --insecure turns verification off instead.
 The name checked is always the JID's domain.
+
+--cert FILE --key FILE present a client certificate (PEM certificate and
+PEM private key). --password is required except with --mechanism EXTERNAL,
+whose <auth/> slixmpp sends as "=" (an empty initial response: no authzid).
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from pathlib import Path
 try:
     import slixmpp
     from slixmpp.exceptions import IqError, IqTimeout
+    from slixmpp.stanza import StreamError
 except ImportError:  # pragma: no cover - reported to the caller
     print(
         "slixmpp is not installed: run scripts/ensure-python-peers",
@@ -70,8 +82,10 @@ class Client(slixmpp.ClientXMPP):
     """A client whose connection outcome is a future rather than events."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        super().__init__(args.jid, args.password)
+        super().__init__(args.jid, args.password or "")
         self.args = args
+        # The last stream error the server sent, if any.
+        self.stream_error: str | None = None
         self.session: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # None: the stream ended.
         self.messages: asyncio.Queue[slixmpp.Message | None] = asyncio.Queue()
@@ -98,6 +112,14 @@ class Client(slixmpp.ClientXMPP):
             self.ssl_context = context
         elif args.ca is not None:
             self.ca_certs = Path(args.ca)
+
+        if args.cert is not None:
+            # Loaded into the TLS context by get_ssl_context() before every
+            # handshake. Load once here as well, so a bad file fails loudly
+            # (slixmpp only logs it at debug level and carries on without).
+            ssl.create_default_context().load_cert_chain(args.cert, args.key)
+            self.certfile = args.cert
+            self.keyfile = args.key
 
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("failed_auth", self._on_failed_auth)
@@ -140,8 +162,12 @@ class Client(slixmpp.ClientXMPP):
         self._fail(Failure(f"server certificate rejected: {error}"))
         self.abort()
 
-    def _on_stream_error(self, error: object) -> None:
-        self._fail(Failure(f"stream error: {error}"))
+    def _on_stream_error(self, error: StreamError) -> None:
+        condition = error["condition"] or "unknown"
+        text = error["text"] or None
+        emit("stream-error", condition=condition, text=text)
+        self.stream_error = f"{condition}" + (f" ({text})" if text else "")
+        self._fail(Failure(f"stream error: {self.stream_error}"))
 
     def _on_disconnected(self, reason: object) -> None:
         self._fail(Failure(f"disconnected before the session started: {reason}"))
@@ -211,8 +237,9 @@ async def action_receive(client: Client, args: argparse.Namespace) -> None:
                 f"timed out after {args.timeout} s: received {received} of {args.count} messages"
             ) from None
         if message is None:
+            cause = f" (stream error: {client.stream_error})" if client.stream_error else ""
             raise Failure(
-                f"the stream ended after {received} of {args.count} messages"
+                f"the stream ended after {received} of {args.count} messages{cause}"
             )
         delay = message.xml.find(f"{{{DELAY_NS}}}delay")
         emit(
@@ -277,13 +304,15 @@ ACTIONS = {
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jid", required=True, help="the account's bare (or full) JID")
-    parser.add_argument("--password", required=True)
+    parser.add_argument("--password", help="required unless --mechanism EXTERNAL")
     parser.add_argument("--host", default="127.0.0.1", help="address to connect to")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=("starttls", "direct-tls"), default="starttls")
     parser.add_argument(
         "--mechanism", default="SCRAM-SHA-256", help="the only SASL mechanism to use"
     )
+    parser.add_argument("--cert", help="PEM client certificate to present (with --key)")
+    parser.add_argument("--key", help="PEM private key of --cert")
     trust = parser.add_mutually_exclusive_group()
     trust.add_argument("--ca", help="PEM file of the certificate(s) to trust")
     trust.add_argument("--insecure", action="store_true", help="do not verify the server")
@@ -305,7 +334,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     roster.add_argument("--contact", required=True)
     roster.add_argument("--name", default="")
     actions.add_parser("disco")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.password is None and args.mechanism != "EXTERNAL":
+        parser.error("--password is required unless --mechanism EXTERNAL")
+    if (args.cert is None) != (args.key is None):
+        parser.error("--cert and --key go together")
+    return args
 
 
 async def run(args: argparse.Namespace) -> None:

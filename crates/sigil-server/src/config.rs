@@ -464,7 +464,7 @@ mod tests {
     #[test]
     fn minimal_file() {
         let config = Config::parse("domain = 'example.org'\n").unwrap();
-        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.listeners.len(), 3);
         assert_eq!(config.limits.max_stanza_bytes, 256 * 1024);
     }
 

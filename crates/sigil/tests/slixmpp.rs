@@ -1,6 +1,7 @@
 //! Interoperability with slixmpp, a Python XMPP client library: the `sigil`
 //! binary serves, and `tests/interop/slixmpp_client.py` logs in, sends,
-//! receives, edits its roster and asks for disco#info.
+//! receives, edits its roster and asks for disco#info, and logs in with
+//! SASL EXTERNAL and a client certificate made by `sigil cert new --register`.
 //!
 //! Needs `python3` with slixmpp (`scripts/ensure-python-peers` installs it).
 //! `SIGIL_SKIP_INTEROP=1` skips these tests; `SIGIL_INTEROP_DEBUG=1` passes
@@ -147,10 +148,15 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new() -> Self {
+    /// A configuration and no accounts.
+    fn empty() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("sigil.toml"), CONFIG).unwrap();
-        let fixture = Self { dir, starts: 0 };
+        Self { dir, starts: 0 }
+    }
+
+    fn new() -> Self {
+        let fixture = Self::empty();
         fixture.add_user("alice", ALICE_PASSWORD);
         fixture.add_user("bob", BOB_PASSWORD);
         let list = sigil(&["user", "list", "--config", &fixture.config()]);
@@ -178,6 +184,40 @@ impl Fixture {
             "--password-file",
             &file.display().to_string(),
         ]);
+    }
+
+    /// Runs `sigil cert new JID --register --name DEVICE` (which creates the
+    /// account, without a password, if it does not exist) and returns the
+    /// certificate and key files with what the command printed.
+    fn new_certificate(&self, jid: &str, device: &str) -> (Certificate, String) {
+        let p12_password = self.dir.path().join(format!("{device}.p12-password"));
+        std::fs::write(&p12_password, "p12 password\n").unwrap();
+        let out = self.dir.path().join("certificates");
+        let output = sigil(&[
+            "cert",
+            "new",
+            jid,
+            "--register",
+            "--name",
+            device,
+            "--out",
+            &out.display().to_string(),
+            "--p12-password-file",
+            &p12_password.display().to_string(),
+            "--config",
+            &self.config(),
+        ]);
+        let certificate = Certificate {
+            cert: out.join(format!("{device}.crt")),
+            key: out.join(format!("{device}.key")),
+        };
+        for file in [&certificate.cert, &certificate.key] {
+            assert!(file.is_file(), "sigil cert new wrote no {}", file.display());
+        }
+        (
+            certificate,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
     }
 
     /// Starts `sigil serve` and waits for both listening lines.
@@ -235,6 +275,12 @@ fn listening_port(line: &str, what: &str) -> Option<u16> {
     address.rsplit_once(':')?.1.parse().ok()
 }
 
+/// A client certificate and its private key (PEM files).
+struct Certificate {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
 /// A running `sigil serve`.
 struct Server {
     child: Guard,
@@ -261,6 +307,24 @@ impl Server {
 
     /// The client's command line, up to the action.
     fn client(&self, jid: &str, password: &str, mode: Mode, mechanism: &str) -> Command {
+        let mut command = self.client_without_password(jid, mode, mechanism);
+        command.args(["--password", password]);
+        command
+    }
+
+    /// The client's command line for SASL EXTERNAL with `certificate`, up
+    /// to the action: no password.
+    fn client_with_certificate(&self, jid: &str, mode: Mode, certificate: &Certificate) -> Command {
+        let mut command = self.client_without_password(jid, mode, "EXTERNAL");
+        command
+            .arg("--cert")
+            .arg(&certificate.cert)
+            .arg("--key")
+            .arg(&certificate.key);
+        command
+    }
+
+    fn client_without_password(&self, jid: &str, mode: Mode, mechanism: &str) -> Command {
         let (mode, port) = match mode {
             Mode::Starttls => ("starttls", self.starttls),
             Mode::DirectTls => ("direct-tls", self.direct_tls),
@@ -268,7 +332,7 @@ impl Server {
         let mut command = Command::new("python3");
         command
             .arg(CLIENT)
-            .args(["--jid", jid, "--password", password])
+            .args(["--jid", jid])
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--mode", mode, "--mechanism", mechanism])
             .arg("--ca")
@@ -424,6 +488,12 @@ fn assert_login(mode: Mode, mechanism: &str) {
     let mut command = server.client(ALICE, ALICE_PASSWORD, mode, mechanism);
     command.arg("login");
     let run = server.run_ok(command);
+    assert_bound(&run, mechanism);
+    server.stop();
+}
+
+/// Checks the client's `bound` line: a full JID of alice, `mechanism`, TLS.
+fn assert_bound(run: &Run, mechanism: &str) {
     let bound = run.event("bound");
     assert_eq!(
         string_field(bound, "mechanism").as_deref(),
@@ -441,7 +511,22 @@ fn assert_login(mode: Mode, mechanism: &str) {
         tls.as_deref().is_some_and(|v| v.starts_with("TLSv1")),
         "not over TLS: {bound}"
     );
-    server.stop();
+}
+
+/// Insists a client run failed to authenticate (exit status 3).
+fn assert_auth_failed(run: &Run, what: &str) {
+    assert_eq!(
+        run.status.and_then(|status| status.code()),
+        Some(3),
+        "{what}: {}",
+        run.describe()
+    );
+    assert!(
+        run.stderr.contains("authentication failed"),
+        "{what}: {}",
+        run.describe()
+    );
+    assert!(run.events("bound").is_empty(), "{what}: {}", run.describe());
 }
 
 #[test]
@@ -639,6 +724,160 @@ fn disco_info_of_the_server() {
             disco.contains(&format!("\"{feature}\"")),
             "no {feature}: {disco}"
         );
+    }
+    server.stop();
+}
+
+/// A fixture whose only account, alice, was created by
+/// `sigil cert new --register` (so it has no password), with the
+/// certificate registered as "laptop".
+fn certificate_fixture() -> (Fixture, Certificate) {
+    let fixture = Fixture::empty();
+    let (certificate, printed) = fixture.new_certificate(ALICE, "laptop");
+    assert!(
+        printed.contains(&format!("created the account {ALICE} (no password)")),
+        "sigil cert new --register did not create the account: {printed}"
+    );
+    assert!(
+        printed.contains(&format!("registered \"laptop\" for {ALICE} (SHA-256 ")),
+        "sigil cert new --register did not register the certificate: {printed}"
+    );
+    (fixture, certificate)
+}
+
+#[test]
+fn external_login_with_a_registered_certificate_and_no_password() {
+    if !interop_enabled("external_login_with_a_registered_certificate_and_no_password") {
+        return;
+    }
+    let (mut fixture, certificate) = certificate_fixture();
+    let server = fixture.serve();
+    for mode in [Mode::Starttls, Mode::DirectTls] {
+        let mut command = server.client_with_certificate(ALICE, mode, &certificate);
+        command.arg("login");
+        let run = server.run_ok(command);
+        assert_bound(&run, "EXTERNAL");
+    }
+    server.stop();
+}
+
+#[test]
+fn an_account_made_by_cert_new_has_no_password() {
+    if !interop_enabled("an_account_made_by_cert_new_has_no_password") {
+        return;
+    }
+    let (mut fixture, _certificate) = certificate_fixture();
+    let server = fixture.serve();
+    for (mechanism, password) in [("SCRAM-SHA-256", "x"), ("PLAIN", "x"), ("PLAIN", "")] {
+        let mut command = server.client(ALICE, password, Mode::Starttls, mechanism);
+        command.arg("login");
+        let run = server.run(command);
+        assert_auth_failed(&run, &format!("{mechanism} with password {password:?}"));
+    }
+    server.stop();
+}
+
+#[test]
+fn revoking_ends_a_live_external_session() {
+    if !interop_enabled("revoking_ends_a_live_external_session") {
+        return;
+    }
+    let (mut fixture, certificate) = certificate_fixture();
+    let server = fixture.serve();
+    let mut receive = server.client_with_certificate(ALICE, Mode::Starttls, &certificate);
+    receive.args(["receive", "--count", "1", "--timeout", "20"]);
+    let mut child = receive
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run python3");
+    let lines = line_reader(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let mut receiver = Guard(child);
+    let mut seen = Vec::new();
+
+    // Alice is online once she printed this.
+    let deadline = Instant::now() + CLIENT_RUN;
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let bound = string_field(&line, "event").as_deref() == Some("bound");
+                seen.push(line);
+                if bound {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = receiver.0.kill();
+                panic!(
+                    "alice never logged in ({e:?}); stdout: {seen:?}\nstderr: {}\n{}",
+                    String::from_utf8_lossy(&stderr.join().unwrap()),
+                    server.log_text()
+                );
+            }
+        }
+    }
+    assert_eq!(
+        string_field(&seen[seen.len() - 1], "mechanism").as_deref(),
+        Some("EXTERNAL"),
+        "{seen:?}"
+    );
+
+    let revoke = sigil(&[
+        "cert",
+        "revoke",
+        ALICE,
+        "laptop",
+        "--config",
+        &fixture.config(),
+    ]);
+    let printed = String::from_utf8_lossy(&revoke.stdout);
+    assert!(
+        printed.contains("the running server ended 1 session(s) that used it"),
+        "sigil cert revoke: {printed}"
+    );
+
+    // The session ends (a stream error), and with it the client.
+    let status = wait_bounded(&mut receiver.0, Duration::from_secs(10));
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        seen.push(line);
+    }
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    let context = format!("stdout: {seen:?}\nstderr: {stderr}\n{}", server.log_text());
+    let Some(status) = status else {
+        panic!("the client still ran 10 s after the revocation; {context}");
+    };
+    assert!(
+        !status.success(),
+        "the client succeeded ({status}); {context}"
+    );
+    let error = seen
+        .iter()
+        .find(|line| string_field(line, "event").as_deref() == Some("stream-error"))
+        .unwrap_or_else(|| panic!("no stream error; {context}"));
+    assert_eq!(
+        string_field(error, "condition").as_deref(),
+        Some("not-authorized"),
+        "{context}"
+    );
+    assert_eq!(
+        string_field(error, "text").as_deref(),
+        Some("This client side certificate has been revoked."),
+        "{context}"
+    );
+    assert!(
+        seen.iter()
+            .all(|line| string_field(line, "event").as_deref() != Some("message")),
+        "{context}"
+    );
+
+    // The certificate logs in no more.
+    for mode in [Mode::Starttls, Mode::DirectTls] {
+        let mut command = server.client_with_certificate(ALICE, mode, &certificate);
+        command.arg("login");
+        let run = server.run(command);
+        assert_auth_failed(&run, "EXTERNAL with the revoked certificate");
     }
     server.stop();
 }
