@@ -38,6 +38,10 @@ pub(crate) struct HttpSettings {
     pub(crate) allowed_origins: Vec<String>,
     /// The largest WebSocket message accepted, in bytes.
     pub(crate) max_frame_bytes: usize,
+    /// The largest BOSH request body, in bytes.
+    pub(crate) max_body_bytes: usize,
+    /// The BOSH sessions.
+    pub(crate) sessions: crate::bosh::Sessions,
 }
 
 /// Serves one accepted TCP connection of the HTTPS listener.
@@ -68,7 +72,7 @@ pub(crate) async fn serve(
             shutdown: shutdown.clone(),
             done: done.clone(),
         };
-        async move { Ok::<_, Infallible>(route(request, request_state)) }
+        async move { Ok::<_, Infallible>(route(request, request_state).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -90,11 +94,227 @@ struct RequestState {
     done: mpsc::Sender<()>,
 }
 
-fn route(request: Request<Incoming>, state: RequestState) -> Response<Full<Bytes>> {
+async fn route(request: Request<Incoming>, state: RequestState) -> Response<Full<Bytes>> {
     match request.uri().path() {
         "/xmpp-websocket" => websocket(request, state),
+        "/http-bind" | "/http-bind/" => bosh(request, state).await,
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+fn terminate(condition: &str) -> String {
+    format!(
+        "<body xmlns='http://jabber.org/protocol/httpbind' type='terminate' condition='{condition}'/>"
+    )
+}
+
+fn xml(status: StatusCode, body: String, origin: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    cors(headers, origin);
+    response
+}
+
+/// CORS for an allowed origin, with credentials: browsers send the client
+/// certificate and need `Access-Control-Allow-Credentials` and the exact
+/// origin (never `*`).
+fn cors(headers: &mut hyper::HeaderMap, origin: Option<&HeaderValue>) {
+    if let Some(origin) = origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+fn fingerprint(info: &crate::tls::TlsInfo) -> Option<[u8; 32]> {
+    use sha2::Digest as _;
+    info.peer_certificates
+        .first()
+        .map(|c| sha2::Sha256::digest(c.as_ref()).into())
+}
+
+async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt as _;
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    if !origin_allowed(origin.as_ref(), &state.settings.allowed_origins) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "this origin may not open XMPP sessions here\n",
+        );
+    }
+    if request.method() == Method::OPTIONS {
+        let mut response = xml(StatusCode::NO_CONTENT, String::new(), origin.as_ref());
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Content-Type"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        return response;
+    }
+    if request.method() != Method::POST {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BOSH takes POST requests (XEP-0124)\n",
+        );
+    }
+    let limited = http_body_util::Limited::new(request.into_body(), state.settings.max_body_bytes);
+    let bytes = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return xml(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                terminate("policy-violation"),
+                origin.as_ref(),
+            );
+        }
+    };
+    let body = match std::str::from_utf8(&bytes).ok().map(Element::parse) {
+        Some(Ok(body)) if body.is("body", crate::bosh::NS_HTTPBIND) => body,
+        _ => {
+            return xml(
+                StatusCode::BAD_REQUEST,
+                terminate("bad-request"),
+                origin.as_ref(),
+            );
+        }
+    };
+    let Some(rid) = body.attribute("rid").and_then(|r| r.parse::<u64>().ok()) else {
+        return xml(
+            StatusCode::BAD_REQUEST,
+            terminate("bad-request"),
+            origin.as_ref(),
+        );
+    };
+    let certificate = fingerprint(&state.info);
+    let Some(sid) = body.attribute("sid") else {
+        return create_session(&body, rid, certificate, state, origin).await;
+    };
+    let Some(session) = state.settings.sessions.get(sid) else {
+        return xml(
+            StatusCode::NOT_FOUND,
+            terminate("item-not-found"),
+            origin.as_ref(),
+        );
+    };
+    if session.certificate != certificate {
+        tracing::info!(peer = %state.peer, "BOSH request with another certificate than the session's refused");
+        return xml(
+            StatusCode::FORBIDDEN,
+            terminate("policy-violation"),
+            origin.as_ref(),
+        );
+    }
+    match session.check_rid(rid) {
+        crate::bosh::RidCheck::Invalid => {
+            return xml(
+                StatusCode::NOT_FOUND,
+                terminate("item-not-found"),
+                origin.as_ref(),
+            );
+        }
+        crate::bosh::RidCheck::Repeat(response) => {
+            return xml(StatusCode::OK, response, origin.as_ref());
+        }
+        crate::bosh::RidCheck::Next => {}
+    }
+    if body.attribute_ns("restart", crate::bosh::NS_XBOSH) == Some("true") {
+        session.push(Input::Element(open_element(&body, &state.context.domain)));
+    }
+    for element in crate::bosh::payload(&body) {
+        session.push(Input::Element(element));
+    }
+    if body.attribute("type") == Some("terminate") {
+        session.push(Input::Element(Element::new(
+            "close",
+            sigil_xml::ns::FRAMING,
+        )));
+    }
+    let response = session
+        .respond(rid, Duration::from_secs(session.wait))
+        .await;
+    if session.is_closed() {
+        state.settings.sessions.remove(&session.sid);
+    }
+    xml(StatusCode::OK, response, origin.as_ref())
+}
+
+fn open_element(body: &Element, domain: &str) -> Element {
+    Element::new("open", sigil_xml::ns::FRAMING)
+        .with_attribute("to", body.attribute("to").unwrap_or(domain))
+        .with_attribute(
+            "version",
+            body.attribute_ns("version", crate::bosh::NS_XBOSH)
+                .unwrap_or("1.0"),
+        )
+}
+
+async fn create_session(
+    body: &Element,
+    rid: u64,
+    certificate: Option<[u8; 32]>,
+    state: RequestState,
+    origin: Option<HeaderValue>,
+) -> Response<Full<Bytes>> {
+    let Some(sid) = crate::bosh::new_sid() else {
+        return xml(
+            StatusCode::SERVICE_UNAVAILABLE,
+            terminate("internal-server-error"),
+            origin.as_ref(),
+        );
+    };
+    let wait = body
+        .attribute("wait")
+        .and_then(|w| w.parse::<u64>().ok())
+        .unwrap_or(crate::bosh::MAX_WAIT)
+        .clamp(1, crate::bosh::MAX_WAIT);
+    let (session, wire) = crate::bosh::BoshSession::new(sid.clone(), rid, wait, certificate);
+    state.settings.sessions.insert(session.clone());
+    session.push(Input::Element(open_element(body, &state.context.domain)));
+    let context = state.context.clone();
+    let settings = state.settings.clone();
+    let listener = state.listener.clone();
+    let info = state.info.clone();
+    let mut shutdown = state.shutdown.clone();
+    let done = state.done.clone();
+    let peer = state.peer;
+    let task_sid = sid.clone();
+    tokio::spawn(async move {
+        let timeout = Duration::from_secs(context.limits.login_timeout_seconds);
+        let deadline = tokio::time::Instant::now() + timeout;
+        connection::run_session(
+            wire,
+            peer,
+            listener,
+            context,
+            connection::connection_info(&info),
+            Some((*info).clone()),
+            deadline,
+            &mut shutdown,
+        )
+        .await;
+        settings.sessions.remove(&task_sid);
+        drop(done);
+    });
+    let response = session.respond(rid, Duration::from_secs(wait)).await;
+    let attributes = crate::bosh::creation_attributes(&sid, wait, &state.context.domain, rid);
+    let response = response.replacen("<body ", &format!("<body{attributes} "), 1);
+    xml(StatusCode::OK, response, origin.as_ref())
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {

@@ -103,6 +103,8 @@ impl Server {
         let http = Arc::new(HttpSettings {
             allowed_origins: allowed_origins(config, &addresses),
             max_frame_bytes: config.http.max_frame_bytes,
+            max_body_bytes: config.http.max_frame_bytes,
+            sessions: crate::bosh::Sessions::default(),
         });
         for (socket, listener) in bound {
             accept_tasks.push(tokio::spawn(accept_loop(

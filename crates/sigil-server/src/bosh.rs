@@ -1,0 +1,339 @@
+//! BOSH (XEP-0124 v1.11, XEP-0206) at `/http-bind`: an XMPP session over
+//! HTTP request/response pairs, run by the same negotiation and session
+//! code as every other transport, through [`BoshWire`].
+//!
+//! Choices: the certificate presented when the session is created is
+//! bound to the session (Openfire's choice): a later request of the
+//! session that arrives with another certificate, or with none, is
+//! refused. sids are 128 random bits from the operating system.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sigil_proto::server::CLOSE_FRAME;
+use sigil_xml::{Element, escape_attribute, ns};
+use tokio::sync::{Notify, mpsc};
+
+use crate::connection::{Input, Wire};
+
+/// The BOSH namespace.
+pub const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
+/// XEP-0206's namespace for `xmpp:version`, `xmpp:restart`…
+pub const NS_XBOSH: &str = "urn:xmpp:xbosh";
+
+/// Longest `wait` granted, seconds.
+pub const MAX_WAIT: u64 = 60;
+/// Seconds without a request before a session ends.
+pub const INACTIVITY: u64 = 60;
+/// Requests a client may keep open at once (`hold` + 1).
+pub const REQUESTS: u64 = 2;
+
+/// The sessions of one server, by sid.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Arc<BoshSession>>>,
+}
+
+impl Sessions {
+    pub(crate) fn get(&self, sid: &str) -> Option<Arc<BoshSession>> {
+        lock(&self.map).get(sid).cloned()
+    }
+
+    pub(crate) fn insert(&self, session: Arc<BoshSession>) {
+        lock(&self.map).insert(session.sid.clone(), session);
+    }
+
+    pub(crate) fn remove(&self, sid: &str) {
+        lock(&self.map).remove(sid);
+    }
+}
+
+/// One BOSH session as the HTTP side sees it.
+pub(crate) struct BoshSession {
+    pub(crate) sid: String,
+    pub(crate) wait: u64,
+    /// SHA-256 of the end-entity certificate of the creating request.
+    pub(crate) certificate: Option<[u8; 32]>,
+    input: mpsc::UnboundedSender<Input>,
+    state: Mutex<State>,
+    output: Notify,
+}
+
+struct State {
+    /// The highest rid processed.
+    last_rid: u64,
+    /// The last response, for a client that repeats its rid.
+    last_response: Option<(u64, String)>,
+    frames: Vec<String>,
+    closed: bool,
+    /// Bumped to release a held request early.
+    generation: u64,
+}
+
+/// What a request may do to a session.
+pub(crate) enum RidCheck {
+    /// Process it.
+    Next,
+    /// A repeat of the last request: send the cached response again.
+    Repeat(String),
+    /// Outside the window.
+    Invalid,
+}
+
+impl BoshSession {
+    /// A new session and the wire its XMPP session task runs on.
+    pub(crate) fn new(
+        sid: String,
+        rid: u64,
+        wait: u64,
+        certificate: Option<[u8; 32]>,
+    ) -> (Arc<Self>, BoshWire) {
+        let (input, inbox) = mpsc::unbounded_channel();
+        let session = Arc::new(Self {
+            sid,
+            wait,
+            certificate,
+            input,
+            state: Mutex::new(State {
+                last_rid: rid,
+                last_response: None,
+                frames: Vec::new(),
+                closed: false,
+                generation: 0,
+            }),
+            output: Notify::new(),
+        });
+        let wire = BoshWire {
+            session: session.clone(),
+            inbox,
+            pending: Vec::new(),
+        };
+        (session, wire)
+    }
+
+    /// Checks and records the rid of a request (XEP-0124 §14).
+    pub(crate) fn check_rid(&self, rid: u64) -> RidCheck {
+        let mut state = lock(&self.state);
+        if let Some((cached, response)) = &state.last_response
+            && *cached == rid
+        {
+            return RidCheck::Repeat(response.clone());
+        }
+        if rid <= state.last_rid || rid > state.last_rid + REQUESTS {
+            return RidCheck::Invalid;
+        }
+        state.last_rid = rid;
+        // A new request releases the one being held.
+        state.generation += 1;
+        drop(state);
+        self.output.notify_waiters();
+        RidCheck::Next
+    }
+
+    /// Hands elements of a request to the XMPP session.
+    pub(crate) fn push(&self, input: Input) {
+        let _ = self.input.send(input);
+    }
+
+    /// Waits for output (or `wait` seconds, or a newer request) and returns
+    /// the response body for `rid`.
+    pub(crate) async fn respond(&self, rid: u64, wait: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + wait;
+        let generation = lock(&self.state).generation;
+        loop {
+            let notified = self.output.notified();
+            {
+                let state = lock(&self.state);
+                if !state.frames.is_empty() || state.closed || state.generation != generation {
+                    break;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        // Let the session task finish what the request caused (several
+        // frames are usually produced together).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut state = lock(&self.state);
+        let frames = std::mem::take(&mut state.frames);
+        let body = wrap(&frames, state.closed);
+        state.last_response = Some((rid, body.clone()));
+        body
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+}
+
+/// Builds a `<body/>` around frames; the close frame becomes
+/// `type='terminate'`, a stream error `condition='remote-stream-error'`.
+fn wrap(frames: &[String], closed: bool) -> String {
+    let mut out = String::from(
+        "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'",
+    );
+    let error = frames.iter().any(|f| f.starts_with("<stream:error"));
+    if closed {
+        out.push_str(" type='terminate'");
+        if error {
+            out.push_str(" condition='remote-stream-error'");
+        }
+    }
+    let content: Vec<&String> = frames
+        .iter()
+        .filter(|f| !f.starts_with("<open ") && f.as_str() != CLOSE_FRAME)
+        .collect();
+    if content.is_empty() {
+        out.push_str("/>");
+        return out;
+    }
+    out.push('>');
+    for frame in content {
+        out.push_str(frame);
+    }
+    out.push_str("</body>");
+    out
+}
+
+/// The session-creation response attributes (XEP-0124 §7.1, XEP-0206).
+pub(crate) fn creation_attributes(sid: &str, wait: u64, domain: &str, ack: u64) -> String {
+    let mut out = String::new();
+    out.push_str(" sid='");
+    escape_attribute(&mut out, sid);
+    out.push_str(&format!(
+        "' wait='{wait}' requests='{REQUESTS}' hold='1' inactivity='{INACTIVITY}' polling='2' maxpause='120' ver='1.11' ack='{ack}' from='"
+    ));
+    escape_attribute(&mut out, domain);
+    out.push_str("' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0' xmpp:restartlogic='true'");
+    out
+}
+
+/// The wire of one BOSH session: elements from requests in, frames to the
+/// responses out.
+pub(crate) struct BoshWire {
+    session: Arc<BoshSession>,
+    inbox: mpsc::UnboundedReceiver<Input>,
+    pending: Vec<String>,
+}
+
+impl Wire for BoshWire {
+    async fn read(&mut self) -> Option<Input> {
+        let inactivity = Duration::from_secs(INACTIVITY + self.session.wait);
+        // No request for too long (the timeout): the client has gone.
+        tokio::time::timeout(inactivity, self.inbox.recv())
+            .await
+            .unwrap_or_default()
+    }
+
+    fn queue(&mut self, data: String) {
+        self.pending.push(data);
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut state = lock(&self.session.state);
+        for frame in self.pending.drain(..) {
+            if frame == CLOSE_FRAME {
+                state.closed = true;
+            }
+            state.frames.push(frame);
+        }
+        drop(state);
+        self.session.output.notify_waiters();
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {
+        lock(&self.session.state).closed = true;
+        self.session.output.notify_waiters();
+    }
+}
+
+/// The children of a request body as stream elements: stanzas that did
+/// not declare `jabber:client` inherit it (XEP-0206 §7).
+pub(crate) fn payload(body: &Element) -> Vec<Element> {
+    body.children()
+        .map(|child| {
+            if child.namespace() == NS_HTTPBIND {
+                renamespace(child, NS_HTTPBIND, ns::CLIENT)
+            } else {
+                child.clone()
+            }
+        })
+        .collect()
+}
+
+fn renamespace(element: &Element, from: &str, to: &str) -> Element {
+    let namespace = if element.namespace() == from {
+        to
+    } else {
+        element.namespace()
+    };
+    let mut out = Element::new(element.name(), namespace);
+    for attribute in element.attributes() {
+        out.set_attribute_ns(
+            &attribute.name,
+            &attribute.namespace,
+            attribute.value.clone(),
+        );
+    }
+    for node in element.nodes() {
+        match node {
+            sigil_xml::Node::Element(child) => out.push_child(renamespace(child, from, to)),
+            sigil_xml::Node::Text(text) => out.push_text(text.clone()),
+        }
+    }
+    out
+}
+
+/// A random sid of 128 bits, or `None` if the operating system's generator
+/// failed (then no session is created).
+pub(crate) fn new_sid() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sids_are_128_random_bits() {
+        let a = new_sid().unwrap();
+        let b = new_sid().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn bodies() {
+        assert_eq!(
+            wrap(&[], false),
+            "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'/>"
+        );
+        let closed = wrap(
+            &[
+                "<stream:error xmlns:stream=\"x\"/>".into(),
+                CLOSE_FRAME.into(),
+            ],
+            true,
+        );
+        assert!(
+            closed.contains("type='terminate' condition='remote-stream-error'"),
+            "{closed}"
+        );
+    }
+}
