@@ -156,6 +156,11 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// The largest WebSocket message, in bytes.
     pub max_frame_bytes: usize,
+    /// Converse.js's `dist/` directory (relative to this file). Default:
+    /// `web/node_modules/converse.js/dist` of the Sigil checkout, as
+    /// `scripts/ensure-web` installs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_assets: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -163,6 +168,7 @@ impl Default for HttpConfig {
         Self {
             allowed_origins: Vec::new(),
             max_frame_bytes: 256 * 1024 + 1024,
+            web_assets: None,
         }
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct HttpSettings {
     pub(crate) max_body_bytes: usize,
     /// The BOSH sessions.
     pub(crate) sessions: crate::bosh::Sessions,
+    /// Converse.js's `dist/` directory, when installed.
+    pub(crate) web_assets: Option<std::path::PathBuf>,
 }
 
 /// Serves one accepted TCP connection of the HTTPS listener.
@@ -98,8 +100,129 @@ async fn route(request: Request<Incoming>, state: RequestState) -> Response<Full
     match request.uri().path() {
         "/xmpp-websocket" => websocket(request, state),
         "/http-bind" | "/http-bind/" => bosh(request, state).await,
+        "/" | "/index.html" => page(&request, &state, INDEX),
+        "/password" | "/password.html" => page(&request, &state, PASSWORD),
+        path if path.starts_with("/dist/") => {
+            asset(&request, &state, &path["/dist/".len()..]).await
+        }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+const INDEX: &str = include_str!("../../../web/index.html");
+const PASSWORD: &str = include_str!("../../../web/password.html");
+const MISSING: &str = include_str!("../../../web/missing.html");
+
+/// A web chat page. The certificate login page gets the JID of the
+/// certificate this connection presented, so the user types nothing.
+fn page(
+    request: &Request<Incoming>,
+    state: &RequestState,
+    template: &str,
+) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    let html = if state.settings.web_assets.is_none() {
+        MISSING.to_owned()
+    } else {
+        let jid = certificate_jid(&state.info, &state.context.domain).unwrap_or_default();
+        let mut escaped = String::new();
+        for c in jid.chars() {
+            // A JS string inside HTML: keep it to characters that cannot
+            // end either.
+            if c.is_alphanumeric() || "@.-_/+".contains(c) {
+                escaped.push(c);
+            } else {
+                escaped.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+        }
+        template.replace("{{JID}}", &escaped)
+    };
+    let mut response = Response::new(Full::new(Bytes::from(html)));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The bare JID of the first identity of the connection's certificate on
+/// this domain.
+fn certificate_jid(info: &crate::tls::TlsInfo, domain: &str) -> Option<String> {
+    let certificate = info.peer_certificates.first()?;
+    let parsed = sigil_x509::CertificateInfo::from_der(certificate).ok()?;
+    parsed
+        .identities
+        .iter()
+        .find(|id| id.domain().as_str() == domain && id.node().is_some())
+        .map(|id| id.to_bare().to_string())
+}
+
+/// A file of Converse.js's `dist/`.
+async fn asset(
+    request: &Request<Incoming>,
+    state: &RequestState,
+    relative: &str,
+) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    let Some(root) = &state.settings.web_assets else {
+        return plain(StatusCode::NOT_FOUND, "the web chat is not installed\n");
+    };
+    // Only plain names: no `..`, no absolute paths, no hidden files.
+    let safe = !relative.is_empty()
+        && relative.split('/').all(|part| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+    if !safe {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    }
+    let path = root.join(relative);
+    let Ok(data) = tokio::fs::read(&path).await else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let kind = match path.extension().and_then(|e| e.to_str()) {
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json" | "map") => "application/json",
+        Some("wasm") => "application/wasm",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("ico") => "image/x-icon",
+        Some("woff") => "font/woff",
+        Some("woff2") => "font/woff2",
+        Some("ttf") => "font/ttf",
+        Some("mp3") => "audio/mpeg",
+        Some("ogg") => "audio/ogg",
+        _ => "application/octet-stream",
+    };
+    let mut response = Response::new(Full::new(Bytes::from(data)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    headers.insert(
+        header::HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn terminate(condition: &str) -> String {

@@ -30,4 +30,4 @@ pub mod tls;
 
 pub use config::Config;
 pub use files::write_new;
-pub use server::{Server, StartError, certificate_paths, open_store, sasl_config};
+pub use server::{Server, StartError, certificate_paths, open_store, sasl_config, web_assets};

@@ -105,6 +105,7 @@ impl Server {
             max_frame_bytes: config.http.max_frame_bytes,
             max_body_bytes: config.http.max_frame_bytes,
             sessions: crate::bosh::Sessions::default(),
+            web_assets: web_assets(config, base),
         });
         for (socket, listener) in bound {
             accept_tasks.push(tokio::spawn(accept_loop(
@@ -244,6 +245,27 @@ fn allowed_origins(config: &Config, addresses: &[(ListenerKind, SocketAddr)]) ->
     origins.sort();
     origins.dedup();
     origins
+}
+
+/// Where Converse.js's `dist/` is: `[http] web_assets` (relative to the
+/// configuration file), else `web/node_modules/converse.js/dist` in the
+/// current directory or beside the executable's checkout.
+pub fn web_assets(config: &Config, base: &Path) -> Option<PathBuf> {
+    if let Some(configured) = &config.http.web_assets {
+        let path = base.join(configured);
+        return path.join("converse.min.js").is_file().then_some(path);
+    }
+    let relative = Path::new("web/node_modules/converse.js/dist");
+    let mut candidates = vec![PathBuf::from(relative)];
+    if let Ok(exe) = std::env::current_exe() {
+        for ancestor in exe.ancestors().skip(1).take(4) {
+            candidates.push(ancestor.join(relative));
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|c| c.join("converse.min.js").is_file())
+        .and_then(|c| c.canonicalize().ok())
 }
 
 /// The SASL server configuration for an allow-list.

@@ -259,3 +259,80 @@ async fn handshake_checks_and_bad_frames() {
     let error = next_frame(&mut ws).await;
     assert!(error.contains("<invalid-namespace"), "{error}");
 }
+
+/// GET over a fresh TLS connection; returns (status, headers, body).
+async fn get(server: &TestServer, identity: Option<Identity>, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = common::tls_client_config(&server.certificate(), identity);
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(server.address(ListenerKind::Https))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(common::TIMEOUT, tls.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_chat_pages() {
+    let server = TestServer::start().await;
+    let issued = sigil_x509::generate::client_certificate(
+        &[sigil_x509::Jid::new("alice@localhost").unwrap()],
+        &sigil_x509::generate::Options::new(sigil_x509::OffsetDateTime::now_utc()),
+        None,
+    )
+    .unwrap();
+    let (status, headers, body) = get(&server, Some(Identity::from_issued(&issued)), "/").await;
+    assert_eq!(status, 200);
+    assert!(headers.contains("content-type: text/html"), "{headers}");
+    assert!(headers.contains("x-frame-options: deny"), "{headers}");
+    if body.contains("not installed") {
+        // Without scripts/ensure-web the page says how to install the chat.
+        assert!(body.contains("scripts/ensure-web"), "{body}");
+        return;
+    }
+    // The certificate's JID is filled in; the page has no password field.
+    assert!(body.contains("const jid = \"alice@localhost\";"), "{body}");
+    assert!(body.contains("authentication: 'external'"), "{body}");
+    assert!(!body.contains("type=\"password\""));
+    let (status, _, body) = get(&server, None, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("const jid = \"\";"), "{body}");
+    let (status, _, body) = get(&server, None, "/password").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("authentication: 'login'"), "{body}");
+    let (status, headers, body) = get(&server, None, "/dist/converse.min.js").await;
+    assert_eq!(status, 200);
+    assert!(
+        headers.contains("content-type: text/javascript"),
+        "{headers}"
+    );
+    assert!(body.len() > 100_000);
+    for path in [
+        "/dist/../Cargo.toml",
+        "/dist/.hidden",
+        "/dist/%2e%2e/x",
+        "/nothing",
+    ] {
+        assert_eq!(get(&server, None, path).await.0, 404, "{path}");
+    }
+}

@@ -130,7 +130,7 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
             let what = match kind {
                 ListenerKind::Starttls => "STARTTLS",
                 ListenerKind::DirectTls => "direct TLS",
-                ListenerKind::Https => "HTTPS: WebSocket at /xmpp-websocket",
+                ListenerKind::Https => "HTTPS: WebSocket at /xmpp-websocket, BOSH at /http-bind",
             };
             let _ = writeln!(out, "listening on {address} ({what}) for {}", config.domain);
             if *kind == ListenerKind::Https {
@@ -144,6 +144,16 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
                     "WebSocket URL: wss://{host}:{}/xmpp-websocket",
                     address.port()
                 );
+                let _ = writeln!(out, "BOSH URL: https://{host}:{}/http-bind", address.port());
+                if sigil_server::web_assets(&config, &base).is_some() {
+                    let _ = writeln!(
+                        out,
+                        "web chat: https://{host}:{}/ (certificate login; /password for passwords)",
+                        address.port()
+                    );
+                } else {
+                    let _ = writeln!(out, "web chat: not installed (run scripts/ensure-web)");
+                }
             }
         }
         let _ = writeln!(

@@ -190,7 +190,7 @@ fn first_run_of_serve_creates_what_it_needs() {
     );
     assert!(
         lines.contains(
-            &"listening on 127.0.0.1:5281 (HTTPS: WebSocket at /xmpp-websocket) for localhost"
+            &"listening on 127.0.0.1:5281 (HTTPS: WebSocket at /xmpp-websocket, BOSH at /http-bind) for localhost"
                 .to_owned()
         ),
         "{lines:?}"
