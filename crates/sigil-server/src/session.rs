@@ -368,7 +368,6 @@ async fn probe(context: &Context, session: &SessionState) {
                 context.deliver(&session.handle, stanza);
             }
         }
-        // Other own resources too.
     }
     for own in context.router.sessions(&session.bare) {
         if own.serial == session.handle.serial {
