@@ -134,7 +134,9 @@ pub async fn would_log_in(
     let Ok(info) = CertificateInfo::from_der(end_entity) else {
         return false;
     };
-    for identity in &info.identities {
+    // A certificate may name many identities; looking up a few is enough
+    // to decide what to offer, and bounds the work a stranger can cause.
+    for identity in info.identities.iter().take(MAX_OFFER_LOOKUPS) {
         let authzid = Authzid::Value(identity.to_string());
         if decide(context, chain, &authzid, now).await.is_ok() {
             return true;
@@ -142,6 +144,10 @@ pub async fn would_log_in(
     }
     false
 }
+
+/// Identities of one certificate looked up to decide whether to offer
+/// EXTERNAL alone.
+const MAX_OFFER_LOOKUPS: usize = 4;
 
 /// XEP-0178 with the authzids real clients send: none (or empty) means the
 /// only identity; an identity, its bare JID, or the bare domain (when one
