@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use sigil_proto::server::{Action, ServerStream, ServerStreamConfig, TlsMode};
+use sigil_proto::server::{Action, Framing, ServerStream, ServerStreamConfig, TlsMode};
 use sigil_sasl::server::{ConnectionInfo, ServerConfig};
 use sigil_sasl::{Algorithm, Failure, StoredCredentials};
 
@@ -14,11 +14,33 @@ fuzz_target!(|input: &[u8]| {
     let Some((&first, data)) = input.split_first() else { return };
     let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new().allow(["PLAIN", "SCRAM-SHA-1", "EXTERNAL", "ANONYMOUS"])));
     config.tls = if first & 1 == 0 { TlsMode::Direct } else { TlsMode::Optional };
+    // Bit 7: the standalone framing of WebSocket and BOSH, one element per
+    // line of input.
+    let standalone = first & 0x80 != 0;
+    if standalone {
+        config.framing = Framing::Standalone;
+        config.tls = TlsMode::Direct;
+    }
     let connection = ConnectionInfo { encrypted: first & 1 == 0, client_certificate: first & 2 != 0, channel_bindings: Vec::new() };
     let mut stream = ServerStream::new(config, connection);
-    let credentials = StoredCredentials::derive(Algorithm::Sha1, "pencil", b"salt-salt", 4096).ok();
-    for piece in data.chunks(usize::from(first >> 2) + 1) {
-        stream.receive(piece);
+    static CREDENTIALS: std::sync::OnceLock<Option<StoredCredentials>> = std::sync::OnceLock::new();
+    let credentials = CREDENTIALS
+        .get_or_init(|| StoredCredentials::derive(Algorithm::Sha1, "pencil", b"salt-salt", 4096).ok())
+        .clone();
+    let pieces: Vec<&[u8]> = if standalone {
+        data.split(|b| *b == b'\n').collect()
+    } else {
+        data.chunks(usize::from((first >> 2) & 0x1f) + 1).collect()
+    };
+    for piece in pieces {
+        if standalone {
+            match std::str::from_utf8(piece).ok().map(sigil_xml::Element::parse) {
+                Some(Ok(element)) => stream.receive_element(&element),
+                _ => continue,
+            }
+        } else {
+            stream.receive(piece);
+        }
         while let Some(action) = stream.poll_action() {
             match action {
                 Action::StartTls => stream.tls_established(ConnectionInfo { encrypted: true, ..ConnectionInfo::default() }),
