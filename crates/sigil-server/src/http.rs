@@ -600,3 +600,43 @@ where
         let _ = self.ws.close(None).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let allowed = vec!["https://localhost:5281".to_owned()];
+        assert!(origin_allowed(None, &allowed));
+        assert!(origin_allowed(
+            Some(&HeaderValue::from_static("https://localhost:5281")),
+            &allowed
+        ));
+        assert!(origin_allowed(
+            Some(&HeaderValue::from_static("HTTPS://LOCALHOST:5281")),
+            &allowed
+        ));
+        for foreign in [
+            "https://localhost:5282",
+            "http://localhost:5281",
+            "https://evil.example",
+            "null",
+            "",
+        ] {
+            assert!(
+                !origin_allowed(Some(&HeaderValue::from_static(foreign)), &allowed),
+                "{foreign}"
+            );
+        }
+    }
+
+    #[test]
+    fn bosh_error_bodies() {
+        let body = terminate("item-not-found");
+        let parsed = Element::parse(&body).unwrap();
+        assert!(parsed.is("body", crate::bosh::NS_HTTPBIND));
+        assert_eq!(parsed.attribute("type"), Some("terminate"));
+        assert_eq!(parsed.attribute("condition"), Some("item-not-found"));
+    }
+}
