@@ -24,6 +24,8 @@ pub struct Context {
     pub anchors: crate::auth::TrustAnchors,
     /// Offer EXTERNAL alone to connections whose certificate would log in.
     pub external_alone: bool,
+    /// XEP-0191 blocklists, cached.
+    pub blocklists: crate::blocking::Blocklists,
 }
 
 impl Context {

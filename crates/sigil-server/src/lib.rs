@@ -14,6 +14,7 @@
 //! may log in is decided at SASL time.
 
 pub mod auth;
+pub mod blocking;
 pub mod bosh;
 pub mod config;
 mod connection;

@@ -65,6 +65,7 @@ impl Server {
             limits: config.limits,
             anchors: crate::auth::TrustAnchors::new(Some(base.join(&config.auth.trusted_cas))),
             external_alone: config.auth.external_alone,
+            blocklists: crate::blocking::Blocklists::default(),
         });
         let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
         let (shutdown, _) = watch::channel(false);

@@ -64,6 +64,34 @@ pub async fn handle(context: &Context, session: &mut SessionState, stanza: Eleme
             Err(_) => return context.bounce(&stanza, StanzaCondition::JidMalformed),
         },
     };
+    if let Some(target) = &to
+        && target.node().is_some()
+        && target.to_bare() != session.bare
+    {
+        let name = stanza.name().to_owned();
+        let kind = stanza.attribute("type").unwrap_or_default().to_owned();
+        let answerable = name != "presence" && kind != "error" && kind != "result";
+        // XEP-0191 §3.3: nothing to a JID the user blocks ...
+        if crate::blocking::blocks(context, &session.bare, target).await {
+            if answerable {
+                let mut reply = crate::blocking::blocked_error().reply_to(&stanza);
+                if let Some(error) = reply.child_mut("error", ns::CLIENT) {
+                    error.push_child(Element::new("blocked", crate::blocking::NS_ERRORS));
+                }
+                context.deliver(&session.handle, reply);
+            }
+            return;
+        }
+        // ... and nothing from the user to someone who blocks them.
+        if crate::blocking::blocks(context, &target.to_bare(), &Jid::from(session.jid.clone()))
+            .await
+        {
+            if answerable {
+                context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+            }
+            return;
+        }
+    }
     match stanza.name() {
         "message" => message(context, stanza, to).await,
         "presence" => presence(context, session, stanza, to).await,
@@ -433,6 +461,9 @@ async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: 
         (crate::saslcert::NS, _, _) if for_account => {
             crate::saslcert::handle(context, session, &stanza, payload).await
         }
+        (crate::blocking::NS, _, _) if for_account => {
+            crate::blocking::handle(context, session, &stanza, payload).await
+        }
         (NS_REGISTER, "query", _) if for_account || is_server => {
             register(context, session, &stanza, payload).await
         }
@@ -542,6 +573,7 @@ pub const SERVER_FEATURES: &[&str] = &[
     ns::PING,
     ns::VERSION,
     crate::saslcert::NS,
+    crate::blocking::NS,
 ];
 
 fn disco_info(server: bool, node: Option<&str>) -> Element {

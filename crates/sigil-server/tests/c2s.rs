@@ -695,3 +695,124 @@ async fn no_tls_resumption_where_client_certificates_are_asked_for() {
         assert_eq!(resumed, resumes, "{policy:?}: {kinds:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xep_0191_blocking() {
+    const BLOCKING: &str = "urn:xmpp:blocking";
+    let server = TestServer::start().await;
+    let mut alice =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    for client in [&mut alice, &mut bob] {
+        client.send(presence()).await;
+        let _ = client.recv_matching(|s| s.name() == "presence").await;
+    }
+    // The feature is announced; the list starts empty.
+    alice
+        .send(iq(
+            "get",
+            "d",
+            Some(DOMAIN),
+            Element::new("query", ns::DISCO_INFO),
+        ))
+        .await;
+    let info = alice
+        .recv_matching(|s| s.attribute("id") == Some("d"))
+        .await;
+    assert!(
+        info.child("query", ns::DISCO_INFO)
+            .unwrap()
+            .children()
+            .any(|f| f.attribute("var") == Some(BLOCKING))
+    );
+    alice
+        .send(iq("get", "l1", None, Element::new("blocklist", BLOCKING)))
+        .await;
+    let list = alice
+        .recv_matching(|s| s.attribute("id") == Some("l1"))
+        .await;
+    assert_eq!(
+        list.child("blocklist", BLOCKING)
+            .unwrap()
+            .children()
+            .count(),
+        0
+    );
+
+    let block = Element::new("block", BLOCKING)
+        .with_child(Element::new("item", BLOCKING).with_attribute("jid", "bob@localhost"));
+    alice.send(iq("set", "b1", None, block)).await;
+    let push = alice
+        .recv_matching(|s| s.attribute("type") == Some("set") && s.has_child("block", BLOCKING))
+        .await;
+    assert_eq!(
+        push.child("block", BLOCKING)
+            .unwrap()
+            .child("item", BLOCKING)
+            .unwrap()
+            .attribute("jid"),
+        Some("bob@localhost")
+    );
+    let result = alice
+        .recv_matching(|s| s.attribute("id") == Some("b1"))
+        .await;
+    assert_eq!(result.attribute("type"), Some("result"));
+
+    // bob cannot reach alice; alice cannot write to bob.
+    bob.send(message("alice@localhost", "let me in")).await;
+    let error = bob
+        .recv_matching(|s| s.attribute("type") == Some("error"))
+        .await;
+    assert_eq!(
+        StanzaError::from_stanza(&error).unwrap().condition,
+        StanzaCondition::ServiceUnavailable
+    );
+    alice.send(message("bob@localhost/test", "hello?")).await;
+    let error = alice
+        .recv_matching(|s| s.name() == "message" && s.attribute("type") == Some("error"))
+        .await;
+    assert_eq!(
+        StanzaError::from_stanza(&error).unwrap().condition,
+        StanzaCondition::NotAcceptable
+    );
+    assert!(
+        error
+            .child("error", ns::CLIENT)
+            .unwrap()
+            .has_child("blocked", "urn:xmpp:blocking:errors")
+    );
+    assert!(
+        alice
+            .try_recv(std::time::Duration::from_millis(200))
+            .await
+            .is_none()
+    );
+
+    // The list survives in the store; unblocking everything restores traffic.
+    assert_eq!(
+        server.store().blocklist("alice@localhost").await.unwrap(),
+        ["bob@localhost"]
+    );
+    alice
+        .send(iq("set", "u1", None, Element::new("unblock", BLOCKING)))
+        .await;
+    let _ = alice
+        .recv_matching(|s| s.attribute("id") == Some("u1"))
+        .await;
+    bob.send(message("alice@localhost", "better now")).await;
+    let got = alice
+        .recv_matching(|s| s.name() == "message" && s.attribute("type") == Some("chat"))
+        .await;
+    assert_eq!(body(&got).as_deref(), Some("better now"));
+    // An item without a valid JID is refused.
+    let bad = Element::new("block", BLOCKING)
+        .with_child(Element::new("item", BLOCKING).with_attribute("jid", "@@"));
+    alice.send(iq("set", "b2", None, bad)).await;
+    let error = alice
+        .recv_matching(|s| s.attribute("id") == Some("b2"))
+        .await;
+    assert_eq!(
+        StanzaError::from_stanza(&error).unwrap().condition,
+        StanzaCondition::JidMalformed
+    );
+}

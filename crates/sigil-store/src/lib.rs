@@ -48,7 +48,7 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
-pub use traits::{AccountStore, CertificateStore, OfflineStore, RosterStore, Store};
+pub use traits::{AccountStore, BlockingStore, CertificateStore, OfflineStore, RosterStore, Store};
 pub use types::{
     Account, CertificateEntry, OfflineMessage, Roster, RosterItem, StoreFuture, Subscription,
     algorithm_from_name, algorithm_name,

@@ -17,13 +17,27 @@ use crate::{Account, CertificateEntry, OfflineMessage, Roster, RosterItem, Store
 ///
 /// Implemented for every type that implements the four concern traits.
 pub trait Store:
-    AccountStore + RosterStore + OfflineStore + CertificateStore + Send + Sync
+    AccountStore + RosterStore + OfflineStore + CertificateStore + BlockingStore + Send + Sync
 {
 }
 
 impl<T> Store for T where
-    T: AccountStore + RosterStore + OfflineStore + CertificateStore + Send + Sync
+    T: AccountStore + RosterStore + OfflineStore + CertificateStore + BlockingStore + Send + Sync
 {
+}
+
+/// The JIDs an account blocks (XEP-0191), as the client wrote them
+/// (bare, full or a domain).
+pub trait BlockingStore: Send + Sync {
+    /// The blocked JIDs, sorted.
+    fn blocklist<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<String>>;
+
+    /// Blocks these JIDs (already blocked ones stay); [`StoreError::NotFound`]
+    /// without an account.
+    fn block<'a>(&'a self, owner: &'a str, jids: &'a [String]) -> StoreFuture<'a, ()>;
+
+    /// Unblocks these JIDs; an empty list unblocks every one.
+    fn unblock<'a>(&'a self, owner: &'a str, jids: &'a [String]) -> StoreFuture<'a, ()>;
 }
 
 /// Accounts and their SCRAM credentials.

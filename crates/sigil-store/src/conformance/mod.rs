@@ -25,6 +25,7 @@
 )]
 
 mod accounts;
+mod blocking;
 mod certificates;
 mod offline;
 mod roster;
@@ -37,6 +38,7 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 use crate::{CertificateEntry, Store};
 
 pub use accounts::*;
+pub use blocking::*;
 pub use certificates::*;
 pub use offline::*;
 pub use roster::*;
@@ -123,6 +125,8 @@ macro_rules! conformance_tests {
                 certificate_by_fingerprint,
                 certificates_require_account,
                 unicode_and_quotes_round_trip,
+                blocking_round_trip,
+                blocking_requires_account,
             );
         }
     };

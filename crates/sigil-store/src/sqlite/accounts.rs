@@ -136,6 +136,7 @@ impl AccountStore for SqliteStore {
                 "DELETE FROM roster_items WHERE owner = ?",
                 "DELETE FROM offline_messages WHERE owner = ?",
                 "DELETE FROM certificates WHERE owner = ?",
+                "DELETE FROM blocked WHERE owner = ?",
                 "DELETE FROM credentials WHERE account = ?",
             ] {
                 sqlx::query(sql)

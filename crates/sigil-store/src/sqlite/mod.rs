@@ -7,6 +7,7 @@
 //! for it, so concurrent writers queue instead of failing.
 
 mod accounts;
+mod blocking;
 mod certificates;
 mod offline;
 mod roster;
@@ -139,7 +140,10 @@ pub struct SqliteSettings {
 }
 
 /// The schema scripts, by version: append only, never edit one that shipped.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_blocking.sql")),
+];
 
 /// How long a writer waits for the write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
