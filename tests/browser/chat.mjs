@@ -158,11 +158,11 @@ async function chat(page, args, step) {
   step.name = 'password-fields';
   emit('password-fields', { count: await page.locator('input[type=password]').count() });
 
-  // Open the chat with the peer from the contacts list. The peer must be a
-  // roster contact: Converse 14.0.0 opens a chat with a JID outside the
-  // roster only after fetching the XEP-0191 blocklist, and when the server
-  // does not announce urn:xmpp:blocking it never does (the chat never opens,
-  // neither from "Start a new chat" nor for an incoming message).
+  // Open the chat with the peer from the contacts list. The peer is a
+  // roster contact: Converse 14.0.0 does not show a chat with a JID outside
+  // the roster here (an incoming message from one opens no visible chat box,
+  // even with the server's XEP-0191 blocking; it also waits for PEP
+  // bookmarks, which the server does not offer yet).
   step.name = 'open-chat';
   const contact = page.locator(`converse-roster a.open-chat[data-jid="${args.peer}"]`).first();
   await contact.waitFor({ timeout });
