@@ -1,6 +1,6 @@
 //! BOSH (XEP-0124 v1.11, XEP-0206) at `/http-bind`: an XMPP session over
 //! HTTP request/response pairs, run by the same negotiation and session
-//! code as every other transport, through [`BoshWire`].
+//! code as every other transport, through a `BoshWire`.
 //!
 //! Choices: the certificate presented when the session is created is
 //! bound to the session (Openfire's choice): a later request of the
