@@ -6,6 +6,7 @@
 
 mod cert;
 mod devices;
+mod login;
 mod sasl;
 mod serve;
 
@@ -50,6 +51,43 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Log in to a server and report the transport, TLS version, SASL
+    /// mechanism and bound JID. With --cert/--key the certificate is
+    /// presented and SASL EXTERNAL is preferred.
+    Login {
+        /// The account, user@domain.
+        jid: String,
+        /// The server's address (default: 127.0.0.1:5222, or :5223 with
+        /// --direct-tls).
+        #[arg(long)]
+        address: Option<std::net::SocketAddr>,
+        /// TLS from the first byte (XEP-0368) instead of STARTTLS.
+        #[arg(long)]
+        direct_tls: bool,
+        /// Read the password from the first line of this file.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Client certificate (PEM).
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+        /// Trust the server certificates signed by this CA (or this
+        /// self-signed certificate), PEM. Default: sigil-data/server.crt.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Accept exactly the server certificate with this SHA-256
+        /// fingerprint (hex).
+        #[arg(long, value_name = "SHA256")]
+        pin: Option<String>,
+        /// Allow only these SASL mechanisms (repeatable).
+        #[arg(long = "mechanism", value_name = "NAME")]
+        mechanisms: Vec<String>,
+        /// The resource to ask for.
+        #[arg(long)]
+        resource: Option<String>,
+    },
     /// Make and inspect client certificates.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -315,6 +353,29 @@ fn main() -> ExitCode {
         Command::Serve { config, domain } => {
             serve::serve(&serve::ConfigLocation::new(config), domain.as_deref())
         }
+        Command::Login {
+            jid,
+            address,
+            direct_tls,
+            password_file,
+            cert,
+            key,
+            ca,
+            pin,
+            mechanisms,
+            resource,
+        } => login::login(&login::LoginRequest {
+            jid: &jid,
+            address,
+            direct_tls,
+            password_file: password_file.as_deref(),
+            cert: cert.as_deref(),
+            key: key.as_deref(),
+            ca: ca.as_deref(),
+            pin: pin.as_deref(),
+            mechanisms: &mechanisms,
+            resource: resource.as_deref(),
+        }),
         Command::Check { config } => serve::check(&serve::ConfigLocation::new(Some(config))),
         Command::User(command) => {
             let (config, action) = match &command {
