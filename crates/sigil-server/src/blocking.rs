@@ -10,6 +10,7 @@ use sigil_proto::random_id;
 use sigil_xml::{Element, ns};
 
 use crate::context::Context;
+use crate::router::lock;
 use crate::session::SessionState;
 
 /// The XEP-0191 namespace.
@@ -151,12 +152,6 @@ async fn change(
         context.deliver(&live, iq);
     }
     Ok(())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

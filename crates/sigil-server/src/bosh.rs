@@ -17,6 +17,7 @@ use sigil_xml::{Element, escape_attribute, ns};
 use tokio::sync::{Notify, mpsc};
 
 use crate::connection::{Input, Wire};
+use crate::router::lock;
 
 /// The BOSH namespace.
 pub const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
@@ -297,12 +298,6 @@ pub(crate) fn new_sid() -> Option<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).ok()?;
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

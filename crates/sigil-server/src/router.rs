@@ -222,7 +222,7 @@ impl Router {
 /// Locks a mutex; a panic in another holder leaves plain data that is
 /// still consistent (every critical section here is a single insert,
 /// remove or clone), so poisoning is ignored.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
