@@ -2,14 +2,15 @@
 //! pluggable, prioritised, allow-listed mechanisms from [`sigil_sasl`],
 //! EXTERNAL with a TLS client certificate first whenever one is given.
 //!
-//! This first cut connects over TCP with STARTTLS or with direct TLS
-//! (XEP-0368) to an explicit address; WebSocket, BOSH and DNS SRV lookup
-//! come next. The negotiation is [`sigil_proto::client::ClientStream`];
-//! this crate adds sockets, TLS and timeouts.
+//! One client speaks all four transports: TCP with STARTTLS, direct TLS
+//! (XEP-0368), WebSocket (RFC 7395) and BOSH (XEP-0124/0206), each with an
+//! optional client certificate. The negotiation is
+//! [`sigil_proto::client::ClientStream`]; this crate adds sockets, TLS,
+//! HTTP, timeouts, IQ tracking and reconnection.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), sigil_client::Error> {
-//! use sigil_client::{Client, Transport};
+//! use sigil_client::{Client, Message, Transport};
 //! let mut client = Client::builder("juliet@example.org")
 //!     .address("127.0.0.1:5222".parse().unwrap())
 //!     .transport(Transport::StartTls)
@@ -17,12 +18,18 @@
 //!     .connect()
 //!     .await?;
 //! println!("bound {} with {}", client.jid(), client.mechanism());
+//! client.send_presence(&sigil_client::Presence::available()).await?;
+//! client.send_message(&Message::chat("romeo@example.net".parse().unwrap(), "hi")).await?;
 //! client.close().await;
 //! # Ok(()) }
 //! ```
 
+mod bosh;
+pub mod saslcert;
+mod stanza;
 mod transport;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,14 +39,16 @@ use jid::{BareJid, FullJid};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sigil_proto::client::{self as proto, ClientError, ClientStream, ClientStreamConfig};
+use sigil_proto::error::StanzaError;
 use sigil_sasl::client::{ClientConfig, ClientContext};
-use sigil_xml::Element;
-use tokio::net::TcpStream;
+use sigil_xml::{Element, ns};
 
+pub use sigil_proto::error::StanzaCondition;
+pub use stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza};
 pub use transport::Transport;
-use transport::Wire;
+use transport::{Connection, Endpoint, Input};
 
-/// Why a connection failed or ended.
+/// Why a connection failed or ended, or a request failed.
 #[derive(Debug)]
 pub enum Error {
     /// The configuration is incomplete or invalid.
@@ -51,6 +60,11 @@ pub enum Error {
     Tls(String),
     /// The XMPP stream failed: stream error, SASL failure, bind error.
     Stream(ClientError),
+    /// The transport broke its protocol (HTTP status, WebSocket handshake,
+    /// BOSH body).
+    Protocol(String),
+    /// An IQ request was answered with an error.
+    Iq(StanzaError),
     /// No answer in time.
     Timeout,
 }
@@ -62,6 +76,8 @@ impl fmt::Display for Error {
             Self::Io(error) => write!(f, "connection: {error}"),
             Self::Tls(detail) => write!(f, "TLS: {detail}"),
             Self::Stream(error) => error.fmt(f),
+            Self::Protocol(detail) => f.write_str(detail),
+            Self::Iq(error) => write!(f, "the request failed: {error}"),
             Self::Timeout => f.write_str("timed out"),
         }
     }
@@ -69,13 +85,71 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// Whether trying again later might help (the server was unreachable
+    /// or went away), as opposed to a refusal or a configuration mistake.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Io(_) | Self::Timeout => true,
+            Self::Stream(ClientError::Closed) => true,
+            Self::Stream(ClientError::Stream(error)) => matches!(
+                error.condition,
+                sigil_proto::error::StreamCondition::SystemShutdown
+                    | sigil_proto::error::StreamCondition::ConnectionTimeout
+                    | sigil_proto::error::StreamCondition::ResourceConstraint
+                    | sigil_proto::error::StreamCondition::Reset
+                    | sigil_proto::error::StreamCondition::InternalServerError
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// How the server's certificate is checked.
 #[derive(Clone, Debug)]
 enum Trust {
+    /// The operating system's trusted roots.
+    System,
     /// These CA (or self-signed) certificates, DER.
     Anchors(Vec<CertificateDer<'static>>),
     /// Exactly the certificate with this SHA-256 fingerprint.
     Pinned([u8; 32]),
+}
+
+/// How [`Client::reconnect`] waits between attempts: exponential, with
+/// jitter, bounded in count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// Attempts before giving up (at least one).
+    pub attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(60),
+            attempts: 10,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before attempt `n` (0 is the first retry): doubling from
+    /// `initial` up to `max`, minus up to a quarter at random so that many
+    /// clients do not come back in step.
+    pub fn delay(&self, n: u32) -> Duration {
+        let full = self.initial.saturating_mul(1u32 << n.min(16)).min(self.max);
+        let jitter = sigil_proto::random_id()
+            .get(..4)
+            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+            .unwrap_or(0);
+        full.saturating_sub(full / 4 * jitter / 0xffff)
+    }
 }
 
 /// Builds a [`Client`].
@@ -83,27 +157,50 @@ pub struct ClientBuilder {
     jid: String,
     address: Option<SocketAddr>,
     transport: Transport,
+    url: Option<String>,
     password: Option<String>,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    trust: Option<Trust>,
+    trust: Trust,
     sasl: ClientConfig,
     resource: Option<String>,
     timeout: Duration,
     error: Option<String>,
 }
 
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("jid", &self.jid)
+            .field("address", &self.address)
+            .field("transport", &self.transport)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ClientBuilder {
-    /// The server's address (DNS SRV lookup is not done yet).
+    /// The address to connect to, instead of looking the server up by its
+    /// domain (or by the URL's host, for WebSocket and BOSH).
     #[must_use]
     pub fn address(mut self, address: SocketAddr) -> Self {
         self.address = Some(address);
         self
     }
 
-    /// STARTTLS (default) or direct TLS.
+    /// STARTTLS (default), direct TLS, WebSocket or BOSH.
     #[must_use]
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = transport;
+        self
+    }
+
+    /// The endpoint for WebSocket (`wss://host[:port]/path`) or BOSH
+    /// (`https://host[:port]/path`). Default: the account's domain, port
+    /// 443, `/xmpp-websocket` or `/http-bind`. The server certificate is
+    /// checked against the URL's host.
+    #[must_use]
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
         self
     }
 
@@ -126,11 +223,23 @@ impl ClientBuilder {
         self
     }
 
-    /// Trusts the CA (or self-signed server) certificates in this PEM.
+    /// A client certificate and key from a PKCS#12 file (`.p12`, as made
+    /// for browsers by `sigil cert new`).
+    #[must_use]
+    pub fn client_certificate_p12(mut self, p12: &[u8], password: &str) -> Self {
+        match read_p12(p12, password) {
+            Ok(identity) => self.identity = Some(identity),
+            Err(error) => self.error = Some(error),
+        }
+        self
+    }
+
+    /// Trusts the CA (or self-signed server) certificates in this PEM
+    /// instead of the system's roots.
     #[must_use]
     pub fn trust_pem(mut self, pem: &[u8]) -> Self {
         match CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>() {
-            Ok(anchors) if !anchors.is_empty() => self.trust = Some(Trust::Anchors(anchors)),
+            Ok(anchors) if !anchors.is_empty() => self.trust = Trust::Anchors(anchors),
             _ => self.error = Some("the trusted certificates are not valid PEM".into()),
         }
         self
@@ -139,7 +248,7 @@ impl ClientBuilder {
     /// Accepts exactly the server certificate with this SHA-256 fingerprint.
     #[must_use]
     pub fn pin_sha256(mut self, fingerprint: [u8; 32]) -> Self {
-        self.trust = Some(Trust::Pinned(fingerprint));
+        self.trust = Trust::Pinned(fingerprint);
         self
     }
 
@@ -158,7 +267,8 @@ impl ClientBuilder {
         self
     }
 
-    /// The time allowed to connect and log in (default 30 s).
+    /// The time allowed to connect and log in, and the default for IQ
+    /// requests (default 30 s).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -167,107 +277,329 @@ impl ClientBuilder {
 
     /// Connects, negotiates TLS and SASL, and binds a resource.
     pub async fn connect(self) -> Result<Client, Error> {
-        let timeout = self.timeout;
-        tokio::time::timeout(timeout, self.connect_inner())
-            .await
-            .map_err(|_| Error::Timeout)?
+        let prepared = Arc::new(self.prepare()?);
+        let connection = prepared.connect().await?;
+        Ok(Client::from_parts(prepared, connection))
     }
 
-    async fn connect_inner(self) -> Result<Client, Error> {
+    fn prepare(self) -> Result<Prepared, Error> {
         if let Some(error) = self.error {
             return Err(Error::Config(error));
         }
         let jid =
             BareJid::new(&self.jid).map_err(|e| Error::Config(format!("{:?}: {e}", self.jid)))?;
-        let node = jid
-            .node()
-            .ok_or_else(|| Error::Config("the JID has no user name".into()))?;
-        let address = self
-            .address
-            .ok_or_else(|| Error::Config("no server address".into()))?;
-        let trust = self.trust.ok_or_else(|| {
-            Error::Config("no way to check the server certificate (trust_pem or pin_sha256)".into())
-        })?;
+        let endpoint = match (self.transport, &self.url) {
+            (Transport::StartTls | Transport::DirectTls, Some(_)) => {
+                return Err(Error::Config(
+                    "a URL is only for the WebSocket and BOSH transports".into(),
+                ));
+            }
+            (Transport::StartTls | Transport::DirectTls, None) => None,
+            (transport, Some(url)) => Some(Endpoint::parse(url, transport).map_err(Error::Config)?),
+            (transport, None) => {
+                let path = if transport == Transport::WebSocket {
+                    "/xmpp-websocket"
+                } else {
+                    "/http-bind"
+                };
+                let scheme = if transport == Transport::WebSocket {
+                    "wss"
+                } else {
+                    "https"
+                };
+                Some(
+                    Endpoint::parse(&format!("{scheme}://{}{path}", jid.domain()), transport)
+                        .map_err(Error::Config)?,
+                )
+            }
+        };
+        let tls_name = endpoint
+            .as_ref()
+            .map_or_else(|| jid.domain().to_string(), |e| e.host.clone());
+        let tls_name = ServerName::try_from(tls_name)
+            .map_err(|e| Error::Config(format!("server name: {e}")))?;
         let has_identity = self.identity.is_some();
-        let tls = transport::tls_config(trust, self.identity).map_err(Error::Tls)?;
-        let mut context = ClientContext::new()
-            .with_authcid(node.to_string())
-            .with_client_certificate(has_identity);
+        let tls = transport::tls_config(self.trust, self.identity).map_err(Error::Tls)?;
+        let mut context = ClientContext::new().with_client_certificate(has_identity);
+        if let Some(node) = jid.node() {
+            context = context.with_authcid(node.to_string());
+        }
         if let Some(password) = &self.password {
             context = context.with_password(password.clone());
         }
-        let config = ClientStreamConfig {
-            jid: jid.clone(),
-            resource: self.resource.clone(),
-            tls: match self.transport {
-                Transport::DirectTls => proto::TlsMode::Direct,
-                Transport::StartTls => proto::TlsMode::Required,
-            },
+        Ok(Prepared {
+            jid,
+            address: self.address,
+            transport: self.transport,
+            endpoint,
+            tls_name,
+            connector: tokio_rustls::TlsConnector::from(tls),
             sasl: Arc::new(self.sasl),
             context,
+            resource: self.resource,
+            timeout: self.timeout,
+        })
+    }
+}
+
+fn read_p12(
+    p12: &[u8],
+    password: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let store = p12_keystore::KeyStore::from_pkcs12(p12, password, Default::default())
+        .map_err(|e| format!("the .p12 file cannot be read (wrong password?): {e}"))?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or("the .p12 file holds no private key with its certificate")?;
+    let certificates: Vec<CertificateDer<'static>> = chain
+        .certs()
+        .iter()
+        .map(|c| CertificateDer::from(c.as_der().to_vec()))
+        .collect();
+    if certificates.is_empty() {
+        return Err("the .p12 file holds no certificate".into());
+    }
+    let key = PrivateKeyDer::try_from(chain.key().as_der().to_vec())
+        .map_err(|e| format!("the .p12 key is not usable: {e}"))?;
+    Ok((certificates, key))
+}
+
+/// Everything needed to (re)connect, checked once.
+struct Prepared {
+    jid: BareJid,
+    address: Option<SocketAddr>,
+    transport: Transport,
+    endpoint: Option<Endpoint>,
+    tls_name: ServerName<'static>,
+    connector: tokio_rustls::TlsConnector,
+    sasl: Arc<ClientConfig>,
+    context: ClientContext,
+    resource: Option<String>,
+    timeout: Duration,
+}
+
+/// A connection that completed negotiation.
+struct Established {
+    connection: Connection,
+    stream: ClientStream,
+    jid: FullJid,
+    mechanism: String,
+    inbox: VecDeque<Element>,
+}
+
+impl Prepared {
+    async fn connect(&self) -> Result<Established, Error> {
+        tokio::time::timeout(self.timeout, self.connect_inner())
+            .await
+            .map_err(|_| Error::Timeout)?
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr, Error> {
+        if let Some(address) = self.address {
+            return Ok(address);
+        }
+        let (host, port) = match (&self.endpoint, self.transport) {
+            (Some(endpoint), _) => (endpoint.host.clone(), endpoint.port),
+            (None, Transport::DirectTls) => (self.jid.domain().to_string(), 5223),
+            (None, _) => (self.jid.domain().to_string(), 5222),
+        };
+        tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(Error::Io)?
+            .next()
+            .ok_or_else(|| Error::Config(format!("{host} has no address")))
+    }
+
+    async fn connect_inner(&self) -> Result<Established, Error> {
+        let address = self.resolve().await?;
+        let config = ClientStreamConfig {
+            jid: self.jid.clone(),
+            resource: self.resource.clone(),
+            tls: match self.transport {
+                Transport::StartTls => proto::TlsMode::Required,
+                // TLS lies outside the XML stream for the others.
+                _ => proto::TlsMode::Direct,
+            },
+            sasl: self.sasl.clone(),
+            context: self.context.clone(),
             limits: sigil_xml::Limits::default(),
+            framing: if self.transport.is_http() {
+                sigil_proto::Framing::Standalone
+            } else {
+                sigil_proto::Framing::Stream
+            },
         };
-        let tcp = TcpStream::connect(address).await.map_err(Error::Io)?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(jid.domain().to_string())
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let connector = tokio_rustls::TlsConnector::from(tls);
         let mut stream = ClientStream::new(config);
-        let wire = match self.transport {
-            Transport::DirectTls => {
-                let tls = connector
-                    .connect(name.clone(), tcp)
+        let connection = match self.transport {
+            Transport::StartTls => {
+                let tcp = tokio::net::TcpStream::connect(address)
                     .await
-                    .map_err(|e| Error::Tls(e.to_string()))?;
-                stream.set_channel_binding(transport::channel_binding(tls.get_ref().1));
-                Wire::Tls(Box::new(tls))
+                    .map_err(Error::Io)?;
+                let _ = tcp.set_nodelay(true);
+                Connection::Plain(tcp)
             }
-            Transport::StartTls => Wire::Plain(tcp),
+            Transport::DirectTls => {
+                let tls =
+                    transport::connect_tls(address, &self.connector, self.tls_name.clone()).await?;
+                stream.set_channel_binding(transport::channel_binding(tls.get_ref().1));
+                Connection::Tls(Box::new(tls))
+            }
+            Transport::WebSocket => {
+                let endpoint = self
+                    .endpoint
+                    .as_ref()
+                    .ok_or_else(|| Error::Config("no WebSocket URL".into()))?;
+                let tls =
+                    transport::connect_tls(address, &self.connector, self.tls_name.clone()).await?;
+                // One TLS connection carries the whole stream, so its
+                // channel binding holds.
+                stream.set_channel_binding(transport::channel_binding(tls.get_ref().1));
+                let ws = transport::websocket(
+                    tls,
+                    endpoint,
+                    sigil_xml::Limits::default().max_stanza_bytes * 2,
+                )
+                .await?;
+                Connection::WebSocket(Box::new(ws))
+            }
+            Transport::Bosh => {
+                let endpoint = self
+                    .endpoint
+                    .clone()
+                    .ok_or_else(|| Error::Config("no BOSH URL".into()))?;
+                // Several HTTPS connections carry one session: no channel
+                // binding.
+                Connection::Bosh(
+                    bosh::Bosh::open(bosh::Dialer {
+                        address,
+                        name: self.tls_name.clone(),
+                        connector: self.connector.clone(),
+                        endpoint,
+                        domain: self.jid.domain().to_string(),
+                    })
+                    .await?,
+                )
+            }
         };
-        let mut client = Client {
-            wire,
-            stream,
-            jid: None,
-            mechanism: String::new(),
-            inbox: std::collections::VecDeque::new(),
-            buffer: vec![0; 16 * 1024],
-            transport: self.transport,
-        };
-        client.negotiate(&connector, name).await?;
-        Ok(client)
+        negotiate(connection, stream, &self.connector, self.tls_name.clone()).await
+    }
+}
+
+async fn negotiate(
+    mut connection: Connection,
+    mut stream: ClientStream,
+    connector: &tokio_rustls::TlsConnector,
+    name: ServerName<'static>,
+) -> Result<Established, Error> {
+    let mut buffer = vec![0; 16 * 1024];
+    let mut inbox = VecDeque::new();
+    let mut mechanism = String::new();
+    let mut bound = None;
+    loop {
+        let mut start_tls = false;
+        while let Some(action) = stream.poll_action() {
+            match action {
+                proto::Action::Send(data) => connection.send(data).await?,
+                proto::Action::StartTls => start_tls = true,
+                proto::Action::Authenticated { mechanism: used } => mechanism = used,
+                proto::Action::Bound(jid) => bound = Some(jid),
+                proto::Action::Stanza(stanza) => inbox.push_back(stanza),
+                proto::Action::Close(Err(error)) => return Err(Error::Stream(error)),
+                proto::Action::Close(Ok(())) => return Err(Error::Stream(ClientError::Closed)),
+            }
+        }
+        connection.flush().await?;
+        if let Some(jid) = bound {
+            return Ok(Established {
+                connection,
+                stream,
+                jid,
+                mechanism,
+                inbox,
+            });
+        }
+        if start_tls {
+            let Connection::Plain(tcp) = std::mem::replace(&mut connection, Connection::Gone)
+            else {
+                return Err(Error::Tls("STARTTLS on an encrypted stream".into()));
+            };
+            let tls = connector
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| Error::Tls(e.to_string()))?;
+            let binding = transport::channel_binding(tls.get_ref().1);
+            connection = Connection::Tls(Box::new(tls));
+            stream.tls_established(binding);
+            continue;
+        }
+        match connection.read(&mut buffer).await? {
+            Input::Bytes(n) => stream.receive(&buffer[..n]),
+            Input::Elements(elements) => {
+                for element in elements {
+                    stream.receive_element(element);
+                }
+            }
+            Input::Closed => return Err(Error::Stream(ClientError::Closed)),
+        }
+    }
+}
+
+/// Whether `element` answers the IQ request `id` that was sent to `to` by
+/// the account `own`: the answer comes from the addressee, or, for
+/// requests to the account itself, from the account or its server.
+fn answers(element: &Element, id: &str, to: Option<&jid::Jid>, own: &BareJid) -> bool {
+    if !element.is("iq", ns::CLIENT)
+        || element.attribute("id") != Some(id)
+        || !matches!(element.attribute("type"), Some("result" | "error"))
+    {
+        return false;
+    }
+    let to_own_account = to.is_none_or(|to| to.node().is_some() && to.to_bare() == *own);
+    match element.attribute("from").map(jid::Jid::new) {
+        None => to_own_account,
+        Some(Err(_)) => false,
+        Some(Ok(from)) => {
+            Some(&from) == to
+                || (to_own_account && from.resource().is_none() && from.to_bare() == *own)
+                || (to.is_none() && from.node().is_none() && from.domain() == own.domain())
+        }
     }
 }
 
 /// A logged-in, bound client.
 pub struct Client {
-    wire: Wire,
+    prepared: Arc<Prepared>,
+    connection: Connection,
     stream: ClientStream,
-    jid: Option<FullJid>,
+    jid: FullJid,
     mechanism: String,
-    inbox: std::collections::VecDeque<Element>,
+    inbox: VecDeque<Element>,
     buffer: Vec<u8>,
-    transport: Transport,
+    closed: bool,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("jid", &self.jid)
+            .field("transport", &self.prepared.transport)
             .field("mechanism", &self.mechanism)
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
-    /// Starts building a client for this account (`user@domain`).
+    /// Starts building a client for this account (`user@domain`), or for
+    /// an anonymous login to a domain (`domain` alone: SASL ANONYMOUS).
     pub fn builder(jid: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             jid: jid.into(),
             address: None,
             transport: Transport::StartTls,
+            url: None,
             password: None,
             identity: None,
-            trust: None,
+            trust: Trust::System,
             sasl: ClientConfig::new(),
             resource: None,
             timeout: Duration::from_secs(30),
@@ -275,12 +607,27 @@ impl Client {
         }
     }
 
+    fn from_parts(prepared: Arc<Prepared>, established: Established) -> Self {
+        Self {
+            prepared,
+            connection: established.connection,
+            stream: established.stream,
+            jid: established.jid,
+            mechanism: established.mechanism,
+            inbox: established.inbox,
+            buffer: vec![0; 16 * 1024],
+            closed: false,
+        }
+    }
+
     /// The bound full JID.
     pub fn jid(&self) -> String {
-        self.jid
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default()
+        self.jid.to_string()
+    }
+
+    /// The bound full JID, typed.
+    pub fn full_jid(&self) -> &FullJid {
+        &self.jid
     }
 
     /// The SASL mechanism that logged in.
@@ -290,18 +637,37 @@ impl Client {
 
     /// The transport.
     pub fn transport(&self) -> Transport {
-        self.transport
+        self.prepared.transport
     }
 
     /// The negotiated TLS version (`TLSv1_3`…).
     pub fn tls_version(&self) -> String {
-        self.wire.tls_version()
+        self.connection.tls_version()
+    }
+
+    /// The SASL mechanisms the server offered, in its order.
+    pub fn offered_mechanisms(&self) -> &[String] {
+        self.stream.offered_mechanisms()
     }
 
     /// Sends a stanza.
     pub async fn send(&mut self, stanza: &Element) -> Result<(), Error> {
+        if self.closed {
+            return Err(Error::Stream(ClientError::Closed));
+        }
         self.stream.send_stanza(stanza);
         self.pump().await
+    }
+
+    /// Sends a message.
+    pub async fn send_message(&mut self, message: &Message) -> Result<(), Error> {
+        self.send(&message.to_element()).await
+    }
+
+    /// Sends a presence (the first available one makes this resource
+    /// receive messages and presence).
+    pub async fn send_presence(&mut self, presence: &Presence) -> Result<(), Error> {
+        self.send(&presence.to_element()).await
     }
 
     /// The next stanza from the server; `Err` when the stream ended.
@@ -310,90 +676,164 @@ impl Client {
             if let Some(stanza) = self.inbox.pop_front() {
                 return Ok(stanza);
             }
-            let n = self.wire.read(&mut self.buffer).await.map_err(Error::Io)?;
-            if n == 0 {
-                return Err(Error::Stream(ClientError::Closed));
-            }
-            let data = self.buffer[..n].to_vec();
-            self.stream.receive(&data);
-            self.pump().await?;
+            self.read_once().await?;
         }
+    }
+
+    /// The next stanza, typed.
+    pub async fn recv_stanza(&mut self) -> Result<Stanza, Error> {
+        loop {
+            if let Some(stanza) = Stanza::from_element(self.recv().await?) {
+                return Ok(stanza);
+            }
+        }
+    }
+
+    /// Sends an IQ request (`get` or `set`) and waits for its answer, at
+    /// most the builder's timeout. Stanzas that arrive meanwhile are kept
+    /// for [`Self::recv`]. An `error` answer is [`Error::Iq`].
+    pub async fn iq(&mut self, request: Iq) -> Result<Iq, Error> {
+        let timeout = self.prepared.timeout;
+        self.iq_with_timeout(request, timeout).await
+    }
+
+    /// [`Self::iq`] with its own timeout.
+    pub async fn iq_with_timeout(
+        &mut self,
+        mut request: Iq,
+        timeout: Duration,
+    ) -> Result<Iq, Error> {
+        if request.id.is_empty() {
+            request.id = sigil_proto::random_id();
+        }
+        if !matches!(request.kind, IqType::Get | IqType::Set) {
+            return Err(Error::Config("only get and set IQs are requests".into()));
+        }
+        self.send(&request.to_element()).await?;
+        let id = request.id.clone();
+        let to = request.to.clone();
+        let own = self.jid.to_bare();
+        let is_answer = move |element: &Element| answers(element, &id, to.as_ref(), &own);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = 0;
+        loop {
+            if let Some(position) = self.inbox.iter().skip(seen).position(&is_answer) {
+                let index = seen + position;
+                let answer = self.inbox.remove(index).ok_or(Error::Timeout)?;
+                let iq = Iq::from_element(&answer)
+                    .ok_or_else(|| Error::Protocol("malformed IQ answer".into()))?;
+                if iq.kind == IqType::Error {
+                    return Err(Error::Iq(StanzaError::from_stanza(&answer).unwrap_or_else(
+                        || StanzaError::new(StanzaCondition::UndefinedCondition),
+                    )));
+                }
+                return Ok(iq);
+            }
+            seen = self.inbox.len();
+            tokio::time::timeout_at(deadline, self.read_once())
+                .await
+                .map_err(|_| Error::Timeout)??;
+        }
+    }
+
+    /// Whether the stream has ended (closed by either side).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Connects again with the same settings after the stream ended,
+    /// waiting between attempts as `backoff` says. Stanzas not yet read
+    /// from the old stream are kept. Refusals (wrong password, revoked
+    /// certificate…) end the attempts at once.
+    pub async fn reconnect(&mut self, backoff: Backoff) -> Result<(), Error> {
+        if !self.closed {
+            self.stream.close();
+            let _ = self.pump().await;
+            self.connection.shutdown().await;
+        }
+        let mut last = Error::Timeout;
+        for attempt in 0..backoff.attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(backoff.delay(attempt - 1)).await;
+            }
+            match self.prepared.connect().await {
+                Ok(established) => {
+                    let mut inbox = std::mem::take(&mut self.inbox);
+                    let prepared = self.prepared.clone();
+                    *self = Self::from_parts(prepared, established);
+                    inbox.append(&mut self.inbox);
+                    self.inbox = inbox;
+                    return Ok(());
+                }
+                Err(error) if error.is_transient() => last = error,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last)
     }
 
     /// Ends the stream cleanly.
     pub async fn close(mut self) {
-        self.stream.close();
-        let _ = self.pump().await;
-        let _ = self.wire.shutdown().await;
+        if !self.closed {
+            self.stream.close();
+            let _ = self.pump().await;
+        }
+        self.connection.shutdown().await;
+    }
+
+    async fn read_once(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return Err(Error::Stream(ClientError::Closed));
+        }
+        let input = match self.connection.read(&mut self.buffer).await {
+            Ok(input) => input,
+            Err(error) => {
+                self.closed = true;
+                return Err(error);
+            }
+        };
+        match input {
+            Input::Bytes(n) => self.stream.receive(&self.buffer[..n]),
+            Input::Elements(elements) => {
+                for element in elements {
+                    self.stream.receive_element(element);
+                }
+            }
+            Input::Closed => {
+                self.closed = true;
+                return Err(Error::Stream(ClientError::Closed));
+            }
+        }
+        self.pump().await
     }
 
     async fn pump(&mut self) -> Result<(), Error> {
         let mut result = Ok(());
         while let Some(action) = self.stream.poll_action() {
             match action {
-                proto::Action::Send(data) => self
-                    .wire
-                    .write_all(data.as_bytes())
-                    .await
-                    .map_err(Error::Io)?,
+                proto::Action::Send(data) => {
+                    if let Err(error) = self.connection.send(data).await {
+                        self.closed = true;
+                        return Err(error);
+                    }
+                }
                 proto::Action::Stanza(stanza) => self.inbox.push_back(stanza),
-                proto::Action::Close(Err(error)) => result = Err(Error::Stream(error)),
-                proto::Action::Close(Ok(()))
-                | proto::Action::StartTls
+                proto::Action::Close(outcome) => {
+                    self.closed = true;
+                    if let Err(error) = outcome {
+                        result = Err(Error::Stream(error));
+                    }
+                }
+                proto::Action::StartTls
                 | proto::Action::Authenticated { .. }
                 | proto::Action::Bound(_) => {}
             }
         }
-        self.wire.flush().await.map_err(Error::Io)?;
-        result
-    }
-
-    async fn negotiate(
-        &mut self,
-        connector: &tokio_rustls::TlsConnector,
-        name: ServerName<'static>,
-    ) -> Result<(), Error> {
-        loop {
-            let mut start_tls = false;
-            while let Some(action) = self.stream.poll_action() {
-                match action {
-                    proto::Action::Send(data) => self
-                        .wire
-                        .write_all(data.as_bytes())
-                        .await
-                        .map_err(Error::Io)?,
-                    proto::Action::StartTls => start_tls = true,
-                    proto::Action::Authenticated { mechanism } => self.mechanism = mechanism,
-                    proto::Action::Bound(jid) => self.jid = Some(jid),
-                    proto::Action::Stanza(stanza) => self.inbox.push_back(stanza),
-                    proto::Action::Close(Err(error)) => return Err(Error::Stream(error)),
-                    proto::Action::Close(Ok(())) => return Err(Error::Stream(ClientError::Closed)),
-                }
-            }
-            self.wire.flush().await.map_err(Error::Io)?;
-            if self.jid.is_some() {
-                return Ok(());
-            }
-            if start_tls {
-                let Wire::Plain(tcp) = std::mem::replace(&mut self.wire, Wire::Gone) else {
-                    return Err(Error::Tls("STARTTLS on an encrypted stream".into()));
-                };
-                let tls = connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| Error::Tls(e.to_string()))?;
-                let binding = transport::channel_binding(tls.get_ref().1);
-                self.wire = Wire::Tls(Box::new(tls));
-                self.stream.tls_established(binding);
-                continue;
-            }
-            let n = self.wire.read(&mut self.buffer).await.map_err(Error::Io)?;
-            if n == 0 {
-                return Err(Error::Stream(ClientError::Closed));
-            }
-            let data = self.buffer[..n].to_vec();
-            self.stream.receive(&data);
+        if let Err(error) = self.connection.flush().await {
+            self.closed = true;
+            return Err(error);
         }
+        result
     }
 }
 
@@ -403,21 +843,22 @@ mod tests {
 
     #[tokio::test]
     async fn configuration_errors_are_reported() {
-        let missing_address = Client::builder("a@example.org")
-            .pin_sha256([0; 32])
+        let url_on_tcp = Client::builder("a@example.org")
+            .url("wss://example.org/ws")
             .connect()
             .await;
         assert!(
-            matches!(missing_address, Err(Error::Config(_))),
-            "{missing_address:?}"
+            matches!(url_on_tcp, Err(Error::Config(_))),
+            "{url_on_tcp:?}"
         );
-        let missing_trust = Client::builder("a@example.org")
-            .address("127.0.0.1:1".parse().unwrap())
+        let wrong_scheme = Client::builder("a@example.org")
+            .transport(Transport::Bosh)
+            .url("http://example.org/http-bind")
             .connect()
             .await;
         assert!(
-            matches!(missing_trust, Err(Error::Config(_))),
-            "{missing_trust:?}"
+            matches!(wrong_scheme, Err(Error::Config(_))),
+            "{wrong_scheme:?}"
         );
         let bad_jid = Client::builder("not a jid@@").connect().await;
         assert!(matches!(bad_jid, Err(Error::Config(_))), "{bad_jid:?}");
@@ -426,5 +867,52 @@ mod tests {
             .connect()
             .await;
         assert!(matches!(bad_pem, Err(Error::Config(_))), "{bad_pem:?}");
+        let bad_p12 = Client::builder("a@example.org")
+            .client_certificate_p12(b"garbage", "x")
+            .connect()
+            .await;
+        assert!(matches!(bad_p12, Err(Error::Config(_))), "{bad_p12:?}");
+    }
+
+    #[test]
+    fn endpoints_parse() {
+        let e = Endpoint::parse(
+            "wss://chat.example.org:5281/xmpp-websocket",
+            Transport::WebSocket,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.path.as_str()),
+            ("chat.example.org", 5281, "/xmpp-websocket")
+        );
+        assert_eq!(e.authority(), "chat.example.org:5281");
+        let e = Endpoint::parse("https://[::1]/http-bind", Transport::Bosh).unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 443));
+        assert_eq!(e.url(), "https://[::1]/http-bind");
+        let e = Endpoint::parse("wss://example.org", Transport::WebSocket).unwrap();
+        assert_eq!(e.path, "/");
+        for bad in [
+            "ws://example.org/",
+            "wss://:5281/",
+            "wss://example.org:http/",
+            "wss://user@example.org/",
+            "wss://[::1/",
+        ] {
+            assert!(Endpoint::parse(bad, Transport::WebSocket).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            attempts: 5,
+        };
+        for n in 0..10 {
+            let full = Duration::from_millis(100 * (1 << n)).min(Duration::from_secs(1));
+            let delay = backoff.delay(n);
+            assert!(delay <= full && delay >= full * 3 / 4, "{n}: {delay:?}");
+        }
     }
 }

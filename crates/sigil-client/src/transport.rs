@@ -1,15 +1,20 @@
-//! Sockets and TLS.
+//! Sockets, TLS, and the four ways to carry a stream.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sigil_sasl::{ChannelBinding, ChannelBindingType};
+use sigil_xml::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::Trust;
+use crate::{Error, Trust, bosh};
 
 /// How the client reaches the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +23,10 @@ pub enum Transport {
     StartTls,
     /// TLS from the first byte (XEP-0368; port 5223).
     DirectTls,
+    /// WebSocket over TLS (RFC 7395, `wss://`).
+    WebSocket,
+    /// BOSH over HTTPS (XEP-0124, XEP-0206).
+    Bosh,
 }
 
 impl Transport {
@@ -26,60 +35,264 @@ impl Transport {
         match self {
             Self::StartTls => "TCP with STARTTLS",
             Self::DirectTls => "direct TLS",
+            Self::WebSocket => "WebSocket",
+            Self::Bosh => "BOSH",
         }
+    }
+
+    /// Whether the stream is framed as standalone elements (RFC 7395,
+    /// XEP-0206) rather than one XML document.
+    pub fn is_http(self) -> bool {
+        matches!(self, Self::WebSocket | Self::Bosh)
     }
 }
 
-pub(crate) enum Wire {
+/// An HTTPS endpoint: `wss://host[:port]/path` or `https://host[:port]/path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) scheme: &'static str,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) path: String,
+}
+
+impl Endpoint {
+    /// Parses a URL for `transport` (only `wss` for WebSocket, only
+    /// `https` for BOSH: certificates need TLS).
+    pub(crate) fn parse(url: &str, transport: Transport) -> Result<Self, String> {
+        let scheme = match transport {
+            Transport::WebSocket => "wss",
+            Transport::Bosh => "https",
+            _ => return Err("a URL is only for WebSocket and BOSH".into()),
+        };
+        let rest = url
+            .strip_prefix(scheme)
+            .and_then(|r| r.strip_prefix("://"))
+            .ok_or_else(|| format!("{url:?}: the URL must start with {scheme}://"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') {
+            return Err(format!(
+                "{url:?}: user information in the URL is not supported"
+            ));
+        }
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("{url:?}: unclosed IPv6 address"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("{url:?}: no host"));
+        }
+        let port = match port {
+            Some(port) => port
+                .parse()
+                .map_err(|_| format!("{url:?}: bad port {port:?}"))?,
+            None => 443,
+        };
+        if path.contains(char::is_whitespace) || path.contains('#') {
+            return Err(format!("{url:?}: bad path"));
+        }
+        Ok(Self {
+            scheme,
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The `Host` header value.
+    pub(crate) fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 443 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority(), self.path)
+    }
+}
+
+/// What came from the server.
+pub(crate) enum Input {
+    /// Bytes of one XML stream, in the client's buffer.
+    Bytes(usize),
+    /// Standalone elements.
+    Elements(Vec<Element>),
+    /// The connection ended.
+    Closed,
+}
+
+/// One connection to the server, whatever carries it.
+pub(crate) enum Connection {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    WebSocket(Box<WebSocketStream<TlsStream<TcpStream>>>),
+    Bosh(bosh::Bosh),
     Gone,
 }
 
-impl Wire {
-    pub(crate) async fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+impl Connection {
+    pub(crate) async fn read(&mut self, buffer: &mut [u8]) -> Result<Input, Error> {
+        let n = match self {
+            Self::Plain(s) => s.read(buffer).await.map_err(Error::Io)?,
+            Self::Tls(s) => s.read(buffer).await.map_err(Error::Io)?,
+            Self::WebSocket(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        let element = Element::parse(text.as_str())
+                            .map_err(|e| Error::Protocol(format!("bad WebSocket message: {e}")))?;
+                        return Ok(Input::Elements(vec![element]));
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        return Err(Error::Protocol("binary WebSocket message".into()));
+                    }
+                    Some(Ok(Message::Close(_))) | None => return Ok(Input::Closed),
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(Error::Io(io::Error::other(error))),
+                }
+            },
+            Self::Bosh(bosh) => {
+                return match bosh.recv().await {
+                    Some(Ok(elements)) => Ok(Input::Elements(elements)),
+                    Some(Err(error)) => Err(error),
+                    None => Ok(Input::Closed),
+                };
+            }
+            Self::Gone => 0,
+        };
+        Ok(if n == 0 {
+            Input::Closed
+        } else {
+            Input::Bytes(n)
+        })
+    }
+
+    /// Queues one frame (one element, a header or a close).
+    pub(crate) async fn send(&mut self, frame: String) -> Result<(), Error> {
         match self {
-            Self::Plain(s) => s.read(buffer).await,
-            Self::Tls(s) => s.read(buffer).await,
-            Self::Gone => Ok(0),
+            Self::Plain(s) => s.write_all(frame.as_bytes()).await.map_err(Error::Io),
+            Self::Tls(s) => s.write_all(frame.as_bytes()).await.map_err(Error::Io),
+            Self::WebSocket(ws) => ws
+                .feed(Message::text(frame))
+                .await
+                .map_err(|e| Error::Io(io::Error::other(e))),
+            Self::Bosh(bosh) => bosh.send(frame),
+            Self::Gone => Err(Error::Io(io::ErrorKind::NotConnected.into())),
         }
     }
 
-    pub(crate) async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+    pub(crate) async fn flush(&mut self) -> Result<(), Error> {
         match self {
-            Self::Plain(s) => s.write_all(data).await,
-            Self::Tls(s) => s.write_all(data).await,
-            Self::Gone => Err(io::ErrorKind::NotConnected.into()),
+            Self::Plain(s) => s.flush().await.map_err(Error::Io),
+            Self::Tls(s) => s.flush().await.map_err(Error::Io),
+            Self::WebSocket(ws) => ws.flush().await.map_err(|e| Error::Io(io::Error::other(e))),
+            Self::Bosh(_) | Self::Gone => Ok(()),
         }
     }
 
-    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+    pub(crate) async fn shutdown(&mut self) {
         match self {
-            Self::Plain(s) => s.flush().await,
-            Self::Tls(s) => s.flush().await,
-            Self::Gone => Ok(()),
-        }
-    }
-
-    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
-        match self {
-            Self::Plain(s) => s.shutdown().await,
-            Self::Tls(s) => s.shutdown().await,
-            Self::Gone => Ok(()),
+            Self::Plain(s) => {
+                let _ = s.shutdown().await;
+            }
+            Self::Tls(s) => {
+                let _ = s.shutdown().await;
+            }
+            Self::WebSocket(ws) => {
+                let _ = ws.close(None).await;
+            }
+            Self::Bosh(bosh) => bosh.finish().await,
+            Self::Gone => {}
         }
     }
 
     pub(crate) fn tls_version(&self) -> String {
-        match self {
-            Self::Tls(s) => s
-                .get_ref()
-                .1
-                .protocol_version()
-                .map(|v| format!("{v:?}"))
-                .unwrap_or_default(),
-            Self::Plain(_) | Self::Gone => String::new(),
-        }
+        let connection = match self {
+            Self::Tls(s) => s.get_ref().1,
+            Self::WebSocket(ws) => ws.get_ref().get_ref().1,
+            Self::Bosh(bosh) => return bosh.tls_version().to_owned(),
+            Self::Plain(_) | Self::Gone => return String::new(),
+        };
+        tls_version(connection)
     }
+}
+
+pub(crate) fn tls_version(connection: &rustls::ClientConnection) -> String {
+    connection
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default()
+}
+
+/// Opens a WebSocket with the `xmpp` subprotocol over an established TLS
+/// connection.
+pub(crate) async fn websocket(
+    tls: TlsStream<TcpStream>,
+    endpoint: &Endpoint,
+    max_message_bytes: usize,
+) -> Result<WebSocketStream<TlsStream<TcpStream>>, Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    let mut request = endpoint
+        .url()
+        .into_client_request()
+        .map_err(|e| Error::Config(format!("WebSocket URL: {e}")))?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("xmpp"));
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes));
+    let (ws, response) = tokio_tungstenite::client_async_with_config(request, tls, Some(config))
+        .await
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(response) => Error::Protocol(format!(
+                "the WebSocket was refused with HTTP {}",
+                response.status()
+            )),
+            other => Error::Protocol(format!("WebSocket handshake: {other}")),
+        })?;
+    let protocol = response
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok());
+    if protocol != Some("xmpp") {
+        return Err(Error::Protocol(
+            "the server did not accept the xmpp WebSocket subprotocol".into(),
+        ));
+    }
+    Ok(ws)
+}
+
+/// Connects TCP and runs the TLS handshake.
+pub(crate) async fn connect_tls(
+    address: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+    name: rustls_pki_types::ServerName<'static>,
+) -> Result<TlsStream<TcpStream>, Error> {
+    let tcp = TcpStream::connect(address).await.map_err(Error::Io)?;
+    let _ = tcp.set_nodelay(true);
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| Error::Tls(e.to_string()))
 }
 
 /// `tls-exporter` channel binding data (TLS 1.3 only, RFC 9266).
@@ -106,6 +319,18 @@ pub(crate) fn tls_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let builder = match trust {
+        Trust::System => {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(match found.errors.first() {
+                    Some(error) => format!("no system trust roots: {error}"),
+                    None => "no system trust roots (install ca-certificates, or trust a CA or pin the server certificate)".into(),
+                });
+            }
+            builder.with_root_certificates(roots)
+        }
         Trust::Anchors(anchors) => {
             let mut roots = rustls::RootCertStore::empty();
             for anchor in anchors {

@@ -1,12 +1,18 @@
-//! The client against a Sigil server on loopback: password and
-//! certificate logins over STARTTLS and direct TLS, allow-lists, pinning,
-//! messages.
+//! The client against a Sigil server on loopback: password, certificate
+//! and anonymous logins over STARTTLS, direct TLS, WebSocket and BOSH;
+//! custom mechanisms and allow-lists; pinning; messages, IQs, XEP-0257
+//! management and reconnection.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
 
-use sigil_client::{Client, Error, Transport};
+use std::time::Duration;
+
+use sigil_client::{
+    Backoff, Client, Error, Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza,
+    Transport, saslcert,
+};
 use sigil_sasl::client::{AllowList, ClientConfig};
 use sigil_sasl::{Algorithm, StoredCredentials};
 use sigil_server::config::{ListenerConfig, ListenerKind};
@@ -20,17 +26,28 @@ struct Fixture {
     alice_certificate: sigil_x509::generate::Issued,
 }
 
+fn config(addresses: [std::net::SocketAddr; 3]) -> Config {
+    let mut config = Config::new("localhost");
+    config.sasl.mechanisms.push("ANONYMOUS".into());
+    config.listeners = [
+        ListenerKind::Starttls,
+        ListenerKind::DirectTls,
+        ListenerKind::Https,
+    ]
+    .into_iter()
+    .zip(addresses)
+    .map(|(kind, address)| ListenerConfig {
+        kind,
+        address,
+        client_certificates: Default::default(),
+    })
+    .collect();
+    config
+}
+
 async fn start() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new("localhost");
-    config.listeners = [ListenerKind::Starttls, ListenerKind::DirectTls]
-        .into_iter()
-        .map(|kind| ListenerConfig {
-            kind,
-            address: "127.0.0.1:0".parse().unwrap(),
-            client_certificates: Default::default(),
-        })
-        .collect();
+    let config = config(["127.0.0.1:0".parse().unwrap(); 3]);
     let (certificate, key) = sigil_server::certificate_paths(&config, dir.path());
     sigil_server::tls::ensure_server_certificate("localhost", &certificate, &key).unwrap();
     let server = Server::start(&config, dir.path()).await.unwrap();
@@ -73,34 +90,64 @@ async fn start() -> Fixture {
 
 impl Fixture {
     fn builder(&self, user: &str, transport: Transport) -> sigil_client::ClientBuilder {
+        let jid = if user.is_empty() {
+            "localhost".to_owned()
+        } else {
+            format!("{user}@localhost")
+        };
         let kind = match transport {
             Transport::StartTls => ListenerKind::Starttls,
             Transport::DirectTls => ListenerKind::DirectTls,
+            Transport::WebSocket | Transport::Bosh => ListenerKind::Https,
         };
+        let address = self.server.address(kind).unwrap();
         let ca = std::fs::read(self.dir.path().join("server.crt")).unwrap();
-        Client::builder(format!("{user}@localhost"))
-            .address(self.server.address(kind).unwrap())
+        let builder = Client::builder(jid)
+            .address(address)
             .transport(transport)
             .trust_pem(&ca)
-            .resource("test")
+            .resource("test");
+        match transport {
+            Transport::WebSocket => {
+                builder.url(format!("wss://localhost:{}/xmpp-websocket", address.port()))
+            }
+            Transport::Bosh => {
+                builder.url(format!("https://localhost:{}/http-bind", address.port()))
+            }
+            _ => builder,
+        }
     }
 }
+
+const ALL: [Transport; 4] = [
+    Transport::StartTls,
+    Transport::DirectTls,
+    Transport::WebSocket,
+    Transport::Bosh,
+];
 
 fn only(name: &str) -> ClientConfig {
     ClientConfig::new().allow(AllowList::new().name(name))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn password_mechanisms_on_both_transports() {
+async fn password_mechanisms_on_every_transport() {
     let f = start().await;
-    for transport in [Transport::StartTls, Transport::DirectTls] {
+    for transport in ALL {
         for mechanism in [
             "SCRAM-SHA-1",
             "SCRAM-SHA-256",
             "SCRAM-SHA-512",
+            "SCRAM-SHA-1-PLUS",
             "SCRAM-SHA-256-PLUS",
+            "SCRAM-SHA-512-PLUS",
             "PLAIN",
         ] {
+            if mechanism.ends_with("-PLUS") && transport == Transport::Bosh {
+                // Several HTTPS connections carry a BOSH session: there is
+                // no one TLS channel to bind to.
+                continue;
+            }
             let client = f
                 .builder("bob", transport)
                 .password("bob-secret")
@@ -110,6 +157,7 @@ async fn password_mechanisms_on_both_transports() {
                 .unwrap();
             assert_eq!(client.mechanism(), mechanism, "{transport:?}");
             assert_eq!(client.jid(), "bob@localhost/test");
+            assert_eq!(client.transport(), transport);
             assert_eq!(client.tls_version(), "TLSv1_3");
             client.close().await;
         }
@@ -120,7 +168,12 @@ async fn password_mechanisms_on_both_transports() {
             .connect()
             .await
             .unwrap();
-        assert_eq!(client.mechanism(), "SCRAM-SHA-512-PLUS");
+        let best = if transport == Transport::Bosh {
+            "SCRAM-SHA-512"
+        } else {
+            "SCRAM-SHA-512-PLUS"
+        };
+        assert_eq!(client.mechanism(), best, "{transport:?}");
         client.close().await;
     }
     let wrong = f
@@ -136,7 +189,7 @@ async fn a_certificate_logs_in_with_external_first() {
     let f = start().await;
     let cert = f.alice_certificate.certificate_pem();
     let key = f.alice_certificate.key_pem();
-    for transport in [Transport::StartTls, Transport::DirectTls] {
+    for transport in ALL {
         // A password is configured too: EXTERNAL still comes first.
         let client = f
             .builder("alice", transport)
@@ -145,9 +198,114 @@ async fn a_certificate_logs_in_with_external_first() {
             .connect()
             .await
             .unwrap();
-        assert_eq!(client.mechanism(), "EXTERNAL");
+        assert_eq!(client.mechanism(), "EXTERNAL", "{transport:?}");
         assert_eq!(client.jid(), "alice@localhost/test");
         client.close().await;
+    }
+    // The same certificate from a .p12 file, as made for browsers.
+    let p12 = sigil_x509::pkcs12::bundle(&f.alice_certificate, &[], "alice", "p12-secret").unwrap();
+    let client = f
+        .builder("alice", Transport::DirectTls)
+        .client_certificate_p12(&p12, "p12-secret")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(client.mechanism(), "EXTERNAL");
+    client.close().await;
+    let wrong = f
+        .builder("alice", Transport::DirectTls)
+        .client_certificate_p12(&p12, "not-it")
+        .connect()
+        .await;
+    assert!(matches!(wrong, Err(Error::Config(_))), "{wrong:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_logins_on_every_transport() {
+    let f = start().await;
+    for transport in ALL {
+        let client = f.builder("", transport).connect().await.unwrap();
+        assert_eq!(client.mechanism(), "ANONYMOUS", "{transport:?}");
+        let jid = client.full_jid().clone();
+        assert_eq!(jid.domain().as_str(), "localhost");
+        assert!(jid.node().is_some(), "{jid}");
+        client.close().await;
+    }
+}
+
+/// A mechanism of the application's own: PLAIN with a higher priority
+/// than every SCRAM, like a Strophe.js `SASLMechanism` subclass.
+#[derive(Default)]
+struct EagerPlain;
+
+impl sigil_sasl::client::ClientMechanism for EagerPlain {
+    fn name(&self) -> &str {
+        "PLAIN"
+    }
+    fn client_first(&self) -> bool {
+        true
+    }
+    fn priority(&self) -> u16 {
+        1000
+    }
+    fn test(&self, context: &sigil_sasl::client::ClientContext) -> bool {
+        context.password().is_some()
+    }
+    fn initial_response(
+        &mut self,
+        context: &sigil_sasl::client::ClientContext,
+    ) -> Result<Option<Vec<u8>>, sigil_sasl::client::ClientError> {
+        let message = format!(
+            "\0{}\0{}",
+            context.authcid().unwrap_or_default(),
+            context.password().unwrap_or_default()
+        );
+        Ok(Some(message.into_bytes()))
+    }
+    fn challenge(
+        &mut self,
+        _: &sigil_sasl::client::ClientContext,
+        _: &[u8],
+    ) -> Result<Vec<u8>, sigil_sasl::client::ClientError> {
+        Err(sigil_sasl::client::ClientError::InvalidServerMessage(
+            "PLAIN takes no challenge",
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_mechanism_and_an_allow_list_change_the_choice() {
+    let f = start().await;
+    for transport in ALL {
+        let custom = f
+            .builder("bob", transport)
+            .password("bob-secret")
+            .sasl(ClientConfig::new().register::<EagerPlain>())
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(custom.mechanism(), "PLAIN", "{transport:?}");
+        custom.close().await;
+        let listed = f
+            .builder("bob", transport)
+            .password("bob-secret")
+            .sasl(
+                ClientConfig::new()
+                    .register::<EagerPlain>()
+                    .allow(AllowList::new().name("SCRAM-SHA-1")),
+            )
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(listed.mechanism(), "SCRAM-SHA-1", "{transport:?}");
+        listed.close().await;
+        let nothing = f
+            .builder("bob", transport)
+            .password("bob-secret")
+            .sasl(ClientConfig::new().allow(AllowList::new().name("X-NOT-OFFERED")))
+            .connect()
+            .await;
+        assert!(matches!(nothing, Err(Error::Stream(_))), "{nothing:?}");
     }
 }
 
@@ -212,4 +370,266 @@ async fn messages_between_two_clients() {
     assert_eq!(got.attribute("from"), Some("alice@localhost/test"));
     alice.close().await;
     bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_stanzas_presence_and_iq_requests() {
+    let f = start().await;
+    for transport in ALL {
+        let mut alice = f
+            .builder("alice", transport)
+            .password("alice-secret")
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .unwrap();
+        let mut bob = f
+            .builder("bob", Transport::StartTls)
+            .password("bob-secret")
+            .connect()
+            .await
+            .unwrap();
+        bob.send_presence(&Presence::available()).await.unwrap();
+        let own = bob.recv_stanza().await.unwrap();
+        assert!(
+            matches!(&own, Stanza::Presence(p) if p.kind == PresenceType::Available),
+            "{own:?}"
+        );
+        // An IQ to our own server: the roster.
+        let roster = alice
+            .iq(Iq::get(None, Element::new("query", "jabber:iq:roster")))
+            .await
+            .unwrap();
+        assert_eq!(roster.kind, IqType::Result);
+        assert!(roster.payload.unwrap().is("query", "jabber:iq:roster"));
+        // A ping to the server's domain.
+        let pong = alice
+            .iq(Iq::get(
+                Some("localhost".parse().unwrap()),
+                Element::new("ping", "urn:xmpp:ping"),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(pong.kind, IqType::Result);
+        // An error answer is an error.
+        let missing = alice
+            .iq(Iq::get(
+                Some("nobody@localhost".parse().unwrap()),
+                Element::new("query", "jabber:iq:version"),
+            ))
+            .await;
+        assert!(matches!(missing, Err(Error::Iq(_))), "{missing:?}");
+        // A full JID that never answers: the request times out, and what
+        // arrived meanwhile is kept.
+        let bob_jid: jid::Jid = bob.jid().parse().unwrap();
+        let silent = alice
+            .iq_with_timeout(
+                Iq::get(
+                    Some(bob_jid.clone()),
+                    Element::new("query", "urn:example:silent"),
+                ),
+                Duration::from_millis(500),
+            )
+            .await;
+        assert!(matches!(silent, Err(Error::Timeout)), "{silent:?}");
+        let asked = bob.recv_stanza().await.unwrap();
+        let Stanza::Iq(asked) = asked else {
+            panic!("{asked:?}")
+        };
+        assert_eq!(asked.kind, IqType::Get);
+        // Bob answers an IQ from alice.
+        let question = Iq {
+            id: "q1".into(),
+            ..Iq::get(
+                Some(bob_jid.clone()),
+                Element::new("query", "urn:example:echo"),
+            )
+        };
+        alice.send(&question.to_element()).await.unwrap();
+        let Stanza::Iq(request) = bob.recv_stanza().await.unwrap() else {
+            panic!("not an IQ")
+        };
+        assert_eq!(request.id, "q1");
+        bob.send(&Iq::result_for(&request, None).to_element())
+            .await
+            .unwrap();
+        let answer = alice.recv_stanza().await.unwrap();
+        assert!(
+            matches!(&answer, Stanza::Iq(iq) if iq.id == "q1" && iq.kind == IqType::Result),
+            "{answer:?}"
+        );
+        // A typed message.
+        alice
+            .send_message(&Message::chat(bob_jid.to_bare().into(), "typed"))
+            .await
+            .unwrap();
+        let got = bob.recv_stanza().await.unwrap();
+        let Stanza::Message(got) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(got.body.as_deref(), Some("typed"));
+        assert_eq!(got.kind, MessageType::Chat);
+        assert_eq!(got.from.unwrap().to_string(), alice.jid());
+        alice.close().await;
+        bob.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_managed_over_xep_0257() {
+    let f = start().await;
+    let mut bob = f
+        .builder("bob", Transport::DirectTls)
+        .password("bob-secret")
+        .connect()
+        .await
+        .unwrap();
+    assert!(saslcert::list(&mut bob).await.unwrap().is_empty());
+    let phone = sigil_x509::generate::client_certificate(
+        &[sigil_x509::Jid::new("bob@localhost").unwrap()],
+        &sigil_x509::generate::Options::new(sigil_x509::OffsetDateTime::now_utc()),
+        None,
+    )
+    .unwrap();
+    saslcert::append(&mut bob, "phone", &phone.certificate_der, false)
+        .await
+        .unwrap();
+    let again = saslcert::append(&mut bob, "phone", &phone.certificate_der, false).await;
+    assert!(matches!(again, Err(Error::Iq(_))), "{again:?}");
+    // The new device logs in with it, over BOSH.
+    let mut device = f
+        .builder("bob", Transport::Bosh)
+        .client_certificate_pem(
+            phone.certificate_pem().as_bytes(),
+            phone.key_pem().as_bytes(),
+        )
+        .resource("phone")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(device.mechanism(), "EXTERNAL");
+    let items = saslcert::list(&mut bob).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].name, "phone");
+    assert_eq!(items[0].der, phone.certificate_der);
+    assert_eq!(items[0].resources, ["phone"]);
+    assert!(!items[0].disabled);
+    saslcert::disable(&mut bob, "phone").await.unwrap();
+    assert!(saslcert::list(&mut bob).await.unwrap()[0].disabled);
+    // Revoking ends the device's session.
+    saslcert::revoke(&mut bob, "phone").await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), device.recv())
+        .await
+        .expect("the revoked session ends");
+    assert!(ended.is_err(), "{ended:?}");
+    assert!(device.is_closed());
+    assert!(saslcert::list(&mut bob).await.unwrap().is_empty());
+    let refused = f
+        .builder("bob", Transport::StartTls)
+        .client_certificate_pem(
+            phone.certificate_pem().as_bytes(),
+            phone.key_pem().as_bytes(),
+        )
+        .connect()
+        .await;
+    assert!(matches!(refused, Err(Error::Stream(_))), "{refused:?}");
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_after_the_server_restarts() {
+    let f = start().await;
+    let addresses = [
+        ListenerKind::Starttls,
+        ListenerKind::DirectTls,
+        ListenerKind::Https,
+    ]
+    .map(|kind| f.server.address(kind).unwrap());
+    let Fixture { dir, server, .. } = f;
+    let builder = |transport| {
+        let f = FixtureView {
+            dir: dir.path(),
+            addresses,
+        };
+        f.builder(transport)
+    };
+    let mut clients = Vec::new();
+    for transport in ALL {
+        clients.push(builder(transport).connect().await.unwrap());
+    }
+    server.shutdown().await;
+    for client in &mut clients {
+        let ended = tokio::time::timeout(Duration::from_secs(10), client.recv()).await;
+        assert!(matches!(ended, Ok(Err(_))), "{ended:?}");
+    }
+    // Nobody listens: the attempts are bounded and the error is transient.
+    let backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(100),
+        attempts: 2,
+    };
+    let failed = clients[0].reconnect(backoff).await;
+    assert!(
+        failed.as_ref().is_err_and(Error::is_transient),
+        "{failed:?}"
+    );
+    // The server comes back on the same ports while the clients retry.
+    let restart = {
+        let base = dir.path().to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Server::start(&config(addresses), &base).await.unwrap()
+        })
+    };
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        attempts: 20,
+    };
+    for client in &mut clients {
+        client.reconnect(backoff).await.unwrap();
+        assert!(!client.is_closed());
+        assert_eq!(client.jid(), "bob@localhost/test");
+        let roster = client
+            .iq(Iq::get(None, Element::new("query", "jabber:iq:roster")))
+            .await;
+        assert!(roster.is_ok(), "{:?}: {roster:?}", client.transport());
+    }
+    let server = restart.await.unwrap();
+    for client in clients {
+        client.close().await;
+    }
+    server.shutdown().await;
+}
+
+/// Builds clients for a server that is not the fixture's any more.
+struct FixtureView<'a> {
+    dir: &'a std::path::Path,
+    addresses: [std::net::SocketAddr; 3],
+}
+
+impl FixtureView<'_> {
+    fn builder(&self, transport: Transport) -> sigil_client::ClientBuilder {
+        let address = match transport {
+            Transport::StartTls => self.addresses[0],
+            Transport::DirectTls => self.addresses[1],
+            Transport::WebSocket | Transport::Bosh => self.addresses[2],
+        };
+        let ca = std::fs::read(self.dir.join("server.crt")).unwrap();
+        let builder = Client::builder("bob@localhost")
+            .address(address)
+            .transport(transport)
+            .trust_pem(&ca)
+            .password("bob-secret")
+            .resource("test");
+        match transport {
+            Transport::WebSocket => {
+                builder.url(format!("wss://localhost:{}/xmpp-websocket", address.port()))
+            }
+            Transport::Bosh => {
+                builder.url(format!("https://localhost:{}/http-bind", address.port()))
+            }
+            _ => builder,
+        }
+    }
 }

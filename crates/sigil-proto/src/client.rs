@@ -14,7 +14,7 @@ use sigil_sasl::{ChannelBinding, ChannelBindingType, Failure};
 use sigil_xml::{Element, Framer, FramerError, Limits, StreamEvent, ns};
 
 use crate::error::{StanzaError, StreamError};
-use crate::random_id;
+use crate::{CLOSE_FRAME, Framing, random_id};
 
 /// How the client treats TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +44,9 @@ pub struct ClientStreamConfig {
     pub context: ClientContext,
     /// Framer limits for what the server sends.
     pub limits: Limits,
+    /// One XML stream (TCP, TLS) or standalone elements (WebSocket, BOSH;
+    /// feed those with [`ClientStream::receive_element`]).
+    pub framing: Framing,
 }
 
 /// Why a client stream ended.
@@ -196,6 +199,33 @@ impl ClientStream {
         self.send_header();
     }
 
+    /// One standalone element from the server (a WebSocket message, or a
+    /// child of a BOSH body): `<open/>` answers our header, `<close/>`
+    /// ends the stream, anything else is an element of the stream.
+    pub fn receive_element(&mut self, element: Element) {
+        if matches!(self.stage, Stage::Closed | Stage::StartingTls) {
+            return;
+        }
+        if element.is("open", ns::FRAMING) {
+            if element.attribute("version") != Some("1.0") {
+                self.fail(ClientError::Protocol(
+                    "the server does not speak XMPP 1.0".into(),
+                ));
+            }
+        } else if element.is("close", ns::FRAMING) {
+            self.actions.push_back(Action::Send(CLOSE_FRAME.into()));
+            self.stage = Stage::Closed;
+            self.actions
+                .push_back(Action::Close(Err(ClientError::Closed)));
+        } else if element.is("stream", ns::STREAM) {
+            self.fail(ClientError::Protocol(
+                "a stream header in a framed transport".into(),
+            ));
+        } else {
+            self.on_element(element);
+        }
+    }
+
     /// Bytes from the server.
     pub fn receive(&mut self, data: &[u8]) {
         let mut input = data;
@@ -212,8 +242,8 @@ impl ClientStream {
                 Ok(Some(StreamEvent::Element(element))) => self.on_element(element),
                 Ok(Some(StreamEvent::Close)) => {
                     if self.stage != Stage::Closed {
-                        self.actions
-                            .push_back(Action::Send("</stream:stream>".into()));
+                        let close = self.close_frame();
+                        self.actions.push_back(Action::Send(close));
                         self.stage = Stage::Closed;
                         self.actions
                             .push_back(Action::Close(Err(ClientError::Closed)));
@@ -238,13 +268,29 @@ impl ClientStream {
         if self.stage == Stage::Closed {
             return;
         }
-        self.actions
-            .push_back(Action::Send("</stream:stream>".into()));
+        let close = self.close_frame();
+        self.actions.push_back(Action::Send(close));
         self.stage = Stage::Closed;
         self.actions.push_back(Action::Close(Ok(())));
     }
 
+    fn close_frame(&self) -> String {
+        match self.config.framing {
+            Framing::Stream => "</stream:stream>".into(),
+            Framing::Standalone => CLOSE_FRAME.into(),
+        }
+    }
+
     fn send_header(&mut self) {
+        if self.config.framing == Framing::Standalone {
+            let mut open = String::from(
+                "<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" version=\"1.0\" xml:lang=\"en\" to=\"",
+            );
+            sigil_xml::escape_attribute(&mut open, self.config.jid.domain().as_str());
+            open.push_str("\"/>");
+            self.actions.push_back(Action::Send(open));
+            return;
+        }
         let mut header = String::from(
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
              xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' to='",
@@ -256,7 +302,10 @@ impl ClientStream {
 
     fn send(&mut self, element: &Element) {
         let mut out = String::new();
-        element.write_to(&mut out, ns::CLIENT, true);
+        match self.config.framing {
+            Framing::Stream => element.write_to(&mut out, ns::CLIENT, true),
+            Framing::Standalone => element.write_to(&mut out, "", false),
+        }
         self.actions.push_back(Action::Send(out));
     }
 
@@ -264,8 +313,8 @@ impl ClientStream {
         if self.stage == Stage::Closed {
             return;
         }
-        self.actions
-            .push_back(Action::Send("</stream:stream>".into()));
+        let close = self.close_frame();
+        self.actions.push_back(Action::Send(close));
         self.stage = Stage::Closed;
         self.actions.push_back(Action::Close(Err(error)));
     }

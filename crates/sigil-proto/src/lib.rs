@@ -13,6 +13,22 @@ pub mod client;
 pub mod error;
 pub mod server;
 
+/// How the stream is framed on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// One XML document for the whole stream (RFC 6120: TCP, TLS).
+    #[default]
+    Stream,
+    /// Standalone elements (RFC 7395 WebSocket, and BOSH bodies): the
+    /// stream opens with `<open/>` and ends with `<close/>`, every element
+    /// declares its namespaces, and every `Send` action is exactly one
+    /// element (one WebSocket frame).
+    Standalone,
+}
+
+/// The exact closing frame Strophe.js recognises (RFC 7395).
+pub const CLOSE_FRAME: &str = "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" />";
+
 /// The XEP-0440 namespace for advertising channel-binding types.
 pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 

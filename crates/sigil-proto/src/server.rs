@@ -38,21 +38,7 @@ pub enum TlsMode {
     Unavailable,
 }
 
-/// How the stream is framed on the wire.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Framing {
-    /// One XML document for the whole stream (RFC 6120: TCP, TLS).
-    #[default]
-    Stream,
-    /// Standalone elements (RFC 7395 WebSocket, and BOSH bodies): the
-    /// stream opens with `<open/>` and ends with `<close/>`, every element
-    /// declares its namespaces, and every [`Action::Send`] is exactly one
-    /// element (one WebSocket frame).
-    Standalone,
-}
-
-/// The exact closing frame Strophe.js recognises (RFC 7395).
-pub const CLOSE_FRAME: &str = "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" />";
+pub use crate::{CLOSE_FRAME, Framing};
 
 /// The configuration of a server stream. Cheap to clone: share one per
 /// listener.

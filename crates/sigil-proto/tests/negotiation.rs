@@ -44,6 +44,7 @@ fn client(tls: client::TlsMode, allow: Option<&[&str]>) -> ClientStream {
             .with_authcid("juliet")
             .with_password(PASSWORD),
         limits: Default::default(),
+        framing: sigil_proto::Framing::Stream,
     })
 }
 
@@ -189,6 +190,7 @@ fn wrong_password_is_not_authorized() {
             .with_authcid("juliet")
             .with_password("wrong"),
         limits: Default::default(),
+        framing: sigil_proto::Framing::Stream,
     });
     let mut out = Outcome::default();
     pump(&mut c, &mut s, &mut out);

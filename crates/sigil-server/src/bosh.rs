@@ -60,6 +60,8 @@ pub(crate) struct BoshSession {
     input: mpsc::UnboundedSender<Input>,
     state: Mutex<State>,
     output: Notify,
+    /// Wakes requests that arrived ahead of their turn.
+    rid_advanced: Notify,
 }
 
 struct State {
@@ -105,6 +107,7 @@ impl BoshSession {
                 generation: 0,
             }),
             output: Notify::new(),
+            rid_advanced: Notify::new(),
         });
         let wire = BoshWire {
             session: session.clone(),
@@ -114,28 +117,42 @@ impl BoshSession {
         (session, wire)
     }
 
-    /// Checks and records the rid of a request (XEP-0124 §14).
-    pub(crate) fn check_rid(&self, rid: u64) -> RidCheck {
-        let mut state = lock(&self.state);
-        if let Some((cached, response)) = &state.last_response
-            && *cached == rid
-        {
-            return RidCheck::Repeat(response.clone());
+    /// Checks and records the rid of a request (XEP-0124 §14) and, in
+    /// `rid` order, hands its elements to the XMPP session. A request that
+    /// arrives ahead of its turn (the client's other connection was
+    /// faster) waits for the missing ones, at most `wait` seconds.
+    pub(crate) async fn accept(&self, rid: u64, inputs: Vec<Input>) -> RidCheck {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.wait.max(1));
+        loop {
+            let mut advanced = std::pin::pin!(self.rid_advanced.notified());
+            advanced.as_mut().enable();
+            {
+                let mut state = lock(&self.state);
+                if let Some((cached, response)) = &state.last_response
+                    && *cached == rid
+                {
+                    return RidCheck::Repeat(response.clone());
+                }
+                if rid <= state.last_rid || rid > state.last_rid + REQUESTS {
+                    return RidCheck::Invalid;
+                }
+                if rid == state.last_rid + 1 {
+                    state.last_rid = rid;
+                    // A new request releases the one being held.
+                    state.generation += 1;
+                    for input in inputs {
+                        let _ = self.input.send(input);
+                    }
+                    drop(state);
+                    self.output.notify_waiters();
+                    self.rid_advanced.notify_waiters();
+                    return RidCheck::Next;
+                }
+            }
+            if tokio::time::timeout_at(deadline, advanced).await.is_err() {
+                return RidCheck::Invalid;
+            }
         }
-        if rid <= state.last_rid || rid > state.last_rid + REQUESTS {
-            return RidCheck::Invalid;
-        }
-        state.last_rid = rid;
-        // A new request releases the one being held.
-        state.generation += 1;
-        drop(state);
-        self.output.notify_waiters();
-        RidCheck::Next
-    }
-
-    /// Hands elements of a request to the XMPP session.
-    pub(crate) fn push(&self, input: Input) {
-        let _ = self.input.send(input);
     }
 
     /// Waits for output (or `wait` seconds, or a newer request) and returns
@@ -163,6 +180,11 @@ impl BoshSession {
         let body = wrap(&frames, state.closed);
         state.last_response = Some((rid, body.clone()));
         body
+    }
+
+    /// Hands the creating request's elements to the XMPP session.
+    pub(crate) fn push(&self, input: Input) {
+        let _ = self.input.send(input);
     }
 
     pub(crate) fn is_closed(&self) -> bool {

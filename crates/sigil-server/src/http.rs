@@ -343,7 +343,20 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
             origin.as_ref(),
         );
     }
-    match session.check_rid(rid) {
+    let mut inputs = Vec::new();
+    if body.attribute_ns("restart", crate::bosh::NS_XBOSH) == Some("true") {
+        inputs.push(Input::Element(open_element(&body, &state.context.domain)));
+    }
+    for element in crate::bosh::payload(&body) {
+        inputs.push(Input::Element(element));
+    }
+    if body.attribute("type") == Some("terminate") {
+        inputs.push(Input::Element(Element::new(
+            "close",
+            sigil_xml::ns::FRAMING,
+        )));
+    }
+    match session.accept(rid, inputs).await {
         crate::bosh::RidCheck::Invalid => {
             return xml(
                 StatusCode::NOT_FOUND,
@@ -355,18 +368,6 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
             return xml(StatusCode::OK, response, origin.as_ref());
         }
         crate::bosh::RidCheck::Next => {}
-    }
-    if body.attribute_ns("restart", crate::bosh::NS_XBOSH) == Some("true") {
-        session.push(Input::Element(open_element(&body, &state.context.domain)));
-    }
-    for element in crate::bosh::payload(&body) {
-        session.push(Input::Element(element));
-    }
-    if body.attribute("type") == Some("terminate") {
-        session.push(Input::Element(Element::new(
-            "close",
-            sigil_xml::ns::FRAMING,
-        )));
     }
     let response = session
         .respond(rid, Duration::from_secs(session.wait))

@@ -178,6 +178,31 @@ async fn a_strophe_like_session_from_creation_to_terminate() {
     assert_eq!(stale.status, 404);
     assert!(stale.body.contains("item-not-found"), "{}", stale.body);
 
+    // Two connections in flight: the later rid arrives first and waits
+    // for the earlier one; the elements reach the session in rid order.
+    let message = |text: &str| {
+        format!(
+            "<message xmlns='jabber:client' to='bob@localhost/test'><body>{text}</body></message>"
+        )
+    };
+    let later = body(Some(&sid), 1008, "", &message("second"));
+    let earlier = body(Some(&sid), 1007, "", &message("first"));
+    let (second, first) = tokio::join!(post(&server, None, None, &later), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        post(&server, None, None, &earlier).await
+    });
+    assert_eq!(
+        (first.status, second.status),
+        (200, 200),
+        "{} {}",
+        first.body,
+        second.body
+    );
+    for expected in ["first", "second"] {
+        let got = bob.recv_matching(|s| s.name() == "message").await;
+        assert_eq!(got.child("body", ns::CLIENT).unwrap().text(), expected);
+    }
+
     // Terminate.
     let reply = post(
         &server,
@@ -185,14 +210,14 @@ async fn a_strophe_like_session_from_creation_to_terminate() {
         None,
         &body(
             Some(&sid),
-            1007,
+            1009,
             " type='terminate'",
             "<presence xmlns='jabber:client' type='unavailable'/>",
         ),
     )
     .await;
     assert!(reply.body.contains("type='terminate'"), "{}", reply.body);
-    let unknown = post(&server, None, None, &body(Some(&sid), 1008, "", "")).await;
+    let unknown = post(&server, None, None, &body(Some(&sid), 1010, "", "")).await;
     assert_eq!(unknown.status, 404);
 }
 

@@ -329,6 +329,7 @@ impl TestClient {
                 context
             },
             limits: Default::default(),
+            framing: sigil_proto::Framing::Stream,
         };
         let tcp = TcpStream::connect(address).await.unwrap();
         let mut stream = ClientStream::new(config);
