@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::Error;
-use crate::transport::{Endpoint, connect_tls, tls_version};
+use crate::transport::{Endpoint, connect_tls, handshake, tls_version};
 
 const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
 const NS_XBOSH: &str = "urn:xmpp:xbosh";
@@ -36,7 +36,8 @@ const WAIT: u64 = 60;
 /// The largest response body read, bytes.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Opens HTTPS connections to the BOSH endpoint.
+/// Opens HTTPS connections to the BOSH endpoint (the first one on the
+/// socket the client connected).
 pub(crate) struct Dialer {
     pub(crate) address: SocketAddr,
     pub(crate) name: ServerName<'static>,
@@ -51,8 +52,11 @@ type Sender = SendRequest<Full<Bytes>>;
 type Posted = (u64, Result<(Sender, String), Error>);
 
 impl Dialer {
-    async fn connect(&self) -> Result<(Sender, String), Error> {
-        let tls = connect_tls(self.address, &self.connector, self.name.clone()).await?;
+    async fn connect(&self, tcp: Option<tokio::net::TcpStream>) -> Result<(Sender, String), Error> {
+        let tls = match tcp {
+            Some(tcp) => handshake(tcp, &self.connector, self.name.clone()).await?,
+            None => connect_tls(self.address, &self.connector, self.name.clone()).await?,
+        };
         let version = tls_version(tls.get_ref().1);
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
@@ -66,7 +70,7 @@ impl Dialer {
     async fn post(&self, sender: Option<Sender>, body: String) -> Result<(Sender, String), Error> {
         let mut sender = match sender {
             Some(sender) if !sender.is_closed() => sender,
-            _ => self.connect().await?.0,
+            _ => self.connect(None).await?.0,
         };
         sender
             .ready()
@@ -118,8 +122,8 @@ impl Bosh {
     /// Connects the first HTTPS connection (so that TLS errors show at
     /// once) and starts the session task. The session itself is created
     /// by the stream's first `<open/>` frame.
-    pub(crate) async fn open(dialer: Dialer) -> Result<Self, Error> {
-        let (sender, tls_version) = dialer.connect().await?;
+    pub(crate) async fn open(dialer: Dialer, tcp: tokio::net::TcpStream) -> Result<Self, Error> {
+        let (sender, tls_version) = dialer.connect(Some(tcp)).await?;
         let (outgoing, frames) = mpsc::unbounded_channel();
         let (to_client, incoming) = mpsc::unbounded_channel();
         let first_rid = sigil_proto::random_id()

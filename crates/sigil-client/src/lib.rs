@@ -394,24 +394,45 @@ impl Prepared {
             .map_err(|_| Error::Timeout)?
     }
 
-    async fn resolve(&self) -> Result<SocketAddr, Error> {
+    /// The addresses to try, in order.
+    async fn resolve(&self) -> Result<Vec<SocketAddr>, Error> {
         if let Some(address) = self.address {
-            return Ok(address);
+            return Ok(vec![address]);
         }
         let (host, port) = match (&self.endpoint, self.transport) {
             (Some(endpoint), _) => (endpoint.host.clone(), endpoint.port),
             (None, Transport::DirectTls) => (self.jid.domain().to_string(), 5223),
             (None, _) => (self.jid.domain().to_string(), 5222),
         };
-        tokio::net::lookup_host((host.as_str(), port))
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(Error::Io)?
-            .next()
-            .ok_or_else(|| Error::Config(format!("{host} has no address")))
+            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{host}: {e}"))))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(Error::Config(format!("{host} has no address")));
+        }
+        Ok(addresses)
+    }
+
+    /// Connects TCP to the first address that answers.
+    async fn connect_tcp(&self) -> Result<(tokio::net::TcpStream, SocketAddr), Error> {
+        let mut last = None;
+        for address in self.resolve().await? {
+            match tokio::net::TcpStream::connect(address).await {
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Ok((tcp, address));
+                }
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(Error::Io(last.unwrap_or_else(|| {
+            std::io::ErrorKind::AddrNotAvailable.into()
+        })))
     }
 
     async fn connect_inner(&self) -> Result<Established, Error> {
-        let address = self.resolve().await?;
+        let (tcp, address) = self.connect_tcp().await?;
         let config = ClientStreamConfig {
             jid: self.jid.clone(),
             resource: self.resource.clone(),
@@ -431,16 +452,9 @@ impl Prepared {
         };
         let mut stream = ClientStream::new(config);
         let connection = match self.transport {
-            Transport::StartTls => {
-                let tcp = tokio::net::TcpStream::connect(address)
-                    .await
-                    .map_err(Error::Io)?;
-                let _ = tcp.set_nodelay(true);
-                Connection::Plain(tcp)
-            }
+            Transport::StartTls => Connection::Plain(tcp),
             Transport::DirectTls => {
-                let tls =
-                    transport::connect_tls(address, &self.connector, self.tls_name.clone()).await?;
+                let tls = transport::handshake(tcp, &self.connector, self.tls_name.clone()).await?;
                 stream.set_channel_binding(transport::channel_binding(tls.get_ref().1));
                 Connection::Tls(Box::new(tls))
             }
@@ -449,8 +463,7 @@ impl Prepared {
                     .endpoint
                     .as_ref()
                     .ok_or_else(|| Error::Config("no WebSocket URL".into()))?;
-                let tls =
-                    transport::connect_tls(address, &self.connector, self.tls_name.clone()).await?;
+                let tls = transport::handshake(tcp, &self.connector, self.tls_name.clone()).await?;
                 // One TLS connection carries the whole stream, so its
                 // channel binding holds.
                 stream.set_channel_binding(transport::channel_binding(tls.get_ref().1));
@@ -470,13 +483,16 @@ impl Prepared {
                 // Several HTTPS connections carry one session: no channel
                 // binding.
                 Connection::Bosh(
-                    bosh::Bosh::open(bosh::Dialer {
-                        address,
-                        name: self.tls_name.clone(),
-                        connector: self.connector.clone(),
-                        endpoint,
-                        domain: self.jid.domain().to_string(),
-                    })
+                    bosh::Bosh::open(
+                        bosh::Dialer {
+                            address,
+                            name: self.tls_name.clone(),
+                            connector: self.connector.clone(),
+                            endpoint,
+                            domain: self.jid.domain().to_string(),
+                        },
+                        tcp,
+                    )
                     .await?,
                 )
             }
@@ -575,6 +591,8 @@ pub struct Client {
     mechanism: String,
     inbox: VecDeque<Element>,
     buffer: Vec<u8>,
+    /// Input read by [`Client::readable`], not yet processed.
+    pending: Option<Input>,
     closed: bool,
 }
 
@@ -616,6 +634,7 @@ impl Client {
             mechanism: established.mechanism,
             inbox: established.inbox,
             buffer: vec![0; 16 * 1024],
+            pending: None,
             closed: false,
         }
     }
@@ -781,16 +800,46 @@ impl Client {
         self.connection.shutdown().await;
     }
 
-    async fn read_once(&mut self) -> Result<(), Error> {
+    /// Waits until the server has sent something (or the stream ended),
+    /// without processing it. Unlike [`Self::recv`] this is cancel-safe,
+    /// for `tokio::select!` loops; call [`Self::recv`] or
+    /// [`Self::try_recv`] afterwards.
+    pub async fn readable(&mut self) -> Result<(), Error> {
+        if !self.inbox.is_empty() || self.pending.is_some() {
+            return Ok(());
+        }
         if self.closed {
             return Err(Error::Stream(ClientError::Closed));
         }
-        let input = match self.connection.read(&mut self.buffer).await {
-            Ok(input) => input,
+        match self.connection.read(&mut self.buffer).await {
+            Ok(input) => {
+                self.pending = Some(input);
+                Ok(())
+            }
             Err(error) => {
                 self.closed = true;
-                return Err(error);
+                Err(error)
             }
+        }
+    }
+
+    /// A stanza that already arrived, if any: processes what
+    /// [`Self::readable`] read, without waiting for more.
+    pub async fn try_recv(&mut self) -> Result<Option<Element>, Error> {
+        if self.inbox.is_empty() && self.pending.is_some() {
+            self.process().await?;
+        }
+        Ok(self.inbox.pop_front())
+    }
+
+    async fn read_once(&mut self) -> Result<(), Error> {
+        self.readable().await?;
+        self.process().await
+    }
+
+    async fn process(&mut self) -> Result<(), Error> {
+        let Some(input) = self.pending.take() else {
+            return Ok(());
         };
         match input {
             Input::Bytes(n) => self.stream.receive(&self.buffer[..n]),

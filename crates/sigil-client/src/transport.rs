@@ -289,6 +289,15 @@ pub(crate) async fn connect_tls(
 ) -> Result<TlsStream<TcpStream>, Error> {
     let tcp = TcpStream::connect(address).await.map_err(Error::Io)?;
     let _ = tcp.set_nodelay(true);
+    handshake(tcp, connector, name).await
+}
+
+/// Runs the TLS handshake on a connected socket.
+pub(crate) async fn handshake(
+    tcp: TcpStream,
+    connector: &tokio_rustls::TlsConnector,
+    name: rustls_pki_types::ServerName<'static>,
+) -> Result<TlsStream<TcpStream>, Error> {
     connector
         .connect(name, tcp)
         .await

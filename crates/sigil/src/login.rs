@@ -1,96 +1,360 @@
-//! `sigil login`: connect, authenticate, bind, report, disconnect.
+//! The client commands: `sigil login`, `sigil send`, `sigil chat`, and
+//! `sigil cert upload|remote-list|remote-disable|remote-revoke` (XEP-0257
+//! from a logged-in client).
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use sigil_client::{Client, Transport};
+use sigil_client::{Client, Message, Presence, Stanza, Transport, saslcert};
 use sigil_sasl::client::{AllowList, ClientConfig};
 
-/// What `sigil login` was asked for.
-pub(crate) struct LoginRequest<'a> {
-    pub(crate) jid: &'a str,
+/// How to reach and log in to a server: shared by every client command.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConnectArgs {
+    /// The server's address (default: the account's domain, port 5222,
+    /// or 5223 with --direct-tls; for --websocket/--bosh the URL's host).
+    #[arg(long)]
     pub(crate) address: Option<SocketAddr>,
+    /// TLS from the first byte (XEP-0368) instead of STARTTLS.
+    #[arg(long, conflicts_with_all = ["websocket", "bosh"])]
     pub(crate) direct_tls: bool,
-    pub(crate) password_file: Option<&'a Path>,
-    pub(crate) cert: Option<&'a Path>,
-    pub(crate) key: Option<&'a Path>,
-    pub(crate) ca: Option<&'a Path>,
-    pub(crate) pin: Option<&'a str>,
-    pub(crate) mechanisms: &'a [String],
-    pub(crate) resource: Option<&'a str>,
+    /// Connect over WebSocket to this URL (wss://host:port/xmpp-websocket).
+    #[arg(long, value_name = "URL", conflicts_with = "bosh")]
+    pub(crate) websocket: Option<String>,
+    /// Connect over BOSH to this URL (https://host:port/http-bind).
+    #[arg(long, value_name = "URL")]
+    pub(crate) bosh: Option<String>,
+    /// Read the password from the first line of this file (default: ask,
+    /// when no certificate is given and a terminal is there).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires = "key", conflicts_with = "p12")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+    /// Client certificate and key as PKCS#12 (.p12).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) p12: Option<PathBuf>,
+    /// The .p12 password, from the first line of this file (default: ask).
+    #[arg(long, value_name = "FILE", requires = "p12")]
+    pub(crate) p12_password_file: Option<PathBuf>,
+    /// Trust the server certificates signed by this CA (or this
+    /// self-signed certificate), PEM. Default: sigil-data/server.crt if
+    /// it is here, else the system's trusted roots.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+    /// Accept exactly the server certificate with this SHA-256
+    /// fingerprint (hex).
+    #[arg(long, value_name = "SHA256", conflicts_with = "ca")]
+    pub(crate) pin: Option<String>,
+    /// Allow only these SASL mechanisms (repeatable).
+    #[arg(long = "mechanism", value_name = "NAME")]
+    pub(crate) mechanisms: Vec<String>,
+    /// The resource to ask for.
+    #[arg(long)]
+    pub(crate) resource: Option<String>,
 }
 
-pub(crate) fn login(request: &LoginRequest<'_>) -> Result<(), String> {
-    let transport = if request.direct_tls {
-        Transport::DirectTls
-    } else {
-        Transport::StartTls
-    };
-    let address = request.address.unwrap_or_else(|| {
-        let port = if request.direct_tls { 5223 } else { 5222 };
-        SocketAddr::from(([127, 0, 0, 1], port))
-    });
-    let mut builder = Client::builder(request.jid)
-        .address(address)
-        .transport(transport);
-    match (request.pin, request.ca) {
-        (Some(pin), _) => builder = builder.pin_sha256(parse_pin(pin)?),
-        (None, Some(ca)) => builder = builder.trust_pem(&read(ca)?),
-        (None, None) => {
-            let default = PathBuf::from("sigil-data/server.crt");
-            if !default.exists() {
-                return Err("say how to check the server: --ca FILE or --pin SHA256 (sigil-data/server.crt is not here)".into());
+impl ConnectArgs {
+    fn transport(&self) -> Transport {
+        if self.websocket.is_some() {
+            Transport::WebSocket
+        } else if self.bosh.is_some() {
+            Transport::Bosh
+        } else if self.direct_tls {
+            Transport::DirectTls
+        } else {
+            Transport::StartTls
+        }
+    }
+
+    fn builder(&self, jid: &str) -> Result<sigil_client::ClientBuilder, String> {
+        let mut builder = Client::builder(jid).transport(self.transport());
+        if let Some(url) = self.websocket.as_ref().or(self.bosh.as_ref()) {
+            builder = builder.url(url.clone());
+        }
+        if let Some(address) = self.address {
+            builder = builder.address(address);
+        }
+        match (&self.pin, &self.ca) {
+            (Some(pin), _) => builder = builder.pin_sha256(parse_pin(pin)?),
+            (None, Some(ca)) => builder = builder.trust_pem(&read(ca)?),
+            (None, None) => {
+                let default = Path::new("sigil-data/server.crt");
+                if default.exists() {
+                    builder = builder.trust_pem(&read(default)?);
+                }
             }
-            builder = builder.trust_pem(&read(&default)?);
         }
-    }
-    match (request.cert, request.key) {
-        (Some(cert), Some(key)) => {
-            builder = builder.client_certificate_pem(&read(cert)?, &read(key)?)
+        let mut has_certificate = false;
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            builder = builder.client_certificate_pem(&read(cert)?, &read(key)?);
+            has_certificate = true;
         }
-        (None, None) => {}
-        _ => return Err("--cert and --key go together".into()),
+        if let Some(p12) = &self.p12 {
+            let password = match &self.p12_password_file {
+                Some(file) => first_line(file)?,
+                None => prompt(&format!("Password for {}: ", p12.display()))?,
+            };
+            builder = builder.client_certificate_p12(&read(p12)?, &password);
+            has_certificate = true;
+        }
+        let is_anonymous = !jid.contains('@');
+        match &self.password_file {
+            Some(file) => builder = builder.password(first_line(file)?),
+            None if !has_certificate && !is_anonymous && io::stdin().is_terminal() => {
+                builder = builder.password(prompt(&format!("Password for {jid}: "))?);
+            }
+            None => {}
+        }
+        if !self.mechanisms.is_empty() {
+            let allow = self
+                .mechanisms
+                .iter()
+                .fold(AllowList::new(), |list, name| list.name(name.clone()));
+            builder = builder.sasl(ClientConfig::new().allow(allow));
+        }
+        if let Some(resource) = &self.resource {
+            builder = builder.resource(resource.clone());
+        }
+        Ok(builder)
     }
-    if let Some(file) = request.password_file {
-        let text = String::from_utf8(read(file)?)
-            .map_err(|_| format!("{} is not UTF-8", file.display()))?;
-        builder = builder.password(
-            text.lines()
-                .next()
-                .unwrap_or_default()
-                .trim_end_matches('\r'),
-        );
+
+    /// Connects on a new runtime and runs `then` with the client.
+    fn run<F>(&self, jid: &str, then: F) -> Result<(), String>
+    where
+        F: AsyncFnOnce(&mut Client) -> Result<(), String>,
+    {
+        let builder = self.builder(jid)?;
+        let runtime = crate::serve::runtime()?;
+        runtime.block_on(async {
+            let mut client = builder.connect().await.map_err(|e| match e {
+                sigil_client::Error::Tls(_) if self.ca.is_none() && self.pin.is_none() => {
+                    format!("{e}\n(say how to check the server: --ca FILE or --pin SHA256)")
+                }
+                e => e.to_string(),
+            })?;
+            let result = then(&mut client).await;
+            client.close().await;
+            result
+        })
     }
-    if !request.mechanisms.is_empty() {
-        let allow = request
-            .mechanisms
-            .iter()
-            .fold(AllowList::new(), |list, name| list.name(name.clone()));
-        builder = builder.sasl(ClientConfig::new().allow(allow));
-    }
-    if let Some(resource) = request.resource {
-        builder = builder.resource(resource);
-    }
-    let runtime = crate::serve::runtime()?;
-    runtime.block_on(async {
-        let client = builder.connect().await.map_err(|e| e.to_string())?;
+}
+
+/// `sigil login`: connect, authenticate, bind, report, disconnect.
+pub(crate) fn login(jid: &str, args: &ConnectArgs) -> Result<(), String> {
+    args.run(jid, async |client| {
         let mut out = io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "transport: {} to {address}",
-            client.transport().as_str()
-        );
+        let _ = writeln!(out, "transport: {}", client.transport().as_str());
         let _ = writeln!(out, "TLS: {}", client.tls_version());
         let _ = writeln!(out, "mechanism: {}", client.mechanism());
         let _ = writeln!(out, "bound: {}", client.jid());
-        client.close().await;
         Ok(())
     })
 }
 
+fn parse_jid(text: &str) -> Result<jid::Jid, String> {
+    jid::Jid::new(text).map_err(|e| format!("{text:?} is not a JID: {e}"))
+}
+
+/// `sigil send`: one chat message, then disconnect.
+pub(crate) fn send(account: &str, to: &str, text: &str, args: &ConnectArgs) -> Result<(), String> {
+    let to = parse_jid(to)?;
+    if text.is_empty() {
+        return Err("the message is empty".into());
+    }
+    args.run(account, async |client| {
+        client
+            .send_message(&Message::chat(to.clone(), text))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = writeln!(io::stdout().lock(), "sent to {to}");
+        Ok(())
+    })
+}
+
+/// `sigil chat`: lines typed go to `peer`, messages that arrive are
+/// printed. `/quit` or end of input ends it.
+pub(crate) fn chat(account: &str, peer: &str, args: &ConnectArgs) -> Result<(), String> {
+    let peer = parse_jid(peer)?;
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // Standard input is read on its own thread: it blocks.
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    args.run(account, async |client| {
+        client
+            .send_presence(&Presence::available())
+            .await
+            .map_err(|e| e.to_string())?;
+        say(&format!(
+            "logged in as {} ({}, {}); talking to {peer}. /quit ends.",
+            client.jid(),
+            client.transport().as_str(),
+            client.mechanism()
+        ));
+        loop {
+            while let Some(element) = client.try_recv().await.map_err(|e| e.to_string())? {
+                show(&element);
+            }
+            tokio::select! {
+                line = lines.recv() => {
+                    let Some(line) = line else { return Ok(()) };
+                    let line = line.trim_end_matches('\r');
+                    if line == "/quit" {
+                        return Ok(());
+                    }
+                    if line.is_empty() {
+                        continue;
+                    }
+                    client
+                        .send_message(&Message::chat(peer.clone(), line))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                ready = client.readable() => {
+                    if let Err(error) = ready {
+                        return Err(format!("the connection ended: {error}"));
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn say(line: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn show(element: &sigil_xml::Element) {
+    match Stanza::from_element(element.clone()) {
+        Some(Stanza::Message(message)) => {
+            let from = message
+                .from
+                .map(|f| f.to_bare().to_string())
+                .unwrap_or_default();
+            if let Some(body) = message.body {
+                say(&format!("<{from}> {body}"));
+            } else if message.kind == sigil_client::MessageType::Error {
+                say(&format!("! message to {from} failed"));
+            }
+        }
+        Some(Stanza::Presence(presence)) => {
+            if let Some(from) = presence.from {
+                let state = match presence.kind {
+                    sigil_client::PresenceType::Available => {
+                        presence.show.clone().unwrap_or_else(|| "online".into())
+                    }
+                    sigil_client::PresenceType::Unavailable => "offline".into(),
+                    other => format!("{other:?}").to_lowercase(),
+                };
+                say(&format!("* {from} is {state}"));
+            }
+        }
+        Some(Stanza::Iq(_)) | None => {}
+    }
+}
+
+/// What `sigil cert upload|remote-*` does on the server.
+pub(crate) enum Remote<'a> {
+    Upload {
+        name: &'a str,
+        file: &'a Path,
+        no_cert_management: bool,
+    },
+    List,
+    Disable(&'a str),
+    Revoke(&'a str),
+}
+
+/// XEP-0257 from a logged-in client.
+pub(crate) fn remote(account: &str, action: Remote<'_>, args: &ConnectArgs) -> Result<(), String> {
+    let der = match &action {
+        Remote::Upload { file, .. } => Some(crate::devices::read_certificate(file)?),
+        _ => None,
+    };
+    args.run(account, async |client| {
+        let result = match action {
+            Remote::Upload {
+                name,
+                no_cert_management,
+                ..
+            } => {
+                let der = der.unwrap_or_default();
+                saslcert::append(client, name, &der, no_cert_management)
+                    .await
+                    .map(|()| format!("registered {name} for {}", client.full_jid().to_bare()))
+            }
+            Remote::List => saslcert::list(client).await.map(|items| {
+                if items.is_empty() {
+                    return "no certificates".into();
+                }
+                items
+                    .iter()
+                    .map(|item| {
+                        let fingerprint = sigil_x509::CertificateInfo::from_der(&item.der)
+                            .map(|info| hex(&info.sha256))
+                            .unwrap_or_else(|_| "(unreadable)".into());
+                        let mut line = format!("{}  sha256:{fingerprint}", item.name);
+                        if item.disabled {
+                            line.push_str("  disabled");
+                        }
+                        if item.no_cert_management {
+                            line.push_str("  no-cert-management");
+                        }
+                        if !item.resources.is_empty() {
+                            line.push_str("  online: ");
+                            line.push_str(&item.resources.join(", "));
+                        }
+                        line
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }),
+            Remote::Disable(name) => saslcert::disable(client, name)
+                .await
+                .map(|()| format!("disabled {name}")),
+            Remote::Revoke(name) => saslcert::revoke(client, name)
+                .await
+                .map(|()| format!("revoked {name}")),
+        };
+        let text = result.map_err(|e| e.to_string())?;
+        let _ = writeln!(io::stdout().lock(), "{text}");
+        Ok(())
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn first_line(file: &Path) -> Result<String, String> {
+    let text =
+        String::from_utf8(read(file)?).map_err(|_| format!("{} is not UTF-8", file.display()))?;
+    Ok(text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r')
+        .to_owned())
+}
+
+fn prompt(text: &str) -> Result<String, String> {
+    rpassword::prompt_password(text).map_err(|e| format!("cannot read the password: {e}"))
 }
 
 fn parse_pin(text: &str) -> Result<[u8; 32], String> {

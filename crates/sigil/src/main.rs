@@ -52,41 +52,37 @@ enum Command {
     #[command(subcommand)]
     User(UserCommand),
     /// Log in to a server and report the transport, TLS version, SASL
-    /// mechanism and bound JID. With --cert/--key the certificate is
-    /// presented and SASL EXTERNAL is preferred.
+    /// mechanism and bound JID. With --cert/--key or --p12 the certificate
+    /// is presented and SASL EXTERNAL is preferred; a bare domain logs in
+    /// anonymously.
     Login {
         /// The account, user@domain.
         jid: String,
-        /// The server's address (default: 127.0.0.1:5222, or :5223 with
-        /// --direct-tls).
-        #[arg(long)]
-        address: Option<std::net::SocketAddr>,
-        /// TLS from the first byte (XEP-0368) instead of STARTTLS.
-        #[arg(long)]
-        direct_tls: bool,
-        /// Read the password from the first line of this file.
-        #[arg(long, value_name = "FILE")]
-        password_file: Option<PathBuf>,
-        /// Client certificate (PEM).
-        #[arg(long, value_name = "FILE", requires = "key")]
-        cert: Option<PathBuf>,
-        /// Its private key (PEM).
-        #[arg(long, value_name = "FILE", requires = "cert")]
-        key: Option<PathBuf>,
-        /// Trust the server certificates signed by this CA (or this
-        /// self-signed certificate), PEM. Default: sigil-data/server.crt.
-        #[arg(long, value_name = "FILE")]
-        ca: Option<PathBuf>,
-        /// Accept exactly the server certificate with this SHA-256
-        /// fingerprint (hex).
-        #[arg(long, value_name = "SHA256")]
-        pin: Option<String>,
-        /// Allow only these SASL mechanisms (repeatable).
-        #[arg(long = "mechanism", value_name = "NAME")]
-        mechanisms: Vec<String>,
-        /// The resource to ask for.
-        #[arg(long)]
-        resource: Option<String>,
+        #[command(flatten)]
+        connect: login::ConnectArgs,
+    },
+    /// Send one chat message.
+    Send {
+        /// The addressee.
+        to: String,
+        /// The message text.
+        text: String,
+        /// The account to send from, user@domain.
+        #[arg(long = "as", value_name = "JID", env = "SIGIL_ACCOUNT")]
+        account: String,
+        #[command(flatten)]
+        connect: login::ConnectArgs,
+    },
+    /// Chat with one contact: type lines to send them, messages that
+    /// arrive are printed. /quit or end of input ends it.
+    Chat {
+        /// The contact.
+        peer: String,
+        /// The account to chat as, user@domain.
+        #[arg(long = "as", value_name = "JID", env = "SIGIL_ACCOUNT")]
+        account: String,
+        #[command(flatten)]
+        connect: login::ConnectArgs,
     },
     /// Make and inspect client certificates.
     #[command(subcommand)]
@@ -256,6 +252,52 @@ enum CertCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Register a certificate for a new device from a logged-in client
+    /// (XEP-0257): the server need not be local.
+    Upload {
+        /// The certificate file (PEM or DER).
+        file: PathBuf,
+        /// The device name.
+        #[arg(long)]
+        name: String,
+        /// Sessions that log in with it may not change certificates.
+        #[arg(long)]
+        no_cert_management: bool,
+        /// The account, user@domain.
+        #[arg(long = "as", value_name = "JID", env = "SIGIL_ACCOUNT")]
+        account: String,
+        #[command(flatten)]
+        connect: login::ConnectArgs,
+    },
+    /// List the account's certificates from a logged-in client (XEP-0257).
+    RemoteList {
+        /// The account, user@domain.
+        #[arg(long = "as", value_name = "JID", env = "SIGIL_ACCOUNT")]
+        account: String,
+        #[command(flatten)]
+        connect: login::ConnectArgs,
+    },
+    /// Disable a device's certificate from a logged-in client (XEP-0257).
+    RemoteDisable {
+        /// The device name.
+        device: String,
+        /// The account, user@domain.
+        #[arg(long = "as", value_name = "JID", env = "SIGIL_ACCOUNT")]
+        account: String,
+        #[command(flatten)]
+        connect: login::ConnectArgs,
+    },
+    /// Revoke a device's certificate from a logged-in client (XEP-0257):
+    /// its sessions end at once.
+    RemoteRevoke {
+        /// The device name.
+        device: String,
+        /// The account, user@domain.
+        #[arg(long = "as", value_name = "JID", env = "SIGIL_ACCOUNT")]
+        account: String,
+        #[command(flatten)]
+        connect: login::ConnectArgs,
+    },
     /// Print what Sigil reads from a certificate (PEM or DER).
     Show {
         /// The certificate file.
@@ -353,29 +395,46 @@ fn main() -> ExitCode {
         Command::Serve { config, domain } => {
             serve::serve(&serve::ConfigLocation::new(config), domain.as_deref())
         }
-        Command::Login {
-            jid,
-            address,
-            direct_tls,
-            password_file,
-            cert,
-            key,
-            ca,
-            pin,
-            mechanisms,
-            resource,
-        } => login::login(&login::LoginRequest {
-            jid: &jid,
-            address,
-            direct_tls,
-            password_file: password_file.as_deref(),
-            cert: cert.as_deref(),
-            key: key.as_deref(),
-            ca: ca.as_deref(),
-            pin: pin.as_deref(),
-            mechanisms: &mechanisms,
-            resource: resource.as_deref(),
-        }),
+        Command::Login { jid, connect } => login::login(&jid, &connect),
+        Command::Send {
+            to,
+            text,
+            account,
+            connect,
+        } => login::send(&account, &to, &text, &connect),
+        Command::Chat {
+            peer,
+            account,
+            connect,
+        } => login::chat(&account, &peer, &connect),
+        Command::Cert(CertCommand::Upload {
+            file,
+            name,
+            no_cert_management,
+            account,
+            connect,
+        }) => login::remote(
+            &account,
+            login::Remote::Upload {
+                name: &name,
+                file: &file,
+                no_cert_management,
+            },
+            &connect,
+        ),
+        Command::Cert(CertCommand::RemoteList { account, connect }) => {
+            login::remote(&account, login::Remote::List, &connect)
+        }
+        Command::Cert(CertCommand::RemoteDisable {
+            device,
+            account,
+            connect,
+        }) => login::remote(&account, login::Remote::Disable(&device), &connect),
+        Command::Cert(CertCommand::RemoteRevoke {
+            device,
+            account,
+            connect,
+        }) => login::remote(&account, login::Remote::Revoke(&device), &connect),
         Command::Check { config } => serve::check(&serve::ConfigLocation::new(Some(config))),
         Command::User(command) => {
             let (config, action) = match &command {

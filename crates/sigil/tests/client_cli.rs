@@ -1,0 +1,409 @@
+//! The client commands against `sigil serve`: `sigil login` over WebSocket
+//! and BOSH with a .p12, `sigil cert upload|remote-list|remote-revoke`
+//! registering a new device from an old one, `sigil send`, and
+//! `sigil chat` between two accounts driven through tmux.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod process;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use process::{Guard, line_reader};
+
+const CONFIG: &str = "domain = 'localhost'\n\
+    [[listener]]\nkind = 'starttls'\naddress = '127.0.0.1:0'\n\
+    [[listener]]\nkind = 'direct-tls'\naddress = '127.0.0.1:0'\n\
+    [[listener]]\nkind = 'https'\naddress = '127.0.0.1:0'\n";
+
+fn sigil(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn ok(out: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+struct Running {
+    _server: Guard,
+    starttls: String,
+    direct: String,
+    https: String,
+}
+
+fn serve(d: &Path) -> Running {
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(d.join("data/sigil.toml"), CONFIG).unwrap();
+    std::fs::write(d.join("pw"), "open sesame\n").unwrap();
+    for user in ["alice", "bob"] {
+        ok(&sigil(
+            d,
+            &[
+                "user",
+                "add",
+                user,
+                "--password-file",
+                "pw",
+                "--config",
+                "data/sigil.toml",
+            ],
+        ));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(d)
+        .args(["serve", "--config", "data/sigil.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(child.stdout.take().unwrap());
+    let server = Guard(child);
+    let (mut starttls, mut direct, mut https) = (None, None, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while starttls.is_none() || direct.is_none() || https.is_none() {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("listening lines");
+        let address = line
+            .strip_prefix("listening on ")
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_owned);
+        if line.contains("(STARTTLS)") {
+            starttls = address;
+        } else if line.contains("(direct TLS)") {
+            direct = address;
+        } else if line.contains("(HTTPS") {
+            https = address;
+        }
+    }
+    Running {
+        _server: server,
+        starttls: starttls.unwrap(),
+        direct: direct.unwrap(),
+        https: https.unwrap(),
+    }
+}
+
+fn port(address: &str) -> &str {
+    address.rsplit(':').next().unwrap()
+}
+
+#[test]
+fn a_new_device_registered_from_an_old_one_over_every_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d);
+    let https = &server.https;
+    let ws_url = format!("wss://localhost:{}/xmpp-websocket", port(https));
+    let bosh_url = format!("https://localhost:{}/http-bind", port(https));
+
+    // A certificate for the new device, not registered yet.
+    ok(&sigil(
+        d,
+        &[
+            "cert",
+            "new",
+            "bob@localhost",
+            "--name",
+            "phone",
+            "--p12-password-file",
+            "pw",
+        ],
+    ));
+    let refused = sigil(
+        d,
+        &[
+            "login",
+            "bob@localhost",
+            "--address",
+            &server.direct,
+            "--direct-tls",
+            "--p12",
+            "phone.p12",
+            "--p12-password-file",
+            "pw",
+            "--ca",
+            "data/server.crt",
+        ],
+    );
+    assert!(!refused.status.success());
+
+    // The old device (a password session over WebSocket) uploads it.
+    let text = ok(&sigil(
+        d,
+        &[
+            "cert",
+            "upload",
+            "phone.crt",
+            "--name",
+            "phone",
+            "--as",
+            "bob@localhost",
+            "--websocket",
+            &ws_url,
+            "--address",
+            https,
+            "--password-file",
+            "pw",
+            "--ca",
+            "data/server.crt",
+        ],
+    ));
+    assert!(text.contains("registered phone"), "{text}");
+
+    // The new device logs in with its .p12 over each transport.
+    for transport in [
+        vec!["--address", server.starttls.as_str()],
+        vec!["--address", server.direct.as_str(), "--direct-tls"],
+        vec!["--address", https.as_str(), "--websocket", ws_url.as_str()],
+        vec!["--address", https.as_str(), "--bosh", bosh_url.as_str()],
+    ] {
+        let mut args = vec![
+            "login",
+            "bob@localhost",
+            "--p12",
+            "phone.p12",
+            "--p12-password-file",
+            "pw",
+            "--ca",
+            "data/server.crt",
+        ];
+        args.extend(transport.iter().copied());
+        let text = ok(&sigil(d, &args));
+        assert!(text.contains("mechanism: EXTERNAL"), "{text}");
+        assert!(text.contains("bound: bob@localhost/"), "{text}");
+        assert!(text.contains("TLS: TLSv1_3"), "{text}");
+    }
+
+    // Listed from a BOSH session; then revoked, and it no longer logs in.
+    let remote = |verb: &[&str]| {
+        let mut args = verb.to_vec();
+        args.extend([
+            "--as",
+            "bob@localhost",
+            "--address",
+            https.as_str(),
+            "--bosh",
+            bosh_url.as_str(),
+            "--password-file",
+            "pw",
+            "--ca",
+            "data/server.crt",
+        ]);
+        sigil(d, &args)
+    };
+    let listed = ok(&remote(&["cert", "remote-list"]));
+    assert!(listed.starts_with("phone  sha256:"), "{listed}");
+    let missing = remote(&["cert", "remote-revoke", "tablet"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("item-not-found"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    assert!(ok(&remote(&["cert", "remote-revoke", "phone"])).contains("revoked phone"));
+    assert_eq!(
+        ok(&remote(&["cert", "remote-list"])).trim(),
+        "no certificates"
+    );
+    let revoked = sigil(
+        d,
+        &[
+            "login",
+            "bob@localhost",
+            "--address",
+            &server.starttls,
+            "--p12",
+            "phone.p12",
+            "--p12-password-file",
+            "pw",
+            "--ca",
+            "data/server.crt",
+        ],
+    );
+    assert!(!revoked.status.success());
+}
+
+/// A private tmux server, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Self {
+        Self {
+            socket: format!("sigil-test-{}", std::process::id()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux (the test script installs it)")
+    }
+
+    fn capture(&self, pane: &str) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-J", "-t", pane]).stdout)
+            .into_owned()
+    }
+
+    #[track_caller]
+    fn wait_for(&self, pane: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.capture(pane);
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} never showed in {pane}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn type_line(&self, pane: &str, text: &str) {
+        assert!(
+            self.run(&["send-keys", "-t", pane, "-l", text])
+                .status
+                .success()
+        );
+        assert!(
+            self.run(&["send-keys", "-t", pane, "Enter"])
+                .status
+                .success()
+        );
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+#[test]
+fn send_and_chat_through_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d);
+    let sigil_bin = env!("CARGO_BIN_EXE_sigil");
+    let common = [
+        "--password-file",
+        "pw",
+        "--ca",
+        "data/server.crt",
+        "--address",
+    ];
+
+    // Bob sends while alice is offline: the message waits for her.
+    let sent = ok(&sigil(
+        d,
+        &[
+            &[
+                "send",
+                "alice@localhost",
+                "while you were out",
+                "--as",
+                "bob@localhost",
+            ][..],
+            &common,
+            &[server.starttls.as_str()],
+        ]
+        .concat(),
+    ));
+    assert!(sent.contains("sent to alice@localhost"), "{sent}");
+    let empty = sigil(
+        d,
+        &[
+            &["send", "alice@localhost", "", "--as", "bob@localhost"][..],
+            &common,
+            &[server.starttls.as_str()],
+        ]
+        .concat(),
+    );
+    assert!(!empty.status.success());
+
+    let tmux = Tmux::new();
+    let chat = |account: &str, peer: &str, transport: &[&str]| {
+        let mut words = vec![
+            shell_quote(sigil_bin),
+            "chat".into(),
+            peer.into(),
+            "--as".into(),
+            account.into(),
+        ];
+        words.extend(common.iter().map(|w| (*w).to_owned()));
+        words.extend(transport.iter().map(|w| shell_quote(w)));
+        format!(
+            "cd {} && {}; echo \"chat ended: $?\"; sleep 60",
+            shell_quote(&d.display().to_string()),
+            words.join(" ")
+        )
+    };
+    let ws_url = format!("wss://localhost:{}/xmpp-websocket", port(&server.https));
+    let alice = chat(
+        "alice@localhost",
+        "bob@localhost",
+        &[&server.direct, "--direct-tls"],
+    );
+    let bob = chat(
+        "bob@localhost",
+        "alice@localhost",
+        &[&server.https, "--websocket", &ws_url],
+    );
+    for (name, command) in [("alice", alice), ("bob", bob)] {
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "200",
+            "-y",
+            "50",
+            &command,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let screen = tmux.wait_for("alice", "logged in as alice@localhost/");
+    assert!(screen.contains("direct TLS"), "{screen}");
+    tmux.wait_for("bob", "logged in as bob@localhost/");
+    // The offline message reaches alice when she comes online.
+    tmux.wait_for("alice", "<bob@localhost> while you were out");
+
+    tmux.type_line("alice", "hello bob, ünïcode too");
+    tmux.wait_for("bob", "<alice@localhost> hello bob, ünïcode too");
+    tmux.type_line("bob", "hi alice");
+    tmux.wait_for("alice", "<bob@localhost> hi alice");
+
+    tmux.type_line("alice", "/quit");
+    tmux.wait_for("alice", "chat ended: 0");
+    tmux.type_line("bob", "/quit");
+    tmux.wait_for("bob", "chat ended: 0");
+}
