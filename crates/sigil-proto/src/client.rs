@@ -397,9 +397,12 @@ impl ClientStream {
         if let Some(binding) = &self.channel_binding {
             context = context.with_channel_binding(binding.clone());
         }
-        if !server_types.is_empty() {
-            context = context.with_server_channel_binding_types(server_types);
-        }
+        // Channel binding only with a type the server names (XEP-0440).
+        // Without that list the RFC 9266 default for TLS 1.3 would be
+        // tls-exporter, but servers that advertise nothing bind to other
+        // data (ejabberd 23.01 answers "Invalid channel binding"): such
+        // servers get SCRAM without binding, with the `n` flag.
+        context = context.with_server_channel_binding_types(server_types);
         self.offered = offered.clone();
         let names: Vec<&str> = offered.iter().map(String::as_str).collect();
         let mut session = match self.config.sasl.select(context, &names) {

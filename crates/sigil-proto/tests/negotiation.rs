@@ -648,3 +648,69 @@ fn rfc_7395_framing_one_standalone_element_per_frame() {
     );
     assert_eq!(out[2], server::CLOSE_FRAME);
 }
+
+/// What the client sends in `<auth/>` after these features (decoded), on a
+/// TLS 1.3 connection whose tls-exporter data it has.
+fn auth_after(features: &str) -> (String, String) {
+    let mut c = ClientStream::new(ClientStreamConfig {
+        jid: BareJid::new("juliet@example.org").unwrap(),
+        resource: None,
+        tls: client::TlsMode::Direct,
+        sasl: Arc::new(ClientConfig::new()),
+        context: ClientContext::new()
+            .with_authcid("juliet")
+            .with_password("r0m30"),
+        limits: Default::default(),
+        framing: sigil_proto::Framing::Stream,
+    });
+    c.set_channel_binding(Some(ChannelBinding::new(
+        ChannelBindingType::TlsExporter,
+        vec![7; 32],
+    )));
+    c.receive(
+        format!(
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
+             from='example.org' id='x' version='1.0'>{features}"
+        )
+        .as_bytes(),
+    );
+    let mut sent = String::new();
+    while let Some(action) = c.poll_action() {
+        if let client::Action::Send(data) = action {
+            sent.push_str(&data);
+        }
+    }
+    let start = sent.find("<auth").expect("an <auth/>");
+    let auth = Element::parse(&sent[start..]).unwrap();
+    let data = sigil_sasl::xmpp::decode(&auth.text()).unwrap().unwrap();
+    (
+        auth.attribute("mechanism").unwrap().to_owned(),
+        String::from_utf8(data).unwrap(),
+    )
+}
+
+#[test]
+fn channel_binding_only_with_a_type_the_server_names() {
+    let mechanisms = "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+        <mechanism>SCRAM-SHA-256-PLUS</mechanism><mechanism>SCRAM-SHA-256</mechanism></mechanisms>";
+    // XEP-0440 names tls-exporter: bound.
+    let (mechanism, first) = auth_after(&format!(
+        "<stream:features>{mechanisms}<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>\
+         <channel-binding type='tls-exporter'/></sasl-channel-binding></stream:features>"
+    ));
+    assert_eq!(mechanism, "SCRAM-SHA-256-PLUS");
+    assert!(first.starts_with("p=tls-exporter,,"), "{first}");
+    // No XEP-0440 (ejabberd 23): no binding, and `n` rather than `y`,
+    // since the server did offer -PLUS.
+    let (mechanism, first) =
+        auth_after(&format!("<stream:features>{mechanisms}</stream:features>"));
+    assert_eq!(mechanism, "SCRAM-SHA-256");
+    assert!(first.starts_with("n,,"), "{first}");
+    // XEP-0440 names only a type we lack: no binding either.
+    let (mechanism, first) = auth_after(&format!(
+        "<stream:features>{mechanisms}<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>\
+         <channel-binding type='tls-unique'/></sasl-channel-binding></stream:features>"
+    ));
+    assert_eq!(mechanism, "SCRAM-SHA-256");
+    assert!(first.starts_with("n,,"), "{first}");
+}

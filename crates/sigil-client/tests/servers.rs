@@ -1,0 +1,286 @@
+//! The client against other servers, started on loopback by
+//! `scripts/xmpp-peer` with generated configs: Prosody 0.12 with
+//! mod_client_certs (SCRAM, XEP-0257 append and list, EXTERNAL with the
+//! appended certificate, revoke) and ejabberd 23 (SCRAM, EXTERNAL with a
+//! CA-signed certificate).
+//!
+//! The test command installs both (`scripts/xmpp-peer install`, as root).
+//! `SIGIL_SKIP_INTEROP=1` skips these tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sigil_client::{Client, Error, Transport, saslcert};
+use sigil_x509::generate::{self, Options};
+use sigil_x509::{Jid, OffsetDateTime};
+
+const DOMAIN: &str = "example.test";
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/xmpp-peer")
+}
+
+/// Whether the peers can run: false (with a note) only when
+/// `SIGIL_SKIP_INTEROP=1`; a missing server is a failure.
+fn enabled(test: &str, program: &str) -> bool {
+    if std::env::var("SIGIL_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("{test}: skipped: SIGIL_SKIP_INTEROP=1");
+        return false;
+    }
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{program} is not installed: run `scripts/xmpp-peer install` as root \
+         (the test command does), or set SIGIL_SKIP_INTEROP=1"
+    );
+    true
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[track_caller]
+fn peer(args: &[&str]) -> String {
+    let out = Command::new(script()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "xmpp-peer {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running peer server, stopped when dropped.
+struct Peer {
+    kind: &'static str,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let dir = self.dir.path().to_str().unwrap().to_owned();
+        let _ = Command::new(script())
+            .args(["stop", self.kind, &dir])
+            .output();
+    }
+}
+
+/// A directory the servers' own users can enter.
+fn shared_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("sigil-peer-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn options() -> Options {
+    Options::new(OffsetDateTime::now_utc())
+}
+
+fn client_certificate(jid: &str, ca: Option<&generate::Ca>) -> generate::Issued {
+    generate::client_certificate(&[Jid::new(jid).unwrap()], &options(), ca).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_scram_then_xep_0257_then_external() {
+    if !enabled("prosody", "prosody") {
+        return;
+    }
+    let dir = shared_dir();
+    let d = dir.path().to_str().unwrap().to_owned();
+    let server = generate::server_certificate(DOMAIN, &options(), None).unwrap();
+    std::fs::write(dir.path().join("in.crt"), server.certificate_pem()).unwrap();
+    std::fs::write(dir.path().join("in.key"), server.key_pem()).unwrap();
+    let (c2s, direct) = (free_port(), free_port());
+    let (c2s_text, direct_text) = (c2s.to_string(), direct.to_string());
+    let crt = format!("{d}/in.crt");
+    let key = format!("{d}/in.key");
+    peer(&[
+        "start",
+        "prosody",
+        &d,
+        DOMAIN,
+        &c2s_text,
+        &direct_text,
+        &crt,
+        &key,
+    ]);
+    let _prosody = Peer {
+        kind: "prosody",
+        dir,
+    };
+    peer(&["register", "prosody", &d, "alice", DOMAIN, "alice-secret"]);
+    let trust = server.certificate_pem();
+    let builder = |transport: Transport| {
+        let port = if transport == Transport::DirectTls {
+            direct
+        } else {
+            c2s
+        };
+        Client::builder(format!("alice@{DOMAIN}"))
+            .address(([127, 0, 0, 1], port).into())
+            .transport(transport)
+            .trust_pem(trust.as_bytes())
+            .timeout(Duration::from_secs(10))
+    };
+
+    let mut manager = builder(Transport::StartTls)
+        .password("alice-secret")
+        .resource("manager")
+        .connect()
+        .await
+        .unwrap();
+    assert!(
+        manager.mechanism().starts_with("SCRAM-SHA-1"),
+        "{}",
+        manager.mechanism()
+    );
+    assert_eq!(manager.jid(), format!("alice@{DOMAIN}/manager"));
+    let wrong = builder(Transport::StartTls)
+        .password("nope")
+        .connect()
+        .await;
+    assert!(matches!(wrong, Err(Error::Stream(_))), "{wrong:?}");
+
+    // XEP-0257: append a self-signed certificate and list it.
+    let laptop = client_certificate(&format!("alice@{DOMAIN}"), None);
+    let (cert, key) = (laptop.certificate_pem(), laptop.key_pem());
+    let before = builder(Transport::StartTls)
+        .client_certificate_pem(cert.as_bytes(), key.as_bytes())
+        .connect()
+        .await;
+    assert!(before.is_err(), "not appended yet: {before:?}");
+    saslcert::append(&mut manager, "laptop", &laptop.certificate_der, false)
+        .await
+        .unwrap();
+    let items = saslcert::list(&mut manager).await.unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].name, "laptop");
+    assert_eq!(items[0].der, laptop.certificate_der);
+
+    // EXTERNAL with it, over STARTTLS and direct TLS.
+    for transport in [Transport::StartTls, Transport::DirectTls] {
+        let device = builder(transport)
+            .client_certificate_pem(cert.as_bytes(), key.as_bytes())
+            .resource("laptop")
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(device.mechanism(), "EXTERNAL", "{transport:?}");
+        assert_eq!(device.jid(), format!("alice@{DOMAIN}/laptop"));
+        device.close().await;
+    }
+
+    // Revoke: the live session ends, and the certificate no longer logs in.
+    let mut device = builder(Transport::DirectTls)
+        .client_certificate_pem(cert.as_bytes(), key.as_bytes())
+        .connect()
+        .await
+        .unwrap();
+    saslcert::revoke(&mut manager, "laptop").await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), device.recv())
+        .await
+        .expect("the revoked session ends");
+    assert!(ended.is_err(), "{ended:?}");
+    assert!(saslcert::list(&mut manager).await.unwrap().is_empty());
+    let after = builder(Transport::StartTls)
+        .client_certificate_pem(cert.as_bytes(), key.as_bytes())
+        .connect()
+        .await;
+    assert!(after.is_err(), "revoked: {after:?}");
+    manager.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_scram_and_external_with_a_ca_signed_certificate() {
+    if !enabled("ejabberd", "ejabberdctl") {
+        return;
+    }
+    let dir = shared_dir();
+    let d = dir.path().to_str().unwrap().to_owned();
+    let server = generate::server_certificate(DOMAIN, &options(), None).unwrap();
+    std::fs::write(
+        dir.path().join("in.pem"),
+        format!("{}{}", server.certificate_pem(), server.key_pem()),
+    )
+    .unwrap();
+    let ca = generate::Ca::new("Sigil interop CA", &options()).unwrap();
+    std::fs::write(dir.path().join("ca.crt"), ca.issued().certificate_pem()).unwrap();
+    let c2s = free_port();
+    let c2s_text = c2s.to_string();
+    let bundle = format!("{d}/in.pem");
+    let ca_file = format!("{d}/ca.crt");
+    peer(&[
+        "start", "ejabberd", &d, DOMAIN, &c2s_text, &bundle, &ca_file,
+    ]);
+    let _ejabberd = Peer {
+        kind: "ejabberd",
+        dir,
+    };
+    peer(&["register", "ejabberd", &d, "bob", DOMAIN, "bob-secret"]);
+    let trust = server.certificate_pem();
+    let builder = || {
+        Client::builder(format!("bob@{DOMAIN}"))
+            .address(([127, 0, 0, 1], c2s).into())
+            .trust_pem(trust.as_bytes())
+            .timeout(Duration::from_secs(15))
+    };
+
+    let client = builder().password("bob-secret").connect().await.unwrap();
+    assert!(
+        client.mechanism().starts_with("SCRAM-SHA-1"),
+        "{}",
+        client.mechanism()
+    );
+    assert!(client.jid().starts_with(&format!("bob@{DOMAIN}/")));
+    client.close().await;
+    let scram_only = builder()
+        .password("bob-secret")
+        .sasl(
+            sigil_sasl::client::ClientConfig::new()
+                .allow(sigil_sasl::client::AllowList::new().name("SCRAM-SHA-1")),
+        )
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(scram_only.mechanism(), "SCRAM-SHA-1");
+    scram_only.close().await;
+
+    let signed = client_certificate(&format!("bob@{DOMAIN}"), Some(&ca));
+    let client = builder()
+        .client_certificate_pem(
+            signed.certificate_pem().as_bytes(),
+            signed.key_pem().as_bytes(),
+        )
+        .resource("cert")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(client.mechanism(), "EXTERNAL");
+    assert_eq!(client.jid(), format!("bob@{DOMAIN}/cert"));
+    client.close().await;
+
+    // A self-signed certificate is not from the configured CA.
+    let own = client_certificate(&format!("bob@{DOMAIN}"), None);
+    let refused = builder()
+        .client_certificate_pem(own.certificate_pem().as_bytes(), own.key_pem().as_bytes())
+        .connect()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+}
