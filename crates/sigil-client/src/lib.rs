@@ -26,6 +26,7 @@
 
 mod bosh;
 pub mod saslcert;
+mod srv;
 mod stanza;
 mod transport;
 
@@ -164,6 +165,7 @@ pub struct ClientBuilder {
     sasl: ClientConfig,
     resource: Option<String>,
     timeout: Duration,
+    dns_server: Option<SocketAddr>,
     error: Option<String>,
 }
 
@@ -179,11 +181,21 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The address to connect to, instead of looking the server up by its
-    /// domain (or by the URL's host, for WebSocket and BOSH).
+    /// The address to connect to, instead of looking the server up: by DNS
+    /// SRV (`_xmpp-client._tcp`, or `_xmpps-client._tcp` for direct TLS),
+    /// then the domain's own address (port 5222 or 5223); for WebSocket
+    /// and BOSH, the URL's host.
     #[must_use]
     pub fn address(mut self, address: SocketAddr) -> Self {
         self.address = Some(address);
+        self
+    }
+
+    /// The DNS server for SRV lookups (default: the first `nameserver` of
+    /// `/etc/resolv.conf`).
+    #[must_use]
+    pub fn dns_server(mut self, server: SocketAddr) -> Self {
+        self.dns_server = Some(server);
         self
     }
 
@@ -338,6 +350,7 @@ impl ClientBuilder {
             context,
             resource: self.resource,
             timeout: self.timeout,
+            dns_server: self.dns_server,
         })
     }
 }
@@ -376,6 +389,7 @@ struct Prepared {
     context: ClientContext,
     resource: Option<String>,
     timeout: Duration,
+    dns_server: Option<SocketAddr>,
 }
 
 /// A connection that completed negotiation.
@@ -399,11 +413,43 @@ impl Prepared {
         if let Some(address) = self.address {
             return Ok(vec![address]);
         }
+        let domain = self.jid.domain().to_string();
         let (host, port) = match (&self.endpoint, self.transport) {
             (Some(endpoint), _) => (endpoint.host.clone(), endpoint.port),
-            (None, Transport::DirectTls) => (self.jid.domain().to_string(), 5223),
-            (None, _) => (self.jid.domain().to_string(), 5222),
+            (None, Transport::DirectTls) => (domain.clone(), 5223),
+            (None, _) => (domain.clone(), 5222),
         };
+        if self.endpoint.is_none()
+            && let Some(server) = self.dns_server.or_else(srv::system_name_server)
+        {
+            let service = if self.transport == Transport::DirectTls {
+                "_xmpps-client._tcp"
+            } else {
+                "_xmpp-client._tcp"
+            };
+            match srv::lookup(&format!("{service}.{domain}"), server).await {
+                Ok(srv::Lookup::Records(records)) => {
+                    let mut addresses = Vec::new();
+                    for record in records {
+                        if let Ok(found) =
+                            tokio::net::lookup_host((record.target.as_str(), record.port)).await
+                        {
+                            addresses.extend(found);
+                        }
+                    }
+                    if !addresses.is_empty() {
+                        return Ok(addresses);
+                    }
+                }
+                Ok(srv::Lookup::Refused) => {
+                    return Err(Error::Config(format!(
+                        "{domain} says (DNS SRV {service}) that it offers no such service"
+                    )));
+                }
+                // No records, or no answer: the domain's own address.
+                Ok(srv::Lookup::None) | Err(_) => {}
+            }
+        }
         let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("{host}: {e}"))))?
@@ -621,6 +667,7 @@ impl Client {
             sasl: ClientConfig::new(),
             resource: None,
             timeout: Duration::from_secs(30),
+            dns_server: None,
             error: None,
         }
     }

@@ -633,3 +633,113 @@ impl FixtureView<'_> {
         }
     }
 }
+
+/// dnsmasq on a loopback port, answering SRV queries for `localhost`;
+/// killed when dropped.
+struct Dnsmasq {
+    child: std::process::Child,
+    address: std::net::SocketAddr,
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dnsmasq(records: &[String]) -> Option<Dnsmasq> {
+    use std::io::BufRead;
+    if std::env::var("SIGIL_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("skipped: SIGIL_SKIP_INTEROP=1");
+        return None;
+    }
+    let program = ["/usr/sbin/dnsmasq", "dnsmasq"]
+        .into_iter()
+        .find(|p| !p.starts_with('/') || std::path::Path::new(p).exists())
+        .unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = std::process::Command::new(program);
+    command
+        .args([
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--log-facility=-",
+            "--pid-file=",
+            &format!("--port={port}"),
+        ])
+        .args(records.iter().map(|r| format!("--srv-host={r}")))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot run dnsmasq ({e}): the test command installs dnsmasq-base \
+             (or set SIGIL_SKIP_INTEROP=1)"
+        )
+    });
+    // Ready once it says it started.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("dnsmasq starts");
+        if line.contains("started") {
+            break;
+        }
+    }
+    Some(Dnsmasq {
+        child,
+        address: ([127, 0, 0, 1], port).into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_srv_records_lead_to_the_server() {
+    let f = start().await;
+    let starttls = f.server.address(ListenerKind::Starttls).unwrap().port();
+    let direct = f.server.address(ListenerKind::DirectTls).unwrap().port();
+    let Some(dns) = dnsmasq(&[
+        // A dead target first at a better priority, then the server.
+        "_xmpp-client._tcp.localhost,localhost,1,0,10".to_owned(),
+        format!("_xmpp-client._tcp.localhost,localhost,{starttls},10,10"),
+        format!("_xmpps-client._tcp.localhost,localhost,{direct},0,0"),
+    ]) else {
+        return;
+    };
+    let ca = std::fs::read(f.dir.path().join("server.crt")).unwrap();
+    for transport in [Transport::StartTls, Transport::DirectTls] {
+        // No address: SRV says where. The certificate is checked against
+        // the domain, whatever host the record names.
+        let client = Client::builder("bob@localhost")
+            .transport(transport)
+            .dns_server(dns.address)
+            .trust_pem(&ca)
+            .password("bob-secret")
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(client.transport(), transport);
+        assert!(client.jid().starts_with("bob@localhost/"));
+        client.close().await;
+    }
+}

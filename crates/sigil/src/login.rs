@@ -12,10 +12,14 @@ use sigil_sasl::client::{AllowList, ClientConfig};
 /// How to reach and log in to a server: shared by every client command.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ConnectArgs {
-    /// The server's address (default: the account's domain, port 5222,
-    /// or 5223 with --direct-tls; for --websocket/--bosh the URL's host).
+    /// The server's address (default: DNS SRV for the account's domain,
+    /// then the domain itself on port 5222, or 5223 with --direct-tls; for
+    /// --websocket/--bosh the URL's host).
     #[arg(long)]
     pub(crate) address: Option<SocketAddr>,
+    /// The DNS server for SRV lookups (default: /etc/resolv.conf's).
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub(crate) dns_server: Option<SocketAddr>,
     /// TLS from the first byte (XEP-0368) instead of STARTTLS.
     #[arg(long, conflicts_with_all = ["websocket", "bosh"])]
     pub(crate) direct_tls: bool,
@@ -78,6 +82,9 @@ impl ConnectArgs {
         }
         if let Some(address) = self.address {
             builder = builder.address(address);
+        }
+        if let Some(server) = self.dns_server {
+            builder = builder.dns_server(server);
         }
         match (&self.pin, &self.ca) {
             (Some(pin), _) => builder = builder.pin_sha256(parse_pin(pin)?),
