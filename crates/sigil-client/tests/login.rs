@@ -90,32 +90,46 @@ async fn start() -> Fixture {
 
 impl Fixture {
     fn builder(&self, user: &str, transport: Transport) -> sigil_client::ClientBuilder {
-        let jid = if user.is_empty() {
-            "localhost".to_owned()
-        } else {
-            format!("{user}@localhost")
-        };
-        let kind = match transport {
-            Transport::StartTls => ListenerKind::Starttls,
-            Transport::DirectTls => ListenerKind::DirectTls,
-            Transport::WebSocket | Transport::Bosh => ListenerKind::Https,
-        };
-        let address = self.server.address(kind).unwrap();
-        let ca = std::fs::read(self.dir.path().join("server.crt")).unwrap();
-        let builder = Client::builder(jid)
-            .address(address)
-            .transport(transport)
-            .trust_pem(&ca)
-            .resource("test");
-        match transport {
-            Transport::WebSocket => {
-                builder.url(format!("wss://localhost:{}/xmpp-websocket", address.port()))
-            }
-            Transport::Bosh => {
-                builder.url(format!("https://localhost:{}/http-bind", address.port()))
-            }
-            _ => builder,
+        let addresses = [
+            ListenerKind::Starttls,
+            ListenerKind::DirectTls,
+            ListenerKind::Https,
+        ]
+        .map(|kind| self.server.address(kind).unwrap());
+        builder(self.dir.path(), addresses, user, transport)
+    }
+}
+
+/// A client for `user` (empty: anonymous) of the server listening on
+/// `addresses` (STARTTLS, direct TLS, HTTPS) with its certificate in `dir`.
+fn builder(
+    dir: &std::path::Path,
+    addresses: [std::net::SocketAddr; 3],
+    user: &str,
+    transport: Transport,
+) -> sigil_client::ClientBuilder {
+    let jid = if user.is_empty() {
+        "localhost".to_owned()
+    } else {
+        format!("{user}@localhost")
+    };
+    let address = match transport {
+        Transport::StartTls => addresses[0],
+        Transport::DirectTls => addresses[1],
+        Transport::WebSocket | Transport::Bosh => addresses[2],
+    };
+    let ca = std::fs::read(dir.join("server.crt")).unwrap();
+    let builder = Client::builder(jid)
+        .address(address)
+        .transport(transport)
+        .trust_pem(&ca)
+        .resource("test");
+    match transport {
+        Transport::WebSocket => {
+            builder.url(format!("wss://localhost:{}/xmpp-websocket", address.port()))
         }
+        Transport::Bosh => builder.url(format!("https://localhost:{}/http-bind", address.port())),
+        _ => builder,
     }
 }
 
@@ -546,16 +560,10 @@ async fn reconnecting_after_the_server_restarts() {
     ]
     .map(|kind| f.server.address(kind).unwrap());
     let Fixture { dir, server, .. } = f;
-    let builder = |transport| {
-        let f = FixtureView {
-            dir: dir.path(),
-            addresses,
-        };
-        f.builder(transport)
-    };
+    let bob = |transport| builder(dir.path(), addresses, "bob", transport).password("bob-secret");
     let mut clients = Vec::new();
     for transport in ALL {
-        clients.push(builder(transport).connect().await.unwrap());
+        clients.push(bob(transport).connect().await.unwrap());
     }
     server.shutdown().await;
     for client in &mut clients {
@@ -600,38 +608,6 @@ async fn reconnecting_after_the_server_restarts() {
         client.close().await;
     }
     server.shutdown().await;
-}
-
-/// Builds clients for a server that is not the fixture's any more.
-struct FixtureView<'a> {
-    dir: &'a std::path::Path,
-    addresses: [std::net::SocketAddr; 3],
-}
-
-impl FixtureView<'_> {
-    fn builder(&self, transport: Transport) -> sigil_client::ClientBuilder {
-        let address = match transport {
-            Transport::StartTls => self.addresses[0],
-            Transport::DirectTls => self.addresses[1],
-            Transport::WebSocket | Transport::Bosh => self.addresses[2],
-        };
-        let ca = std::fs::read(self.dir.join("server.crt")).unwrap();
-        let builder = Client::builder("bob@localhost")
-            .address(address)
-            .transport(transport)
-            .trust_pem(&ca)
-            .password("bob-secret")
-            .resource("test");
-        match transport {
-            Transport::WebSocket => {
-                builder.url(format!("wss://localhost:{}/xmpp-websocket", address.port()))
-            }
-            Transport::Bosh => {
-                builder.url(format!("https://localhost:{}/http-bind", address.port()))
-            }
-            _ => builder,
-        }
-    }
 }
 
 /// dnsmasq on a loopback port, answering SRV queries for `localhost`;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use process::{Guard, line_reader};
+use process::{Guard, line_reader, listening, ok};
 
 const CONFIG: &str = "domain = 'localhost'\n\
     [[listener]]\nkind = 'starttls'\naddress = '127.0.0.1:0'\n\
@@ -25,17 +25,6 @@ fn sigil(dir: &Path, args: &[&str]) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-#[track_caller]
-fn ok(out: &std::process::Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
 }
 
 struct Running {
@@ -72,29 +61,15 @@ fn serve(d: &Path) -> Running {
         .unwrap();
     let lines = line_reader(child.stdout.take().unwrap());
     let server = Guard(child);
-    let (mut starttls, mut direct, mut https) = (None, None, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while starttls.is_none() || direct.is_none() || https.is_none() {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("listening lines");
-        let address = line
-            .strip_prefix("listening on ")
-            .and_then(|r| r.split_whitespace().next())
-            .map(str::to_owned);
-        if line.contains("(STARTTLS)") {
-            starttls = address;
-        } else if line.contains("(direct TLS)") {
-            direct = address;
-        } else if line.contains("(HTTPS") {
-            https = address;
-        }
-    }
+    let [starttls, direct, https]: [String; 3] =
+        listening(&lines, &["STARTTLS", "direct TLS", "HTTPS"])
+            .try_into()
+            .unwrap();
     Running {
         _server: server,
-        starttls: starttls.unwrap(),
-        direct: direct.unwrap(),
-        https: https.unwrap(),
+        starttls,
+        direct,
+        https,
     }
 }
 

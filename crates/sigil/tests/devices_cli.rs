@@ -4,8 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod process;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+use process::ok;
 
 fn sigil(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sigil"))
@@ -14,16 +18,6 @@ fn sigil(dir: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-fn ok(output: &Output) -> String {
-    let out = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    out
 }
 
 fn fails(output: &Output) -> String {

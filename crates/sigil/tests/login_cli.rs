@@ -6,9 +6,8 @@
 mod process;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use process::{Guard, line_reader};
+use process::{Guard, line_reader, listening};
 
 const CONFIG: &str = "domain = 'localhost'\n[[listener]]\nkind = 'starttls'\naddress = '127.0.0.1:0'\n[[listener]]\nkind = 'direct-tls'\naddress = '127.0.0.1:0'\n";
 
@@ -74,23 +73,9 @@ fn login_reports_transport_tls_mechanism_and_jid() {
         .unwrap();
     let lines = line_reader(child.stdout.take().unwrap());
     let _server = Guard(child);
-    let (mut starttls, mut direct) = (None, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while starttls.is_none() || direct.is_none() {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("listening lines");
-        let address = line
-            .strip_prefix("listening on ")
-            .and_then(|r| r.split_whitespace().next())
-            .map(str::to_owned);
-        if line.contains("(STARTTLS)") {
-            starttls = address;
-        } else if line.contains("(direct TLS)") {
-            direct = address;
-        }
-    }
-    let (starttls, direct) = (starttls.unwrap(), direct.unwrap());
+    let [starttls, direct]: [String; 2] = listening(&lines, &["STARTTLS", "direct TLS"])
+        .try_into()
+        .unwrap();
 
     let out = sigil(
         d,

@@ -59,3 +59,38 @@ impl Drop for Guard {
         let _ = self.0.wait();
     }
 }
+
+/// Waits (at most 20 s) for `sigil serve`'s `listening on ADDRESS (WHAT…)`
+/// lines and returns the address of the first line whose WHAT starts with
+/// each of `wanted`, in that order.
+pub fn listening(lines: &Receiver<String>, wanted: &[&str]) -> Vec<String> {
+    let mut found: Vec<Option<String>> = vec![None; wanted.len()];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while found.iter().any(Option::is_none) {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("sigil serve prints its listening lines");
+        let Some((address, what)) = line
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_once(" ("))
+        else {
+            continue;
+        };
+        if let Some(i) = wanted.iter().position(|w| what.starts_with(w)) {
+            found[i].get_or_insert_with(|| address.to_owned());
+        }
+    }
+    found.into_iter().flatten().collect()
+}
+
+/// Asserts that a command succeeded; its standard output.
+#[track_caller]
+pub fn ok(output: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
