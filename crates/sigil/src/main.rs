@@ -133,6 +133,16 @@ enum UserCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Add many accounts at once from a file (or standard input): one
+    /// `name [password]` per line (no password: a passwordless account;
+    /// `#` starts a comment). Accounts that exist are left as they are.
+    Import {
+        /// The file (default: standard input).
+        file: Option<PathBuf>,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// List the accounts.
     List {
         /// The configuration file (default: sigil-data/sigil.toml).
@@ -464,6 +474,12 @@ fn main() -> ExitCode {
                 ),
                 UserCommand::Del { jid, config } => (config, serve::UserAction::Delete { jid }),
                 UserCommand::List { config } => (config, serve::UserAction::List),
+                UserCommand::Import { file, config } => (
+                    config,
+                    serve::UserAction::Import {
+                        file: file.as_deref(),
+                    },
+                ),
             };
             serve::user(&serve::ConfigLocation::new(config.clone()), &action)
         }

@@ -244,6 +244,11 @@ pub(crate) enum UserAction<'a> {
         jid: &'a str,
     },
     List,
+    /// Many accounts at once: `name [password]` per line of the file (or
+    /// of standard input); no password makes a passwordless account.
+    Import {
+        file: Option<&'a Path>,
+    },
 }
 
 /// `sigil user …`.
@@ -318,6 +323,39 @@ async fn run_user(
             } else {
                 Err(format!("{jid} does not exist"))
             }
+        }
+        UserAction::Import { file } => {
+            let text = match file {
+                Some(file) => std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+                None => io::read_to_string(io::stdin())
+                    .map_err(|e| format!("cannot read standard input: {e}"))?,
+            };
+            let (mut added, mut existed) = (0usize, 0usize);
+            for (number, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (name, password) = match line.split_once(char::is_whitespace) {
+                    Some((name, password)) => (name, password.trim()),
+                    None => (line, ""),
+                };
+                let jid = account(name, &config.domain)
+                    .map_err(|e| format!("line {}: {e}", number + 1))?;
+                let credentials = if password.is_empty() {
+                    Vec::new()
+                } else {
+                    credentials(password)?
+                };
+                match store.create_account(jid.as_str(), &credentials).await {
+                    Ok(()) => added += 1,
+                    Err(StoreError::AlreadyExists) => existed += 1,
+                    Err(e) => return Err(format!("line {}: {e}", number + 1)),
+                }
+            }
+            let _ = writeln!(out, "added {added} accounts ({existed} existed already)");
+            Ok(())
         }
         UserAction::List => {
             for jid in store.accounts().await.map_err(|e| e.to_string())? {

@@ -311,3 +311,42 @@ fn a_passwordless_account() {
     ));
     assert!(clash.contains("cannot be used with"), "{clash}");
 }
+
+#[test]
+fn many_accounts_imported_at_once() {
+    let dir = setup();
+    let d = dir.path();
+    std::fs::write(
+        d.join("accounts.txt"),
+        "# name [password]\nuser1 secret one\n\nuser2@localhost two\nnopass\n",
+    )
+    .unwrap();
+    let out = ok(&sigil(
+        d,
+        &["user", "import", "accounts.txt", "--config", CONFIG],
+    ));
+    assert!(
+        out.contains("added 3 accounts (0 existed already)"),
+        "{out}"
+    );
+    let list = ok(&sigil(d, &["user", "list", "--config", CONFIG]));
+    for jid in ["user1@localhost", "user2@localhost", "nopass@localhost"] {
+        assert!(list.lines().any(|l| l == jid), "{list}");
+    }
+    // Again: nothing changes.
+    let out = ok(&sigil(
+        d,
+        &["user", "import", "accounts.txt", "--config", CONFIG],
+    ));
+    assert!(
+        out.contains("added 0 accounts (3 existed already)"),
+        "{out}"
+    );
+    // A bad line says where.
+    std::fs::write(d.join("bad.txt"), "ok1 pw\nsomeone@other.example pw\n").unwrap();
+    let bad = fails(&sigil(
+        d,
+        &["user", "import", "bad.txt", "--config", CONFIG],
+    ));
+    assert!(bad.contains("line 2"), "{bad}");
+}
