@@ -44,6 +44,7 @@ pub(crate) struct Dialer {
     pub(crate) connector: tokio_rustls::TlsConnector,
     pub(crate) endpoint: Endpoint,
     pub(crate) domain: String,
+    pub(crate) local_address: Option<std::net::IpAddr>,
 }
 
 type Sender = SendRequest<Full<Bytes>>;
@@ -55,7 +56,15 @@ impl Dialer {
     async fn connect(&self, tcp: Option<tokio::net::TcpStream>) -> Result<(Sender, String), Error> {
         let tls = match tcp {
             Some(tcp) => handshake(tcp, &self.connector, self.name.clone()).await?,
-            None => connect_tls(self.address, &self.connector, self.name.clone()).await?,
+            None => {
+                connect_tls(
+                    self.address,
+                    self.local_address,
+                    &self.connector,
+                    self.name.clone(),
+                )
+                .await?
+            }
         };
         let version = tls_version(tls.get_ref().1);
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))

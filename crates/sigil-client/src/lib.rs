@@ -166,6 +166,7 @@ pub struct ClientBuilder {
     resource: Option<String>,
     timeout: Duration,
     dns_server: Option<SocketAddr>,
+    local_address: Option<std::net::IpAddr>,
     error: Option<String>,
 }
 
@@ -196,6 +197,14 @@ impl ClientBuilder {
     #[must_use]
     pub fn dns_server(mut self, server: SocketAddr) -> Self {
         self.dns_server = Some(server);
+        self
+    }
+
+    /// The local address to connect from (for load generators that need
+    /// more source ports than one address has).
+    #[must_use]
+    pub fn local_address(mut self, address: std::net::IpAddr) -> Self {
+        self.local_address = Some(address);
         self
     }
 
@@ -351,6 +360,7 @@ impl ClientBuilder {
             resource: self.resource,
             timeout: self.timeout,
             dns_server: self.dns_server,
+            local_address: self.local_address,
         })
     }
 }
@@ -390,6 +400,7 @@ struct Prepared {
     resource: Option<String>,
     timeout: Duration,
     dns_server: Option<SocketAddr>,
+    local_address: Option<std::net::IpAddr>,
 }
 
 /// A connection that completed negotiation.
@@ -464,7 +475,7 @@ impl Prepared {
     async fn connect_tcp(&self) -> Result<(tokio::net::TcpStream, SocketAddr), Error> {
         let mut last = None;
         for address in self.resolve().await? {
-            match tokio::net::TcpStream::connect(address).await {
+            match transport::connect_tcp(address, self.local_address).await {
                 Ok(tcp) => {
                     let _ = tcp.set_nodelay(true);
                     return Ok((tcp, address));
@@ -536,6 +547,7 @@ impl Prepared {
                             connector: self.connector.clone(),
                             endpoint,
                             domain: self.jid.domain().to_string(),
+                            local_address: self.local_address,
                         },
                         tcp,
                     )
@@ -668,6 +680,7 @@ impl Client {
             resource: None,
             timeout: Duration::from_secs(30),
             dns_server: None,
+            local_address: None,
             error: None,
         }
     }

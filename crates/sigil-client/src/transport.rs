@@ -281,14 +281,35 @@ pub(crate) async fn websocket(
     Ok(ws)
 }
 
+/// Connects TCP, from `local` if given, with Nagle off.
+pub(crate) async fn connect_tcp(
+    address: SocketAddr,
+    local: Option<std::net::IpAddr>,
+) -> io::Result<TcpStream> {
+    let tcp = match local {
+        Some(local) => {
+            let socket = if address.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(local, 0))?;
+            socket.connect(address).await?
+        }
+        None => TcpStream::connect(address).await?,
+    };
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
 /// Connects TCP and runs the TLS handshake.
 pub(crate) async fn connect_tls(
     address: SocketAddr,
+    local: Option<std::net::IpAddr>,
     connector: &tokio_rustls::TlsConnector,
     name: rustls_pki_types::ServerName<'static>,
 ) -> Result<TlsStream<TcpStream>, Error> {
-    let tcp = TcpStream::connect(address).await.map_err(Error::Io)?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = connect_tcp(address, local).await.map_err(Error::Io)?;
     handshake(tcp, connector, name).await
 }
 
