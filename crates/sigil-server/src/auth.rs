@@ -80,20 +80,20 @@ pub async fn decide(
         return Err(Failure::NotAuthorized);
     }
     let account = identity.to_bare();
-    let record = match context.store.account(account.as_str()).await {
-        Ok(Some(record)) => record,
+    // The account and the certificate's entry in one read.
+    let lookup = match context
+        .store
+        .certificate_lookup(account.as_str(), &info.sha256)
+        .await
+    {
+        Ok(Some(lookup)) => lookup,
         Ok(None) => return Err(Failure::NotAuthorized),
         Err(error) => {
             tracing::error!(%error, "account lookup failed");
             return Err(Failure::TemporaryAuthFailure);
         }
     };
-    let registered = context
-        .store
-        .certificate_by_fingerprint(account.as_str(), &info.sha256)
-        .await
-        .map_err(|_| Failure::TemporaryAuthFailure)?;
-    let trust = match registered {
+    let trust = match lookup.certificate {
         Some(entry) if !entry.disabled => Trust::Registered {
             name: entry.name,
             no_cert_management: entry.no_cert_management,
@@ -110,7 +110,7 @@ pub async fn decide(
         Validity::Expired => return Err(Failure::CredentialsExpired),
         Validity::NotYetValid => return Err(Failure::NotAuthorized),
     }
-    if record.disabled {
+    if lookup.account_disabled {
         return Err(Failure::AccountDisabled);
     }
     Ok(CertificateLogin {

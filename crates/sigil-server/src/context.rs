@@ -26,6 +26,37 @@ pub struct Context {
     pub external_alone: bool,
     /// XEP-0191 blocklists, cached.
     pub blocklists: crate::blocking::Blocklists,
+    /// The accounts that may have offline messages.
+    pub offline: OfflineIndex,
+}
+
+/// The accounts that may have offline messages, so that a login looks
+/// them up only when there may be some. Filled from the store at start;
+/// this process is the only writer of offline messages, so an account
+/// missing here has none (a stale entry only costs one lookup).
+#[derive(Debug, Default)]
+pub struct OfflineIndex {
+    owners: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl OfflineIndex {
+    /// An index of these owners.
+    pub fn new(owners: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            owners: std::sync::Mutex::new(owners.into_iter().collect()),
+        }
+    }
+
+    /// A message was stored for `owner`.
+    pub fn insert(&self, owner: &BareJid) {
+        crate::router::lock(&self.owners).insert(owner.to_string());
+    }
+
+    /// Takes `owner` out: whether it may have messages. Put it back with
+    /// [`Self::insert`] if some remain after delivery.
+    pub fn take(&self, owner: &BareJid) -> bool {
+        crate::router::lock(&self.owners).remove(owner.as_str())
+    }
 }
 
 impl Context {

@@ -58,6 +58,10 @@ impl Server {
         config.validate().map_err(|e| StartError(e.to_string()))?;
         let (certificate, key) = certificate_paths(config, base);
         let identity = Arc::new(ServerIdentity::load(&certificate, &key).map_err(StartError)?);
+        let offline_owners = store
+            .offline_owners()
+            .await
+            .map_err(|e| StartError(format!("reading the offline messages: {e}")))?;
         let context = Arc::new(Context {
             domain: config.domain.clone(),
             store,
@@ -66,6 +70,7 @@ impl Server {
             anchors: crate::auth::TrustAnchors::new(Some(base.join(&config.auth.trusted_cas))),
             external_alone: config.auth.external_alone,
             blocklists: crate::blocking::Blocklists::default(),
+            offline: crate::context::OfflineIndex::new(offline_owners),
         });
         let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
         let (shutdown, _) = watch::channel(false);

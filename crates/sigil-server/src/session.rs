@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use jid::{BareJid, FullJid, Jid};
 use sigil_proto::error::{StanzaCondition, StanzaError};
-use sigil_store::{StoreError, Subscription};
+use sigil_store::{Roster, StoreError, Subscription};
 use sigil_xml::{Element, ns};
 
 use crate::context::Context;
@@ -108,7 +108,8 @@ pub async fn end(context: &Context, session: &mut SessionState) {
             .with_attribute("from", session.jid.to_string());
         if session.available {
             session.handle.set_presence(None);
-            broadcast(context, session, &unavailable).await;
+            let roster = context.store.roster(session.bare.as_str()).await.ok();
+            broadcast(context, session, &unavailable, roster.as_ref());
         }
         for target in std::mem::take(&mut session.directed) {
             directed(context, &target, &unavailable);
@@ -235,7 +236,7 @@ async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) {
         )
         .await;
     match result {
-        Ok(_) => {}
+        Ok(_) => context.offline.insert(bare),
         Err(StoreError::QuotaExceeded) => {
             context.bounce(&stanza, StanzaCondition::ServiceUnavailable)
         }
@@ -249,16 +250,28 @@ async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) {
 /// Delivers stored messages to a session that just became available, then
 /// deletes them. A message is deleted only after it was queued.
 async fn deliver_offline(context: &Context, session: &SessionState) {
+    // Taken out before the read: a message stored meanwhile puts the
+    // account back.
+    if !context.offline.take(&session.bare) {
+        return;
+    }
     let messages = match context
         .store
         .offline_messages(session.bare.as_str(), OFFLINE_BATCH)
         .await
     {
         Ok(messages) => messages,
-        Err(error) => return tracing::error!(%error, "offline read failed"),
+        Err(error) => {
+            context.offline.insert(&session.bare);
+            return tracing::error!(%error, "offline read failed");
+        }
     };
     if messages.is_empty() {
         return;
+    }
+    if messages.len() >= OFFLINE_BATCH {
+        // More may wait for the next login.
+        context.offline.insert(&session.bare);
     }
     let mut delivered = Vec::with_capacity(messages.len());
     for message in messages {
@@ -275,6 +288,7 @@ async fn deliver_offline(context: &Context, session: &SessionState) {
         .delete_offline(session.bare.as_str(), &delivered)
         .await
     {
+        context.offline.insert(&session.bare);
         tracing::error!(%error, "offline delete failed");
     }
 }
@@ -300,16 +314,20 @@ async fn presence(
                     priority,
                     stanza: stanza.clone(),
                 }));
-                broadcast(context, session, &stanza).await;
+                // One read of the roster for all that an initial presence
+                // does.
+                let roster = context.store.roster(session.bare.as_str()).await.ok();
+                broadcast(context, session, &stanza, roster.as_ref());
                 if initial {
-                    probe(context, session).await;
-                    pending_subscriptions(context, session).await;
+                    probe(context, session, roster.as_ref());
+                    pending_subscriptions(context, session, roster.as_ref());
                     deliver_offline(context, session).await;
                 }
             } else {
                 session.available = false;
                 session.handle.set_presence(None);
-                broadcast(context, session, &stanza).await;
+                let roster = context.store.roster(session.bare.as_str()).await.ok();
+                broadcast(context, session, &stanza, roster.as_ref());
                 for target in std::mem::take(&mut session.directed) {
                     directed(context, &target, &stanza);
                 }
@@ -353,11 +371,11 @@ fn directed(context: &Context, to: &Jid, stanza: &Element) {
 
 /// Broadcasts the user's presence to subscribed contacts and to the user's
 /// own available resources (RFC 6121 §4.2.2, §4.4.2).
-async fn broadcast(context: &Context, session: &SessionState, stanza: &Element) {
+fn broadcast(context: &Context, session: &SessionState, stanza: &Element, roster: Option<&Roster>) {
     let mut stanza = stanza.clone();
     stanza.set_attribute("from", session.jid.to_string());
-    if let Ok(roster) = context.store.roster(session.bare.as_str()).await {
-        for item in roster.items {
+    if let Some(roster) = roster {
+        for item in &roster.items {
             if matches!(item.subscription, Subscription::From | Subscription::Both)
                 && let Ok(contact) = BareJid::new(&item.jid)
                 && contact.domain().as_str() == context.domain
@@ -377,11 +395,8 @@ async fn broadcast(context: &Context, session: &SessionState, stanza: &Element) 
 
 /// Answers for the contacts the user is subscribed to: their current
 /// presence (the probe of RFC 6121 §4.3, done locally).
-async fn probe(context: &Context, session: &SessionState) {
-    let Ok(roster) = context.store.roster(session.bare.as_str()).await else {
-        return;
-    };
-    for item in roster.items {
+fn probe(context: &Context, session: &SessionState, roster: Option<&Roster>) {
+    for item in roster.map(|r| r.items.as_slice()).unwrap_or_default() {
         if !matches!(item.subscription, Subscription::To | Subscription::Both) {
             continue;
         }
@@ -411,14 +426,12 @@ async fn probe(context: &Context, session: &SessionState) {
 }
 
 /// Subscription requests that arrived while the user was away.
-async fn pending_subscriptions(context: &Context, session: &SessionState) {
-    let Ok(roster) = context.store.roster(session.bare.as_str()).await else {
-        return;
-    };
-    for item in roster.items.into_iter().filter(|i| i.pending_in) {
+fn pending_subscriptions(context: &Context, session: &SessionState, roster: Option<&Roster>) {
+    let items = roster.map(|r| r.items.as_slice()).unwrap_or_default();
+    for item in items.iter().filter(|i| i.pending_in) {
         let presence = Element::new("presence", ns::CLIENT)
             .with_attribute("type", "subscribe")
-            .with_attribute("from", item.jid)
+            .with_attribute("from", item.jid.clone())
             .with_attribute("to", session.jid.to_string());
         context.deliver(&session.handle, presence);
     }

@@ -50,6 +50,6 @@ pub use error::StoreError;
 pub use sqlite::SqliteStore;
 pub use traits::{AccountStore, BlockingStore, CertificateStore, OfflineStore, RosterStore, Store};
 pub use types::{
-    Account, CertificateEntry, OfflineMessage, Roster, RosterItem, StoreFuture, Subscription,
-    algorithm_from_name, algorithm_name,
+    Account, CertificateEntry, CertificateLookup, OfflineMessage, Roster, RosterItem, StoreFuture,
+    Subscription, algorithm_from_name, algorithm_name,
 };

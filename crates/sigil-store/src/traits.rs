@@ -11,7 +11,9 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 
 #[cfg(doc)]
 use crate::StoreError;
-use crate::{Account, CertificateEntry, OfflineMessage, Roster, RosterItem, StoreFuture};
+use crate::{
+    Account, CertificateEntry, CertificateLookup, OfflineMessage, Roster, RosterItem, StoreFuture,
+};
 
 /// Everything the server needs, in one object-safe trait.
 ///
@@ -138,6 +140,10 @@ pub trait OfflineStore: Send + Sync {
 
     /// How many messages `owner` has.
     fn offline_count<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, u64>;
+
+    /// The owners that have messages, sorted (for a server to know at
+    /// start whom to look up at login).
+    fn offline_owners(&self) -> StoreFuture<'_, Vec<String>>;
 }
 
 /// Client certificates registered to accounts (XEP-0257).
@@ -158,6 +164,15 @@ pub trait CertificateStore: Send + Sync {
         owner: &'a str,
         fingerprint: &'a [u8; 32],
     ) -> StoreFuture<'a, Option<CertificateEntry>>;
+
+    /// For a certificate login, in one read: `None` without an account;
+    /// else whether it is disabled and the certificate's entry if it is
+    /// registered to `owner`.
+    fn certificate_lookup<'a>(
+        &'a self,
+        owner: &'a str,
+        fingerprint: &'a [u8; 32],
+    ) -> StoreFuture<'a, Option<CertificateLookup>>;
 
     /// Disables the certificate `name` of `owner`: whether it exists.
     fn disable_certificate<'a>(&'a self, owner: &'a str, name: &'a str) -> StoreFuture<'a, bool>;

@@ -123,6 +123,17 @@ pub struct OfflineMessage {
     pub stored_at: i64,
 }
 
+/// What a certificate login needs to know of an account, in one read:
+/// whether the account is disabled, and the presented certificate's entry
+/// if it is registered to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateLookup {
+    /// The account is disabled.
+    pub account_disabled: bool,
+    /// The entry of the certificate, if registered to this account.
+    pub certificate: Option<CertificateEntry>,
+}
+
 /// A client certificate registered to an account (XEP-0257).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertificateEntry {

@@ -179,3 +179,52 @@ pub async fn certificates_require_account(store: &dyn Store) {
         None
     );
 }
+
+/// The certificate-login read: no account, an account without the
+/// certificate, with it (disabled or not), and a disabled account.
+pub async fn certificate_lookup(store: &dyn Store) {
+    use crate::CertificateLookup;
+    let owner = "juliet@example.com";
+    assert_eq!(
+        store.certificate_lookup(owner, &[1; 32]).await.unwrap(),
+        None
+    );
+    create(store, owner).await;
+    create(store, "romeo@example.net").await;
+    let lookup = |account_disabled, certificate| {
+        Some(CertificateLookup {
+            account_disabled,
+            certificate,
+        })
+    };
+    assert_eq!(
+        store.certificate_lookup(owner, &[1; 32]).await.unwrap(),
+        lookup(false, None)
+    );
+    let mut laptop = certificate(owner, "laptop", 1);
+    store.add_certificate(&laptop).await.unwrap();
+    store
+        .add_certificate(&certificate("romeo@example.net", "desk", 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.certificate_lookup(owner, &[1; 32]).await.unwrap(),
+        lookup(false, Some(laptop.clone()))
+    );
+    // Another owner's certificate is not this account's.
+    assert_eq!(
+        store.certificate_lookup(owner, &[2; 32]).await.unwrap(),
+        lookup(false, None)
+    );
+    store.disable_certificate(owner, "laptop").await.unwrap();
+    laptop.disabled = true;
+    assert_eq!(
+        store.certificate_lookup(owner, &[1; 32]).await.unwrap(),
+        lookup(false, Some(laptop.clone()))
+    );
+    store.set_disabled(owner, true).await.unwrap();
+    assert_eq!(
+        store.certificate_lookup(owner, &[1; 32]).await.unwrap(),
+        lookup(true, Some(laptop))
+    );
+}

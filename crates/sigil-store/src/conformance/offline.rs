@@ -235,3 +235,35 @@ pub async fn offline_ids_not_reused(store: &dyn Store) {
         .unwrap();
     assert!(third > second, "{third} after {second}");
 }
+
+/// The owners with messages: each once, sorted, and gone once emptied.
+pub async fn offline_owners(store: &dyn Store) {
+    assert!(store.offline_owners().await.unwrap().is_empty());
+    for owner in [
+        "romeo@example.net",
+        "juliet@example.com",
+        "nurse@example.com",
+    ] {
+        create(store, owner).await;
+    }
+    let mut ids = Vec::new();
+    for (owner, n) in [("romeo@example.net", 2), ("juliet@example.com", 1)] {
+        for i in 0..n {
+            ids.push(
+                store
+                    .store_offline(owner, "a@example.org", "<message/>", i, 10)
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    assert_eq!(
+        store.offline_owners().await.unwrap(),
+        ["juliet@example.com", "romeo@example.net"]
+    );
+    store
+        .delete_offline("juliet@example.com", &ids[2..])
+        .await
+        .unwrap();
+    assert_eq!(store.offline_owners().await.unwrap(), ["romeo@example.net"]);
+}

@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, account_exists, backend, begin_write};
-use crate::{CertificateEntry, CertificateStore, StoreError, StoreFuture};
+use crate::{CertificateEntry, CertificateLookup, CertificateStore, StoreError, StoreFuture};
 
 impl CertificateStore for SqliteStore {
     fn add_certificate<'a>(&'a self, entry: &'a CertificateEntry) -> StoreFuture<'a, ()> {
@@ -87,6 +87,39 @@ impl CertificateStore for SqliteStore {
             .as_ref()
             .map(decode_certificate)
             .transpose()
+        })
+    }
+
+    fn certificate_lookup<'a>(
+        &'a self,
+        owner: &'a str,
+        fingerprint: &'a [u8; 32],
+    ) -> StoreFuture<'a, Option<CertificateLookup>> {
+        Box::pin(async move {
+            // One statement, so one snapshot and one trip to the database.
+            let Some(row) = sqlx::query(
+                "SELECT a.disabled AS account_disabled, c.owner, c.name, c.fingerprint, c.der,
+                        c.no_cert_management, c.disabled, c.added_at
+                 FROM accounts a
+                 LEFT JOIN certificates c ON c.owner = a.jid AND c.fingerprint = ?
+                 WHERE a.jid = ?",
+            )
+            .bind(fingerprint.as_slice())
+            .bind(owner)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            else {
+                return Ok(None);
+            };
+            let registered: Option<String> = row.try_get("owner").map_err(backend)?;
+            Ok(Some(CertificateLookup {
+                account_disabled: row.try_get("account_disabled").map_err(backend)?,
+                certificate: match registered {
+                    Some(_) => Some(decode_certificate(&row)?),
+                    None => None,
+                },
+            }))
         })
     }
 

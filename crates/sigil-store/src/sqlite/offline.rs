@@ -108,6 +108,18 @@ impl OfflineStore for SqliteStore {
             to_unsigned(count, "message count")
         })
     }
+
+    fn offline_owners(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            sqlx::query("SELECT DISTINCT owner FROM offline_messages ORDER BY owner")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?
+                .iter()
+                .map(|row| row.try_get("owner").map_err(backend))
+                .collect()
+        })
+    }
 }
 
 fn decode_message(row: &SqliteRow) -> Result<OfflineMessage, StoreError> {
