@@ -15,7 +15,7 @@ use sigil_proto::server::{Action, ServerStream, ServerStreamConfig};
 use sigil_sasl::Failure;
 use sigil_sasl::server::ConnectionInfo;
 use sigil_x509::OffsetDateTime;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -122,15 +122,28 @@ pub(crate) trait Wire: Send {
 pub(crate) struct TcpWire {
     transport: Transport,
     out: String,
-    buffer: Vec<u8>,
 }
+
+/// The most read from a connection at once.
+const READ_CHUNK: usize = 16 * 1024;
 
 impl Wire for TcpWire {
     async fn read(&mut self) -> Option<Input> {
-        match self.transport.read(&mut self.buffer).await {
-            Ok(0) | Err(_) => None,
-            Ok(n) => Some(Input::Bytes(self.buffer[..n].to_vec())),
-        }
+        // The read buffer lives on the stack of one poll only: an idle
+        // connection waiting for data holds no buffer of its own (TLS
+        // records still arriving are kept by rustls).
+        let transport = &mut self.transport;
+        std::future::poll_fn(|cx| {
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *transport).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(_)) => Poll::Ready(None),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(None),
+                Poll::Ready(Ok(())) => Poll::Ready(Some(Input::Bytes(buf.filled().to_vec()))),
+            }
+        })
+        .await
     }
 
     fn queue(&mut self, data: String) {
@@ -209,7 +222,6 @@ pub(crate) async fn serve(
     let wire = TcpWire {
         transport,
         out: String::new(),
-        buffer: vec![0u8; 16 * 1024],
     };
     run_session(
         wire,

@@ -395,11 +395,15 @@ impl Framer {
     }
 }
 
+/// The longest name or attribute value (rxml's token length). rxml keeps a
+/// scratch buffer of this size for every parser, that is for every
+/// connection, so it stays small: longer text is split into several events
+/// anyway, and the longest JID (RFC 7622: three parts of 1023 bytes) fits.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
 fn new_parser(limits: &Limits) -> RawParser {
-    // Long text is split into several events; names and attribute values
-    // longer than this are refused, and none can be longer than a stanza.
     RawParser::with_options(Options {
-        max_token_length: limits.max_stanza_bytes.clamp(1024, CHUNK * 16),
+        max_token_length: limits.max_stanza_bytes.clamp(1024, MAX_TOKEN_BYTES),
         ..Options::default()
     })
 }

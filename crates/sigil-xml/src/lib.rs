@@ -34,4 +34,4 @@ mod framer;
 pub mod ns;
 
 pub use element::{Attribute, Element, Node, escape_attribute, escape_text};
-pub use framer::{Framer, FramerError, Limits, StreamEvent, StreamHeader};
+pub use framer::{Framer, FramerError, Limits, MAX_TOKEN_BYTES, StreamEvent, StreamHeader};

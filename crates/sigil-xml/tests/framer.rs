@@ -331,3 +331,25 @@ fn a_self_closing_element_at_the_end_of_input_is_complete() {
     assert!(auth_element.is("auth", ns::SASL));
     assert!(auth.is_empty());
 }
+
+#[test]
+fn the_longest_jid_fits_in_an_attribute_and_longer_values_are_refused() {
+    let part = "a".repeat(1023);
+    let jid = format!("{part}@{part}.example/{part}");
+    let events = with_header(&format!(
+        "<message to='{jid}'><body>{}</body></message>",
+        "x".repeat(50_000)
+    ))
+    .unwrap();
+    let Some(StreamEvent::Element(message)) = events.get(1) else {
+        panic!("{events:?}")
+    };
+    assert_eq!(message.attribute("to"), Some(jid.as_str()));
+    assert_eq!(message.children().next().unwrap().text().len(), 50_000);
+    let long = "b".repeat(sigil_xml::MAX_TOKEN_BYTES + 1);
+    let refused = with_header(&format!("<message id='{long}'/>"));
+    assert!(
+        matches!(refused, Err(FramerError::RestrictedXml(_))),
+        "{refused:?}"
+    );
+}
