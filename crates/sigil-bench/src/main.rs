@@ -93,6 +93,9 @@ enum Command {
         /// Stop opening sessions after this many seconds.
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
+        /// Sessions that connect and leave before the baseline is read.
+        #[arg(long, default_value_t = 500)]
+        warmup: usize,
     },
     /// PAIRS senders each send to their own receiver; RATE messages/s in
     /// all (0: as fast as WINDOW unanswered messages per pair allow).
@@ -495,21 +498,33 @@ fn per(numerator: u64, base: u64, count: usize) -> f64 {
     numerator.saturating_sub(base) as f64 / count.max(1) as f64
 }
 
-async fn idle(
-    ready: Arc<Ready>,
+/// Reads the memory once it stopped falling: after `settle`, then every
+/// second until two readings are within 1% (at most 30 s).
+async fn settled(pid: u32, settle: Duration) -> Result<(u64, u64), String> {
+    tokio::time::sleep(settle).await;
+    let mut last = memory(pid)?;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = memory(pid)?;
+        if last.0.abs_diff(now.0) <= (last.0 / 100).max(256) {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
+/// Opens up to `sessions` sessions, `concurrency` logins at a time.
+async fn open_sessions(
+    ready: &Arc<Ready>,
     sessions: usize,
     concurrency: usize,
     sources: u8,
-    pid: u32,
-    settle: Duration,
-    max: Duration,
-) -> Result<(), String> {
-    let (base_rss, base_anon) = memory(pid)?;
+    deadline: Instant,
+    failures: &Arc<Failures>,
+) -> Vec<Client> {
     let next = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Failures::default());
     let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel::<Client>();
-    let start = Instant::now();
-    let deadline = start + max;
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
         let (ready, next, failures, opened_tx) = (
@@ -543,11 +558,11 @@ async fn idle(
         clients.push(client);
     }
     while workers.join_next().await.is_some() {}
-    let opened_in = start.elapsed();
-    tokio::time::sleep(settle).await;
-    let (rss, anon) = memory(pid)?;
-    let held = clients.len();
-    // Leave: every session closes its stream.
+    clients
+}
+
+/// Every session closes its stream, 256 at a time.
+async fn close_all(clients: Vec<Client>) {
     let mut closing = tokio::task::JoinSet::new();
     for client in clients {
         closing.spawn(client.close());
@@ -556,8 +571,37 @@ async fn idle(
         }
     }
     while closing.join_next().await.is_some() {}
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn idle(
+    ready: Arc<Ready>,
+    sessions: usize,
+    concurrency: usize,
+    sources: u8,
+    pid: u32,
+    settle: Duration,
+    max: Duration,
+    warmup: usize,
+) -> Result<(), String> {
+    let failures = Arc::new(Failures::default());
+    if warmup > 0 {
+        // Caches that fill once (the database's pages, the runtime's
+        // tables) are part of an idle server, not of its sessions.
+        let deadline = Instant::now() + max;
+        let warm = open_sessions(&ready, warmup, concurrency, sources, deadline, &failures).await;
+        close_all(warm).await;
+    }
+    let (base_rss, base_anon) = settled(pid, settle).await?;
+    let start = Instant::now();
+    let deadline = start + max;
+    let clients = open_sessions(&ready, sessions, concurrency, sources, deadline, &failures).await;
+    let opened_in = start.elapsed();
     tokio::time::sleep(settle).await;
-    let (after_rss, after_anon) = memory(pid)?;
+    let (rss, anon) = memory(pid)?;
+    let held = clients.len();
+    close_all(clients).await;
+    let (after_rss, after_anon) = settled(pid, settle).await?;
     let (failed, why) = failures.report();
     let rss_per = per(rss, base_rss, held);
     let anon_per = per(anon, base_anon, held);
@@ -824,6 +868,7 @@ fn main() -> ExitCode {
             server_pid,
             settle_seconds,
             max_seconds,
+            warmup,
         } => Ready::load(&target).and_then(|ready| {
             runtime.block_on(idle(
                 Arc::new(ready),
@@ -833,6 +878,7 @@ fn main() -> ExitCode {
                 server_pid,
                 Duration::from_secs(settle_seconds),
                 Duration::from_secs(max_seconds),
+                warmup,
             ))
         }),
         Command::Messaging {

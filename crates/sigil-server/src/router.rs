@@ -172,6 +172,12 @@ impl Router {
             sessions.retain(|s| s.serial != handle.serial);
             if sessions.is_empty() {
                 shard.remove(&bare);
+                // Give memory back after a crowd has left: a map keeps
+                // its largest capacity otherwise.
+                let len = shard.len();
+                if shard.capacity() > 64 && len < shard.capacity() / 4 {
+                    shard.shrink_to(len * 2);
+                }
             }
         }
     }

@@ -18,6 +18,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sigil_sasl::{Algorithm, scram};
 use sigil_x509::generate::{DEFAULT_CA_DAYS, DEFAULT_DAYS, KeyType};
 
+/// jemalloc instead of the system allocator, with its background threads:
+/// a server's memory goes back to the operating system some seconds after
+/// connections leave, even while its own threads sleep (glibc's per-thread
+/// arenas keep it).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Sigil: XMPP with passwordless logins (TLS client certificates, SASL
 /// EXTERNAL, per-device certificates).
 #[derive(Debug, Parser)]
