@@ -6,7 +6,12 @@
 //!
 //! `cargo bench -p sigil-server --bench handshake`
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

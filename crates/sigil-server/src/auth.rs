@@ -66,15 +66,59 @@ impl CertificateLogin {
     }
 }
 
+/// The certificate chain a connection presented, with what is costly to
+/// work out from it kept for the connection's next decision: the parsed
+/// end-entity certificate, and whether it chains to a trust anchor. A
+/// connection decides at most twice (to offer EXTERNAL alone, then at
+/// SASL) within its login time; the account and its registered
+/// certificates are read from the store every time.
+#[derive(Debug)]
+pub struct PresentedChain {
+    chain: Vec<CertificateDer<'static>>,
+    info: std::sync::OnceLock<Option<CertificateInfo>>,
+    anchored: std::sync::OnceLock<Result<(), Failure>>,
+}
+
+impl PresentedChain {
+    /// The chain as the TLS handshake gave it (end entity first).
+    pub fn new(chain: Vec<CertificateDer<'static>>) -> Self {
+        Self {
+            chain,
+            info: std::sync::OnceLock::new(),
+            anchored: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    fn info(&self) -> Option<&CertificateInfo> {
+        self.info
+            .get_or_init(|| {
+                self.chain
+                    .first()
+                    .and_then(|der| CertificateInfo::from_der(der).ok())
+            })
+            .as_ref()
+    }
+
+    fn anchored(&self, anchors: &TrustAnchors, now: OffsetDateTime) -> Result<(), Failure> {
+        *self
+            .anchored
+            .get_or_init(|| anchors.verify(&self.chain, now))
+    }
+}
+
 /// Decides whether the presented chain may log in with this authzid.
 pub async fn decide(
     context: &Context,
-    chain: &[CertificateDer<'static>],
+    presented: &PresentedChain,
     authzid: &Authzid,
     now: OffsetDateTime,
 ) -> Result<CertificateLogin, Failure> {
-    let end_entity = chain.first().ok_or(Failure::NotAuthorized)?;
-    let info = CertificateInfo::from_der(end_entity).map_err(|_| Failure::NotAuthorized)?;
+    let info = presented.info().ok_or(Failure::NotAuthorized)?;
     let identity = select_identity(&info.identities, authzid, &context.domain)?;
     if identity.domain().as_str() != context.domain || identity.node().is_none() {
         return Err(Failure::NotAuthorized);
@@ -101,7 +145,7 @@ pub async fn decide(
         // A disabled certificate is not trusted, and not by a CA either.
         Some(_) => return Err(Failure::NotAuthorized),
         None => {
-            context.anchors.verify(chain, now)?;
+            presented.anchored(&context.anchors, now)?;
             Trust::Anchor
         }
     };
@@ -125,20 +169,17 @@ pub async fn decide(
 /// EXTERNAL alone to such a connection).
 pub async fn would_log_in(
     context: &Context,
-    chain: &[CertificateDer<'static>],
+    presented: &PresentedChain,
     now: OffsetDateTime,
 ) -> bool {
-    let Some(end_entity) = chain.first() else {
-        return false;
-    };
-    let Ok(info) = CertificateInfo::from_der(end_entity) else {
+    let Some(info) = presented.info() else {
         return false;
     };
     // A certificate may name many identities; looking up a few is enough
     // to decide what to offer, and bounds the work a stranger can cause.
     for identity in info.identities.iter().take(MAX_OFFER_LOOKUPS) {
         let authzid = Authzid::Value(identity.to_string());
-        if decide(context, chain, &authzid, now).await.is_ok() {
+        if decide(context, presented, &authzid, now).await.is_ok() {
             return true;
         }
     }

@@ -257,6 +257,7 @@ pub(crate) async fn run_session<W: Wire>(
         receiver: None,
         peer,
         login: None,
+        presented: None,
     };
     if let Some(info) = &tls {
         connection.offer_external_alone(info).await;
@@ -273,6 +274,8 @@ struct Connection<W: Wire> {
     receiver: Option<mpsc::Receiver<SessionMessage>>,
     peer: SocketAddr,
     login: Option<CertificateLogin>,
+    /// The client's certificate chain, once TLS gave one.
+    presented: Option<auth::PresentedChain>,
 }
 
 impl<W: Wire> Connection<W> {
@@ -292,13 +295,10 @@ impl<W: Wire> Connection<W> {
         {
             return;
         }
-        if auth::would_log_in(
-            &self.context,
-            &info.peer_certificates,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        {
+        let presented = self
+            .presented
+            .get_or_insert_with(|| auth::PresentedChain::new(info.peer_certificates.clone()));
+        if auth::would_log_in(&self.context, presented, OffsetDateTime::now_utc()).await {
             self.stream
                 .restrict_mechanisms(Some(vec!["EXTERNAL".to_owned()]));
         }
@@ -406,13 +406,21 @@ impl<W: Wire> Connection<W> {
                     self.stream.credentials(answer);
                 }
                 Action::NeedDecision { authzid } => {
-                    let chain = tls
-                        .as_ref()
-                        .map(|t| t.peer_certificates.as_slice())
-                        .unwrap_or_default();
-                    match auth::decide(&self.context, chain, &authzid, OffsetDateTime::now_utc())
-                        .await
-                    {
+                    let presented = self.presented.get_or_insert_with(|| {
+                        auth::PresentedChain::new(
+                            tls.as_ref()
+                                .map(|t| t.peer_certificates.clone())
+                                .unwrap_or_default(),
+                        )
+                    });
+                    let decision = auth::decide(
+                        &self.context,
+                        presented,
+                        &authzid,
+                        OffsetDateTime::now_utc(),
+                    )
+                    .await;
+                    match decision {
                         Ok(login) => {
                             let account = login.account.clone();
                             tracing::debug!(peer = %self.peer, identity = %login.identity, trust = ?login.trust, "certificate accepted");
