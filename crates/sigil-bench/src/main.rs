@@ -97,6 +97,14 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         warmup: usize,
     },
+    /// Registers each account's certificate with the server over XEP-0257
+    /// (for servers that accept self-registered certificates rather than a
+    /// CA, such as Prosody's mod_client_certs), logging in with the
+    /// password.
+    RegisterCerts {
+        #[command(flatten)]
+        target: Target,
+    },
     /// PAIRS senders each send to their own receiver; RATE messages/s in
     /// all (0: as fast as WINDOW unanswered messages per pair allow).
     Messaging {
@@ -651,6 +659,39 @@ async fn connect(ready: &Ready, index: usize) -> Result<Client, String> {
         .map_err(|e| format!("account {index}: {e}"))
 }
 
+async fn register_certs(ready: Arc<Ready>) -> Result<(), String> {
+    let mut registered = 0usize;
+    for (index, account) in ready.accounts.iter().enumerate() {
+        let der = sigil_x509::pem_certificates(&account.certificate)
+            .map_err(|e| format!("{}: {e}", account.jid))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no certificate", account.jid))?;
+        let mut client = Client::builder(account.jid.clone())
+            .address(ready.address)
+            .transport(ready.transport)
+            .pin_sha256(ready.pin)
+            .password(ready.password.clone())
+            .resource(format!("register{index}"))
+            .connect()
+            .await
+            .map_err(|e| format!("{}: {e}", account.jid))?;
+        match sigil_client::saslcert::append(&mut client, "bench", &der, false).await {
+            Ok(()) => registered += 1,
+            // Registered already by an earlier run.
+            Err(sigil_client::Error::Iq(error))
+                if error.condition == sigil_client::StanzaCondition::Conflict => {}
+            Err(error) => return Err(format!("{}: {error}", account.jid)),
+        }
+        client.close().await;
+    }
+    say(&format!(
+        "registered {registered} certificates ({} accounts)",
+        ready.accounts.len()
+    ));
+    Ok(())
+}
+
 /// Shared between a pair's sender and receiver.
 #[derive(Default)]
 struct Pair {
@@ -881,6 +922,9 @@ fn main() -> ExitCode {
                 warmup,
             ))
         }),
+        Command::RegisterCerts { target } => {
+            Ready::load(&target).and_then(|ready| runtime.block_on(register_certs(Arc::new(ready))))
+        }
         Command::Messaging {
             target,
             pairs,
