@@ -324,7 +324,7 @@ impl<W: Wire> Connection<W> {
                 },
                 message = recv(&mut self.receiver) => match message {
                     Some(SessionMessage::Stanza(stanza)) => self.stream.send_stanza(&stanza),
-                    Some(SessionMessage::Close(error)) => self.stream.close(Some(error)),
+                    Some(SessionMessage::Close(error)) => self.stream.close(Some(*error)),
                     None => self.stream.close(Some(StreamError::new(StreamCondition::InternalServerError))),
                 },
                 () = closed(&self.session) => {
@@ -358,7 +358,7 @@ impl<W: Wire> Connection<W> {
                 receiver.close();
                 while let Ok(message) = receiver.try_recv() {
                     if let SessionMessage::Stanza(stanza) = message {
-                        session::reroute(&self.context, stanza).await;
+                        session::reroute(&self.context, *stanza).await;
                     }
                 }
             }
@@ -491,7 +491,7 @@ impl<W: Wire> Connection<W> {
             // RFC 6120 §7.7.2.2: the new session takes over the resource.
             let conflict =
                 StreamError::with_text(StreamCondition::Conflict, "replaced by a new connection");
-            if old.send(SessionMessage::Close(conflict)).is_err() {
+            if old.send(SessionMessage::Close(Box::new(conflict))).is_err() {
                 old.request_close();
             }
         }

@@ -84,7 +84,7 @@ impl Context {
     /// Queues a stanza for one session; `false` when it was not queued
     /// (the session ended, or its queue is full and it is being closed).
     pub fn try_deliver(&self, session: &SessionHandle, stanza: Element) -> bool {
-        match session.send(SessionMessage::Stanza(stanza)) {
+        match session.send(SessionMessage::Stanza(Box::new(stanza))) {
             Ok(()) => true,
             Err(SendError::Gone) => false,
             Err(SendError::Full) => {

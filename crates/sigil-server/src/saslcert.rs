@@ -221,7 +221,7 @@ pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8
     for live in context.router.sessions(owner) {
         if live.certificate.as_ref() == Some(fingerprint) {
             let error = StreamError::with_text(StreamCondition::NotAuthorized, REVOKED_TEXT);
-            if live.send(SessionMessage::Close(error)).is_err() {
+            if live.send(SessionMessage::Close(Box::new(error))).is_err() {
                 live.request_close();
             }
             closed += 1;
