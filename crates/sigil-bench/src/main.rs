@@ -168,17 +168,21 @@ struct Target {
 /// One account of a prepared directory.
 struct Account {
     jid: String,
+    /// The account's client certificate, PEM.
     certificate: Vec<u8>,
-    key: Vec<u8>,
+    /// Trust (the pinned server certificate) and, for EXTERNAL, the
+    /// account's client certificate: built once, shared by its connections.
+    tls: sigil_client::TlsSettings,
 }
 
-/// A target made ready: accounts read, fingerprint computed.
+/// A target made ready: accounts read, their TLS settings built.
 struct Ready {
     address: SocketAddr,
     transport: Transport,
     url: Option<String>,
-    pin: [u8; 32],
     accounts: Vec<Account>,
+    /// Trust without a client certificate (password logins).
+    without_certificate: sigil_client::TlsSettings,
     password: String,
     mechanism: String,
     json: bool,
@@ -259,14 +263,33 @@ impl Ready {
             .map_err(|_| "domain is not UTF-8".to_owned())?;
         let mut accounts = Vec::new();
         let mut password = String::new();
+        let tls_error = |e: sigil_client::Error| e.to_string();
+        let without_certificate = Client::builder(format!("bench@{}", domain.trim()))
+            .pin_sha256(pin)
+            .build_tls()
+            .map_err(tls_error)?;
         for line in listing.lines().filter(|l| !l.trim().is_empty()) {
             let (name, pw) = line.split_once(' ').unwrap_or((line, ""));
             password = pw.to_owned();
             let certs = target.accounts.join("certs");
+            let jid = format!("{name}@{}", domain.trim());
+            let certificate = read(&certs.join(format!("{name}.crt")))?;
+            let tls = if target.mechanism == "EXTERNAL" {
+                Client::builder(jid.clone())
+                    .pin_sha256(pin)
+                    .client_certificate_pem(
+                        &certificate,
+                        &read(&certs.join(format!("{name}.key")))?,
+                    )
+                    .build_tls()
+                    .map_err(tls_error)?
+            } else {
+                without_certificate.clone()
+            };
             accounts.push(Account {
-                jid: format!("{name}@{}", domain.trim()),
-                certificate: read(&certs.join(format!("{name}.crt")))?,
-                key: read(&certs.join(format!("{name}.key")))?,
+                jid,
+                certificate,
+                tls,
             });
         }
         if accounts.is_empty() {
@@ -294,8 +317,8 @@ impl Ready {
             address: target.address,
             transport,
             url,
-            pin,
             accounts,
+            without_certificate,
             password,
             mechanism: target.mechanism.clone(),
             json: target.json,
@@ -309,7 +332,7 @@ impl Ready {
         let mut builder = Client::builder(account.jid.clone())
             .address(self.address)
             .transport(self.transport)
-            .pin_sha256(self.pin)
+            .tls(account.tls.clone())
             .timeout(Duration::from_secs(30))
             .resource(format!("b{index}"));
         if let Some(url) = &self.url {
@@ -319,7 +342,7 @@ impl Ready {
             builder = builder.local_address(source);
         }
         if self.mechanism == "EXTERNAL" {
-            builder.client_certificate_pem(&account.certificate, &account.key)
+            builder
         } else {
             builder
                 .password(self.password.clone())
@@ -670,7 +693,7 @@ async fn register_certs(ready: Arc<Ready>) -> Result<(), String> {
         let mut client = Client::builder(account.jid.clone())
             .address(ready.address)
             .transport(ready.transport)
-            .pin_sha256(ready.pin)
+            .tls(ready.without_certificate.clone())
             .password(ready.password.clone())
             .resource(format!("register{index}"))
             .connect()

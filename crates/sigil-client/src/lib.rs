@@ -153,6 +153,25 @@ impl Backoff {
     }
 }
 
+/// The TLS side of a [`ClientBuilder`] (trust and client certificate),
+/// built once by [`ClientBuilder::build_tls`] and shared by many builders
+/// with [`ClientBuilder::tls`]: building it parses the certificates and
+/// the key, which costs more than a connection's own share of the TLS
+/// handshake when one program opens thousands of connections.
+#[derive(Clone)]
+pub struct TlsSettings {
+    config: Arc<rustls::ClientConfig>,
+    has_identity: bool,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("client_certificate", &self.has_identity)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Builds a [`Client`].
 pub struct ClientBuilder {
     jid: String,
@@ -162,6 +181,7 @@ pub struct ClientBuilder {
     password: Option<String>,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
     trust: Trust,
+    tls: Option<TlsSettings>,
     sasl: ClientConfig,
     resource: Option<String>,
     timeout: Duration,
@@ -273,6 +293,31 @@ impl ClientBuilder {
         self
     }
 
+    /// Builds the TLS settings this builder's trust and client certificate
+    /// describe, to hand to other builders with [`Self::tls`].
+    pub fn build_tls(&self) -> Result<TlsSettings, Error> {
+        if let Some(error) = &self.error {
+            return Err(Error::Config(error.clone()));
+        }
+        let identity = self
+            .identity
+            .as_ref()
+            .map(|(chain, key)| (chain.clone(), key.clone_key()));
+        let config = transport::tls_config(self.trust.clone(), identity).map_err(Error::Tls)?;
+        Ok(TlsSettings {
+            config,
+            has_identity: self.identity.is_some(),
+        })
+    }
+
+    /// Uses TLS settings built before (by [`Self::build_tls`]) instead of
+    /// this builder's trust and client certificate.
+    #[must_use]
+    pub fn tls(mut self, settings: TlsSettings) -> Self {
+        self.tls = Some(settings);
+        self
+    }
+
     /// The SASL mechanisms: the registry with custom mechanisms and an
     /// allow-list (default: the built-ins).
     #[must_use]
@@ -339,8 +384,15 @@ impl ClientBuilder {
             .map_or_else(|| jid.domain().to_string(), |e| e.host.clone());
         let tls_name = ServerName::try_from(tls_name)
             .map_err(|e| Error::Config(format!("server name: {e}")))?;
-        let has_identity = self.identity.is_some();
-        let tls = transport::tls_config(self.trust, self.identity).map_err(Error::Tls)?;
+        let (tls, has_identity) = match self.tls {
+            Some(settings) => (settings.config, settings.has_identity),
+            None => {
+                let has_identity = self.identity.is_some();
+                let config =
+                    transport::tls_config(self.trust, self.identity).map_err(Error::Tls)?;
+                (config, has_identity)
+            }
+        };
         let mut context = ClientContext::new().with_client_certificate(has_identity);
         if let Some(node) = jid.node() {
             context = context.with_authcid(node.to_string());
@@ -675,6 +727,7 @@ impl Client {
             url: None,
             password: None,
             identity: None,
+            tls: None,
             trust: Trust::System,
             sasl: ClientConfig::new(),
             resource: None,

@@ -374,12 +374,17 @@ pub(crate) fn tls_config(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(danger::Pinned::new(fingerprint, provider))),
     };
-    let config = match identity {
+    let mut config = match identity {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
             .map_err(|e| format!("the client certificate and key do not fit together: {e}"))?,
         None => builder.with_no_client_auth(),
     };
+    // Every connection runs a full handshake: a resumed TLS 1.3 session
+    // carries no client certificate, and whether a server still lets it
+    // log in with EXTERNAL differs between servers. Predictable beats a
+    // round trip saved on a reconnect.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 

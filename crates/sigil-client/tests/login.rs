@@ -234,6 +234,56 @@ async fn a_certificate_logs_in_with_external_first() {
     assert!(matches!(wrong, Err(Error::Config(_))), "{wrong:?}");
 }
 
+/// TLS settings built once serve many connections, and they decide: a
+/// builder given settings with a certificate logs in with EXTERNAL even
+/// without one of its own, and settings without one leave it to SCRAM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_settings_built_once_serve_many_connections() {
+    let f = start().await;
+    let cert = f.alice_certificate.certificate_pem();
+    let key = f.alice_certificate.key_pem();
+    let with_certificate = f
+        .builder("alice", Transport::DirectTls)
+        .client_certificate_pem(cert.as_bytes(), key.as_bytes())
+        .build_tls()
+        .unwrap();
+    let without = f
+        .builder("alice", Transport::DirectTls)
+        .build_tls()
+        .unwrap();
+    for transport in ALL {
+        let client = f
+            .builder("alice", transport)
+            .password("alice-secret")
+            .tls(with_certificate.clone())
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(client.mechanism(), "EXTERNAL", "{transport:?}");
+        client.close().await;
+        let client = f
+            .builder("alice", transport)
+            .password("alice-secret")
+            .client_certificate_pem(cert.as_bytes(), key.as_bytes())
+            .tls(without.clone())
+            .connect()
+            .await
+            .unwrap();
+        assert!(
+            client.mechanism().starts_with("SCRAM-SHA-512"),
+            "{transport:?}: {}",
+            client.mechanism()
+        );
+        client.close().await;
+    }
+    // Building settings reports what is wrong with the parts.
+    let broken = f
+        .builder("alice", Transport::DirectTls)
+        .client_certificate_pem(b"not PEM", key.as_bytes())
+        .build_tls();
+    assert!(matches!(broken, Err(Error::Config(_))), "{broken:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_logins_on_every_transport() {
     let f = start().await;

@@ -22,7 +22,9 @@
 //!
 //! # Backends
 //!
-//! [`SqliteStore`] keeps everything in one SQLite file through sqlx. Its
+//! [`SqliteStore`] keeps everything in one SQLite file (rusqlite, with
+//! SQLite built in); reads run on the calling thread, writes on the
+//! blocking pool. Its
 //! schema is versioned and upgraded by an in-crate migration runner that
 //! refuses databases written by a newer version.
 //!

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use sigil_store::sqlite::SCHEMA_VERSION;
-use sigil_store::{AccountStore, OfflineStore, SqliteStore, Store, StoreError};
-use sqlx::{Connection, SqliteConnection};
+use sigil_store::{AccountStore, CertificateStore, OfflineStore, SqliteStore, Store, StoreError};
 use tempfile::TempDir;
 
 sigil_store::conformance_tests!(sqlite_file, fresh_file_store());
@@ -60,12 +59,15 @@ async fn reopening_applies_no_migration_twice() {
         assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
         store.close().await;
     }
-    let mut connection = SqliteConnection::connect(&url(&path)).await.unwrap();
-    let rows: Vec<(i64,)> = sqlx::query_as("SELECT version FROM schema_version ORDER BY version")
-        .fetch_all(&mut connection)
-        .await
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let rows: Vec<i64> = connection
+        .prepare("SELECT version FROM schema_version ORDER BY version")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
         .unwrap();
-    let expected: Vec<(i64,)> = (1..=SCHEMA_VERSION).map(|version| (version,)).collect();
+    let expected: Vec<i64> = (1..=SCHEMA_VERSION).collect();
     assert_eq!(rows, expected);
 }
 
@@ -74,13 +76,14 @@ async fn newer_schema_is_refused() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("sigil.db");
     SqliteStore::open(&path).await.unwrap().close().await;
-    let mut connection = SqliteConnection::connect(&url(&path)).await.unwrap();
-    sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES (?, 0)")
-        .bind(SCHEMA_VERSION + 1)
-        .execute(&mut connection)
-        .await
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?, 0)",
+            [SCHEMA_VERSION + 1],
+        )
         .unwrap();
-    connection.close().await.unwrap();
+    drop(connection);
 
     let error = SqliteStore::open(&path).await.unwrap_err();
     assert_eq!(
@@ -201,4 +204,107 @@ async fn fresh_file_store() -> (SqliteStore, TempDir) {
 
 fn url(path: &std::path::Path) -> String {
     format!("sqlite://{}", path.display())
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_reads_and_writes() {
+    let (store, _directory) = fresh_file_store().await;
+    store
+        .create_account("juliet@example.com", &[])
+        .await
+        .unwrap();
+    let other = store.clone();
+    store.close().await;
+    for error in [
+        other.accounts().await.unwrap_err(),
+        other
+            .create_account("romeo@example.net", &[])
+            .await
+            .unwrap_err(),
+    ] {
+        let StoreError::Backend(message) = &error else {
+            panic!("unexpected error {error:?}");
+        };
+        assert!(message.contains("closed"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn undecodable_rows_are_reported_as_corrupt() {
+    let (store, directory) = fresh_file_store().await;
+    store
+        .create_account("juliet@example.com", &[])
+        .await
+        .unwrap();
+    // Written behind the store's back, past the schema's checks: a
+    // fingerprint of the wrong length and a SCRAM algorithm nobody knows.
+    let connection = rusqlite::Connection::open(directory.path().join("sigil.db")).unwrap();
+    connection
+        .execute_batch(
+            "PRAGMA ignore_check_constraints = ON;
+             INSERT INTO certificates
+                 (owner, name, fingerprint, der, no_cert_management, disabled, added_at)
+             VALUES ('juliet@example.com', 'phone', x'0102', x'30', 0, 0, 0);
+             INSERT INTO credentials (account, algorithm, salt, iterations, stored_key, server_key)
+             VALUES ('juliet@example.com', 'SCRAM-MD5', x'00', 4096, x'00', x'00');",
+        )
+        .unwrap();
+    drop(connection);
+    for error in [
+        store.certificates("juliet@example.com").await.unwrap_err(),
+        store.account("juliet@example.com").await.unwrap_err(),
+    ] {
+        assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+    }
+}
+
+/// Reads run on the callers' threads on pooled connections while a writer
+/// commits: every read sees a whole commit, never a part of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_beside_writes_see_whole_commits() {
+    let (store, _directory) = fresh_file_store().await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    store
+        .create_account("juliet@example.com", &[])
+        .await
+        .unwrap();
+    let writer = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for index in 0..50 {
+                let item = sigil_store::RosterItem {
+                    groups: vec!["Friends".into(), format!("Group {index}")],
+                    ..sigil_store::RosterItem::new(format!("friend{index}@example.org"))
+                };
+                store
+                    .put_roster_item("juliet@example.com", &item)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let store = Arc::clone(&store);
+        readers.push(tokio::spawn(async move {
+            let mut last = 0;
+            for _ in 0..200 {
+                let roster = store.roster("juliet@example.com").await.unwrap();
+                // One item and one version per commit, two groups each.
+                assert_eq!(u64::try_from(roster.items.len()).unwrap(), roster.version);
+                assert!(roster.items.iter().all(|item| item.groups.len() == 2));
+                assert!(roster.version >= last, "versions never go back");
+                last = roster.version;
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    writer.await.unwrap();
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert_eq!(
+        store.roster("juliet@example.com").await.unwrap().version,
+        50
+    );
 }

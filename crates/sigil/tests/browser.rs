@@ -252,7 +252,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
             .args(["serve", "--config"])
             .arg(config)
-            .env("RUST_LOG", "debug,sqlx=warn")
+            .env("RUST_LOG", "debug")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,10 +1,9 @@
 //! Accounts and credentials in SQLite.
 
+use rusqlite::{Connection, OptionalExtension, Row};
 use sigil_sasl::scram::{Algorithm, StoredCredentials};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 
-use super::{SqliteStore, backend, begin_write, now_unix};
+use super::{SqliteStore, account_exists, backend, now_unix, snapshot};
 use crate::types::{algorithm_from_name, algorithm_name, check_credentials, sort_credentials};
 use crate::{Account, AccountStore, StoreError, StoreFuture};
 
@@ -16,56 +15,67 @@ impl AccountStore for SqliteStore {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             check_credentials(credentials)?;
-            let mut transaction = begin_write(&self.pool).await?;
-            let inserted = sqlx::query(
-                "INSERT INTO accounts (jid, created_at) VALUES (?, ?) ON CONFLICT (jid) DO NOTHING",
-            )
-            .bind(jid)
-            .bind(now_unix())
-            .execute(&mut *transaction)
+            let (jid, credentials) = (jid.to_owned(), credentials.to_vec());
+            self.write(move |transaction| {
+                let inserted = transaction
+                    .prepare_cached(
+                        "INSERT INTO accounts (jid, created_at) VALUES (?, ?)
+                         ON CONFLICT (jid) DO NOTHING",
+                    )
+                    .map_err(backend)?
+                    .execute((&jid, now_unix()))
+                    .map_err(backend)?;
+                if inserted == 0 {
+                    return Err(StoreError::AlreadyExists);
+                }
+                insert_credentials(transaction, &jid, &credentials)
+            })
             .await
-            .map_err(backend)?;
-            if inserted.rows_affected() == 0 {
-                return Err(StoreError::AlreadyExists);
-            }
-            insert_credentials(&mut transaction, jid, credentials).await?;
-            transaction.commit().await.map_err(backend)
         })
     }
 
     fn account<'a>(&'a self, jid: &'a str) -> StoreFuture<'a, Option<Account>> {
         Box::pin(async move {
-            // One read transaction: the account and its credentials from the
-            // same snapshot.
-            let mut transaction = self.pool.begin().await.map_err(backend)?;
-            let Some(row) =
-                sqlx::query("SELECT jid, disabled, created_at FROM accounts WHERE jid = ?")
-                    .bind(jid)
-                    .fetch_optional(&mut *transaction)
-                    .await
-                    .map_err(backend)?
-            else {
-                return Ok(None);
-            };
-            let rows = sqlx::query(
-                "SELECT algorithm, salt, iterations, stored_key, server_key
-                 FROM credentials WHERE account = ?",
-            )
-            .bind(jid)
-            .fetch_all(&mut *transaction)
-            .await
-            .map_err(backend)?;
-            let mut credentials = rows
-                .iter()
-                .map(decode_credentials)
-                .collect::<Result<Vec<_>, _>>()?;
-            sort_credentials(&mut credentials);
-            Ok(Some(Account {
-                jid: row.try_get("jid").map_err(backend)?,
-                disabled: row.try_get("disabled").map_err(backend)?,
-                created_at: row.try_get("created_at").map_err(backend)?,
-                credentials,
-            }))
+            self.read(|connection| {
+                // One read transaction: the account and its credentials
+                // from the same snapshot.
+                snapshot(connection, |connection| {
+                    let Some((jid, disabled, created_at)) = connection
+                        .prepare_cached(
+                            "SELECT jid, disabled, created_at FROM accounts WHERE jid = ?",
+                        )
+                        .map_err(backend)?
+                        .query_row([jid], |row| {
+                            Ok((
+                                row.get::<_, String>("jid")?,
+                                row.get::<_, bool>("disabled")?,
+                                row.get::<_, i64>("created_at")?,
+                            ))
+                        })
+                        .optional()
+                        .map_err(backend)?
+                    else {
+                        return Ok(None);
+                    };
+                    let mut credentials = connection
+                        .prepare_cached(
+                            "SELECT algorithm, salt, iterations, stored_key, server_key
+                             FROM credentials WHERE account = ?",
+                        )
+                        .map_err(backend)?
+                        .query_map([&jid], decode_credentials)
+                        .map_err(backend)?
+                        .map(|row| row.map_err(backend).and_then(|decoded| decoded))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    sort_credentials(&mut credentials);
+                    Ok(Some(Account {
+                        jid,
+                        disabled,
+                        created_at,
+                        credentials,
+                    }))
+                })
+            })
         })
     }
 
@@ -75,18 +85,18 @@ impl AccountStore for SqliteStore {
         algorithm: Algorithm,
     ) -> StoreFuture<'a, Option<StoredCredentials>> {
         Box::pin(async move {
-            sqlx::query(
-                "SELECT algorithm, salt, iterations, stored_key, server_key
-                 FROM credentials WHERE account = ? AND algorithm = ?",
-            )
-            .bind(jid)
-            .bind(algorithm_name(algorithm))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(decode_credentials)
-            .transpose()
+            self.read(|connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT algorithm, salt, iterations, stored_key, server_key
+                         FROM credentials WHERE account = ? AND algorithm = ?",
+                    )
+                    .map_err(backend)?
+                    .query_row((jid, algorithm_name(algorithm)), decode_credentials)
+                    .optional()
+                    .map_err(backend)?
+                    .transpose()
+            })
         })
     }
 
@@ -97,113 +107,134 @@ impl AccountStore for SqliteStore {
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             check_credentials(credentials)?;
-            let mut transaction = begin_write(&self.pool).await?;
-            if !super::account_exists(&mut transaction, jid).await? {
-                return Err(StoreError::NotFound);
-            }
-            sqlx::query("DELETE FROM credentials WHERE account = ?")
-                .bind(jid)
-                .execute(&mut *transaction)
-                .await
-                .map_err(backend)?;
-            insert_credentials(&mut transaction, jid, credentials).await?;
-            transaction.commit().await.map_err(backend)
+            let (jid, credentials) = (jid.to_owned(), credentials.to_vec());
+            self.write(move |transaction| {
+                if !account_exists(transaction, &jid)? {
+                    return Err(StoreError::NotFound);
+                }
+                transaction
+                    .prepare_cached("DELETE FROM credentials WHERE account = ?")
+                    .map_err(backend)?
+                    .execute([&jid])
+                    .map_err(backend)?;
+                insert_credentials(transaction, &jid, &credentials)
+            })
+            .await
         })
     }
 
     fn set_disabled<'a>(&'a self, jid: &'a str, disabled: bool) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let updated = sqlx::query("UPDATE accounts SET disabled = ? WHERE jid = ?")
-                .bind(disabled)
-                .bind(jid)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
-            match updated.rows_affected() {
-                0 => Err(StoreError::NotFound),
-                _ => Ok(()),
-            }
+            let jid = jid.to_owned();
+            self.write(move |transaction| {
+                let updated = transaction
+                    .prepare_cached("UPDATE accounts SET disabled = ? WHERE jid = ?")
+                    .map_err(backend)?
+                    .execute((disabled, &jid))
+                    .map_err(backend)?;
+                match updated {
+                    0 => Err(StoreError::NotFound),
+                    _ => Ok(()),
+                }
+            })
+            .await
         })
     }
 
     fn delete_account<'a>(&'a self, jid: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let mut transaction = begin_write(&self.pool).await?;
-            // Explicit deletes as well as the cascades: the account's data
-            // goes even through a connection opened without foreign keys.
-            for sql in [
-                "DELETE FROM roster_groups WHERE owner = ?",
-                "DELETE FROM roster_items WHERE owner = ?",
-                "DELETE FROM offline_messages WHERE owner = ?",
-                "DELETE FROM certificates WHERE owner = ?",
-                "DELETE FROM blocked WHERE owner = ?",
-                "DELETE FROM credentials WHERE account = ?",
-            ] {
-                sqlx::query(sql)
-                    .bind(jid)
-                    .execute(&mut *transaction)
-                    .await
+            let jid = jid.to_owned();
+            self.write(move |transaction| {
+                // Explicit deletes as well as the cascades: the account's
+                // data goes even through a connection opened without
+                // foreign keys.
+                for sql in [
+                    "DELETE FROM roster_groups WHERE owner = ?",
+                    "DELETE FROM roster_items WHERE owner = ?",
+                    "DELETE FROM offline_messages WHERE owner = ?",
+                    "DELETE FROM certificates WHERE owner = ?",
+                    "DELETE FROM blocked WHERE owner = ?",
+                    "DELETE FROM credentials WHERE account = ?",
+                ] {
+                    transaction
+                        .prepare_cached(sql)
+                        .map_err(backend)?
+                        .execute([&jid])
+                        .map_err(backend)?;
+                }
+                let deleted = transaction
+                    .prepare_cached("DELETE FROM accounts WHERE jid = ?")
+                    .map_err(backend)?
+                    .execute([&jid])
                     .map_err(backend)?;
-            }
-            let deleted = sqlx::query("DELETE FROM accounts WHERE jid = ?")
-                .bind(jid)
-                .execute(&mut *transaction)
-                .await
-                .map_err(backend)?;
-            transaction.commit().await.map_err(backend)?;
-            Ok(deleted.rows_affected() > 0)
+                Ok(deleted > 0)
+            })
+            .await
         })
     }
 
     fn accounts(&self) -> StoreFuture<'_, Vec<String>> {
         Box::pin(async move {
-            // The primary key's BINARY collation sorts by bytes, which for
-            // UTF-8 is code point order, as `str`'s `Ord`.
-            sqlx::query("SELECT jid FROM accounts ORDER BY jid")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?
-                .iter()
-                .map(|row| row.try_get("jid").map_err(backend))
-                .collect()
+            self.read(|connection| {
+                // The primary key's BINARY collation sorts by bytes, which
+                // for UTF-8 is code point order, as `str`'s `Ord`.
+                connection
+                    .prepare_cached("SELECT jid FROM accounts ORDER BY jid")
+                    .map_err(backend)?
+                    .query_map([], |row| row.get("jid"))
+                    .map_err(backend)?
+                    .map(|row| row.map_err(backend))
+                    .collect()
+            })
         })
     }
 }
 
-async fn insert_credentials(
-    connection: &mut SqliteConnection,
+fn insert_credentials(
+    connection: &Connection,
     jid: &str,
     credentials: &[StoredCredentials],
 ) -> Result<(), StoreError> {
-    for credential in credentials {
-        sqlx::query(
+    let mut statement = connection
+        .prepare_cached(
             "INSERT INTO credentials (account, algorithm, salt, iterations, stored_key, server_key)
              VALUES (?, ?, ?, ?, ?, ?)",
         )
-        .bind(jid)
-        .bind(algorithm_name(credential.algorithm))
-        .bind(&credential.salt)
-        .bind(i64::from(credential.iterations))
-        .bind(&credential.stored_key)
-        .bind(&credential.server_key)
-        .execute(&mut *connection)
-        .await
         .map_err(backend)?;
+    for credential in credentials {
+        statement
+            .execute((
+                jid,
+                algorithm_name(credential.algorithm),
+                &credential.salt,
+                i64::from(credential.iterations),
+                &credential.stored_key,
+                &credential.server_key,
+            ))
+            .map_err(backend)?;
     }
     Ok(())
 }
 
-fn decode_credentials(row: &SqliteRow) -> Result<StoredCredentials, StoreError> {
-    let name: String = row.try_get("algorithm").map_err(backend)?;
-    let algorithm = algorithm_from_name(&name)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown SCRAM algorithm {name:?}")))?;
-    let iterations: i64 = row.try_get("iterations").map_err(backend)?;
-    Ok(StoredCredentials {
-        algorithm,
-        salt: row.try_get("salt").map_err(backend)?,
-        iterations: u32::try_from(iterations)
-            .map_err(|_| StoreError::Corrupt(format!("iteration count {iterations}")))?,
-        stored_key: row.try_get("stored_key").map_err(backend)?,
-        server_key: row.try_get("server_key").map_err(backend)?,
-    })
+/// Decodes a credentials row; the outer error is SQLite's, the inner one
+/// a stored value this code does not accept.
+fn decode_credentials(row: &Row<'_>) -> rusqlite::Result<Result<StoredCredentials, StoreError>> {
+    let name: String = row.get("algorithm")?;
+    let iterations: i64 = row.get("iterations")?;
+    let (salt, stored_key, server_key) = (
+        row.get("salt")?,
+        row.get("stored_key")?,
+        row.get("server_key")?,
+    );
+    Ok((|| {
+        Ok(StoredCredentials {
+            algorithm: algorithm_from_name(&name)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown SCRAM algorithm {name:?}")))?,
+            salt,
+            iterations: u32::try_from(iterations)
+                .map_err(|_| StoreError::Corrupt(format!("iteration count {iterations}")))?,
+            stored_key,
+            server_key,
+        })
+    })())
 }

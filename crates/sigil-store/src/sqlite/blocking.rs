@@ -1,61 +1,62 @@
 //! Blocked JIDs (XEP-0191) in SQLite.
 
-use sqlx::Row;
-
-use super::{SqliteStore, account_exists, backend, begin_write};
+use super::{SqliteStore, account_exists, backend};
 use crate::{BlockingStore, StoreError, StoreFuture};
 
 impl BlockingStore for SqliteStore {
     fn blocklist<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<String>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT jid FROM blocked WHERE owner = ? ORDER BY jid")
-                .bind(owner)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-            rows.iter()
-                .map(|row| row.try_get::<String, _>("jid").map_err(backend))
-                .collect()
+            self.read(|connection| {
+                connection
+                    .prepare_cached("SELECT jid FROM blocked WHERE owner = ? ORDER BY jid")
+                    .map_err(backend)?
+                    .query_map([owner], |row| row.get("jid"))
+                    .map_err(backend)?
+                    .map(|row| row.map_err(backend))
+                    .collect()
+            })
         })
     }
 
     fn block<'a>(&'a self, owner: &'a str, jids: &'a [String]) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut transaction = begin_write(&self.pool).await?;
-            if !account_exists(&mut transaction, owner).await? {
-                return Err(StoreError::NotFound);
-            }
-            for jid in jids {
-                sqlx::query("INSERT OR IGNORE INTO blocked (owner, jid) VALUES (?, ?)")
-                    .bind(owner)
-                    .bind(jid)
-                    .execute(&mut *transaction)
-                    .await
+            let (owner, jids) = (owner.to_owned(), jids.to_vec());
+            self.write(move |transaction| {
+                if !account_exists(transaction, &owner)? {
+                    return Err(StoreError::NotFound);
+                }
+                let mut insert = transaction
+                    .prepare_cached("INSERT OR IGNORE INTO blocked (owner, jid) VALUES (?, ?)")
                     .map_err(backend)?;
-            }
-            transaction.commit().await.map_err(backend)
+                for jid in &jids {
+                    insert.execute((&owner, jid)).map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await
         })
     }
 
     fn unblock<'a>(&'a self, owner: &'a str, jids: &'a [String]) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut transaction = begin_write(&self.pool).await?;
-            if jids.is_empty() {
-                sqlx::query("DELETE FROM blocked WHERE owner = ?")
-                    .bind(owner)
-                    .execute(&mut *transaction)
-                    .await
+            let (owner, jids) = (owner.to_owned(), jids.to_vec());
+            self.write(move |transaction| {
+                if jids.is_empty() {
+                    transaction
+                        .prepare_cached("DELETE FROM blocked WHERE owner = ?")
+                        .map_err(backend)?
+                        .execute([&owner])
+                        .map_err(backend)?;
+                }
+                let mut delete = transaction
+                    .prepare_cached("DELETE FROM blocked WHERE owner = ? AND jid = ?")
                     .map_err(backend)?;
-            }
-            for jid in jids {
-                sqlx::query("DELETE FROM blocked WHERE owner = ? AND jid = ?")
-                    .bind(owner)
-                    .bind(jid)
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(backend)?;
-            }
-            transaction.commit().await.map_err(backend)
+                for jid in &jids {
+                    delete.execute((&owner, jid)).map_err(backend)?;
+                }
+                Ok(())
+            })
+            .await
         })
     }
 }

@@ -1,71 +1,76 @@
 //! Client certificates (XEP-0257) in SQLite.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::{OptionalExtension, Row};
 
-use super::{SqliteStore, account_exists, backend, begin_write};
+use super::{SqliteStore, account_exists, backend};
 use crate::{CertificateEntry, CertificateLookup, CertificateStore, StoreError, StoreFuture};
 
 impl CertificateStore for SqliteStore {
     fn add_certificate<'a>(&'a self, entry: &'a CertificateEntry) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            // Check each rule under the write lock, so the conflict names
-            // the field exactly rather than relaying a constraint message.
-            let mut transaction = begin_write(&self.pool).await?;
-            if !account_exists(&mut transaction, &entry.owner).await? {
-                return Err(StoreError::NotFound);
-            }
-            let by_name = sqlx::query("SELECT 1 FROM certificates WHERE owner = ? AND name = ?")
-                .bind(&entry.owner)
-                .bind(&entry.name)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(backend)?;
-            if by_name.is_some() {
-                return Err(StoreError::Conflict("name".into()));
-            }
-            let by_fingerprint =
-                sqlx::query("SELECT 1 FROM certificates WHERE owner = ? AND fingerprint = ?")
-                    .bind(&entry.owner)
-                    .bind(entry.fingerprint.as_slice())
-                    .fetch_optional(&mut *transaction)
-                    .await
+            let entry = entry.clone();
+            self.write(move |transaction| {
+                // Check each rule under the write lock, so the conflict
+                // names the field exactly rather than relaying a constraint
+                // message.
+                if !account_exists(transaction, &entry.owner)? {
+                    return Err(StoreError::NotFound);
+                }
+                let by_name = transaction
+                    .prepare_cached("SELECT 1 FROM certificates WHERE owner = ? AND name = ?")
+                    .map_err(backend)?
+                    .exists((&entry.owner, &entry.name))
                     .map_err(backend)?;
-            if by_fingerprint.is_some() {
-                return Err(StoreError::Conflict("fingerprint".into()));
-            }
-            sqlx::query(
-                "INSERT INTO certificates
-                     (owner, name, fingerprint, der, no_cert_management, disabled, added_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&entry.owner)
-            .bind(&entry.name)
-            .bind(entry.fingerprint.as_slice())
-            .bind(&entry.der)
-            .bind(entry.no_cert_management)
-            .bind(entry.disabled)
-            .bind(entry.added_at)
-            .execute(&mut *transaction)
+                if by_name {
+                    return Err(StoreError::Conflict("name".into()));
+                }
+                let by_fingerprint = transaction
+                    .prepare_cached(
+                        "SELECT 1 FROM certificates WHERE owner = ? AND fingerprint = ?",
+                    )
+                    .map_err(backend)?
+                    .exists((&entry.owner, entry.fingerprint.as_slice()))
+                    .map_err(backend)?;
+                if by_fingerprint {
+                    return Err(StoreError::Conflict("fingerprint".into()));
+                }
+                transaction
+                    .prepare_cached(
+                        "INSERT INTO certificates
+                             (owner, name, fingerprint, der, no_cert_management, disabled, added_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .map_err(backend)?
+                    .execute((
+                        &entry.owner,
+                        &entry.name,
+                        entry.fingerprint.as_slice(),
+                        &entry.der,
+                        entry.no_cert_management,
+                        entry.disabled,
+                        entry.added_at,
+                    ))
+                    .map_err(backend)?;
+                Ok(())
+            })
             .await
-            .map_err(backend)?;
-            transaction.commit().await.map_err(backend)
         })
     }
 
     fn certificates<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<CertificateEntry>> {
         Box::pin(async move {
-            sqlx::query(
-                "SELECT owner, name, fingerprint, der, no_cert_management, disabled, added_at
-                 FROM certificates WHERE owner = ? ORDER BY name",
-            )
-            .bind(owner)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(decode_certificate)
-            .collect()
+            self.read(|connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT owner, name, fingerprint, der, no_cert_management, disabled, added_at
+                         FROM certificates WHERE owner = ? ORDER BY name",
+                    )
+                    .map_err(backend)?
+                    .query_map([owner], decode_certificate)
+                    .map_err(backend)?
+                    .map(|row| row.map_err(backend).and_then(|decoded| decoded))
+                    .collect()
+            })
         })
     }
 
@@ -75,18 +80,18 @@ impl CertificateStore for SqliteStore {
         fingerprint: &'a [u8; 32],
     ) -> StoreFuture<'a, Option<CertificateEntry>> {
         Box::pin(async move {
-            sqlx::query(
-                "SELECT owner, name, fingerprint, der, no_cert_management, disabled, added_at
-                 FROM certificates WHERE owner = ? AND fingerprint = ?",
-            )
-            .bind(owner)
-            .bind(fingerprint.as_slice())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(decode_certificate)
-            .transpose()
+            self.read(|connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT owner, name, fingerprint, der, no_cert_management, disabled, added_at
+                         FROM certificates WHERE owner = ? AND fingerprint = ?",
+                    )
+                    .map_err(backend)?
+                    .query_row((owner, fingerprint.as_slice()), decode_certificate)
+                    .optional()
+                    .map_err(backend)?
+                    .transpose()
+            })
         })
     }
 
@@ -96,43 +101,53 @@ impl CertificateStore for SqliteStore {
         fingerprint: &'a [u8; 32],
     ) -> StoreFuture<'a, Option<CertificateLookup>> {
         Box::pin(async move {
-            // One statement, so one snapshot and one trip to the database.
-            let Some(row) = sqlx::query(
-                "SELECT a.disabled AS account_disabled, c.owner, c.name, c.fingerprint, c.der,
-                        c.no_cert_management, c.disabled, c.added_at
-                 FROM accounts a
-                 LEFT JOIN certificates c ON c.owner = a.jid AND c.fingerprint = ?
-                 WHERE a.jid = ?",
-            )
-            .bind(fingerprint.as_slice())
-            .bind(owner)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            else {
-                return Ok(None);
-            };
-            let registered: Option<String> = row.try_get("owner").map_err(backend)?;
-            Ok(Some(CertificateLookup {
-                account_disabled: row.try_get("account_disabled").map_err(backend)?,
-                certificate: match registered {
-                    Some(_) => Some(decode_certificate(&row)?),
-                    None => None,
-                },
-            }))
+            self.read(|connection| {
+                // One statement, so one snapshot.
+                connection
+                    .prepare_cached(
+                        "SELECT a.disabled AS account_disabled, c.owner, c.name, c.fingerprint,
+                                c.der, c.no_cert_management, c.disabled, c.added_at
+                         FROM accounts a
+                         LEFT JOIN certificates c ON c.owner = a.jid AND c.fingerprint = ?
+                         WHERE a.jid = ?",
+                    )
+                    .map_err(backend)?
+                    .query_row((fingerprint.as_slice(), owner), |row| {
+                        let account_disabled: bool = row.get("account_disabled")?;
+                        let registered: Option<String> = row.get("owner")?;
+                        let certificate = match registered {
+                            Some(_) => Some(decode_certificate(row)?),
+                            None => None,
+                        };
+                        Ok((account_disabled, certificate))
+                    })
+                    .optional()
+                    .map_err(backend)?
+                    .map(|(account_disabled, certificate)| {
+                        Ok(CertificateLookup {
+                            account_disabled,
+                            certificate: certificate.transpose()?,
+                        })
+                    })
+                    .transpose()
+            })
         })
     }
 
     fn disable_certificate<'a>(&'a self, owner: &'a str, name: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let updated =
-                sqlx::query("UPDATE certificates SET disabled = 1 WHERE owner = ? AND name = ?")
-                    .bind(owner)
-                    .bind(name)
-                    .execute(&self.pool)
-                    .await
+            let (owner, name) = (owner.to_owned(), name.to_owned());
+            self.write(move |transaction| {
+                let updated = transaction
+                    .prepare_cached(
+                        "UPDATE certificates SET disabled = 1 WHERE owner = ? AND name = ?",
+                    )
+                    .map_err(backend)?
+                    .execute((&owner, &name))
                     .map_err(backend)?;
-            Ok(updated.rows_affected() > 0)
+                Ok(updated > 0)
+            })
+            .await
         })
     }
 
@@ -142,33 +157,42 @@ impl CertificateStore for SqliteStore {
         name: &'a str,
     ) -> StoreFuture<'a, Option<CertificateEntry>> {
         Box::pin(async move {
-            sqlx::query(
-                "DELETE FROM certificates WHERE owner = ? AND name = ?
-                 RETURNING owner, name, fingerprint, der, no_cert_management, disabled, added_at",
-            )
-            .bind(owner)
-            .bind(name)
-            .fetch_optional(&self.pool)
+            let (owner, name) = (owner.to_owned(), name.to_owned());
+            self.write(move |transaction| {
+                transaction
+                    .prepare_cached(
+                        "DELETE FROM certificates WHERE owner = ? AND name = ?
+                         RETURNING owner, name, fingerprint, der, no_cert_management, disabled,
+                                   added_at",
+                    )
+                    .map_err(backend)?
+                    .query_row((&owner, &name), decode_certificate)
+                    .optional()
+                    .map_err(backend)?
+                    .transpose()
+            })
             .await
-            .map_err(backend)?
-            .as_ref()
-            .map(decode_certificate)
-            .transpose()
         })
     }
 }
 
-fn decode_certificate(row: &SqliteRow) -> Result<CertificateEntry, StoreError> {
-    let fingerprint: Vec<u8> = row.try_get("fingerprint").map_err(backend)?;
-    let fingerprint = <[u8; 32]>::try_from(fingerprint.as_slice())
-        .map_err(|_| StoreError::Corrupt(format!("fingerprint of {} bytes", fingerprint.len())))?;
-    Ok(CertificateEntry {
-        owner: row.try_get("owner").map_err(backend)?,
-        name: row.try_get("name").map_err(backend)?,
+/// Decodes a certificate row; the outer error is SQLite's, the inner one a
+/// stored value this code does not accept.
+fn decode_certificate(row: &Row<'_>) -> rusqlite::Result<Result<CertificateEntry, StoreError>> {
+    let fingerprint: Vec<u8> = row.get("fingerprint")?;
+    let Ok(fingerprint) = <[u8; 32]>::try_from(fingerprint.as_slice()) else {
+        return Ok(Err(StoreError::Corrupt(format!(
+            "fingerprint of {} bytes",
+            fingerprint.len()
+        ))));
+    };
+    Ok(Ok(CertificateEntry {
+        owner: row.get("owner")?,
+        name: row.get("name")?,
         fingerprint,
-        der: row.try_get("der").map_err(backend)?,
-        no_cert_management: row.try_get("no_cert_management").map_err(backend)?,
-        disabled: row.try_get("disabled").map_err(backend)?,
-        added_at: row.try_get("added_at").map_err(backend)?,
-    })
+        der: row.get("der")?,
+        no_cert_management: row.get("no_cert_management")?,
+        disabled: row.get("disabled")?,
+        added_at: row.get("added_at")?,
+    }))
 }

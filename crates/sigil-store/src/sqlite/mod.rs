@@ -1,10 +1,20 @@
-//! The SQLite backend, through sqlx.
+//! The SQLite backend.
 //!
 //! One database file in WAL mode with `synchronous = FULL`: every commit is
 //! flushed to the write-ahead log before the call returns, so acknowledged
 //! data survives a crash or a power loss. Writers take the write lock when
 //! their transaction begins (`BEGIN IMMEDIATE`) and wait up to five seconds
 //! for it, so concurrent writers queue instead of failing.
+//!
+//! # Threads
+//!
+//! Reads run on the calling thread, on a connection taken from a small
+//! pool: they are short indexed lookups served from SQLite's page cache
+//! (tens of microseconds), and in WAL mode a reader never waits for a
+//! writer. Handing each of them to another thread and back cost more than
+//! the query itself (a third of a certificate login's CPU, measured).
+//! Writes end in an `fsync`, so they run on tokio's blocking pool, one at
+//! a time on the one write connection.
 
 mod accounts;
 mod blocking;
@@ -12,14 +22,13 @@ mod certificates;
 mod offline;
 mod roster;
 
-use std::path::Path;
-use std::str::FromStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::StoreError;
 
@@ -27,10 +36,36 @@ use crate::StoreError;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// A [`Store`](crate::Store) in an SQLite database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    inner: Arc<Inner>,
 }
+
+struct Inner {
+    /// The database file; `None` in memory, where the one write connection
+    /// is the whole database and serves the reads too.
+    path: Option<PathBuf>,
+    writer: Mutex<Option<Connection>>,
+    readers: Mutex<Vec<Connection>>,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Idle read connections kept for reuse: about one per thread that reads
+/// at the same time; more are opened when needed and closed after.
+const MAX_IDLE_READERS: usize = 16;
+
+/// Prepared statements kept per connection: every statement of this
+/// backend, so none is parsed twice.
+const STATEMENT_CACHE: usize = 64;
 
 impl SqliteStore {
     /// Opens the database file at `path`, creating it if missing, and brings
@@ -43,7 +78,6 @@ impl SqliteStore {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
-        // A blocking stat, once at startup: cheaper than pulling in async fs.
         if !directory.is_dir() {
             return Err(StoreError::Backend(format!(
                 "cannot open the database {}: the directory {} does not exist",
@@ -51,78 +85,178 @@ impl SqliteStore {
                 directory.display()
             )));
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true);
-        Self::connect(durable(options), false).await
+        Self::open_file(path.to_owned(), true).await
     }
 
-    /// Opens the database named by an sqlx SQLite URL (`sqlite://path`,
-    /// `sqlite::memory:`); whether a missing file is created follows the
-    /// URL's `mode` parameter (`mode=rwc` creates).
+    /// Opens the database named by a SQLite URL: `sqlite://PATH` or
+    /// `sqlite:PATH`, with an optional `?mode=` of `rwc` (create a missing
+    /// file), `rw` (the default: the file must exist) or `memory`; and
+    /// `sqlite::memory:` for a fresh database in memory.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|error| StoreError::Backend(format!("invalid SQLite URL {url:?}: {error}")))?;
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        Self::connect(durable(options), in_memory).await
+        let invalid = |why: &str| StoreError::Backend(format!("invalid SQLite URL {url:?}: {why}"));
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| invalid("it must start with sqlite:"))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut mode = "rw";
+        for parameter in query.split('&').filter(|p| !p.is_empty()) {
+            match parameter.split_once('=') {
+                Some(("mode", value)) => mode = value,
+                _ => return Err(invalid(&format!("unknown parameter {parameter:?}"))),
+            }
+        }
+        if path == ":memory:" || mode == "memory" {
+            return Self::in_memory().await;
+        }
+        if path.is_empty() {
+            return Err(invalid("no path"));
+        }
+        match mode {
+            "rwc" => Self::open(Path::new(path)).await,
+            "rw" => Self::open_file(PathBuf::from(path), false).await,
+            other => Err(invalid(&format!("unsupported mode {other:?}"))),
+        }
     }
 
     /// Opens a fresh database that lives in memory and vanishes with the
     /// store: for tests and throwaway servers.
     pub async fn in_memory() -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(backend)?
-            .foreign_keys(true);
-        Self::connect(options, true).await
+        blocking(|| {
+            let connection = Connection::open_in_memory().map_err(backend)?;
+            configure(&connection, false)?;
+            Self::start(None, connection)
+        })
+        .await
+    }
+
+    async fn open_file(path: PathBuf, create: bool) -> Result<Self, StoreError> {
+        blocking(move || {
+            let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI;
+            if create {
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
+            let connection = Connection::open_with_flags(&path, flags).map_err(|error| {
+                StoreError::Backend(format!(
+                    "cannot open the database {}: {error}",
+                    path.display()
+                ))
+            })?;
+            configure(&connection, true)?;
+            Self::start(Some(path), connection)
+        })
+        .await
+    }
+
+    fn start(path: Option<PathBuf>, mut writer: Connection) -> Result<Self, StoreError> {
+        migrate(&mut writer)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(Some(writer)),
+                readers: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
+            }),
+        })
     }
 
     /// The schema version of the database.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        let mut connection = self.pool.acquire().await.map_err(backend)?;
-        stored_schema_version(&mut connection).await
+        self.read(stored_schema_version)
     }
 
     /// The settings a connection of this store runs with, read back from
     /// SQLite: to check that durability is what it should be.
     pub async fn settings(&self) -> Result<SqliteSettings, StoreError> {
-        let mut connection = self.pool.acquire().await.map_err(backend)?;
-        let journal_mode = pragma(&mut connection, "PRAGMA journal_mode").await?;
-        let synchronous = pragma(&mut connection, "PRAGMA synchronous").await?;
-        let foreign_keys = pragma(&mut connection, "PRAGMA foreign_keys").await?;
-        let busy_timeout = pragma(&mut connection, "PRAGMA busy_timeout").await?;
-        let number = |value: String| {
-            value
-                .parse::<i64>()
-                .map_err(|_| StoreError::Corrupt(format!("pragma value {value:?}")))
-        };
-        Ok(SqliteSettings {
-            journal_mode,
-            synchronous: number(synchronous)?,
-            foreign_keys: number(foreign_keys)? == 1,
-            busy_timeout_ms: number(busy_timeout)?,
+        self.read(|connection| {
+            let text = |sql: &str| -> Result<String, StoreError> {
+                connection
+                    .query_row(sql, [], |row| row.get(0))
+                    .map_err(backend)
+            };
+            let number = |sql: &str| -> Result<i64, StoreError> {
+                connection
+                    .query_row(sql, [], |row| row.get(0))
+                    .map_err(backend)
+            };
+            Ok(SqliteSettings {
+                journal_mode: text("PRAGMA journal_mode")?,
+                synchronous: number("PRAGMA synchronous")?,
+                foreign_keys: number("PRAGMA foreign_keys")? == 1,
+                busy_timeout_ms: number("PRAGMA busy_timeout")?,
+            })
         })
     }
 
     /// Closes every connection, checkpointing the write-ahead log; the store
     /// is unusable afterwards.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.inner.closed.store(true, Ordering::Release);
+        lock(&self.inner.readers).clear();
+        let writer = lock(&self.inner.writer).take();
+        if let Some(writer) = writer {
+            // The last connection to close checkpoints the log: file I/O.
+            let _ = blocking(move || {
+                drop(writer);
+                Ok(())
+            })
+            .await;
+        }
     }
 
-    async fn connect(options: SqliteConnectOptions, in_memory: bool) -> Result<Self, StoreError> {
-        let pool_options = if in_memory {
-            // One connection that never closes: the database lives in it.
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(4)
+    /// Runs a read on this thread, on a pooled connection (the write
+    /// connection in memory). `read` sees one snapshot only if it opens a
+    /// transaction itself ([`snapshot`]).
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        let Some(path) = &self.inner.path else {
+            let writer = lock(&self.inner.writer);
+            return read(writer.as_ref().ok_or_else(closed)?);
         };
-        let pool = pool_options.connect_with(options).await.map_err(backend)?;
-        migrate(&pool).await?;
-        Ok(Self { pool })
+        let pooled = lock(&self.inner.readers).pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => open_reader(path)?,
+        };
+        let result = read(&connection);
+        let mut readers = lock(&self.inner.readers);
+        if readers.len() < MAX_IDLE_READERS && !self.inner.closed.load(Ordering::Acquire) {
+            readers.push(connection);
+        }
+        result
+    }
+
+    /// Runs `write` in one `BEGIN IMMEDIATE` transaction on the write
+    /// connection, on the blocking pool; commits when it returns `Ok`,
+    /// rolls back otherwise.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            if inner.closed.load(Ordering::Acquire) {
+                return Err(closed());
+            }
+            let mut writer = lock(&inner.writer);
+            let connection = writer.as_mut().ok_or_else(closed)?;
+            let transaction = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let value = write(&transaction)?;
+            // With `synchronous = FULL` the commit returns only once the
+            // write-ahead log is on disk.
+            transaction.commit().map_err(backend)?;
+            Ok(value)
+        })
+        .await
     }
 }
 
@@ -145,34 +279,65 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_blocking.sql")),
 ];
 
-/// How long a writer waits for the write lock before giving up.
+/// How long a connection waits for a lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn durable(options: SqliteConnectOptions) -> SqliteConnectOptions {
-    options
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT)
+/// Runs blocking database work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Backend(format!("database task failed: {error}")))?
+}
+
+/// The settings every connection runs with.
+fn configure(connection: &Connection, file: bool) -> Result<(), StoreError> {
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+    let mut pragmas = String::from("PRAGMA foreign_keys = ON; ");
+    if file {
+        // The journal mode is kept in the file; `synchronous` is per
+        // connection.
+        pragmas.push_str("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;");
+    }
+    connection.execute_batch(&pragmas).map_err(backend)
+}
+
+/// A read connection to the database file.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(backend)?;
+    configure(&connection, true)?;
+    // Read-write so that it may take part in WAL recovery, but it never
+    // writes: the write path is the single write connection.
+    connection
+        .execute_batch("PRAGMA query_only = ON;")
+        .map_err(backend)?;
+    Ok(connection)
 }
 
 /// Applies every migration newer than the database, each in its own
 /// transaction together with its `schema_version` row, so a crash leaves
 /// the database at a version boundary.
-async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_version (
-            version INTEGER NOT NULL PRIMARY KEY,
-            applied_at INTEGER NOT NULL
-        ) STRICT",
-    )
-    .execute(pool)
-    .await
-    .map_err(backend)?;
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    connection
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                version INTEGER NOT NULL PRIMARY KEY,
+                applied_at INTEGER NOT NULL
+            ) STRICT",
+        )
+        .map_err(backend)?;
     for &(version, script) in MIGRATIONS {
-        let mut transaction = begin_write(pool).await?;
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         // Read under the write lock: another process may be migrating too.
-        let current = stored_schema_version(&mut transaction).await?;
+        let current = stored_schema_version(&transaction)?;
         if current > SCHEMA_VERSION {
             return Err(StoreError::SchemaTooNew {
                 found: current,
@@ -182,61 +347,63 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
         if version <= current {
             continue;
         }
-        sqlx::raw_sql(script)
-            .execute(&mut *transaction)
-            .await
+        transaction.execute_batch(script).map_err(backend)?;
+        transaction
+            .execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (version, now_unix()),
+            )
             .map_err(backend)?;
-        sqlx::query("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)")
-            .bind(version)
-            .bind(now_unix())
-            .execute(&mut *transaction)
-            .await
-            .map_err(backend)?;
-        transaction.commit().await.map_err(backend)?;
+        transaction.commit().map_err(backend)?;
     }
     Ok(())
 }
 
-async fn stored_schema_version(connection: &mut SqliteConnection) -> Result<i64, StoreError> {
-    sqlx::query("SELECT coalesce(max(version), 0) FROM schema_version")
-        .fetch_one(connection)
-        .await
-        .map_err(backend)?
-        .try_get(0)
+fn stored_schema_version(connection: &Connection) -> Result<i64, StoreError> {
+    connection
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_version",
+            [],
+            |row| row.get(0),
+        )
         .map_err(backend)
 }
 
-async fn pragma(
-    connection: &mut SqliteConnection,
-    sql: &'static str,
-) -> Result<String, StoreError> {
-    let row = sqlx::query(sql)
-        .fetch_one(connection)
-        .await
-        .map_err(backend)?;
-    // Some pragmas answer with text, others with integers.
-    match row.try_get::<String, _>(0) {
-        Ok(text) => Ok(text),
-        Err(_) => Ok(row.try_get::<i64, _>(0).map_err(backend)?.to_string()),
-    }
+/// Runs `read` in one read transaction, so that its queries see one
+/// snapshot of the database.
+fn snapshot<T>(
+    connection: &Connection,
+    read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let transaction = connection.unchecked_transaction().map_err(backend)?;
+    let value = read(&transaction)?;
+    // Nothing to commit; ending the transaction releases the snapshot.
+    transaction.commit().map_err(backend)?;
+    Ok(value)
 }
 
-/// Begins a transaction that holds the write lock from its start: a
-/// deferred transaction that reads and then writes fails at once, without
-/// waiting, when another connection committed in between.
-async fn begin_write(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>, StoreError> {
-    pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
+fn closed() -> StoreError {
+    StoreError::Backend("the store is closed".into())
 }
 
-/// Converts an sqlx error, keeping apart the cases callers act on.
-fn backend(error: sqlx::Error) -> StoreError {
+/// Locks a mutex; a panic in another holder leaves a connection SQLite
+/// keeps consistent itself (an open transaction rolls back on drop), so
+/// poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Converts an SQLite error, keeping apart the cases callers act on.
+fn backend(error: rusqlite::Error) -> StoreError {
     match &error {
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-            StoreError::Corrupt(error.to_string())
-        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(error.to_string()),
         // Only reachable if a row's owner vanished mid-way; the explicit
         // existence checks answer first otherwise.
-        sqlx::Error::Database(database) if database.is_foreign_key_violation() => {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
             StoreError::NotFound
         }
         _ => StoreError::Backend(error.to_string()),
@@ -244,11 +411,12 @@ fn backend(error: sqlx::Error) -> StoreError {
 }
 
 /// Whether the account `jid` exists, inside `connection`'s transaction.
-async fn account_exists(connection: &mut SqliteConnection, jid: &str) -> Result<bool, StoreError> {
-    let row = sqlx::query("SELECT 1 FROM accounts WHERE jid = ?")
-        .bind(jid)
-        .fetch_optional(connection)
-        .await
+fn account_exists(connection: &Connection, jid: &str) -> Result<bool, StoreError> {
+    let row = connection
+        .prepare_cached("SELECT 1 FROM accounts WHERE jid = ?")
+        .map_err(backend)?
+        .query_row([jid], |_| Ok(()))
+        .optional()
         .map_err(backend)?;
     Ok(row.is_some())
 }
