@@ -127,6 +127,9 @@ pub(crate) struct TcpWire {
 /// The most read from a connection at once.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The most stanzas from a session's queue written out together.
+const DELIVERY_BATCH: usize = 64;
+
 impl Wire for TcpWire {
     async fn read(&mut self) -> Option<Input> {
         // The read buffer lives on the stack of one poll only: an idle
@@ -134,8 +137,10 @@ impl Wire for TcpWire {
         // records still arriving are kept by rustls).
         let transport = &mut self.transport;
         std::future::poll_fn(|cx| {
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut buf = ReadBuf::new(&mut chunk);
+            // Uninitialised: zeroing 16 KiB on every read showed in
+            // profiles, and both TCP and rustls only write into it.
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut buf = ReadBuf::uninit(&mut chunk);
             match Pin::new(&mut *transport).poll_read(cx, &mut buf) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(_)) => Poll::Ready(None),
@@ -322,11 +327,7 @@ impl<W: Wire> Connection<W> {
                     Some(Input::Element(element)) => self.stream.receive_element(&element),
                     Some(Input::Invalid(error)) => self.stream.close(Some(sigil_proto::server::framer_error(&error))),
                 },
-                message = recv(&mut self.receiver) => match message {
-                    Some(SessionMessage::Stanza(stanza)) => self.stream.send_stanza(&stanza),
-                    Some(SessionMessage::Close(error)) => self.stream.close(Some(*error)),
-                    None => self.stream.close(Some(StreamError::new(StreamCondition::InternalServerError))),
-                },
+                message = recv(&mut self.receiver) => self.deliver(message),
                 () = closed(&self.session) => {
                     self.stream.close(Some(StreamError::with_text(
                         StreamCondition::PolicyViolation,
@@ -364,6 +365,35 @@ impl<W: Wire> Connection<W> {
             }
             session::end(&self.context, &mut state).await;
             tracing::info!(jid = %state.jid, "session ended");
+        }
+    }
+
+    /// Passes a message from the session's queue on to the client, with
+    /// whatever else is queued already (up to [`DELIVERY_BATCH`]), so that
+    /// they leave in one write: fewer TLS records and system calls when
+    /// stanzas arrive faster than one by one.
+    fn deliver(&mut self, message: Option<SessionMessage>) {
+        let mut next = message;
+        for sent in 1..=DELIVERY_BATCH {
+            match next {
+                Some(SessionMessage::Stanza(stanza)) => self.stream.send_stanza(&stanza),
+                Some(SessionMessage::Close(error)) => return self.stream.close(Some(*error)),
+                None => {
+                    return self
+                        .stream
+                        .close(Some(StreamError::new(StreamCondition::InternalServerError)));
+                }
+            }
+            // A full batch ends here, so that reading from this client is
+            // not starved (the rest stays queued); so does an empty queue,
+            // or a closed one, which the next `recv` reports.
+            if sent == DELIVERY_BATCH {
+                return;
+            }
+            next = match self.receiver.as_mut().map(mpsc::Receiver::try_recv) {
+                Some(Ok(message)) => Some(message),
+                _ => return,
+            };
         }
     }
 

@@ -243,6 +243,34 @@ async fn offline_message_survives_a_restart() {
     carol.close().await;
 }
 
+/// Stanzas queued for a session leave in batches (one write for many);
+/// a burst several batches long arrives whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_messages_arrives_whole_and_in_order() {
+    let server = TestServer::start().await;
+    let mut alice =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::Starttls)).await;
+    const BURST: usize = 1000;
+    // In one write, so that the server routes them all at once and they
+    // pile up in Bob's queue faster than his connection drains it.
+    let burst: String = (0..BURST)
+        .map(|n| message(&bob.jid(), &n.to_string()).to_xml())
+        .collect();
+    alice.send_raw(&burst).await;
+    for n in 0..BURST {
+        let stanza = bob.recv().await;
+        assert_eq!(body(&stanza).as_deref(), Some(n.to_string().as_str()));
+    }
+    assert!(
+        bob.try_recv(std::time::Duration::from_millis(200))
+            .await
+            .is_none()
+    );
+    alice.close().await;
+    bob.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_to_unknown_accounts_and_resources() {
     let server = TestServer::start().await;
