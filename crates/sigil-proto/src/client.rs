@@ -250,10 +250,13 @@ impl ClientStream {
                     }
                     return;
                 }
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(error) => return self.fail(ClientError::Xml(error)),
             }
         }
+        // All consumed: the parser's token buffer goes back while the
+        // connection waits (a program holding many idle connections).
+        self.framer.release_buffers();
     }
 
     /// Sends a stanza (once bound).

@@ -259,6 +259,10 @@ impl ServerStream {
         self.process(&mut input);
         if !input.is_empty() && self.stage != Stage::Closed && self.stage != Stage::StartingTls {
             self.hold(input);
+        } else {
+            // Everything read is consumed: the client may stay quiet for
+            // hours, so the parser's token buffer goes back until it speaks.
+            self.framer.release_buffers();
         }
     }
 

@@ -210,7 +210,15 @@ pub(crate) async fn serve(
     let (transport, connection, tls) = match listener.kind {
         ListenerKind::Starttls => (Transport::Plain(tcp), ConnectionInfo::default(), None),
         ListenerKind::DirectTls | ListenerKind::Https => {
-            match tokio::time::timeout_at(deadline, listener.acceptor.accept(tcp)).await {
+            // Boxed, as other steps that an idle connection has left
+            // behind: a task's future is as large as its largest state,
+            // and an idle session should not carry the handshake's.
+            match Box::pin(tokio::time::timeout_at(
+                deadline,
+                listener.acceptor.accept(tcp),
+            ))
+            .await
+            {
                 Ok(Ok(stream)) => {
                     let info = tls_info(&stream, &listener.identity);
                     (
@@ -265,7 +273,7 @@ pub(crate) async fn run_session<W: Wire>(
         presented: None,
     };
     if let Some(info) = &tls {
-        connection.offer_external_alone(info).await;
+        Box::pin(connection.offer_external_alone(info)).await;
     }
     connection.run(deadline, shutdown, &mut tls).await;
 }
@@ -280,7 +288,9 @@ struct Connection<W: Wire> {
     peer: SocketAddr,
     login: Option<CertificateLogin>,
     /// The client's certificate chain, once TLS gave one.
-    presented: Option<auth::PresentedChain>,
+    /// Boxed, and dropped once authenticated, as is the chain in `tls`:
+    /// an idle session does not need them.
+    presented: Option<Box<auth::PresentedChain>>,
 }
 
 impl<W: Wire> Connection<W> {
@@ -300,9 +310,9 @@ impl<W: Wire> Connection<W> {
         {
             return;
         }
-        let presented = self
-            .presented
-            .get_or_insert_with(|| auth::PresentedChain::new(info.peer_certificates.clone()));
+        let presented = self.presented.get_or_insert_with(|| {
+            Box::new(auth::PresentedChain::new(info.peer_certificates.clone()))
+        });
         if auth::would_log_in(&self.context, presented, OffsetDateTime::now_utc()).await {
             self.stream
                 .restrict_mechanisms(Some(vec!["EXTERNAL".to_owned()]));
@@ -316,7 +326,7 @@ impl<W: Wire> Connection<W> {
         tls: &mut Option<TlsInfo>,
     ) {
         loop {
-            if !self.drain(tls).await {
+            if !Box::pin(self.drain(tls)).await {
                 break;
             }
             let bound = self.session.is_some();
@@ -359,11 +369,11 @@ impl<W: Wire> Connection<W> {
                 receiver.close();
                 while let Ok(message) = receiver.try_recv() {
                     if let SessionMessage::Stanza(stanza) = message {
-                        session::reroute(&self.context, *stanza).await;
+                        Box::pin(session::reroute(&self.context, *stanza)).await;
                     }
                 }
             }
-            session::end(&self.context, &mut state).await;
+            Box::pin(session::end(&self.context, &mut state)).await;
             tracing::info!(jid = %state.jid, "session ended");
         }
     }
@@ -437,11 +447,11 @@ impl<W: Wire> Connection<W> {
                 }
                 Action::NeedDecision { authzid } => {
                     let presented = self.presented.get_or_insert_with(|| {
-                        auth::PresentedChain::new(
+                        Box::new(auth::PresentedChain::new(
                             tls.as_ref()
                                 .map(|t| t.peer_certificates.clone())
                                 .unwrap_or_default(),
-                        )
+                        ))
                     });
                     let decision = auth::decide(
                         &self.context,
@@ -465,6 +475,12 @@ impl<W: Wire> Connection<W> {
                 }
                 Action::Authenticated { jid, mechanism } => {
                     tracing::info!(peer = %self.peer, %jid, %mechanism, "authenticated");
+                    // Certificate decisions are over (a login that used
+                    // one keeps its outcome in `login`).
+                    self.presented = None;
+                    if let Some(info) = tls.as_mut() {
+                        info.peer_certificates = Vec::new();
+                    }
                 }
                 Action::Bind { resource } => self.bind(resource),
                 Action::Stanza(stanza) => {

@@ -195,6 +195,15 @@ impl Framer {
         self.closed = false;
     }
 
+    /// Gives back the parser's token buffer, which rxml reserves at the
+    /// token limit ([`MAX_TOKEN_BYTES`]) whenever it lexes and keeps
+    /// otherwise: call it when all input so far is consumed and more may
+    /// be long in coming (an idle session would hold 4 KiB for nothing).
+    /// A partial token stays; the next input reserves the buffer again.
+    pub fn release_buffers(&mut self) {
+        self.parser.release_temporaries();
+    }
+
     /// Consumes input up to the next stream-level event and returns it, or
     /// consumes all of `input` and returns `None` when no event is complete
     /// yet.
