@@ -212,7 +212,12 @@ impl ServerStream {
 
     /// The next thing to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() && self.actions.capacity() > 0 {
+            // Drained: an idle stream holds no queue.
+            self.actions = VecDeque::new();
+        }
+        action
     }
 
     /// The bound full JID, once bound.

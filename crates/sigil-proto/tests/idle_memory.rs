@@ -48,9 +48,21 @@ fn bytes_per_stream(input: &[u8]) -> usize {
 
 #[test]
 fn a_stream_waiting_for_input_holds_no_parser_buffer() {
-    // Everything consumed: no token buffer.
+    // Everything consumed: no token buffer, no element stack, no queue.
     let idle = bytes_per_stream(HEADER);
     assert!(idle < 4096, "{idle} bytes per idle stream");
+    let stanza = [
+        HEADER,
+        // A refused mechanism: an element in, a failure out, stream open.
+        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-NONE'>AA==</auth>"
+            .as_slice(),
+    ]
+    .concat();
+    let after_a_stanza = bytes_per_stream(&stanza);
+    assert!(
+        after_a_stanza <= idle + 64,
+        "{after_a_stanza} bytes per stream after a stanza, {idle} before"
+    );
     // Cut in the middle of a token the partial token stays, but the buffer
     // is no larger than it.
     let cut = [HEADER, b"<message to='juliet@exam".as_slice()].concat();

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use jid::FullJid;
 use sigil_server::router::{Router, SessionHandle, SessionMessage};
 use sigil_xml::Element;
-use tokio::sync::mpsc;
 
 const SESSIONS: usize = 20_000;
 const MESSAGES: usize = 200_000;
@@ -36,19 +35,14 @@ fn message(to: &FullJid) -> Element {
         .with_child(Element::new("body", "jabber:client").with_text("Wherefore art thou?"))
 }
 
-type Bound = (Vec<Arc<SessionHandle>>, Vec<mpsc::Receiver<SessionMessage>>);
-
-fn register_all(router: &Router, jids: &[FullJid]) -> Bound {
-    let mut handles = Vec::with_capacity(jids.len());
-    let mut receivers = Vec::with_capacity(jids.len());
-    for jid in jids {
-        let (sender, receiver) = mpsc::channel(64);
-        let (handle, replaced) = router.register(jid.clone(), sender, None);
-        assert!(replaced.is_none());
-        handles.push(handle);
-        receivers.push(receiver);
-    }
-    (handles, receivers)
+fn register_all(router: &Router, jids: &[FullJid]) -> Vec<Arc<SessionHandle>> {
+    jids.iter()
+        .map(|jid| {
+            let (handle, replaced) = router.register(jid.clone(), 64, None);
+            assert!(replaced.is_none());
+            handle
+        })
+        .collect()
 }
 
 /// Routes `count` messages round-robin over `targets`; each receiver takes
@@ -56,7 +50,7 @@ fn register_all(router: &Router, jids: &[FullJid]) -> Bound {
 fn route(
     router: &Router,
     jids: &[FullJid],
-    receivers: &mut [mpsc::Receiver<SessionMessage>],
+    receivers: &[Arc<SessionHandle>],
     stanza: &Element,
     count: usize,
     offset: usize,
@@ -85,13 +79,12 @@ fn main() {
             .map(|_| {
                 let router = Router::new();
                 let started = Instant::now();
-                let (handles, receivers) = register_all(&router, &jids);
+                let handles = register_all(&router, &jids);
                 for handle in &handles {
                     router.unregister(handle);
                 }
                 let elapsed = started.elapsed();
                 assert!(router.is_empty());
-                drop(receivers);
                 elapsed
             })
             .collect(),
@@ -102,12 +95,12 @@ fn main() {
     );
 
     let router = Router::new();
-    let (_handles, mut receivers) = register_all(&router, &jids);
+    let receivers = register_all(&router, &jids);
     let one = median(
         (0..RUNS)
             .map(|_| {
                 let started = Instant::now();
-                route(&router, &jids, &mut receivers, &stanza, MESSAGES, 0);
+                route(&router, &jids, &receivers, &stanza, MESSAGES, 0);
                 started.elapsed()
             })
             .collect(),
@@ -136,7 +129,7 @@ fn main() {
 
     // Two threads, each routing to its own half of the sessions: the
     // shards' locks are shared, the queues are not.
-    let (first, second) = receivers.split_at_mut(SESSIONS / 2);
+    let (first, second) = receivers.split_at(SESSIONS / 2);
     let (first_jids, second_jids) = jids.split_at(SESSIONS / 2);
     let two = median(
         (0..RUNS)

@@ -17,7 +17,7 @@ use sigil_sasl::server::ConnectionInfo;
 use sigil_x509::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -267,7 +267,6 @@ pub(crate) async fn run_session<W: Wire>(
         listener,
         context,
         session: None,
-        receiver: None,
         peer,
         login: None,
         presented: None,
@@ -284,7 +283,6 @@ struct Connection<W: Wire> {
     listener: Arc<Listener>,
     context: Arc<Context>,
     session: Option<SessionState>,
-    receiver: Option<mpsc::Receiver<SessionMessage>>,
     peer: SocketAddr,
     login: Option<CertificateLogin>,
     /// The client's certificate chain, once TLS gave one.
@@ -337,7 +335,7 @@ impl<W: Wire> Connection<W> {
                     Some(Input::Element(element)) => self.stream.receive_element(&element),
                     Some(Input::Invalid(error)) => self.stream.close(Some(sigil_proto::server::framer_error(&error))),
                 },
-                message = recv(&mut self.receiver) => self.deliver(message),
+                message = recv(&self.session) => self.deliver(message),
                 () = closed(&self.session) => {
                     self.stream.close(Some(StreamError::with_text(
                         StreamCondition::PolicyViolation,
@@ -352,8 +350,8 @@ impl<W: Wire> Connection<W> {
                 }
                 _ = shutdown.changed() => {
                     // What is already queued for this client goes out first.
-                    if let Some(receiver) = self.receiver.as_mut() {
-                        while let Ok(SessionMessage::Stanza(stanza)) = receiver.try_recv() {
+                    if let Some(state) = self.session.as_ref() {
+                        while let Some(SessionMessage::Stanza(stanza)) = state.handle.try_recv() {
                             self.stream.send_stanza(&stanza);
                         }
                     }
@@ -365,12 +363,9 @@ impl<W: Wire> Connection<W> {
         self.wire.shutdown().await;
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
-            if let Some(receiver) = self.receiver.as_mut() {
-                receiver.close();
-                while let Ok(message) = receiver.try_recv() {
-                    if let SessionMessage::Stanza(stanza) = message {
-                        Box::pin(session::reroute(&self.context, *stanza)).await;
-                    }
+            for message in state.handle.close_queue() {
+                if let SessionMessage::Stanza(stanza) = message {
+                    Box::pin(session::reroute(&self.context, *stanza)).await;
                 }
             }
             Box::pin(session::end(&self.context, &mut state)).await;
@@ -382,27 +377,21 @@ impl<W: Wire> Connection<W> {
     /// whatever else is queued already (up to [`DELIVERY_BATCH`]), so that
     /// they leave in one write: fewer TLS records and system calls when
     /// stanzas arrive faster than one by one.
-    fn deliver(&mut self, message: Option<SessionMessage>) {
+    fn deliver(&mut self, message: SessionMessage) {
         let mut next = message;
         for sent in 1..=DELIVERY_BATCH {
             match next {
-                Some(SessionMessage::Stanza(stanza)) => self.stream.send_stanza(&stanza),
-                Some(SessionMessage::Close(error)) => return self.stream.close(Some(*error)),
-                None => {
-                    return self
-                        .stream
-                        .close(Some(StreamError::new(StreamCondition::InternalServerError)));
-                }
+                SessionMessage::Stanza(stanza) => self.stream.send_stanza(&stanza),
+                SessionMessage::Close(error) => return self.stream.close(Some(*error)),
             }
             // A full batch ends here, so that reading from this client is
-            // not starved (the rest stays queued); so does an empty queue,
-            // or a closed one, which the next `recv` reports.
+            // not starved (the rest stays queued); so does an empty queue.
             if sent == DELIVERY_BATCH {
                 return;
             }
-            next = match self.receiver.as_mut().map(mpsc::Receiver::try_recv) {
-                Some(Ok(message)) => Some(message),
-                _ => return,
+            next = match self.session.as_ref().and_then(|s| s.handle.try_recv()) {
+                Some(message) => message,
+                None => return,
             };
         }
     }
@@ -527,12 +516,12 @@ impl<W: Wire> Connection<W> {
                 .stream
                 .bind_failed(StanzaError::new(StanzaCondition::BadRequest));
         };
-        let (sender, receiver) = mpsc::channel(self.context.limits.session_queue);
         let certificate = self.login.as_ref().map(|l| l.fingerprint);
-        let (handle, replaced) = self
-            .context
-            .router
-            .register(full.clone(), sender, certificate);
+        let (handle, replaced) = self.context.router.register(
+            full.clone(),
+            self.context.limits.session_queue,
+            certificate,
+        );
         if let Some(old) = replaced {
             // RFC 6120 §7.7.2.2: the new session takes over the resource.
             let conflict =
@@ -543,14 +532,13 @@ impl<W: Wire> Connection<W> {
         }
         tracing::info!(jid = %full, "resource bound");
         self.session = Some(SessionState::new(handle, self.login.clone()));
-        self.receiver = Some(receiver);
         self.stream.bound(full);
     }
 }
 
-async fn recv(receiver: &mut Option<mpsc::Receiver<SessionMessage>>) -> Option<SessionMessage> {
-    match receiver {
-        Some(receiver) => receiver.recv().await,
+async fn recv(session: &Option<SessionState>) -> SessionMessage {
+    match session {
+        Some(state) => state.handle.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -1,24 +1,23 @@
 //! Where stanzas go: the sessions of this node, sharded by bare JID.
 //!
-//! Every session registers its full JID here with a bounded queue. Routing
+//! Every session registers its full JID here with a bounded queue, kept in
+//! its [`SessionHandle`]: a deque that holds no memory while empty (an
+//! idle session's queue costs a few words, where a tokio channel allocates
+//! a block of 32 slots up front). Routing
 //! is one seam ([`Router`]) so that a cluster router (sessions on other
 //! nodes reached through a message bus) can replace it without touching
 //! sessions or modules.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jid::{BareJid, FullJid};
 use sigil_proto::error::StreamError;
 use sigil_xml::Element;
-use tokio::sync::mpsc;
 
-/// What a session task receives from others.
-///
-/// Boxed, so that a message is two words: tokio's channel allocates a
-/// block of 32 slots for every session up front, 512 bytes this way
-/// instead of about 3 KiB with the element inline.
+/// What a session task receives from others (boxed: two words in the
+/// queue).
 #[derive(Debug)]
 pub enum SessionMessage {
     /// Deliver this stanza to the client.
@@ -33,7 +32,9 @@ pub enum SessionMessage {
 pub struct SessionHandle {
     /// The bound full JID.
     pub jid: FullJid,
-    sender: mpsc::Sender<SessionMessage>,
+    queue: Mutex<Queue>,
+    /// Woken when a message is queued.
+    queued: tokio::sync::Notify,
     presence: Mutex<Option<Presence>>,
     roster_requested: std::sync::atomic::AtomicBool,
     close: tokio::sync::Notify,
@@ -42,6 +43,16 @@ pub struct SessionHandle {
     pub serial: u64,
     /// SHA-256 of the certificate the session logged in with (EXTERNAL).
     pub certificate: Option<[u8; 32]>,
+}
+
+/// A session's messages, in order.
+#[derive(Debug)]
+struct Queue {
+    messages: VecDeque<SessionMessage>,
+    /// The most messages held.
+    limit: usize,
+    /// The session has ended: nothing more is accepted.
+    closed: bool,
 }
 
 /// The last available presence of a session.
@@ -67,10 +78,48 @@ impl SessionHandle {
     /// reads more slowly than stanzas arrive; the caller decides (it is
     /// closed as too slow rather than buffered without bound).
     pub fn send(&self, message: SessionMessage) -> Result<(), SendError> {
-        self.sender.try_send(message).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => SendError::Full,
-            mpsc::error::TrySendError::Closed(_) => SendError::Gone,
-        })
+        {
+            let mut queue = lock(&self.queue);
+            if queue.closed {
+                return Err(SendError::Gone);
+            }
+            if queue.messages.len() >= queue.limit {
+                return Err(SendError::Full);
+            }
+            queue.messages.push_back(message);
+        }
+        // A wakeup with no one waiting is kept for the next wait.
+        self.queued.notify_one();
+        Ok(())
+    }
+
+    /// The next queued message, if any (for the session's own task).
+    pub fn try_recv(&self) -> Option<SessionMessage> {
+        let mut queue = lock(&self.queue);
+        let message = queue.messages.pop_front();
+        if queue.messages.is_empty() && queue.messages.capacity() > 0 {
+            // Nothing held while idle.
+            queue.messages = VecDeque::new();
+        }
+        message
+    }
+
+    /// Waits for the next queued message (for the session's own task).
+    pub async fn recv(&self) -> SessionMessage {
+        loop {
+            if let Some(message) = self.try_recv() {
+                return message;
+            }
+            self.queued.notified().await;
+        }
+    }
+
+    /// Ends the queue: later sends fail with [`SendError::Gone`]; what was
+    /// queued is returned, in order.
+    pub fn close_queue(&self) -> VecDeque<SessionMessage> {
+        let mut queue = lock(&self.queue);
+        queue.closed = true;
+        std::mem::take(&mut queue.messages)
     }
 
     /// The session's available presence, `None` when unavailable.
@@ -135,13 +184,14 @@ impl Router {
         }
     }
 
-    /// Registers a session. A session already bound to the same full JID
-    /// is returned so the caller can close it with `conflict` (RFC 6120
-    /// §7.7.2.2: the newer session wins).
+    /// Registers a session whose queue holds up to `queue_limit` messages.
+    /// A session already bound to the same full JID is returned so the
+    /// caller can close it with `conflict` (RFC 6120 §7.7.2.2: the newer
+    /// session wins).
     pub fn register(
         &self,
         jid: FullJid,
-        sender: mpsc::Sender<SessionMessage>,
+        queue_limit: usize,
         certificate: Option<[u8; 32]>,
     ) -> (Arc<SessionHandle>, Option<Arc<SessionHandle>>) {
         let serial = self
@@ -149,7 +199,12 @@ impl Router {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let handle = Arc::new(SessionHandle {
             jid: jid.clone(),
-            sender,
+            queue: Mutex::new(Queue {
+                messages: VecDeque::new(),
+                limit: queue_limit,
+                closed: false,
+            }),
+            queued: tokio::sync::Notify::new(),
             presence: Mutex::new(None),
             roster_requested: std::sync::atomic::AtomicBool::new(false),
             close: tokio::sync::Notify::new(),
@@ -236,4 +291,96 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    fn jid(text: &str) -> FullJid {
+        FullJid::new(text).unwrap()
+    }
+
+    fn stanza(id: &str) -> SessionMessage {
+        SessionMessage::Stanza(Box::new(
+            Element::new("message", "jabber:client").with_attribute("id", id),
+        ))
+    }
+
+    fn id(message: SessionMessage) -> String {
+        match message {
+            SessionMessage::Stanza(stanza) => stanza.attribute("id").unwrap().to_owned(),
+            SessionMessage::Close(error) => panic!("unexpected close {error:?}"),
+        }
+    }
+
+    #[test]
+    fn a_queue_keeps_order_refuses_past_its_limit_and_ends() {
+        let router = Router::new();
+        let (handle, replaced) = router.register(jid("juliet@example.org/balcony"), 3, None);
+        assert!(replaced.is_none());
+        for n in ["a", "b", "c"] {
+            handle.send(stanza(n)).unwrap();
+        }
+        assert_eq!(handle.send(stanza("d")), Err(SendError::Full));
+        assert_eq!(id(handle.try_recv().unwrap()), "a");
+        handle.send(stanza("d")).unwrap();
+        let left: Vec<String> = handle.close_queue().into_iter().map(id).collect();
+        assert_eq!(left, ["b", "c", "d"]);
+        assert_eq!(handle.send(stanza("e")), Err(SendError::Gone));
+        assert!(handle.try_recv().is_none());
+    }
+
+    #[test]
+    fn an_empty_queue_holds_no_memory() {
+        let router = Router::new();
+        let (handle, _) = router.register(jid("juliet@example.org/balcony"), 8, None);
+        handle.send(stanza("a")).unwrap();
+        assert!(lock(&handle.queue).messages.capacity() > 0);
+        handle.try_recv().unwrap();
+        assert_eq!(lock(&handle.queue).messages.capacity(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_receiver_wakes_for_each_message() {
+        let router = Router::new();
+        let (handle, _) = router.register(jid("juliet@example.org/balcony"), 1024, None);
+        let receiver = {
+            let handle = Arc::clone(&handle);
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for _ in 0..500 {
+                    ids.push(id(handle.recv().await));
+                }
+                ids
+            })
+        };
+        for n in 0..500 {
+            handle.send(stanza(&n.to_string())).unwrap();
+            if n % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let ids = tokio::time::timeout(std::time::Duration::from_secs(10), receiver)
+            .await
+            .unwrap()
+            .unwrap();
+        let expected: Vec<String> = (0..500).map(|n: i32| n.to_string()).collect();
+        assert_eq!(ids, expected);
+    }
+
+    #[test]
+    fn the_newer_session_replaces_the_older_one() {
+        let router = Router::new();
+        let full = jid("juliet@example.org/balcony");
+        let (first, _) = router.register(full.clone(), 8, None);
+        let (second, replaced) = router.register(full.clone(), 8, None);
+        assert_eq!(replaced.unwrap().serial, first.serial);
+        router.unregister(&first);
+        assert_eq!(router.session(&full).unwrap().serial, second.serial);
+        router.unregister(&second);
+        assert!(router.is_empty());
+    }
 }

@@ -197,11 +197,16 @@ impl Framer {
 
     /// Gives back the parser's token buffer, which rxml reserves at the
     /// token limit ([`MAX_TOKEN_BYTES`]) whenever it lexes and keeps
-    /// otherwise: call it when all input so far is consumed and more may
+    /// otherwise, and the element stack's room: call it when all input so far is consumed and more may
     /// be long in coming (an idle session would hold 4 KiB for nothing).
     /// A partial token stays; the next input reserves the buffer again.
     pub fn release_buffers(&mut self) {
         self.parser.release_temporaries();
+        // Between stanzas nothing is under construction.
+        if self.stack.is_empty() {
+            self.stack = Vec::new();
+        }
+        self.scopes.shrink_to_fit();
     }
 
     /// Consumes input up to the next stream-level event and returns it, or
