@@ -54,8 +54,7 @@ fn a_stream_waiting_for_input_holds_no_parser_buffer() {
     let stanza = [
         HEADER,
         // A refused mechanism: an element in, a failure out, stream open.
-        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-NONE'>AA==</auth>"
-            .as_slice(),
+        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-NONE'>AA==</auth>".as_slice(),
     ]
     .concat();
     let after_a_stanza = bytes_per_stream(&stanza);

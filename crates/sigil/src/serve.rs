@@ -123,6 +123,9 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
     let base = location.base();
     ensure_certificate(&config, &base, &mut out)?;
     runtime()?.block_on(async {
+        // Before the listeners open: a SIGTERM that arrives while the
+        // server starts must stop it cleanly, not kill it.
+        let stop = StopSignal::install();
         let server = Server::start(&config, &base)
             .await
             .map_err(|e| e.to_string())?;
@@ -162,7 +165,7 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
             config_flag(location)
         );
         let _ = out.flush();
-        wait_for_signal().await;
+        stop.wait().await;
         let _ = writeln!(out, "shutting down");
         server.shutdown().await;
         Ok::<(), String>(())
@@ -177,24 +180,36 @@ fn config_flag(location: &ConfigLocation) -> String {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or Ctrl-C (SIGINT), listened for from the moment it is
+/// installed.
+struct StopSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignal {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signals = signal(SignalKind::terminate())
+                .and_then(|terminate| Ok((terminate, signal(SignalKind::interrupt())?)))
+                .ok();
+            Self { signals }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        if let Some((mut terminate, mut interrupt)) = self.signals {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
