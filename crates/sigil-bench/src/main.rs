@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sigil_client::{Client, Message, Presence, Stanza, Transport};
+use sigil_client::{Client, Message, Presence, Transport};
 use sigil_sasl::client::{AllowList, ClientConfig};
 use stats::{Latencies, rate};
 
@@ -764,10 +764,13 @@ async fn messaging(
         receiving.spawn(async move {
             let mut latencies = Latencies::default();
             loop {
-                let next = tokio::time::timeout(Duration::from_millis(500), receiver.recv_stanza());
+                // Elements, not typed stanzas: reading the body is all
+                // that is needed, and the generator shares the machine.
+                let next = tokio::time::timeout(Duration::from_millis(500), receiver.recv());
                 match next.await {
-                    Ok(Ok(Stanza::Message(message))) => {
-                        if let Some(sent) = message.body.and_then(|b| b.parse::<u64>().ok()) {
+                    Ok(Ok(element)) if element.name() == "message" => {
+                        let body = element.child("body", sigil_xml::ns::CLIENT);
+                        if let Some(sent) = body.and_then(|b| b.text().parse::<u64>().ok()) {
                             let now =
                                 u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
                             latencies.push(Duration::from_micros(now.saturating_sub(sent)));
@@ -829,8 +832,16 @@ async fn messaging(
                     }
                 }
                 let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
-                let mut message = Message::chat(to.clone(), now.to_string());
-                message.id = String::new();
+                // No id: `Message::chat` would draw a random one per
+                // message from the kernel.
+                let message = Message {
+                    from: None,
+                    to: Some(to.clone()),
+                    id: String::new(),
+                    kind: sigil_client::MessageType::Chat,
+                    body: Some(now.to_string()),
+                    element: None,
+                };
                 if sender.send_message(&message).await.is_err() {
                     break;
                 }

@@ -396,7 +396,11 @@ impl Framer {
             None => "",
         };
         for scope in self.scopes.iter().rev() {
-            if let Some((_, uri)) = scope.iter().rev().find(|(p, _)| p == key) {
+            if let Some((_, uri)) = scope
+                .iter()
+                .rev()
+                .find(|(p, _)| crate::element::same(p, key))
+            {
                 return Ok(uri.clone());
             }
         }
