@@ -152,7 +152,12 @@ impl Wire for TcpWire {
     }
 
     fn queue(&mut self, data: String) {
-        self.out.push_str(&data);
+        if self.out.is_empty() {
+            // Most writes are one stanza: take it as it is, no copy.
+            self.out = data;
+        } else {
+            self.out.push_str(&data);
+        }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
