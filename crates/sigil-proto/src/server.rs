@@ -744,6 +744,9 @@ impl ServerStream {
                 self.send_element(&success);
                 self.account = Some(jid.clone());
                 self.sasl = None;
+                // Only SASL uses these; a long session need not keep them.
+                self.connection.channel_bindings = Vec::new();
+                self.only_mechanisms = None;
                 self.stage = Stage::Authenticated;
                 self.framer.set_authenticated();
                 self.actions.push_back(Action::Authenticated {

@@ -328,11 +328,16 @@ impl<W: Wire> Connection<W> {
         shutdown: &mut watch::Receiver<bool>,
         tls: &mut Option<TlsInfo>,
     ) {
+        // On the heap and gone once bound: an idle session's task carries
+        // no timer.
+        let mut login_timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
         loop {
             if !Box::pin(self.drain(tls)).await {
                 break;
             }
-            let bound = self.session.is_some();
+            if self.session.is_some() {
+                login_timer = None;
+            }
             tokio::select! {
                 input = self.wire.read() => match input {
                     None => break,
@@ -347,7 +352,7 @@ impl<W: Wire> Connection<W> {
                         "too many stanzas queued: the client reads too slowly",
                     )));
                 }
-                () = tokio::time::sleep_until(deadline), if !bound => {
+                () = expired(&mut login_timer) => {
                     self.stream.close(Some(StreamError::with_text(
                         StreamCondition::ConnectionTimeout,
                         "log in within the time allowed",
@@ -469,12 +474,11 @@ impl<W: Wire> Connection<W> {
                 }
                 Action::Authenticated { jid, mechanism } => {
                     tracing::info!(peer = %self.peer, %jid, %mechanism, "authenticated");
-                    // Certificate decisions are over (a login that used
-                    // one keeps its outcome in `login`).
+                    // Certificate decisions and channel binding are over
+                    // (a login that used a certificate keeps its outcome
+                    // in `login`): an idle session does not carry them.
                     self.presented = None;
-                    if let Some(info) = tls.as_mut() {
-                        info.peer_certificates = Vec::new();
-                    }
+                    *tls = None;
                 }
                 Action::Bind { resource } => self.bind(resource),
                 Action::Stanza(stanza) => {
@@ -544,6 +548,13 @@ impl<W: Wire> Connection<W> {
 async fn recv(session: &Option<SessionState>) -> SessionMessage {
     match session {
         Some(state) => state.handle.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn expired(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
         None => std::future::pending().await,
     }
 }

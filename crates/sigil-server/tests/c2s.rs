@@ -844,3 +844,27 @@ async fn xep_0191_blocking() {
         StanzaCondition::JidMalformed
     );
 }
+
+/// A connection that does not log in in time is closed with
+/// `connection-timeout`; a bound session outlives that deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_deadline_closes_lingerers_and_spares_sessions() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.limits.login_timeout_seconds = 1;
+    let server = TestServer::start_with(config).await;
+    let mut alice =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let started = std::time::Instant::now();
+    let answer = raw_exchange(&server, &[HEADER]).await;
+    assert!(
+        answer.contains("<connection-timeout"),
+        "no timeout error: {answer}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Alice logged in before the deadline and is still served after it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    alice.send(message(&alice.jid(), "still here")).await;
+    let echo = alice.recv().await;
+    assert_eq!(body(&echo).as_deref(), Some("still here"));
+    alice.close().await;
+}
