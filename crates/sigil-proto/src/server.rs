@@ -150,7 +150,7 @@ enum Waiting {
 
 /// One server-side stream.
 pub struct ServerStream {
-    config: ServerStreamConfig,
+    config: Arc<ServerStreamConfig>,
     connection: ConnectionInfo,
     framer: Framer,
     stage: Stage,
@@ -174,7 +174,11 @@ impl ServerStream {
     /// A new stream. `connection` says what TLS gave this connection so far
     /// (for direct TLS: encrypted, with any client certificate and channel
     /// binding data).
-    pub fn new(config: ServerStreamConfig, connection: ConnectionInfo) -> Self {
+    ///
+    /// The configuration may be shared (`Arc`) by every stream of a
+    /// listener: a stream then holds one pointer to it.
+    pub fn new(config: impl Into<Arc<ServerStreamConfig>>, connection: ConnectionInfo) -> Self {
+        let config = config.into();
         let framer = Framer::new(config.limits);
         let stage = if config.tls == TlsMode::Direct || connection.encrypted {
             Stage::Encrypted

@@ -28,6 +28,8 @@ fn bytes_per_stream(input: &[u8]) -> usize {
     const STREAMS: usize = 300;
     let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
     config.tls = TlsMode::Direct;
+    // Shared by every stream, as a listener shares it.
+    let config = Arc::new(config);
     let connection = ConnectionInfo {
         encrypted: true,
         ..ConnectionInfo::default()
@@ -35,7 +37,7 @@ fn bytes_per_stream(input: &[u8]) -> usize {
     let mut streams = Vec::with_capacity(STREAMS);
     let before = allocated();
     for _ in 0..STREAMS {
-        let mut stream = ServerStream::new(config.clone(), connection.clone());
+        let mut stream = ServerStream::new(Arc::clone(&config), connection.clone());
         stream.receive(input);
         while stream.poll_action().is_some() {}
         assert!(!stream.is_closed());

@@ -37,7 +37,7 @@ pub(crate) struct Listener {
     /// The server certificate (for channel binding).
     pub(crate) identity: Arc<ServerIdentity>,
     /// Negotiation settings.
-    pub(crate) stream: ServerStreamConfig,
+    pub(crate) stream: Arc<ServerStreamConfig>,
 }
 
 enum Transport {
@@ -255,8 +255,12 @@ pub(crate) async fn serve(
 }
 
 /// Runs the negotiation and the session over any wire to the end.
+///
+/// Not an `async fn`: the connection is built before the future, which
+/// then holds it once (an `async fn` keeps its arguments beside the
+/// locals made from them, for as long as the session lasts).
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn run_session<W: Wire>(
+pub(crate) fn run_session<'a, W: Wire + 'a>(
     wire: W,
     peer: SocketAddr,
     listener: Arc<Listener>,
@@ -264,8 +268,8 @@ pub(crate) async fn run_session<W: Wire>(
     connection: ConnectionInfo,
     mut tls: Option<TlsInfo>,
     deadline: tokio::time::Instant,
-    shutdown: &mut watch::Receiver<bool>,
-) {
+    shutdown: &'a mut watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'a {
     let mut connection = Connection {
         wire,
         stream: ServerStream::new(listener.stream.clone(), connection),
@@ -276,10 +280,12 @@ pub(crate) async fn run_session<W: Wire>(
         login: None,
         presented: None,
     };
-    if let Some(info) = &tls {
-        Box::pin(connection.offer_external_alone(info)).await;
+    async move {
+        if let Some(info) = &tls {
+            Box::pin(connection.offer_external_alone(info)).await;
+        }
+        connection.run(deadline, shutdown, &mut tls).await;
     }
-    connection.run(deadline, shutdown, &mut tls).await;
 }
 
 struct Connection<W: Wire> {
@@ -289,7 +295,8 @@ struct Connection<W: Wire> {
     context: Arc<Context>,
     session: Option<SessionState>,
     peer: SocketAddr,
-    login: Option<CertificateLogin>,
+    /// Boxed: it moves to the session at bind.
+    login: Option<Box<CertificateLogin>>,
     /// The client's certificate chain, once TLS gave one.
     /// Boxed, and dropped once authenticated, as is the chain in `tls`:
     /// an idle session does not need them.
@@ -463,7 +470,7 @@ impl<W: Wire> Connection<W> {
                         Ok(login) => {
                             let account = login.account.clone();
                             tracing::debug!(peer = %self.peer, identity = %login.identity, trust = ?login.trust, "certificate accepted");
-                            self.login = Some(login);
+                            self.login = Some(Box::new(login));
                             self.stream.external_decision(Ok(account));
                         }
                         Err(failure) => {
@@ -508,7 +515,7 @@ impl<W: Wire> Connection<W> {
         let pinned = self
             .login
             .as_ref()
-            .and_then(CertificateLogin::pinned_resource);
+            .and_then(|login| login.pinned_resource());
         let resource = match (pinned, resource) {
             (Some(pinned), Some(requested)) if requested.as_str() != pinned => {
                 return self.stream.bind_failed(StanzaError::with_text(
@@ -540,7 +547,7 @@ impl<W: Wire> Connection<W> {
             }
         }
         tracing::info!(jid = %full, "resource bound");
-        self.session = Some(SessionState::new(handle, self.login.clone()));
+        self.session = Some(SessionState::new(handle, self.login.take().map(|l| *l)));
         self.stream.bound(full);
     }
 }

@@ -95,7 +95,7 @@ impl Server {
                 kind: listener_config.kind,
                 acceptor: TlsAcceptor::from(tls),
                 identity: identity.clone(),
-                stream,
+                stream: Arc::new(stream),
             });
             let socket = TcpListener::bind(listener_config.address)
                 .await
