@@ -201,13 +201,17 @@ pub(crate) fn connection_info(info: &TlsInfo) -> ConnectionInfo {
     }
 }
 
-/// Serves one accepted TCP connection to its end.
+/// Serves one accepted TCP connection: runs the TLS handshake (direct TLS),
+/// then hands the session to a task of its own, which holds `done` until
+/// it ends. The handshake's state (this function's arguments and locals)
+/// does not stay with a session for its whole life.
 pub(crate) async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
     context: Arc<Context>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    done: tokio::sync::mpsc::Sender<()>,
 ) {
     let _ = tcp.set_nodelay(true);
     let login_timeout = Duration::from_secs(context.limits.login_timeout_seconds);
@@ -241,26 +245,20 @@ pub(crate) async fn serve(
         transport,
         out: String::new(),
     };
-    run_session(
-        wire,
-        peer,
-        listener,
-        context,
-        connection,
-        tls,
-        deadline,
-        &mut shutdown,
-    )
-    .await;
+    // Spawned as it is: wrapping it in another future would hold it twice.
+    tokio::spawn(run_session(
+        wire, peer, listener, context, connection, tls, deadline, shutdown, done,
+    ));
 }
 
-/// Runs the negotiation and the session over any wire to the end.
+/// Runs the negotiation and the session over any wire to the end, then
+/// drops `guard`.
 ///
 /// Not an `async fn`: the connection is built before the future, which
 /// then holds it once (an `async fn` keeps its arguments beside the
 /// locals made from them, for as long as the session lasts).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn run_session<'a, W: Wire + 'a>(
+pub(crate) fn run_session<W: Wire + 'static>(
     wire: W,
     peer: SocketAddr,
     listener: Arc<Listener>,
@@ -268,8 +266,9 @@ pub(crate) fn run_session<'a, W: Wire + 'a>(
     connection: ConnectionInfo,
     mut tls: Option<TlsInfo>,
     deadline: tokio::time::Instant,
-    shutdown: &'a mut watch::Receiver<bool>,
-) -> impl Future<Output = ()> + Send + 'a {
+    mut shutdown: watch::Receiver<bool>,
+    guard: impl Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
     let mut connection = Connection {
         wire,
         stream: ServerStream::new(listener.stream.clone(), connection),
@@ -284,7 +283,8 @@ pub(crate) fn run_session<'a, W: Wire + 'a>(
         if let Some(info) = &tls {
             Box::pin(connection.offer_external_alone(info)).await;
         }
-        connection.run(deadline, shutdown, &mut tls).await;
+        connection.run(deadline, &mut shutdown, &mut tls).await;
+        drop(guard);
     }
 }
 

@@ -414,7 +414,7 @@ async fn create_session(
     let settings = state.settings.clone();
     let listener = state.listener.clone();
     let info = state.info.clone();
-    let mut shutdown = state.shutdown.clone();
+    let shutdown = state.shutdown.clone();
     let done = state.done.clone();
     let peer = state.peer;
     let task_sid = sid.clone();
@@ -429,7 +429,8 @@ async fn create_session(
             connection::connection_info(&info),
             Some((*info).clone()),
             deadline,
-            &mut shutdown,
+            shutdown,
+            (),
         )
         .await;
         settings.sessions.remove(&task_sid);
@@ -524,7 +525,7 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
         };
         let timeout = Duration::from_secs(state.context.limits.login_timeout_seconds);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut shutdown = state.shutdown.clone();
+        let shutdown = state.shutdown.clone();
         connection::run_session(
             wire,
             state.peer,
@@ -533,7 +534,8 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
             connection::connection_info(&state.info),
             Some((*state.info).clone()),
             deadline,
-            &mut shutdown,
+            shutdown,
+            (),
         )
         .await;
         drop(state.done);

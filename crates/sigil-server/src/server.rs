@@ -216,10 +216,9 @@ async fn accept_loop(
             });
             continue;
         }
-        tokio::spawn(async move {
-            connection::serve(tcp, peer, listener, context, shutdown).await;
-            drop(done);
-        });
+        tokio::spawn(connection::serve(
+            tcp, peer, listener, context, shutdown, done,
+        ));
     }
 }
 
