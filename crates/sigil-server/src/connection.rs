@@ -219,15 +219,9 @@ pub(crate) async fn serve(
     let (transport, connection, tls) = match listener.kind {
         ListenerKind::Starttls => (Transport::Plain(tcp), ConnectionInfo::default(), None),
         ListenerKind::DirectTls | ListenerKind::Https => {
-            // Boxed, as other steps that an idle connection has left
-            // behind: a task's future is as large as its largest state,
-            // and an idle session should not carry the handshake's.
-            match Box::pin(tokio::time::timeout_at(
-                deadline,
-                listener.acceptor.accept(tcp),
-            ))
-            .await
-            {
+            // This task ends with the handshake; the session gets a task
+            // of its own (below), so it carries none of this state.
+            match tokio::time::timeout_at(deadline, listener.acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let info = tls_info(&stream, &listener.identity);
                     (

@@ -3,6 +3,13 @@
 use rusqlite::{OptionalExtension, Row};
 
 use super::{SqliteStore, account_exists, backend};
+
+/// The columns `decode_certificate` reads, in every query that feeds it.
+macro_rules! certificate_columns {
+    () => {
+        "owner, name, fingerprint, der, no_cert_management, disabled, added_at"
+    };
+}
 use crate::{CertificateEntry, CertificateLookup, CertificateStore, StoreError, StoreFuture};
 
 impl CertificateStore for SqliteStore {
@@ -61,10 +68,11 @@ impl CertificateStore for SqliteStore {
         Box::pin(async move {
             self.read(|connection| {
                 connection
-                    .prepare_cached(
-                        "SELECT owner, name, fingerprint, der, no_cert_management, disabled, added_at
-                         FROM certificates WHERE owner = ? ORDER BY name",
-                    )
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        certificate_columns!(),
+                        " FROM certificates WHERE owner = ? ORDER BY name"
+                    ))
                     .map_err(backend)?
                     .query_map([owner], decode_certificate)
                     .map_err(backend)?
@@ -82,10 +90,11 @@ impl CertificateStore for SqliteStore {
         Box::pin(async move {
             self.read(|connection| {
                 connection
-                    .prepare_cached(
-                        "SELECT owner, name, fingerprint, der, no_cert_management, disabled, added_at
-                         FROM certificates WHERE owner = ? AND fingerprint = ?",
-                    )
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        certificate_columns!(),
+                        " FROM certificates WHERE owner = ? AND fingerprint = ?"
+                    ))
                     .map_err(backend)?
                     .query_row((owner, fingerprint.as_slice()), decode_certificate)
                     .optional()
@@ -160,11 +169,10 @@ impl CertificateStore for SqliteStore {
             let (owner, name) = (owner.to_owned(), name.to_owned());
             self.write(move |transaction| {
                 transaction
-                    .prepare_cached(
-                        "DELETE FROM certificates WHERE owner = ? AND name = ?
-                         RETURNING owner, name, fingerprint, der, no_cert_management, disabled,
-                                   added_at",
-                    )
+                    .prepare_cached(concat!(
+                        "DELETE FROM certificates WHERE owner = ? AND name = ? RETURNING ",
+                        certificate_columns!()
+                    ))
                     .map_err(backend)?
                     .query_row((&owner, &name), decode_certificate)
                     .optional()
