@@ -18,10 +18,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sigil_sasl::{Algorithm, scram};
 use sigil_x509::generate::{DEFAULT_CA_DAYS, DEFAULT_DAYS, KeyType};
 
-/// jemalloc instead of the system allocator, with its background threads:
-/// a server's memory goes back to the operating system some seconds after
-/// connections leave, even while its own threads sleep (glibc's per-thread
-/// arenas keep it).
+/// jemalloc instead of the system allocator, for the C code inside (aws-lc,
+/// SQLite) too, with its background threads: a server's memory goes back to
+/// the operating system some seconds after connections leave, even while its
+/// own threads sleep (glibc's per-thread arenas keep it). The options baked
+/// in are in `.cargo/config.toml`.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
