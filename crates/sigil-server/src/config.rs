@@ -220,6 +220,16 @@ pub struct LimitsConfig {
     pub login_timeout_seconds: u64,
     /// Certificates one account may register (XEP-0257).
     pub max_certificates_per_account: usize,
+    /// Bytes a second one connection may send once authenticated, on
+    /// average (a token bucket holding one second's worth); a faster
+    /// client is read more slowly, not disconnected. 0: no limit.
+    pub read_bytes_per_second: u64,
+    /// The same before authentication.
+    pub unauthenticated_read_bytes_per_second: u64,
+    /// Connections from one IP address that have not authenticated yet
+    /// (TLS handshake and login under way); more are refused at once.
+    /// 0: no limit.
+    pub max_pending_per_address: usize,
 }
 
 impl Default for LimitsConfig {
@@ -234,6 +244,9 @@ impl Default for LimitsConfig {
             session_queue: 1024,
             login_timeout_seconds: 30,
             max_certificates_per_account: 32,
+            read_bytes_per_second: 256 * 1024,
+            unauthenticated_read_bytes_per_second: 16 * 1024,
+            max_pending_per_address: 64,
         }
     }
 }
@@ -394,7 +407,7 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 8] = [
+        let ranges: [(&str, u64, u64, u64); 11] = [
             (
                 "limits.max_stanza_bytes",
                 l.max_stanza_bytes as u64,
@@ -432,6 +445,24 @@ impl Config {
                 l.max_certificates_per_account as u64,
                 1,
                 10_000,
+            ),
+            (
+                "limits.read_bytes_per_second",
+                l.read_bytes_per_second,
+                0,
+                1 << 40,
+            ),
+            (
+                "limits.unauthenticated_read_bytes_per_second",
+                l.unauthenticated_read_bytes_per_second,
+                0,
+                1 << 40,
+            ),
+            (
+                "limits.max_pending_per_address",
+                l.max_pending_per_address as u64,
+                0,
+                1_000_000,
             ),
         ];
         for (key, value, min, max) in ranges {

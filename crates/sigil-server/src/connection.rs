@@ -24,6 +24,7 @@ use tokio_rustls::server::TlsStream;
 use crate::auth::{self, CertificateLogin};
 use crate::config::ListenerKind;
 use crate::context::Context;
+use crate::limits::{PendingGuard, ReadBudget};
 use crate::router::SessionMessage;
 use crate::session::{self, SessionState};
 use crate::tls::{ServerIdentity, TlsInfo, tls_info};
@@ -95,8 +96,9 @@ impl AsyncWrite for Transport {
 pub(crate) enum Input {
     /// Bytes of an RFC 6120 stream.
     Bytes(Vec<u8>),
-    /// One element of a standalone framing (a WebSocket frame).
-    Element(sigil_xml::Element),
+    /// One element of a standalone framing (a WebSocket frame), and the
+    /// bytes it took on the wire.
+    Element(sigil_xml::Element, usize),
     /// A frame that is not one well-formed element.
     Invalid(sigil_xml::FramerError),
 }
@@ -206,7 +208,7 @@ pub(crate) fn connection_info(info: &TlsInfo) -> ConnectionInfo {
 /// it ends. The handshake's state (this function's arguments and locals)
 /// does not stay with a session for its whole life.
 pub(crate) async fn serve(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
     context: Arc<Context>,
@@ -214,6 +216,9 @@ pub(crate) async fn serve(
     done: tokio::sync::mpsc::Sender<()>,
 ) {
     let _ = tcp.set_nodelay(true);
+    let Some(pending) = context.pending.admit(peer.ip()) else {
+        return refuse(&mut tcp, peer, listener.kind).await;
+    };
     let login_timeout = Duration::from_secs(context.limits.login_timeout_seconds);
     let deadline = tokio::time::Instant::now() + login_timeout;
     let (transport, connection, tls) = match listener.kind {
@@ -241,8 +246,44 @@ pub(crate) async fn serve(
     };
     // Spawned as it is: wrapping it in another future would hold it twice.
     tokio::spawn(run_session(
-        wire, peer, listener, context, connection, tls, deadline, shutdown, done,
+        wire,
+        peer,
+        listener,
+        context,
+        connection,
+        tls,
+        deadline,
+        Some(pending),
+        shutdown,
+        done,
     ));
+}
+
+/// Turns away a connection from an address with too many logins under
+/// way: on a STARTTLS listener with a stream error in the clear (the
+/// cheapest answer that says why), on a TLS listener by closing it before
+/// any handshake work.
+async fn refuse(tcp: &mut TcpStream, peer: SocketAddr, kind: ListenerKind) {
+    tracing::info!(%peer, "refused: too many connections from this address are logging in");
+    if kind == ListenerKind::Starttls {
+        let mut refusal = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' version='1.0' id='{}'>",
+            random_id()
+        );
+        StreamError::with_text(
+            StreamCondition::PolicyViolation,
+            "too many connections from your address are logging in",
+        )
+        .to_element()
+        .write_to(&mut refusal, sigil_xml::ns::CLIENT, true);
+        refusal.push_str("</stream:stream>");
+        let write = async {
+            tcp.write_all(refusal.as_bytes()).await?;
+            tcp.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+    }
 }
 
 /// Runs the negotiation and the session over any wire to the end, then
@@ -260,9 +301,14 @@ pub(crate) fn run_session<W: Wire + 'static>(
     connection: ConnectionInfo,
     mut tls: Option<TlsInfo>,
     deadline: tokio::time::Instant,
+    pending: Option<PendingGuard>,
     mut shutdown: watch::Receiver<bool>,
     guard: impl Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
+    let budget = ReadBudget::new(
+        context.limits.unauthenticated_read_bytes_per_second,
+        std::time::Instant::now(),
+    );
     let mut connection = Connection {
         wire,
         stream: ServerStream::new(listener.stream.clone(), connection),
@@ -272,6 +318,8 @@ pub(crate) fn run_session<W: Wire + 'static>(
         peer,
         login: None,
         presented: None,
+        budget,
+        pending: pending.map(Box::new),
     };
     async move {
         if let Some(info) = &tls {
@@ -295,6 +343,11 @@ struct Connection<W: Wire> {
     /// Boxed, and dropped once authenticated, as is the chain in `tls`:
     /// an idle session does not need them.
     presented: Option<Box<auth::PresentedChain>>,
+    /// How fast this connection is read.
+    budget: ReadBudget,
+    /// Counts this connection against its address until it binds (boxed:
+    /// a bound session keeps only the empty slot).
+    pending: Option<Box<PendingGuard>>,
 }
 
 impl<W: Wire> Connection<W> {
@@ -332,20 +385,43 @@ impl<W: Wire> Connection<W> {
         // On the heap and gone once bound: an idle session's task carries
         // no timer.
         let mut login_timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        // Set while the connection owes read time (`ReadBudget`): it is
+        // not read until then.
+        let mut throttle: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             if !Box::pin(self.drain(tls)).await {
                 break;
             }
-            if self.session.is_some() {
+            if self.session.is_some() && login_timer.is_some() {
                 login_timer = None;
+                self.pending = None;
+                self.budget.set_rate(
+                    self.context.limits.read_bytes_per_second,
+                    std::time::Instant::now(),
+                );
             }
             tokio::select! {
-                input = self.wire.read() => match input {
-                    None => break,
-                    Some(Input::Bytes(data)) => self.stream.receive(&data),
-                    Some(Input::Element(element)) => self.stream.receive_element(&element),
-                    Some(Input::Invalid(error)) => self.stream.close(Some(sigil_proto::server::framer_error(&error))),
-                },
+                input = self.wire.read(), if throttle.is_none() => {
+                    let bytes = match input {
+                        None => break,
+                        Some(Input::Bytes(data)) => {
+                            self.stream.receive(&data);
+                            data.len()
+                        }
+                        Some(Input::Element(element, bytes)) => {
+                            self.stream.receive_element(&element);
+                            bytes
+                        }
+                        Some(Input::Invalid(error)) => {
+                            self.stream.close(Some(sigil_proto::server::framer_error(&error)));
+                            0
+                        }
+                    };
+                    if let Some(wait) = self.budget.charge(bytes, std::time::Instant::now()) {
+                        throttle = Some(Box::pin(tokio::time::sleep(wait)));
+                    }
+                }
+                () = expired(&mut throttle) => throttle = None,
                 message = recv(&self.session) => self.deliver(message),
                 () = closed(&self.session) => {
                     self.stream.close(Some(StreamError::with_text(

@@ -28,6 +28,8 @@ pub struct Context {
     pub blocklists: crate::blocking::Blocklists,
     /// The accounts that may have offline messages.
     pub offline: OfflineIndex,
+    /// Connections still logging in, per address.
+    pub pending: Arc<crate::limits::Pending>,
 }
 
 /// The accounts that may have offline messages, so that a login looks

@@ -57,12 +57,18 @@ pub(crate) async fn serve(
     done: mpsc::Sender<()>,
 ) {
     let _ = tcp.set_nodelay(true);
+    // Counted against its address until the TLS handshake is done; the
+    // sessions it opens are counted until they bind.
+    let Some(handshake) = context.pending.admit(peer.ip()) else {
+        return tracing::info!(%peer, "refused: too many connections from this address are logging in");
+    };
     let timeout = Duration::from_secs(context.limits.login_timeout_seconds);
     let tls = match tokio::time::timeout(timeout, listener.acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
     };
+    drop(handshake);
     let info = Arc::new(tls_info(&tls, &listener.identity));
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let request_state = RequestState {
@@ -343,18 +349,20 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
             origin.as_ref(),
         );
     }
+    // The request's bytes are charged to the session's read budget once,
+    // with its first input.
     let mut inputs = Vec::new();
+    let mut size = bytes.len();
     if body.attribute_ns("restart", crate::bosh::NS_XBOSH) == Some("true") {
-        inputs.push(Input::Element(open_element(&body, &state.context.domain)));
+        let open = open_element(&body, &state.context.domain);
+        inputs.push(Input::Element(open, std::mem::take(&mut size)));
     }
     for element in crate::bosh::payload(&body) {
-        inputs.push(Input::Element(element));
+        inputs.push(Input::Element(element, std::mem::take(&mut size)));
     }
     if body.attribute("type") == Some("terminate") {
-        inputs.push(Input::Element(Element::new(
-            "close",
-            sigil_xml::ns::FRAMING,
-        )));
+        let close = Element::new("close", sigil_xml::ns::FRAMING);
+        inputs.push(Input::Element(close, std::mem::take(&mut size)));
     }
     match session.accept(rid, inputs).await {
         crate::bosh::RidCheck::Invalid => {
@@ -395,6 +403,14 @@ async fn create_session(
     state: RequestState,
     origin: Option<HeaderValue>,
 ) -> Response<Full<Bytes>> {
+    let Some(pending) = state.context.pending.admit(state.peer.ip()) else {
+        tracing::info!(peer = %state.peer, "BOSH session refused: too many from this address are logging in");
+        return xml(
+            StatusCode::TOO_MANY_REQUESTS,
+            terminate("policy-violation"),
+            origin.as_ref(),
+        );
+    };
     let Some(sid) = crate::bosh::new_sid() else {
         return xml(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -409,7 +425,7 @@ async fn create_session(
         .clamp(1, crate::bosh::MAX_WAIT);
     let (session, wire) = crate::bosh::BoshSession::new(sid.clone(), rid, wait, certificate);
     state.settings.sessions.insert(session.clone());
-    session.push(Input::Element(open_element(body, &state.context.domain)));
+    session.push(Input::Element(open_element(body, &state.context.domain), 0));
     let context = state.context.clone();
     let settings = state.settings.clone();
     let listener = state.listener.clone();
@@ -429,6 +445,7 @@ async fn create_session(
             connection::connection_info(&info),
             Some((*info).clone()),
             deadline,
+            Some(pending),
             shutdown,
             (),
         )
@@ -505,6 +522,13 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
             "this origin may not open XMPP sessions here\n",
         );
     }
+    let Some(pending) = state.context.pending.admit(state.peer.ip()) else {
+        tracing::info!(peer = %state.peer, "WebSocket refused: too many from this address are logging in");
+        return plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from your address are logging in\n",
+        );
+    };
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let upgraded = match upgrade.await {
@@ -534,6 +558,7 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
             connection::connection_info(&state.info),
             Some((*state.info).clone()),
             deadline,
+            Some(pending),
             shutdown,
             (),
         )
@@ -570,7 +595,7 @@ where
             match self.ws.next().await? {
                 Ok(Message::Text(text)) => {
                     return Some(match Element::parse(text.as_str()) {
-                        Ok(element) => Input::Element(element),
+                        Ok(element) => Input::Element(element, text.len()),
                         Err(error) => Input::Invalid(error),
                     });
                 }

@@ -22,6 +22,7 @@ pub mod context;
 pub mod control;
 mod files;
 mod http;
+pub mod limits;
 pub mod roster;
 pub mod router;
 pub mod saslcert;

@@ -71,6 +71,7 @@ impl Server {
             external_alone: config.auth.external_alone,
             blocklists: crate::blocking::Blocklists::default(),
             offline: crate::context::OfflineIndex::new(offline_owners),
+            pending: crate::limits::Pending::new(config.limits.max_pending_per_address),
         });
         let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
         let (shutdown, _) = watch::channel(false);

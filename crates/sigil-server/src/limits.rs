@@ -1,0 +1,238 @@
+//! Limits on what one client may take: how fast a connection is read
+//! ([`ReadBudget`]) and how many connections one address may have in the
+//! middle of logging in ([`Pending`]).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A token bucket over the bytes read from one connection: `rate` bytes a
+/// second on average, and at most one second's worth at once. A client
+/// that sends faster is not disconnected: the connection is not read again
+/// until it has paid for what it sent, so TCP's flow control slows the
+/// client down and the server's memory and CPU stay its own.
+#[derive(Debug, Clone)]
+pub struct ReadBudget {
+    /// Bytes a second; 0: no limit.
+    rate: u64,
+    /// Bytes that may be read now; negative: owed.
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    last: Instant,
+}
+
+impl ReadBudget {
+    /// A full bucket for `rate` bytes a second (0: no limit).
+    pub fn new(rate: u64, now: Instant) -> Self {
+        #[allow(clippy::cast_precision_loss)]
+        let tokens = rate as f64;
+        Self {
+            rate,
+            tokens,
+            last: now,
+        }
+    }
+
+    /// Changes the rate (at authentication), keeping what is owed; the
+    /// bucket's capacity follows the new rate.
+    pub fn set_rate(&mut self, rate: u64, now: Instant) {
+        self.refill(now);
+        self.rate = rate;
+        #[allow(clippy::cast_precision_loss)]
+        let capacity = rate as f64;
+        self.tokens = self.tokens.min(capacity);
+    }
+
+    /// Pays for `bytes` read at `now`: how long to wait before reading
+    /// again, if the connection is in debt.
+    pub fn charge(&mut self, bytes: usize, now: Instant) -> Option<Duration> {
+        if self.rate == 0 {
+            return None;
+        }
+        self.refill(now);
+        #[allow(clippy::cast_precision_loss)]
+        let (bytes, rate) = (bytes as f64, self.rate as f64);
+        self.tokens -= bytes;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / rate))
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        #[allow(clippy::cast_precision_loss)]
+        let rate = self.rate as f64;
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+    }
+}
+
+/// Connections per IP address that have not logged in yet. A connection
+/// holds a [`PendingGuard`] from its acceptance until its session binds (or
+/// it ends); the address may have at most `limit` of them at once.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// 0: no limit.
+    limit: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Pending {
+    /// At most `limit` pending connections per address (0: no limit).
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a new connection from `address`; `None` when the address
+    /// has `limit` pending already.
+    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Option<PendingGuard> {
+        let address = canonical(address);
+        let mut counts = crate::router::lock(&self.counts);
+        let count = counts.entry(address).or_insert(0);
+        if self.limit != 0 && *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(PendingGuard {
+            pending: self.clone(),
+            address,
+        })
+    }
+
+    /// How many connections from `address` are pending.
+    pub fn count(&self, address: IpAddr) -> usize {
+        crate::router::lock(&self.counts)
+            .get(&canonical(address))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn release(&self, address: IpAddr) {
+        let mut counts = crate::router::lock(&self.counts);
+        if let Some(count) = counts.get_mut(&address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&address);
+                if counts.capacity() > 64 && counts.len() < counts.capacity() / 4 {
+                    counts.shrink_to_fit();
+                }
+            }
+        }
+    }
+}
+
+/// An IPv4 client reaching an IPv6 socket counts as its IPv4 address.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+/// One pending connection; dropping it ends its count.
+#[derive(Debug)]
+pub struct PendingGuard {
+    pending: Arc<Pending>,
+    address: IpAddr,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.pending.release(self.address);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_bucket_lets_one_seconds_worth_through_then_asks_for_time() {
+        let start = Instant::now();
+        let mut budget = ReadBudget::new(1000, start);
+        assert_eq!(budget.charge(600, start), None);
+        assert_eq!(budget.charge(400, start), None);
+        // 500 bytes over: half a second at 1,000 bytes a second.
+        let wait = budget.charge(500, start).unwrap();
+        assert_eq!(wait, Duration::from_millis(500));
+        // After that half second the debt is paid, nothing more.
+        let later = start + Duration::from_millis(500);
+        assert_eq!(budget.charge(0, later), None);
+        assert_eq!(budget.charge(1, later), Some(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn the_bucket_never_holds_more_than_one_second() {
+        let start = Instant::now();
+        let mut budget = ReadBudget::new(1000, start);
+        let much_later = start + Duration::from_secs(3600);
+        assert_eq!(budget.charge(1000, much_later), None);
+        assert!(budget.charge(10, much_later).is_some());
+    }
+
+    #[test]
+    fn rate_zero_is_no_limit() {
+        let start = Instant::now();
+        let mut budget = ReadBudget::new(0, start);
+        assert_eq!(budget.charge(usize::MAX / 2, start), None);
+    }
+
+    #[test]
+    fn a_new_rate_keeps_the_debt_and_caps_the_bucket() {
+        let start = Instant::now();
+        let mut budget = ReadBudget::new(100, start);
+        assert!(budget.charge(300, start).is_some()); // 200 owed
+        budget.set_rate(1000, start);
+        assert_eq!(budget.charge(0, start), Some(Duration::from_millis(200)));
+        let mut unlimited = ReadBudget::new(100, start);
+        unlimited.set_rate(0, start);
+        assert_eq!(unlimited.charge(1 << 20, start), None);
+        // From a fast rate to a slow one: the bucket shrinks to the new size.
+        let mut slower = ReadBudget::new(10_000, start);
+        slower.set_rate(100, start);
+        assert_eq!(slower.charge(100, start), None);
+        assert!(slower.charge(1, start).is_some());
+    }
+
+    #[test]
+    fn an_address_gets_its_limit_of_pending_connections_and_no_more() {
+        let pending = Pending::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = pending.admit(a).unwrap();
+        let second = pending.admit(a).unwrap();
+        assert!(pending.admit(a).is_none());
+        // Another address is not affected.
+        let other = pending.admit(b).unwrap();
+        assert_eq!(pending.count(a), 2);
+        drop(first);
+        assert_eq!(pending.count(a), 1);
+        let third = pending.admit(a).unwrap();
+        drop((second, third, other));
+        assert_eq!(pending.count(a), 0);
+        assert_eq!(pending.count(b), 0);
+        assert!(crate::router::lock(&pending.counts).is_empty());
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_count_as_ipv4() {
+        let pending = Pending::new(1);
+        let v4: IpAddr = "198.51.100.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        let _held = pending.admit(v4).unwrap();
+        assert!(pending.admit(mapped).is_none());
+    }
+
+    #[test]
+    fn limit_zero_counts_but_never_refuses() {
+        let pending = Pending::new(0);
+        let a: IpAddr = "::1".parse().unwrap();
+        let guards: Vec<_> = (0..1000).map(|_| pending.admit(a).unwrap()).collect();
+        assert_eq!(pending.count(a), 1000);
+        drop(guards);
+        assert_eq!(pending.count(a), 0);
+    }
+}

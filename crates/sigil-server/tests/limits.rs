@@ -1,0 +1,141 @@
+//! The limits on one client, over real TCP and TLS: the read rate of a
+//! connection, and the connections one address may have logging in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Login, TestClient, TestServer};
+use sigil_server::config::{ClientCertificatePolicy, ListenerKind};
+use sigil_xml::{Element, ns};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn message(to: &str, body: &str) -> Element {
+    Element::new("message", ns::CLIENT)
+        .with_attribute("to", to)
+        .with_attribute("type", "chat")
+        .with_child(Element::new("body", ns::CLIENT).with_text(body))
+}
+
+fn body(stanza: &Element) -> Option<String> {
+    stanza.child("body", ns::CLIENT).map(Element::text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sending_faster_than_its_rate_is_slowed_not_dropped() {
+    const RATE: u64 = 10_000;
+    const COUNT: usize = 220;
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.limits.read_bytes_per_second = RATE;
+    let server = TestServer::start_with(config).await;
+    let mut alice =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    // About 40 KB in one write: one second's worth passes at once, the rest
+    // at 10,000 bytes a second, so the last message cannot arrive in less
+    // than about three seconds (asserted: two).
+    let padding = "x".repeat(100);
+    let burst: String = (0..COUNT)
+        .map(|n| message(&bob.jid(), &format!("{n} {padding}")).to_xml())
+        .collect();
+    assert!(burst.len() > 40_000, "{}", burst.len());
+    let start = Instant::now();
+    alice.send_raw(&burst).await;
+    for n in 0..COUNT {
+        let stanza = tokio::time::timeout(Duration::from_secs(30), bob.recv())
+            .await
+            .expect("messages keep coming at the connection's rate");
+        let text = body(&stanza).unwrap();
+        assert!(text.starts_with(&format!("{n} ")), "{n}: {text}");
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(2),
+        "{} bytes at {RATE} bytes/s arrived in {elapsed:?}",
+        burst.len()
+    );
+    // Alice was slowed down, not disconnected: she is served again once
+    // her connection has paid for the burst.
+    alice.send(message(&bob.jid(), "after")).await;
+    let stanza = bob.recv().await;
+    assert_eq!(body(&stanza).as_deref(), Some("after"));
+    // Bob, who sent nothing, was never slowed.
+    bob.send(message(&alice.jid(), "back")).await;
+    let stanza = alice.recv().await;
+    assert_eq!(body(&stanza).as_deref(), Some("back"));
+    alice.close().await;
+    bob.close().await;
+}
+
+/// Reads what the server says on a raw connection until it closes it.
+async fn everything_said(mut tcp: TcpStream) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(common::TIMEOUT, tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_may_have_only_so_many_connections_logging_in() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.limits.max_pending_per_address = 2;
+    let server = TestServer::start_with(config).await;
+    // A session that has bound no longer counts.
+    let mut alice =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    // Two connections that have not logged in: the address's limit.
+    let starttls = server.address(ListenerKind::Starttls);
+    let first = TcpStream::connect(starttls).await.unwrap();
+    let mut second = TcpStream::connect(starttls).await.unwrap();
+    second.write_all(HEADER.as_bytes()).await.unwrap();
+    let mut greeting = [0u8; 64];
+    let n = second.read(&mut greeting).await.unwrap();
+    assert!(n > 0, "the second connection is served");
+
+    // A third on STARTTLS gets its stream error in the clear, at once.
+    let third = TcpStream::connect(starttls).await.unwrap();
+    let said = everything_said(third).await;
+    assert!(
+        said.contains(
+            "<stream:error><policy-violation xmlns=\"urn:ietf:params:xml:ns:xmpp-streams\"/>"
+        ),
+        "{said}"
+    );
+    assert!(said.ends_with("</stream:stream>"), "{said}");
+    // On the TLS listeners the connection is closed before any handshake.
+    for kind in [ListenerKind::DirectTls, ListenerKind::Https] {
+        let tcp = TcpStream::connect(server.address(kind)).await.unwrap();
+        assert_eq!(everything_said(tcp).await, "", "{kind:?}");
+    }
+
+    // Alice, logged in already, is still served.
+    alice.send(message(&alice.jid(), "still here")).await;
+    let echo = alice.recv().await;
+    assert_eq!(body(&echo).as_deref(), Some("still here"));
+
+    // When one of the two goes, the address may log in again.
+    drop(first);
+    let deadline = Instant::now() + common::TIMEOUT;
+    loop {
+        let mut tcp = TcpStream::connect(starttls).await.unwrap();
+        tcp.write_all(HEADER.as_bytes()).await.unwrap();
+        let mut reply = vec![0u8; 4096];
+        let n = tokio::time::timeout(common::TIMEOUT, tcp.read(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&reply[..n]).into_owned();
+        if !reply.contains("policy-violation") {
+            assert!(reply.contains("<stream:features>"), "{reply}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed slot never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(second);
+    alice.close().await;
+}
