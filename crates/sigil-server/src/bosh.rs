@@ -62,6 +62,11 @@ pub(crate) struct BoshSession {
     output: Notify,
     /// Wakes requests that arrived ahead of their turn.
     rid_advanced: Notify,
+    /// Wakes requests waiting for the session to read what came before.
+    consumed: Notify,
+    /// Frames held for the client before the session is closed as too
+    /// slow (`limits.session_queue`).
+    max_frames: usize,
 }
 
 struct State {
@@ -70,6 +75,10 @@ struct State {
     /// The last response, for a client that repeats its rid.
     last_response: Option<(u64, String)>,
     frames: Vec<String>,
+    /// Elements handed to the session and not read by it yet. A request
+    /// with elements waits until this is 0, so a client cannot pile up
+    /// more than one request's worth while its session is read slowly.
+    unread: usize,
     closed: bool,
     /// Bumped to release a held request early.
     generation: u64,
@@ -92,6 +101,7 @@ impl BoshSession {
         rid: u64,
         wait: u64,
         certificate: Option<[u8; 32]>,
+        max_frames: usize,
     ) -> (Arc<Self>, BoshWire) {
         let (input, inbox) = mpsc::unbounded_channel();
         let session = Arc::new(Self {
@@ -103,11 +113,14 @@ impl BoshSession {
                 last_rid: rid,
                 last_response: None,
                 frames: Vec::new(),
+                unread: 0,
                 closed: false,
                 generation: 0,
             }),
             output: Notify::new(),
             rid_advanced: Notify::new(),
+            consumed: Notify::new(),
+            max_frames,
         });
         let wire = BoshWire {
             session: session.clone(),
@@ -120,13 +133,19 @@ impl BoshSession {
     /// Checks and records the rid of a request (XEP-0124 §14) and, in
     /// `rid` order, hands its elements to the XMPP session. A request that
     /// arrives ahead of its turn (the client's other connection was
-    /// faster) waits for the missing ones, at most `wait` seconds.
+    /// faster) waits for the missing ones, at most `wait` seconds. A
+    /// request with elements also waits, for as long as it takes, until the
+    /// session has read the elements of the requests before it (its read
+    /// rate may hold them): memory stays bounded however fast the client
+    /// sends.
     pub(crate) async fn accept(&self, rid: u64, inputs: Vec<Input>) -> RidCheck {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.wait.max(1));
         loop {
             let mut advanced = std::pin::pin!(self.rid_advanced.notified());
             advanced.as_mut().enable();
-            {
+            let mut consumed = std::pin::pin!(self.consumed.notified());
+            consumed.as_mut().enable();
+            let behind = {
                 let mut state = lock(&self.state);
                 if let Some((cached, response)) = &state.last_response
                     && *cached == rid
@@ -137,17 +156,30 @@ impl BoshSession {
                     return RidCheck::Invalid;
                 }
                 if rid == state.last_rid + 1 {
-                    state.last_rid = rid;
-                    // A new request releases the one being held.
-                    state.generation += 1;
-                    for input in inputs {
-                        let _ = self.input.send(input);
+                    if state.unread > 0 && !inputs.is_empty() && !state.closed {
+                        true
+                    } else {
+                        state.last_rid = rid;
+                        // A new request releases the one being held.
+                        state.generation += 1;
+                        state.unread += inputs.len();
+                        for input in inputs {
+                            let _ = self.input.send(input);
+                        }
+                        drop(state);
+                        self.output.notify_waiters();
+                        self.rid_advanced.notify_waiters();
+                        return RidCheck::Next;
                     }
-                    drop(state);
-                    self.output.notify_waiters();
-                    self.rid_advanced.notify_waiters();
-                    return RidCheck::Next;
+                } else {
+                    false
                 }
+            };
+            if behind {
+                // In its turn, but the session has not read the last
+                // request's elements yet.
+                consumed.await;
+                continue;
             }
             if tokio::time::timeout_at(deadline, advanced).await.is_err() {
                 return RidCheck::Invalid;
@@ -184,6 +216,7 @@ impl BoshSession {
 
     /// Hands the creating request's elements to the XMPP session.
     pub(crate) fn push(&self, input: Input) {
+        lock(&self.state).unread += 1;
         let _ = self.input.send(input);
     }
 
@@ -246,9 +279,15 @@ impl Wire for BoshWire {
     async fn read(&mut self) -> Option<Input> {
         let inactivity = Duration::from_secs(INACTIVITY + self.session.wait);
         // No request for too long (the timeout): the client has gone.
-        tokio::time::timeout(inactivity, self.inbox.recv())
+        let input = tokio::time::timeout(inactivity, self.inbox.recv())
             .await
-            .unwrap_or_default()
+            .unwrap_or_default()?;
+        let mut state = lock(&self.session.state);
+        state.unread = state.unread.saturating_sub(1);
+        if state.unread == 0 {
+            self.session.consumed.notify_waiters();
+        }
+        Some(input)
     }
 
     fn queue(&mut self, data: String) {
@@ -260,20 +299,48 @@ impl Wire for BoshWire {
             return Ok(());
         }
         let mut state = lock(&self.session.state);
+        if state.closed {
+            // Nobody will collect them.
+            self.pending.clear();
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "session closed"));
+        }
+        if state.frames.len() + self.pending.len() > self.session.max_frames {
+            // The client does not come for what is waiting: it is too slow
+            // for its queue, as a TCP client whose queue fills.
+            self.pending.clear();
+            state.frames.push(
+                "<stream:error xmlns:stream='http://etherx.jabber.org/streams'>\
+                 <policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+                 <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>too many stanzas waiting: \
+                 the client collects them too slowly</text></stream:error>"
+                    .to_owned(),
+            );
+            state.frames.push(CLOSE_FRAME.to_owned());
+            state.closed = true;
+            drop(state);
+            self.session.output.notify_waiters();
+            self.session.consumed.notify_waiters();
+            return Err(io::Error::other("BOSH client too slow"));
+        }
         for frame in self.pending.drain(..) {
             if frame == CLOSE_FRAME {
                 state.closed = true;
             }
             state.frames.push(frame);
         }
+        let closed = state.closed;
         drop(state);
         self.session.output.notify_waiters();
+        if closed {
+            self.session.consumed.notify_waiters();
+        }
         Ok(())
     }
 
     async fn shutdown(&mut self) {
         lock(&self.session.state).closed = true;
         self.session.output.notify_waiters();
+        self.session.consumed.notify_waiters();
     }
 }
 
@@ -325,6 +392,66 @@ pub(crate) fn new_sid() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn element(name: &str) -> Input {
+        Input::Element(Element::new(name, ns::CLIENT), 10)
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_until_the_session_has_read_the_one_before() {
+        let (session, mut wire) = BoshSession::new("s".into(), 1, 5, None, 16);
+        let first = session.accept(2, vec![element("a"), element("b")]).await;
+        assert!(matches!(first, RidCheck::Next));
+        // The session has read nothing yet: the next request with elements
+        // waits, however long.
+        let mut second = Box::pin(session.accept(3, vec![element("c")]));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), second.as_mut())
+                .await
+                .is_err()
+        );
+        for expected in ["a", "b"] {
+            match wire.read().await {
+                Some(Input::Element(e, _)) => assert_eq!(e.name(), expected),
+                _ => panic!("expected <{expected}/>"),
+            }
+        }
+        let second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("admitted once the session has read the elements before it");
+        assert!(matches!(second, RidCheck::Next));
+        match wire.read().await {
+            Some(Input::Element(e, _)) => assert_eq!(e.name(), "c"),
+            _ => panic!("expected <c/>"),
+        }
+        // Requests without elements never wait for the session.
+        assert!(matches!(
+            session.accept(4, Vec::new()).await,
+            RidCheck::Next
+        ));
+    }
+
+    #[tokio::test]
+    async fn frames_nobody_collects_close_the_session_as_too_slow() {
+        let (session, mut wire) = BoshSession::new("s".into(), 1, 5, None, 4);
+        for n in 0..4 {
+            wire.queue(format!("<message id='{n}'/>"));
+            wire.flush().await.unwrap();
+        }
+        wire.queue("<message id='4'/>".into());
+        assert!(wire.flush().await.is_err());
+        assert!(session.is_closed());
+        let body = session.respond(2, Duration::from_secs(1)).await;
+        assert!(
+            body.contains("type='terminate' condition='remote-stream-error'"),
+            "{body}"
+        );
+        assert!(body.contains("<policy-violation"), "{body}");
+        assert!(!body.contains("id='4'"), "{body}");
+        // Nothing more is kept for a closed session.
+        wire.queue("<message id='5'/>".into());
+        assert!(wire.flush().await.is_err());
+    }
 
     #[test]
     fn sids_are_128_random_bits() {

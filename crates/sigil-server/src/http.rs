@@ -423,7 +423,13 @@ async fn create_session(
         .and_then(|w| w.parse::<u64>().ok())
         .unwrap_or(crate::bosh::MAX_WAIT)
         .clamp(1, crate::bosh::MAX_WAIT);
-    let (session, wire) = crate::bosh::BoshSession::new(sid.clone(), rid, wait, certificate);
+    let (session, wire) = crate::bosh::BoshSession::new(
+        sid.clone(),
+        rid,
+        wait,
+        certificate,
+        state.context.limits.session_queue,
+    );
     state.settings.sessions.insert(session.clone());
     session.push(Input::Element(open_element(body, &state.context.domain), 0));
     let context = state.context.clone();

@@ -139,3 +139,83 @@ async fn an_address_may_have_only_so_many_connections_logging_in() {
     drop(second);
     alice.close().await;
 }
+
+/// Sends one HTTP/1.1 request on a kept-alive connection and reads its
+/// response (status and body, by Content-Length).
+async fn request<S>(tls: &mut S, head: &str, body: &str) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request = format!(
+        "{head}\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(common::TIMEOUT, tls.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "the response ended early: {}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    tokio::time::timeout(common::TIMEOUT, tls.read_exact(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    (status, String::from_utf8(body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_and_bosh_sessions_logging_in_count_against_their_address() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.limits.max_pending_per_address = 2;
+    let server = TestServer::start_with(config).await;
+    // One raw connection logging in on STARTTLS.
+    let _pending = TcpStream::connect(server.address(ListenerKind::Starttls))
+        .await
+        .unwrap();
+    // An HTTPS connection: counted during its handshake only.
+    let connector =
+        tokio_rustls::TlsConnector::from(common::tls_client_config(&server.certificate(), None));
+    let tcp = TcpStream::connect(server.address(ListenerKind::Https))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(common::DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let create = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' rid='10' to='localhost' wait='5' hold='1' ver='1.6' xmpp:version='1.0'/>";
+    // The first BOSH session fills the address's second slot.
+    let (status, body) = request(&mut tls, "POST /http-bind HTTP/1.1", create).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("sid="), "{body}");
+    // The next one is refused, and so is a WebSocket.
+    let (status, body) = request(&mut tls, "POST /http-bind HTTP/1.1", create).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("condition='policy-violation'"), "{body}");
+    let upgrade = "GET /xmpp-websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: xmpp";
+    let (status, _) = request(&mut tls, upgrade, "").await;
+    assert_eq!(status, 429);
+}
