@@ -230,6 +230,10 @@ pub struct LimitsConfig {
     /// (TLS handshake and login under way); more are refused at once.
     /// 0: no limit.
     pub max_pending_per_address: usize,
+    /// Seconds a write to a client may take before the connection is
+    /// dropped: a client that stops reading would otherwise hold its
+    /// session (and the queue behind it) forever.
+    pub write_timeout_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -247,6 +251,7 @@ impl Default for LimitsConfig {
             read_bytes_per_second: 256 * 1024,
             unauthenticated_read_bytes_per_second: 16 * 1024,
             max_pending_per_address: 64,
+            write_timeout_seconds: 60,
         }
     }
 }
@@ -407,7 +412,7 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 11] = [
+        let ranges: [(&str, u64, u64, u64); 12] = [
             (
                 "limits.max_stanza_bytes",
                 l.max_stanza_bytes as u64,
@@ -463,6 +468,12 @@ impl Config {
                 l.max_pending_per_address as u64,
                 0,
                 1_000_000,
+            ),
+            (
+                "limits.write_timeout_seconds",
+                l.write_timeout_seconds,
+                1,
+                3600,
             ),
         ];
         for (key, value, min, max) in ranges {

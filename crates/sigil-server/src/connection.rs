@@ -446,8 +446,9 @@ impl<W: Wire> Connection<W> {
                 }
             }
         }
-        let _ = self.wire.flush().await;
-        self.wire.shutdown().await;
+        if self.flush().await {
+            let _ = tokio::time::timeout(self.write_timeout(), self.wire.shutdown()).await;
+        }
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
             for message in state.handle.close_queue() {
@@ -567,12 +568,29 @@ impl<W: Wire> Connection<W> {
                     if let Some(error) = &error {
                         tracing::debug!(peer = %self.peer, %error, "stream closed with an error");
                     }
-                    let _ = self.wire.flush().await;
+                    self.flush().await;
                     return false;
                 }
             }
         }
-        self.wire.flush().await.is_ok()
+        self.flush().await
+    }
+
+    fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.context.limits.write_timeout_seconds)
+    }
+
+    /// Writes what is queued; `false` if the connection failed, or if the
+    /// client has not taken it within `limits.write_timeout_seconds` (it
+    /// stopped reading: its socket's buffers are full).
+    async fn flush(&mut self) -> bool {
+        match tokio::time::timeout(self.write_timeout(), self.wire.flush()).await {
+            Ok(result) => result.is_ok(),
+            Err(_) => {
+                tracing::info!(peer = %self.peer, "the client stopped reading: connection dropped");
+                false
+            }
+        }
     }
 
     fn bind(&mut self, resource: Option<jid::ResourcePart>) {

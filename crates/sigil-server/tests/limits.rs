@@ -219,3 +219,49 @@ async fn websocket_and_bosh_sessions_logging_in_count_against_their_address() {
     let (status, _) = request(&mut tls, upgrade, "").await;
     assert_eq!(status, 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.limits.write_timeout_seconds = 1;
+    config.limits.read_bytes_per_second = 0;
+    let server = TestServer::start_with(config).await;
+    let mut alice =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    // Bob reads nothing while Alice sends him more than the socket buffers
+    // of a loopback connection hold; the server's write to him blocks.
+    let padding = "y".repeat(16 * 1024);
+    let batch: String = (0..64)
+        .map(|n| message(&bob.jid(), &format!("{n} {padding}")).to_xml())
+        .collect();
+    let mut sent = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) && sent < 64 * 1024 * 1024 {
+        alice.send_raw(&batch).await;
+        sent += batch.len();
+    }
+    assert!(sent >= 16 * 1024 * 1024, "only {sent} bytes sent");
+    // Without reading a byte, Bob's session goes within about a second
+    // of the write that blocked.
+    let bob_jid: jid::FullJid = bob.jid().parse().unwrap();
+    let router = &server.server.as_ref().unwrap().context().router;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while router.session(&bob_jid).is_some() {
+        assert!(Instant::now() < deadline, "Bob's session was never dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What was in flight still arrives, then the end of the connection.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while bob.try_recv(Duration::from_secs(5)).await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "Bob's connection never ended");
+    // Alice, who kept reading, is still served.
+    alice.send(message(&alice.jid(), "still here")).await;
+    let echo = alice
+        .recv_matching(|s| body(s).as_deref() == Some("still here"))
+        .await;
+    assert_eq!(echo.name(), "message");
+    alice.close().await;
+}
