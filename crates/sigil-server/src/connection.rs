@@ -389,7 +389,8 @@ impl<W: Wire> Connection<W> {
         // not read until then.
         let mut throttle: Option<Pin<Box<tokio::time::Sleep>>> = None;
         loop {
-            if !Box::pin(self.drain(tls)).await {
+            let login_deadline = login_timer.as_ref().map(|timer| timer.deadline());
+            if !Box::pin(self.drain(tls, login_deadline)).await {
                 break;
             }
             if self.session.is_some() && login_timer.is_some() {
@@ -486,13 +487,25 @@ impl<W: Wire> Connection<W> {
 
     /// Carries out the negotiation machine's actions; `false` when the
     /// connection is to be closed.
-    async fn drain(&mut self, tls: &mut Option<TlsInfo>) -> bool {
+    async fn drain(
+        &mut self,
+        tls: &mut Option<TlsInfo>,
+        login_deadline: Option<tokio::time::Instant>,
+    ) -> bool {
         while let Some(action) = self.stream.poll_action() {
             match action {
                 Action::Send(data) => self.wire.queue(data),
                 Action::StartTls => {
                     let listener = self.listener.clone();
-                    match self.wire.start_tls(&listener).await {
+                    // The handshake is part of the login and has its time.
+                    let handshake = self.wire.start_tls(&listener);
+                    let outcome = match login_deadline {
+                        Some(deadline) => tokio::time::timeout_at(deadline, handshake)
+                            .await
+                            .unwrap_or_default(),
+                        None => handshake.await,
+                    };
+                    match outcome {
                         Some(info) => {
                             self.stream.tls_established(connection_info(&info));
                             self.offer_external_alone(&info).await;

@@ -265,3 +265,30 @@ async fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
     assert_eq!(echo.name(), "message");
     alice.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starttls_handshake_that_never_comes_ends_with_the_login_deadline() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.limits.login_timeout_seconds = 1;
+    let server = TestServer::start_with(config).await;
+    let mut tcp = TcpStream::connect(server.address(ListenerKind::Starttls))
+        .await
+        .unwrap();
+    tcp.write_all(HEADER.as_bytes()).await.unwrap();
+    tcp.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        .await
+        .unwrap();
+    // The server says <proceed/> and waits for a ClientHello that never
+    // comes: the connection ends at the login deadline.
+    let start = Instant::now();
+    let mut said = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(8), tcp.read_to_end(&mut said)).await;
+    assert!(ended.is_ok(), "the connection outlived the login deadline");
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.contains("<proceed"), "{said}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+}
