@@ -156,6 +156,9 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// The largest WebSocket message, in bytes.
     pub max_frame_bytes: usize,
+    /// WebSocket connections and BOSH sessions open at once, all clients
+    /// together; more get HTTP 503.
+    pub max_sessions: usize,
     /// Converse.js's `dist/` directory (relative to this file). Default:
     /// `web/node_modules/converse.js/dist` of the Sigil checkout, as
     /// `scripts/ensure-web` installs it.
@@ -168,6 +171,7 @@ impl Default for HttpConfig {
         Self {
             allowed_origins: Vec::new(),
             max_frame_bytes: 256 * 1024 + 1024,
+            max_sessions: 10_000,
             web_assets: None,
         }
     }
@@ -412,7 +416,19 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 12] = [
+        let ranges: [(&str, u64, u64, u64); 14] = [
+            (
+                "http.max_frame_bytes",
+                self.http.max_frame_bytes as u64,
+                4096,
+                64 << 20,
+            ),
+            (
+                "http.max_sessions",
+                self.http.max_sessions as u64,
+                1,
+                10_000_000,
+            ),
             (
                 "limits.max_stanza_bytes",
                 l.max_stanza_bytes as u64,

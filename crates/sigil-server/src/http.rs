@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -42,8 +43,41 @@ pub(crate) struct HttpSettings {
     pub(crate) max_body_bytes: usize,
     /// The BOSH sessions.
     pub(crate) sessions: crate::bosh::Sessions,
+    /// WebSocket connections and BOSH sessions open now, and the most.
+    pub(crate) open: Arc<AtomicUsize>,
+    pub(crate) max_sessions: usize,
     /// Converse.js's `dist/` directory, when installed.
     pub(crate) web_assets: Option<std::path::PathBuf>,
+}
+
+impl HttpSettings {
+    /// A place for one more WebSocket connection or BOSH session, held
+    /// until it ends; `None` when `max_sessions` are open.
+    fn open_slot(&self) -> Option<SessionSlot> {
+        let max = self.max_sessions;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| SessionSlot(self.open.clone()))
+    }
+}
+
+/// One open WebSocket connection or BOSH session.
+struct SessionSlot(Arc<AtomicUsize>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn too_many_sessions() -> Response<Full<Bytes>> {
+    plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many WebSocket and BOSH sessions are open; try again later\n",
+    )
 }
 
 /// Serves one accepted TCP connection of the HTTPS listener.
@@ -403,6 +437,10 @@ async fn create_session(
     state: RequestState,
     origin: Option<HeaderValue>,
 ) -> Response<Full<Bytes>> {
+    let Some(slot) = state.settings.open_slot() else {
+        tracing::warn!(peer = %state.peer, "BOSH session refused: http.max_sessions are open");
+        return too_many_sessions();
+    };
     let Some(pending) = state.context.pending.admit(state.peer.ip()) else {
         tracing::info!(peer = %state.peer, "BOSH session refused: too many from this address are logging in");
         return xml(
@@ -457,6 +495,7 @@ async fn create_session(
         )
         .await;
         settings.sessions.remove(&task_sid);
+        drop(slot);
         drop(done);
     });
     let response = session.respond(rid, Duration::from_secs(wait)).await;
@@ -528,6 +567,10 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
             "this origin may not open XMPP sessions here\n",
         );
     }
+    let Some(slot) = state.settings.open_slot() else {
+        tracing::warn!(peer = %state.peer, "WebSocket refused: http.max_sessions are open");
+        return too_many_sessions();
+    };
     let Some(pending) = state.context.pending.admit(state.peer.ip()) else {
         tracing::info!(peer = %state.peer, "WebSocket refused: too many from this address are logging in");
         return plain(
@@ -569,6 +612,7 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
             (),
         )
         .await;
+        drop(slot);
         drop(state.done);
     });
     let mut response = Response::new(Full::new(Bytes::new()));

@@ -112,6 +112,8 @@ impl Server {
             max_frame_bytes: config.http.max_frame_bytes,
             max_body_bytes: config.http.max_frame_bytes,
             sessions: crate::bosh::Sessions::default(),
+            open: Arc::default(),
+            max_sessions: config.http.max_sessions,
             web_assets: web_assets(config, base),
         });
         for (socket, listener) in bound {

@@ -292,3 +292,55 @@ async fn a_starttls_handshake_that_never_comes_ends_with_the_login_deadline() {
         start.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_holds_at_most_max_sessions_websocket_and_bosh_sessions() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.http.max_sessions = 1;
+    let server = TestServer::start_with(config).await;
+    let connector =
+        tokio_rustls::TlsConnector::from(common::tls_client_config(&server.certificate(), None));
+    let tcp = TcpStream::connect(server.address(ListenerKind::Https))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(common::DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let create = "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' rid='10' to='localhost' wait='5' hold='1' ver='1.6' xmpp:version='1.0'/>";
+    let (status, body) = request(&mut tls, "POST /http-bind HTTP/1.1", create).await;
+    assert_eq!(status, 200, "{body}");
+    let sid = Element::parse(&body)
+        .unwrap()
+        .attribute("sid")
+        .unwrap()
+        .to_owned();
+    let (status, _) = request(&mut tls, "POST /http-bind HTTP/1.1", create).await;
+    assert_eq!(status, 503);
+    let upgrade = "GET /xmpp-websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: xmpp";
+    let (status, _) = request(&mut tls, upgrade, "").await;
+    assert_eq!(status, 503);
+    // When the session ends, its place is free again.
+    let terminate = format!(
+        "<body xmlns='http://jabber.org/protocol/httpbind' rid='11' sid='{sid}' type='terminate'/>"
+    );
+    let (status, _) = request(&mut tls, "POST /http-bind HTTP/1.1", &terminate).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + common::TIMEOUT;
+    loop {
+        let (status, body) = request(&mut tls, "POST /http-bind HTTP/1.1", create).await;
+        if status == 200 {
+            assert!(body.contains("sid="), "{body}");
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            Instant::now() < deadline,
+            "the ended session's place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
