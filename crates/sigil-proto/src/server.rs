@@ -874,6 +874,7 @@ pub fn framer_error(error: &FramerError) -> StreamError {
         FramerError::RestrictedXml(_) => StreamCondition::RestrictedXml,
         FramerError::LimitExceeded(_) => StreamCondition::PolicyViolation,
         FramerError::TextAtStreamLevel => StreamCondition::BadFormat,
+        FramerError::NestedStreamHeader => StreamCondition::UnsupportedStanzaType,
     };
     StreamError::with_text(condition, error.to_string())
 }

@@ -99,6 +99,11 @@ pub enum FramerError {
     TextAtStreamLevel,
     /// Data after the end of the stream.
     DataAfterClose,
+    /// A `<stream:stream>` start tag inside the stream, where a stanza
+    /// belongs (a client restarting a stream it may not restart): caught
+    /// at its start tag, before anything that follows is buffered as its
+    /// content (stream error `unsupported-stanza-type`).
+    NestedStreamHeader,
 }
 
 impl fmt::Display for FramerError {
@@ -109,6 +114,7 @@ impl fmt::Display for FramerError {
             Self::LimitExceeded(which) => write!(f, "limit exceeded: {which}"),
             Self::TextAtStreamLevel => f.write_str("character data between stanzas"),
             Self::DataAfterClose => f.write_str("data after the end of the stream"),
+            Self::NestedStreamHeader => f.write_str("a stream header inside the stream"),
         }
     }
 }
@@ -355,6 +361,9 @@ impl Framer {
                 default_namespace,
                 attributes,
             })));
+        }
+        if self.depth == 2 && head.name == "stream" && namespace == ns::STREAM {
+            return Err(FramerError::NestedStreamHeader);
         }
         let mut element = Element::new(head.name, namespace);
         for attribute in attributes {

@@ -230,6 +230,26 @@ fn data_after_close_is_refused() {
 }
 
 #[test]
+fn a_stream_header_inside_the_stream_is_refused_at_its_start_tag() {
+    // No end tag needed: the start tag alone is refused, so what follows
+    // is never buffered as its content.
+    let err = with_header(
+        "<presence/><stream:stream xmlns='jabber:client' to='localhost' version='1.0'>",
+    )
+    .unwrap_err();
+    assert_eq!(err, FramerError::NestedStreamHeader);
+    // A stanza-level element of that name in another namespace, or one
+    // deeper down, is only an element.
+    assert!(with_header("<stream xmlns='urn:example'/>").is_ok());
+    assert!(
+        with_header(
+            "<message><stream:stream xmlns:stream='http://etherx.jabber.org/streams'/></message>"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
 fn deep_nesting_stops_at_the_depth_limit() {
     let body = "<a>".repeat(100_000);
     let err = with_header(&body).unwrap_err();
