@@ -9,7 +9,10 @@
 //!   per session from `/proc/PID/status`, and after they leave.
 //! - `messaging`: pairs exchanging messages at a fixed rate or at
 //!   saturation; delivered messages/s and end-to-end latency.
+//! - `hostile`: the hostile-input battery, with a probe client measuring
+//!   round trips meanwhile.
 
+mod hostile;
 mod stats;
 
 use std::io::Write;
@@ -128,6 +131,37 @@ enum Command {
         /// How long to send.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Hostile clients, all at once (malformed and oversized XML, protocol
+    /// tricks, slow and flooding connections), while a probe client (the
+    /// first account, on `--address` and `--transport`) sends itself a
+    /// message every 20 ms. `--address` must be a STARTTLS listener.
+    /// Fails if a hostile client is not answered as the protocol says or
+    /// the probe loses a message. Uses 127.0.0.2 and 127.0.0.3 as source
+    /// addresses for the slow and the flooding connections.
+    Hostile {
+        #[command(flatten)]
+        target: Target,
+        /// The server's direct TLS listener.
+        #[arg(long)]
+        direct_tls: SocketAddr,
+        /// The server's process id, for its memory (/proc/PID/status).
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// The server's login timeout in seconds (how long slow
+        /// connections take to be closed).
+        #[arg(long, default_value_t = 30)]
+        login_timeout: u64,
+        /// Slow connections, from 127.0.0.2.
+        #[arg(long, default_value_t = 20)]
+        slowloris: usize,
+        /// Flooding connections, from 127.0.0.3.
+        #[arg(long, default_value_t = 300)]
+        flood: usize,
+        /// Fail if the probe's p99 round trip is above this many
+        /// milliseconds (0: report only).
+        #[arg(long, default_value_t = 0.0)]
+        max_p99_ms: f64,
     },
 }
 
@@ -979,6 +1013,36 @@ fn main() -> ExitCode {
                 window.max(1),
                 seconds,
             ))
+        }),
+        Command::Hostile {
+            target,
+            direct_tls,
+            server_pid,
+            login_timeout,
+            slowloris,
+            flood,
+            max_p99_ms,
+        } => Ready::load(&target).and_then(|ready| {
+            let account = ready.accounts.first().ok_or("no accounts")?;
+            let (user, domain) = account
+                .jid
+                .split_once('@')
+                .map(|(u, d)| (u.to_owned(), d.to_owned()))
+                .ok_or("an account without a domain")?;
+            let hostile = hostile::Hostile {
+                starttls: target.address,
+                direct_tls,
+                tls: hostile::Hostile::trust(&target.server_cert)?,
+                domain,
+                user,
+                password: ready.password.clone(),
+                login_timeout,
+                slowloris,
+                flood,
+                server_pid,
+                max_p99_ms,
+            };
+            runtime.block_on(hostile::run(Arc::new(ready), hostile))
         }),
     };
     match result {

@@ -580,7 +580,7 @@ async fn bad_input_gets_its_exact_stream_error() {
         (vec!["<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.net' version='1.0'>".into()], "host-unknown"),
         (vec![HEADER.into(), big], "policy-violation"),
         (vec![HEADER.into(), "<message to='bob@localhost'><body>hi</body></message>".into()], "not-authorized"),
-        (vec![HEADER.into(), "<!DOCTYPE x [<!ENTITY a 'b'>]>".into()], "not-well-formed"),
+        (vec![HEADER.into(), "<!DOCTYPE x [<!ENTITY a 'b'>]>".into()], "restricted-xml"),
         (vec![HEADER.into(), format!("{}{}", "<a>".repeat(1000), "</a>".repeat(1000))], "policy-violation"),
     ];
     for (chunks, condition) in cases {

@@ -442,6 +442,12 @@ fn not_well_formed(detail: &str) -> FramerError {
 fn map_error(error: rxml::Error) -> FramerError {
     match error {
         rxml::Error::RestrictedXml(detail) => FramerError::RestrictedXml(detail.to_owned()),
+        // `<!` that starts neither a comment nor a CDATA section: a
+        // DOCTYPE or another markup declaration, which XMPP forbids
+        // (RFC 6120 §11.1) rather than XML.
+        rxml::Error::InvalidSyntax("malformed cdata or comment section start") => {
+            FramerError::RestrictedXml("document type and markup declarations".into())
+        }
         other => FramerError::NotWellFormed(other.to_string()),
     }
 }
