@@ -9,6 +9,7 @@
 //!
 //! [`error`] has the typed stream and stanza errors of RFC 6120.
 
+pub mod bosh;
 pub mod client;
 pub mod error;
 pub mod server;

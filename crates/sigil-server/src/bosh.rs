@@ -13,16 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sigil_proto::server::CLOSE_FRAME;
-use sigil_xml::{Element, escape_attribute, ns};
+use sigil_xml::escape_attribute;
 use tokio::sync::{Notify, mpsc};
 
 use crate::connection::{Input, Wire};
 use crate::router::lock;
 
-/// The BOSH namespace.
-pub const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
-/// XEP-0206's namespace for `xmpp:version`, `xmpp:restart`…
-pub const NS_XBOSH: &str = "urn:xmpp:xbosh";
+pub use sigil_proto::bosh::{NS_HTTPBIND, NS_XBOSH};
 
 /// Longest `wait` granted, seconds.
 pub const MAX_WAIT: u64 = 60;
@@ -209,7 +206,7 @@ impl BoshSession {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let mut state = lock(&self.state);
         let frames = std::mem::take(&mut state.frames);
-        let body = wrap(&frames, state.closed);
+        let body = sigil_proto::bosh::response_body(&frames, state.closed);
         state.last_response = Some((rid, body.clone()));
         body
     }
@@ -223,35 +220,6 @@ impl BoshSession {
     pub(crate) fn is_closed(&self) -> bool {
         lock(&self.state).closed
     }
-}
-
-/// Builds a `<body/>` around frames; the close frame becomes
-/// `type='terminate'`, a stream error `condition='remote-stream-error'`.
-fn wrap(frames: &[String], closed: bool) -> String {
-    let mut out = String::from(
-        "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'",
-    );
-    let error = frames.iter().any(|f| f.starts_with("<stream:error"));
-    if closed {
-        out.push_str(" type='terminate'");
-        if error {
-            out.push_str(" condition='remote-stream-error'");
-        }
-    }
-    let content: Vec<&String> = frames
-        .iter()
-        .filter(|f| !f.starts_with("<open ") && f.as_str() != CLOSE_FRAME)
-        .collect();
-    if content.is_empty() {
-        out.push_str("/>");
-        return out;
-    }
-    out.push('>');
-    for frame in content {
-        out.push_str(frame);
-    }
-    out.push_str("</body>");
-    out
 }
 
 /// The session-creation response attributes (XEP-0124 §7.1, XEP-0206).
@@ -344,43 +312,6 @@ impl Wire for BoshWire {
     }
 }
 
-/// The children of a request body as stream elements: stanzas that did
-/// not declare `jabber:client` inherit it (XEP-0206 §7).
-pub(crate) fn payload(body: &Element) -> Vec<Element> {
-    body.children()
-        .map(|child| {
-            if child.namespace() == NS_HTTPBIND {
-                renamespace(child, NS_HTTPBIND, ns::CLIENT)
-            } else {
-                child.clone()
-            }
-        })
-        .collect()
-}
-
-fn renamespace(element: &Element, from: &str, to: &str) -> Element {
-    let namespace = if element.namespace() == from {
-        to
-    } else {
-        element.namespace()
-    };
-    let mut out = Element::new(element.name(), namespace);
-    for attribute in element.attributes() {
-        out.set_attribute_ns(
-            &attribute.name,
-            &attribute.namespace,
-            attribute.value.clone(),
-        );
-    }
-    for node in element.nodes() {
-        match node {
-            sigil_xml::Node::Element(child) => out.push_child(renamespace(child, from, to)),
-            sigil_xml::Node::Text(text) => out.push_text(text.clone()),
-        }
-    }
-    out
-}
-
 /// A random sid of 128 bits, or `None` if the operating system's generator
 /// failed (then no session is created).
 pub(crate) fn new_sid() -> Option<String> {
@@ -392,6 +323,7 @@ pub(crate) fn new_sid() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sigil_xml::{Element, ns};
 
     fn element(name: &str) -> Input {
         Input::Element(Element::new(name, ns::CLIENT), 10)
@@ -460,24 +392,5 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn bodies() {
-        assert_eq!(
-            wrap(&[], false),
-            "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'/>"
-        );
-        let closed = wrap(
-            &[
-                "<stream:error xmlns:stream=\"x\"/>".into(),
-                CLOSE_FRAME.into(),
-            ],
-            true,
-        );
-        assert!(
-            closed.contains("type='terminate' condition='remote-stream-error'"),
-            "{closed}"
-        );
     }
 }

@@ -347,9 +347,10 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
             );
         }
     };
-    let body = match std::str::from_utf8(&bytes).ok().map(Element::parse) {
-        Some(Ok(body)) if body.is("body", crate::bosh::NS_HTTPBIND) => body,
-        _ => {
+    let request = match sigil_proto::bosh::Request::parse(&bytes) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::debug!(peer = %state.peer, %error, "bad BOSH request");
             return xml(
                 StatusCode::BAD_REQUEST,
                 terminate("bad-request"),
@@ -357,16 +358,10 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
             );
         }
     };
-    let Some(rid) = body.attribute("rid").and_then(|r| r.parse::<u64>().ok()) else {
-        return xml(
-            StatusCode::BAD_REQUEST,
-            terminate("bad-request"),
-            origin.as_ref(),
-        );
-    };
+    let rid = request.rid;
     let certificate = fingerprint(&state.info);
-    let Some(sid) = body.attribute("sid") else {
-        return create_session(&body, rid, certificate, state, origin).await;
+    let Some(sid) = request.sid.as_deref() else {
+        return create_session(&request, certificate, state, origin).await;
     };
     let Some(session) = state.settings.sessions.get(sid) else {
         return xml(
@@ -385,19 +380,12 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
     }
     // The request's bytes are charged to the session's read budget once,
     // with its first input.
-    let mut inputs = Vec::new();
     let mut size = bytes.len();
-    if body.attribute_ns("restart", crate::bosh::NS_XBOSH) == Some("true") {
-        let open = open_element(&body, &state.context.domain);
-        inputs.push(Input::Element(open, std::mem::take(&mut size)));
-    }
-    for element in crate::bosh::payload(&body) {
-        inputs.push(Input::Element(element, std::mem::take(&mut size)));
-    }
-    if body.attribute("type") == Some("terminate") {
-        let close = Element::new("close", sigil_xml::ns::FRAMING);
-        inputs.push(Input::Element(close, std::mem::take(&mut size)));
-    }
+    let inputs = request
+        .stream_elements(&state.context.domain)
+        .into_iter()
+        .map(|element| Input::Element(element, std::mem::take(&mut size)))
+        .collect();
     match session.accept(rid, inputs).await {
         crate::bosh::RidCheck::Invalid => {
             return xml(
@@ -420,19 +408,8 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
     xml(StatusCode::OK, response, origin.as_ref())
 }
 
-fn open_element(body: &Element, domain: &str) -> Element {
-    Element::new("open", sigil_xml::ns::FRAMING)
-        .with_attribute("to", body.attribute("to").unwrap_or(domain))
-        .with_attribute(
-            "version",
-            body.attribute_ns("version", crate::bosh::NS_XBOSH)
-                .unwrap_or("1.0"),
-        )
-}
-
 async fn create_session(
-    body: &Element,
-    rid: u64,
+    request: &sigil_proto::bosh::Request,
     certificate: Option<[u8; 32]>,
     state: RequestState,
     origin: Option<HeaderValue>,
@@ -456,9 +433,9 @@ async fn create_session(
             origin.as_ref(),
         );
     };
-    let wait = body
-        .attribute("wait")
-        .and_then(|w| w.parse::<u64>().ok())
+    let rid = request.rid;
+    let wait = request
+        .wait
         .unwrap_or(crate::bosh::MAX_WAIT)
         .clamp(1, crate::bosh::MAX_WAIT);
     let (session, wire) = crate::bosh::BoshSession::new(
@@ -469,7 +446,10 @@ async fn create_session(
         state.context.limits.session_queue,
     );
     state.settings.sessions.insert(session.clone());
-    session.push(Input::Element(open_element(body, &state.context.domain), 0));
+    session.push(Input::Element(
+        request.open_element(&state.context.domain),
+        0,
+    ));
     let context = state.context.clone();
     let settings = state.settings.clone();
     let listener = state.listener.clone();

@@ -140,6 +140,9 @@ pub struct Framer {
     /// The element whose head is being read.
     head: Option<Head>,
     depth: usize,
+    /// The root is an XMPP `<stream:stream>` (not the synthetic root of
+    /// [`Element::parse`](crate::Element::parse)).
+    stream_root: bool,
     stanza_bytes: usize,
     total_bytes: u64,
     authenticated: bool,
@@ -167,6 +170,7 @@ impl Framer {
             stack: Vec::new(),
             head: None,
             depth: 0,
+            stream_root: false,
             stanza_bytes: 0,
             total_bytes: 0,
             authenticated: false,
@@ -197,6 +201,7 @@ impl Framer {
         self.stack.clear();
         self.head = None;
         self.depth = 0;
+        self.stream_root = false;
         self.stanza_bytes = 0;
         self.closed = false;
     }
@@ -353,6 +358,7 @@ impl Framer {
         }
         self.depth += 1;
         if self.depth == 1 {
+            self.stream_root = head.name == "stream" && namespace == ns::STREAM;
             let default_namespace = self.resolve(None)?;
             self.stanza_bytes = 0;
             return Ok(Some(StreamEvent::Open(StreamHeader {
@@ -362,7 +368,7 @@ impl Framer {
                 attributes,
             })));
         }
-        if self.depth == 2 && head.name == "stream" && namespace == ns::STREAM {
+        if self.depth == 2 && self.stream_root && head.name == "stream" && namespace == ns::STREAM {
             return Err(FramerError::NestedStreamHeader);
         }
         let mut element = Element::new(head.name, namespace);

@@ -1,0 +1,244 @@
+//! BOSH bodies (XEP-0124 v1.11, XEP-0206), sans I/O: reading a request's
+//! `<body/>` into what the XMPP session gets, and wrapping the session's
+//! frames into a response `<body/>`. The HTTP side (sessions, rids, held
+//! requests) is the server's.
+
+use sigil_xml::{Element, FramerError, ns};
+
+use crate::CLOSE_FRAME;
+
+/// The BOSH namespace.
+pub const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
+/// XEP-0206's namespace for `xmpp:version`, `xmpp:restart`…
+pub const NS_XBOSH: &str = "urn:xmpp:xbosh";
+
+/// Why a request body is refused (HTTP 400, `bad-request`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not UTF-8.
+    NotUtf8,
+    /// Not one well-formed element.
+    NotXml(FramerError),
+    /// Not `<body xmlns='http://jabber.org/protocol/httpbind'/>`.
+    NotABody,
+    /// No `rid`, or not a number.
+    NoRid,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotUtf8 => f.write_str("the body is not UTF-8"),
+            Self::NotXml(error) => write!(f, "the body is not XML: {error}"),
+            Self::NotABody => f.write_str("not a BOSH <body/>"),
+            Self::NoRid => f.write_str("no numeric rid"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// One request's `<body/>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The request id.
+    pub rid: u64,
+    /// The session, absent on the request that creates one.
+    pub sid: Option<String>,
+    /// `to`: the domain asked for.
+    pub to: Option<String>,
+    /// `wait`: the longest the client lets a request be held, seconds.
+    pub wait: Option<u64>,
+    /// `xmpp:version`.
+    pub version: Option<String>,
+    /// `xmpp:restart='true'`: the stream restarts (after SASL).
+    pub restart: bool,
+    /// `type='terminate'`: the client ends the session.
+    pub terminate: bool,
+    /// The stanzas and nonzas inside, as stream elements (those that did
+    /// not declare `jabber:client` inherit it, XEP-0206 §7).
+    pub payload: Vec<Element>,
+}
+
+impl Request {
+    /// Reads a request body.
+    pub fn parse(bytes: &[u8]) -> Result<Self, BodyError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| BodyError::NotUtf8)?;
+        let body = Element::parse(text).map_err(BodyError::NotXml)?;
+        if !body.is("body", NS_HTTPBIND) {
+            return Err(BodyError::NotABody);
+        }
+        let rid = body
+            .attribute("rid")
+            .and_then(|r| r.parse::<u64>().ok())
+            .ok_or(BodyError::NoRid)?;
+        Ok(Self {
+            rid,
+            sid: body.attribute("sid").map(str::to_owned),
+            to: body.attribute("to").map(str::to_owned),
+            wait: body.attribute("wait").and_then(|w| w.parse().ok()),
+            version: body.attribute_ns("version", NS_XBOSH).map(str::to_owned),
+            restart: body.attribute_ns("restart", NS_XBOSH) == Some("true"),
+            terminate: body.attribute("type") == Some("terminate"),
+            payload: payload(&body),
+        })
+    }
+
+    /// The `<open/>` that starts (or restarts) the session's stream.
+    pub fn open_element(&self, domain: &str) -> Element {
+        Element::new("open", ns::FRAMING)
+            .with_attribute("to", self.to.as_deref().unwrap_or(domain))
+            .with_attribute("version", self.version.as_deref().unwrap_or("1.0"))
+    }
+
+    /// What the session gets from this request of an existing session, in
+    /// order: `<open/>` on a restart, the payload, `<close/>` on terminate.
+    pub fn stream_elements(&self, domain: &str) -> Vec<Element> {
+        let mut elements = Vec::with_capacity(self.payload.len() + 2);
+        if self.restart {
+            elements.push(self.open_element(domain));
+        }
+        elements.extend(self.payload.iter().cloned());
+        if self.terminate {
+            elements.push(Element::new("close", ns::FRAMING));
+        }
+        elements
+    }
+}
+
+/// The children of a request body as stream elements: stanzas that did
+/// not declare `jabber:client` inherit it (XEP-0206 §7).
+pub fn payload(body: &Element) -> Vec<Element> {
+    body.children()
+        .map(|child| {
+            if child.namespace() == NS_HTTPBIND {
+                renamespace(child, NS_HTTPBIND, ns::CLIENT)
+            } else {
+                child.clone()
+            }
+        })
+        .collect()
+}
+
+fn renamespace(element: &Element, from: &str, to: &str) -> Element {
+    let namespace = if element.namespace() == from {
+        to
+    } else {
+        element.namespace()
+    };
+    let mut out = Element::new(element.name(), namespace);
+    for attribute in element.attributes() {
+        out.set_attribute_ns(
+            &attribute.name,
+            &attribute.namespace,
+            attribute.value.clone(),
+        );
+    }
+    for node in element.nodes() {
+        match node {
+            sigil_xml::Node::Element(child) => out.push_child(renamespace(child, from, to)),
+            sigil_xml::Node::Text(text) => out.push_text(text.clone()),
+        }
+    }
+    out
+}
+
+/// A response `<body/>` around the session's frames (each one standalone
+/// element, as the RFC 7395 framing writes them). `<open/>` and `<close/>`
+/// frames are left out; a closed session's body is `type='terminate'`,
+/// with `condition='remote-stream-error'` when a stream error is among the
+/// frames.
+pub fn response_body(frames: &[String], closed: bool) -> String {
+    let mut out = String::from(
+        "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'",
+    );
+    let error = frames.iter().any(|f| f.starts_with("<stream:error"));
+    if closed {
+        out.push_str(" type='terminate'");
+        if error {
+            out.push_str(" condition='remote-stream-error'");
+        }
+    }
+    let content: Vec<&String> = frames
+        .iter()
+        .filter(|f| !f.starts_with("<open ") && f.as_str() != CLOSE_FRAME)
+        .collect();
+    if content.is_empty() {
+        out.push_str("/>");
+        return out;
+    }
+    out.push('>');
+    for frame in content {
+        out.push_str(frame);
+    }
+    out.push_str("</body>");
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_and_what_the_session_gets_from_it() {
+        let request = Request::parse(
+            b"<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' \
+              rid='42' sid='s1' xmpp:restart='true' to='example.org' type='terminate'>\
+              <message to='a@example.org'><body>hi</body></message>\
+              <auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'/></body>",
+        )
+        .unwrap();
+        assert_eq!(request.rid, 42);
+        assert_eq!(request.sid.as_deref(), Some("s1"));
+        assert!(request.restart && request.terminate);
+        let elements = request.stream_elements("fallback.org");
+        let names: Vec<(&str, &str)> = elements.iter().map(|e| (e.name(), e.namespace())).collect();
+        assert_eq!(
+            names,
+            [
+                ("open", ns::FRAMING),
+                ("message", ns::CLIENT),
+                ("auth", "urn:ietf:params:xml:ns:xmpp-sasl"),
+                ("close", ns::FRAMING),
+            ]
+        );
+        assert_eq!(elements[0].attribute("to"), Some("example.org"));
+        // The message's children moved to jabber:client as well.
+        assert!(elements[1].has_child("body", ns::CLIENT));
+    }
+
+    #[test]
+    fn bad_bodies() {
+        assert_eq!(Request::parse(b"\xff"), Err(BodyError::NotUtf8));
+        assert!(matches!(
+            Request::parse(b"<body"),
+            Err(BodyError::NotXml(_))
+        ));
+        assert_eq!(Request::parse(b"<body rid='1'/>"), Err(BodyError::NotABody));
+        assert_eq!(
+            Request::parse(b"<body xmlns='http://jabber.org/protocol/httpbind' rid='x'/>"),
+            Err(BodyError::NoRid)
+        );
+    }
+
+    #[test]
+    fn response_bodies() {
+        assert_eq!(
+            response_body(&[], false),
+            "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'/>"
+        );
+        let closed = response_body(
+            &[
+                "<stream:error xmlns:stream=\"x\"/>".into(),
+                CLOSE_FRAME.into(),
+            ],
+            true,
+        );
+        assert!(
+            closed.contains("type='terminate' condition='remote-stream-error'"),
+            "{closed}"
+        );
+        assert!(!closed.contains("<close"), "{closed}");
+    }
+}
