@@ -11,8 +11,10 @@
 //!   saturation; delivered messages/s and end-to-end latency.
 //! - `hostile`: the hostile-input battery, with a probe client measuring
 //!   round trips meanwhile.
+//! - `soak`: connection churn for a long while; the server's memory growth.
 
 mod hostile;
+mod soak;
 mod stats;
 
 use std::io::Write;
@@ -131,6 +133,28 @@ enum Command {
         /// How long to send.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// SESSIONS sessions held while CHURN a second leave and are replaced,
+    /// each sending itself a message every 5 s, for SECONDS; the server's
+    /// RSS growth from the first minute to the last.
+    Soak {
+        #[command(flatten)]
+        target: Target,
+        /// Sessions held at once.
+        #[arg(long, default_value_t = 2000)]
+        sessions: usize,
+        /// Sessions that leave (and are replaced) per second.
+        #[arg(long, default_value_t = 50)]
+        churn: usize,
+        /// How long.
+        #[arg(long, default_value_t = 1800)]
+        seconds: u64,
+        /// The server's process id, for /proc/PID/status.
+        #[arg(long)]
+        server_pid: u32,
+        /// Seconds between memory readings.
+        #[arg(long, default_value_t = 10)]
+        sample: u64,
     },
     /// Hostile clients, all at once (malformed and oversized XML, protocol
     /// tricks, slow and flooding connections), while a probe client (the
@@ -1012,6 +1036,25 @@ fn main() -> ExitCode {
                 rate,
                 window.max(1),
                 seconds,
+            ))
+        }),
+        Command::Soak {
+            target,
+            sessions,
+            churn,
+            seconds,
+            server_pid,
+            sample,
+        } => Ready::load(&target).and_then(|ready| {
+            runtime.block_on(soak::run(
+                Arc::new(ready),
+                soak::Soak {
+                    sessions,
+                    churn,
+                    seconds,
+                    server_pid,
+                    sample,
+                },
             ))
         }),
         Command::Hostile {
