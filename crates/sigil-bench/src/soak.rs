@@ -55,13 +55,10 @@ pub(crate) async fn run(ready: Arc<Ready>, soak: Soak) -> Result<(), String> {
             while Instant::now() < deadline {
                 let index = slot + generation * slots;
                 generation += 1;
-                let mut client = match ready.builder(index, None).connect().await {
-                    Ok(client) => client,
-                    Err(_) => {
-                        counts.failed_logins.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
+                let Ok(mut client) = ready.builder(index, None).connect().await else {
+                    counts.failed_logins.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
                 };
                 counts.logins.fetch_add(1, Ordering::Relaxed);
                 let leave = Instant::now() + stay;
