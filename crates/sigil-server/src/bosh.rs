@@ -76,6 +76,9 @@ struct State {
     /// with elements waits until this is 0, so a client cannot pile up
     /// more than one request's worth while its session is read slowly.
     unread: usize,
+    /// A request is waiting for the session to read (see `unread`). Only
+    /// one may: a compliant client has at most `requests` in flight.
+    parked: bool,
     closed: bool,
     /// Bumped to release a held request early.
     generation: u64,
@@ -111,6 +114,7 @@ impl BoshSession {
                 last_response: None,
                 frames: Vec::new(),
                 unread: 0,
+                parked: false,
                 closed: false,
                 generation: 0,
             }),
@@ -137,6 +141,12 @@ impl BoshSession {
     /// sends.
     pub(crate) async fn accept(&self, rid: u64, inputs: Vec<Input>) -> RidCheck {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.wait.max(1));
+        // Clears `parked` however this request ends (even when its
+        // connection goes and this future is dropped).
+        let mut parking = Parking {
+            session: self,
+            parked: false,
+        };
         loop {
             let mut advanced = std::pin::pin!(self.rid_advanced.notified());
             advanced.as_mut().enable();
@@ -154,6 +164,12 @@ impl BoshSession {
                 }
                 if rid == state.last_rid + 1 {
                     if state.unread > 0 && !inputs.is_empty() && !state.closed {
+                        if state.parked && !parking.parked {
+                            // Another request already waits its turn.
+                            return RidCheck::Invalid;
+                        }
+                        state.parked = true;
+                        parking.parked = true;
                         true
                     } else {
                         state.last_rid = rid;
@@ -183,7 +199,23 @@ impl BoshSession {
             }
         }
     }
+}
 
+/// The one waiting request's claim on `State::parked`.
+struct Parking<'a> {
+    session: &'a BoshSession,
+    parked: bool,
+}
+
+impl Drop for Parking<'_> {
+    fn drop(&mut self) {
+        if self.parked {
+            lock(&self.session.state).parked = false;
+        }
+    }
+}
+
+impl BoshSession {
     /// Waits for output (or `wait` seconds, or a newer request) and returns
     /// the response body for `rid`.
     pub(crate) async fn respond(&self, rid: u64, wait: Duration) -> String {
@@ -342,6 +374,15 @@ mod tests {
                 .await
                 .is_err()
         );
+        // Only one request may wait: another in the same turn is refused
+        // at once, so waiting requests cannot pile up.
+        let third = tokio::time::timeout(
+            Duration::from_secs(1),
+            session.accept(3, vec![element("d")]),
+        )
+        .await
+        .expect("refused at once");
+        assert!(matches!(third, RidCheck::Invalid));
         for expected in ["a", "b"] {
             match wire.read().await {
                 Some(Input::Element(e, _)) => assert_eq!(e.name(), expected),

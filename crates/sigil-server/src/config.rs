@@ -224,15 +224,15 @@ pub struct LimitsConfig {
     pub login_timeout_seconds: u64,
     /// Certificates one account may register (XEP-0257).
     pub max_certificates_per_account: usize,
-    /// Bytes a second one connection may send once authenticated, on
-    /// average (a token bucket holding one second's worth); a faster
+    /// Bytes a second one connection may send once its session is bound,
+    /// on average (a token bucket holding one second's worth); a faster
     /// client is read more slowly, not disconnected. 0: no limit.
     pub read_bytes_per_second: u64,
-    /// The same before authentication.
+    /// The same before the session is bound (TLS, SASL, bind).
     pub unauthenticated_read_bytes_per_second: u64,
-    /// Connections from one IP address that have not authenticated yet
-    /// (TLS handshake and login under way); more are refused at once.
-    /// 0: no limit.
+    /// Connections from one IP address (an IPv6 /64) whose session is not
+    /// bound yet (TLS handshake and login under way); more are refused at
+    /// once. 0: no limit.
     pub max_pending_per_address: usize,
     /// Seconds a write to a client may take before the connection is
     /// dropped: a client that stops reading would otherwise hold its

@@ -101,6 +101,9 @@ pub(crate) enum Input {
     Element(sigil_xml::Element, usize),
     /// A frame that is not one well-formed element.
     Invalid(sigil_xml::FramerError),
+    /// Bytes that carried no element (a BOSH request without payload, a
+    /// WebSocket ping), charged to the read budget all the same.
+    Charge(usize),
 }
 
 /// How a connection's bytes travel: TCP (with STARTTLS or direct TLS), or a
@@ -130,7 +133,7 @@ pub(crate) struct TcpWire {
 const READ_CHUNK: usize = 16 * 1024;
 
 /// The most stanzas from a session's queue written out together.
-const DELIVERY_BATCH: usize = 64;
+pub(crate) const DELIVERY_BATCH: usize = 64;
 
 impl Wire for TcpWire {
     async fn read(&mut self) -> Option<Input> {
@@ -278,9 +281,15 @@ async fn refuse(tcp: &mut TcpStream, peer: SocketAddr, kind: ListenerKind) {
         .to_element()
         .write_to(&mut refusal, sigil_xml::ns::CLIENT, true);
         refusal.push_str("</stream:stream>");
+        // Written, then what the client sent is read and dropped until it
+        // closes: closing with unread input would reset the connection and
+        // could lose the error on its way.
         let write = async {
             tcp.write_all(refusal.as_bytes()).await?;
-            tcp.shutdown().await
+            tcp.shutdown().await?;
+            let mut sink = [0u8; 1024];
+            while tokio::io::AsyncReadExt::read(tcp, &mut sink).await? > 0 {}
+            io::Result::Ok(())
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
     }
@@ -320,6 +329,7 @@ pub(crate) fn run_session<W: Wire + 'static>(
         presented: None,
         budget,
         pending: pending.map(Box::new),
+        write_failed: false,
     };
     async move {
         if let Some(info) = &tls {
@@ -348,6 +358,8 @@ struct Connection<W: Wire> {
     /// Counts this connection against its address until it binds (boxed:
     /// a bound session keeps only the empty slot).
     pending: Option<Box<PendingGuard>>,
+    /// A write failed or timed out: the connection only ends now.
+    write_failed: bool,
 }
 
 impl<W: Wire> Connection<W> {
@@ -417,6 +429,7 @@ impl<W: Wire> Connection<W> {
                             self.stream.close(Some(sigil_proto::server::framer_error(&error)));
                             0
                         }
+                        Some(Input::Charge(bytes)) => bytes,
                     };
                     if let Some(wait) = self.budget.charge(bytes, std::time::Instant::now()) {
                         throttle = Some(Box::pin(tokio::time::sleep(wait)));
@@ -447,7 +460,7 @@ impl<W: Wire> Connection<W> {
                 }
             }
         }
-        if self.flush().await {
+        if self.flush().await && !self.write_failed {
             let _ = tokio::time::timeout(self.write_timeout(), self.wire.shutdown()).await;
         }
         if let Some(mut state) = self.session.take() {
@@ -597,13 +610,20 @@ impl<W: Wire> Connection<W> {
     /// client has not taken it within `limits.write_timeout_seconds` (it
     /// stopped reading: its socket's buffers are full).
     async fn flush(&mut self) -> bool {
-        match tokio::time::timeout(self.write_timeout(), self.wire.flush()).await {
+        if self.write_failed {
+            return false;
+        }
+        let written = match tokio::time::timeout(self.write_timeout(), self.wire.flush()).await {
             Ok(result) => result.is_ok(),
             Err(_) => {
                 tracing::info!(peer = %self.peer, "the client stopped reading: connection dropped");
                 false
             }
-        }
+        };
+        // Nothing more is written to a connection whose write failed or
+        // stalled, not even the TLS close.
+        self.write_failed = !written;
+        written
     }
 
     fn bind(&mut self, resource: Option<jid::ResourcePart>) {

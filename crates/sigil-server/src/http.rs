@@ -381,11 +381,16 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
     // The request's bytes are charged to the session's read budget once,
     // with its first input.
     let mut size = bytes.len();
-    let inputs = request
+    let mut inputs: Vec<Input> = request
         .stream_elements(&state.context.domain)
         .into_iter()
         .map(|element| Input::Element(element, std::mem::take(&mut size)))
         .collect();
+    if inputs.is_empty() {
+        // An empty poll costs its bytes too, and tells the session the
+        // client is still there.
+        inputs.push(Input::Charge(size));
+    }
     match session.accept(rid, inputs).await {
         crate::bosh::RidCheck::Invalid => {
             return xml(
@@ -443,7 +448,13 @@ async fn create_session(
         rid,
         wait,
         certificate,
-        state.context.limits.session_queue,
+        // At least two delivery batches, so a client that collects
+        // promptly is never closed by one burst.
+        state
+            .context
+            .limits
+            .session_queue
+            .max(2 * connection::DELIVERY_BATCH),
     );
     state.settings.sessions.insert(session.clone());
     session.push(Input::Element(
@@ -634,7 +645,10 @@ where
                         "binary WebSocket frames are not XMPP (RFC 7395)".into(),
                     )));
                 }
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Ping(data) | Message::Pong(data)) => {
+                    return Some(Input::Charge(data.len()));
+                }
+                Ok(Message::Frame(_)) => continue,
                 Ok(Message::Close(_)) | Err(_) => return None,
             }
         }

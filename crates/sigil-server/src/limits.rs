@@ -38,10 +38,16 @@ impl ReadBudget {
     /// bucket's capacity follows the new rate.
     pub fn set_rate(&mut self, rate: u64, now: Instant) {
         self.refill(now);
-        self.rate = rate;
         #[allow(clippy::cast_precision_loss)]
         let capacity = rate as f64;
-        self.tokens = self.tokens.min(capacity);
+        // From no limit, the bucket starts full; otherwise it keeps what
+        // is owed and is cut to its new size.
+        self.tokens = if self.rate == 0 {
+            capacity
+        } else {
+            self.tokens.min(capacity)
+        };
+        self.rate = rate;
     }
 
     /// Pays for `bytes` read at `now`: how long to wait before reading
@@ -123,10 +129,17 @@ impl Pending {
     }
 }
 
-/// An IPv4 client reaching an IPv6 socket counts as its IPv4 address.
+/// What counts as one address: an IPv4 address (also when it reaches an
+/// IPv6 socket), or an IPv6 /64, the block one host or one site usually
+/// holds whole.
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !((1u128 << 64) - 1),
+            )),
+        },
         v4 @ IpAddr::V4(_) => v4,
     }
 }
@@ -224,6 +237,27 @@ mod tests {
         let mapped: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
         let _held = pending.admit(v4).unwrap();
         assert!(pending.admit(mapped).is_none());
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_counts_as_one_address() {
+        let pending = Pending::new(1);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _held = pending.admit(a).unwrap();
+        assert!(pending.admit(same_64).is_none());
+        assert!(pending.admit(other_64).is_some());
+    }
+
+    #[test]
+    fn from_no_limit_to_a_rate_the_bucket_starts_full() {
+        let start = Instant::now();
+        let mut budget = ReadBudget::new(0, start);
+        assert_eq!(budget.charge(1 << 20, start), None);
+        budget.set_rate(1000, start);
+        assert_eq!(budget.charge(1000, start), None);
+        assert!(budget.charge(1, start).is_some());
     }
 
     #[test]
