@@ -252,6 +252,34 @@ impl BoshSession {
     pub(crate) fn is_closed(&self) -> bool {
         lock(&self.state).closed
     }
+
+    /// Marks the session closed and wakes every request waiting on it.
+    fn end(&self) {
+        lock(&self.state).closed = true;
+        self.output.notify_waiters();
+        self.consumed.notify_waiters();
+        self.rid_advanced.notify_waiters();
+    }
+}
+
+/// Held by a BOSH session's task: when the task ends, however it ends,
+/// the session is closed and leaves the server's map.
+pub(crate) struct Ended {
+    session: Arc<BoshSession>,
+    settings: Arc<crate::http::HttpSettings>,
+}
+
+impl Ended {
+    pub(crate) fn new(session: Arc<BoshSession>, settings: Arc<crate::http::HttpSettings>) -> Self {
+        Self { session, settings }
+    }
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.session.end();
+        self.settings.sessions.remove(&self.session.sid);
+    }
 }
 
 /// The session-creation response attributes (XEP-0124 §7.1, XEP-0206).

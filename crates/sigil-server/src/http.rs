@@ -468,8 +468,11 @@ async fn create_session(
     let shutdown = state.shutdown.clone();
     let done = state.done.clone();
     let peer = state.peer;
-    let task_sid = sid.clone();
+    // However the session's task ends, even by a panic, the session is
+    // closed (waiting requests wake) and leaves the map.
+    let ended = crate::bosh::Ended::new(session.clone(), settings.clone());
     tokio::spawn(async move {
+        let _ended = ended;
         let timeout = Duration::from_secs(context.limits.login_timeout_seconds);
         let deadline = tokio::time::Instant::now() + timeout;
         connection::run_session(
@@ -485,7 +488,6 @@ async fn create_session(
             (),
         )
         .await;
-        settings.sessions.remove(&task_sid);
         drop(slot);
         drop(done);
     });
