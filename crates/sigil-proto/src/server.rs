@@ -59,6 +59,11 @@ pub struct ServerStreamConfig {
     pub max_pending_input: usize,
     /// How the stream is framed.
     pub framing: Framing,
+    /// Offer XEP-0198 stream management (acknowledgements).
+    pub stream_management: bool,
+    /// Stanzas sent and not acknowledged before the stream is closed as
+    /// too slow (only with stream management).
+    pub max_unacked: usize,
 }
 
 impl ServerStreamConfig {
@@ -73,6 +78,8 @@ impl ServerStreamConfig {
             max_auth_failures: 3,
             max_pending_input: 64 * 1024,
             framing: Framing::Stream,
+            stream_management: true,
+            max_unacked: 1024,
         }
     }
 }
@@ -168,6 +175,29 @@ pub struct ServerStream {
     pending: Vec<u8>,
     actions: VecDeque<Action>,
     only_mechanisms: Option<Vec<String>>,
+    /// XEP-0198, once enabled (boxed: most idle streams never enable it).
+    sm: Option<Box<StreamManagement>>,
+    /// Stream management may be offered on this stream (not over BOSH).
+    sm_allowed: bool,
+}
+
+/// The XEP-0198 namespace.
+pub const NS_SM: &str = "urn:xmpp:sm:3";
+
+/// Every this many unacknowledged stanzas the server asks for an ack.
+const ACK_REQUEST_EVERY: usize = 5;
+
+/// XEP-0198 counters of one stream.
+#[derive(Debug, Default)]
+struct StreamManagement {
+    /// Stanzas handled from the client, modulo 2^32.
+    inbound: u32,
+    /// Stanzas sent to the client, modulo 2^32.
+    sent: u32,
+    /// Of those, acknowledged by the client.
+    acked: u32,
+    /// Sent and not yet acknowledged, oldest first.
+    unacked: VecDeque<Element>,
 }
 
 impl ServerStream {
@@ -202,7 +232,34 @@ impl ServerStream {
             pending: Vec::new(),
             actions: VecDeque::new(),
             only_mechanisms: None,
+            sm: None,
+            sm_allowed: true,
         }
+    }
+
+    /// Never offers stream management on this stream (XEP-0198 is not for
+    /// BOSH, whose requests carry their own acknowledgements).
+    pub fn without_stream_management(&mut self) {
+        self.sm_allowed = false;
+    }
+
+    /// Whether the client enabled stream management.
+    pub fn stream_management_enabled(&self) -> bool {
+        self.sm.is_some()
+    }
+
+    /// Takes the stanzas sent to the client that it has not acknowledged
+    /// (with stream management enabled), oldest first: when a stream ends
+    /// without acknowledging them, they were perhaps never received.
+    pub fn take_unacked(&mut self) -> Vec<Element> {
+        self.sm
+            .as_mut()
+            .map(|sm| std::mem::take(&mut sm.unacked).into())
+            .unwrap_or_default()
+    }
+
+    fn sm_offered(&self) -> bool {
+        self.config.stream_management && self.sm_allowed
     }
 
     /// Offers only these mechanisms on this connection (and refuses the
@@ -566,6 +623,9 @@ impl ServerStream {
                     Element::new("session", ns::SESSION)
                         .with_child(Element::new("optional", ns::SESSION)),
                 );
+                if self.sm_offered() {
+                    features.push_child(Element::new("sm", NS_SM));
+                }
             }
             Stage::StartingTls | Stage::Bound | Stage::Closed => {}
         }
@@ -607,6 +667,12 @@ impl ServerStream {
             ns::SASL => self.on_sasl(&element),
             ns::CLIENT if matches!(element.name(), "message" | "presence" | "iq") => {
                 self.on_stanza(element)
+            }
+            NS_SM
+                if self.sm_offered()
+                    && matches!(self.stage, Stage::Authenticated | Stage::Bound) =>
+            {
+                self.on_sm(&element)
             }
             _ => self.close(Some(StreamError::new(
                 StreamCondition::UnsupportedStanzaType,
@@ -786,6 +852,9 @@ impl ServerStream {
         match self.stage {
             Stage::Authenticated => self.on_stanza_before_bind(&stanza),
             Stage::Bound => {
+                if let Some(sm) = self.sm.as_mut() {
+                    sm.inbound = sm.inbound.wrapping_add(1);
+                }
                 if stanza.name() == "iq"
                     && stanza.attribute("type") == Some("set")
                     && stanza.has_child("session", ns::SESSION)
@@ -833,6 +902,73 @@ impl ServerStream {
         self.ensure_header();
         let out = self.serialize(element);
         self.actions.push_back(Action::Send(out));
+        let is_stanza = element.namespace() == ns::CLIENT
+            && matches!(element.name(), "message" | "presence" | "iq");
+        let Some(sm) = self.sm.as_mut().filter(|_| is_stanza) else {
+            return;
+        };
+        sm.sent = sm.sent.wrapping_add(1);
+        sm.unacked.push_back(element.clone());
+        let unacked = sm.unacked.len();
+        if unacked > self.config.max_unacked {
+            self.close(Some(StreamError::with_text(
+                StreamCondition::PolicyViolation,
+                "too many stanzas unacknowledged: the client acknowledges too slowly",
+            )));
+        } else if unacked % ACK_REQUEST_EVERY == 0 {
+            let request = self.serialize(&Element::new("r", NS_SM));
+            self.actions.push_back(Action::Send(request));
+        }
+    }
+
+    /// XEP-0198: `<enable/>`, `<r/>`, `<a/>`, `<resume/>`.
+    fn on_sm(&mut self, element: &Element) {
+        let failed = |condition: &str| {
+            Element::new("failed", NS_SM).with_child(Element::new(condition, ns::STANZA_ERRORS))
+        };
+        match element.name() {
+            "enable" => {
+                if self.stage != Stage::Bound || self.sm.is_some() {
+                    return self.send_element(&failed("unexpected-request"));
+                }
+                self.sm = Some(Box::default());
+                // Resumption is not offered (yet): no id, no resume.
+                self.send_element(&Element::new("enabled", NS_SM));
+            }
+            "r" => {
+                if let Some(sm) = &self.sm {
+                    let answer =
+                        Element::new("a", NS_SM).with_attribute("h", sm.inbound.to_string());
+                    self.send_element(&answer);
+                }
+            }
+            "a" => {
+                let Some(h) = element.attribute("h").and_then(|h| h.parse::<u32>().ok()) else {
+                    return self.close(Some(StreamError::with_text(
+                        StreamCondition::InvalidXml,
+                        "<a/> without a valid h",
+                    )));
+                };
+                let Some(sm) = self.sm.as_mut() else { return };
+                let newly = h.wrapping_sub(sm.acked) as usize;
+                if newly > sm.unacked.len() {
+                    let sent = sm.sent;
+                    return self.close(Some(StreamError::with_text(
+                        StreamCondition::UndefinedCondition,
+                        format!("handled-count-too-high: h {h}, sent {sent}"),
+                    )));
+                }
+                sm.unacked.drain(..newly);
+                sm.acked = h;
+                if sm.unacked.is_empty() {
+                    sm.unacked = VecDeque::new();
+                }
+            }
+            "resume" => self.send_element(&failed("item-not-found")),
+            _ => self.close(Some(StreamError::new(
+                StreamCondition::UnsupportedStanzaType,
+            ))),
+        }
     }
 }
 

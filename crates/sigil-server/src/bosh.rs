@@ -304,6 +304,8 @@ pub(crate) struct BoshWire {
 }
 
 impl Wire for BoshWire {
+    const ACKS: bool = false;
+
     async fn read(&mut self) -> Option<Input> {
         let inactivity = Duration::from_secs(INACTIVITY + self.session.wait);
         // No request for too long (the timeout): the client has gone.

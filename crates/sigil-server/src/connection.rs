@@ -109,6 +109,9 @@ pub(crate) enum Input {
 /// How a connection's bytes travel: TCP (with STARTTLS or direct TLS), or a
 /// WebSocket. Everything above it (negotiation, session) is the same.
 pub(crate) trait Wire: Send {
+    /// Whether XEP-0198 acknowledgements may be used on this wire (not on
+    /// BOSH).
+    const ACKS: bool = true;
     /// The next input, `None` at the end of the connection.
     fn read(&mut self) -> impl Future<Output = Option<Input>> + Send;
     /// Queues one [`Action::Send`].
@@ -331,6 +334,9 @@ pub(crate) fn run_session<W: Wire + 'static>(
         pending: pending.map(Box::new),
         write_failed: false,
     };
+    if !W::ACKS {
+        connection.stream.without_stream_management();
+    }
     async move {
         if let Some(info) = &tls {
             Box::pin(connection.offer_external_alone(info)).await;
@@ -465,6 +471,11 @@ impl<W: Wire> Connection<W> {
         }
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
+            // What the client did not acknowledge (XEP-0198) is treated as
+            // not delivered, as what was still queued for it.
+            for stanza in self.stream.take_unacked() {
+                Box::pin(session::reroute(&self.context, stanza)).await;
+            }
             for message in state.handle.close_queue() {
                 if let SessionMessage::Stanza(stanza) = message {
                     Box::pin(session::reroute(&self.context, *stanza)).await;

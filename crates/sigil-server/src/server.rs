@@ -92,6 +92,7 @@ impl Server {
                 stream.framing = Framing::Standalone;
             }
             stream.limits = config.framer_limits();
+            stream.max_unacked = config.limits.session_queue;
             let listener = Arc::new(Listener {
                 kind: listener_config.kind,
                 acceptor: TlsAcceptor::from(tls),

@@ -1,0 +1,181 @@
+//! XEP-0198 acknowledgements on the server stream, sans I/O: the feature,
+//! enabling, the counters both ways, the server's own ack requests, the
+//! errors, and the stanzas left unacknowledged at the end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+
+use jid::FullJid;
+use sigil_proto::server::{self, NS_SM, ServerStream, ServerStreamConfig, TlsMode};
+use sigil_sasl::server::{ConnectionInfo, ServerConfig};
+use sigil_sasl::{Algorithm, StoredCredentials};
+use sigil_xml::{Element, ns};
+
+const HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' version='1.0'>";
+
+/// What the stream sent, and the stanzas it handed out.
+fn drain(s: &mut ServerStream) -> (String, Vec<Element>) {
+    let (mut sent, mut stanzas) = (String::new(), Vec::new());
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::Send(data) => sent.push_str(&data),
+            server::Action::Stanza(stanza) => stanzas.push(stanza),
+            server::Action::NeedCredentials { .. } => s.credentials(Ok(Some(
+                StoredCredentials::generate(Algorithm::Sha256, "pencil").unwrap(),
+            ))),
+            server::Action::Bind { .. } => s.bound(FullJid::new("juliet@example.org/r").unwrap()),
+            _ => {}
+        }
+    }
+    (sent, stanzas)
+}
+
+/// A stream logged in and bound; the features after authentication.
+fn bound(configure: impl FnOnce(&mut ServerStreamConfig)) -> (ServerStream, String) {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    configure(&mut config);
+    let mut s = ServerStream::new(
+        config,
+        ConnectionInfo {
+            encrypted: true,
+            ..ConnectionInfo::default()
+        },
+    );
+    s.receive(HEADER.as_bytes());
+    s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>");
+    drain(&mut s);
+    s.receive(HEADER.as_bytes());
+    let (features, _) = drain(&mut s);
+    s.receive(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+    drain(&mut s);
+    (s, features)
+}
+
+fn message(n: usize) -> Element {
+    Element::new("message", ns::CLIENT)
+        .with_attribute("to", "juliet@example.org/r")
+        .with_attribute("id", format!("m{n}"))
+}
+
+#[test]
+fn acks_count_both_ways_and_the_server_asks_every_five_stanzas() {
+    let (mut s, features) = bound(|_| {});
+    assert!(
+        features.contains("<sm xmlns=\"urn:xmpp:sm:3\"/>"),
+        "{features}"
+    );
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    let (sent, _) = drain(&mut s);
+    // Enabled, without resumption (not offered yet).
+    assert_eq!(sent, "<enabled xmlns=\"urn:xmpp:sm:3\"/>");
+    assert!(s.stream_management_enabled());
+
+    // Inbound: every stanza from the client counts.
+    s.receive(b"<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(drain(&mut s).0, "<a xmlns=\"urn:xmpp:sm:3\" h=\"0\"/>");
+    s.receive(b"<message to='romeo@example.org'/><presence/><iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let (_, stanzas) = drain(&mut s);
+    assert_eq!(stanzas.len(), 3);
+    s.receive(b"<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(drain(&mut s).0, "<a xmlns=\"urn:xmpp:sm:3\" h=\"3\"/>");
+
+    // Outbound: the fifth unacknowledged stanza comes with a request.
+    for n in 0..4 {
+        s.send_stanza(&message(n));
+    }
+    assert!(!drain(&mut s).0.contains("<r "));
+    s.send_stanza(&message(4));
+    let (sent, _) = drain(&mut s);
+    assert!(sent.ends_with("<r xmlns=\"urn:xmpp:sm:3\"/>"), "{sent}");
+
+    // Acknowledging three leaves two.
+    s.receive(b"<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    drain(&mut s);
+    let left: Vec<String> = s
+        .take_unacked()
+        .iter()
+        .map(|m| m.attribute("id").unwrap().to_owned())
+        .collect();
+    assert_eq!(left, ["m3", "m4"]);
+}
+
+#[test]
+fn an_ack_for_more_than_was_sent_ends_the_stream() {
+    let (mut s, _) = bound(|_| {});
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    drain(&mut s);
+    s.send_stanza(&message(0));
+    s.receive(b"<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    let (sent, _) = drain(&mut s);
+    assert!(sent.contains("<undefined-condition"), "{sent}");
+    assert!(sent.contains("handled-count-too-high"), "{sent}");
+    assert!(s.is_closed());
+}
+
+#[test]
+fn enabling_before_bind_or_twice_fails_and_resumption_is_unknown() {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    let mut s = ServerStream::new(
+        config,
+        ConnectionInfo {
+            encrypted: true,
+            ..ConnectionInfo::default()
+        },
+    );
+    s.receive(HEADER.as_bytes());
+    s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>");
+    drain(&mut s);
+    s.receive(HEADER.as_bytes());
+    drain(&mut s);
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    let (sent, _) = drain(&mut s);
+    assert!(
+        sent.contains("<failed xmlns=\"urn:xmpp:sm:3\"><unexpected-request"),
+        "{sent}"
+    );
+    s.receive(b"<resume xmlns='urn:xmpp:sm:3' previd='x' h='0'/>");
+    let (sent, _) = drain(&mut s);
+    assert!(sent.contains("<item-not-found"), "{sent}");
+
+    let (mut s, _) = bound(|_| {});
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3'/><enable xmlns='urn:xmpp:sm:3'/>");
+    let (sent, _) = drain(&mut s);
+    assert!(sent.starts_with("<enabled"), "{sent}");
+    assert!(
+        sent.contains("<failed xmlns=\"urn:xmpp:sm:3\"><unexpected-request"),
+        "{sent}"
+    );
+}
+
+#[test]
+fn without_stream_management_nothing_is_offered_or_kept() {
+    let (mut s, features) = bound(|config| config.stream_management = false);
+    assert!(!features.contains(NS_SM), "{features}");
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    let (sent, _) = drain(&mut s);
+    assert!(sent.contains("<unsupported-stanza-type"), "{sent}");
+
+    // A stream that never enabled it keeps nothing it sends.
+    let (mut s, _) = bound(|_| {});
+    s.send_stanza(&message(0));
+    drain(&mut s);
+    assert!(s.take_unacked().is_empty());
+}
+
+#[test]
+fn a_client_that_never_acknowledges_is_closed_at_the_limit() {
+    let (mut s, _) = bound(|config| config.max_unacked = 16);
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    drain(&mut s);
+    for n in 0..16 {
+        s.send_stanza(&message(n));
+    }
+    assert!(!s.is_closed());
+    s.send_stanza(&message(16));
+    let (sent, _) = drain(&mut s);
+    assert!(sent.contains("<policy-violation"), "{sent}");
+    assert!(s.is_closed());
+}

@@ -1,0 +1,140 @@
+//! XEP-0198 acknowledgements over real TLS: what a client did not
+//! acknowledge when its connection died is not lost but stored offline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Login, TestClient, TestServer};
+use sigil_server::config::ListenerKind;
+use sigil_xml::{Element, ns};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+async fn until(tls: &mut TlsStream<TcpStream>, marker: &str, seen: &mut String) {
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + common::TIMEOUT;
+    while !seen.contains(marker) {
+        let n = tokio::time::timeout_at(deadline.into(), tls.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {marker} in: {seen}"))
+            .unwrap();
+        assert!(n > 0, "closed before {marker}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// Alice logged in as alice@localhost/sm on raw TLS, with stream
+/// management enabled if asked.
+async fn raw_alice(server: &TestServer, enable: bool) -> TlsStream<TcpStream> {
+    let connector =
+        tokio_rustls::TlsConnector::from(common::tls_client_config(&server.certificate(), None));
+    let tcp = TcpStream::connect(server.address(ListenerKind::DirectTls))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(common::DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    tls.write_all(format!("{HEADER}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAGFsaWNlLXNlY3JldA==</auth>").as_bytes()).await.unwrap();
+    until(&mut tls, "<success", &mut seen).await;
+    tls.write_all(format!("{HEADER}<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>sm</resource></bind></iq>").as_bytes()).await.unwrap();
+    until(&mut tls, "</iq>", &mut seen).await;
+    assert!(seen.contains("<sm xmlns=\"urn:xmpp:sm:3\"/>"), "{seen}");
+    if enable {
+        tls.write_all(b"<enable xmlns='urn:xmpp:sm:3'/>")
+            .await
+            .unwrap();
+        until(&mut tls, "<enabled", &mut seen).await;
+    }
+    tls
+}
+
+fn message(body: &str) -> Element {
+    Element::new("message", ns::CLIENT)
+        .with_attribute("to", "alice@localhost/sm")
+        .with_attribute("type", "chat")
+        .with_child(Element::new("body", ns::CLIENT).with_text(body))
+}
+
+/// Bob sends Alice two messages; her raw connection reads them and dies
+/// without acknowledging; then she logs in again. What does she get?
+async fn after_a_dead_connection(server: &TestServer, enable: bool) -> Vec<String> {
+    let mut alice = raw_alice(server, enable).await;
+    let mut bob = TestClient::connect(server, Login::new("bob", ListenerKind::DirectTls)).await;
+    bob.send(message("one")).await;
+    bob.send(message("two")).await;
+    let mut seen = String::new();
+    until(&mut alice, "two</body>", &mut seen).await;
+    // The connection dies: no acknowledgement, no closing of the stream.
+    drop(alice);
+    let router = &server.server.as_ref().unwrap().context().router;
+    let jid: jid::FullJid = "alice@localhost/sm".parse().unwrap();
+    let deadline = Instant::now() + common::TIMEOUT;
+    while router.session(&jid).is_some() {
+        assert!(Instant::now() < deadline, "the dead session stayed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut again = TestClient::connect(server, Login::new("alice", ListenerKind::DirectTls)).await;
+    again.send(Element::new("presence", ns::CLIENT)).await;
+    let mut bodies = Vec::new();
+    while let Some(stanza) = again.try_recv(Duration::from_millis(500)).await {
+        if let Some(body) = stanza.child("body", ns::CLIENT) {
+            bodies.push(body.text());
+        }
+    }
+    again.close().await;
+    bob.close().await;
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_messages_of_a_dead_connection_are_stored_offline() {
+    let server = TestServer::start().await;
+    assert_eq!(after_a_dead_connection(&server, true).await, ["one", "two"]);
+    // Without stream management, written counts as delivered: nothing
+    // comes back (which is why clients enable it).
+    assert!(after_a_dead_connection(&server, false).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_are_not_stored_again() {
+    let server = TestServer::start().await;
+    let mut alice = raw_alice(&server, true).await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    bob.send(message("one")).await;
+    bob.send(message("two")).await;
+    let mut seen = String::new();
+    until(&mut alice, "two</body>", &mut seen).await;
+    // The ack, then a request whose answer shows the ack was read.
+    alice
+        .write_all(b"<a xmlns='urn:xmpp:sm:3' h='2'/><r xmlns='urn:xmpp:sm:3'/>")
+        .await
+        .unwrap();
+    until(&mut alice, "<a xmlns=\"urn:xmpp:sm:3\"", &mut seen).await;
+    drop(alice);
+    let router = &server.server.as_ref().unwrap().context().router;
+    let jid: jid::FullJid = "alice@localhost/sm".parse().unwrap();
+    let deadline = Instant::now() + common::TIMEOUT;
+    while router.session(&jid).is_some() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut again =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    again.send(Element::new("presence", ns::CLIENT)).await;
+    while let Some(stanza) = again.try_recv(Duration::from_millis(500)).await {
+        assert!(stanza.child("body", ns::CLIENT).is_none(), "{stanza:?}");
+    }
+    again.close().await;
+    bob.close().await;
+}
