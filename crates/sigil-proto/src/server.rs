@@ -64,6 +64,9 @@ pub struct ServerStreamConfig {
     /// Stanzas sent and not acknowledged before the stream is closed as
     /// too slow (only with stream management).
     pub max_unacked: usize,
+    /// Seconds a session whose connection died may be resumed (XEP-0198
+    /// resumption, told to the client as `max`); 0: no resumption.
+    pub resume_seconds: u64,
 }
 
 impl ServerStreamConfig {
@@ -80,6 +83,7 @@ impl ServerStreamConfig {
             framing: Framing::Stream,
             stream_management: true,
             max_unacked: 1024,
+            resume_seconds: 0,
         }
     }
 }
@@ -121,6 +125,16 @@ pub enum Action {
         /// The resource requested, already checked by resourceprep.
         resource: Option<ResourcePart>,
     },
+    /// The client asks to resume an earlier session (XEP-0198) instead of
+    /// binding. Find it, check it belongs to [`ServerStream::account`],
+    /// and answer with [`ServerStream::resumed`] or
+    /// [`ServerStream::resume_failed`].
+    Resume {
+        /// The earlier stream's resumption id.
+        previd: String,
+        /// Stanzas of the earlier stream the client says it handled.
+        h: u32,
+    },
     /// A stanza from the bound client, with `from` set to its full JID.
     Stanza(Element),
     /// Close the connection after writing what was sent. `error` is the
@@ -153,6 +167,7 @@ enum Waiting {
     Credentials,
     Decision,
     Bind,
+    Resumption,
 }
 
 /// One server-side stream.
@@ -177,6 +192,8 @@ pub struct ServerStream {
     only_mechanisms: Option<Vec<String>>,
     /// XEP-0198, once enabled (boxed: most idle streams never enable it).
     sm: Option<Box<StreamManagement>>,
+    /// The `<resume/>` being answered: previd and h.
+    resumption: Option<(String, u32)>,
     /// Stream management may be offered on this stream (not over BOSH).
     sm_allowed: bool,
 }
@@ -187,17 +204,19 @@ pub const NS_SM: &str = "urn:xmpp:sm:3";
 /// Every this many unacknowledged stanzas the server asks for an ack.
 const ACK_REQUEST_EVERY: usize = 5;
 
-/// XEP-0198 counters of one stream.
+/// XEP-0198 state of one stream: what a resumed session carries over.
 #[derive(Debug, Default)]
-struct StreamManagement {
+pub struct StreamManagement {
     /// Stanzas handled from the client, modulo 2^32.
-    inbound: u32,
+    pub inbound: u32,
     /// Stanzas sent to the client, modulo 2^32.
-    sent: u32,
+    pub sent: u32,
     /// Of those, acknowledged by the client.
-    acked: u32,
+    pub acked: u32,
     /// Sent and not yet acknowledged, oldest first.
-    unacked: VecDeque<Element>,
+    pub unacked: VecDeque<Element>,
+    /// The resumption id, when the client asked for resumption.
+    pub id: Option<String>,
 }
 
 impl ServerStream {
@@ -233,6 +252,7 @@ impl ServerStream {
             actions: VecDeque::new(),
             only_mechanisms: None,
             sm: None,
+            resumption: None,
             sm_allowed: true,
         }
     }
@@ -256,6 +276,70 @@ impl ServerStream {
             .as_mut()
             .map(|sm| std::mem::take(&mut sm.unacked).into())
             .unwrap_or_default()
+    }
+
+    /// The resumption id given to the client, if it may resume this
+    /// session.
+    pub fn resumption_id(&self) -> Option<&str> {
+        self.sm.as_ref().and_then(|sm| sm.id.as_deref())
+    }
+
+    /// Takes the stream-management state out, for a session kept to be
+    /// resumed on another connection.
+    pub fn take_stream_management(&mut self) -> Option<Box<StreamManagement>> {
+        self.sm.take()
+    }
+
+    /// Answers [`Action::Resume`]: the earlier session continues on this
+    /// stream as `jid`, with its state. The client's `h` acknowledges what
+    /// it handled; `<resumed/>` tells it how much of its own was handled;
+    /// what stays unacknowledged is sent again.
+    pub fn resumed(&mut self, jid: FullJid, mut sm: Box<StreamManagement>) {
+        if self.waiting != Waiting::Resumption {
+            return;
+        }
+        let Some((previd, h)) = self.resumption.take() else {
+            return;
+        };
+        self.waiting = Waiting::Nothing;
+        let newly = h.wrapping_sub(sm.acked) as usize;
+        if newly > sm.unacked.len() {
+            let sent = sm.sent;
+            return self.close(Some(StreamError::with_text(
+                StreamCondition::UndefinedCondition,
+                format!("handled-count-too-high: h {h}, sent {sent}"),
+            )));
+        }
+        sm.unacked.drain(..newly);
+        sm.acked = h;
+        let again: Vec<Element> = sm.unacked.iter().cloned().collect();
+        let answer = Element::new("resumed", NS_SM)
+            .with_attribute("previd", previd)
+            .with_attribute("h", sm.inbound.to_string());
+        self.full_jid = Some(jid);
+        self.stage = Stage::Bound;
+        self.send_element(&answer);
+        // Sent again as they were: they keep their place in the count.
+        for stanza in &again {
+            let out = self.serialize(stanza);
+            self.actions.push_back(Action::Send(out));
+        }
+        self.sm = Some(sm);
+        self.resume();
+    }
+
+    /// Answers [`Action::Resume`]: no such session (unknown, expired, or
+    /// another account's). The client may bind a new one.
+    pub fn resume_failed(&mut self) {
+        if self.waiting != Waiting::Resumption {
+            return;
+        }
+        self.waiting = Waiting::Nothing;
+        self.resumption = None;
+        let failed = Element::new("failed", NS_SM)
+            .with_child(Element::new("item-not-found", ns::STANZA_ERRORS));
+        self.send_element(&failed);
+        self.resume();
     }
 
     fn sm_offered(&self) -> bool {
@@ -931,9 +1015,19 @@ impl ServerStream {
                 if self.stage != Stage::Bound || self.sm.is_some() {
                     return self.send_element(&failed("unexpected-request"));
                 }
-                self.sm = Some(Box::default());
-                // Resumption is not offered (yet): no id, no resume.
-                self.send_element(&Element::new("enabled", NS_SM));
+                let mut sm = Box::<StreamManagement>::default();
+                let mut enabled = Element::new("enabled", NS_SM);
+                let asked = matches!(element.attribute("resume"), Some("true" | "1"));
+                if asked && self.config.resume_seconds > 0 {
+                    let id = random_id();
+                    enabled = enabled
+                        .with_attribute("id", id.clone())
+                        .with_attribute("resume", "true")
+                        .with_attribute("max", self.config.resume_seconds.to_string());
+                    sm.id = Some(id);
+                }
+                self.sm = Some(sm);
+                self.send_element(&enabled);
             }
             "r" => {
                 if let Some(sm) = &self.sm {
@@ -964,7 +1058,29 @@ impl ServerStream {
                     sm.unacked = VecDeque::new();
                 }
             }
-            "resume" => self.send_element(&failed("item-not-found")),
+            "resume" => {
+                let previd = element.attribute("previd").unwrap_or_default().to_owned();
+                let h = element.attribute("h").and_then(|h| h.parse::<u32>().ok());
+                match h {
+                    Some(h)
+                        if self.stage == Stage::Authenticated
+                            && self.config.resume_seconds > 0
+                            && !previd.is_empty() =>
+                    {
+                        self.resumption = Some((previd.clone(), h));
+                        self.waiting = Waiting::Resumption;
+                        self.actions.push_back(Action::Resume { previd, h });
+                    }
+                    Some(_) if self.stage == Stage::Bound => {
+                        self.send_element(&failed("unexpected-request"));
+                    }
+                    Some(_) => self.send_element(&failed("item-not-found")),
+                    None => self.close(Some(StreamError::with_text(
+                        StreamCondition::InvalidXml,
+                        "<resume/> without a valid h",
+                    ))),
+                }
+            }
             _ => self.close(Some(StreamError::new(
                 StreamCondition::UnsupportedStanzaType,
             ))),

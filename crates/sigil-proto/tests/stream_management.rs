@@ -179,3 +179,103 @@ fn a_client_that_never_acknowledges_is_closed_at_the_limit() {
     assert!(sent.contains("<policy-violation"), "{sent}");
     assert!(s.is_closed());
 }
+
+/// A stream logged in but not bound, on a configuration with resumption.
+fn authenticated(resume_seconds: u64) -> ServerStream {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    config.resume_seconds = resume_seconds;
+    let mut s = ServerStream::new(
+        config,
+        ConnectionInfo {
+            encrypted: true,
+            ..ConnectionInfo::default()
+        },
+    );
+    s.receive(HEADER.as_bytes());
+    s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>");
+    drain(&mut s);
+    s.receive(HEADER.as_bytes());
+    drain(&mut s);
+    s
+}
+
+#[test]
+fn a_session_resumes_on_a_new_stream_with_what_was_not_acknowledged() {
+    let (mut old, _) = bound(|config| config.resume_seconds = 300);
+    old.receive(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    let (sent, _) = drain(&mut old);
+    let enabled = Element::parse(&sent).unwrap();
+    assert_eq!(enabled.attribute("resume"), Some("true"));
+    assert_eq!(enabled.attribute("max"), Some("300"));
+    let id = enabled.attribute("id").unwrap().to_owned();
+    assert_eq!(old.resumption_id(), Some(id.as_str()));
+    // The client handled two stanzas of its own; three were sent to it.
+    old.receive(b"<presence/><message to='romeo@example.org'/>");
+    drain(&mut old);
+    for n in 0..3 {
+        old.send_stanza(&message(n));
+    }
+    drain(&mut old);
+    // The connection dies; the session's state is kept.
+    let state = old.take_stream_management().unwrap();
+
+    let mut new = authenticated(300);
+    // The client got the first of the three.
+    new.receive(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>").as_bytes());
+    // Input after <resume/> waits for the answer.
+    new.receive(b"<r xmlns='urn:xmpp:sm:3'/>");
+    let Some(server::Action::Resume { previd, h }) = new.poll_action() else {
+        panic!("no resume asked")
+    };
+    assert_eq!((previd.as_str(), h), (id.as_str(), 1));
+    assert!(new.poll_action().is_none());
+    new.resumed(FullJid::new("juliet@example.org/r").unwrap(), state);
+    let (sent, _) = drain(&mut new);
+    // <resumed/> with the server's count, the two unacknowledged stanzas
+    // again, then the answer to the held <r/>: still two handled.
+    let resumed = format!("<resumed xmlns=\"urn:xmpp:sm:3\" previd=\"{id}\" h=\"2\"/>");
+    assert!(sent.starts_with(&resumed), "{sent}");
+    let m1 = sent.find("id=\"m1\"").unwrap();
+    let m2 = sent.find("id=\"m2\"").unwrap();
+    assert!(m1 < m2 && !sent.contains("id=\"m0\""), "{sent}");
+    assert!(
+        sent.ends_with("<a xmlns=\"urn:xmpp:sm:3\" h=\"2\"/>"),
+        "{sent}"
+    );
+    assert_eq!(new.full_jid().unwrap().to_string(), "juliet@example.org/r");
+    // The count goes on from there: acknowledging all three empties it.
+    new.receive(b"<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    drain(&mut new);
+    assert!(new.take_unacked().is_empty());
+}
+
+#[test]
+fn resumption_is_offered_only_when_configured_and_unknown_ids_fail() {
+    let (mut s, _) = bound(|_| {});
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    assert_eq!(drain(&mut s).0, "<enabled xmlns=\"urn:xmpp:sm:3\"/>");
+    assert!(s.resumption_id().is_none());
+
+    // Without resumption configured, <resume/> fails at once.
+    let mut s = authenticated(0);
+    s.receive(b"<resume xmlns='urn:xmpp:sm:3' previd='x' h='0'/>");
+    let (sent, _) = drain(&mut s);
+    assert!(sent.contains("<item-not-found"), "{sent}");
+
+    // With it, the server looks and may not find it; binding still works.
+    let mut s = authenticated(300);
+    s.receive(b"<resume xmlns='urn:xmpp:sm:3' previd='nope' h='0'/>");
+    let Some(server::Action::Resume { .. }) = s.poll_action() else {
+        panic!()
+    };
+    s.resume_failed();
+    let (sent, _) = drain(&mut s);
+    assert!(
+        sent.contains("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
+        "{sent}"
+    );
+    s.receive(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+    let (sent, _) = drain(&mut s);
+    assert!(sent.contains("<jid>juliet@example.org/r</jid>"), "{sent}");
+}

@@ -238,6 +238,10 @@ pub struct LimitsConfig {
     /// dropped: a client that stops reading would otherwise hold its
     /// session (and the queue behind it) forever.
     pub write_timeout_seconds: u64,
+    /// Seconds a session whose connection died waits to be resumed
+    /// (XEP-0198), for clients that asked for resumption; its messages
+    /// queue meanwhile. 0: no resumption.
+    pub resume_timeout_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -256,6 +260,7 @@ impl Default for LimitsConfig {
             unauthenticated_read_bytes_per_second: 16 * 1024,
             max_pending_per_address: 64,
             write_timeout_seconds: 60,
+            resume_timeout_seconds: 300,
         }
     }
 }
@@ -416,7 +421,13 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 14] = [
+        let ranges: [(&str, u64, u64, u64); 15] = [
+            (
+                "limits.resume_timeout_seconds",
+                l.resume_timeout_seconds,
+                0,
+                86_400,
+            ),
             (
                 "http.max_frame_bytes",
                 self.http.max_frame_bytes as u64,

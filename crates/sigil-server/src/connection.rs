@@ -469,11 +469,38 @@ impl<W: Wire> Connection<W> {
         if self.flush().await && !self.write_failed {
             let _ = tokio::time::timeout(self.write_timeout(), self.wire.shutdown()).await;
         }
+        let mut unacked = self.stream.take_unacked();
+        // The connection died under a session that may be resumed: it
+        // waits, still routed to, for a new connection to take it over.
+        if let Some(id) = self.stream.resumption_id().map(str::to_owned)
+            && !self.stream.is_closed()
+            && !*shutdown.borrow()
+            && let Some(state) = self.session.take()
+            && let Some(mut sm) = self.stream.take_stream_management()
+        {
+            sm.unacked = unacked.into();
+            tracing::info!(jid = %state.jid, "connection lost: the session waits to be resumed");
+            let number = self
+                .context
+                .resumable
+                .park(id.clone(), session::Parked { state, sm });
+            let wait = Duration::from_secs(self.context.limits.resume_timeout_seconds);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            let Some(parked) = self.context.resumable.reclaim(&id, number) else {
+                // Resumed on another connection, which carries it on.
+                return;
+            };
+            self.session = Some(parked.state);
+            unacked = parked.sm.unacked.into();
+        }
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
             // What the client did not acknowledge (XEP-0198) is treated as
             // not delivered, as what was still queued for it.
-            for stanza in self.stream.take_unacked() {
+            for stanza in unacked {
                 Box::pin(session::reroute(&self.context, stanza)).await;
             }
             for message in state.handle.close_queue() {
@@ -539,6 +566,19 @@ impl<W: Wire> Connection<W> {
                             tracing::debug!(peer = %self.peer, "STARTTLS failed");
                             return false;
                         }
+                    }
+                }
+                Action::Resume { previd, .. } => {
+                    let account = self.stream.account().cloned();
+                    match self.context.resumable.take(&previd, account.as_ref()) {
+                        Some(parked) => {
+                            tracing::info!(jid = %parked.state.jid, "session resumed");
+                            let jid = parked.state.jid.clone();
+                            self.session = Some(parked.state);
+                            self.login = None;
+                            self.stream.resumed(jid, parked.sm);
+                        }
+                        None => self.stream.resume_failed(),
                     }
                 }
                 Action::NeedCredentials { jid, request } => {

@@ -30,6 +30,8 @@ pub struct Context {
     pub offline: OfflineIndex,
     /// Connections still logging in, per address.
     pub pending: Arc<crate::limits::Pending>,
+    /// Sessions waiting to be resumed (XEP-0198).
+    pub resumable: crate::session::Resumable,
 }
 
 /// The accounts that may have offline messages, so that a login looks

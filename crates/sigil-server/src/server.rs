@@ -72,6 +72,7 @@ impl Server {
             blocklists: crate::blocking::Blocklists::default(),
             offline: crate::context::OfflineIndex::new(offline_owners),
             pending: crate::limits::Pending::new(config.limits.max_pending_per_address),
+            resumable: crate::session::Resumable::default(),
         });
         let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
         let (shutdown, _) = watch::channel(false);
@@ -93,6 +94,7 @@ impl Server {
             }
             stream.limits = config.framer_limits();
             stream.max_unacked = config.limits.session_queue;
+            stream.resume_seconds = config.limits.resume_timeout_seconds;
             let listener = Arc::new(Listener {
                 kind: listener_config.kind,
                 acceptor: TlsAcceptor::from(tls),

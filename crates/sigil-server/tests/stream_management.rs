@@ -29,6 +29,32 @@ async fn until(tls: &mut TlsStream<TcpStream>, marker: &str, seen: &mut String) 
     }
 }
 
+/// A raw TLS connection logged in with PLAIN (`\0user\0password` in
+/// base64) and restarted, not bound; what it saw so far.
+async fn raw_login(server: &TestServer, plain: &str) -> (TlsStream<TcpStream>, String) {
+    let connector =
+        tokio_rustls::TlsConnector::from(common::tls_client_config(&server.certificate(), None));
+    let tcp = TcpStream::connect(server.address(ListenerKind::DirectTls))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(common::DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    tls.write_all(format!("{HEADER}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>").as_bytes()).await.unwrap();
+    until(&mut tls, "<success", &mut seen).await;
+    tls.write_all(HEADER.as_bytes()).await.unwrap();
+    until(&mut tls, "</stream:features>", &mut seen).await;
+    (tls, seen)
+}
+
+const ALICE: &str = "AGFsaWNlAGFsaWNlLXNlY3JldA==";
+const BOB: &str = "AGJvYgBib2Itc2VjcmV0";
+
 /// Alice logged in as alice@localhost/sm on raw TLS, with stream
 /// management enabled if asked.
 async fn raw_alice(server: &TestServer, enable: bool) -> TlsStream<TcpStream> {
@@ -135,6 +161,128 @@ async fn acknowledged_messages_are_not_stored_again() {
     while let Some(stanza) = again.try_recv(Duration::from_millis(500)).await {
         assert!(stanza.child("body", ns::CLIENT).is_none(), "{stanza:?}");
     }
+    again.close().await;
+    bob.close().await;
+}
+
+/// Alice's session with resumption: its id, once two messages from Bob
+/// arrived and the first was acknowledged, and the connection died.
+async fn resumable_alice(server: &TestServer, bob: &mut TestClient) -> String {
+    let (mut alice, mut seen) = raw_login(server, ALICE).await;
+    alice.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>sm</resource></bind></iq><enable xmlns='urn:xmpp:sm:3' resume='true'/>").await.unwrap();
+    until(&mut alice, "<enabled", &mut seen).await;
+    let enabled = &seen[seen.find("<enabled").unwrap()..];
+    let enabled = Element::parse(&enabled[..enabled.find("/>").unwrap() + 2]).unwrap();
+    assert_eq!(enabled.attribute("resume"), Some("true"));
+    let id = enabled.attribute("id").unwrap().to_owned();
+    bob.send(message("one")).await;
+    bob.send(message("two")).await;
+    until(&mut alice, "two</body>", &mut seen).await;
+    alice
+        .write_all(b"<a xmlns='urn:xmpp:sm:3' h='1'/><r xmlns='urn:xmpp:sm:3'/>")
+        .await
+        .unwrap();
+    until(&mut alice, "<a xmlns=\"urn:xmpp:sm:3\"", &mut seen).await;
+    drop(alice);
+    let resumable = &server.server.as_ref().unwrap().context().resumable;
+    let deadline = Instant::now() + common::TIMEOUT;
+    while resumable.is_empty() {
+        assert!(Instant::now() < deadline, "the session was not kept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_with_what_was_unacknowledged_and_what_came_meanwhile() {
+    let server = TestServer::start().await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    let id = resumable_alice(&server, &mut bob).await;
+    // While the session waits, messages to it queue.
+    bob.send(message("three")).await;
+
+    // Another account cannot take it.
+    let (mut mallory, mut seen) = raw_login(&server, BOB).await;
+    mallory
+        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut mallory, "</failed>", &mut seen).await;
+    assert!(seen.contains("<item-not-found"), "{seen}");
+
+    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
+    alice
+        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut alice, "three</body>", &mut seen).await;
+    let resumed = seen.find("<resumed").expect("resumed");
+    let tail = &seen[resumed..];
+    assert!(
+        tail.starts_with(&format!(
+            "<resumed xmlns=\"urn:xmpp:sm:3\" previd=\"{id}\" h=\"0\"/>"
+        )),
+        "{tail}"
+    );
+    // The unacknowledged one again, then the one that waited; not the one
+    // acknowledged.
+    let two = tail.find(">two</body>").unwrap();
+    let three = tail.find(">three</body>").unwrap();
+    assert!(two < three, "{tail}");
+    assert!(!seen.contains(">one</body>"), "{seen}");
+    // The session goes on on the new connection.
+    bob.send(message("four")).await;
+    until(&mut alice, "four</body>", &mut seen).await;
+    assert!(
+        server
+            .server
+            .as_ref()
+            .unwrap()
+            .context()
+            .resumable
+            .is_empty()
+    );
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_not_resumed_in_time_ends_and_its_messages_go_offline() {
+    let mut config = common::config(sigil_server::config::ClientCertificatePolicy::Wanted);
+    config.limits.resume_timeout_seconds = 1;
+    let server = TestServer::start_with(config).await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    let id = resumable_alice(&server, &mut bob).await;
+    bob.send(message("three")).await;
+    let router = &server.server.as_ref().unwrap().context().router;
+    let jid: jid::FullJid = "alice@localhost/sm".parse().unwrap();
+    let deadline = Instant::now() + common::TIMEOUT;
+    while router.session(&jid).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the session outlived its resumption time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Too late to resume.
+    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
+    alice
+        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut alice, "</failed>", &mut seen).await;
+    drop(alice);
+    // What it had not delivered is offline: the unacknowledged message,
+    // then the one that waited.
+    let mut again =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    again.send(Element::new("presence", ns::CLIENT)).await;
+    let mut bodies = Vec::new();
+    while let Some(stanza) = again.try_recv(Duration::from_millis(500)).await {
+        if let Some(body) = stanza.child("body", ns::CLIENT) {
+            bodies.push(body.text());
+        }
+    }
+    assert_eq!(bodies, ["two", "three"]);
     again.close().await;
     bob.close().await;
 }
