@@ -103,6 +103,10 @@ pub struct StreamError {
     pub condition: StreamCondition,
     /// Text for people, in English.
     pub text: Option<String>,
+    /// An application-specific condition (RFC 6120 §4.9.4), such as
+    /// XEP-0198's `<handled-count-too-high/>`.
+    /// Boxed: errors travel in `Result`s, and most have none.
+    pub application: Option<Box<Element>>,
 }
 
 impl StreamError {
@@ -111,6 +115,7 @@ impl StreamError {
         Self {
             condition,
             text: None,
+            application: None,
         }
     }
 
@@ -119,6 +124,7 @@ impl StreamError {
         Self {
             condition,
             text: Some(text.into()),
+            application: None,
         }
     }
 
@@ -132,6 +138,9 @@ impl StreamError {
                     .with_attribute_ns("lang", ns::XML, "en")
                     .with_text(text.clone()),
             );
+        }
+        if let Some(application) = &self.application {
+            error.push_child(Element::clone(application));
         }
         error
     }
@@ -147,7 +156,15 @@ impl StreamError {
             .find_map(|c| StreamCondition::from_name(c.name()))
             .unwrap_or(StreamCondition::UndefinedCondition);
         let text = element.child("text", ns::STREAM_ERRORS).map(Element::text);
-        Some(Self { condition, text })
+        let application = element
+            .children()
+            .find(|c| c.namespace() != ns::STREAM_ERRORS)
+            .map(|c| Box::new(c.clone()));
+        Some(Self {
+            condition,
+            text,
+            application,
+        })
     }
 }
 

@@ -302,13 +302,18 @@ impl ServerStream {
             return;
         };
         self.waiting = Waiting::Nothing;
+        if self.stage == Stage::Closed {
+            // Closed while the answer was pending: the session stays with
+            // its unacknowledged stanzas, for the caller to reroute.
+            self.sm = Some(sm);
+            return;
+        }
         let newly = h.wrapping_sub(sm.acked) as usize;
         if newly > sm.unacked.len() {
-            let sent = sm.sent;
-            return self.close(Some(StreamError::with_text(
-                StreamCondition::UndefinedCondition,
-                format!("handled-count-too-high: h {h}, sent {sent}"),
-            )));
+            let error = handled_count_too_high(h, sm.sent);
+            // Kept, so that what was not acknowledged is not lost.
+            self.sm = Some(sm);
+            return self.close(Some(error));
         }
         sm.unacked.drain(..newly);
         sm.acked = h;
@@ -1046,11 +1051,8 @@ impl ServerStream {
                 let Some(sm) = self.sm.as_mut() else { return };
                 let newly = h.wrapping_sub(sm.acked) as usize;
                 if newly > sm.unacked.len() {
-                    let sent = sm.sent;
-                    return self.close(Some(StreamError::with_text(
-                        StreamCondition::UndefinedCondition,
-                        format!("handled-count-too-high: h {h}, sent {sent}"),
-                    )));
+                    let error = handled_count_too_high(h, sm.sent);
+                    return self.close(Some(error));
                 }
                 sm.unacked.drain(..newly);
                 sm.acked = h;
@@ -1086,6 +1088,20 @@ impl ServerStream {
             ))),
         }
     }
+}
+
+/// XEP-0198 §4: an `h` above what was sent.
+fn handled_count_too_high(h: u32, sent: u32) -> StreamError {
+    let mut error = StreamError::with_text(
+        StreamCondition::UndefinedCondition,
+        format!("handled-count-too-high: h {h}, sent {sent}"),
+    );
+    error.application = Some(Box::new(
+        Element::new("handled-count-too-high", NS_SM)
+            .with_attribute("h", h.to_string())
+            .with_attribute("send-count", sent.to_string()),
+    ));
+    error
 }
 
 /// `authcid@domain`, when the authcid is a valid local part.

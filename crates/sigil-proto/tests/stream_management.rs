@@ -279,3 +279,29 @@ fn resumption_is_offered_only_when_configured_and_unknown_ids_fail() {
     let (sent, _) = drain(&mut s);
     assert!(sent.contains("<jid>juliet@example.org/r</jid>"), "{sent}");
 }
+
+#[test]
+fn a_resume_claiming_too_much_ends_the_stream_and_keeps_what_was_unacknowledged() {
+    let (mut old, _) = bound(|config| config.resume_seconds = 300);
+    old.receive(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    drain(&mut old);
+    let id = old.resumption_id().unwrap().to_owned();
+    old.send_stanza(&message(0));
+    drain(&mut old);
+    let state = old.take_stream_management().unwrap();
+
+    let mut new = authenticated(300);
+    new.receive(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='5'/>").as_bytes());
+    let Some(server::Action::Resume { .. }) = new.poll_action() else {
+        panic!()
+    };
+    new.resumed(FullJid::new("juliet@example.org/r").unwrap(), state);
+    let (sent, _) = drain(&mut new);
+    assert!(
+        sent.contains("<handled-count-too-high xmlns=\"urn:xmpp:sm:3\" h=\"5\" send-count=\"1\"/>"),
+        "{sent}"
+    );
+    assert!(new.is_closed());
+    // The one stanza never acknowledged is still there to be rerouted.
+    assert_eq!(new.take_unacked().len(), 1);
+}

@@ -120,6 +120,9 @@ pub(crate) trait Wire: Send {
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
     /// Ends the connection.
     fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
+    /// Lets the connection go (closed, buffers freed) while the task lives
+    /// on, as a session waiting to be resumed does.
+    fn release(&mut self) {}
     /// Upgrades to TLS after `<proceed/>` (only TCP can).
     fn start_tls(&mut self, _listener: &Listener) -> impl Future<Output = Option<TlsInfo>> + Send {
         async { None }
@@ -179,6 +182,11 @@ impl Wire for TcpWire {
 
     async fn shutdown(&mut self) {
         let _ = self.transport.shutdown().await;
+    }
+
+    fn release(&mut self) {
+        self.transport = Transport::Upgrading;
+        self.out = String::new();
     }
 
     async fn start_tls(&mut self, listener: &Listener) -> Option<TlsInfo> {
@@ -458,7 +466,9 @@ impl<W: Wire> Connection<W> {
                 _ = shutdown.changed() => {
                     // What is already queued for this client goes out first.
                     if let Some(state) = self.session.as_ref() {
-                        while let Some(SessionMessage::Stanza(stanza)) = state.handle.try_recv() {
+                        while !self.stream.is_closed()
+                            && let Some(SessionMessage::Stanza(stanza)) = state.handle.try_recv()
+                        {
                             self.stream.send_stanza(&stanza);
                         }
                     }
@@ -480,14 +490,26 @@ impl<W: Wire> Connection<W> {
         {
             sm.unacked = unacked.into();
             tracing::info!(jid = %state.jid, "connection lost: the session waits to be resumed");
-            let number = self
-                .context
-                .resumable
-                .park(id.clone(), session::Parked { state, sm });
+            let handle = state.handle.clone();
+            let resumed = Arc::new(tokio::sync::Notify::new());
+            let number = self.context.resumable.park(
+                id.clone(),
+                session::Parked {
+                    state,
+                    sm,
+                    resumed: resumed.clone(),
+                },
+            );
+            // The dead connection's buffers and socket go now.
+            self.wire.release();
             let wait = Duration::from_secs(self.context.limits.resume_timeout_seconds);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
+                // Taken over: nothing left to do here.
+                () = resumed.notified() => {}
+                // Its queue overflowed, or it was told to close: it ends.
+                () = handle.close_requested() => {}
             }
             let Some(parked) = self.context.resumable.reclaim(&id, number) else {
                 // Resumed on another connection, which carries it on.
@@ -525,8 +547,9 @@ impl<W: Wire> Connection<W> {
                 SessionMessage::Close(error) => return self.stream.close(Some(*error)),
             }
             // A full batch ends here, so that reading from this client is
-            // not starved (the rest stays queued); so does an empty queue.
-            if sent == DELIVERY_BATCH {
+            // not starved (the rest stays queued); so does an empty queue,
+            // and a stream that closed (what is left is rerouted at the end).
+            if sent == DELIVERY_BATCH || self.stream.is_closed() {
                 return;
             }
             next = match self.session.as_ref().and_then(|s| s.handle.try_recv()) {

@@ -586,7 +586,7 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
         let wire = WsWire {
-            ws,
+            ws: Some(ws),
             queued: Vec::new(),
         };
         let timeout = Duration::from_secs(state.context.limits.login_timeout_seconds);
@@ -625,7 +625,8 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
 
 /// RFC 7395: one text frame per element.
 struct WsWire<S> {
-    ws: WebSocketStream<S>,
+    /// `None` once released.
+    ws: Option<WebSocketStream<S>>,
     queued: Vec<String>,
 }
 
@@ -634,8 +635,9 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
     async fn read(&mut self) -> Option<Input> {
+        let ws = self.ws.as_mut()?;
         loop {
-            match self.ws.next().await? {
+            match ws.next().await? {
                 Ok(Message::Text(text)) => {
                     return Some(match Element::parse(text.as_str()) {
                         Ok(element) => Input::Element(element, text.len()),
@@ -661,17 +663,27 @@ where
     }
 
     async fn flush(&mut self) -> io::Result<()> {
+        let Some(ws) = self.ws.as_mut() else {
+            self.queued.clear();
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "released"));
+        };
         for frame in self.queued.drain(..) {
-            self.ws
-                .feed(Message::text(frame))
+            ws.feed(Message::text(frame))
                 .await
                 .map_err(io::Error::other)?;
         }
-        self.ws.flush().await.map_err(io::Error::other)
+        ws.flush().await.map_err(io::Error::other)
     }
 
     async fn shutdown(&mut self) {
-        let _ = self.ws.close(None).await;
+        if let Some(ws) = self.ws.as_mut() {
+            let _ = ws.close(None).await;
+        }
+    }
+
+    fn release(&mut self) {
+        self.ws = None;
+        self.queued = Vec::new();
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Parked {
     pub state: SessionState,
     /// Its XEP-0198 counters and unacknowledged stanzas.
     pub sm: Box<sigil_proto::server::StreamManagement>,
+    /// Told when a new connection takes the session over, so that the
+    /// waiting task ends at once.
+    pub resumed: Arc<tokio::sync::Notify>,
 }
 
 impl Resumable {
@@ -66,7 +69,9 @@ impl Resumable {
         if Some(&entry.state.bare) != account {
             return None;
         }
-        parked.remove(id).map(|(_, entry)| entry)
+        let (_, entry) = parked.remove(id)?;
+        entry.resumed.notify_one();
+        Some(entry)
     }
 
     /// Takes back the session parked as `number` when its time is up
@@ -167,7 +172,14 @@ pub async fn handle(context: &Context, session: &mut SessionState, stanza: Eleme
 
 /// Ends a session: unavailable presence to whoever saw it.
 pub async fn end(context: &Context, session: &mut SessionState) {
-    if session.available || !session.directed.is_empty() {
+    // A newer session bound the same resource (a conflict, or a client
+    // that bound again instead of resuming): the resource is online there,
+    // so no one is told it left.
+    let replaced = context
+        .router
+        .session(&session.jid)
+        .is_some_and(|current| !Arc::ptr_eq(&current, &session.handle));
+    if !replaced && (session.available || !session.directed.is_empty()) {
         let unavailable = Element::new("presence", ns::CLIENT)
             .with_attribute("type", "unavailable")
             .with_attribute("from", session.jid.to_string());
@@ -183,10 +195,16 @@ pub async fn end(context: &Context, session: &mut SessionState) {
     session.available = false;
 }
 
-/// A stanza that was queued for a session that ended before writing it:
-/// messages go to the account's other resources or to offline storage,
-/// so ending a session (or the server) loses none.
+/// A stanza that was queued for a session that ended before writing it
+/// (or written and not acknowledged): messages go to the account's other
+/// resources or to offline storage, so ending a session (or the server)
+/// loses none; requests (`iq` get/set) get `service-unavailable`.
 pub async fn reroute(context: &Context, stanza: Element) {
+    if stanza.name() == "iq" && matches!(stanza.attribute("type"), Some("get" | "set")) {
+        // A request nobody will answer: its sender hears so (RFC 6120
+        // §10.5.3.1; XEP-0198 §5 for unacknowledged ones).
+        return context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+    }
     if stanza.name() != "message" {
         return;
     }
