@@ -131,6 +131,22 @@ pub struct ClientStream {
     bind_id: String,
     actions: VecDeque<Action>,
     offered: Vec<String>,
+    /// XEP-0198: asked for by the application, offered by the server, and
+    /// the counters once enabled.
+    sm_wanted: bool,
+    sm_offered: bool,
+    sm: Option<ClientAcks>,
+}
+
+/// XEP-0198 counters on the client side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientAcks {
+    /// Stanzas received from the server since `<enabled/>`, modulo 2^32.
+    pub received: u32,
+    /// Stanzas sent since `<enable/>`, modulo 2^32.
+    pub sent: u32,
+    /// Of those, what the server last said it handled (`<a h/>`).
+    pub acknowledged: u32,
 }
 
 impl ClientStream {
@@ -156,9 +172,32 @@ impl ClientStream {
             bind_id: random_id(),
             actions: VecDeque::new(),
             offered: Vec::new(),
+            sm_wanted: false,
+            sm_offered: false,
+            sm: None,
         };
         stream.send_header();
         stream
+    }
+
+    /// Asks for XEP-0198 acknowledgements once bound, if the server offers
+    /// them. Call before the stream is bound.
+    pub fn request_stream_management(&mut self) {
+        self.sm_wanted = true;
+    }
+
+    /// The acknowledgement counters, once the server enabled stream
+    /// management.
+    pub fn acks(&self) -> Option<ClientAcks> {
+        self.sm
+    }
+
+    /// Asks the server how many of our stanzas it has handled (answered
+    /// by `<a/>`, read into [`Self::acks`]).
+    pub fn request_ack(&mut self) {
+        if self.sm.is_some() && self.stage == Stage::Bound {
+            self.send(&Element::new("r", crate::server::NS_SM));
+        }
     }
 
     /// For direct TLS: the channel binding data of the connection, before
@@ -263,6 +302,9 @@ impl ClientStream {
     pub fn send_stanza(&mut self, stanza: &Element) {
         if self.stage == Stage::Bound {
             self.send(stanza);
+            if let Some(sm) = self.sm.as_mut() {
+                sm.sent = sm.sent.wrapping_add(1);
+            }
         }
     }
 
@@ -346,8 +388,12 @@ impl ClientStream {
             Stage::Authenticating if element.namespace() == ns::SASL => self.on_sasl(&element),
             Stage::Binding if element.is("iq", ns::CLIENT) => self.on_bind_result(&element),
             Stage::Bound if element.namespace() == ns::CLIENT => {
+                if let Some(sm) = self.sm.as_mut() {
+                    sm.received = sm.received.wrapping_add(1);
+                }
                 self.actions.push_back(Action::Stanza(element));
             }
+            Stage::Bound if element.namespace() == crate::server::NS_SM => self.on_sm(&element),
             _ => self.fail(ClientError::Protocol(format!(
                 "unexpected <{}/>",
                 element.name()
@@ -473,7 +519,40 @@ impl ClientStream {
         }
     }
 
+    /// `<enabled/>`, `<failed/>`, `<r/>`, `<a/>` once bound.
+    fn on_sm(&mut self, element: &Element) {
+        match element.name() {
+            // Counting started when <enable/> was sent.
+            "enabled" => {}
+            "failed" => self.sm = None,
+            "r" => {
+                if let Some(sm) = self.sm {
+                    let answer = Element::new("a", crate::server::NS_SM)
+                        .with_attribute("h", sm.received.to_string());
+                    self.send(&answer);
+                }
+            }
+            "a" => {
+                let h = element.attribute("h").and_then(|h| h.parse::<u32>().ok());
+                match (self.sm.as_mut(), h) {
+                    (Some(sm), Some(h))
+                        if h.wrapping_sub(sm.acknowledged)
+                            <= sm.sent.wrapping_sub(sm.acknowledged) =>
+                    {
+                        sm.acknowledged = h;
+                    }
+                    (Some(_), _) => self.fail(ClientError::Protocol(
+                        "the server acknowledged more than was sent".into(),
+                    )),
+                    (None, _) => {}
+                }
+            }
+            other => self.fail(ClientError::Protocol(format!("unexpected <{other}/>"))),
+        }
+    }
+
     fn start_bind(&mut self, features: &Element) {
+        self.sm_offered = features.has_child("sm", crate::server::NS_SM);
         if !features.has_child("bind", ns::BIND) {
             return self.fail(ClientError::Protocol(
                 "the server offers no resource binding".into(),
@@ -506,6 +585,12 @@ impl ClientStream {
                     Some(jid) => {
                         self.stage = Stage::Bound;
                         self.actions.push_back(Action::Bound(jid));
+                        if self.sm_wanted && self.sm_offered {
+                            // Our count starts with <enable/>: stanzas sent
+                            // from here on count.
+                            self.send(&Element::new("enable", crate::server::NS_SM));
+                            self.sm = Some(ClientAcks::default());
+                        }
                     }
                     None => self.fail(ClientError::Protocol(
                         "bind result without a full JID".into(),

@@ -305,3 +305,125 @@ fn a_resume_claiming_too_much_ends_the_stream_and_keeps_what_was_unacknowledged(
     // The one stanza never acknowledged is still there to be rerouted.
     assert_eq!(new.take_unacked().len(), 1);
 }
+
+/// A client stream and a server stream in memory, pumped until quiet;
+/// the stanzas each side handed out.
+fn pump(
+    c: &mut sigil_proto::client::ClientStream,
+    s: &mut ServerStream,
+) -> (Vec<Element>, Vec<Element>) {
+    use sigil_proto::client::Action as C;
+    let (mut to_client, mut to_server) = (Vec::new(), Vec::new());
+    loop {
+        let mut progressed = false;
+        while let Some(action) = c.poll_action() {
+            progressed = true;
+            match action {
+                C::Send(data) => s.receive(data.as_bytes()),
+                C::Stanza(stanza) => to_client.push(stanza),
+                C::Close(result) => panic!("client closed: {result:?}"),
+                _ => {}
+            }
+        }
+        while let Some(action) = s.poll_action() {
+            progressed = true;
+            match action {
+                server::Action::Send(data) => c.receive(data.as_bytes()),
+                server::Action::Stanza(stanza) => to_server.push(stanza),
+                server::Action::NeedCredentials { request, .. } => {
+                    let algorithm = request.algorithm.unwrap_or(Algorithm::Sha256);
+                    s.credentials(Ok(Some(
+                        StoredCredentials::generate(algorithm, "pencil").unwrap(),
+                    )));
+                }
+                server::Action::Bind { .. } => {
+                    s.bound(FullJid::new("juliet@example.org/r").unwrap());
+                }
+                server::Action::Close { error } => panic!("server closed: {error:?}"),
+                _ => {}
+            }
+        }
+        if !progressed {
+            return (to_client, to_server);
+        }
+    }
+}
+
+#[test]
+fn the_client_stream_enables_acknowledges_and_reads_acknowledgements() {
+    use sigil_proto::client::{ClientStream, ClientStreamConfig};
+    use sigil_sasl::client::{ClientConfig, ClientContext};
+    let mut c = ClientStream::new(ClientStreamConfig {
+        jid: jid::BareJid::new("juliet@example.org").unwrap(),
+        resource: Some("r".into()),
+        tls: sigil_proto::client::TlsMode::Direct,
+        sasl: Arc::new(ClientConfig::new()),
+        context: ClientContext::new()
+            .with_authcid("juliet")
+            .with_password("pencil"),
+        limits: Default::default(),
+        framing: sigil_proto::Framing::Stream,
+    });
+    c.request_stream_management();
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    let mut s = ServerStream::new(
+        config,
+        ConnectionInfo {
+            encrypted: true,
+            ..ConnectionInfo::default()
+        },
+    );
+    pump(&mut c, &mut s);
+    assert!(s.stream_management_enabled());
+    let acks = c.acks().expect("enabled");
+    assert_eq!((acks.sent, acks.received, acks.acknowledged), (0, 0, 0));
+
+    // Six from the client; then it asks how many were handled.
+    for n in 0..6 {
+        c.send_stanza(&message(n));
+    }
+    let (_, to_server) = pump(&mut c, &mut s);
+    assert_eq!(to_server.len(), 6);
+    c.request_ack();
+    pump(&mut c, &mut s);
+    assert_eq!(c.acks().unwrap().acknowledged, 6);
+
+    // Five from the server: it asks, the client answers, nothing stays
+    // unacknowledged on the server.
+    for n in 0..5 {
+        s.send_stanza(&message(n));
+    }
+    let (to_client, _) = pump(&mut c, &mut s);
+    assert_eq!(to_client.len(), 5);
+    assert_eq!(c.acks().unwrap().received, 5);
+    assert!(s.take_unacked().is_empty());
+
+    // A server without stream management: the client does not enable it.
+    let mut c2 = ClientStream::new(ClientStreamConfig {
+        jid: jid::BareJid::new("juliet@example.org").unwrap(),
+        resource: Some("r".into()),
+        tls: sigil_proto::client::TlsMode::Direct,
+        sasl: Arc::new(ClientConfig::new()),
+        context: ClientContext::new()
+            .with_authcid("juliet")
+            .with_password("pencil"),
+        limits: Default::default(),
+        framing: sigil_proto::Framing::Stream,
+    });
+    c2.request_stream_management();
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    config.stream_management = false;
+    let mut s2 = ServerStream::new(
+        config,
+        ConnectionInfo {
+            encrypted: true,
+            ..ConnectionInfo::default()
+        },
+    );
+    pump(&mut c2, &mut s2);
+    assert!(c2.acks().is_none());
+    c2.send_stanza(&message(0));
+    assert_eq!(pump(&mut c2, &mut s2).1.len(), 1);
+}
