@@ -196,6 +196,11 @@ pub struct ServerStream {
     resumption: Option<(String, u32)>,
     /// Stream management may be offered on this stream (not over BOSH).
     sm_allowed: bool,
+    /// The caller confirms each [`Action::Stanza`] once handled
+    /// ([`Self::confirm`]); acknowledgements count only confirmed ones.
+    confirming: bool,
+    /// Stanzas handed to the caller and not confirmed yet.
+    outstanding: u32,
 }
 
 /// The XEP-0198 namespace.
@@ -217,6 +222,13 @@ pub struct StreamManagement {
     pub unacked: VecDeque<Element>,
     /// The resumption id, when the client asked for resumption.
     pub id: Option<String>,
+    /// Of the stanzas the caller has not confirmed
+    /// ([`ServerStream::confirm_handling`]), how many came before stream
+    /// management was enabled (so are not in `inbound`): the oldest.
+    pub uncounted: u32,
+    /// An `<r/>` is waiting for an answer until this count of the
+    /// client's stanzas is handled.
+    pub ack_owed: Option<u32>,
 }
 
 impl ServerStream {
@@ -254,7 +266,64 @@ impl ServerStream {
             sm: None,
             resumption: None,
             sm_allowed: true,
+            confirming: false,
+            outstanding: 0,
         }
+    }
+
+    /// From now on an acknowledgement (XEP-0198 `<a/>`, `<resumed/>`)
+    /// counts a stanza handed over as [`Action::Stanza`] only once the
+    /// caller confirms it with [`Self::confirm`]: for a server whose
+    /// acknowledgement promises that the stanza is safe (delivered or on
+    /// disk), not merely read. An `<r/>` that arrives while stanzas before
+    /// it are unconfirmed is answered when they are.
+    pub fn confirm_handling(&mut self) {
+        self.confirming = true;
+    }
+
+    /// Confirms the oldest `count` unconfirmed stanzas (see
+    /// [`Self::confirm_handling`]), in the order they were handed over.
+    pub fn confirm(&mut self, count: u32) {
+        let count = count.min(self.outstanding);
+        self.outstanding -= count;
+        let Some(sm) = self.sm.as_mut() else { return };
+        sm.uncounted = sm.uncounted.saturating_sub(count);
+        let handled = self.handled();
+        let Some(sm) = self.sm.as_mut() else { return };
+        let Some(owed) = sm.ack_owed else { return };
+        // Wrapping: `handled` has reached `owed` when the difference is
+        // small and non-negative.
+        if handled.wrapping_sub(owed) < u32::MAX / 2 {
+            sm.ack_owed = None;
+            if self.stage == Stage::Bound {
+                let answer = Element::new("a", NS_SM).with_attribute("h", handled.to_string());
+                self.send_element(&answer);
+            }
+        }
+    }
+
+    /// The client's stanzas handled (XEP-0198 `h`): every one counted,
+    /// less those the caller has not confirmed.
+    fn handled(&self) -> u32 {
+        match &self.sm {
+            Some(sm) => sm
+                .inbound
+                .wrapping_sub(self.outstanding.saturating_sub(sm.uncounted)),
+            None => 0,
+        }
+    }
+
+    /// How many of the stanzas sent to the client it has acknowledged
+    /// (XEP-0198 `h`), once stream management is enabled: sent stanza
+    /// number `n` (counting from 1) is acknowledged once this reaches `n`.
+    pub fn acknowledged(&self) -> Option<u32> {
+        self.sm.as_ref().map(|sm| sm.acked)
+    }
+
+    /// How many stanzas were sent to the client (XEP-0198 counting), once
+    /// stream management is enabled.
+    pub fn sent_count(&self) -> Option<u32> {
+        self.sm.as_ref().map(|sm| sm.sent)
     }
 
     /// Never offers stream management on this stream (XEP-0198 is not for
@@ -287,7 +356,14 @@ impl ServerStream {
     /// Takes the stream-management state out, for a session kept to be
     /// resumed on another connection.
     pub fn take_stream_management(&mut self) -> Option<Box<StreamManagement>> {
-        self.sm.take()
+        // What the caller has not confirmed by now counts as not handled:
+        // the client sends it again after resuming.
+        let handled = self.handled();
+        let mut sm = self.sm.take()?;
+        sm.inbound = handled;
+        sm.uncounted = 0;
+        sm.ack_owed = None;
+        Some(sm)
     }
 
     /// Answers [`Action::Resume`]: the earlier session continues on this
@@ -944,6 +1020,8 @@ impl ServerStream {
                 if let Some(sm) = self.sm.as_mut() {
                     sm.inbound = sm.inbound.wrapping_add(1);
                 }
+                // (A legacy session request is answered here and counts
+                // as handled at once.)
                 if stanza.name() == "iq"
                     && stanza.attribute("type") == Some("set")
                     && stanza.has_child("session", ns::SESSION)
@@ -955,6 +1033,9 @@ impl ServerStream {
                 }
                 if let Some(jid) = &self.full_jid {
                     stanza.set_attribute("from", jid.to_string());
+                }
+                if self.confirming {
+                    self.outstanding = self.outstanding.saturating_add(1);
                 }
                 self.actions.push_back(Action::Stanza(stanza));
             }
@@ -1021,6 +1102,8 @@ impl ServerStream {
                     return self.send_element(&failed("unexpected-request"));
                 }
                 let mut sm = Box::<StreamManagement>::default();
+                // Stanzas still being handled are older than the count.
+                sm.uncounted = self.outstanding;
                 let mut enabled = Element::new("enabled", NS_SM);
                 let asked = matches!(element.attribute("resume"), Some("true" | "1"));
                 if asked && self.config.resume_seconds > 0 {
@@ -1035,11 +1118,15 @@ impl ServerStream {
                 self.send_element(&enabled);
             }
             "r" => {
-                if let Some(sm) = &self.sm {
-                    let answer =
-                        Element::new("a", NS_SM).with_attribute("h", sm.inbound.to_string());
-                    self.send_element(&answer);
+                let handled = self.handled();
+                let Some(sm) = self.sm.as_mut() else { return };
+                if handled != sm.inbound {
+                    // Answered by `confirm` once what came before is handled.
+                    sm.ack_owed = Some(sm.inbound);
+                    return;
                 }
+                let answer = Element::new("a", NS_SM).with_attribute("h", handled.to_string());
+                self.send_element(&answer);
             }
             "a" => {
                 let Some(h) = element.attribute("h").and_then(|h| h.parse::<u32>().ok()) else {

@@ -427,3 +427,34 @@ fn the_client_stream_enables_acknowledges_and_reads_acknowledgements() {
     c2.send_stanza(&message(0));
     assert_eq!(pump(&mut c2, &mut s2).1.len(), 1);
 }
+
+#[test]
+fn with_confirmation_an_ack_counts_only_what_the_caller_confirmed() {
+    let (mut s, _) = bound(|_| {});
+    s.confirm_handling();
+    // A stanza before enabling is not in the count, even unconfirmed.
+    s.receive(b"<presence/>");
+    assert_eq!(drain(&mut s).1.len(), 1);
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    drain(&mut s);
+    s.receive(b"<message to='romeo@example.org' id='1'/><message to='romeo@example.org' id='2'/><r xmlns='urn:xmpp:sm:3'/>");
+    let (sent, stanzas) = drain(&mut s);
+    assert_eq!(stanzas.len(), 2);
+    // Nothing is confirmed: the request waits.
+    assert_eq!(sent, "");
+    // The presence, then the first message: still not all before the <r/>.
+    s.confirm(2);
+    assert_eq!(drain(&mut s).0, "");
+    s.confirm(1);
+    assert_eq!(drain(&mut s).0, "<a xmlns=\"urn:xmpp:sm:3\" h=\"2\"/>");
+    // Confirmed already: answered at once; confirming more than was
+    // handed over changes nothing.
+    s.confirm(5);
+    s.receive(b"<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(drain(&mut s).0, "<a xmlns=\"urn:xmpp:sm:3\" h=\"2\"/>");
+    // A session taken for resumption counts only what was confirmed: the
+    // client sends the rest again.
+    s.receive(b"<message to='romeo@example.org' id='3'/>");
+    drain(&mut s);
+    assert_eq!(s.take_stream_management().unwrap().inbound, 2);
+}

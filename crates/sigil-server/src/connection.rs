@@ -25,7 +25,7 @@ use crate::auth::{self, CertificateLogin};
 use crate::config::ListenerKind;
 use crate::context::Context;
 use crate::limits::{PendingGuard, ReadBudget};
-use crate::router::SessionMessage;
+use crate::router::{Receipt, SessionMessage};
 use crate::session::{self, SessionState};
 use crate::tls::{ServerIdentity, TlsInfo, tls_info};
 
@@ -341,8 +341,13 @@ pub(crate) fn run_session<W: Wire + 'static>(
         budget,
         pending: pending.map(Box::new),
         write_failed: false,
+        tracking: None,
     };
-    if !W::ACKS {
+    if W::ACKS {
+        // An acknowledgement promises that a message is safe, not merely
+        // read (see `Tracking`).
+        connection.stream.confirm_handling();
+    } else {
         connection.stream.without_stream_management();
     }
     async move {
@@ -374,6 +379,26 @@ struct Connection<W: Wire> {
     pending: Option<Box<PendingGuard>>,
     /// A write failed or timed out: the connection only ends now.
     write_failed: bool,
+    /// Messages followed until safe (boxed, and only once there are any).
+    tracking: Option<Box<Tracking>>,
+}
+
+/// With stream management, the server acknowledges a client's message
+/// (XEP-0198 `<a h/>`) only once it is safe: acknowledged in turn by the
+/// client it went to, or on disk for later. A server that dies before
+/// then has not acknowledged it, so the sender still has it to send
+/// again; nothing acknowledged is lost.
+#[derive(Default)]
+struct Tracking {
+    /// The client's stanzas handed to the session, oldest first, each
+    /// with what says it is safe (`None`: it already is).
+    handling: std::collections::VecDeque<session::Handling>,
+    /// Tracked stanzas sent to this client with stream management, by
+    /// their XEP-0198 number, waiting for its acknowledgement.
+    receipts: std::collections::VecDeque<(u32, Receipt)>,
+    /// Tracked stanzas queued to a client without stream management:
+    /// done with once written.
+    written: Vec<Receipt>,
 }
 
 impl<W: Wire> Connection<W> {
@@ -450,6 +475,7 @@ impl<W: Wire> Connection<W> {
                     }
                 }
                 () = expired(&mut throttle) => throttle = None,
+                () = front_settled(&mut self.tracking) => self.settle_handling(),
                 message = recv(&self.session) => self.deliver(message),
                 () = closed(&self.session) => {
                     self.stream.close(Some(StreamError::with_text(
@@ -467,9 +493,16 @@ impl<W: Wire> Connection<W> {
                     // What is already queued for this client goes out first.
                     if let Some(state) = self.session.as_ref() {
                         while !self.stream.is_closed()
-                            && let Some(SessionMessage::Stanza(stanza)) = state.handle.try_recv()
+                            && let Some(message) = state.handle.try_recv()
                         {
-                            self.stream.send_stanza(&stanza);
+                            match message {
+                                SessionMessage::Stanza(stanza) => self.stream.send_stanza(&stanza),
+                                SessionMessage::Tracked(stanza, receipt) => {
+                                    self.stream.send_stanza(&stanza);
+                                    track_sent(&self.stream, &mut self.tracking, receipt);
+                                }
+                                SessionMessage::Close(_) => {}
+                            }
                         }
                     }
                     self.stream.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
@@ -479,7 +512,7 @@ impl<W: Wire> Connection<W> {
         if self.flush().await && !self.write_failed {
             let _ = tokio::time::timeout(self.write_timeout(), self.wire.shutdown()).await;
         }
-        let mut unacked = self.stream.take_unacked();
+        let mut unacked = self.take_unacked();
         // The connection died under a session that may be resumed: it
         // waits, still routed to, for a new connection to take it over.
         if let Some(id) = self.stream.resumption_id().map(str::to_owned)
@@ -488,7 +521,12 @@ impl<W: Wire> Connection<W> {
             && let Some(state) = self.session.take()
             && let Some(mut sm) = self.stream.take_stream_management()
         {
-            sm.unacked = unacked.into();
+            let receipts = unacked
+                .iter_mut()
+                .zip(1..)
+                .filter_map(|((_, receipt), n)| Some((sm.acked.wrapping_add(n), receipt.take()?)))
+                .collect();
+            sm.unacked = unacked.into_iter().map(|(stanza, _)| stanza).collect();
             tracing::info!(jid = %state.jid, "connection lost: the session waits to be resumed");
             let handle = state.handle.clone();
             let resumed = Arc::new(tokio::sync::Notify::new());
@@ -497,6 +535,7 @@ impl<W: Wire> Connection<W> {
                 session::Parked {
                     state,
                     sm,
+                    receipts,
                     resumed: resumed.clone(),
                 },
             );
@@ -516,18 +555,39 @@ impl<W: Wire> Connection<W> {
                 return;
             };
             self.session = Some(parked.state);
-            unacked = parked.sm.unacked.into();
+            let mut receipts = parked.receipts;
+            unacked = parked
+                .sm
+                .unacked
+                .into_iter()
+                .zip(1..)
+                .map(|(stanza, n)| {
+                    let seq = parked.sm.acked.wrapping_add(n);
+                    let receipt = receipts
+                        .front()
+                        .is_some_and(|(s, _)| *s == seq)
+                        .then(|| receipts.pop_front().map(|(_, r)| r))
+                        .flatten();
+                    (stanza, receipt)
+                })
+                .collect();
         }
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
             // What the client did not acknowledge (XEP-0198) is treated as
             // not delivered, as what was still queued for it.
-            for stanza in unacked {
-                Box::pin(session::reroute(&self.context, stanza)).await;
+            for (stanza, receipt) in unacked {
+                Box::pin(session::reroute(&self.context, stanza, receipt)).await;
             }
             for message in state.handle.close_queue() {
-                if let SessionMessage::Stanza(stanza) = message {
-                    Box::pin(session::reroute(&self.context, *stanza)).await;
+                match message {
+                    SessionMessage::Stanza(stanza) => {
+                        Box::pin(session::reroute(&self.context, *stanza, None)).await;
+                    }
+                    SessionMessage::Tracked(stanza, receipt) => {
+                        Box::pin(session::reroute(&self.context, *stanza, Some(receipt))).await;
+                    }
+                    SessionMessage::Close(_) => {}
                 }
             }
             Box::pin(session::end(&self.context, &mut state)).await;
@@ -544,6 +604,10 @@ impl<W: Wire> Connection<W> {
         for sent in 1..=DELIVERY_BATCH {
             match next {
                 SessionMessage::Stanza(stanza) => self.stream.send_stanza(&stanza),
+                SessionMessage::Tracked(stanza, receipt) => {
+                    self.stream.send_stanza(&stanza);
+                    track_sent(&self.stream, &mut self.tracking, receipt);
+                }
                 SessionMessage::Close(error) => return self.stream.close(Some(*error)),
             }
             // A full batch ends here, so that reading from this client is
@@ -598,6 +662,9 @@ impl<W: Wire> Connection<W> {
                             tracing::info!(jid = %parked.state.jid, "session resumed");
                             let jid = parked.state.jid.clone();
                             self.session = Some(parked.state);
+                            if !parked.receipts.is_empty() {
+                                self.tracking.get_or_insert_default().receipts = parked.receipts;
+                            }
                             self.login = None;
                             self.stream.resumed(jid, parked.sm);
                         }
@@ -660,9 +727,14 @@ impl<W: Wire> Connection<W> {
                 }
                 Action::Bind { resource } => self.bind(resource),
                 Action::Stanza(stanza) => {
-                    if let Some(state) = self.session.as_mut() {
-                        session::handle(&self.context, state, stanza).await;
-                    }
+                    let handling = match self.session.as_mut() {
+                        Some(state) => {
+                            let track = self.stream.stream_management_enabled();
+                            session::handle(&self.context, state, stanza, track).await
+                        }
+                        None => None,
+                    };
+                    self.handled(handling);
                 }
                 Action::Close { error } => {
                     if let Some(error) = &error {
@@ -673,7 +745,94 @@ impl<W: Wire> Connection<W> {
                 }
             }
         }
+        self.settle_acks();
         self.flush().await
+    }
+
+    /// Records how a client's stanza is being handled: confirmed now if it
+    /// is safe and nothing before it waits, else when it is.
+    fn handled(&mut self, mut handling: session::Handling) {
+        if let Some(settled) = handling.as_mut()
+            && !matches!(
+                settled.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+            )
+        {
+            handling = None;
+        }
+        match (&handling, self.tracking.as_mut()) {
+            (None, None) => self.stream.confirm(1),
+            (None, Some(tracking)) if tracking.handling.is_empty() => self.stream.confirm(1),
+            _ => self
+                .tracking
+                .get_or_insert_default()
+                .handling
+                .push_back(handling),
+        }
+    }
+
+    /// The oldest stanza being handled is safe: it and every safe one
+    /// after it are confirmed.
+    fn settle_handling(&mut self) {
+        let Some(tracking) = self.tracking.as_mut() else {
+            return;
+        };
+        // The one `front_settled` saw resolve.
+        tracking.handling.pop_front();
+        let mut count = 1;
+        while let Some(front) = tracking.handling.front_mut() {
+            if let Some(settled) = front
+                && matches!(
+                    settled.try_recv(),
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                )
+            {
+                break;
+            }
+            tracking.handling.pop_front();
+            count += 1;
+        }
+        self.stream.confirm(count);
+    }
+
+    /// Tells the receipts of the stanzas the client acknowledged.
+    fn settle_acks(&mut self) {
+        let (Some(acked), Some(tracking)) = (self.stream.acknowledged(), self.tracking.as_mut())
+        else {
+            return;
+        };
+        while let Some((seq, _)) = tracking.receipts.front()
+            && acked.wrapping_sub(*seq) < u32::MAX / 2
+        {
+            if let Some((_, receipt)) = tracking.receipts.pop_front() {
+                receipt.done();
+            }
+        }
+    }
+
+    /// The stanzas the client did not acknowledge, with their receipts.
+    fn take_unacked(&mut self) -> Vec<(sigil_xml::Element, Option<Receipt>)> {
+        self.settle_acks();
+        let acked = self.stream.acknowledged().unwrap_or_default();
+        let unacked = self.stream.take_unacked();
+        let mut receipts = self
+            .tracking
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.receipts))
+            .unwrap_or_default();
+        unacked
+            .into_iter()
+            .zip(1..)
+            .map(|(stanza, n)| {
+                let seq = acked.wrapping_add(n);
+                let receipt = receipts
+                    .front()
+                    .is_some_and(|(s, _)| *s == seq)
+                    .then(|| receipts.pop_front().map(|(_, r)| r))
+                    .flatten();
+                (stanza, receipt)
+            })
+            .collect()
     }
 
     fn write_timeout(&self) -> Duration {
@@ -697,6 +856,11 @@ impl<W: Wire> Connection<W> {
         // Nothing more is written to a connection whose write failed or
         // stalled, not even the TLS close.
         self.write_failed = !written;
+        if written && let Some(tracking) = self.tracking.as_mut() {
+            for receipt in tracking.written.drain(..) {
+                receipt.done();
+            }
+        }
         written
     }
 
@@ -751,6 +915,27 @@ async fn recv(session: &Option<SessionState>) -> SessionMessage {
     match session {
         Some(state) => state.handle.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the oldest stanza being handled is safe.
+async fn front_settled(tracking: &mut Option<Box<Tracking>>) {
+    match tracking.as_mut().and_then(|t| t.handling.front_mut()) {
+        Some(Some(settled)) => {
+            let _ = settled.await;
+        }
+        Some(None) => {}
+        None => std::future::pending().await,
+    }
+}
+
+/// Follows a tracked stanza just sent: until the client acknowledges it,
+/// or, without stream management, until it is written.
+fn track_sent(stream: &ServerStream, tracking: &mut Option<Box<Tracking>>, receipt: Receipt) {
+    let tracking = tracking.get_or_insert_default();
+    match stream.sent_count() {
+        Some(seq) => tracking.receipts.push_back((seq, receipt)),
+        None => tracking.written.push(receipt),
     }
 }
 

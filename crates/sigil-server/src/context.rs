@@ -8,7 +8,7 @@ use sigil_store::Store;
 use sigil_xml::{Element, ns};
 
 use crate::config::LimitsConfig;
-use crate::router::{Router, SendError, SessionHandle, SessionMessage};
+use crate::router::{Receipt, Router, SendError, SessionHandle, SessionMessage};
 
 /// The shared state of one server.
 pub struct Context {
@@ -88,7 +88,22 @@ impl Context {
     /// Queues a stanza for one session; `false` when it was not queued
     /// (the session ended, or its queue is full and it is being closed).
     pub fn try_deliver(&self, session: &SessionHandle, stanza: Element) -> bool {
-        match session.send(SessionMessage::Stanza(Box::new(stanza))) {
+        self.send_to(session, stanza, None)
+    }
+
+    /// Queues a stanza for one session, followed by `receipt` if given;
+    /// `false` when it was not queued.
+    pub fn send_to(
+        &self,
+        session: &SessionHandle,
+        stanza: Element,
+        receipt: Option<Receipt>,
+    ) -> bool {
+        let message = match receipt {
+            Some(receipt) => SessionMessage::Tracked(Box::new(stanza), receipt),
+            None => SessionMessage::Stanza(Box::new(stanza)),
+        };
+        match session.send(message) {
             Ok(()) => true,
             Err(SendError::Gone) => false,
             Err(SendError::Full) => {

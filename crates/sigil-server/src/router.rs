@@ -22,9 +22,51 @@ use sigil_xml::Element;
 pub enum SessionMessage {
     /// Deliver this stanza to the client.
     Stanza(Box<Element>),
+    /// Deliver this stanza, and tell `Receipt` once it is safe: the
+    /// client acknowledged it (XEP-0198), or it was written to a client
+    /// that does not acknowledge.
+    Tracked(Box<Element>, Receipt),
     /// End the session with this stream error (replaced by a newer
     /// session, server shutting down…).
     Close(Box<StreamError>),
+}
+
+/// Follows one stanza to where it ends up safe.
+///
+/// Shared by the copies of a stanza (every resource it went to, the
+/// queues it passes through); [`Receipt::done`] on any copy tells the
+/// waiter `true`. When the last copy goes without that (dropped, bounced,
+/// lost with its session) the waiter is told `false`.
+#[derive(Clone, Debug)]
+pub struct Receipt(Arc<ReceiptInner>);
+
+#[derive(Debug)]
+struct ReceiptInner(Mutex<Option<tokio::sync::oneshot::Sender<bool>>>);
+
+impl Receipt {
+    /// A receipt, and what resolves when it is settled.
+    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<bool>) {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        (
+            Self(Arc::new(ReceiptInner(Mutex::new(Some(sender))))),
+            receiver,
+        )
+    }
+
+    /// The stanza is safe: acknowledged, written, or stored.
+    pub fn done(&self) {
+        if let Some(sender) = lock(&self.0.0).take() {
+            let _ = sender.send(true);
+        }
+    }
+}
+
+impl Drop for ReceiptInner {
+    fn drop(&mut self) {
+        if let Some(sender) = lock(&self.0).take() {
+            let _ = sender.send(false);
+        }
+    }
 }
 
 /// One bound session as others see it.
@@ -311,7 +353,9 @@ mod tests {
 
     fn id(message: SessionMessage) -> String {
         match message {
-            SessionMessage::Stanza(stanza) => stanza.attribute("id").unwrap().to_owned(),
+            SessionMessage::Stanza(stanza) | SessionMessage::Tracked(stanza, _) => {
+                stanza.attribute("id").unwrap().to_owned()
+            }
             SessionMessage::Close(error) => panic!("unexpected close {error:?}"),
         }
     }
@@ -369,6 +413,22 @@ mod tests {
             .unwrap();
         let expected: Vec<String> = (0..500).map(|n: i32| n.to_string()).collect();
         assert_eq!(ids, expected);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_says_done_once_or_not_done_when_every_copy_is_gone() {
+        let (receipt, settled) = Receipt::new();
+        let copy = receipt.clone();
+        drop(receipt);
+        copy.done();
+        copy.done();
+        drop(copy);
+        assert!(settled.await.unwrap());
+        let (receipt, settled) = Receipt::new();
+        let copy = receipt.clone();
+        drop(receipt);
+        drop(copy);
+        assert!(!settled.await.unwrap());
     }
 
     #[test]

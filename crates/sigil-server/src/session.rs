@@ -11,7 +11,14 @@ use sigil_xml::{Element, ns};
 
 use crate::context::Context;
 use crate::roster;
-use crate::router::{Presence, SessionHandle};
+use crate::router::{Presence, Receipt, SessionHandle};
+
+/// XEP-0359: unique and stable stanza ids.
+pub const NS_SID: &str = "urn:xmpp:sid:0";
+
+/// What resolves once a stanza handed to [`handle`] is safe (see
+/// [`Receipt`]); `None` when it was done with before `handle` returned.
+pub type Handling = Option<tokio::sync::oneshot::Receiver<bool>>;
 
 /// What one session task knows about its client.
 pub struct SessionState {
@@ -44,6 +51,8 @@ pub struct Parked {
     pub state: SessionState,
     /// Its XEP-0198 counters and unacknowledged stanzas.
     pub sm: Box<sigil_proto::server::StreamManagement>,
+    /// The receipts of tracked stanzas among those, by XEP-0198 number.
+    pub receipts: std::collections::VecDeque<(u32, Receipt)>,
     /// Told when a new connection takes the session over, so that the
     /// waiting task ends at once.
     pub resumed: Arc<tokio::sync::Notify>,
@@ -126,12 +135,24 @@ impl SessionState {
 }
 
 /// Handles a stanza from the client (`from` is already its full JID).
-pub async fn handle(context: &Context, session: &mut SessionState, stanza: Element) {
+///
+/// With `track`, a message delivered to a session is followed until that
+/// session's client acknowledges it (or it is stored offline): the
+/// returned receiver resolves then. Without, it is done with when queued.
+pub async fn handle(
+    context: &Arc<Context>,
+    session: &mut SessionState,
+    mut stanza: Element,
+    track: bool,
+) -> Handling {
     let to = match stanza.attribute("to") {
         None => None,
         Some(to) => match Jid::new(to) {
             Ok(jid) => Some(jid),
-            Err(_) => return context.bounce(&stanza, StanzaCondition::JidMalformed),
+            Err(_) => {
+                context.bounce(&stanza, StanzaCondition::JidMalformed);
+                return None;
+            }
         },
     };
     if let Some(target) = &to
@@ -150,7 +171,7 @@ pub async fn handle(context: &Context, session: &mut SessionState, stanza: Eleme
                 }
                 context.deliver(&session.handle, reply);
             }
-            return;
+            return None;
         }
         // ... and nothing from the user to someone who blocks them.
         if crate::blocking::blocks(context, &target.to_bare(), &Jid::from(session.jid.clone()))
@@ -159,15 +180,29 @@ pub async fn handle(context: &Context, session: &mut SessionState, stanza: Eleme
             if answerable {
                 context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
             }
-            return;
+            return None;
         }
     }
     match stanza.name() {
-        "message" => message(context, stanza, to).await,
+        "message" => {
+            // XEP-0359 §5: stanza ids are the server's to give; a client's
+            // could pass for ours.
+            stanza.remove_children("stanza-id", NS_SID);
+            let (receipt, handling) = match track {
+                true => {
+                    let (receipt, handling) = Receipt::new();
+                    (Some(receipt), Some(handling))
+                }
+                false => (None, None),
+            };
+            message(context, stanza, to, receipt).await;
+            return handling;
+        }
         "presence" => presence(context, session, stanza, to).await,
         "iq" => iq(context, session, stanza, to).await,
         _ => {}
     }
+    None
 }
 
 /// Ends a session: unavailable presence to whoever saw it.
@@ -199,7 +234,9 @@ pub async fn end(context: &Context, session: &mut SessionState) {
 /// (or written and not acknowledged): messages go to the account's other
 /// resources or to offline storage, so ending a session (or the server)
 /// loses none; requests (`iq` get/set) get `service-unavailable`.
-pub async fn reroute(context: &Context, stanza: Element) {
+///
+/// `receipt` follows the stanza on (a stored message is done with).
+pub async fn reroute(context: &Context, stanza: Element, receipt: Option<Receipt>) {
     if stanza.name() == "iq" && matches!(stanza.attribute("type"), Some("get" | "set")) {
         // A request nobody will answer: its sender hears so (RFC 6120
         // §10.5.3.1; XEP-0198 §5 for unacknowledged ones).
@@ -215,10 +252,10 @@ pub async fn reroute(context: &Context, stanza: Element) {
     let Some(to) = stanza.attribute("to").and_then(|t| Jid::new(t).ok()) else {
         return;
     };
-    to_bare(context, stanza, &to.to_bare(), &kind).await;
+    to_bare(context, stanza, &to.to_bare(), &kind, receipt).await;
 }
 
-async fn message(context: &Context, stanza: Element, to: Option<Jid>) {
+async fn message(context: &Context, stanza: Element, to: Option<Jid>, receipt: Option<Receipt>) {
     let kind = stanza.attribute("type").unwrap_or("normal").to_owned();
     let to = match to {
         Some(to) => to,
@@ -239,7 +276,8 @@ async fn message(context: &Context, stanza: Element, to: Option<Jid>) {
         return;
     }
     if let Ok(full) = to.clone().try_into_full() {
-        if context.deliver_to_full(&full, stanza.clone()) {
+        if let Some(session) = context.router.session(&full) {
+            context.send_to(&session, stanza, receipt);
             return;
         }
         // RFC 6121 §8.5.3.2: no such resource.
@@ -249,10 +287,16 @@ async fn message(context: &Context, stanza: Element, to: Option<Jid>) {
             _ => {}
         }
     }
-    to_bare(context, stanza, &to.to_bare(), &kind).await;
+    to_bare(context, stanza, &to.to_bare(), &kind, receipt).await;
 }
 
-async fn to_bare(context: &Context, stanza: Element, bare: &BareJid, kind: &str) {
+async fn to_bare(
+    context: &Context,
+    stanza: Element,
+    bare: &BareJid,
+    kind: &str,
+    receipt: Option<Receipt>,
+) {
     let sessions: Vec<(Arc<SessionHandle>, i8)> = context
         .router
         .sessions(bare)
@@ -264,7 +308,7 @@ async fn to_bare(context: &Context, stanza: Element, bare: &BareJid, kind: &str)
         "groupchat" => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
         "headline" => {
             for (session, _) in &sessions {
-                context.deliver(session, stanza.clone());
+                context.send_to(session, stanza.clone(), receipt.clone());
             }
             return;
         }
@@ -275,7 +319,7 @@ async fn to_bare(context: &Context, stanza: Element, bare: &BareJid, kind: &str)
         let mut delivered = false;
         for (session, priority) in &sessions {
             if *priority == best {
-                delivered |= context.try_deliver(session, stanza.clone());
+                delivered |= context.send_to(session, stanza.clone(), receipt.clone());
             }
         }
         if delivered {
@@ -289,11 +333,20 @@ async fn to_bare(context: &Context, stanza: Element, bare: &BareJid, kind: &str)
     if !context.account_exists(bare).await {
         return context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
     }
-    store_offline(context, stanza, bare).await;
+    if receipt.is_some() && is_stored(&stanza, bare) {
+        // Still on disk where it came from: dropping the receipt keeps it
+        // there, under the same stanza id, for the next login.
+        return;
+    }
+    if store_offline(context, stanza, bare).await
+        && let Some(receipt) = receipt
+    {
+        receipt.done();
+    }
 }
 
-/// Stores a message for later; it is on disk when this returns `Ok`.
-async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) {
+/// Stores a message for later: whether it is on disk.
+async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) -> bool {
     let now = time::OffsetDateTime::now_utc();
     // Whole seconds: XEP-0082 allows fractions, but not every client
     // parses nine digits of them.
@@ -302,11 +355,16 @@ async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) {
         .unwrap_or(now)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    stanza.push_child(
-        Element::new("delay", ns::DELAY)
-            .with_attribute("from", context.domain.clone())
-            .with_attribute("stamp", stamp),
-    );
+    // Stored again after a failed delivery: when it was first stored
+    // stays its time, and its old id goes (it gets a new one).
+    stanza.remove_children("stanza-id", NS_SID);
+    if !stanza.has_child("delay", ns::DELAY) {
+        stanza.push_child(
+            Element::new("delay", ns::DELAY)
+                .with_attribute("from", context.domain.clone())
+                .with_attribute("stamp", stamp),
+        );
+    }
     let from = stanza.attribute("from").unwrap_or_default().to_owned();
     let result = context
         .store
@@ -319,7 +377,10 @@ async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) {
         )
         .await;
     match result {
-        Ok(_) => context.offline.insert(bare),
+        Ok(_) => {
+            context.offline.insert(bare);
+            return true;
+        }
         Err(StoreError::QuotaExceeded) => {
             context.bounce(&stanza, StanzaCondition::ServiceUnavailable)
         }
@@ -328,11 +389,16 @@ async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) {
             context.bounce(&stanza, StanzaCondition::InternalServerError);
         }
     }
+    false
 }
 
-/// Delivers stored messages to a session that just became available, then
-/// deletes them. A message is deleted only after it was queued.
-async fn deliver_offline(context: &Context, session: &SessionState) {
+/// Delivers stored messages to a session that just became available.
+/// Each is deleted once it is safe: acknowledged by the client (XEP-0198),
+/// written to a client that does not acknowledge, or stored again after
+/// its session ended first. Until then it stays on disk: a crash of the
+/// server between delivery and acknowledgement loses nothing (the client
+/// may see it twice, with the same XEP-0359 stanza id).
+async fn deliver_offline(context: &Arc<Context>, session: &SessionState) {
     // Taken out before the read: a message stored meanwhile puts the
     // account back.
     if !context.offline.take(&session.bare) {
@@ -356,28 +422,70 @@ async fn deliver_offline(context: &Context, session: &SessionState) {
         // More may wait for the next login.
         context.offline.insert(&session.bare);
     }
-    let mut delivered = Vec::with_capacity(messages.len());
+    let mut unreadable = Vec::new();
+    let mut waiting = Vec::with_capacity(messages.len());
     for message in messages {
         match Element::parse(&message.stanza) {
-            Ok(stanza) => context.deliver(&session.handle, stanza),
+            Ok(mut stanza) => {
+                stanza.push_child(
+                    Element::new("stanza-id", NS_SID)
+                        .with_attribute("id", format!("offline-{}", message.id))
+                        .with_attribute("by", session.bare.to_string()),
+                );
+                let (receipt, settled) = Receipt::new();
+                context.send_to(&session.handle, stanza, Some(receipt));
+                waiting.push((message.id, settled));
+            }
             Err(error) => {
-                tracing::error!(id = message.id, %error, "unreadable offline message dropped")
+                tracing::error!(id = message.id, %error, "unreadable offline message dropped");
+                unreadable.push(message.id);
             }
         }
-        delivered.push(message.id);
     }
-    if let Err(error) = context
-        .store
-        .delete_offline(session.bare.as_str(), &delivered)
-        .await
-    {
-        context.offline.insert(&session.bare);
+    forget_offline(context, &session.bare, unreadable).await;
+    let context = Arc::clone(context);
+    let bare = session.bare.clone();
+    tokio::spawn(async move {
+        let mut safe = Vec::with_capacity(waiting.len());
+        let mut kept = false;
+        for (id, settled) in waiting {
+            match settled.await {
+                Ok(true) => safe.push(id),
+                _ => kept = true,
+            }
+        }
+        if kept {
+            // Not delivered after all: for the next login.
+            context.offline.insert(&bare);
+        }
+        forget_offline(&context, &bare, safe).await;
+    });
+}
+
+/// Whether `stanza` was read from `bare`'s offline messages (it carries
+/// the stanza id given then; a client's own stanza ids are removed).
+fn is_stored(stanza: &Element, bare: &BareJid) -> bool {
+    stanza.children().any(|child| {
+        child.is("stanza-id", NS_SID)
+            && child.attribute("by") == Some(bare.as_str())
+            && child
+                .attribute("id")
+                .is_some_and(|id| id.starts_with("offline-"))
+    })
+}
+
+async fn forget_offline(context: &Context, bare: &BareJid, ids: Vec<i64>) {
+    if ids.is_empty() {
+        return;
+    }
+    if let Err(error) = context.store.delete_offline(bare.as_str(), &ids).await {
+        context.offline.insert(bare);
         tracing::error!(%error, "offline delete failed");
     }
 }
 
 async fn presence(
-    context: &Context,
+    context: &Arc<Context>,
     session: &mut SessionState,
     mut stanza: Element,
     to: Option<Jid>,

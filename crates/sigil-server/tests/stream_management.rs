@@ -286,3 +286,111 @@ async fn a_session_not_resumed_in_time_ends_and_its_messages_go_offline() {
     again.close().await;
     bob.close().await;
 }
+
+/// A raw session of `plain`'s account bound to `resource`, with stream
+/// management enabled; what it saw so far.
+async fn raw_enabled(
+    server: &TestServer,
+    plain: &str,
+    resource: &str,
+) -> (TlsStream<TcpStream>, String) {
+    let (mut tls, mut seen) = raw_login(server, plain).await;
+    tls.write_all(format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq><enable xmlns='urn:xmpp:sm:3'/>").as_bytes()).await.unwrap();
+    until(&mut tls, "<enabled", &mut seen).await;
+    (tls, seen)
+}
+
+/// Stanzas the server sent after `<enabled/>` (the XEP-0198 count).
+fn stanzas_after_enabled(seen: &str) -> usize {
+    let after = &seen[seen.find("<enabled").unwrap()..];
+    ["<message", "<presence", "<iq"]
+        .iter()
+        .map(|start| after.matches(start).count())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_acknowledges_a_message_once_its_recipient_did() {
+    let server = TestServer::start().await;
+    let mut alice = raw_alice(&server, true).await;
+    let (mut bob, mut bob_seen) = raw_enabled(&server, BOB, "phone").await;
+    bob.write_all(b"<message to='alice@localhost/sm' type='chat'><body>safe?</body></message><r xmlns='urn:xmpp:sm:3'/>").await.unwrap();
+    let mut seen = String::new();
+    until(&mut alice, "safe?</body>", &mut seen).await;
+    // Alice has it but has not acknowledged it: Bob hears nothing yet.
+    let mut buf = [0u8; 4096];
+    if let Ok(read) = tokio::time::timeout(Duration::from_millis(300), bob.read(&mut buf)).await {
+        bob_seen.push_str(&String::from_utf8_lossy(&buf[..read.unwrap()]));
+    }
+    assert!(!bob_seen.contains("<a "), "{bob_seen}");
+    alice
+        .write_all(b"<a xmlns='urn:xmpp:sm:3' h='1'/>")
+        .await
+        .unwrap();
+    until(
+        &mut bob,
+        "<a xmlns=\"urn:xmpp:sm:3\" h=\"1\"/>",
+        &mut bob_seen,
+    )
+    .await;
+    // Presence and requests are safe at once.
+    bob.write_all(b"<presence/><iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq><r xmlns='urn:xmpp:sm:3'/>").await.unwrap();
+    until(
+        &mut bob,
+        "<a xmlns=\"urn:xmpp:sm:3\" h=\"3\"/>",
+        &mut bob_seen,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_message_stays_stored_until_acknowledged() {
+    let server = TestServer::start().await;
+    let store = server.server.as_ref().unwrap().context().store.clone();
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    bob.send(message("kept")).await;
+    let deadline = Instant::now() + common::TIMEOUT;
+    while store.offline_count("alice@localhost").await.unwrap() == 0 {
+        assert!(Instant::now() < deadline, "not stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let router = &server.server.as_ref().unwrap().context().router;
+    let jid: jid::FullJid = "alice@localhost/sm".parse().unwrap();
+    let mut ids = Vec::new();
+    for acknowledge in [false, true] {
+        let (mut alice, mut seen) = raw_enabled(&server, ALICE, "sm").await;
+        alice.write_all(b"<presence/>").await.unwrap();
+        until(&mut alice, "kept</body>", &mut seen).await;
+        let at = seen.find("<stanza-id").expect("a stanza id");
+        let id = Element::parse(&seen[at..at + seen[at..].find("/>").unwrap() + 2]).unwrap();
+        assert_eq!(id.attribute("by"), Some("alice@localhost"));
+        ids.push(id.attribute("id").unwrap().to_owned());
+        if acknowledge {
+            let h = stanzas_after_enabled(&seen);
+            alice
+                .write_all(format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>").as_bytes())
+                .await
+                .unwrap();
+            let deadline = Instant::now() + common::TIMEOUT;
+            while store.offline_count("alice@localhost").await.unwrap() > 0 {
+                assert!(Instant::now() < deadline, "still stored once acknowledged");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // The connection dies.
+        drop(alice);
+        let deadline = Instant::now() + common::TIMEOUT;
+        while router.session(&jid).is_some() {
+            assert!(Instant::now() < deadline, "the dead session stayed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !acknowledge {
+            // Delivered, not acknowledged: still on disk, once.
+            assert_eq!(store.offline_count("alice@localhost").await.unwrap(), 1);
+        }
+    }
+    // The same message both times, by its stanza id.
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(store.offline_count("alice@localhost").await.unwrap(), 0);
+    bob.close().await;
+}
