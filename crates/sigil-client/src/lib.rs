@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jid::{BareJid, FullJid};
+use jid::{BareJid, FullJid, Jid};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sigil_proto::client::{self as proto, ClientError, ClientStream, ClientStreamConfig};
@@ -188,6 +188,7 @@ pub struct ClientBuilder {
     dns_server: Option<SocketAddr>,
     local_address: Option<std::net::IpAddr>,
     error: Option<String>,
+    stream_management: bool,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -326,6 +327,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Asks for XEP-0198 stream management where the server offers it:
+    /// the server acknowledges what it took charge of, and what it had
+    /// not acknowledged when a connection ends is sent again by
+    /// [`Client::reconnect`]. See [`Client::wait_acknowledged`].
+    pub fn stream_management(mut self, enable: bool) -> Self {
+        self.stream_management = enable;
+        self
+    }
+
     /// The resource to ask for (default: the server picks).
     #[must_use]
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
@@ -413,6 +423,7 @@ impl ClientBuilder {
             timeout: self.timeout,
             dns_server: self.dns_server,
             local_address: self.local_address,
+            stream_management: self.stream_management,
         })
     }
 }
@@ -453,6 +464,7 @@ struct Prepared {
     timeout: Duration,
     dns_server: Option<SocketAddr>,
     local_address: Option<std::net::IpAddr>,
+    stream_management: bool,
 }
 
 /// A connection that completed negotiation.
@@ -560,6 +572,9 @@ impl Prepared {
             },
         };
         let mut stream = ClientStream::new(config);
+        if self.stream_management {
+            stream.request_stream_management();
+        }
         let connection = match self.transport {
             Transport::StartTls => Connection::Plain(tcp),
             Transport::DirectTls => {
@@ -673,7 +688,7 @@ async fn negotiate(
 /// Whether `element` answers the IQ request `id` that was sent to `to` by
 /// the account `own`: the answer comes from the addressee, or, for
 /// requests to the account itself, from the account or its server.
-fn answers(element: &Element, id: &str, to: Option<&jid::Jid>, own: &BareJid) -> bool {
+fn answers(element: &Element, id: &str, to: Option<&Jid>, own: &BareJid) -> bool {
     if !element.is("iq", ns::CLIENT)
         || element.attribute("id") != Some(id)
         || !matches!(element.attribute("type"), Some("result" | "error"))
@@ -681,7 +696,7 @@ fn answers(element: &Element, id: &str, to: Option<&jid::Jid>, own: &BareJid) ->
         return false;
     }
     let to_own_account = to.is_none_or(|to| to.node().is_some() && to.to_bare() == *own);
-    match element.attribute("from").map(jid::Jid::new) {
+    match element.attribute("from").map(Jid::new) {
         None => to_own_account,
         Some(Err(_)) => false,
         Some(Ok(from)) => {
@@ -704,7 +719,64 @@ pub struct Client {
     /// Input read by [`Client::readable`], not yet processed.
     pending: Option<Input>,
     closed: bool,
+    /// With stream management: what was sent and not acknowledged yet.
+    unacked: VecDeque<Element>,
+    /// Messages already received, to drop what comes twice.
+    seen: Seen,
 }
+
+/// The keys of the messages received lately (XEP-0359): a server's stanza
+/// id for this account, a sender's origin id. A message can come twice
+/// when a connection or the server died before an acknowledgement
+/// arrived (XEP-0198 delivers at least once); the second is dropped.
+#[derive(Debug, Default)]
+struct Seen {
+    keys: std::collections::HashSet<String>,
+    order: VecDeque<String>,
+}
+
+/// Message keys remembered.
+const SEEN_KEYS: usize = 20_000;
+
+impl Seen {
+    /// Whether `stanza` was received before; remembers it.
+    fn repeated(&mut self, stanza: &Element, own: &BareJid) -> bool {
+        if stanza.name() != "message" {
+            return false;
+        }
+        let mut keys = Vec::new();
+        for child in stanza.children() {
+            if child.is("stanza-id", NS_SID) && child.attribute("by") == Some(own.as_str()) {
+                keys.extend(child.attribute("id").map(|id| format!("s {id}")));
+            }
+            if child.is("origin-id", NS_SID) {
+                let from = stanza
+                    .attribute("from")
+                    .and_then(|f| Jid::new(f).ok())
+                    .map(|f| f.to_bare().to_string())
+                    .unwrap_or_default();
+                keys.extend(child.attribute("id").map(|id| format!("o {from} {id}")));
+            }
+        }
+        if keys.iter().any(|key| self.keys.contains(key)) {
+            return true;
+        }
+        for key in keys {
+            if self.keys.insert(key.clone()) {
+                self.order.push_back(key);
+            }
+        }
+        while self.order.len() > SEEN_KEYS {
+            if let Some(old) = self.order.pop_front() {
+                self.keys.remove(&old);
+            }
+        }
+        false
+    }
+}
+
+/// XEP-0359: unique and stable stanza ids.
+const NS_SID: &str = "urn:xmpp:sid:0";
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -735,6 +807,7 @@ impl Client {
             dns_server: None,
             local_address: None,
             error: None,
+            stream_management: false,
         }
     }
 
@@ -749,6 +822,8 @@ impl Client {
             buffer: vec![0; 16 * 1024],
             pending: None,
             closed: false,
+            unacked: VecDeque::new(),
+            seen: Seen::default(),
         }
     }
 
@@ -783,12 +858,65 @@ impl Client {
     }
 
     /// Sends a stanza.
+    ///
+    /// A message gets an XEP-0359 origin id (its `id`, given one if it
+    /// has none), by which its addressee tells a copy sent again from
+    /// the original.
     pub async fn send(&mut self, stanza: &Element) -> Result<(), Error> {
         if self.closed {
             return Err(Error::Stream(ClientError::Closed));
         }
+        let mut owned;
+        let mut stanza = stanza;
+        if stanza.name() == "message" && !stanza.has_child("origin-id", NS_SID) {
+            owned = stanza.clone();
+            let id = match owned.attribute("id") {
+                Some(id) if !id.is_empty() => id.to_owned(),
+                _ => {
+                    let id = sigil_proto::random_id();
+                    owned.set_attribute("id", id.clone());
+                    id
+                }
+            };
+            owned.push_child(Element::new("origin-id", NS_SID).with_attribute("id", id));
+            stanza = &owned;
+        }
         self.stream.send_stanza(stanza);
+        if self.stream.acks().is_some() {
+            self.unacked.push_back(stanza.clone());
+        }
         self.pump().await
+    }
+
+    /// With stream management: how many stanzas sent are not yet
+    /// acknowledged by the server.
+    pub fn unacknowledged(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Whether the server enabled stream management (XEP-0198) on this
+    /// connection.
+    pub fn stream_management(&self) -> bool {
+        self.stream.acks().is_some()
+    }
+
+    /// With stream management, asks the server to acknowledge what was
+    /// sent and waits (at most `timeout`) until it has acknowledged all
+    /// of it. Stanzas that arrive meanwhile are kept for [`Self::recv`].
+    /// Without, returns at once.
+    pub async fn wait_acknowledged(&mut self, timeout: Duration) -> Result<(), Error> {
+        if self.unacked.is_empty() {
+            return Ok(());
+        }
+        self.stream.request_ack();
+        self.pump().await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.unacked.is_empty() {
+            tokio::time::timeout_at(deadline, self.read_once())
+                .await
+                .map_err(|_| Error::Timeout)??;
+        }
+        Ok(())
     }
 
     /// Sends a message.
@@ -891,10 +1019,19 @@ impl Client {
             match self.prepared.connect().await {
                 Ok(established) => {
                     let mut inbox = std::mem::take(&mut self.inbox);
+                    let unacked = std::mem::take(&mut self.unacked);
+                    let seen = std::mem::take(&mut self.seen);
                     let prepared = self.prepared.clone();
                     *self = Self::from_parts(prepared, established);
                     inbox.append(&mut self.inbox);
                     self.inbox = inbox;
+                    self.seen = seen;
+                    // What the server never acknowledged goes again (a
+                    // message keeps its origin id, so its addressee can
+                    // tell a copy).
+                    for stanza in unacked {
+                        self.send(&stanza).await?;
+                    }
                     return Ok(());
                 }
                 Err(error) if error.is_transient() => last = error,
@@ -945,8 +1082,22 @@ impl Client {
         Ok(self.inbox.pop_front())
     }
 
+    /// Reads and processes one input from the server (what
+    /// [`Self::readable`] read already, else the next), whatever the inbox
+    /// holds.
     async fn read_once(&mut self) -> Result<(), Error> {
-        self.readable().await?;
+        if self.pending.is_none() {
+            if self.closed {
+                return Err(Error::Stream(ClientError::Closed));
+            }
+            match self.connection.read(&mut self.buffer).await {
+                Ok(input) => self.pending = Some(input),
+                Err(error) => {
+                    self.closed = true;
+                    return Err(error);
+                }
+            }
+        }
         self.process().await
     }
 
@@ -979,7 +1130,11 @@ impl Client {
                         return Err(error);
                     }
                 }
-                proto::Action::Stanza(stanza) => self.inbox.push_back(stanza),
+                proto::Action::Stanza(stanza) => {
+                    if !self.seen.repeated(&stanza, &self.prepared.jid) {
+                        self.inbox.push_back(stanza);
+                    }
+                }
                 proto::Action::Close(outcome) => {
                     self.closed = true;
                     if let Err(error) = outcome {
@@ -989,6 +1144,12 @@ impl Client {
                 proto::Action::StartTls
                 | proto::Action::Authenticated { .. }
                 | proto::Action::Bound(_) => {}
+            }
+        }
+        if let Some(acks) = self.stream.acks() {
+            let outstanding = acks.sent.wrapping_sub(acks.acknowledged) as usize;
+            while self.unacked.len() > outstanding {
+                self.unacked.pop_front();
             }
         }
         if let Err(error) = self.connection.flush().await {
@@ -1002,6 +1163,47 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_seen_before_by_either_id_is_repeated() {
+        let own = BareJid::new("bob@example.org").unwrap();
+        let message = |from: &str, origin: Option<&str>, stanza_id: Option<(&str, &str)>| {
+            let mut m = Element::new("message", ns::CLIENT).with_attribute("from", from);
+            if let Some(id) = origin {
+                m.push_child(Element::new("origin-id", NS_SID).with_attribute("id", id));
+            }
+            if let Some((by, id)) = stanza_id {
+                m.push_child(
+                    Element::new("stanza-id", NS_SID)
+                        .with_attribute("by", by)
+                        .with_attribute("id", id),
+                );
+            }
+            m
+        };
+        let mut seen = Seen::default();
+        let first = message("alice@example.org/a", Some("1"), None);
+        assert!(!seen.repeated(&first, &own));
+        // Sent again from another resource of the same sender.
+        assert!(seen.repeated(&message("alice@example.org/b", Some("1"), None), &own));
+        // The same origin id from someone else is another message.
+        assert!(!seen.repeated(&message("carol@example.org/a", Some("1"), None), &own));
+        // A stored copy: known by the server's stanza id, ours only.
+        let stored = message(
+            "dave@example.org/a",
+            None,
+            Some(("bob@example.org", "offline-7")),
+        );
+        assert!(!seen.repeated(&stored, &own));
+        assert!(seen.repeated(&stored, &own));
+        let foreign = message("dave@example.org/a", None, Some(("muc@example.org", "x")));
+        assert!(!seen.repeated(&foreign, &own));
+        assert!(!seen.repeated(&foreign, &own));
+        // Messages without ids, and other stanzas, are never repeats.
+        let plain = message("alice@example.org/a", None, None);
+        assert!(!seen.repeated(&plain, &own));
+        assert!(!seen.repeated(&plain, &own));
+    }
 
     #[tokio::test]
     async fn configuration_errors_are_reported() {

@@ -319,10 +319,16 @@ pub(crate) async fn handshake(
     connector: &tokio_rustls::TlsConnector,
     name: rustls_pki_types::ServerName<'static>,
 ) -> Result<TlsStream<TcpStream>, Error> {
-    connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| Error::Tls(e.to_string()))
+    connector.connect(name, tcp).await.map_err(|e| {
+        // rustls reports its refusals (a certificate, a protocol alert)
+        // as `InvalidData`; any other kind is the connection failing
+        // under the handshake, which trying again may cure.
+        if e.kind() == io::ErrorKind::InvalidData {
+            Error::Tls(e.to_string())
+        } else {
+            Error::Io(e)
+        }
+    })
 }
 
 /// `tls-exporter` channel binding data (TLS 1.3 only, RFC 9266).

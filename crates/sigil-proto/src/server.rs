@@ -229,6 +229,8 @@ pub struct StreamManagement {
     /// An `<r/>` is waiting for an answer until this count of the
     /// client's stanzas is handled.
     pub ack_owed: Option<u32>,
+    /// `sent` when the server last asked for an acknowledgement.
+    pub requested_at: u32,
 }
 
 impl ServerStream {
@@ -311,6 +313,23 @@ impl ServerStream {
                 .wrapping_sub(self.outstanding.saturating_sub(sm.uncounted)),
             None => 0,
         }
+    }
+
+    /// Asks the client to acknowledge what it was sent (XEP-0198 `<r/>`),
+    /// unless nothing is unacknowledged or it was asked since the last
+    /// stanza: for the end of a burst, whose last stanzas would otherwise
+    /// wait for the next request.
+    pub fn request_ack(&mut self) {
+        if self.stage != Stage::Bound {
+            return;
+        }
+        let Some(sm) = self.sm.as_mut() else { return };
+        if sm.unacked.is_empty() || sm.requested_at == sm.sent {
+            return;
+        }
+        sm.requested_at = sm.sent;
+        let request = self.serialize(&Element::new("r", NS_SM));
+        self.actions.push_back(Action::Send(request));
     }
 
     /// How many of the stanzas sent to the client it has acknowledged
@@ -1086,6 +1105,7 @@ impl ServerStream {
                 "too many stanzas unacknowledged: the client acknowledges too slowly",
             )));
         } else if unacked % ACK_REQUEST_EVERY == 0 {
+            sm.requested_at = sm.sent;
             let request = self.serialize(&Element::new("r", NS_SM));
             self.actions.push_back(Action::Send(request));
         }

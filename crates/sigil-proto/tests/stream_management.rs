@@ -458,3 +458,30 @@ fn with_confirmation_an_ack_counts_only_what_the_caller_confirmed() {
     drain(&mut s);
     assert_eq!(s.take_stream_management().unwrap().inbound, 2);
 }
+
+#[test]
+fn the_end_of_a_burst_is_asked_for_once() {
+    let (mut s, _) = bound(|_| {});
+    // Without stream management, nothing.
+    s.request_ack();
+    assert_eq!(drain(&mut s).0, "");
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    drain(&mut s);
+    s.request_ack();
+    assert_eq!(drain(&mut s).0, "", "nothing unacknowledged");
+    for n in 0..2 {
+        s.send_stanza(&message(n));
+    }
+    drain(&mut s);
+    s.request_ack();
+    assert_eq!(drain(&mut s).0, "<r xmlns=\"urn:xmpp:sm:3\"/>");
+    s.request_ack();
+    assert_eq!(drain(&mut s).0, "", "asked already");
+    // The fifth asks by itself; asking again at once adds nothing.
+    for n in 2..5 {
+        s.send_stanza(&message(n));
+    }
+    assert!(drain(&mut s).0.ends_with("<r xmlns=\"urn:xmpp:sm:3\"/>"));
+    s.request_ack();
+    assert_eq!(drain(&mut s).0, "");
+}

@@ -618,7 +618,11 @@ impl<W: Wire> Connection<W> {
             }
             next = match self.session.as_ref().and_then(|s| s.handle.try_recv()) {
                 Some(message) => message,
-                None => return,
+                None => {
+                    // The end of a burst: its tail is acknowledged now,
+                    // not at the next request.
+                    return self.stream.request_ack();
+                }
             };
         }
     }

@@ -41,6 +41,9 @@ pub struct Context {
 #[derive(Debug, Default)]
 pub struct OfflineIndex {
     owners: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Stored messages delivered and not yet safe (they stay stored until
+    /// then): not to be delivered twice meanwhile.
+    delivering: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl OfflineIndex {
@@ -48,6 +51,23 @@ impl OfflineIndex {
     pub fn new(owners: impl IntoIterator<Item = String>) -> Self {
         Self {
             owners: std::sync::Mutex::new(owners.into_iter().collect()),
+            delivering: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Marks a stored message as being delivered: `false` if it already is.
+    pub fn claim(&self, id: i64) -> bool {
+        crate::router::lock(&self.delivering).insert(id)
+    }
+
+    /// Ends the delivery of these stored messages.
+    pub fn release(&self, ids: impl IntoIterator<Item = i64>) {
+        let mut delivering = crate::router::lock(&self.delivering);
+        for id in ids {
+            delivering.remove(&id);
+        }
+        if delivering.is_empty() && delivering.capacity() > 64 {
+            delivering.shrink_to_fit();
         }
     }
 

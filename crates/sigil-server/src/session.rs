@@ -236,7 +236,7 @@ pub async fn end(context: &Context, session: &mut SessionState) {
 /// loses none; requests (`iq` get/set) get `service-unavailable`.
 ///
 /// `receipt` follows the stanza on (a stored message is done with).
-pub async fn reroute(context: &Context, stanza: Element, receipt: Option<Receipt>) {
+pub async fn reroute(context: &Arc<Context>, stanza: Element, receipt: Option<Receipt>) {
     if stanza.name() == "iq" && matches!(stanza.attribute("type"), Some("get" | "set")) {
         // A request nobody will answer: its sender hears so (RFC 6120
         // §10.5.3.1; XEP-0198 §5 for unacknowledged ones).
@@ -255,7 +255,12 @@ pub async fn reroute(context: &Context, stanza: Element, receipt: Option<Receipt
     to_bare(context, stanza, &to.to_bare(), &kind, receipt).await;
 }
 
-async fn message(context: &Context, stanza: Element, to: Option<Jid>, receipt: Option<Receipt>) {
+async fn message(
+    context: &Arc<Context>,
+    stanza: Element,
+    to: Option<Jid>,
+    receipt: Option<Receipt>,
+) {
     let kind = stanza.attribute("type").unwrap_or("normal").to_owned();
     let to = match to {
         Some(to) => to,
@@ -291,7 +296,7 @@ async fn message(context: &Context, stanza: Element, to: Option<Jid>, receipt: O
 }
 
 async fn to_bare(
-    context: &Context,
+    context: &Arc<Context>,
     stanza: Element,
     bare: &BareJid,
     kind: &str,
@@ -338,10 +343,23 @@ async fn to_bare(
         // there, under the same stanza id, for the next login.
         return;
     }
-    if store_offline(context, stanza, bare).await
-        && let Some(receipt) = receipt
-    {
+    if !store_offline(context, stanza, bare).await {
+        return;
+    }
+    if let Some(receipt) = receipt {
         receipt.done();
+    }
+    // A resource that became available while this was being stored found
+    // nothing then: it gets it now.
+    let available = context
+        .router
+        .sessions(bare)
+        .into_iter()
+        .filter_map(|s| s.presence().map(|p| (s, p.priority)))
+        .filter(|(_, priority)| *priority >= 0)
+        .max_by_key(|(_, priority)| *priority);
+    if let Some((session, _)) = available {
+        deliver_offline(context, &session, bare).await;
     }
 }
 
@@ -398,68 +416,89 @@ async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) -
 /// its session ended first. Until then it stays on disk: a crash of the
 /// server between delivery and acknowledgement loses nothing (the client
 /// may see it twice, with the same XEP-0359 stanza id).
-async fn deliver_offline(context: &Arc<Context>, session: &SessionState) {
-    // Taken out before the read: a message stored meanwhile puts the
-    // account back.
-    if !context.offline.take(&session.bare) {
-        return;
-    }
-    let messages = match context
-        .store
-        .offline_messages(session.bare.as_str(), OFFLINE_BATCH)
-        .await
-    {
-        Ok(messages) => messages,
-        Err(error) => {
-            context.offline.insert(&session.bare);
-            return tracing::error!(%error, "offline read failed");
+fn deliver_offline<'a>(
+    context: &'a Arc<Context>,
+    session: &'a Arc<SessionHandle>,
+    bare: &'a BareJid,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+    // Boxed, with its type spelled out: it calls itself.
+    Box::pin(async move {
+        // Taken out before the read: a message stored meanwhile puts the
+        // account back.
+        if !context.offline.take(bare) {
+            return;
         }
-    };
-    if messages.is_empty() {
-        return;
-    }
-    if messages.len() >= OFFLINE_BATCH {
-        // More may wait for the next login.
-        context.offline.insert(&session.bare);
-    }
-    let mut unreadable = Vec::new();
-    let mut waiting = Vec::with_capacity(messages.len());
-    for message in messages {
-        match Element::parse(&message.stanza) {
-            Ok(mut stanza) => {
-                stanza.push_child(
-                    Element::new("stanza-id", NS_SID)
-                        .with_attribute("id", format!("offline-{}", message.id))
-                        .with_attribute("by", session.bare.to_string()),
-                );
-                let (receipt, settled) = Receipt::new();
-                context.send_to(&session.handle, stanza, Some(receipt));
-                waiting.push((message.id, settled));
-            }
+        let messages = match context
+            .store
+            .offline_messages(bare.as_str(), OFFLINE_BATCH)
+            .await
+        {
+            Ok(messages) => messages,
             Err(error) => {
-                tracing::error!(id = message.id, %error, "unreadable offline message dropped");
-                unreadable.push(message.id);
+                context.offline.insert(bare);
+                return tracing::error!(%error, "offline read failed");
+            }
+        };
+        if messages.is_empty() {
+            return;
+        }
+        // More may wait: they follow once this batch is safe.
+        let more = messages.len() >= OFFLINE_BATCH;
+        if more {
+            context.offline.insert(bare);
+        }
+        let mut unreadable = Vec::new();
+        let mut waiting = Vec::with_capacity(messages.len());
+        for message in messages {
+            if !context.offline.claim(message.id) {
+                // On its way to another session of the account already.
+                continue;
+            }
+            match Element::parse(&message.stanza) {
+                Ok(mut stanza) => {
+                    stanza.push_child(
+                        Element::new("stanza-id", NS_SID)
+                            .with_attribute("id", format!("offline-{}", message.id))
+                            .with_attribute("by", bare.to_string()),
+                    );
+                    let (receipt, settled) = Receipt::new();
+                    context.send_to(session, stanza, Some(receipt));
+                    waiting.push((message.id, settled));
+                }
+                Err(error) => {
+                    tracing::error!(id = message.id, %error, "unreadable offline message dropped");
+                    unreadable.push(message.id);
+                }
             }
         }
-    }
-    forget_offline(context, &session.bare, unreadable).await;
-    let context = Arc::clone(context);
-    let bare = session.bare.clone();
-    tokio::spawn(async move {
-        let mut safe = Vec::with_capacity(waiting.len());
-        let mut kept = false;
-        for (id, settled) in waiting {
-            match settled.await {
-                Ok(true) => safe.push(id),
-                _ => kept = true,
+        forget_offline(context, bare, unreadable.clone()).await;
+        context.offline.release(unreadable);
+        let context = Arc::clone(context);
+        let bare = bare.clone();
+        let session = Arc::clone(session);
+        tokio::spawn(async move {
+            let mut safe = Vec::with_capacity(waiting.len());
+            let mut kept = Vec::new();
+            for (id, settled) in waiting {
+                match settled.await {
+                    Ok(true) => safe.push(id),
+                    _ => kept.push(id),
+                }
             }
-        }
-        if kept {
-            // Not delivered after all: for the next login.
-            context.offline.insert(&bare);
-        }
-        forget_offline(&context, &bare, safe).await;
-    });
+            forget_offline(&context, &bare, safe.clone()).await;
+            context.offline.release(safe);
+            if !kept.is_empty() {
+                // Not delivered after all: for the next login.
+                context.offline.release(kept);
+                context.offline.insert(&bare);
+            } else if more && session.presence().is_some() {
+                // Boxed: this future would otherwise contain itself.
+                let next: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> =
+                    Box::pin(deliver_offline(&context, &session, &bare));
+                next.await;
+            }
+        });
+    })
 }
 
 /// Whether `stanza` was read from `bare`'s offline messages (it carries
@@ -512,7 +551,7 @@ async fn presence(
                 if initial {
                     probe(context, session, roster.as_ref());
                     pending_subscriptions(context, session, roster.as_ref());
-                    deliver_offline(context, session).await;
+                    deliver_offline(context, &session.handle, &session.bare).await;
                 }
             } else {
                 session.available = false;
