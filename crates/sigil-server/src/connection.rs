@@ -555,22 +555,7 @@ impl<W: Wire> Connection<W> {
                 return;
             };
             self.session = Some(parked.state);
-            let mut receipts = parked.receipts;
-            unacked = parked
-                .sm
-                .unacked
-                .into_iter()
-                .zip(1..)
-                .map(|(stanza, n)| {
-                    let seq = parked.sm.acked.wrapping_add(n);
-                    let receipt = receipts
-                        .front()
-                        .is_some_and(|(s, _)| *s == seq)
-                        .then(|| receipts.pop_front().map(|(_, r)| r))
-                        .flatten();
-                    (stanza, receipt)
-                })
-                .collect();
+            unacked = with_receipts(parked.sm.acked, parked.sm.unacked, parked.receipts);
         }
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
@@ -819,24 +804,12 @@ impl<W: Wire> Connection<W> {
         self.settle_acks();
         let acked = self.stream.acknowledged().unwrap_or_default();
         let unacked = self.stream.take_unacked();
-        let mut receipts = self
+        let receipts = self
             .tracking
             .as_mut()
             .map(|t| std::mem::take(&mut t.receipts))
             .unwrap_or_default();
-        unacked
-            .into_iter()
-            .zip(1..)
-            .map(|(stanza, n)| {
-                let seq = acked.wrapping_add(n);
-                let receipt = receipts
-                    .front()
-                    .is_some_and(|(s, _)| *s == seq)
-                    .then(|| receipts.pop_front().map(|(_, r)| r))
-                    .flatten();
-                (stanza, receipt)
-            })
-            .collect()
+        with_receipts(acked, unacked, receipts)
     }
 
     fn write_timeout(&self) -> Duration {
@@ -931,6 +904,28 @@ async fn front_settled(tracking: &mut Option<Box<Tracking>>) {
         Some(None) => {}
         None => std::future::pending().await,
     }
+}
+
+/// Pairs unacknowledged stanzas (the first is number `acked + 1` in the
+/// XEP-0198 count) with the receipts of the tracked ones among them.
+fn with_receipts(
+    acked: u32,
+    unacked: impl IntoIterator<Item = sigil_xml::Element>,
+    mut receipts: std::collections::VecDeque<(u32, Receipt)>,
+) -> Vec<(sigil_xml::Element, Option<Receipt>)> {
+    unacked
+        .into_iter()
+        .zip(1..)
+        .map(|(stanza, n)| {
+            let seq = acked.wrapping_add(n);
+            let receipt = receipts
+                .front()
+                .is_some_and(|(s, _)| *s == seq)
+                .then(|| receipts.pop_front().map(|(_, r)| r))
+                .flatten();
+            (stanza, receipt)
+        })
+        .collect()
 }
 
 /// Follows a tracked stanza just sent: until the client acknowledges it,
