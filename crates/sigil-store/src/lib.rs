@@ -2,16 +2,18 @@
 //!
 //! # The API, split by concern
 //!
-//! Four traits each cover one kind of data, so that a part of the server
+//! Six traits each cover one kind of data, so that a part of the server
 //! asks only for what it uses:
 //!
 //! - [`AccountStore`]: accounts, keyed by normalised bare JID
 //!   (`local@domain`), with one set of SCRAM credentials per hash;
 //! - [`RosterStore`]: rosters (RFC 6121), versioned per owner;
 //! - [`OfflineStore`]: stanzas kept for offline accounts, with a quota;
-//! - [`CertificateStore`]: client certificates (XEP-0257).
+//! - [`CertificateStore`]: client certificates (XEP-0257);
+//! - [`BlockingStore`]: blocked JIDs (XEP-0191);
+//! - [`SessionStore`]: the XEP-0198 state of sessions a shutdown ended.
 //!
-//! [`Store`] gathers the four and is implemented for every type that
+//! [`Store`] gathers the six and is implemented for every type that
 //! implements them. The methods return a boxed [`StoreFuture`], which keeps
 //! the traits dyn-compatible: the server holds an `Arc<dyn Store>` and does
 //! not care which backend is behind it.
@@ -50,8 +52,10 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
-pub use traits::{AccountStore, BlockingStore, CertificateStore, OfflineStore, RosterStore, Store};
+pub use traits::{
+    AccountStore, BlockingStore, CertificateStore, OfflineStore, RosterStore, SessionStore, Store,
+};
 pub use types::{
-    Account, CertificateEntry, CertificateLookup, OfflineMessage, Roster, RosterItem, StoreFuture,
-    Subscription, algorithm_from_name, algorithm_name,
+    Account, CertificateEntry, CertificateLookup, OfflineMessage, Roster, RosterItem, SavedSession,
+    StoreFuture, Subscription, algorithm_from_name, algorithm_name,
 };

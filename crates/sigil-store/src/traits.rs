@@ -12,20 +12,50 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 #[cfg(doc)]
 use crate::StoreError;
 use crate::{
-    Account, CertificateEntry, CertificateLookup, OfflineMessage, Roster, RosterItem, StoreFuture,
+    Account, CertificateEntry, CertificateLookup, OfflineMessage, Roster, RosterItem, SavedSession,
+    StoreFuture,
 };
 
 /// Everything the server needs, in one object-safe trait.
 ///
-/// Implemented for every type that implements the four concern traits.
+/// Implemented for every type that implements the concern traits.
 pub trait Store:
-    AccountStore + RosterStore + OfflineStore + CertificateStore + BlockingStore + Send + Sync
+    AccountStore
+    + RosterStore
+    + OfflineStore
+    + CertificateStore
+    + BlockingStore
+    + SessionStore
+    + Send
+    + Sync
 {
 }
 
 impl<T> Store for T where
-    T: AccountStore + RosterStore + OfflineStore + CertificateStore + BlockingStore + Send + Sync
+    T: AccountStore
+        + RosterStore
+        + OfflineStore
+        + CertificateStore
+        + BlockingStore
+        + SessionStore
+        + Send
+        + Sync
 {
+}
+
+/// XEP-0198 state kept over a server restart ([`SavedSession`]).
+pub trait SessionStore: Send + Sync {
+    /// Keeps these sessions, in one transaction, replacing any with the
+    /// same id. Sessions whose owner has no account are left out; the
+    /// answer is how many were kept.
+    fn save_sessions<'a>(&'a self, sessions: &'a [SavedSession]) -> StoreFuture<'a, u64>;
+
+    /// Takes the session with this id out: it is deleted and returned.
+    fn take_saved_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<SavedSession>>;
+
+    /// Deletes the sessions saved before `before` (Unix seconds) and
+    /// returns how many.
+    fn expire_saved_sessions(&self, before: i64) -> StoreFuture<'_, u64>;
 }
 
 /// The JIDs an account blocks (XEP-0191), as the client wrote them

@@ -202,3 +202,23 @@ pub(crate) fn check_roster_item(item: &RosterItem) -> Result<(), StoreError> {
 pub(crate) fn sort_credentials(credentials: &mut [StoredCredentials]) {
     credentials.sort_by_key(|credential| core::cmp::Reverse(credential.algorithm));
 }
+
+/// The XEP-0198 state of a session that a server shutdown ended: what a
+/// client that tries to resume it after the restart is told was handled,
+/// and which of its unacknowledged stanzas wait as offline messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedSession {
+    /// The resumption id the client was given.
+    pub id: String,
+    /// The bare JID of the session's account.
+    pub owner: String,
+    /// How many of the client's stanzas the server handled (`h`).
+    pub inbound: u32,
+    /// How many stanzas sent to the client it acknowledged.
+    pub acked: u32,
+    /// Of the stanzas sent after those, the ones kept as offline messages:
+    /// their XEP-0198 number and the offline message's id, in order.
+    pub unacknowledged: Vec<(u32, i64)>,
+    /// When it was saved, in Unix seconds.
+    pub saved_at: i64,
+}

@@ -29,6 +29,7 @@ mod blocking;
 mod certificates;
 mod offline;
 mod roster;
+mod sessions;
 mod text;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use blocking::*;
 pub use certificates::*;
 pub use offline::*;
 pub use roster::*;
+pub use sessions::*;
 pub use text::*;
 
 /// What a conformance test constructor returns: something that lends a
@@ -129,6 +131,8 @@ macro_rules! conformance_tests {
                 unicode_and_quotes_round_trip,
                 blocking_round_trip,
                 blocking_requires_account,
+                saved_sessions_round_trip,
+                saved_sessions_expire,
             );
         }
     };

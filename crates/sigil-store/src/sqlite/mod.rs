@@ -21,6 +21,7 @@ mod blocking;
 mod certificates;
 mod offline;
 mod roster;
+mod sessions;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -277,6 +278,10 @@ pub struct SqliteSettings {
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
     (2, include_str!("../../migrations/sqlite/0002_blocking.sql")),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_saved_sessions.sql"),
+    ),
 ];
 
 /// How long a connection waits for a lock before giving up.
