@@ -90,7 +90,7 @@ fn drain(session: &mut Session, parked: &mut Option<Box<sigil_proto::server::Str
                     session.handed = session.handed.saturating_add(sm.inbound);
                     session.stream.resumed("anon@example.org/r".parse().unwrap(), sm);
                 }
-                None => session.stream.resume_failed(),
+                None => session.stream.resume_failed(None),
             },
             Action::NeedCredentials { .. } | Action::NeedDecision { .. } | Action::StartTls => {
                 unreachable!("not offered")

@@ -46,7 +46,7 @@ fuzz_target!(|input: &[u8]| {
                 Action::StartTls => stream.tls_established(ConnectionInfo { encrypted: true, ..ConnectionInfo::default() }),
                 Action::NeedCredentials { .. } => stream.credentials(Ok(credentials.clone())),
                 Action::NeedDecision { .. } => stream.external_decision(Err(Failure::NotAuthorized)),
-                Action::Resume { .. } => stream.resume_failed(),
+                Action::Resume { .. } => stream.resume_failed(None),
                 Action::Bind { resource } => {
                     let resource = resource.map_or("r".to_owned(), |r| r.to_string());
                     if let Ok(jid) = jid::FullJid::new(&format!("user@example.org/{resource}")) {

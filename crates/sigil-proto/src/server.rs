@@ -430,14 +430,22 @@ impl ServerStream {
 
     /// Answers [`Action::Resume`]: no such session (unknown, expired, or
     /// another account's). The client may bind a new one.
-    pub fn resume_failed(&mut self) {
+    ///
+    /// `handled`, when known (the session ended at a server shutdown that
+    /// saved its counters), is how many of the client's stanzas the server
+    /// handled: the `<failed h='…'/>` of XEP-0198 §5, so that the client
+    /// sends again only what was not.
+    pub fn resume_failed(&mut self, handled: Option<u32>) {
         if self.waiting != Waiting::Resumption {
             return;
         }
         self.waiting = Waiting::Nothing;
         self.resumption = None;
-        let failed = Element::new("failed", NS_SM)
-            .with_child(Element::new("item-not-found", ns::STANZA_ERRORS));
+        let mut failed = Element::new("failed", NS_SM);
+        if let Some(h) = handled {
+            failed = failed.with_attribute("h", h.to_string());
+        }
+        let failed = failed.with_child(Element::new("item-not-found", ns::STANZA_ERRORS));
         self.send_element(&failed);
         self.resume();
     }

@@ -108,7 +108,7 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                     s.external_decision(Err(Failure::NotAuthorized))
                 }
                 server::Action::Authenticated { .. } => {}
-                server::Action::Resume { .. } => s.resume_failed(),
+                server::Action::Resume { .. } => s.resume_failed(None),
                 server::Action::Bind { resource } => {
                     let resource = resource.map_or("generated".to_owned(), |r| r.to_string());
                     s.bound(FullJid::new(&format!("juliet@example.org/{resource}")).unwrap());

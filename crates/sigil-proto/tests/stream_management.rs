@@ -269,7 +269,7 @@ fn resumption_is_offered_only_when_configured_and_unknown_ids_fail() {
     let Some(server::Action::Resume { .. }) = s.poll_action() else {
         panic!()
     };
-    s.resume_failed();
+    s.resume_failed(None);
     let (sent, _) = drain(&mut s);
     assert!(
         sent.contains("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
@@ -278,6 +278,20 @@ fn resumption_is_offered_only_when_configured_and_unknown_ids_fail() {
     s.receive(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
     let (sent, _) = drain(&mut s);
     assert!(sent.contains("<jid>juliet@example.org/r</jid>"), "{sent}");
+
+    // A session saved at a shutdown: the failure says what was handled.
+    let mut s = authenticated(300);
+    s.receive(b"<resume xmlns='urn:xmpp:sm:3' previd='saved' h='3'/>");
+    let Some(server::Action::Resume { previd, h: 3 }) = s.poll_action() else {
+        panic!()
+    };
+    assert_eq!(previd, "saved");
+    s.resume_failed(Some(4_000_000_000));
+    let (sent, _) = drain(&mut s);
+    assert!(
+        sent.contains("<failed xmlns=\"urn:xmpp:sm:3\" h=\"4000000000\"><item-not-found"),
+        "{sent}"
+    );
 }
 
 #[test]

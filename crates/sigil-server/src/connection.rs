@@ -138,6 +138,10 @@ pub(crate) struct TcpWire {
 /// The most read from a connection at once.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// At a shutdown, how long a connection waits for the client's stanzas
+/// still being handled before it saves how many were.
+const SETTLE_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+
 /// The most stanzas from a session's queue written out together.
 pub(crate) const DELIVERY_BATCH: usize = 64;
 
@@ -513,6 +517,14 @@ impl<W: Wire> Connection<W> {
             let _ = tokio::time::timeout(self.write_timeout(), self.wire.shutdown()).await;
         }
         let mut unacked = self.take_unacked();
+        // At a shutdown, a resumable session's XEP-0198 state is saved:
+        // its id, what the client acknowledged, and what it was told was
+        // handled (known here for a parked session; otherwise once what is
+        // still being handled settles).
+        let mut resumable = self.stream.resumption_id().map(|id| {
+            let acked = self.stream.acknowledged().unwrap_or_default();
+            (id.to_owned(), acked, None)
+        });
         // The connection died under a session that may be resumed: it
         // waits, still routed to, for a new connection to take it over.
         if let Some(id) = self.stream.resumption_id().map(str::to_owned)
@@ -555,14 +567,27 @@ impl<W: Wire> Connection<W> {
                 return;
             };
             self.session = Some(parked.state);
+            resumable = Some((id, parked.sm.acked, Some(parked.sm.inbound)));
             unacked = with_receipts(parked.sm.acked, parked.sm.unacked, parked.receipts);
         }
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
+            let saving = resumable.filter(|_| *shutdown.borrow());
+            let own = state.jid.to_bare();
             // What the client did not acknowledge (XEP-0198) is treated as
             // not delivered, as what was still queued for it.
-            for (stanza, receipt) in unacked {
-                Box::pin(session::reroute(&self.context, stanza, receipt)).await;
+            let mut kept = Vec::new();
+            for ((stanza, receipt), n) in unacked.into_iter().zip(1_u32..) {
+                match &saving {
+                    Some((_, acked, _)) => {
+                        let keep =
+                            session::keep_unacknowledged(&self.context, stanza, receipt, &own);
+                        if let Some(id) = Box::pin(keep).await {
+                            kept.push((acked.wrapping_add(n), id));
+                        }
+                    }
+                    None => Box::pin(session::reroute(&self.context, stanza, receipt)).await,
+                }
             }
             for message in state.handle.close_queue() {
                 match message {
@@ -574,6 +599,21 @@ impl<W: Wire> Connection<W> {
                     }
                     SessionMessage::Close(_) => {}
                 }
+            }
+            if let Some((id, acked, inbound)) = saving {
+                let inbound = match inbound {
+                    Some(inbound) => inbound,
+                    None => self.settled_inbound().await,
+                };
+                let saved = sigil_store::SavedSession {
+                    id,
+                    owner: own.to_string(),
+                    inbound,
+                    acked,
+                    unacknowledged: kept,
+                    saved_at: OffsetDateTime::now_utc().unix_timestamp(),
+                };
+                crate::router::lock(&self.context.saved_sessions).push(saved);
             }
             Box::pin(session::end(&self.context, &mut state)).await;
             tracing::info!(jid = %state.jid, "session ended");
@@ -644,7 +684,7 @@ impl<W: Wire> Connection<W> {
                         }
                     }
                 }
-                Action::Resume { previd, .. } => {
+                Action::Resume { previd, h } => {
                     let account = self.stream.account().cloned();
                     match self.context.resumable.take(&previd, account.as_ref()) {
                         Some(parked) => {
@@ -657,7 +697,15 @@ impl<W: Wire> Connection<W> {
                             self.login = None;
                             self.stream.resumed(jid, parked.sm);
                         }
-                        None => self.stream.resume_failed(),
+                        None => {
+                            let handled = match account.as_ref() {
+                                Some(account) => {
+                                    session::recover_saved(&self.context, &previd, account, h).await
+                                }
+                                None => None,
+                            };
+                            self.stream.resume_failed(handled);
+                        }
                     }
                 }
                 Action::NeedCredentials { jid, request } => {
@@ -797,6 +845,28 @@ impl<W: Wire> Connection<W> {
                 receipt.done();
             }
         }
+    }
+
+    /// At a shutdown: how many of the client's stanzas were handled, once
+    /// those still being handled are (their recipients' connections are
+    /// ending too, and store what they could not deliver), or
+    /// [`SETTLE_AT_SHUTDOWN`] has passed.
+    async fn settled_inbound(&mut self) -> u32 {
+        let deadline = tokio::time::Instant::now() + SETTLE_AT_SHUTDOWN;
+        while self
+            .tracking
+            .as_ref()
+            .is_some_and(|t| !t.handling.is_empty())
+        {
+            let settled = front_settled(&mut self.tracking);
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                break;
+            }
+            self.settle_handling();
+        }
+        self.stream
+            .take_stream_management()
+            .map_or(0, |sm| sm.inbound)
     }
 
     /// The stanzas the client did not acknowledge, with their receipts.

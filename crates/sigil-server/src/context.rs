@@ -32,6 +32,13 @@ pub struct Context {
     pub pending: Arc<crate::limits::Pending>,
     /// Sessions waiting to be resumed (XEP-0198).
     pub resumable: crate::session::Resumable,
+    /// The XEP-0198 state of the sessions the shutdown under way ended,
+    /// written to the store once every connection has ended.
+    pub saved_sessions: std::sync::Mutex<Vec<sigil_store::SavedSession>>,
+    /// When this server started, in Unix seconds: a session saved at an
+    /// earlier shutdown counts as resumable (with `<failed h='…'/>`) for
+    /// `limits.resume_timeout_seconds` from then.
+    pub started_at: i64,
 }
 
 /// The accounts that may have offline messages, so that a login looks

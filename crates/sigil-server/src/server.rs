@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sigil_proto::server::{Framing, ServerStreamConfig, TlsMode};
 use sigil_store::{SqliteStore, Store};
@@ -73,12 +74,14 @@ impl Server {
             offline: crate::context::OfflineIndex::new(offline_owners),
             pending: crate::limits::Pending::new(config.limits.max_pending_per_address),
             resumable: crate::session::Resumable::default(),
+            saved_sessions: std::sync::Mutex::default(),
+            started_at: time::OffsetDateTime::now_utc().unix_timestamp(),
         });
         let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
         let (shutdown, _) = watch::channel(false);
         let (done_sender, done) = mpsc::channel(1);
         let mut addresses = Vec::new();
-        let mut accept_tasks = Vec::new();
+        let mut accept_tasks = vec![tokio::spawn(forget_saved_sessions(context.clone()))];
         let mut bound = Vec::new();
         for listener_config in &config.listeners {
             let tls = identity
@@ -179,6 +182,29 @@ impl Server {
         }
         self.done_sender = None;
         let _ = self.done.recv().await;
+        // XEP-0198 counters, for clients that try to resume after the
+        // restart.
+        let saved = std::mem::take(&mut *crate::router::lock(&self.context.saved_sessions));
+        match self.context.store.save_sessions(&saved).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "stream management state saved"),
+            Err(error) => tracing::error!(%error, "saving the stream management state failed"),
+        }
+    }
+}
+
+/// Sessions saved at an earlier shutdown stay resumable (as
+/// `<failed h='…'/>`) for the resumption timeout after the start; then
+/// they go.
+async fn forget_saved_sessions(context: Arc<Context>) {
+    let wait = Duration::from_secs(context.limits.resume_timeout_seconds);
+    tokio::time::sleep(wait).await;
+    if let Err(error) = context
+        .store
+        .expire_saved_sessions(context.started_at)
+        .await
+    {
+        tracing::warn!(%error, "deleting old stream management state failed");
     }
 }
 
@@ -197,7 +223,7 @@ async fn accept_loop(
                 // Out of file descriptors and the like: wait a little
                 // rather than spin.
                 tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };

@@ -343,7 +343,7 @@ async fn to_bare(
         // there, under the same stanza id, for the next login.
         return;
     }
-    if !store_offline(context, stanza, bare).await {
+    if store_offline(context, stanza, bare).await.is_none() {
         return;
     }
     if let Some(receipt) = receipt {
@@ -363,8 +363,8 @@ async fn to_bare(
     }
 }
 
-/// Stores a message for later: whether it is on disk.
-async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) -> bool {
+/// Stores a message for later: its id once it is on disk.
+async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) -> Option<i64> {
     let now = time::OffsetDateTime::now_utc();
     // Whole seconds: XEP-0082 allows fractions, but not every client
     // parses nine digits of them.
@@ -395,9 +395,9 @@ async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) -
         )
         .await;
     match result {
-        Ok(_) => {
+        Ok(id) => {
             context.offline.insert(bare);
-            return true;
+            return Some(id);
         }
         Err(StoreError::QuotaExceeded) => {
             context.bounce(&stanza, StanzaCondition::ServiceUnavailable)
@@ -407,7 +407,7 @@ async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) -
             context.bounce(&stanza, StanzaCondition::InternalServerError);
         }
     }
-    false
+    None
 }
 
 /// Delivers stored messages to a session that just became available.
@@ -504,13 +504,103 @@ fn deliver_offline<'a>(
 /// Whether `stanza` was read from `bare`'s offline messages (it carries
 /// the stanza id given then; a client's own stanza ids are removed).
 fn is_stored(stanza: &Element, bare: &BareJid) -> bool {
-    stanza.children().any(|child| {
-        child.is("stanza-id", NS_SID)
-            && child.attribute("by") == Some(bare.as_str())
-            && child
-                .attribute("id")
-                .is_some_and(|id| id.starts_with("offline-"))
+    stored_id(stanza, bare).is_some()
+}
+
+/// The id of the offline message `stanza` was read from, if it was: its
+/// stanza id by `bare`, `offline-N`.
+fn stored_id(stanza: &Element, bare: &BareJid) -> Option<i64> {
+    stanza.children().find_map(|child| {
+        if !child.is("stanza-id", NS_SID) || child.attribute("by") != Some(bare.as_str()) {
+            return None;
+        }
+        child
+            .attribute("id")?
+            .strip_prefix("offline-")?
+            .parse()
+            .ok()
     })
+}
+
+/// A client resumes a session that is not here: if it ended at the last
+/// shutdown, which saved its state, and the resumption timeout since the
+/// restart has not passed, the stored copies of the stanzas the client
+/// acknowledged with `h` are deleted (it has them), and the answer is how
+/// many of the client's stanzas the server handled, for its
+/// `<failed h='…'/>`.
+pub async fn recover_saved(
+    context: &Context,
+    previd: &str,
+    account: &BareJid,
+    h: u32,
+) -> Option<u32> {
+    let saved = match context
+        .store
+        .take_saved_session(account.as_str(), previd)
+        .await
+    {
+        Ok(saved) => saved?,
+        Err(error) => {
+            tracing::error!(%error, "reading the saved stream management state failed");
+            return None;
+        }
+    };
+    let timeout = i64::try_from(context.limits.resume_timeout_seconds).unwrap_or(i64::MAX);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if now
+        > saved
+            .saved_at
+            .max(context.started_at)
+            .saturating_add(timeout)
+    {
+        return None;
+    }
+    // Numbers acked+1 ..= h (modulo 2^32) reached the client.
+    let reached = h.wrapping_sub(saved.acked);
+    let delivered: Vec<i64> = saved
+        .unacknowledged
+        .iter()
+        .filter(|(seq, _)| seq.wrapping_sub(saved.acked).wrapping_sub(1) < reached)
+        .map(|(_, id)| *id)
+        .collect();
+    tracing::info!(jid = %account, delivered = delivered.len(), "a session saved at shutdown was asked for");
+    forget_offline(context, account, delivered).await;
+    Some(saved.inbound)
+}
+
+/// At a server shutdown, keeps a stanza that was sent to `own`'s session
+/// and not acknowledged: a message is stored offline (or stays stored,
+/// when it came from there), and its offline id is the answer, for the
+/// session's saved state ([`sigil_store::SavedSession`]). Anything else is
+/// rerouted as usual.
+pub async fn keep_unacknowledged(
+    context: &Arc<Context>,
+    stanza: Element,
+    receipt: Option<Receipt>,
+    own: &BareJid,
+) -> Option<i64> {
+    let for_own = stanza.name() == "message"
+        && matches!(
+            stanza.attribute("type").unwrap_or("normal"),
+            "chat" | "normal"
+        )
+        && stanza
+            .attribute("to")
+            .and_then(|to| Jid::new(to).ok())
+            .is_some_and(|to| to.to_bare() == *own);
+    if !for_own {
+        reroute(context, stanza, receipt).await;
+        return None;
+    }
+    if let Some(id) = stored_id(&stanza, own) {
+        // Dropping the receipt keeps it stored.
+        return Some(id);
+    }
+    let id = store_offline(context, stanza, own).await?;
+    if let Some(receipt) = receipt {
+        receipt.done();
+    }
+    Some(id)
 }
 
 async fn forget_offline(context: &Context, bare: &BareJid, ids: Vec<i64>) {

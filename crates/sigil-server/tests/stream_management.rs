@@ -394,3 +394,113 @@ async fn an_offline_message_stays_stored_until_acknowledged() {
     assert_eq!(store.offline_count("alice@localhost").await.unwrap(), 0);
     bob.close().await;
 }
+
+/// Alice's resumable session at a shutdown: she sent Bob two messages
+/// (handled), got three from him and acknowledged the first. Her
+/// resumption id.
+async fn alice_at_a_shutdown(server: &mut TestServer) -> String {
+    let mut bob = TestClient::connect(server, Login::new("bob", ListenerKind::DirectTls)).await;
+    let (mut alice, mut seen) = raw_login(server, ALICE).await;
+    alice.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>sm</resource></bind></iq><enable xmlns='urn:xmpp:sm:3' resume='true'/>").await.unwrap();
+    until(&mut alice, "<enabled", &mut seen).await;
+    let enabled = &seen[seen.find("<enabled").unwrap()..];
+    let enabled = Element::parse(&enabled[..enabled.find("/>").unwrap() + 2]).unwrap();
+    let id = enabled.attribute("id").unwrap().to_owned();
+    alice.write_all(b"<message to='bob@localhost' type='chat'><body>a</body></message><message to='bob@localhost' type='chat'><body>b</body></message>").await.unwrap();
+    for body in ["one", "two", "three"] {
+        bob.send(message(body)).await;
+    }
+    until(&mut alice, "three</body>", &mut seen).await;
+    alice
+        .write_all(b"<a xmlns='urn:xmpp:sm:3' h='1'/><r xmlns='urn:xmpp:sm:3'/>")
+        .await
+        .unwrap();
+    until(
+        &mut alice,
+        "<a xmlns=\"urn:xmpp:sm:3\" h=\"2\"/>",
+        &mut seen,
+    )
+    .await;
+    server.restart().await;
+    id
+}
+
+/// Alice's bodies from a fresh login after the restart.
+async fn alice_offline_bodies(server: &TestServer) -> Vec<String> {
+    let mut again = TestClient::connect(server, Login::new("alice", ListenerKind::DirectTls)).await;
+    again.send(Element::new("presence", ns::CLIENT)).await;
+    let mut bodies = Vec::new();
+    while let Some(stanza) = again.try_recv(Duration::from_millis(500)).await {
+        if let Some(body) = stanza.child("body", ns::CLIENT) {
+            bodies.push(body.text());
+        }
+    }
+    again.close().await;
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_saved_at_shutdown_tell_a_client_what_was_handled_after_the_restart() {
+    let mut server = TestServer::start().await;
+    let id = alice_at_a_shutdown(&mut server).await;
+
+    // After the restart, another account's resumption learns nothing.
+    let (mut mallory, mut seen) = raw_login(&server, BOB).await;
+    mallory
+        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut mallory, "</failed>", &mut seen).await;
+    assert!(
+        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
+        "{seen}"
+    );
+
+    // Alice says she got two of the three: she hears that both her
+    // messages were handled, and only the third waits for her.
+    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
+    alice
+        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='2'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut alice, "</failed>", &mut seen).await;
+    assert!(
+        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\" h=\"2\"><item-not-found"),
+        "{seen}"
+    );
+    // Told once: the state is gone.
+    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
+    alice
+        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='2'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut alice, "</failed>", &mut seen).await;
+    assert!(
+        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
+        "{seen}"
+    );
+    drop(alice);
+    assert_eq!(alice_offline_bodies(&server).await, ["three"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_saved_at_shutdown_expire_with_the_resumption_timeout() {
+    let mut config = common::config(sigil_server::config::ClientCertificatePolicy::Wanted);
+    config.limits.resume_timeout_seconds = 1;
+    let mut server = TestServer::start_with(config).await;
+    let id = alice_at_a_shutdown(&mut server).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
+    alice
+        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='2'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut alice, "</failed>", &mut seen).await;
+    assert!(
+        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
+        "{seen}"
+    );
+    drop(alice);
+    // Too late to tell: everything unacknowledged is delivered.
+    assert_eq!(alice_offline_bodies(&server).await, ["two", "three"]);
+}

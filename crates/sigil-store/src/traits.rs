@@ -50,8 +50,13 @@ pub trait SessionStore: Send + Sync {
     /// answer is how many were kept.
     fn save_sessions<'a>(&'a self, sessions: &'a [SavedSession]) -> StoreFuture<'a, u64>;
 
-    /// Takes the session with this id out: it is deleted and returned.
-    fn take_saved_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<SavedSession>>;
+    /// Takes `owner`'s session with this id out: it is deleted and
+    /// returned. Another owner's is left alone.
+    fn take_saved_session<'a>(
+        &'a self,
+        owner: &'a str,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<SavedSession>>;
 
     /// Deletes the sessions saved before `before` (Unix seconds) and
     /// returns how many.

@@ -57,31 +57,35 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn take_saved_session<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<SavedSession>> {
+    fn take_saved_session<'a>(
+        &'a self,
+        owner: &'a str,
+        id: &'a str,
+    ) -> StoreFuture<'a, Option<SavedSession>> {
         Box::pin(async move {
             // Most resumption attempts after a restart are for sessions
             // that were not saved: a read answers those without a write.
             let exists = self.read(|connection| {
                 connection
-                    .prepare_cached("SELECT 1 FROM saved_sessions WHERE id = ?")
+                    .prepare_cached("SELECT 1 FROM saved_sessions WHERE id = ? AND owner = ?")
                     .map_err(backend)?
-                    .query_row([id], |_| Ok(()))
+                    .query_row([id, owner], |_| Ok(()))
                     .optional()
                     .map_err(backend)
             })?;
             if exists.is_none() {
                 return Ok(None);
             }
-            let id = id.to_owned();
+            let (owner, id) = (owner.to_owned(), id.to_owned());
             self.write(move |transaction| {
                 let row = transaction
                     .prepare_cached(
-                        "SELECT owner, inbound, acked, saved_at FROM saved_sessions WHERE id = ?",
+                        "SELECT inbound, acked, saved_at FROM saved_sessions
+                         WHERE id = ? AND owner = ?",
                     )
                     .map_err(backend)?
-                    .query_row([&id], |row| {
+                    .query_row([&id, &owner], |row| {
                         Ok((
-                            row.get::<_, String>("owner")?,
                             row.get::<_, i64>("inbound")?,
                             row.get::<_, i64>("acked")?,
                             row.get::<_, i64>("saved_at")?,
@@ -90,7 +94,7 @@ impl SessionStore for SqliteStore {
                     .optional()
                     .map_err(backend)?;
                 // Taken by another connection in the meantime.
-                let Some((owner, inbound, acked, saved_at)) = row else {
+                let Some((inbound, acked, saved_at)) = row else {
                     return Ok(None);
                 };
                 let unacknowledged = transaction
