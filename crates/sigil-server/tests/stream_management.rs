@@ -504,3 +504,32 @@ async fn counters_saved_at_shutdown_expire_with_the_resumption_timeout() {
     // Too late to tell: everything unacknowledged is delivered.
     assert_eq!(alice_offline_bodies(&server).await, ["two", "three"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_waiting_for_resumption_at_shutdown_is_saved_too() {
+    let mut server = TestServer::start().await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    // Parked with "two" unacknowledged; "three" queues while it waits.
+    let id = resumable_alice(&server, &mut bob).await;
+    bob.send(message("three")).await;
+    // Handled in order: once the ping is answered, "three" was routed.
+    bob.send_raw("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    bob.recv_matching(|e| e.attribute("id") == Some("sync"))
+        .await;
+    bob.close().await;
+    server.restart().await;
+    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
+    alice
+        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='2'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut alice, "</failed>", &mut seen).await;
+    assert!(
+        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\" h=\"0\"><item-not-found"),
+        "{seen}"
+    );
+    drop(alice);
+    // "two" reached her before (her h says so); "three" never did.
+    assert_eq!(alice_offline_bodies(&server).await, ["three"]);
+}
