@@ -331,6 +331,12 @@ impl ClientBuilder {
     /// the server acknowledges what it took charge of, and what it had
     /// not acknowledged when a connection ends is sent again by
     /// [`Client::reconnect`]. See [`Client::wait_acknowledged`].
+    ///
+    /// With resumption: after a connection dropped, [`Client::reconnect`]
+    /// takes the same session over (same resource and presence, what the
+    /// server queued meanwhile delivered), or, if the server no longer
+    /// has it, binds a new one; either way only what the server says it
+    /// did not handle is sent again.
     pub fn stream_management(mut self, enable: bool) -> Self {
         self.stream_management = enable;
         self
@@ -354,7 +360,7 @@ impl ClientBuilder {
     /// Connects, negotiates TLS and SASL, and binds a resource.
     pub async fn connect(self) -> Result<Client, Error> {
         let prepared = Arc::new(self.prepare()?);
-        let connection = prepared.connect().await?;
+        let connection = prepared.connect(None).await?;
         Ok(Client::from_parts(prepared, connection))
     }
 
@@ -474,11 +480,14 @@ struct Established {
     jid: FullJid,
     mechanism: String,
     inbox: VecDeque<Element>,
+    /// With an earlier session to resume: `Ok(h)` resumed, `Err(h)` a new
+    /// session (with the server's `h` for the earlier one if it said).
+    resumption: Option<Result<u32, Option<u32>>>,
 }
 
 impl Prepared {
-    async fn connect(&self) -> Result<Established, Error> {
-        tokio::time::timeout(self.timeout, self.connect_inner())
+    async fn connect(&self, resume: Option<proto::Resumption>) -> Result<Established, Error> {
+        tokio::time::timeout(self.timeout, self.connect_inner(resume))
             .await
             .map_err(|_| Error::Timeout)?
     }
@@ -552,7 +561,7 @@ impl Prepared {
         })))
     }
 
-    async fn connect_inner(&self) -> Result<Established, Error> {
+    async fn connect_inner(&self, resume: Option<proto::Resumption>) -> Result<Established, Error> {
         let (tcp, address) = self.connect_tcp().await?;
         let config = ClientStreamConfig {
             jid: self.jid.clone(),
@@ -573,7 +582,10 @@ impl Prepared {
         };
         let mut stream = ClientStream::new(config);
         if self.stream_management {
-            stream.request_stream_management();
+            stream.request_resumption();
+            if let Some(earlier) = resume {
+                stream.resume_from(earlier);
+            }
         }
         let connection = match self.transport {
             Transport::StartTls => Connection::Plain(tcp),
@@ -636,6 +648,7 @@ async fn negotiate(
     let mut inbox = VecDeque::new();
     let mut mechanism = String::new();
     let mut bound = None;
+    let mut resumption = None;
     loop {
         let mut start_tls = false;
         while let Some(action) = stream.poll_action() {
@@ -644,6 +657,8 @@ async fn negotiate(
                 proto::Action::StartTls => start_tls = true,
                 proto::Action::Authenticated { mechanism: used } => mechanism = used,
                 proto::Action::Bound(jid) => bound = Some(jid),
+                proto::Action::Resumed { handled } => resumption = Some(Ok(handled)),
+                proto::Action::ResumeFailed { handled } => resumption = Some(Err(handled)),
                 proto::Action::Stanza(stanza) => inbox.push_back(stanza),
                 proto::Action::Close(Err(error)) => return Err(Error::Stream(error)),
                 proto::Action::Close(Ok(())) => return Err(Error::Stream(ClientError::Closed)),
@@ -657,6 +672,7 @@ async fn negotiate(
                 jid,
                 mechanism,
                 inbox,
+                resumption,
             });
         }
         if start_tls {
@@ -888,6 +904,24 @@ impl Client {
         self.pump().await
     }
 
+    /// The earlier session, for a resumption on the next connection.
+    fn resumption(&self) -> Option<proto::Resumption> {
+        let id = self.stream.resumption_id()?;
+        let acks = self.stream.acks()?;
+        Some(proto::Resumption {
+            jid: self.jid.clone(),
+            id: id.to_owned(),
+            received: acks.received,
+        })
+    }
+
+    /// With stream management: the id under which the server keeps this
+    /// session for a while if the connection drops (XEP-0198), so that
+    /// [`Self::reconnect`] resumes it.
+    pub fn resumption_id(&self) -> Option<&str> {
+        self.stream.resumption_id()
+    }
+
     /// With stream management: how many stanzas sent are not yet
     /// acknowledged by the server.
     pub fn unacknowledged(&self) -> usize {
@@ -1006,29 +1040,47 @@ impl Client {
     /// from the old stream are kept. Refusals (wrong password, revoked
     /// certificate…) end the attempts at once.
     pub async fn reconnect(&mut self, backoff: Backoff) -> Result<(), Error> {
+        // A session whose connection dropped may be resumed; one we end
+        // here is gone.
+        let resume = self.resumption().filter(|_| self.closed);
         if !self.closed {
             self.stream.close();
             let _ = self.pump().await;
             self.connection.shutdown().await;
         }
+        let acknowledged = self.stream.acks().map(|acks| acks.acknowledged);
         let mut last = Error::Timeout;
         for attempt in 0..backoff.attempts.max(1) {
             if attempt > 0 {
                 tokio::time::sleep(backoff.delay(attempt - 1)).await;
             }
-            match self.prepared.connect().await {
+            match self.prepared.connect(resume.clone()).await {
                 Ok(established) => {
+                    let handled = match established.resumption {
+                        Some(Ok(handled) | Err(Some(handled))) => Some(handled),
+                        _ => None,
+                    };
                     let mut inbox = std::mem::take(&mut self.inbox);
-                    let unacked = std::mem::take(&mut self.unacked);
+                    let mut unacked = std::mem::take(&mut self.unacked);
                     let seen = std::mem::take(&mut self.seen);
+                    // What the server says it handled is not sent again.
+                    if let (Some(handled), Some(acknowledged)) = (handled, acknowledged) {
+                        let done = handled.wrapping_sub(acknowledged) as usize;
+                        unacked.drain(..done.min(unacked.len()));
+                    }
                     let prepared = self.prepared.clone();
                     *self = Self::from_parts(prepared, established);
-                    inbox.append(&mut self.inbox);
-                    self.inbox = inbox;
                     self.seen = seen;
-                    // What the server never acknowledged goes again (a
-                    // message keeps its origin id, so its addressee can
-                    // tell a copy).
+                    // What the server sent again on a resumed session
+                    // comes after what was already read.
+                    for stanza in std::mem::take(&mut self.inbox) {
+                        if !self.seen.repeated(&stanza, &self.prepared.jid) {
+                            inbox.push_back(stanza);
+                        }
+                    }
+                    self.inbox = inbox;
+                    // The rest goes again (a message keeps its origin id,
+                    // so its addressee can tell a copy).
                     for stanza in unacked {
                         self.send(&stanza).await?;
                     }
@@ -1143,6 +1195,8 @@ impl Client {
                 }
                 proto::Action::StartTls
                 | proto::Action::Authenticated { .. }
+                | proto::Action::Resumed { .. }
+                | proto::Action::ResumeFailed { .. }
                 | proto::Action::Bound(_) => {}
             }
         }

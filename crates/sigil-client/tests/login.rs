@@ -769,3 +769,191 @@ async fn dns_srv_records_lead_to_the_server() {
         client.close().await;
     }
 }
+
+/// A TCP relay on loopback whose connections can be cut, as a network
+/// that drops: neither end closes its stream.
+struct Relay {
+    address: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start(to: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (cut, _) = tokio::sync::watch::channel(0);
+        let watch = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cut = watch.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { address, cut }
+    }
+
+    /// Drops every connection through it.
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+/// The body of the next message the client gets (within 10 s).
+async fn next_body(client: &mut Client) -> String {
+    let next = async {
+        loop {
+            if let Stanza::Message(message) = client.recv_stanza().await.unwrap() {
+                return message.body.unwrap_or_default();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .expect("a message within 10 s")
+}
+
+/// Waits until the client sees its connection gone.
+async fn until_closed(client: &mut Client) {
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if client.recv().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stayed up");
+}
+
+const QUICK: Backoff = Backoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+    attempts: 20,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_resumes_its_session() {
+    let f = start().await;
+    let relay = Relay::start(f.server.address(ListenerKind::DirectTls).unwrap()).await;
+    let mut alice = f
+        .builder("alice", Transport::DirectTls)
+        .password("alice-secret")
+        .stream_management(true)
+        .address(relay.address)
+        .connect()
+        .await
+        .unwrap();
+    let mut bob = f
+        .builder("bob", Transport::DirectTls)
+        .password("bob-secret")
+        .connect()
+        .await
+        .unwrap();
+    bob.send_presence(&Presence::available()).await.unwrap();
+    alice.send_presence(&Presence::available()).await.unwrap();
+    // Its own presence comes back, after <enabled/>.
+    let own = alice.recv_stanza().await.unwrap();
+    assert!(matches!(own, Stanza::Presence(_)), "{own:?}");
+    assert!(alice.resumption_id().is_some());
+    for body in ["a", "b"] {
+        alice
+            .send_message(&Message::chat(jid("bob@localhost"), body))
+            .await
+            .unwrap();
+    }
+    for body in ["a", "b"] {
+        assert_eq!(next_body(&mut bob).await, body);
+    }
+    // Handled by the server, not acknowledged to Alice yet.
+    assert_eq!(alice.unacknowledged(), 3);
+    let bound = alice.jid();
+
+    relay.cut();
+    until_closed(&mut alice).await;
+    // The session waits, still available: a message to the bare JID
+    // queues for it.
+    bob.send_message(&Message::chat(jid("alice@localhost"), "meanwhile"))
+        .await
+        .unwrap();
+    alice.reconnect(QUICK).await.unwrap();
+    assert_eq!(alice.jid(), bound);
+    // The server said it handled all three: none goes again.
+    assert_eq!(alice.unacknowledged(), 0);
+    assert_eq!(next_body(&mut alice).await, "meanwhile");
+    // And it goes on.
+    alice
+        .send_message(&Message::chat(jid("bob@localhost"), "c"))
+        .await
+        .unwrap();
+    alice
+        .wait_acknowledged(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(next_body(&mut bob).await, "c");
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_restart_only_what_was_not_handled_is_sent_again() {
+    let f = start().await;
+    let addresses = [
+        ListenerKind::Starttls,
+        ListenerKind::DirectTls,
+        ListenerKind::Https,
+    ]
+    .map(|kind| f.server.address(kind).unwrap());
+    let Fixture { dir, server, .. } = f;
+    let store = server.context().store.clone();
+    let mut alice = builder(dir.path(), addresses, "alice", Transport::DirectTls)
+        .password("alice-secret")
+        .stream_management(true)
+        .connect()
+        .await
+        .unwrap();
+    // Bob is offline: what the server handled is on disk, countable.
+    for body in ["a", "b", "c"] {
+        alice
+            .send_message(&Message::chat(jid("bob@localhost"), body))
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.offline_count("bob@localhost").await.unwrap() < 3 {
+        assert!(std::time::Instant::now() < deadline, "not stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(alice.unacknowledged(), 3);
+    drop(store);
+    server.shutdown().await;
+    until_closed(&mut alice).await;
+    let server = Server::start(&config(addresses), dir.path()).await.unwrap();
+    alice.reconnect(QUICK).await.unwrap();
+    // The server's saved count says all three were handled.
+    assert_eq!(alice.unacknowledged(), 0);
+    alice
+        .send_message(&Message::chat(jid("bob@localhost"), "d"))
+        .await
+        .unwrap();
+    alice
+        .wait_acknowledged(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let store = server.context().store.clone();
+    assert_eq!(store.offline_count("bob@localhost").await.unwrap(), 4);
+    drop(store);
+    alice.close().await;
+    server.shutdown().await;
+}
+
+fn jid(text: &str) -> jid::Jid {
+    jid::Jid::new(text).unwrap()
+}

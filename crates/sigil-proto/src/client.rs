@@ -99,8 +99,24 @@ pub enum Action {
         /// The mechanism used.
         mechanism: String,
     },
-    /// The resource is bound: the stream is ready for stanzas.
+    /// The resource is bound: the stream is ready for stanzas. After a
+    /// resumption, the earlier session's JID, after [`Action::Resumed`].
     Bound(FullJid),
+    /// The earlier session resumed (XEP-0198): the server handled this
+    /// many of the stanzas sent on it (`h`, in its count). Send again the
+    /// ones after those.
+    Resumed {
+        /// The server's `h`.
+        handled: u32,
+    },
+    /// The earlier session could not be resumed; a new one is being
+    /// bound. `handled`, when the server says (it saved its state at a
+    /// restart), is how many of the earlier session's stanzas it handled:
+    /// only the ones after those need sending again.
+    ResumeFailed {
+        /// The server's `h`, if given.
+        handled: Option<u32>,
+    },
     /// A stanza from the server.
     Stanza(Element),
     /// Close the connection; `Err` tells why the stream failed.
@@ -114,9 +130,22 @@ enum Stage {
     Encrypted,
     Authenticating,
     Authenticated,
+    Resuming,
     Binding,
     Bound,
     Closed,
+}
+
+/// An earlier session to resume (XEP-0198), see
+/// [`ClientStream::resume_from`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resumption {
+    /// The session's full JID.
+    pub jid: FullJid,
+    /// The resumption id the server gave (`<enabled id/>`).
+    pub id: String,
+    /// The stanzas received on it (our `h`).
+    pub received: u32,
 }
 
 /// One client-side stream.
@@ -136,6 +165,12 @@ pub struct ClientStream {
     sm_wanted: bool,
     sm_offered: bool,
     sm: Option<ClientAcks>,
+    /// Resumption asked for, the id the server gave, and the earlier
+    /// session to resume.
+    resume_wanted: bool,
+    resumption_id: Option<String>,
+    resume_from: Option<Resumption>,
+    bind_offered: bool,
 }
 
 /// XEP-0198 counters on the client side.
@@ -175,6 +210,10 @@ impl ClientStream {
             sm_wanted: false,
             sm_offered: false,
             sm: None,
+            resume_wanted: false,
+            resumption_id: None,
+            resume_from: None,
+            bind_offered: false,
         };
         stream.send_header();
         stream
@@ -184,6 +223,29 @@ impl ClientStream {
     /// them. Call before the stream is bound.
     pub fn request_stream_management(&mut self) {
         self.sm_wanted = true;
+    }
+
+    /// Like [`Self::request_stream_management`], asking the server to keep
+    /// the session for a while if the connection drops (XEP-0198
+    /// `resume='true'`), so that [`Self::resume_from`] on a new stream
+    /// takes it over.
+    pub fn request_resumption(&mut self) {
+        self.sm_wanted = true;
+        self.resume_wanted = true;
+    }
+
+    /// The id under which the server keeps this session for resumption,
+    /// once it enabled stream management with resumption.
+    pub fn resumption_id(&self) -> Option<&str> {
+        self.resumption_id.as_deref()
+    }
+
+    /// On a new stream, before it binds: resume this earlier session
+    /// instead of binding, if the server offers stream management. The
+    /// answer is [`Action::Resumed`] then [`Action::Bound`], or
+    /// [`Action::ResumeFailed`] and a new session bound as usual.
+    pub fn resume_from(&mut self, earlier: Resumption) {
+        self.resume_from = Some(earlier);
     }
 
     /// The acknowledgement counters, once the server enabled stream
@@ -387,6 +449,9 @@ impl ClientStream {
             }
             Stage::Authenticating if element.namespace() == ns::SASL => self.on_sasl(&element),
             Stage::Binding if element.is("iq", ns::CLIENT) => self.on_bind_result(&element),
+            Stage::Resuming if element.namespace() == crate::server::NS_SM => {
+                self.on_resume_answer(&element)
+            }
             Stage::Bound if element.namespace() == ns::CLIENT => {
                 if let Some(sm) = self.sm.as_mut() {
                     sm.received = sm.received.wrapping_add(1);
@@ -523,7 +588,11 @@ impl ClientStream {
     fn on_sm(&mut self, element: &Element) {
         match element.name() {
             // Counting started when <enable/> was sent.
-            "enabled" => {}
+            "enabled" => {
+                if self.resume_wanted && matches!(element.attribute("resume"), Some("true" | "1")) {
+                    self.resumption_id = element.attribute("id").map(str::to_owned);
+                }
+            }
             "failed" => self.sm = None,
             "r" => {
                 if let Some(sm) = self.sm {
@@ -553,7 +622,55 @@ impl ClientStream {
 
     fn start_bind(&mut self, features: &Element) {
         self.sm_offered = features.has_child("sm", crate::server::NS_SM);
-        if !features.has_child("bind", ns::BIND) {
+        self.bind_offered = features.has_child("bind", ns::BIND);
+        if self.sm_offered
+            && let Some(earlier) = &self.resume_from
+        {
+            let resume = Element::new("resume", crate::server::NS_SM)
+                .with_attribute("previd", earlier.id.clone())
+                .with_attribute("h", earlier.received.to_string());
+            self.send(&resume);
+            self.stage = Stage::Resuming;
+            return;
+        }
+        self.bind();
+    }
+
+    /// `<resumed/>` or `<failed/>` in answer to `<resume/>`.
+    fn on_resume_answer(&mut self, element: &Element) {
+        let Some(earlier) = self.resume_from.take() else {
+            return self.fail(ClientError::Protocol("unexpected resumption answer".into()));
+        };
+        let h = element.attribute("h").and_then(|h| h.parse::<u32>().ok());
+        match (element.name(), h) {
+            ("resumed", Some(handled)) => {
+                self.stage = Stage::Bound;
+                // The earlier count goes on: what the server sends again
+                // comes after what we received.
+                self.sm = Some(ClientAcks {
+                    received: earlier.received,
+                    sent: handled,
+                    acknowledged: handled,
+                });
+                self.resumption_id = Some(earlier.id);
+                self.actions.push_back(Action::Resumed { handled });
+                self.actions.push_back(Action::Bound(earlier.jid));
+            }
+            ("resumed", None) => {
+                self.fail(ClientError::Protocol("<resumed/> without a valid h".into()))
+            }
+            ("failed", handled) => {
+                self.actions.push_back(Action::ResumeFailed { handled });
+                self.bind();
+            }
+            (other, _) => self.fail(ClientError::Protocol(format!(
+                "unexpected <{other}/> in answer to <resume/>"
+            ))),
+        }
+    }
+
+    fn bind(&mut self) {
+        if !self.bind_offered {
             return self.fail(ClientError::Protocol(
                 "the server offers no resource binding".into(),
             ));
@@ -588,7 +705,11 @@ impl ClientStream {
                         if self.sm_wanted && self.sm_offered {
                             // Our count starts with <enable/>: stanzas sent
                             // from here on count.
-                            self.send(&Element::new("enable", crate::server::NS_SM));
+                            let mut enable = Element::new("enable", crate::server::NS_SM);
+                            if self.resume_wanted {
+                                enable.set_attribute("resume", "true");
+                            }
+                            self.send(&enable);
                             self.sm = Some(ClientAcks::default());
                         }
                     }

@@ -81,6 +81,9 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                 client::Action::StartTls => {}
                 client::Action::Authenticated { mechanism } => out.mechanism = Some(mechanism),
                 client::Action::Bound(jid) => out.bound = Some(jid),
+                client::Action::Resumed { .. } | client::Action::ResumeFailed { .. } => {
+                    unreachable!("no resumption asked for")
+                }
                 client::Action::Stanza(stanza) => out.client_stanzas.push(stanza),
                 client::Action::Close(result) => out.client_closed = Some(result),
             }

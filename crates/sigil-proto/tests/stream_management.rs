@@ -326,6 +326,18 @@ fn pump(
     c: &mut sigil_proto::client::ClientStream,
     s: &mut ServerStream,
 ) -> (Vec<Element>, Vec<Element>) {
+    pump_resuming(c, s, &mut None, &mut Vec::new())
+}
+
+/// [`pump`], with a session parked on the server side for `<resume/>`
+/// (none: the server answers with `<failed h='7'/>`), and the client's
+/// other actions written down.
+fn pump_resuming(
+    c: &mut sigil_proto::client::ClientStream,
+    s: &mut ServerStream,
+    parked: &mut Option<Box<server::StreamManagement>>,
+    events: &mut Vec<String>,
+) -> (Vec<Element>, Vec<Element>) {
     use sigil_proto::client::Action as C;
     let (mut to_client, mut to_server) = (Vec::new(), Vec::new());
     loop {
@@ -336,6 +348,9 @@ fn pump(
                 C::Send(data) => s.receive(data.as_bytes()),
                 C::Stanza(stanza) => to_client.push(stanza),
                 C::Close(result) => panic!("client closed: {result:?}"),
+                C::Bound(jid) => events.push(format!("bound {jid}")),
+                C::Resumed { handled } => events.push(format!("resumed {handled}")),
+                C::ResumeFailed { handled } => events.push(format!("failed {handled:?}")),
                 _ => {}
             }
         }
@@ -353,6 +368,10 @@ fn pump(
                 server::Action::Bind { .. } => {
                     s.bound(FullJid::new("juliet@example.org/r").unwrap());
                 }
+                server::Action::Resume { .. } => match parked.take() {
+                    Some(sm) => s.resumed(FullJid::new("juliet@example.org/r").unwrap(), sm),
+                    None => s.resume_failed(Some(7)),
+                },
                 server::Action::Close { error } => panic!("server closed: {error:?}"),
                 _ => {}
             }
@@ -498,4 +517,99 @@ fn the_end_of_a_burst_is_asked_for_once() {
     assert!(drain(&mut s).0.ends_with("<r xmlns=\"urn:xmpp:sm:3\"/>"));
     s.request_ack();
     assert_eq!(drain(&mut s).0, "");
+}
+
+fn client_stream() -> sigil_proto::client::ClientStream {
+    use sigil_proto::client::{ClientStream, ClientStreamConfig};
+    use sigil_sasl::client::{ClientConfig, ClientContext};
+    ClientStream::new(ClientStreamConfig {
+        jid: jid::BareJid::new("juliet@example.org").unwrap(),
+        resource: Some("r".into()),
+        tls: sigil_proto::client::TlsMode::Direct,
+        sasl: Arc::new(ClientConfig::new()),
+        context: ClientContext::new()
+            .with_authcid("juliet")
+            .with_password("pencil"),
+        limits: Default::default(),
+        framing: sigil_proto::Framing::Stream,
+    })
+}
+
+fn resumable_server() -> ServerStream {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    config.resume_seconds = 300;
+    ServerStream::new(
+        config,
+        ConnectionInfo {
+            encrypted: true,
+            ..ConnectionInfo::default()
+        },
+    )
+}
+
+#[test]
+fn the_client_stream_resumes_a_session_or_binds_anew() {
+    let mut c = client_stream();
+    c.request_resumption();
+    let mut s = resumable_server();
+    pump(&mut c, &mut s);
+    let id = c.resumption_id().expect("resumable").to_owned();
+    assert_eq!(s.resumption_id(), Some(id.as_str()));
+
+    // Three each way; the server acknowledges one of the client's; the
+    // client's acknowledgement of the server's is lost with the connection.
+    for n in 0..3 {
+        c.send_stanza(&message(n));
+        s.send_stanza(&message(n));
+    }
+    pump(&mut c, &mut s);
+    let acks = c.acks().unwrap();
+    assert_eq!((acks.sent, acks.received), (3, 3));
+    let mut parked = s.take_stream_management();
+    assert_eq!(parked.as_ref().unwrap().inbound, 3);
+
+    // A new stream resumes: the server's h, then the earlier JID; the
+    // server does not send again what the client's h covers.
+    let mut c2 = client_stream();
+    c2.request_resumption();
+    c2.resume_from(sigil_proto::client::Resumption {
+        jid: FullJid::new("juliet@example.org/r").unwrap(),
+        id: id.clone(),
+        received: acks.received,
+    });
+    let mut s2 = resumable_server();
+    let mut events = Vec::new();
+    let (to_client, _) = pump_resuming(&mut c2, &mut s2, &mut parked, &mut events);
+    assert_eq!(events, ["resumed 3", "bound juliet@example.org/r"]);
+    assert!(to_client.is_empty(), "{to_client:?}");
+    let acks = c2.acks().unwrap();
+    assert_eq!((acks.sent, acks.acknowledged, acks.received), (3, 3, 3));
+    assert_eq!(c2.resumption_id(), Some(id.as_str()));
+    // The count goes on on both sides.
+    c2.send_stanza(&message(9));
+    s2.send_stanza(&message(9));
+    let (to_client, to_server) = pump(&mut c2, &mut s2);
+    assert_eq!((to_client.len(), to_server.len()), (1, 1));
+    c2.request_ack();
+    pump(&mut c2, &mut s2);
+    assert_eq!(c2.acks().unwrap().acknowledged, 4);
+    assert_eq!(c2.acks().unwrap().received, 4);
+
+    // Nothing to resume: the failure's h, then a new session, enabled.
+    let mut c3 = client_stream();
+    c3.request_resumption();
+    c3.resume_from(sigil_proto::client::Resumption {
+        jid: FullJid::new("juliet@example.org/r").unwrap(),
+        id,
+        received: 4,
+    });
+    let mut s3 = resumable_server();
+    let mut events = Vec::new();
+    pump_resuming(&mut c3, &mut s3, &mut None, &mut events);
+    assert_eq!(events, ["failed Some(7)", "bound juliet@example.org/r"]);
+    assert_eq!(c3.acks(), Some(Default::default()));
+    assert!(c3.resumption_id().is_some());
+    assert_ne!(c3.resumption_id(), c2.resumption_id());
+    assert!(s3.stream_management_enabled());
 }
