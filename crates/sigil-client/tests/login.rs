@@ -90,13 +90,17 @@ async fn start() -> Fixture {
 
 impl Fixture {
     fn builder(&self, user: &str, transport: Transport) -> sigil_client::ClientBuilder {
-        let addresses = [
+        builder(self.dir.path(), self.addresses(), user, transport)
+    }
+
+    /// Where the server listens: STARTTLS, direct TLS, HTTPS.
+    fn addresses(&self) -> [std::net::SocketAddr; 3] {
+        [
             ListenerKind::Starttls,
             ListenerKind::DirectTls,
             ListenerKind::Https,
         ]
-        .map(|kind| self.server.address(kind).unwrap());
-        builder(self.dir.path(), addresses, user, transport)
+        .map(|kind| self.server.address(kind).unwrap())
     }
 }
 
@@ -603,12 +607,7 @@ async fn certificates_managed_over_xep_0257() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnecting_after_the_server_restarts() {
     let f = start().await;
-    let addresses = [
-        ListenerKind::Starttls,
-        ListenerKind::DirectTls,
-        ListenerKind::Https,
-    ]
-    .map(|kind| f.server.address(kind).unwrap());
+    let addresses = f.addresses();
     let Fixture { dir, server, .. } = f;
     let bob = |transport| builder(dir.path(), addresses, "bob", transport).password("bob-secret");
     let mut clients = Vec::new();
@@ -905,12 +904,7 @@ async fn a_dropped_connection_resumes_its_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_server_restart_only_what_was_not_handled_is_sent_again() {
     let f = start().await;
-    let addresses = [
-        ListenerKind::Starttls,
-        ListenerKind::DirectTls,
-        ListenerKind::Https,
-    ]
-    .map(|kind| f.server.address(kind).unwrap());
+    let addresses = f.addresses();
     let Fixture { dir, server, .. } = f;
     let store = server.context().store.clone();
     let mut alice = builder(dir.path(), addresses, "alice", Transport::DirectTls)

@@ -384,29 +384,9 @@ fn pump_resuming(
 
 #[test]
 fn the_client_stream_enables_acknowledges_and_reads_acknowledgements() {
-    use sigil_proto::client::{ClientStream, ClientStreamConfig};
-    use sigil_sasl::client::{ClientConfig, ClientContext};
-    let mut c = ClientStream::new(ClientStreamConfig {
-        jid: jid::BareJid::new("juliet@example.org").unwrap(),
-        resource: Some("r".into()),
-        tls: sigil_proto::client::TlsMode::Direct,
-        sasl: Arc::new(ClientConfig::new()),
-        context: ClientContext::new()
-            .with_authcid("juliet")
-            .with_password("pencil"),
-        limits: Default::default(),
-        framing: sigil_proto::Framing::Stream,
-    });
+    let mut c = client_stream();
     c.request_stream_management();
-    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
-    config.tls = TlsMode::Direct;
-    let mut s = ServerStream::new(
-        config,
-        ConnectionInfo {
-            encrypted: true,
-            ..ConnectionInfo::default()
-        },
-    );
+    let mut s = server_stream(|_| {});
     pump(&mut c, &mut s);
     assert!(s.stream_management_enabled());
     let acks = c.acks().expect("enabled");
@@ -433,28 +413,9 @@ fn the_client_stream_enables_acknowledges_and_reads_acknowledgements() {
     assert!(s.take_unacked().is_empty());
 
     // A server without stream management: the client does not enable it.
-    let mut c2 = ClientStream::new(ClientStreamConfig {
-        jid: jid::BareJid::new("juliet@example.org").unwrap(),
-        resource: Some("r".into()),
-        tls: sigil_proto::client::TlsMode::Direct,
-        sasl: Arc::new(ClientConfig::new()),
-        context: ClientContext::new()
-            .with_authcid("juliet")
-            .with_password("pencil"),
-        limits: Default::default(),
-        framing: sigil_proto::Framing::Stream,
-    });
+    let mut c2 = client_stream();
     c2.request_stream_management();
-    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
-    config.tls = TlsMode::Direct;
-    config.stream_management = false;
-    let mut s2 = ServerStream::new(
-        config,
-        ConnectionInfo {
-            encrypted: true,
-            ..ConnectionInfo::default()
-        },
-    );
+    let mut s2 = server_stream(|config| config.stream_management = false);
     pump(&mut c2, &mut s2);
     assert!(c2.acks().is_none());
     c2.send_stanza(&message(0));
@@ -519,6 +480,7 @@ fn the_end_of_a_burst_is_asked_for_once() {
     assert_eq!(drain(&mut s).0, "");
 }
 
+/// Juliet's client stream over direct TLS, with her password.
 fn client_stream() -> sigil_proto::client::ClientStream {
     use sigil_proto::client::{ClientStream, ClientStreamConfig};
     use sigil_sasl::client::{ClientConfig, ClientContext};
@@ -535,10 +497,11 @@ fn client_stream() -> sigil_proto::client::ClientStream {
     })
 }
 
-fn resumable_server() -> ServerStream {
+/// A server stream over direct TLS, configured further by `configure`.
+fn server_stream(configure: impl FnOnce(&mut ServerStreamConfig)) -> ServerStream {
     let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
     config.tls = TlsMode::Direct;
-    config.resume_seconds = 300;
+    configure(&mut config);
     ServerStream::new(
         config,
         ConnectionInfo {
@@ -546,6 +509,10 @@ fn resumable_server() -> ServerStream {
             ..ConnectionInfo::default()
         },
     )
+}
+
+fn resumable_server() -> ServerStream {
+    server_stream(|config| config.resume_seconds = 300)
 }
 
 #[test]

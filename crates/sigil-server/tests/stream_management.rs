@@ -110,15 +110,7 @@ async fn after_a_dead_connection(server: &TestServer, enable: bool) -> Vec<Strin
         assert!(Instant::now() < deadline, "the dead session stayed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut again = TestClient::connect(server, Login::new("alice", ListenerKind::DirectTls)).await;
-    again.send(Element::new("presence", ns::CLIENT)).await;
-    let mut bodies = Vec::new();
-    while let Some(stanza) = again.try_recv(Duration::from_millis(500)).await {
-        if let Some(body) = stanza.child("body", ns::CLIENT) {
-            bodies.push(body.text());
-        }
-    }
-    again.close().await;
+    let bodies = alice_offline_bodies(server).await;
     bob.close().await;
     bodies
 }
@@ -202,13 +194,8 @@ async fn a_session_resumes_with_what_was_unacknowledged_and_what_came_meanwhile(
     bob.send(message("three")).await;
 
     // Another account cannot take it.
-    let (mut mallory, mut seen) = raw_login(&server, BOB).await;
-    mallory
-        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>").as_bytes())
-        .await
-        .unwrap();
-    until(&mut mallory, "</failed>", &mut seen).await;
-    assert!(seen.contains("<item-not-found"), "{seen}");
+    let failed = resume_failure(&server, BOB, &id, 0).await;
+    assert!(failed.contains("<item-not-found"), "{failed}");
 
     let (mut alice, mut seen) = raw_login(&server, ALICE).await;
     alice
@@ -264,26 +251,10 @@ async fn a_session_not_resumed_in_time_ends_and_its_messages_go_offline() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Too late to resume.
-    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
-    alice
-        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='1'/>").as_bytes())
-        .await
-        .unwrap();
-    until(&mut alice, "</failed>", &mut seen).await;
-    drop(alice);
+    resume_failure(&server, ALICE, &id, 1).await;
     // What it had not delivered is offline: the unacknowledged message,
     // then the one that waited.
-    let mut again =
-        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
-    again.send(Element::new("presence", ns::CLIENT)).await;
-    let mut bodies = Vec::new();
-    while let Some(stanza) = again.try_recv(Duration::from_millis(500)).await {
-        if let Some(body) = stanza.child("body", ns::CLIENT) {
-            bodies.push(body.text());
-        }
-    }
-    assert_eq!(bodies, ["two", "three"]);
-    again.close().await;
+    assert_eq!(alice_offline_bodies(&server).await, ["two", "three"]);
     bob.close().await;
 }
 
@@ -395,6 +366,17 @@ async fn an_offline_message_stays_stored_until_acknowledged() {
     bob.close().await;
 }
 
+/// What a new connection of `plain`'s account hears when it asks to
+/// resume `id`, having handled `h`: up to the end of `<failed/>`.
+async fn resume_failure(server: &TestServer, plain: &str, id: &str, h: u32) -> String {
+    let (mut tls, mut seen) = raw_login(server, plain).await;
+    tls.write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='{h}'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut tls, "</failed>", &mut seen).await;
+    seen[seen.find("<failed").expect("failed")..].to_owned()
+}
+
 /// Alice's resumable session at a shutdown: she sent Bob two messages
 /// (handled), got three from him and acknowledged the first. Her
 /// resumption id.
@@ -425,7 +407,8 @@ async fn alice_at_a_shutdown(server: &mut TestServer) -> String {
     id
 }
 
-/// Alice's bodies from a fresh login after the restart.
+/// The bodies of the messages a fresh login of Alice gets (her offline
+/// messages), once she is available.
 async fn alice_offline_bodies(server: &TestServer) -> Vec<String> {
     let mut again = TestClient::connect(server, Login::new("alice", ListenerKind::DirectTls)).await;
     again.send(Element::new("presence", ns::CLIENT)).await;
@@ -445,41 +428,25 @@ async fn counters_saved_at_shutdown_tell_a_client_what_was_handled_after_the_res
     let id = alice_at_a_shutdown(&mut server).await;
 
     // After the restart, another account's resumption learns nothing.
-    let (mut mallory, mut seen) = raw_login(&server, BOB).await;
-    mallory
-        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>").as_bytes())
-        .await
-        .unwrap();
-    until(&mut mallory, "</failed>", &mut seen).await;
+    let failed = resume_failure(&server, BOB, &id, 0).await;
     assert!(
-        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
-        "{seen}"
+        failed.starts_with("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
+        "{failed}"
     );
 
     // Alice says she got two of the three: she hears that both her
     // messages were handled, and only the third waits for her.
-    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
-    alice
-        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='2'/>").as_bytes())
-        .await
-        .unwrap();
-    until(&mut alice, "</failed>", &mut seen).await;
+    let failed = resume_failure(&server, ALICE, &id, 2).await;
     assert!(
-        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\" h=\"2\"><item-not-found"),
-        "{seen}"
+        failed.starts_with("<failed xmlns=\"urn:xmpp:sm:3\" h=\"2\"><item-not-found"),
+        "{failed}"
     );
     // Told once: the state is gone.
-    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
-    alice
-        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='2'/>").as_bytes())
-        .await
-        .unwrap();
-    until(&mut alice, "</failed>", &mut seen).await;
+    let failed = resume_failure(&server, ALICE, &id, 2).await;
     assert!(
-        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
-        "{seen}"
+        failed.starts_with("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
+        "{failed}"
     );
-    drop(alice);
     assert_eq!(alice_offline_bodies(&server).await, ["three"]);
 }
 
@@ -490,17 +457,11 @@ async fn counters_saved_at_shutdown_expire_with_the_resumption_timeout() {
     let mut server = TestServer::start_with(config).await;
     let id = alice_at_a_shutdown(&mut server).await;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
-    alice
-        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='2'/>").as_bytes())
-        .await
-        .unwrap();
-    until(&mut alice, "</failed>", &mut seen).await;
+    let failed = resume_failure(&server, ALICE, &id, 2).await;
     assert!(
-        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
-        "{seen}"
+        failed.starts_with("<failed xmlns=\"urn:xmpp:sm:3\"><item-not-found"),
+        "{failed}"
     );
-    drop(alice);
     // Too late to tell: everything unacknowledged is delivered.
     assert_eq!(alice_offline_bodies(&server).await, ["two", "three"]);
 }
@@ -519,17 +480,11 @@ async fn a_session_waiting_for_resumption_at_shutdown_is_saved_too() {
         .await;
     bob.close().await;
     server.restart().await;
-    let (mut alice, mut seen) = raw_login(&server, ALICE).await;
-    alice
-        .write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='2'/>").as_bytes())
-        .await
-        .unwrap();
-    until(&mut alice, "</failed>", &mut seen).await;
+    let failed = resume_failure(&server, ALICE, &id, 2).await;
     assert!(
-        seen.contains("<failed xmlns=\"urn:xmpp:sm:3\" h=\"0\"><item-not-found"),
-        "{seen}"
+        failed.starts_with("<failed xmlns=\"urn:xmpp:sm:3\" h=\"0\"><item-not-found"),
+        "{failed}"
     );
-    drop(alice);
     // "two" reached her before (her h says so); "three" never did.
     assert_eq!(alice_offline_bodies(&server).await, ["three"]);
 }
