@@ -739,6 +739,8 @@ pub struct Client {
     unacked: VecDeque<Element>,
     /// Messages already received, to drop what comes twice.
     seen: Seen,
+    /// The last reconnection resumed the session.
+    resumed: bool,
 }
 
 /// The keys of the messages received lately (XEP-0359): a server's stanza
@@ -840,6 +842,7 @@ impl Client {
             closed: false,
             unacked: VecDeque::new(),
             seen: Seen::default(),
+            resumed: false,
         }
     }
 
@@ -913,6 +916,13 @@ impl Client {
             id: id.to_owned(),
             received: acks.received,
         })
+    }
+
+    /// Whether the last [`Self::reconnect`] resumed the earlier session
+    /// (XEP-0198): its resource and presence are as they were. Otherwise
+    /// a new session was bound, and its presence is still to be sent.
+    pub fn resumed(&self) -> bool {
+        self.resumed
     }
 
     /// With stream management: the id under which the server keeps this
@@ -1056,6 +1066,7 @@ impl Client {
             }
             match self.prepared.connect(resume.clone()).await {
                 Ok(established) => {
+                    let resumed = matches!(established.resumption, Some(Ok(_)));
                     let handled = match established.resumption {
                         Some(Ok(handled) | Err(Some(handled))) => Some(handled),
                         _ => None,
@@ -1071,6 +1082,7 @@ impl Client {
                     let prepared = self.prepared.clone();
                     *self = Self::from_parts(prepared, established);
                     self.seen = seen;
+                    self.resumed = resumed;
                     // What the server sent again on a resumed session
                     // comes after what was already read.
                     for stanza in std::mem::take(&mut self.inbox) {

@@ -883,6 +883,7 @@ async fn a_dropped_connection_resumes_its_session() {
         .await
         .unwrap();
     alice.reconnect(QUICK).await.unwrap();
+    assert!(alice.resumed());
     assert_eq!(alice.jid(), bound);
     // The server said it handled all three: none goes again.
     assert_eq!(alice.unacknowledged(), 0);
@@ -931,6 +932,7 @@ async fn after_a_server_restart_only_what_was_not_handled_is_sent_again() {
     until_closed(&mut alice).await;
     let server = Server::start(&config(addresses), dir.path()).await.unwrap();
     alice.reconnect(QUICK).await.unwrap();
+    assert!(!alice.resumed());
     // The server's saved count says all three were handled.
     assert_eq!(alice.unacknowledged(), 0);
     alice

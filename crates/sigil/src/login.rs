@@ -76,7 +76,11 @@ impl ConnectArgs {
     }
 
     fn builder(&self, jid: &str) -> Result<sigil_client::ClientBuilder, String> {
-        let mut builder = Client::builder(jid).transport(self.transport());
+        // XEP-0198 where the server offers it: `send` knows the server
+        // took the message, `chat` resumes its session after a drop.
+        let mut builder = Client::builder(jid)
+            .transport(self.transport())
+            .stream_management(true);
         if let Some(url) = self.websocket.as_ref().or(self.bosh.as_ref()) {
             builder = builder.url(url.clone());
         }
@@ -178,13 +182,47 @@ pub(crate) fn send(account: &str, to: &str, text: &str, args: &ConnectArgs) -> R
             .send_message(&Message::chat(to.clone(), text))
             .await
             .map_err(|e| e.to_string())?;
+        // With stream management, "sent" means the server has it (stored
+        // or delivered); without, that it was written.
+        client
+            .wait_acknowledged(ACK_WAIT)
+            .await
+            .map_err(|e| format!("the server did not confirm the message: {e}"))?;
         let _ = writeln!(io::stdout().lock(), "sent to {to}");
         Ok(())
     })
 }
 
+/// How long `sigil send` waits for the server to confirm a message.
+const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// After a connection ended for a reason that may pass (the network, a
+/// server restart): reconnects, resuming the session where the server
+/// still has it, else binding anew and becoming available again.
+async fn recover(client: &mut Client, error: sigil_client::Error) -> Result<(), String> {
+    if !error.is_transient() {
+        return Err(format!("the connection ended: {error}"));
+    }
+    say(&format!("connection lost ({error}); reconnecting"));
+    client
+        .reconnect(sigil_client::Backoff::default())
+        .await
+        .map_err(|e| format!("could not reconnect: {e}"))?;
+    if client.resumed() {
+        say("reconnected: the session resumed");
+    } else {
+        client
+            .send_presence(&Presence::available())
+            .await
+            .map_err(|e| e.to_string())?;
+        say(&format!("reconnected as {}", client.jid()));
+    }
+    Ok(())
+}
+
 /// `sigil chat`: lines typed go to `peer`, messages that arrive are
-/// printed. `/quit` or end of input ends it.
+/// printed. `/quit` or end of input ends it. A connection lost to the
+/// network or a server restart is taken up again.
 pub(crate) fn chat(account: &str, peer: &str, args: &ConnectArgs) -> Result<(), String> {
     let peer = parse_jid(peer)?;
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -209,8 +247,12 @@ pub(crate) fn chat(account: &str, peer: &str, args: &ConnectArgs) -> Result<(), 
             client.mechanism()
         ));
         loop {
-            while let Some(element) = client.try_recv().await.map_err(|e| e.to_string())? {
-                show(&element);
+            loop {
+                match client.try_recv().await {
+                    Ok(Some(element)) => show(&element),
+                    Ok(None) => break,
+                    Err(error) => recover(client, error).await?,
+                }
             }
             tokio::select! {
                 line = lines.recv() => {
@@ -222,14 +264,21 @@ pub(crate) fn chat(account: &str, peer: &str, args: &ConnectArgs) -> Result<(), 
                     if line.is_empty() {
                         continue;
                     }
-                    client
-                        .send_message(&Message::chat(peer.clone(), line))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let message = Message::chat(peer.clone(), line);
+                    let before = client.unacknowledged();
+                    if let Err(error) = client.send_message(&message).await {
+                        // Sent once connected again: by the reconnection
+                        // itself if it was queued for acknowledgement.
+                        let queued = client.unacknowledged() > before;
+                        recover(client, error).await?;
+                        if !queued {
+                            client.send_message(&message).await.map_err(|e| e.to_string())?;
+                        }
+                    }
                 }
                 ready = client.readable() => {
                     if let Err(error) = ready {
-                        return Err(format!("the connection ended: {error}"));
+                        recover(client, error).await?;
                     }
                 }
             }

@@ -28,15 +28,21 @@ fn sigil(dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 struct Running {
-    _server: Guard,
+    server: Guard,
     starttls: String,
     direct: String,
     https: String,
 }
 
 fn serve(d: &Path) -> Running {
+    serve_with(d, CONFIG)
+}
+
+/// `sigil serve` with this configuration, accounts alice and bob
+/// (password in `pw`) made first.
+fn serve_with(d: &Path, config: &str) -> Running {
     std::fs::create_dir(d.join("data")).unwrap();
-    std::fs::write(d.join("data/sigil.toml"), CONFIG).unwrap();
+    std::fs::write(d.join("data/sigil.toml"), config).unwrap();
     std::fs::write(d.join("pw"), "open sesame\n").unwrap();
     for user in ["alice", "bob"] {
         ok(&sigil(
@@ -52,6 +58,11 @@ fn serve(d: &Path) -> Running {
             ],
         ));
     }
+    start(d)
+}
+
+/// `sigil serve` on the configuration and data already in `d`.
+fn start(d: &Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
         .current_dir(d)
         .args(["serve", "--config", "data/sigil.toml"])
@@ -65,8 +76,10 @@ fn serve(d: &Path) -> Running {
         listening(&lines, &["STARTTLS", "direct TLS", "HTTPS"])
             .try_into()
             .unwrap();
+    // The rest of its output is read and dropped, so it never blocks.
+    std::thread::spawn(move || while lines.recv().is_ok() {});
     Running {
-        _server: server,
+        server,
         starttls,
         direct,
         https,
@@ -381,4 +394,119 @@ fn send_and_chat_through_a_terminal() {
     tmux.wait_for("alice", "chat ended: 0");
     tmux.type_line("bob", "/quit");
     tmux.wait_for("bob", "chat ended: 0");
+}
+
+/// A free loopback port (for a server that must come back on the same one).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn chat_carries_on_after_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = format!(
+        "domain = 'localhost'\n\
+         [[listener]]\nkind = 'starttls'\naddress = '127.0.0.1:0'\n\
+         [[listener]]\nkind = 'direct-tls'\naddress = '127.0.0.1:{}'\n\
+         [[listener]]\nkind = 'https'\naddress = '127.0.0.1:0'\n",
+        free_port()
+    );
+    let mut server = serve_with(d, &config);
+    let direct = server.direct.clone();
+    let tmux = Tmux::new();
+    let command = format!(
+        "cd {} && {} chat bob@localhost --as alice@localhost --password-file pw \
+         --ca data/server.crt --address {direct} --direct-tls; echo \"chat ended: $?\"; sleep 60",
+        shell_quote(&d.display().to_string()),
+        shell_quote(env!("CARGO_BIN_EXE_sigil")),
+    );
+    let out = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "alice",
+        "-x",
+        "200",
+        "-y",
+        "50",
+        &command,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("alice", "logged in as alice@localhost/");
+
+    // A clean stop (SIGTERM), then the server comes back on the same port.
+    let pid = server.server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = process::wait_bounded(&mut server.server.0, Duration::from_secs(30));
+    assert!(
+        stopped.is_some_and(|status| status.success()),
+        "{stopped:?}"
+    );
+    tmux.wait_for("alice", "connection lost");
+    let server = start(d);
+    assert_eq!(server.direct, direct);
+    tmux.wait_for("alice", "reconnected as alice@localhost/");
+
+    // Available again: a message reaches the chat, and lines typed go out.
+    let sent = ok(&sigil(
+        d,
+        &[
+            "send",
+            "alice@localhost",
+            "after the restart",
+            "--as",
+            "bob@localhost",
+            "--password-file",
+            "pw",
+            "--ca",
+            "data/server.crt",
+            "--address",
+            &server.starttls,
+        ],
+    ));
+    assert!(sent.contains("sent to alice@localhost"), "{sent}");
+    tmux.wait_for("alice", "<bob@localhost> after the restart");
+    tmux.type_line("alice", "still here");
+    tmux.type_line("alice", "/quit");
+    tmux.wait_for("alice", "chat ended: 0");
+    // Bob was offline: the line waits for him.
+    let command = format!(
+        "cd {} && {} chat alice@localhost --as bob@localhost --password-file pw \
+         --ca data/server.crt --address {direct} --direct-tls; sleep 60",
+        shell_quote(&d.display().to_string()),
+        shell_quote(env!("CARGO_BIN_EXE_sigil")),
+    );
+    let out = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "bob",
+        "-x",
+        "200",
+        "-y",
+        "50",
+        &command,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("bob", "<alice@localhost> still here");
+    drop(server);
 }
