@@ -96,7 +96,14 @@ fn read_all(data: &[u8], chunk: usize) -> (Vec<Message>, End) {
                 if let Message::Text(_) | Message::Binary(_) = &message {
                     assert!(message.len() <= MAX_FRAME_BYTES, "a message over the limit");
                 }
+                let close = matches!(message, Message::Close(_));
                 messages.push(message);
+                // The server stops reading there (and whatever follows
+                // is answered differently depending on whether it
+                // arrived yet).
+                if close {
+                    return (messages, End::Closed);
+                }
             }
             Err(Error::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
                 if ws.get_ref().data.is_empty() {

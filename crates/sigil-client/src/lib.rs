@@ -45,6 +45,7 @@ use sigil_sasl::client::{ClientConfig, ClientContext};
 use sigil_xml::{Element, ns};
 
 pub use sigil_proto::error::StanzaCondition;
+pub use sigil_proto::random_id;
 pub use stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza};
 pub use transport::Transport;
 use transport::{Connection, Endpoint, Input};
@@ -145,7 +146,7 @@ impl Backoff {
     /// clients do not come back in step.
     pub fn delay(&self, n: u32) -> Duration {
         let full = self.initial.saturating_mul(1u32 << n.min(16)).min(self.max);
-        let jitter = sigil_proto::random_id()
+        let jitter = random_id()
             .get(..4)
             .and_then(|hex| u32::from_str_radix(hex, 16).ok())
             .unwrap_or(0);
@@ -892,7 +893,7 @@ impl Client {
             let id = match owned.attribute("id") {
                 Some(id) if !id.is_empty() => id.to_owned(),
                 _ => {
-                    let id = sigil_proto::random_id();
+                    let id = random_id();
                     owned.set_attribute("id", id.clone());
                     id
                 }
@@ -1008,7 +1009,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Iq, Error> {
         if request.id.is_empty() {
-            request.id = sigil_proto::random_id();
+            request.id = random_id();
         }
         if !matches!(request.kind, IqType::Get | IqType::Set) {
             return Err(Error::Config("only get and set IQs are requests".into()));
@@ -1074,10 +1075,14 @@ impl Client {
                     let mut inbox = std::mem::take(&mut self.inbox);
                     let mut unacked = std::mem::take(&mut self.unacked);
                     let seen = std::mem::take(&mut self.seen);
-                    // What the server says it handled is not sent again.
+                    // What the server says it handled is not sent again. An
+                    // `h` outside what was sent is the server's mistake:
+                    // then everything goes again.
                     if let (Some(handled), Some(acknowledged)) = (handled, acknowledged) {
                         let done = handled.wrapping_sub(acknowledged) as usize;
-                        unacked.drain(..done.min(unacked.len()));
+                        if done <= unacked.len() {
+                            unacked.drain(..done);
+                        }
                     }
                     let prepared = self.prepared.clone();
                     *self = Self::from_parts(prepared, established);
@@ -1188,10 +1193,14 @@ impl Client {
         let mut result = Ok(());
         while let Some(action) = self.stream.poll_action() {
             match action {
+                // After a failed write the rest is still read: stanzas
+                // already counted as received (XEP-0198 `h`) must reach
+                // the inbox.
+                proto::Action::Send(_) if self.closed => {}
                 proto::Action::Send(data) => {
                     if let Err(error) = self.connection.send(data).await {
                         self.closed = true;
-                        return Err(error);
+                        result = Err(error);
                     }
                 }
                 proto::Action::Stanza(stanza) => {
@@ -1201,7 +1210,9 @@ impl Client {
                 }
                 proto::Action::Close(outcome) => {
                     self.closed = true;
-                    if let Err(error) = outcome {
+                    if let Err(error) = outcome
+                        && result.is_ok()
+                    {
                         result = Err(Error::Stream(error));
                     }
                 }

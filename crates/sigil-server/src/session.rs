@@ -555,8 +555,10 @@ pub async fn recover_saved(
     {
         return None;
     }
-    // Numbers acked+1 ..= h (modulo 2^32) reached the client.
+    // Numbers acked+1 ..= h (modulo 2^32) reached the client. An `h`
+    // below what it had acknowledged is its mistake: nothing is deleted.
     let reached = h.wrapping_sub(saved.acked);
+    let reached = if reached > u32::MAX / 2 { 0 } else { reached };
     let delivered: Vec<i64> = saved
         .unacknowledged
         .iter()

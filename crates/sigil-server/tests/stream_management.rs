@@ -488,3 +488,16 @@ async fn a_session_waiting_for_resumption_at_shutdown_is_saved_too() {
     // "two" reached her before (her h says so); "three" never did.
     assert_eq!(alice_offline_bodies(&server).await, ["three"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handled_count_below_the_saved_one_deletes_nothing() {
+    let mut server = TestServer::start().await;
+    let id = alice_at_a_shutdown(&mut server).await;
+    // She had acknowledged one: an h of 0 is her mistake.
+    let failed = resume_failure(&server, ALICE, &id, 0).await;
+    assert!(
+        failed.starts_with("<failed xmlns=\"urn:xmpp:sm:3\" h=\"2\">"),
+        "{failed}"
+    );
+    assert_eq!(alice_offline_bodies(&server).await, ["two", "three"]);
+}

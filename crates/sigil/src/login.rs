@@ -183,12 +183,21 @@ pub(crate) fn send(account: &str, to: &str, text: &str, args: &ConnectArgs) -> R
             .await
             .map_err(|e| e.to_string())?;
         // With stream management, "sent" means the server has it (stored
-        // or delivered); without, that it was written.
-        client
-            .wait_acknowledged(ACK_WAIT)
-            .await
-            .map_err(|e| format!("the server did not confirm the message: {e}"))?;
-        let _ = writeln!(io::stdout().lock(), "sent to {to}");
+        // or delivered); without, that it was written. A confirmation can
+        // wait for a recipient whose connection dropped (until it resumes
+        // or its session ends): the message is on its way meanwhile.
+        match client.wait_acknowledged(ACK_WAIT).await {
+            Ok(()) => {
+                let _ = writeln!(io::stdout().lock(), "sent to {to}");
+            }
+            Err(sigil_client::Error::Timeout) => {
+                let _ = writeln!(
+                    io::stdout().lock(),
+                    "sent to {to} (not yet confirmed by the server)"
+                );
+            }
+            Err(error) => return Err(format!("the server did not confirm the message: {error}")),
+        }
         Ok(())
     })
 }
@@ -264,7 +273,10 @@ pub(crate) fn chat(account: &str, peer: &str, args: &ConnectArgs) -> Result<(), 
                     if line.is_empty() {
                         continue;
                     }
-                    let message = Message::chat(peer.clone(), line);
+                    let mut message = Message::chat(peer.clone(), line);
+                    // Its id is its origin id: a copy sent again after a
+                    // reconnection is known as the same message.
+                    message.id = sigil_client::random_id();
                     let before = client.unacknowledged();
                     if let Err(error) = client.send_message(&message).await {
                         // Sent once connected again: by the reconnection
