@@ -19,11 +19,10 @@
 
 mod process;
 
-use process::{Guard, drain, line_reader, wait_bounded};
+use process::{Guard, drain, free_port, line_reader, wait_bounded};
 
 use std::fs::File;
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -194,16 +193,6 @@ fn event_of(line: &str) -> Option<(String, Value)> {
 
 fn str_field<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-/// A port on 127.0.0.1 that was free a moment ago: the HTTPS listener's,
-/// fixed in the configuration because the certificate policy names it.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config_text(https_port: u16) -> String {

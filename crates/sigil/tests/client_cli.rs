@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use process::{Guard, line_reader, listening, ok};
+use process::{Guard, free_port, line_reader, listening, ok};
 
 const CONFIG: &str = "domain = 'localhost'\n\
     [[listener]]\nkind = 'starttls'\naddress = '127.0.0.1:0'\n\
@@ -267,6 +267,26 @@ impl Tmux {
         }
     }
 
+    /// A detached 200×50 session `name` running the shell `command`.
+    fn open(&self, name: &str, command: &str) {
+        let out = self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "200",
+            "-y",
+            "50",
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn type_line(&self, pane: &str, text: &str) {
         assert!(
             self.run(&["send-keys", "-t", pane, "-l", text])
@@ -362,22 +382,7 @@ fn send_and_chat_through_a_terminal() {
         &[&server.https, "--websocket", &ws_url],
     );
     for (name, command) in [("alice", alice), ("bob", bob)] {
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-x",
-            "200",
-            "-y",
-            "50",
-            &command,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tmux.open(name, &command);
     }
     let screen = tmux.wait_for("alice", "logged in as alice@localhost/");
     assert!(screen.contains("direct TLS"), "{screen}");
@@ -394,15 +399,6 @@ fn send_and_chat_through_a_terminal() {
     tmux.wait_for("alice", "chat ended: 0");
     tmux.type_line("bob", "/quit");
     tmux.wait_for("bob", "chat ended: 0");
-}
-
-/// A free loopback port (for a server that must come back on the same one).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -425,22 +421,7 @@ fn chat_carries_on_after_the_server_restarts() {
         shell_quote(&d.display().to_string()),
         shell_quote(env!("CARGO_BIN_EXE_sigil")),
     );
-    let out = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "alice",
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &command,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tmux.open("alice", &command);
     tmux.wait_for("alice", "logged in as alice@localhost/");
 
     // A clean stop (SIGTERM), then the server comes back on the same port.
@@ -491,22 +472,7 @@ fn chat_carries_on_after_the_server_restarts() {
         shell_quote(&d.display().to_string()),
         shell_quote(env!("CARGO_BIN_EXE_sigil")),
     );
-    let out = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "bob",
-        "-x",
-        "200",
-        "-y",
-        "50",
-        &command,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tmux.open("bob", &command);
     tmux.wait_for("bob", "<alice@localhost> still here");
     drop(server);
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use process::{Guard, line_reader, listening, ok};
+use process::{Guard, free_port, line_reader, listening, ok};
 use sigil_client::{Backoff, Client, Transport};
 use sigil_xml::{Element, ns};
 
@@ -28,14 +28,6 @@ const MESSAGES: usize = 10_000;
 const PAUSE_AT: usize = 1_000;
 /// The most a wait for anything lasts.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(d: &Path) -> Guard {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))

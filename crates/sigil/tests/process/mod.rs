@@ -94,3 +94,13 @@ pub fn ok(output: &std::process::Output) -> String {
     );
     text
 }
+
+/// A port on 127.0.0.1 that was free a moment ago, for a listener whose
+/// port must be known before it starts (or stay the same over a restart).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
