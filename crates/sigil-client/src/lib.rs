@@ -654,7 +654,14 @@ async fn negotiate(
         let mut start_tls = false;
         while let Some(action) = stream.poll_action() {
             match action {
-                proto::Action::Send(data) => connection.send(data).await?,
+                proto::Action::Send(data) => {
+                    if let Err(error) = connection.send(data).await {
+                        // A stream the server already ended (BOSH closes
+                        // its session with a SASL failure) says why in the
+                        // actions that follow: that is the better error.
+                        return Err(closing_error(&mut stream).unwrap_or(error));
+                    }
+                }
                 proto::Action::StartTls => start_tls = true,
                 proto::Action::Authenticated { mechanism: used } => mechanism = used,
                 proto::Action::Bound(jid) => bound = Some(jid),
@@ -700,6 +707,16 @@ async fn negotiate(
             Input::Closed => return Err(Error::Stream(ClientError::Closed)),
         }
     }
+}
+
+/// The error among the actions still waiting, if the stream ended with one.
+fn closing_error(stream: &mut ClientStream) -> Option<Error> {
+    while let Some(action) = stream.poll_action() {
+        if let proto::Action::Close(Err(error)) = action {
+            return Some(Error::Stream(error));
+        }
+    }
+    None
 }
 
 /// Whether `element` answers the IQ request `id` that was sent to `to` by

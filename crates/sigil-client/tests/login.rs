@@ -953,3 +953,81 @@ async fn after_a_server_restart_only_what_was_not_handled_is_sent_again() {
 fn jid(text: &str) -> jid::Jid {
     jid::Jid::new(text).unwrap()
 }
+
+/// A revocation is final, on every transport: a CA-issued certificate
+/// that the account registered and then revoked never logs in again,
+/// though its CA is trusted, nor can it be registered again; and one that
+/// the CA's revocation list names (`[auth] crls`) never logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_certificates_log_in_on_no_transport() {
+    use sigil_x509::generate::{Ca, Options, client_certificate};
+    let f = start().await;
+    let now = sigil_x509::OffsetDateTime::now_utc();
+    let options = Options::new(now);
+    let ca = Ca::new("Test CA", &options).unwrap();
+    let trusted = f.dir.path().join("trusted-cas");
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::write(trusted.join("test.pem"), ca.issued().certificate_pem()).unwrap();
+    let alice = [sigil_x509::Jid::new("alice@localhost").unwrap()];
+    let registered = client_certificate(&alice, &options, Some(&ca)).unwrap();
+    let listed = client_certificate(&alice, &options, Some(&ca)).unwrap();
+    let login = |issued: &sigil_x509::generate::Issued, transport| {
+        let cert = issued.certificate_pem();
+        let key = issued.key_pem();
+        let builder = f
+            .builder("alice", transport)
+            .client_certificate_pem(cert.as_bytes(), key.as_bytes());
+        async move { builder.connect().await }
+    };
+    for transport in ALL {
+        for issued in [&registered, &listed] {
+            let client = login(issued, transport).await.unwrap();
+            assert_eq!(client.mechanism(), "EXTERNAL", "{transport:?}");
+            client.close().await;
+        }
+    }
+
+    // Alice registers the CA's certificate from her laptop, then revokes it.
+    let mut laptop = login(&f.alice_certificate, Transport::DirectTls)
+        .await
+        .unwrap();
+    saslcert::append(&mut laptop, "ca-phone", &registered.certificate_der, false)
+        .await
+        .unwrap();
+    saslcert::revoke(&mut laptop, "ca-phone").await.unwrap();
+    // The CA lists the other one.
+    let crls = f.dir.path().join("crls");
+    std::fs::create_dir_all(&crls).unwrap();
+    let list = ca
+        .revocation_list(&[listed.certificate_der.as_slice()], now, 7)
+        .unwrap();
+    std::fs::write(crls.join("test.crl"), list).unwrap();
+
+    for transport in ALL {
+        for issued in [&registered, &listed] {
+            let refused = login(issued, transport).await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(Error::Stream(sigil_proto::client::ClientError::Sasl(_)))
+                ),
+                "{transport:?}: {refused:?}"
+            );
+        }
+    }
+    let again = saslcert::append(&mut laptop, "ca-phone", &registered.certificate_der, false).await;
+    let Err(Error::Iq(error)) = again else {
+        panic!("{again:?}")
+    };
+    assert_eq!(
+        error.condition,
+        sigil_proto::error::StanzaCondition::NotAllowed
+    );
+    // Deleting the account and making it again does not lift the revocation.
+    let store = f.server.context().store.clone();
+    assert!(store.delete_account("alice@localhost").await.unwrap());
+    store.create_account("alice@localhost", &[]).await.unwrap();
+    let refused = login(&registered, Transport::StartTls).await;
+    assert!(refused.is_err(), "{refused:?}");
+    laptop.close().await;
+}

@@ -91,6 +91,20 @@ impl ServerStreamConfig {
 /// What the caller must do next.
 #[derive(Debug)]
 pub enum Action {
+    /// A SASL attempt failed (informational, for logs: the `<failure/>` is
+    /// already in the output).
+    AuthFailed {
+        /// The mechanism, if one was started.
+        mechanism: String,
+        /// The account it was for, when known.
+        account: Option<BareJid>,
+        /// What the client was told.
+        failure: Failure,
+        /// Why, for logs (never sent).
+        detail: &'static str,
+        /// Whether it counts toward the retry limit.
+        counted: bool,
+    },
     /// Write these bytes to the peer.
     Send(String),
     /// Write everything sent so far, then run the TLS handshake and call
@@ -189,7 +203,15 @@ pub struct ServerStream {
     waiting: Waiting,
     pending: Vec<u8>,
     actions: VecDeque<Action>,
-    only_mechanisms: Option<Vec<String>>,
+    /// Mechanisms offered alone, and the accounts the restriction is for
+    /// (a header naming another account lifts it).
+    only_mechanisms: Option<(Vec<String>, Vec<BareJid>)>,
+    /// The account the client's stream header named (`from`), before
+    /// authentication.
+    claimed: Option<BareJid>,
+    /// A failed EXTERNAL closes the stream (XEP-0178's identity cases);
+    /// [`Self::external_declined`] leaves it open for another mechanism.
+    close_after_external_failure: bool,
     /// XEP-0198, once enabled (boxed: most idle streams never enable it).
     sm: Option<Box<StreamManagement>>,
     /// The `<resume/>` being answered: previd and h.
@@ -265,6 +287,8 @@ impl ServerStream {
             pending: Vec::new(),
             actions: VecDeque::new(),
             only_mechanisms: None,
+            claimed: None,
+            close_after_external_failure: true,
             sm: None,
             resumption: None,
             sm_allowed: true,
@@ -456,11 +480,35 @@ impl ServerStream {
 
     /// Offers only these mechanisms on this connection (and refuses the
     /// others with `invalid-mechanism`), e.g. EXTERNAL alone to a client
-    /// whose certificate will log it in, so a client in certificate mode
-    /// cannot pick a password mechanism it has no password for. `None`
-    /// lifts the restriction. Takes effect with the next features.
-    pub fn restrict_mechanisms(&mut self, names: Option<Vec<String>>) {
-        self.only_mechanisms = names;
+    /// whose certificate will log it in as one of `accounts`, so a client
+    /// in certificate mode cannot pick a password mechanism it has no
+    /// password for. A stream header whose `from` names another account
+    /// lifts it (that client wants to log in as someone the certificate
+    /// does not name); so does `None`. Takes effect with the next
+    /// features.
+    pub fn restrict_mechanisms(&mut self, names: Option<Vec<String>>, accounts: Vec<BareJid>) {
+        self.only_mechanisms = names.map(|names| (names, accounts));
+    }
+
+    /// The account the client's stream header named in `from` (a bare JID
+    /// with a local part on the served domain), before authentication.
+    /// With EXTERNAL and no authzid, it is the account asked for.
+    pub fn claimed_account(&self) -> Option<&BareJid> {
+        self.claimed.as_ref()
+    }
+
+    /// Whether `name` may be used on this connection now.
+    fn mechanism_allowed(&self, name: &str) -> bool {
+        match &self.only_mechanisms {
+            None => true,
+            Some((only, accounts)) => {
+                only.iter().any(|o| o == name)
+                    || self
+                        .claimed
+                        .as_ref()
+                        .is_some_and(|claimed| !accounts.contains(claimed))
+            }
+        }
     }
 
     /// The next thing to do, if any.
@@ -553,9 +601,25 @@ impl ServerStream {
         self.resume();
     }
 
-    /// The answer to [`Action::NeedDecision`]: the account the certificate
-    /// logs in as, or the failure.
+    /// The answer to [`Action::NeedDecision`]: the certificate names no
+    /// usable identity, or its identities do not match what the client
+    /// asked for, after which the stream is closed (XEP-0178 §2).
     pub fn external_decision(&mut self, decision: Result<BareJid, Failure>) {
+        self.close_after_external_failure = true;
+        self.decide_external(decision);
+    }
+
+    /// The answer to [`Action::NeedDecision`]: the certificate names the
+    /// account but may not log in to it (not trusted, expired, disabled,
+    /// revoked). The failure counts toward the retry limit but leaves the
+    /// stream open, so the client may try another offered mechanism
+    /// (RFC 6120 §6.4.5), its password for instance.
+    pub fn external_declined(&mut self, failure: Failure) {
+        self.close_after_external_failure = false;
+        self.decide_external(Err(failure));
+    }
+
+    fn decide_external(&mut self, decision: Result<BareJid, Failure>) {
         if self.waiting != Waiting::Decision {
             return;
         }
@@ -788,6 +852,11 @@ impl ServerStream {
                 return self.close(Some(StreamError::new(StreamCondition::HostUnknown)));
             }
         }
+        if matches!(self.stage, Stage::Initial | Stage::Encrypted) {
+            self.claimed = header
+                .attribute("from")
+                .and_then(|from| account_jid_from(from, &self.config.domain));
+        }
         self.header_received = true;
         let features = self.features();
         self.send_element(&features);
@@ -827,11 +896,7 @@ impl ServerStream {
     fn push_sasl_features(&self, features: &mut Element) {
         let mut mechanisms = Element::new("mechanisms", ns::SASL);
         for name in self.config.sasl.offered(&self.connection) {
-            if self
-                .only_mechanisms
-                .as_ref()
-                .is_some_and(|only| !only.iter().any(|o| o == name))
-            {
+            if !self.mechanism_allowed(name) {
                 continue;
             }
             mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(name));
@@ -904,13 +969,10 @@ impl ServerStream {
                     .attribute("mechanism")
                     .unwrap_or_default()
                     .to_owned();
-                if self
-                    .only_mechanisms
-                    .as_ref()
-                    .is_some_and(|only| !only.contains(&mechanism))
-                {
+                if !self.mechanism_allowed(&mechanism) {
                     return self.sasl_failure(Failure::InvalidMechanism, None);
                 }
+                self.close_after_external_failure = true;
                 let initial = match sigil_sasl::xmpp::decode(&element.text()) {
                     Ok(data) => data,
                     Err(failure) => return self.sasl_failure(failure, None),
@@ -1009,6 +1071,7 @@ impl ServerStream {
                 // Only SASL uses these; a long session need not keep them.
                 self.connection.channel_bindings = Vec::new();
                 self.only_mechanisms = None;
+                self.claimed = None;
                 self.stage = Stage::Authenticated;
                 self.framer.set_authenticated();
                 self.actions.push_back(Action::Authenticated {
@@ -1017,19 +1080,74 @@ impl ServerStream {
                 });
                 self.restart();
             }
-            Err(error) => self.sasl_failure(error.failure, Some(&mechanism)),
+            Err(error) if error.unsupported_channel_binding => {
+                // Not a failed credential: the client guessed a binding
+                // type (slixmpp 1.8 offers tls-unique). Said, not counted,
+                // so it can try another mechanism within its limit.
+                let types: Vec<&str> = self
+                    .connection
+                    .channel_binding_types()
+                    .into_iter()
+                    .map(|kind| kind.as_str())
+                    .collect();
+                let text = format!(
+                    "unsupported channel binding type; this server supports {}",
+                    if types.is_empty() {
+                        "none on this connection".to_owned()
+                    } else {
+                        types.join(", ")
+                    }
+                );
+                self.sasl_failure_with(
+                    error.failure,
+                    Some(&mechanism),
+                    Some(&text),
+                    false,
+                    error.detail,
+                );
+            }
+            Err(error) => {
+                self.sasl_failure_with(error.failure, Some(&mechanism), None, true, error.detail);
+            }
         }
     }
 
     fn sasl_failure(&mut self, failure: Failure, mechanism: Option<&str>) {
+        self.sasl_failure_with(failure, mechanism, None, true, "");
+    }
+
+    /// Sends `<failure/>` (with a text, if given), counts it toward the
+    /// retry limit if `counted`, and reports it ([`Action::AuthFailed`]).
+    fn sasl_failure_with(
+        &mut self,
+        failure: Failure,
+        mechanism: Option<&str>,
+        text: Option<&str>,
+        counted: bool,
+        detail: &'static str,
+    ) {
         self.sasl = None;
-        self.account = None;
-        let element =
+        let account = self.account.take();
+        let mut element =
             Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL));
+        if let Some(text) = text {
+            element.push_child(Element::new("text", ns::SASL).with_text(text));
+        }
         self.send_element(&element);
+        self.actions.push_back(Action::AuthFailed {
+            mechanism: mechanism.unwrap_or_default().to_owned(),
+            account,
+            failure,
+            detail,
+            counted,
+        });
+        if !counted {
+            return;
+        }
         self.auth_failures += 1;
-        if mechanism == Some("EXTERNAL") {
-            // XEP-0178: the stream is closed after a failed EXTERNAL.
+        if mechanism == Some("EXTERNAL") && self.close_after_external_failure {
+            // XEP-0178: the stream is closed after a failed EXTERNAL whose
+            // certificate names no usable identity.
             return self.close(None);
         }
         if self.auth_failures >= self.config.max_auth_failures {
@@ -1260,4 +1378,11 @@ pub fn framer_error(error: &FramerError) -> StreamError {
         FramerError::NestedStreamHeader => StreamCondition::UnsupportedStanzaType,
     };
     StreamError::with_text(condition, error.to_string())
+}
+
+/// The account a stream header's `from` names: a bare JID with a local part
+/// on `domain` (a full JID counts as its bare JID).
+fn account_jid_from(from: &str, domain: &str) -> Option<BareJid> {
+    let jid = jid::Jid::new(from).ok()?;
+    (jid.node().is_some() && jid.domain().as_str() == domain).then(|| jid.to_bare())
 }

@@ -110,7 +110,7 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                 server::Action::NeedDecision { .. } => {
                     s.external_decision(Err(Failure::NotAuthorized))
                 }
-                server::Action::Authenticated { .. } => {}
+                server::Action::Authenticated { .. } | server::Action::AuthFailed { .. } => {}
                 server::Action::Resume { .. } => s.resume_failed(None),
                 server::Action::Bind { resource } => {
                     let resource = resource.map_or("generated".to_owned(), |r| r.to_string());
@@ -540,18 +540,167 @@ fn restricted_mechanisms_are_all_that_is_offered_and_accepted() {
         channel_bindings: Vec::new(),
     };
     let mut s = ServerStream::new(config, connection);
-    s.restrict_mechanisms(Some(vec!["EXTERNAL".into()]));
+    s.restrict_mechanisms(
+        Some(vec!["EXTERNAL".into()]),
+        vec![BareJid::new("juliet@example.org").unwrap()],
+    );
     s.receive(HEADER.as_bytes());
     s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>");
     let mut sent = String::new();
     while let Some(action) = s.poll_action() {
         match action {
             server::Action::Send(data) => sent.push_str(&data),
+            server::Action::AuthFailed { failure, .. } => {
+                assert_eq!(failure, Failure::InvalidMechanism);
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
     assert!(sent.contains("<mechanisms xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"><mechanism>EXTERNAL</mechanism></mechanisms>"), "{sent}");
     assert!(sent.contains("<invalid-mechanism/>"), "{sent}");
+}
+
+/// A stream header naming another account than the certificate's lifts
+/// the restriction: that client wants to log in as someone else (with
+/// its password); the account the header names is the one asked for.
+#[test]
+fn a_header_naming_another_account_lifts_the_restriction() {
+    for (from, restricted) in [
+        ("romeo@example.org", false),
+        ("juliet@example.org", true),
+        ("juliet@example.org/balcony", true),
+        ("example.org", true),
+    ] {
+        let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+        config.tls = TlsMode::Direct;
+        let connection = ConnectionInfo {
+            encrypted: true,
+            client_certificate: true,
+            channel_bindings: Vec::new(),
+        };
+        let mut s = ServerStream::new(config, connection);
+        s.restrict_mechanisms(
+            Some(vec!["EXTERNAL".into()]),
+            vec![BareJid::new("juliet@example.org").unwrap()],
+        );
+        s.receive(
+            HEADER
+                .replace("version=", &format!("from='{from}' version="))
+                .as_bytes(),
+        );
+        let mut sent = String::new();
+        while let Some(action) = s.poll_action() {
+            if let server::Action::Send(data) = action {
+                sent.push_str(&data);
+            }
+        }
+        assert_eq!(
+            sent.contains("<mechanism>PLAIN</mechanism>"),
+            !restricted,
+            "{from}: {sent}"
+        );
+        let claimed = s.claimed_account().map(ToString::to_string);
+        let expected = (from != "example.org").then(|| from.split('/').next().unwrap().to_owned());
+        assert_eq!(claimed, expected, "{from}");
+    }
+}
+
+/// XEP-0178's identity failures close the stream; a certificate that names
+/// the account but may not log in leaves it open for another mechanism,
+/// counted toward the retry limit.
+#[test]
+fn a_declined_certificate_leaves_the_stream_open_for_a_password() {
+    for declined in [true, false] {
+        let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+        config.tls = TlsMode::Direct;
+        let connection = ConnectionInfo {
+            encrypted: true,
+            client_certificate: true,
+            channel_bindings: Vec::new(),
+        };
+        let mut s = ServerStream::new(config, connection);
+        s.receive(HEADER.as_bytes());
+        s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
+        let mut sent = String::new();
+        let mut closed = false;
+        let mut counted = None;
+        while let Some(action) = s.poll_action() {
+            match action {
+                server::Action::Send(data) => sent.push_str(&data),
+                server::Action::NeedDecision { .. } if declined => {
+                    s.external_declined(Failure::CredentialsExpired);
+                }
+                server::Action::NeedDecision { .. } => {
+                    s.external_decision(Err(Failure::InvalidAuthzid));
+                }
+                server::Action::AuthFailed { counted: c, .. } => counted = Some(c),
+                server::Action::Close { .. } => closed = true,
+                server::Action::NeedCredentials { .. } => s.credentials(Ok(Some(
+                    StoredCredentials::generate(Algorithm::Sha256, PASSWORD).unwrap(),
+                ))),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(counted, Some(true));
+        assert_eq!(closed, !declined, "{sent}");
+        if declined {
+            assert!(sent.contains("<credentials-expired/>"), "{sent}");
+            // The same stream takes a password now.
+            s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>");
+            let mut authenticated = false;
+            while let Some(action) = s.poll_action() {
+                match action {
+                    server::Action::NeedCredentials { .. } => s.credentials(Ok(Some(
+                        StoredCredentials::generate(Algorithm::Sha256, PASSWORD).unwrap(),
+                    ))),
+                    server::Action::Authenticated { .. } => authenticated = true,
+                    _ => {}
+                }
+            }
+            assert!(authenticated);
+        }
+    }
+}
+
+/// A channel binding type the connection does not have is a guess, not a
+/// failed credential: refused with a text naming the types there are, and
+/// never counted, so the client can go on to another mechanism.
+#[test]
+fn an_unsupported_channel_binding_type_is_refused_but_not_counted() {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    let connection = ConnectionInfo {
+        encrypted: true,
+        client_certificate: false,
+        channel_bindings: vec![ChannelBinding::new(
+            ChannelBindingType::TlsExporter,
+            vec![7u8; 32],
+        )],
+    };
+    let mut s = ServerStream::new(config, connection);
+    s.receive(HEADER.as_bytes());
+    // More attempts than the limit of three failures.
+    let first = sigil_sasl::xmpp::encode(b"p=tls-unique,,n=juliet,r=abcdefghijklmnop");
+    for _ in 0..5 {
+        s.receive(
+            format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>{first}</auth>")
+                .as_bytes(),
+        );
+    }
+    let mut sent = String::new();
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::Send(data) => sent.push_str(&data),
+            server::Action::AuthFailed { counted, .. } => assert!(!counted),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(sent.matches("<not-authorized/>").count(), 5, "{sent}");
+    assert!(
+        sent.contains("unsupported channel binding type; this server supports tls-exporter"),
+        "{sent}"
+    );
+    assert!(!sent.contains("policy-violation"), "{sent}");
 }
 
 #[test]

@@ -76,7 +76,7 @@ impl CertificateLogin {
 pub struct PresentedChain {
     chain: Vec<CertificateDer<'static>>,
     info: std::sync::OnceLock<Option<CertificateInfo>>,
-    anchored: std::sync::OnceLock<Result<(), Failure>>,
+    anchored: std::sync::OnceLock<Result<(), (Failure, &'static str)>>,
 }
 
 impl PresentedChain {
@@ -104,10 +104,46 @@ impl PresentedChain {
             .as_ref()
     }
 
-    fn anchored(&self, anchors: &TrustAnchors, now: OffsetDateTime) -> Result<(), Failure> {
+    fn anchored(
+        &self,
+        anchors: &TrustAnchors,
+        now: OffsetDateTime,
+    ) -> Result<(), (Failure, &'static str)> {
         *self
             .anchored
             .get_or_init(|| anchors.verify(&self.chain, now))
+    }
+}
+
+/// Why a certificate may not log in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// What the client is told.
+    pub failure: Failure,
+    /// The certificate names no usable identity, or not the one asked
+    /// for: XEP-0178 closes the stream. Otherwise it names the account
+    /// but may not log in to it, and the client may try another
+    /// mechanism on the same stream.
+    pub identity: bool,
+    /// Why, for the server's log (never sent).
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    fn identity(failure: Failure, reason: &'static str) -> Self {
+        Self {
+            failure,
+            identity: true,
+            reason,
+        }
+    }
+
+    fn account(failure: Failure, reason: &'static str) -> Self {
+        Self {
+            failure,
+            identity: false,
+            reason,
+        }
     }
 }
 
@@ -117,45 +153,91 @@ pub async fn decide(
     presented: &PresentedChain,
     authzid: &Authzid,
     now: OffsetDateTime,
-) -> Result<CertificateLogin, Failure> {
-    let info = presented.info().ok_or(Failure::NotAuthorized)?;
-    let identity = select_identity(&info.identities, authzid, &context.domain)?;
+) -> Result<CertificateLogin, Refusal> {
+    let info = presented.info().ok_or(Refusal::identity(
+        Failure::NotAuthorized,
+        "no readable client certificate",
+    ))?;
+    let identity = select_identity(&info.identities, authzid, &context.domain).map_err(|f| {
+        Refusal::identity(
+            f,
+            match f {
+                Failure::InvalidAuthzid => "the certificate does not name the account asked for",
+                _ => "the certificate names no XMPP address",
+            },
+        )
+    })?;
     if identity.domain().as_str() != context.domain || identity.node().is_none() {
-        return Err(Failure::NotAuthorized);
+        return Err(Refusal::identity(
+            Failure::NotAuthorized,
+            "the certificate names no account of this domain",
+        ));
     }
     let account = identity.to_bare();
-    // The account and the certificate's entry in one read.
+    // The account and the certificate's entry in one read. An unknown
+    // account is refused like an untrusted certificate, on a stream that
+    // stays open: how a refusal ends tells nothing of which accounts exist.
     let lookup = match context
         .store
         .certificate_lookup(account.as_str(), &info.sha256)
         .await
     {
         Ok(Some(lookup)) => lookup,
-        Ok(None) => return Err(Failure::NotAuthorized),
+        Ok(None) => return Err(Refusal::account(Failure::NotAuthorized, "unknown account")),
         Err(error) => {
             tracing::error!(%error, "account lookup failed");
-            return Err(Failure::TemporaryAuthFailure);
+            return Err(Refusal::account(
+                Failure::TemporaryAuthFailure,
+                "the store failed",
+            ));
         }
     };
+    if lookup.revoked {
+        // Before CA trust: a revocation is final.
+        return Err(Refusal::account(
+            Failure::NotAuthorized,
+            "revoked certificate",
+        ));
+    }
     let trust = match lookup.certificate {
         Some(entry) if !entry.disabled => Trust::Registered {
             name: entry.name,
             no_cert_management: entry.no_cert_management,
         },
         // A disabled certificate is not trusted, and not by a CA either.
-        Some(_) => return Err(Failure::NotAuthorized),
+        Some(_) => {
+            return Err(Refusal::account(
+                Failure::NotAuthorized,
+                "disabled certificate",
+            ));
+        }
         None => {
-            presented.anchored(&context.anchors, now)?;
+            presented
+                .anchored(&context.anchors, now)
+                .map_err(|(failure, reason)| Refusal::account(failure, reason))?;
             Trust::Anchor
         }
     };
     match info.validity_at(now) {
         Validity::Valid => {}
-        Validity::Expired => return Err(Failure::CredentialsExpired),
-        Validity::NotYetValid => return Err(Failure::NotAuthorized),
+        Validity::Expired => {
+            return Err(Refusal::account(
+                Failure::CredentialsExpired,
+                "expired certificate",
+            ));
+        }
+        Validity::NotYetValid => {
+            return Err(Refusal::account(
+                Failure::NotAuthorized,
+                "certificate not yet valid",
+            ));
+        }
     }
     if lookup.account_disabled {
-        return Err(Failure::AccountDisabled);
+        return Err(Refusal::account(
+            Failure::AccountDisabled,
+            "disabled account",
+        ));
     }
     Ok(CertificateLogin {
         account,
@@ -165,25 +247,28 @@ pub async fn decide(
     })
 }
 
-/// Whether a chain would log in with no authzid right now (to offer
-/// EXTERNAL alone to such a connection).
-pub async fn would_log_in(
+/// The accounts a chain would log in to right now (to offer EXTERNAL
+/// alone to such a connection, unless it asks for another account).
+pub async fn accounts_logged_in(
     context: &Context,
     presented: &PresentedChain,
     now: OffsetDateTime,
-) -> bool {
+) -> Vec<BareJid> {
     let Some(info) = presented.info() else {
-        return false;
+        return Vec::new();
     };
+    let mut accounts = Vec::new();
     // A certificate may name many identities; looking up a few is enough
     // to decide what to offer, and bounds the work a stranger can cause.
     for identity in info.identities.iter().take(MAX_OFFER_LOOKUPS) {
         let authzid = Authzid::Value(identity.to_string());
-        if decide(context, presented, &authzid, now).await.is_ok() {
-            return true;
+        if let Ok(login) = decide(context, presented, &authzid, now).await
+            && !accounts.contains(&login.account)
+        {
+            accounts.push(login.account);
         }
     }
-    false
+    accounts
 }
 
 /// Identities of one certificate looked up to decide whether to offer
@@ -236,32 +321,55 @@ type Verifier = Arc<dyn ClientCertVerifier>;
 
 /// The configured certificate authorities whose client certificates may
 /// log in (with clientAuth and an xmppAddr naming the account): every PEM
-/// file in one directory, reread when the directory changes.
+/// file in one directory, with the revocation lists of another. Both are
+/// read again whenever a file in them is added, removed or changed (its
+/// size or modification time), and at once after [`Self::reload`].
 #[derive(Debug)]
 pub struct TrustAnchors {
     directory: Option<PathBuf>,
-    cache: Mutex<Option<(SystemTime, Option<Verifier>)>>,
+    crls: Option<PathBuf>,
+    cache: Mutex<Option<(Stamp, Option<Verifier>)>>,
 }
 
+/// What the anchors were loaded from: every file's name, size and time.
+type Stamp = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
 impl TrustAnchors {
-    /// Anchors from the PEM files in `directory` (`None`: no anchors).
-    pub fn new(directory: Option<PathBuf>) -> Self {
+    /// Anchors from the PEM files in `directory` (`None`: no anchors),
+    /// with the revocation lists in `crls` (`None`, or a missing
+    /// directory: none).
+    pub fn new(directory: Option<PathBuf>, crls: Option<PathBuf>) -> Self {
         Self {
             directory,
+            crls,
             cache: Mutex::new(None),
         }
     }
 
-    /// Whether the chain leads to an anchor, for clientAuth, at `now`.
+    /// Forgets what was loaded: the next login reads the files again
+    /// (`SIGHUP`).
+    pub fn reload(&self) {
+        *self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// Whether the chain leads to an anchor, for clientAuth, at `now`,
+    /// and is on none of the anchors' revocation lists.
     pub fn verify(
         &self,
         chain: &[CertificateDer<'static>],
         now: OffsetDateTime,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), (Failure, &'static str)> {
+        const UNTRUSTED: (Failure, &str) = (
+            Failure::NotAuthorized,
+            "certificate neither registered nor issued by a trusted CA",
+        );
         let Some(verifier) = self.verifier() else {
-            return Err(Failure::NotAuthorized);
+            return Err(UNTRUSTED);
         };
-        let (end_entity, intermediates) = chain.split_first().ok_or(Failure::NotAuthorized)?;
+        let (end_entity, intermediates) = chain.split_first().ok_or(UNTRUSTED)?;
         let seconds = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds));
         match verifier.verify_client_cert(end_entity, intermediates, time) {
@@ -269,43 +377,63 @@ impl TrustAnchors {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired))
             | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
                 ..
-            })) => Err(Failure::CredentialsExpired),
+            })) => Err((Failure::CredentialsExpired, "expired certificate")),
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => Err((
+                Failure::NotAuthorized,
+                "certificate on a CA's revocation list",
+            )),
             Err(error) => {
                 tracing::debug!(%error, "client certificate not trusted by any anchor");
-                Err(Failure::NotAuthorized)
+                Err(UNTRUSTED)
             }
         }
     }
 
-    fn verifier(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+    fn verifier(&self) -> Option<Verifier> {
         let directory = self.directory.as_deref()?;
-        let modified = std::fs::metadata(directory)
-            .and_then(|m| m.modified())
-            .ok()?;
+        let stamp = stamp(&[Some(directory), self.crls.as_deref()]);
         let mut cache = self
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((seen, verifier)) = cache.as_ref()
-            && *seen == modified
+            && *seen == stamp
         {
             return verifier.clone();
         }
-        let verifier = load_verifier(directory);
-        *cache = Some((modified, verifier.clone()));
+        let verifier = load_verifier(directory, self.crls.as_deref());
+        *cache = Some((stamp, verifier.clone()));
         verifier
     }
 }
 
-fn load_verifier(directory: &Path) -> Option<Arc<dyn ClientCertVerifier>> {
+/// The files of these directories with their sizes and times, sorted.
+fn stamp(directories: &[Option<&Path>]) -> Stamp {
+    let mut stamp = Stamp::new();
+    for directory in directories.iter().flatten() {
+        let Ok(entries) = std::fs::read_dir(directory) else {
+            continue;
+        };
+        for entry in entries.flatten().take(MAX_TRUST_FILES) {
+            let metadata = entry.metadata().ok();
+            stamp.push((
+                entry.path(),
+                metadata.as_ref().map_or(0, |m| m.len()),
+                metadata.and_then(|m| m.modified().ok()),
+            ));
+        }
+    }
+    stamp.sort();
+    stamp
+}
+
+/// Files read from each of the anchor and CRL directories.
+const MAX_TRUST_FILES: usize = 4096;
+
+fn load_verifier(directory: &Path, crls: Option<&Path>) -> Option<Verifier> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    let entries = std::fs::read_dir(directory).ok()?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "pem" && e != "crt") {
-            continue;
-        }
+    for path in files(directory, &["pem", "crt"]) {
         let Ok(certificates) = CertificateDer::pem_file_iter(&path) else {
             continue;
         };
@@ -318,10 +446,75 @@ fn load_verifier(directory: &Path) -> Option<Arc<dyn ClientCertVerifier>> {
     if roots.is_empty() {
         return None;
     }
+    let mut lists = Vec::new();
+    for path in crls
+        .map(|c| files(c, &["crl", "pem", "der"]))
+        .unwrap_or_default()
+    {
+        match read_crls(&path) {
+            Ok(found) => lists.extend(found),
+            Err(error) => {
+                // Fail closed: a revocation list that cannot be read might
+                // have listed the certificate now logging in.
+                tracing::error!(path = %path.display(), %error,
+                    "unreadable revocation list: no certificate logs in by CA trust until it is fixed");
+                return None;
+            }
+        }
+    }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+    match WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .with_crls(lists)
+        // A CA without a list here still vouches for its certificates.
+        .allow_unknown_revocation_status()
         .build()
-        .ok()
+    {
+        Ok(verifier) => Some(verifier),
+        Err(error) => {
+            tracing::error!(%error,
+                "unusable trust anchors or revocation lists: no certificate logs in by CA trust");
+            None
+        }
+    }
+}
+
+/// The files in `directory` with one of these extensions, sorted.
+fn files(directory: &Path, extensions: &[&str]) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .take(MAX_TRUST_FILES)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| extensions.contains(&e))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The revocation lists in one file: PEM blocks, or one DER list.
+fn read_crls(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, String> {
+    use rustls::pki_types::CertificateRevocationListDer;
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if bytes.starts_with(b"-----") {
+        let lists: Result<Vec<_>, _> =
+            CertificateRevocationListDer::pem_slice_iter(&bytes).collect();
+        let lists = lists.map_err(|e| e.to_string())?;
+        if lists.is_empty() {
+            return Err("no X509 CRL block".into());
+        }
+        Ok(lists)
+    } else {
+        Ok(vec![CertificateRevocationListDer::from(bytes)])
+    }
 }
 
 #[cfg(test)]

@@ -237,6 +237,12 @@ impl BoshSession {
         // frames are usually produced together).
         tokio::time::sleep(Duration::from_millis(5)).await;
         let mut state = lock(&self.state);
+        if state.last_rid > rid {
+            // A newer request released this one: it collects the output
+            // (and the end of the session), so the client reads them in
+            // order. What this request caused may be among them.
+            return sigil_proto::bosh::response_body(&[], false);
+        }
         let frames = std::mem::take(&mut state.frames);
         let body = sigil_proto::bosh::response_body(&frames, state.closed);
         state.last_response = Some((rid, body.clone()));

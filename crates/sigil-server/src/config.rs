@@ -185,6 +185,11 @@ pub struct AuthConfig {
     /// clientAuth and an xmppAddr naming the account) may log in. Relative
     /// to the configuration file; `sigil cert trust` puts files there.
     pub trusted_cas: PathBuf,
+    /// A directory of certificate revocation lists (PEM or DER, `.crl`,
+    /// `.pem` or `.der`) from those CAs: a certificate a CRL lists never
+    /// logs in by CA trust. Relative to the configuration file; a missing
+    /// directory means no CRLs. Reread when a file in it changes.
+    pub crls: PathBuf,
     /// Offer EXTERNAL alone to a connection whose certificate would log in
     /// right now, so a client in certificate mode cannot choose a password
     /// mechanism it has no password for.
@@ -198,6 +203,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             trusted_cas: PathBuf::from("trusted-cas"),
+            crls: PathBuf::from("crls"),
             external_alone: true,
             control_socket: PathBuf::from("sigil.sock"),
         }
@@ -224,6 +230,10 @@ pub struct LimitsConfig {
     pub login_timeout_seconds: u64,
     /// Certificates one account may register (XEP-0257).
     pub max_certificates_per_account: usize,
+    /// Revoked certificates one account keeps (revocations are final and
+    /// outlive the certificate): once reached, the account registers no
+    /// more certificates. Revoking always works.
+    pub max_revoked_certificates_per_account: usize,
     /// Bytes a second one connection may send once its session is bound,
     /// on average (a token bucket holding one second's worth); a faster
     /// client is read more slowly, not disconnected. 0: no limit.
@@ -256,6 +266,7 @@ impl Default for LimitsConfig {
             session_queue: 1024,
             login_timeout_seconds: 30,
             max_certificates_per_account: 32,
+            max_revoked_certificates_per_account: 1024,
             read_bytes_per_second: 256 * 1024,
             unauthenticated_read_bytes_per_second: 16 * 1024,
             max_pending_per_address: 64,
@@ -421,7 +432,7 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 15] = [
+        let ranges: [(&str, u64, u64, u64); 16] = [
             (
                 "limits.resume_timeout_seconds",
                 l.resume_timeout_seconds,
@@ -477,6 +488,12 @@ impl Config {
                 l.max_certificates_per_account as u64,
                 1,
                 10_000,
+            ),
+            (
+                "limits.max_revoked_certificates_per_account",
+                l.max_revoked_certificates_per_account as u64,
+                1,
+                1_000_000,
             ),
             (
                 "limits.read_bytes_per_second",

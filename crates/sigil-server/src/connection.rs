@@ -13,7 +13,7 @@ use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition, StreamEr
 use sigil_proto::random_id;
 use sigil_proto::server::{Action, ServerStream, ServerStreamConfig};
 use sigil_sasl::Failure;
-use sigil_sasl::server::ConnectionInfo;
+use sigil_sasl::server::{Authzid, ConnectionInfo};
 use sigil_x509::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -425,9 +425,11 @@ impl<W: Wire> Connection<W> {
         let presented = self.presented.get_or_insert_with(|| {
             Box::new(auth::PresentedChain::new(info.peer_certificates.clone()))
         });
-        if auth::would_log_in(&self.context, presented, OffsetDateTime::now_utc()).await {
+        let accounts =
+            auth::accounts_logged_in(&self.context, presented, OffsetDateTime::now_utc()).await;
+        if !accounts.is_empty() {
             self.stream
-                .restrict_mechanisms(Some(vec!["EXTERNAL".to_owned()]));
+                .restrict_mechanisms(Some(vec!["EXTERNAL".to_owned()]), accounts);
         }
     }
 
@@ -561,6 +563,7 @@ impl<W: Wire> Connection<W> {
                 () = resumed.notified() => {}
                 // Its queue overflowed, or it was told to close: it ends.
                 () = handle.close_requested() => {}
+                () = handle.close_queued() => {}
             }
             let Some(parked) = self.context.resumable.reclaim(&id, number) else {
                 // Resumed on another connection, which carries it on.
@@ -662,6 +665,18 @@ impl<W: Wire> Connection<W> {
         while let Some(action) = self.stream.poll_action() {
             match action {
                 Action::Send(data) => self.wire.queue(data),
+                Action::AuthFailed {
+                    mechanism,
+                    account,
+                    failure,
+                    detail,
+                    counted,
+                } => {
+                    // EXTERNAL refusals are logged with their reason above.
+                    if mechanism != "EXTERNAL" {
+                        tracing::info!(peer = %self.peer, %mechanism, account = account.as_ref().map(|a| a.to_string()), %failure, detail, counted, "login failed");
+                    }
+                }
                 Action::StartTls => {
                     let listener = self.listener.clone();
                     // The handshake is part of the login and has its time.
@@ -686,15 +701,24 @@ impl<W: Wire> Connection<W> {
                 }
                 Action::Resume { previd, h } => {
                     let account = self.stream.account().cloned();
-                    match self.context.resumable.take(&previd, account.as_ref()) {
-                        Some(parked) => {
+                    let certificate = self.login.as_ref().map(|login| login.fingerprint);
+                    match self.context.resumable.take(
+                        &previd,
+                        account.as_ref(),
+                        certificate.as_ref(),
+                    ) {
+                        Some(mut parked) => {
                             tracing::info!(jid = %parked.state.jid, "session resumed");
                             let jid = parked.state.jid.clone();
+                            // The same certificate (or none), now decided
+                            // again: the session has this login's rights.
+                            if let Some(login) = self.login.take() {
+                                parked.state.login = Some(*login);
+                            }
                             self.session = Some(parked.state);
                             if !parked.receipts.is_empty() {
                                 self.tracking.get_or_insert_default().receipts = parked.receipts;
                             }
-                            self.login = None;
                             self.stream.resumed(jid, parked.sm);
                         }
                         None => {
@@ -734,6 +758,16 @@ impl<W: Wire> Connection<W> {
                                 .unwrap_or_default(),
                         ))
                     });
+                    // No authzid, but a stream header naming an account:
+                    // that account is the one asked for, so a certificate
+                    // of another account does not log this client in as
+                    // someone it did not ask to be.
+                    let authzid = match (authzid, self.stream.claimed_account()) {
+                        (Authzid::Absent | Authzid::Empty, Some(claimed)) => {
+                            Authzid::Value(claimed.to_string())
+                        }
+                        (authzid, _) => authzid,
+                    };
                     let decision = auth::decide(
                         &self.context,
                         presented,
@@ -748,9 +782,13 @@ impl<W: Wire> Connection<W> {
                             self.login = Some(Box::new(login));
                             self.stream.external_decision(Ok(account));
                         }
-                        Err(failure) => {
-                            tracing::info!(peer = %self.peer, %failure, "certificate login refused");
-                            self.stream.external_decision(Err(failure));
+                        Err(refusal) => {
+                            tracing::info!(peer = %self.peer, failure = %refusal.failure, reason = refusal.reason, "certificate login refused");
+                            if refusal.identity {
+                                self.stream.external_decision(Err(refusal.failure));
+                            } else {
+                                self.stream.external_declined(refusal.failure);
+                            }
                         }
                     }
                 }

@@ -141,6 +141,30 @@ impl Context {
         }
     }
 
+    /// Ends every session of `owner` that `which` picks (live ones and
+    /// those waiting to be resumed, which stay registered) with `error`;
+    /// returns how many.
+    pub fn close_sessions(
+        &self,
+        owner: &BareJid,
+        which: impl Fn(&SessionHandle) -> bool,
+        error: &sigil_proto::error::StreamError,
+    ) -> usize {
+        let mut closed = 0;
+        for live in self.router.sessions(owner) {
+            if which(&live) {
+                if live
+                    .send(SessionMessage::Close(Box::new(error.clone())))
+                    .is_err()
+                {
+                    live.request_close();
+                }
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Queues a stanza for every available session of an account.
     pub fn deliver_to_available(&self, bare: &BareJid, stanza: &Element) -> usize {
         let mut count = 0;

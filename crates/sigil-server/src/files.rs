@@ -1,18 +1,18 @@
-//! Writing files the server creates: never over an existing one, keys
-//! readable by the owner only.
+//! Writing files the server creates: never over an existing one, each
+//! readable by the server's user only (its data holds keys, password
+//! verifiers, messages and rosters).
 
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `data` to a new file (fails if it exists); mode 0600 when
-/// `private`.
-pub fn write_new(path: &Path, data: &[u8], private: bool) -> Result<(), String> {
+/// Writes `data` to a new file (fails if it exists), mode 0600.
+pub fn write_new(path: &Path, data: &[u8]) -> Result<(), String> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if private { 0o600 } else { 0o644 });
+        options.mode(0o600);
     }
     let mut file = options
         .open(path)
@@ -20,4 +20,19 @@ pub fn write_new(path: &Path, data: &[u8], private: bool) -> Result<(), String> 
     file.write_all(data)
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Creates a directory (and its missing parents) that only the server's
+/// user may enter: mode 0700.
+pub fn create_private_dir(path: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }

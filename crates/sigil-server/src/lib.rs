@@ -31,5 +31,5 @@ pub mod session;
 pub mod tls;
 
 pub use config::Config;
-pub use files::write_new;
+pub use files::{create_private_dir, write_new};
 pub use server::{Server, StartError, certificate_paths, open_store, sasl_config, web_assets};

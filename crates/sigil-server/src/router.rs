@@ -95,6 +95,8 @@ struct Queue {
     limit: usize,
     /// The session has ended: nothing more is accepted.
     closed: bool,
+    /// A `Close` was queued (and may still be).
+    has_close: bool,
 }
 
 /// The last available presence of a session.
@@ -128,6 +130,7 @@ impl SessionHandle {
             if queue.messages.len() >= queue.limit {
                 return Err(SendError::Full);
             }
+            queue.has_close |= matches!(message, SessionMessage::Close(_));
             queue.messages.push_back(message);
         }
         // A wakeup with no one waiting is kept for the next wait.
@@ -151,6 +154,17 @@ impl SessionHandle {
         loop {
             if let Some(message) = self.try_recv() {
                 return message;
+            }
+            self.queued.notified().await;
+        }
+    }
+
+    /// Resolves once a `Close` was queued: for a session waiting to be
+    /// resumed, which reads nothing meanwhile but must end when told to.
+    pub async fn close_queued(&self) {
+        loop {
+            if lock(&self.queue).has_close {
+                return;
             }
             self.queued.notified().await;
         }
@@ -245,6 +259,7 @@ impl Router {
                 messages: VecDeque::new(),
                 limit: queue_limit,
                 closed: false,
+                has_close: false,
             }),
             queued: tokio::sync::Notify::new(),
             presence: Mutex::new(None),

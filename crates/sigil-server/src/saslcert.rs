@@ -4,12 +4,12 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
-use sigil_store::{CertificateEntry, StoreError};
+use sigil_store::{CertificateEntry, Store, StoreError};
 use sigil_x509::{CertificateInfo, OffsetDateTime, Validity};
 use sigil_xml::Element;
 
+use crate::config::LimitsConfig;
 use crate::context::Context;
-use crate::router::SessionMessage;
 use crate::session::SessionState;
 
 /// The XEP-0257 namespace.
@@ -128,30 +128,59 @@ pub fn entry_for(
     })
 }
 
-/// Adds an entry, keeping the per-account cap.
-pub async fn add(context: &Context, entry: &CertificateEntry) -> Result<(), StanzaError> {
-    let existing = context
-        .store
-        .certificates(&entry.owner)
-        .await
-        .map_err(internal)?;
-    if existing.len() >= context.limits.max_certificates_per_account {
+/// Adds an entry, keeping the per-account caps; a certificate the account
+/// revoked is refused (`not-allowed`): a revocation is final.
+pub async fn add(
+    store: &dyn Store,
+    limits: &LimitsConfig,
+    entry: &CertificateEntry,
+) -> Result<(), StanzaError> {
+    let existing = store.certificates(&entry.owner).await.map_err(internal)?;
+    if existing.len() >= limits.max_certificates_per_account {
         return Err(StanzaError::with_text(
             StanzaCondition::ResourceConstraint,
             format!(
                 "at most {} certificates per account",
-                context.limits.max_certificates_per_account
+                limits.max_certificates_per_account
             ),
         ));
     }
-    match context.store.add_certificate(entry).await {
+    let revoked = store
+        .revoked_certificates(&entry.owner)
+        .await
+        .map_err(internal)?;
+    if revoked.iter().any(|r| r.fingerprint == entry.fingerprint) {
+        return Err(revoked_error());
+    }
+    if revoked.len() >= limits.max_revoked_certificates_per_account {
+        return Err(StanzaError::with_text(
+            StanzaCondition::ResourceConstraint,
+            format!(
+                "this account has revoked {} certificates, the most kept; it registers no more",
+                revoked.len()
+            ),
+        ));
+    }
+    match store.add_certificate(entry).await {
         Ok(()) => Ok(()),
+        Err(StoreError::Revoked) => Err(revoked_error()),
         Err(StoreError::Conflict(what)) => Err(StanzaError::with_text(
             StanzaCondition::Conflict,
             format!("a certificate with this {what} is already registered"),
         )),
+        Err(StoreError::NotFound) => Err(StanzaError::with_text(
+            StanzaCondition::ItemNotFound,
+            format!("{} has no account", entry.owner),
+        )),
         Err(error) => Err(internal(error)),
     }
+}
+
+fn revoked_error() -> StanzaError {
+    StanzaError::with_text(
+        StanzaCondition::NotAllowed,
+        "this certificate was revoked for this account; a revocation is final",
+    )
 }
 
 async fn append(
@@ -174,7 +203,7 @@ async fn append(
         no_cert_management,
         OffsetDateTime::now_utc(),
     )?;
-    add(context, &entry).await
+    add(context.store.as_ref(), &context.limits, &entry).await
 }
 
 async fn disable(
@@ -202,7 +231,11 @@ async fn revoke(
     let name = child_text(payload, "name")?;
     match context
         .store
-        .revoke_certificate(session.bare.as_str(), &name)
+        .revoke_certificate(
+            session.bare.as_str(),
+            &name,
+            OffsetDateTime::now_utc().unix_timestamp(),
+        )
         .await
     {
         Ok(Some(entry)) => {
@@ -214,20 +247,15 @@ async fn revoke(
     }
 }
 
-/// Ends every live session of `owner` that logged in with this
-/// certificate; returns how many.
+/// Ends every session of `owner` that logged in with this certificate,
+/// parked ones included; returns how many.
 pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8; 32]) -> usize {
-    let mut closed = 0;
-    for live in context.router.sessions(owner) {
-        if live.certificate.as_ref() == Some(fingerprint) {
-            let error = StreamError::with_text(StreamCondition::NotAuthorized, REVOKED_TEXT);
-            if live.send(SessionMessage::Close(Box::new(error))).is_err() {
-                live.request_close();
-            }
-            closed += 1;
-        }
-    }
-    closed
+    let error = StreamError::with_text(StreamCondition::NotAuthorized, REVOKED_TEXT);
+    context.close_sessions(
+        owner,
+        |live| live.certificate.as_ref() == Some(fingerprint),
+        &error,
+    )
 }
 
 fn checked_name(name: &str) -> Result<String, StanzaError> {

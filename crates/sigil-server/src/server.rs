@@ -68,7 +68,10 @@ impl Server {
             store,
             router: Router::new(),
             limits: config.limits,
-            anchors: crate::auth::TrustAnchors::new(Some(base.join(&config.auth.trusted_cas))),
+            anchors: crate::auth::TrustAnchors::new(
+                Some(base.join(&config.auth.trusted_cas)),
+                Some(base.join(&config.auth.crls)),
+            ),
             external_alone: config.auth.external_alone,
             blocklists: crate::blocking::Blocklists::default(),
             offline: crate::context::OfflineIndex::new(offline_owners),

@@ -70,12 +70,24 @@ impl Resumable {
         number
     }
 
-    /// Takes the session `id` for a stream authenticated as `account`;
-    /// another account's is left where it is.
-    pub fn take(&self, id: &str, account: Option<&BareJid>) -> Option<Parked> {
+    /// Takes the session `id` for a stream authenticated as `account`
+    /// with the certificate `certificate` (`None`: a password login).
+    /// Another account's session, or one that logged in with another
+    /// certificate (or with a password, when this stream used a
+    /// certificate, or the reverse), is left where it is: a resumed
+    /// session keeps the rights and the pinned resource it was bound
+    /// with, so only the same certificate may take it over.
+    pub fn take(
+        &self,
+        id: &str,
+        account: Option<&BareJid>,
+        certificate: Option<&[u8; 32]>,
+    ) -> Option<Parked> {
         let mut parked = crate::router::lock(&self.parked);
         let (_, entry) = parked.get(id)?;
-        if Some(&entry.state.bare) != account {
+        if Some(&entry.state.bare) != account
+            || entry.state.handle.certificate.as_ref() != certificate
+        {
             return None;
         }
         let (_, entry) = parked.remove(id)?;
@@ -839,8 +851,9 @@ const NS_REGISTER: &str = "jabber:iq:register";
 
 /// XEP-0077 from a logged-in session: `get` tells the account is
 /// registered; `set` with `<username/>` and `<password/>` changes the
-/// password, except from a session that logged in with a certificate
-/// (it never proved it knows the password); `<remove/>` is refused.
+/// password (ending the account's other password sessions), except from
+/// a session that logged in with a certificate (it never proved it knows
+/// the password); `<remove/>` is refused.
 async fn register(context: &Context, session: &SessionState, request: &Element, payload: &Element) {
     let reply = match request.attribute("type") {
         Some("get") => {
@@ -887,7 +900,19 @@ async fn register(context: &Context, session: &SessionState, request: &Element, 
                         .set_credentials(session.bare.as_str(), &credentials)
                         .await
                     {
-                        Ok(()) => context.iq_result(request, None),
+                        Ok(()) => {
+                            // The other sessions that logged in with the
+                            // old password end; this one proved it knew it.
+                            context.close_sessions(
+                                &session.bare,
+                                |other| {
+                                    other.certificate.is_none()
+                                        && !std::ptr::eq(other, session.handle.as_ref())
+                                },
+                                &crate::control::End::Password.error(),
+                            );
+                            context.iq_result(request, None)
+                        }
                         Err(_) => {
                             StanzaError::new(StanzaCondition::InternalServerError).reply_to(request)
                         }

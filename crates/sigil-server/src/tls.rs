@@ -236,7 +236,7 @@ pub fn ensure_server_certificate(
     options.days = 3650;
     let issued = sigil_x509::generate::server_certificate(domain, &options, None)
         .map_err(|e| e.to_string())?;
-    crate::files::write_new(key, issued.key_pem().as_bytes(), true)?;
-    crate::files::write_new(certificate, issued.certificate_pem().as_bytes(), false)?;
+    crate::files::write_new(key, issued.key_pem().as_bytes())?;
+    crate::files::write_new(certificate, issued.certificate_pem().as_bytes())?;
     Ok(true)
 }

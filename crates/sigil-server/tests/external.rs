@@ -193,7 +193,7 @@ async fn the_external_decision_table() {
     register(&server, "alice@localhost", "stolen", &revoked).await;
     server
         .store()
-        .revoke_certificate("alice@localhost", "stolen")
+        .revoke_certificate("alice@localhost", "stolen", now().unix_timestamp())
         .await
         .unwrap();
     let expired = cert_at("alice@localhost", now() - time::Duration::days(10), 1);
@@ -504,7 +504,7 @@ async fn after_revocation_a_new_handshake_is_full_and_the_login_refused() {
     assert!(first.1);
     server
         .store()
-        .revoke_certificate("alice@localhost", "laptop")
+        .revoke_certificate("alice@localhost", "laptop", now().unix_timestamp())
         .await
         .unwrap();
     let second = login_with_config(&server, config, &alice).await;
@@ -989,7 +989,7 @@ async fn the_control_socket_ends_sessions_of_a_certificate_revoked_elsewhere() {
     // What `sigil cert revoke` does: delete in the store, then tell the server.
     let entry = server
         .store()
-        .revoke_certificate("alice@localhost", "laptop")
+        .revoke_certificate("alice@localhost", "laptop", now().unix_timestamp())
         .await
         .unwrap()
         .unwrap();

@@ -7,7 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Login, TestClient, TestServer};
+use common::{Identity, Login, TestClient, TestServer};
+use sigil_proto::client::ClientError;
+use sigil_proto::error::StreamCondition;
 use sigil_server::config::ListenerKind;
 use sigil_xml::{Element, ns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,8 +34,26 @@ async fn until(tls: &mut TlsStream<TcpStream>, marker: &str, seen: &mut String) 
 /// A raw TLS connection logged in with PLAIN (`\0user\0password` in
 /// base64) and restarted, not bound; what it saw so far.
 async fn raw_login(server: &TestServer, plain: &str) -> (TlsStream<TcpStream>, String) {
-    let connector =
-        tokio_rustls::TlsConnector::from(common::tls_client_config(&server.certificate(), None));
+    raw_login_with(server, None, plain).await
+}
+
+/// As [`raw_login`], or with EXTERNAL when a certificate is given.
+async fn raw_login_with(
+    server: &TestServer,
+    identity: Option<Identity>,
+    plain: &str,
+) -> (TlsStream<TcpStream>, String) {
+    let auth = match identity {
+        Some(_) => "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>"
+            .to_owned(),
+        None => format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
+        ),
+    };
+    let connector = tokio_rustls::TlsConnector::from(common::tls_client_config(
+        &server.certificate(),
+        identity,
+    ));
     let tcp = TcpStream::connect(server.address(ListenerKind::DirectTls))
         .await
         .unwrap();
@@ -45,7 +65,9 @@ async fn raw_login(server: &TestServer, plain: &str) -> (TlsStream<TcpStream>, S
         .await
         .unwrap();
     let mut seen = String::new();
-    tls.write_all(format!("{HEADER}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>").as_bytes()).await.unwrap();
+    tls.write_all(format!("{HEADER}{auth}").as_bytes())
+        .await
+        .unwrap();
     until(&mut tls, "<success", &mut seen).await;
     tls.write_all(HEADER.as_bytes()).await.unwrap();
     until(&mut tls, "</stream:features>", &mut seen).await;
@@ -500,4 +522,279 @@ async fn a_handled_count_below_the_saved_one_deletes_nothing() {
         "{failed}"
     );
     assert_eq!(alice_offline_bodies(&server).await, ["two", "three"]);
+}
+
+/// A session of `plain`'s account (or of `identity`'s, with EXTERNAL)
+/// bound to `resource` with resumption, whose connection then died: its
+/// resumption id, once the server keeps it waiting.
+async fn parked(
+    server: &TestServer,
+    identity: Option<Identity>,
+    plain: &str,
+    resource: &str,
+) -> String {
+    let resumable = &server.server.as_ref().unwrap().context().resumable;
+    let before = resumable.len();
+    let (mut tls, mut seen) = raw_login_with(server, identity, plain).await;
+    tls.write_all(format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq><enable xmlns='urn:xmpp:sm:3' resume='true'/>").as_bytes()).await.unwrap();
+    until(&mut tls, "<enabled", &mut seen).await;
+    let enabled = &seen[seen.find("<enabled").unwrap()..];
+    let enabled = Element::parse(&enabled[..enabled.find("/>").unwrap() + 2]).unwrap();
+    let id = enabled.attribute("id").unwrap().to_owned();
+    drop(tls);
+    let deadline = Instant::now() + common::TIMEOUT;
+    while resumable.len() == before {
+        assert!(Instant::now() < deadline, "the session was not kept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    id
+}
+
+/// Waits until no session is bound to `jid`; panics after a second.
+async fn gone_within_a_second(server: &TestServer, jid: &str) {
+    let router = &server.server.as_ref().unwrap().context().router;
+    let jid: jid::FullJid = jid.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while router.session(&jid).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "{jid} outlived its right to exist"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn certificate(jid: &str) -> sigil_x509::generate::Issued {
+    sigil_x509::generate::client_certificate(
+        &[sigil_x509::Jid::new(jid).unwrap()],
+        &sigil_x509::generate::Options::new(sigil_x509::OffsetDateTime::now_utc()),
+        None,
+    )
+    .unwrap()
+}
+
+async fn register(
+    server: &TestServer,
+    name: &str,
+    issued: &sigil_x509::generate::Issued,
+    no_cert_management: bool,
+) {
+    let info = sigil_x509::CertificateInfo::from_der(&issued.certificate_der).unwrap();
+    server
+        .store()
+        .add_certificate(&sigil_store::CertificateEntry {
+            owner: "alice@localhost".into(),
+            name: name.into(),
+            fingerprint: info.sha256,
+            der: issued.certificate_der.clone(),
+            no_cert_management,
+            disabled: false,
+            added_at: 0,
+        })
+        .await
+        .unwrap();
+}
+
+fn control_socket(server: &TestServer) -> std::path::PathBuf {
+    server.dir.path().join("sigil.sock")
+}
+
+/// Disabling an account ends every session of it within a second, the
+/// ones waiting to be resumed included; deleting it does too, and a new
+/// account of the same name shares nothing with the old sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_or_deleting_an_account_ends_its_sessions_parked_ones_too() {
+    use sigil_server::control::{End, request_end};
+    let server = TestServer::start().await;
+    let mut live = TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let id = parked(&server, None, ALICE, "parked").await;
+    let store = server.store();
+    store.set_disabled("alice@localhost", true).await.unwrap();
+    let ended = request_end(&control_socket(&server), "alice@localhost", End::Disabled).await;
+    assert_eq!(ended, Some(2));
+    let Err(ClientError::Stream(error)) = live.closed().await else {
+        panic!("the live session went on")
+    };
+    assert_eq!(error.condition, StreamCondition::NotAuthorized);
+    gone_within_a_second(&server, "alice@localhost/parked").await;
+    gone_within_a_second(&server, "alice@localhost/test").await;
+    assert!(
+        server
+            .server
+            .as_ref()
+            .unwrap()
+            .context()
+            .resumable
+            .is_empty()
+    );
+    // Nothing to resume, even once the account is enabled again.
+    store.set_disabled("alice@localhost", false).await.unwrap();
+    let failed = resume_failure(&server, ALICE, &id, 0).await;
+    assert!(failed.contains("<item-not-found"), "{failed}");
+
+    let mut live = TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    parked(&server, None, ALICE, "parked").await;
+    assert!(store.delete_account("alice@localhost").await.unwrap());
+    let ended = request_end(&control_socket(&server), "alice@localhost", End::Deleted).await;
+    assert_eq!(ended, Some(2));
+    assert!(live.closed().await.is_err());
+    gone_within_a_second(&server, "alice@localhost/parked").await;
+    // A new Alice gets none of the old one's messages.
+    server.add_user("alice", "new-secret").await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    bob.send(message("for the new alice")).await;
+    let mut new = TestClient::connect(
+        &server,
+        Login::new("alice", ListenerKind::DirectTls).password("new-secret"),
+    )
+    .await;
+    new.send(Element::new("presence", ns::CLIENT)).await;
+    let got = new.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(
+        got.child("body", ns::CLIENT).unwrap().text(),
+        "for the new alice"
+    );
+    new.close().await;
+    bob.close().await;
+}
+
+/// A password change ends the sessions that logged in with a password,
+/// parked ones included; certificate sessions stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_the_password_sessions() {
+    use sigil_server::control::{End, request_end};
+    let server = TestServer::start().await;
+    let laptop = certificate("alice@localhost");
+    register(&server, "laptop", &laptop, false).await;
+    let mut with_password =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let mut with_certificate = TestClient::connect(
+        &server,
+        Login::certificate(
+            "alice",
+            ListenerKind::DirectTls,
+            Identity::from_issued(&laptop),
+        )
+        .resource(Some("laptop")),
+    )
+    .await;
+    assert_eq!(with_certificate.jid(), "alice@localhost/laptop");
+    parked(&server, None, ALICE, "parked").await;
+    let ended = request_end(&control_socket(&server), "alice@localhost", End::Password).await;
+    assert_eq!(ended, Some(2));
+    assert!(with_password.closed().await.is_err());
+    gone_within_a_second(&server, "alice@localhost/parked").await;
+    // The certificate session still answers.
+    with_certificate
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "get")
+                .with_attribute("id", "p")
+                .with_child(Element::new("ping", "urn:xmpp:ping")),
+        )
+        .await;
+    let pong = with_certificate
+        .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some("p"))
+        .await;
+    assert_eq!(pong.attribute("type"), Some("result"));
+
+    // In band (XEP-0077): the session that changed it stays, the other
+    // password session ends, the certificate session stays.
+    let mut changer = TestClient::connect(
+        &server,
+        Login::new("alice", ListenerKind::DirectTls).resource(Some("changer")),
+    )
+    .await;
+    let mut other = TestClient::connect(
+        &server,
+        Login::new("alice", ListenerKind::DirectTls).resource(Some("other")),
+    )
+    .await;
+    let change = Element::new("iq", ns::CLIENT)
+        .with_attribute("type", "set")
+        .with_attribute("id", "pw")
+        .with_child(
+            Element::new("query", "jabber:iq:register")
+                .with_child(Element::new("username", "jabber:iq:register").with_text("alice"))
+                .with_child(Element::new("password", "jabber:iq:register").with_text("new")),
+        );
+    changer.send(change).await;
+    let answer = changer
+        .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some("pw"))
+        .await;
+    assert_eq!(answer.attribute("type"), Some("result"));
+    let Err(ClientError::Stream(error)) = other.closed().await else {
+        panic!("the other password session went on")
+    };
+    assert_eq!(error.condition, StreamCondition::NotAuthorized);
+    for (client, id) in [(&mut changer, "c"), (&mut with_certificate, "d")] {
+        client
+            .send(
+                Element::new("iq", ns::CLIENT)
+                    .with_attribute("type", "get")
+                    .with_attribute("id", id)
+                    .with_child(Element::new("ping", "urn:xmpp:ping")),
+            )
+            .await;
+        let pong = client
+            .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some(id))
+            .await;
+        assert_eq!(pong.attribute("type"), Some("result"));
+    }
+    changer.close().await;
+    with_certificate.close().await;
+}
+
+/// Only the certificate a session logged in with may resume it (not
+/// another of the account's, which may have fewer rights or pin another
+/// resource, nor a password); revoking that certificate ends the session
+/// while it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_same_certificate_resumes_a_session_and_revocation_ends_it_parked() {
+    let server = TestServer::start().await;
+    let laptop = certificate("alice@localhost");
+    let limited = certificate("alice@localhost");
+    register(&server, "laptop", &laptop, false).await;
+    register(&server, "limited", &limited, true).await;
+    let id = parked(&server, Some(Identity::from_issued(&laptop)), "", "laptop").await;
+
+    for identity in [Some(Identity::from_issued(&limited)), None] {
+        let (mut tls, mut seen) = raw_login_with(&server, identity, ALICE).await;
+        tls.write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>").as_bytes())
+            .await
+            .unwrap();
+        until(&mut tls, "</failed>", &mut seen).await;
+        assert!(seen.contains("<item-not-found"), "{seen}");
+    }
+    // The same certificate takes it over.
+    let (mut tls, mut seen) =
+        raw_login_with(&server, Some(Identity::from_issued(&laptop)), "").await;
+    tls.write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut tls, "<resumed", &mut seen).await;
+    drop(tls);
+
+    // Parked again, then revoked: it ends at once.
+    let resumable = &server.server.as_ref().unwrap().context().resumable;
+    let deadline = Instant::now() + common::TIMEOUT;
+    while resumable.is_empty() {
+        assert!(Instant::now() < deadline, "the session was not kept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let entry = server
+        .store()
+        .revoke_certificate("alice@localhost", "laptop", 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let ended = sigil_server::control::request_revoke(
+        &control_socket(&server),
+        "alice@localhost",
+        &entry.fingerprint,
+    )
+    .await;
+    assert_eq!(ended, Some(1));
+    gone_within_a_second(&server, "alice@localhost/laptop").await;
+    assert!(resumable.is_empty());
 }

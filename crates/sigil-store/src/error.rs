@@ -19,6 +19,8 @@ pub enum StoreError {
     Conflict(String),
     /// The owner's offline queue is full.
     QuotaExceeded,
+    /// The certificate was revoked for this account: a revocation is final.
+    Revoked,
     /// The backend failed (I/O, locking, a closed pool); the text is the
     /// backend's own message.
     Backend(String),
@@ -41,6 +43,7 @@ impl fmt::Display for StoreError {
             Self::NotFound => f.write_str("no such record"),
             Self::Conflict(field) => write!(f, "conflicting {field}: it is already in use"),
             Self::QuotaExceeded => f.write_str("the storage quota is exceeded"),
+            Self::Revoked => f.write_str("the certificate was revoked for this account"),
             Self::Backend(message) => write!(f, "storage backend failed: {message}"),
             Self::Corrupt(message) => write!(f, "stored data is corrupt: {message}"),
             Self::SchemaTooNew { found, supported } => write!(

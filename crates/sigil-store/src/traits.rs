@@ -12,8 +12,8 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 #[cfg(doc)]
 use crate::StoreError;
 use crate::{
-    Account, CertificateEntry, CertificateLookup, OfflineMessage, Roster, RosterItem, SavedSession,
-    StoreFuture,
+    Account, CertificateEntry, CertificateLookup, OfflineMessage, RevokedCertificate, Roster,
+    RosterItem, SavedSession, StoreFuture,
 };
 
 /// Everything the server needs, in one object-safe trait.
@@ -185,6 +185,7 @@ pub trait OfflineStore: Send + Sync {
 pub trait CertificateStore: Send + Sync {
     /// Registers `entry` to `entry.owner`.
     ///
+    /// [`StoreError::Revoked`] if the owner revoked this certificate,
     /// [`StoreError::Conflict`]`("name")` if the owner has a certificate of
     /// that name, [`StoreError::Conflict`]`("fingerprint")` if the owner has
     /// this certificate under another name.
@@ -201,8 +202,8 @@ pub trait CertificateStore: Send + Sync {
     ) -> StoreFuture<'a, Option<CertificateEntry>>;
 
     /// For a certificate login, in one read: `None` without an account;
-    /// else whether it is disabled and the certificate's entry if it is
-    /// registered to `owner`.
+    /// else whether it is disabled, whether the certificate was revoked for
+    /// it, and the certificate's entry if it is registered to `owner`.
     fn certificate_lookup<'a>(
         &'a self,
         owner: &'a str,
@@ -212,10 +213,20 @@ pub trait CertificateStore: Send + Sync {
     /// Disables the certificate `name` of `owner`: whether it exists.
     fn disable_certificate<'a>(&'a self, owner: &'a str, name: &'a str) -> StoreFuture<'a, bool>;
 
-    /// Deletes the certificate `name` of `owner` and returns it.
+    /// Revokes the certificate `name` of `owner`, in one transaction: its
+    /// entry is deleted and returned, and its fingerprint is kept among the
+    /// owner's revoked certificates for good (also after the account is
+    /// deleted), so it never logs in to that account again.
     fn revoke_certificate<'a>(
         &'a self,
         owner: &'a str,
         name: &'a str,
+        revoked_at: i64,
     ) -> StoreFuture<'a, Option<CertificateEntry>>;
+
+    /// The certificates `owner` revoked, oldest revocation first.
+    fn revoked_certificates<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> StoreFuture<'a, Vec<RevokedCertificate>>;
 }

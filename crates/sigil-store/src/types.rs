@@ -130,6 +130,8 @@ pub struct OfflineMessage {
 pub struct CertificateLookup {
     /// The account is disabled.
     pub account_disabled: bool,
+    /// The certificate was revoked for this account.
+    pub revoked: bool,
     /// The entry of the certificate, if registered to this account.
     pub certificate: Option<CertificateEntry>,
 }
@@ -152,6 +154,21 @@ pub struct CertificateEntry {
     pub disabled: bool,
     /// When it was added, in Unix seconds.
     pub added_at: i64,
+}
+
+/// A certificate its account revoked: never to log in to it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedCertificate {
+    /// The bare JID of the account.
+    pub owner: String,
+    /// The name it had when it was revoked.
+    pub name: String,
+    /// SHA-256 of the DER encoding.
+    pub fingerprint: [u8; 32],
+    /// The certificate, DER encoded.
+    pub der: Vec<u8>,
+    /// When it was revoked, in Unix seconds.
+    pub revoked_at: i64,
 }
 
 /// The name of `algorithm` as stored: `SHA-1`, `SHA-256` or `SHA-512`.

@@ -308,3 +308,28 @@ async fn reads_beside_writes_see_whole_commits() {
         50
     );
 }
+
+/// The database and its WAL are readable by their owner only; an older
+/// database that others could read is restricted when opened.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sigil.db");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let store = SqliteStore::open(&path).await.unwrap();
+    store
+        .create_account("juliet@example.com", &[])
+        .await
+        .unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&directory.path().join("sigil.db-wal")), 0o600);
+    store.close().await;
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(mode(&path), 0o600);
+    store.close().await;
+}

@@ -261,6 +261,47 @@ impl Ca {
         &self.issued
     }
 
+    /// A certificate revocation list (DER) signed by this CA that lists
+    /// the certificates given (DER), issued `now` and due again in `days`
+    /// (`[auth] crls` on a server).
+    pub fn revocation_list(
+        &self,
+        revoked: &[&[u8]],
+        now: OffsetDateTime,
+        days: u32,
+    ) -> Result<Vec<u8>, GenerateError> {
+        use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams};
+        if days == 0 || days > MAX_DAYS {
+            return Err(GenerateError::Days(days));
+        }
+        let mut revoked_certs = Vec::with_capacity(revoked.len());
+        for der in revoked {
+            let (_, parsed) = x509_parser::parse_x509_certificate(der)
+                .map_err(|e| GenerateError::Ca(format!("a certificate to revoke: {e}")))?;
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(parsed.raw_serial()),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let mut number = [0u8; 16];
+        getrandom::fill(&mut number).map_err(|e| GenerateError::Sign(e.to_string()))?;
+        number[0] &= 0x7f;
+        let params = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(i64::from(days)),
+            crl_number: SerialNumber::from_slice(&number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let list = params
+            .signed_by(&self.issuer()?)
+            .map_err(|e| GenerateError::Sign(e.to_string()))?;
+        Ok(list.der().to_vec())
+    }
+
     fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, GenerateError> {
         Issuer::from_ca_cert_der(
             &self.issued.certificate_der.as_slice().into(),

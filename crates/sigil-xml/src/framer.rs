@@ -147,6 +147,8 @@ pub struct Framer {
     total_bytes: u64,
     authenticated: bool,
     closed: bool,
+    /// Nothing but whitespace read since the start or the last reset.
+    fresh: bool,
 }
 
 #[derive(Debug)]
@@ -175,6 +177,7 @@ impl Framer {
             total_bytes: 0,
             authenticated: false,
             closed: false,
+            fresh: true,
         }
     }
 
@@ -204,6 +207,7 @@ impl Framer {
         self.stream_root = false;
         self.stanza_bytes = 0;
         self.closed = false;
+        self.fresh = true;
     }
 
     /// Gives back the parser's token buffer, which rxml reserves at the
@@ -224,6 +228,23 @@ impl Framer {
     /// consumes all of `input` and returns `None` when no event is complete
     /// yet.
     pub fn next_event(&mut self, input: &mut &[u8]) -> Result<Option<StreamEvent>, FramerError> {
+        if self.fresh {
+            // Whitespace between top-level items is legal (XML's Misc):
+            // clients send a newline before a restarted stream's header
+            // (go-xmpp after `</auth>`), which an XML declaration may not
+            // follow within one document. Each stream is its own document
+            // here, so it starts at its first other byte.
+            let blank = input
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                .count();
+            *input = &input[blank..];
+            self.count(blank)?;
+            if input.is_empty() {
+                return Ok(None);
+            }
+            self.fresh = false;
+        }
         loop {
             if self.closed {
                 if input.is_empty() {

@@ -372,3 +372,36 @@ fn the_longest_jid_fits_in_an_attribute_and_longer_values_are_refused() {
         "{refused:?}"
     );
 }
+
+/// Whitespace before a stream's header (its XML declaration included) is
+/// legal XML whitespace between top-level items: go-xmpp sends a newline
+/// after `</auth>`, before the restarted stream. Accepted at the start and
+/// after every restart, in any chunking; other text there is not.
+#[test]
+fn whitespace_before_a_header_is_accepted_at_the_start_and_after_restarts() {
+    let mut framer = Framer::new(Limits::default());
+    let first = format!("\r\n  {HEADER}");
+    for piece in first.as_bytes().chunks(1) {
+        let mut input = piece;
+        while framer.next_event(&mut input).unwrap().is_some() {}
+    }
+    let mut input: &[u8] = b"<auth/>\n";
+    let StreamEvent::Element(auth) = framer.next_event(&mut input).unwrap().unwrap() else {
+        panic!()
+    };
+    assert_eq!(auth.name(), "auth");
+    framer.reset();
+    let mut rest = format!(
+        "{}\n{HEADER}<iq type='get' id='1'/>",
+        std::str::from_utf8(input).unwrap()
+    );
+    rest.insert(0, '\n');
+    let got = events(&mut framer, rest.as_bytes()).unwrap();
+    assert!(matches!(got[0], StreamEvent::Open(_)), "{got:?}");
+    assert!(
+        matches!(&got[1], StreamEvent::Element(e) if e.name() == "iq"),
+        "{got:?}"
+    );
+    // Other text is still an error.
+    assert!(all(&format!("x{HEADER}")).is_err());
+}

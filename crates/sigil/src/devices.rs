@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use sigil_server::Config;
-use sigil_store::{AccountStore, CertificateStore, SqliteStore, StoreError};
+use sigil_store::{AccountStore, CertificateStore, SqliteStore};
 use sigil_x509::{CertificateInfo, OffsetDateTime};
 
 use crate::serve::ConfigLocation;
@@ -110,17 +110,7 @@ async fn run_store(
                 OffsetDateTime::now_utc(),
             )
             .map_err(|e| e.text.unwrap_or_else(|| e.condition.to_string()))?;
-            let existing = store
-                .certificates(account.as_str())
-                .await
-                .map_err(|e| e.to_string())?;
-            if existing.len() >= config.limits.max_certificates_per_account {
-                return Err(format!(
-                    "{account} has {} certificates, the most allowed",
-                    existing.len()
-                ));
-            }
-            match store.add_certificate(&entry).await {
+            match sigil_server::saslcert::add(store, &config.limits, &entry).await {
                 Ok(()) => {
                     let _ = writeln!(
                         out,
@@ -130,11 +120,10 @@ async fn run_store(
                     );
                     Ok(())
                 }
-                Err(StoreError::Conflict(what)) => Err(format!(
-                    "{account} already has a certificate with this {what}"
+                Err(error) => Err(format!(
+                    "{account}: {}",
+                    error.text.unwrap_or_else(|| error.condition.to_string())
                 )),
-                Err(StoreError::NotFound) => Err(format!("{account} does not exist")),
-                Err(e) => Err(e.to_string()),
             }
         }
         DeviceAction::List { jid } => {
@@ -143,19 +132,15 @@ async fn run_store(
                 .certificates(account.as_str())
                 .await
                 .map_err(|e| e.to_string())?;
-            if entries.is_empty() {
+            let revoked = store
+                .revoked_certificates(account.as_str())
+                .await
+                .map_err(|e| e.to_string())?;
+            if entries.is_empty() && revoked.is_empty() {
                 let _ = writeln!(out, "{account} has no registered certificates");
             }
             for entry in entries {
-                let info = CertificateInfo::from_der(&entry.der).ok();
-                let expires = info
-                    .as_ref()
-                    .and_then(|i| {
-                        i.not_after
-                            .format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-                    .unwrap_or_default();
+                let expires = expiry(&entry.der);
                 let mut flags = Vec::new();
                 if entry.disabled {
                     flags.push("disabled");
@@ -174,6 +159,16 @@ async fn run_store(
                     } else {
                         format!("\t{}", flags.join(","))
                     }
+                );
+            }
+            for entry in revoked {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\texpires {}\trevoked {}",
+                    entry.name,
+                    hex(&entry.fingerprint),
+                    expiry(&entry.der),
+                    rfc3339(entry.revoked_at)
                 );
             }
             Ok(())
@@ -197,13 +192,20 @@ async fn run_store(
         DeviceAction::Revoke { jid, name } => {
             let account = crate::serve::account(jid, &config.domain)?;
             let Some(entry) = store
-                .revoke_certificate(account.as_str(), name)
+                .revoke_certificate(
+                    account.as_str(),
+                    name,
+                    OffsetDateTime::now_utc().unix_timestamp(),
+                )
                 .await
                 .map_err(|e| e.to_string())?
             else {
                 return Err(format!("{account} has no certificate named {name:?}"));
             };
-            let _ = writeln!(out, "revoked {name:?} of {account}");
+            let _ = writeln!(
+                out,
+                "revoked {name:?} of {account}: it never logs in to {account} again"
+            );
             let socket = base.join(&config.auth.control_socket);
             match sigil_server::control::request_revoke(
                 &socket,
@@ -269,10 +271,10 @@ fn trust(
         ));
     }
     let dir = trusted_dir(config, base);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    sigil_server::create_private_dir(&dir)?;
     let path = dir.join(format!("{name}.pem"));
     let pem = pem_encode(&der);
-    sigil_server::write_new(&path, pem.as_bytes(), false).map_err(|e| {
+    sigil_server::write_new(&path, pem.as_bytes()).map_err(|e| {
         if path.exists() {
             format!("{name} is already trusted ({})", path.display())
         } else {
@@ -307,6 +309,28 @@ fn pem_encode(der: &[u8]) -> String {
     }
     out.push_str("-----END CERTIFICATE-----\n");
     out
+}
+
+/// When a certificate expires (RFC 3339), or nothing if it cannot be read.
+fn expiry(der: &[u8]) -> String {
+    CertificateInfo::from_der(der)
+        .ok()
+        .and_then(|info| {
+            info.not_after
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -121,7 +121,8 @@ enum UserCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Change an account's password.
+    /// Change an account's password; a running server ends the sessions
+    /// that logged in with a password (certificate sessions stay).
     Passwd {
         /// The user name, or name@domain.
         jid: String,
@@ -132,8 +133,26 @@ enum UserCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Disable an account: no logins, and a running server ends its
+    /// sessions at once.
+    Disable {
+        /// The user name, or name@domain.
+        jid: String,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The user name, or name@domain.
+        jid: String,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Delete an account with its roster, offline messages and
-    /// certificates.
+    /// certificates; a running server ends its sessions at once. The
+    /// certificates it revoked stay revoked if the name is used again.
     Del {
         /// The user name, or name@domain.
         jid: String,
@@ -481,6 +500,10 @@ fn main() -> ExitCode {
                     },
                 ),
                 UserCommand::Del { jid, config } => (config, serve::UserAction::Delete { jid }),
+                UserCommand::Disable { jid, config } => {
+                    (config, serve::UserAction::Disable { jid })
+                }
+                UserCommand::Enable { jid, config } => (config, serve::UserAction::Enable { jid }),
                 UserCommand::List { config } => (config, serve::UserAction::List),
                 UserCommand::Import { file, config } => (
                     config,

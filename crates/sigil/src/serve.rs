@@ -73,12 +73,12 @@ fn load_or_create(
     let config = Config::new(domain.unwrap_or("localhost"));
     config.validate().map_err(|e| e.to_string())?;
     let base = location.base();
-    std::fs::create_dir_all(&base).map_err(|e| format!("cannot create {}: {e}", base.display()))?;
+    sigil_server::create_private_dir(&base)?;
     let text = format!(
         "# Sigil configuration. Paths are relative to this file.\n# See README.md for every key.\n\n{}",
         config.to_toml()
     );
-    sigil_server::write_new(&location.path, text.as_bytes(), false)?;
+    sigil_server::write_new(&location.path, text.as_bytes())?;
     let _ = writeln!(out, "created {}", location.path.display());
     Ok(config)
 }
@@ -244,6 +244,28 @@ pub(crate) fn check(location: &ConfigLocation) -> Result<(), String> {
     })
 }
 
+/// Asks a running server to end the sessions that a change to the
+/// account took the right from, and says what happened.
+async fn end_sessions(
+    socket: &Path,
+    jid: &jid::BareJid,
+    end: sigil_server::control::End,
+    out: &mut impl Write,
+) {
+    match sigil_server::control::request_end(socket, jid.as_str(), end).await {
+        Some(closed) => {
+            let _ = writeln!(out, "the running server ended {closed} session(s) of {jid}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "no running server answered on {}; the change applies from the next login",
+                socket.display()
+            );
+        }
+    }
+}
+
 /// What `sigil user` does.
 pub(crate) enum UserAction<'a> {
     Add {
@@ -256,6 +278,12 @@ pub(crate) enum UserAction<'a> {
         password_file: Option<&'a Path>,
     },
     Delete {
+        jid: &'a str,
+    },
+    Disable {
+        jid: &'a str,
+    },
+    Enable {
         jid: &'a str,
     },
     List,
@@ -275,7 +303,8 @@ pub(crate) fn user(location: &ConfigLocation, action: &UserAction<'_>) -> Result
         let store = sigil_server::open_store(&config.storage.url, &base)
             .await
             .map_err(|e| e.to_string())?;
-        let result = run_user(&store, &config, action, &mut out).await;
+        let socket = base.join(&config.auth.control_socket);
+        let result = run_user(&store, &config, &socket, action, &mut out).await;
         store.close().await;
         result
     })
@@ -284,9 +313,11 @@ pub(crate) fn user(location: &ConfigLocation, action: &UserAction<'_>) -> Result
 async fn run_user(
     store: &SqliteStore,
     config: &Config,
+    socket: &Path,
     action: &UserAction<'_>,
     out: &mut impl Write,
 ) -> Result<(), String> {
+    use sigil_server::control::End;
     use sigil_store::AccountStore;
     match action {
         UserAction::Add {
@@ -320,6 +351,7 @@ async fn run_user(
             match store.set_credentials(jid.as_str(), &credentials).await {
                 Ok(()) => {
                     let _ = writeln!(out, "changed the password of {jid}");
+                    end_sessions(socket, &jid, End::Password, out).await;
                     Ok(())
                 }
                 Err(StoreError::NotFound) => Err(format!("{jid} does not exist")),
@@ -334,9 +366,27 @@ async fn run_user(
                 .map_err(|e| e.to_string())?
             {
                 let _ = writeln!(out, "deleted {jid}");
+                end_sessions(socket, &jid, End::Deleted, out).await;
                 Ok(())
             } else {
                 Err(format!("{jid} does not exist"))
+            }
+        }
+        UserAction::Disable { jid } | UserAction::Enable { jid } => {
+            let jid = account(jid, &config.domain)?;
+            let disable = matches!(action, UserAction::Disable { .. });
+            match store.set_disabled(jid.as_str(), disable).await {
+                Ok(()) if disable => {
+                    let _ = writeln!(out, "disabled {jid}: it cannot log in");
+                    end_sessions(socket, &jid, End::Disabled, out).await;
+                    Ok(())
+                }
+                Ok(()) => {
+                    let _ = writeln!(out, "enabled {jid}");
+                    Ok(())
+                }
+                Err(StoreError::NotFound) => Err(format!("{jid} does not exist")),
+                Err(e) => Err(e.to_string()),
             }
         }
         UserAction::Import { file } => {

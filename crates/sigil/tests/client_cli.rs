@@ -476,3 +476,81 @@ fn chat_carries_on_after_the_server_restarts() {
     tmux.wait_for("bob", "<alice@localhost> still here");
     drop(server);
 }
+
+/// `sigil user disable`, `passwd` and `del` reach the running server: the
+/// sessions that lost their right end at once, and a disabled account
+/// logs in again only once enabled.
+#[test]
+fn user_commands_end_the_sessions_of_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d);
+    let login = |user: &str, password_file: &str| {
+        sigil(
+            d,
+            &[
+                "login",
+                &format!("{user}@localhost"),
+                "--password-file",
+                password_file,
+                "--ca",
+                "data/server.crt",
+                "--address",
+                &server.starttls,
+            ],
+        )
+    };
+    let tmux = Tmux::new();
+    let chat = |name: &str, user: &str| {
+        let command = format!(
+            "cd {} && {} chat bob@localhost --as {user}@localhost --password-file pw \
+             --ca data/server.crt --address {}; echo \"chat ended: $?\"; sleep 60",
+            shell_quote(&d.display().to_string()),
+            shell_quote(env!("CARGO_BIN_EXE_sigil")),
+            server.starttls,
+        );
+        tmux.open(name, &command);
+        tmux.wait_for(name, &format!("logged in as {user}@localhost/"));
+    };
+    let user = |args: &[&str]| {
+        let mut all = vec!["user"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", "data/sigil.toml"]);
+        ok(&sigil(d, &all))
+    };
+
+    chat("disabled", "alice");
+    let said = user(&["disable", "alice"]);
+    assert!(
+        said.contains("the running server ended 1 session(s) of alice@localhost"),
+        "{said}"
+    );
+    tmux.wait_for("disabled", "This account has been disabled.");
+    tmux.wait_for("disabled", "chat ended: 1");
+    let refused = login("alice", "pw");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("account-disabled"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    user(&["enable", "alice"]);
+    ok(&login("alice", "pw"));
+
+    chat("password", "alice");
+    std::fs::write(d.join("pw2"), "new sesame\n").unwrap();
+    let said = user(&["passwd", "alice", "--password-file", "pw2"]);
+    assert!(said.contains("ended 1 session(s)"), "{said}");
+    tmux.wait_for("password", "The password of this account has been changed.");
+    assert!(!login("alice", "pw").status.success());
+    ok(&login("alice", "pw2"));
+
+    chat("deleted", "bob");
+    let said = user(&["del", "bob"]);
+    assert!(
+        said.contains("ended 1 session(s) of bob@localhost"),
+        "{said}"
+    );
+    tmux.wait_for("deleted", "This account has been deleted.");
+    drop(server);
+}

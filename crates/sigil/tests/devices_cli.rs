@@ -199,12 +199,30 @@ fn register_list_disable_revoke() {
     ));
     assert!(revoked.contains("revoked \"phone\""), "{revoked}");
     assert!(revoked.contains("no running server answered"), "{revoked}");
-    assert_eq!(
-        ok(&sigil(d, &["cert", "list", "alice", "--config", CONFIG]))
-            .lines()
-            .count(),
-        1
+    // The revoked certificate is listed as revoked, after the others.
+    let list = ok(&sigil(d, &["cert", "list", "alice", "--config", CONFIG]));
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(lines[0].starts_with("laptop\t"), "{list}");
+    assert!(
+        lines[1].starts_with("phone\t") && lines[1].contains("\trevoked 20"),
+        "{list}"
     );
+    // A revocation is final: the same certificate cannot come back.
+    let again = fails(&sigil(
+        d,
+        &[
+            "cert",
+            "import",
+            "alice",
+            "phone.crt",
+            "--name",
+            "phone2",
+            "--config",
+            CONFIG,
+        ],
+    ));
+    assert!(again.contains("revoked"), "{again}");
     let unknown = fails(&sigil(
         d,
         &["cert", "revoke", "alice", "phone", "--config", CONFIG],

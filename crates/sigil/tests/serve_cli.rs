@@ -198,11 +198,29 @@ fn first_run_of_serve_creates_what_it_needs() {
     let key = dir.path().join("sigil-data/server.key");
     #[cfg(unix)]
     {
+        // Nothing the server keeps is readable by anyone else: the data
+        // directory, the configuration, the keys, the database with its
+        // password verifiers, messages and rosters, the control socket.
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        let mode = |name: &str| {
+            std::fs::metadata(dir.path().join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("sigil-data"), 0o700);
+        for name in [
+            "sigil-data/server.key",
+            "sigil-data/server.crt",
+            "sigil-data/sigil.toml",
+            "sigil-data/sigil.db",
+            "sigil-data/sigil.db-wal",
+            "sigil-data/sigil.sock",
+        ] {
+            assert_eq!(mode(name), 0o600, "{name}");
+        }
+        assert!(key.exists());
     }
     // The server answers a stream header with its features.
     let mut tcp = std::net::TcpStream::connect("127.0.0.1:5222").unwrap();
@@ -252,4 +270,38 @@ fn first_run_of_serve_creates_what_it_needs() {
     let check = sigil_in(dir.path(), &["check"], "");
     assert!(check.status.success(), "{:?}", text(&check));
     assert!(text(&check).0.contains("accounts: 0"), "{:?}", text(&check));
+}
+
+/// A file at the control socket's path that is not a socket is never
+/// deleted: the server refuses to start and says why.
+#[test]
+fn serve_leaves_a_file_at_the_control_socket_path_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(
+        d.join("data/sigil.toml"),
+        "domain = 'localhost'\n\
+         [[listener]]\nkind = 'starttls'\naddress = '127.0.0.1:0'\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("data/sigil.sock"), "precious\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(d)
+        .args(["serve", "--config", "data/sigil.toml"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(said.contains("is not a socket"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("data/sigil.sock")).unwrap(),
+        "precious\n"
+    );
 }

@@ -124,12 +124,12 @@ impl Scram {
                 }
                 let kind: ChannelBindingType = kind
                     .parse()
-                    .map_err(|()| refused("unsupported channel binding type"))?;
+                    .map_err(|()| ServerError::unsupported_channel_binding())?;
                 Some(
                     self.channel_bindings
                         .iter()
                         .find(|binding| binding.kind == kind)
-                        .ok_or(refused("unsupported channel binding type"))?,
+                        .ok_or_else(ServerError::unsupported_channel_binding)?,
                 )
             }
         };

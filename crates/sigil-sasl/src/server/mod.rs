@@ -64,12 +64,30 @@ pub struct ServerError {
     pub failure: Failure,
     /// Why, for logs.
     pub detail: &'static str,
+    /// The client asked for a channel binding type this connection does
+    /// not have (a guess, such as `tls-unique`, not a wrong credential):
+    /// a server tells it which types it has and need not count the
+    /// attempt as a failed login.
+    pub unsupported_channel_binding: bool,
 }
 
 impl ServerError {
     /// A failure with a reason.
     pub fn new(failure: Failure, detail: &'static str) -> Self {
-        Self { failure, detail }
+        Self {
+            failure,
+            detail,
+            unsupported_channel_binding: false,
+        }
+    }
+
+    /// The client's channel binding type is not one this connection has.
+    pub fn unsupported_channel_binding() -> Self {
+        Self {
+            failure: Failure::NotAuthorized,
+            detail: "unsupported channel binding type",
+            unsupported_channel_binding: true,
+        }
     }
 }
 

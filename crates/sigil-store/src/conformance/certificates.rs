@@ -1,7 +1,7 @@
 //! Client certificates.
 
 use super::{certificate, create};
-use crate::{Store, StoreError};
+use crate::{CertificateEntry, Store, StoreError};
 
 /// Certificates read back as added, sorted by name, per owner.
 pub async fn certificates_add_and_list(store: &dyn Store) {
@@ -95,11 +95,17 @@ pub async fn certificates_disable_and_revoke(store: &dyn Store) {
     assert!(!romeo[0].disabled);
 
     assert_eq!(
-        store.revoke_certificate(owner, "laptop").await.unwrap(),
+        store
+            .revoke_certificate(owner, "laptop", 1_800_000_000)
+            .await
+            .unwrap(),
         Some(disabled)
     );
     assert_eq!(
-        store.revoke_certificate(owner, "laptop").await.unwrap(),
+        store
+            .revoke_certificate(owner, "laptop", 1_800_000_001)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(store.certificates(owner).await.unwrap(), [phone]);
@@ -108,8 +114,109 @@ pub async fn certificates_disable_and_revoke(store: &dyn Store) {
         romeo
     );
 
-    // The name and the fingerprint are free again.
+    // The name is free again; the certificate is not.
+    assert_eq!(
+        store.add_certificate(&laptop).await,
+        Err(StoreError::Revoked)
+    );
+    let mut renamed = laptop.clone();
+    renamed.name = "laptop-2".into();
+    assert_eq!(
+        store.add_certificate(&renamed).await,
+        Err(StoreError::Revoked)
+    );
+    let new_laptop = certificate(owner, "laptop", 4);
+    store.add_certificate(&new_laptop).await.unwrap();
+}
+
+/// A revocation is final: listed with its name, date and certificate,
+/// flagged at every login lookup, kept when the account is deleted and
+/// created again; another account's registration of the same certificate
+/// is its own.
+pub async fn certificates_revocation_is_final(store: &dyn Store) {
+    use crate::RevokedCertificate;
+    let owner = "juliet@example.com";
+    create(store, owner).await;
+    create(store, "romeo@example.net").await;
+    assert!(store.revoked_certificates(owner).await.unwrap().is_empty());
+    let laptop = certificate(owner, "laptop", 1);
+    let phone = certificate(owner, "phone", 2);
     store.add_certificate(&laptop).await.unwrap();
+    store.add_certificate(&phone).await.unwrap();
+    store
+        .add_certificate(&certificate("romeo@example.net", "shared", 1))
+        .await
+        .unwrap();
+    store
+        .revoke_certificate(owner, "phone", 1_800_000_005)
+        .await
+        .unwrap();
+    store
+        .revoke_certificate(owner, "laptop", 1_800_000_009)
+        .await
+        .unwrap();
+    let revoked = |entry: &CertificateEntry, at| RevokedCertificate {
+        owner: entry.owner.clone(),
+        name: entry.name.clone(),
+        fingerprint: entry.fingerprint,
+        der: entry.der.clone(),
+        revoked_at: at,
+    };
+    let expected = [
+        revoked(&phone, 1_800_000_005),
+        revoked(&laptop, 1_800_000_009),
+    ];
+    assert_eq!(store.revoked_certificates(owner).await.unwrap(), expected);
+    assert!(
+        store
+            .revoked_certificates("romeo@example.net")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let lookup = store
+        .certificate_lookup(owner, &[1; 32])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lookup.revoked);
+    assert_eq!(lookup.certificate, None);
+    // A certificate never registered is not revoked.
+    let lookup = store
+        .certificate_lookup(owner, &[7; 32])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!lookup.revoked);
+    // Romeo's registration of the same certificate is his own.
+    let lookup = store
+        .certificate_lookup("romeo@example.net", &[1; 32])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!lookup.revoked);
+    assert!(lookup.certificate.is_some());
+
+    assert!(store.delete_account(owner).await.unwrap());
+    assert_eq!(
+        store.certificate_lookup(owner, &[1; 32]).await.unwrap(),
+        None
+    );
+    create(store, owner).await;
+    assert_eq!(store.revoked_certificates(owner).await.unwrap(), expected);
+    assert!(
+        store
+            .certificate_lookup(owner, &[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert_eq!(
+        store.add_certificate(&laptop).await,
+        Err(StoreError::Revoked)
+    );
 }
 
 /// A certificate is found by its fingerprint, only for its owner.
@@ -175,9 +282,13 @@ pub async fn certificates_require_account(store: &dyn Store) {
     assert!(store.certificates(owner).await.unwrap().is_empty());
     assert!(!store.disable_certificate(owner, "laptop").await.unwrap());
     assert_eq!(
-        store.revoke_certificate(owner, "laptop").await.unwrap(),
+        store
+            .revoke_certificate(owner, "laptop", 1_800_000_000)
+            .await
+            .unwrap(),
         None
     );
+    assert!(store.revoked_certificates(owner).await.unwrap().is_empty());
 }
 
 /// The certificate-login read: no account, an account without the
@@ -194,6 +305,7 @@ pub async fn certificate_lookup(store: &dyn Store) {
     let lookup = |account_disabled, certificate| {
         Some(CertificateLookup {
             account_disabled,
+            revoked: false,
             certificate,
         })
     };

@@ -125,6 +125,7 @@ macro_rules! conformance_tests {
                 certificates_add_and_list,
                 certificates_conflicts,
                 certificates_disable_and_revoke,
+                certificates_revocation_is_final,
                 certificate_by_fingerprint,
                 certificate_lookup,
                 certificates_require_account,

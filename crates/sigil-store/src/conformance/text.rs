@@ -56,8 +56,15 @@ pub async fn unicode_and_quotes_round_trip(store: &dyn Store) {
         std::slice::from_ref(&entry)
     );
     assert_eq!(
-        store.revoke_certificate(owner, &entry.name).await.unwrap(),
-        Some(entry)
+        store
+            .revoke_certificate(owner, &entry.name, 1)
+            .await
+            .unwrap(),
+        Some(entry.clone())
+    );
+    assert_eq!(
+        store.revoked_certificates(owner).await.unwrap()[0].name,
+        entry.name
     );
 
     assert!(store.delete_account(owner).await.unwrap());

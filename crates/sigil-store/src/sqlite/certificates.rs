@@ -10,7 +10,10 @@ macro_rules! certificate_columns {
         "owner, name, fingerprint, der, no_cert_management, disabled, added_at"
     };
 }
-use crate::{CertificateEntry, CertificateLookup, CertificateStore, StoreError, StoreFuture};
+use crate::{
+    CertificateEntry, CertificateLookup, CertificateStore, RevokedCertificate, StoreError,
+    StoreFuture,
+};
 
 impl CertificateStore for SqliteStore {
     fn add_certificate<'a>(&'a self, entry: &'a CertificateEntry) -> StoreFuture<'a, ()> {
@@ -22,6 +25,16 @@ impl CertificateStore for SqliteStore {
                 // message.
                 if !account_exists(transaction, &entry.owner)? {
                     return Err(StoreError::NotFound);
+                }
+                let revoked = transaction
+                    .prepare_cached(
+                        "SELECT 1 FROM revoked_certificates WHERE owner = ? AND fingerprint = ?",
+                    )
+                    .map_err(backend)?
+                    .exists((&entry.owner, entry.fingerprint.as_slice()))
+                    .map_err(backend)?;
+                if revoked {
+                    return Err(StoreError::Revoked);
                 }
                 let by_name = transaction
                     .prepare_cached("SELECT 1 FROM certificates WHERE owner = ? AND name = ?")
@@ -114,27 +127,32 @@ impl CertificateStore for SqliteStore {
                 // One statement, so one snapshot.
                 connection
                     .prepare_cached(
-                        "SELECT a.disabled AS account_disabled, c.owner, c.name, c.fingerprint,
+                        "SELECT a.disabled AS account_disabled,
+                                EXISTS (SELECT 1 FROM revoked_certificates r
+                                        WHERE r.owner = a.jid AND r.fingerprint = ?1) AS revoked,
+                                c.owner, c.name, c.fingerprint,
                                 c.der, c.no_cert_management, c.disabled, c.added_at
                          FROM accounts a
-                         LEFT JOIN certificates c ON c.owner = a.jid AND c.fingerprint = ?
-                         WHERE a.jid = ?",
+                         LEFT JOIN certificates c ON c.owner = a.jid AND c.fingerprint = ?1
+                         WHERE a.jid = ?2",
                     )
                     .map_err(backend)?
                     .query_row((fingerprint.as_slice(), owner), |row| {
                         let account_disabled: bool = row.get("account_disabled")?;
+                        let revoked: bool = row.get("revoked")?;
                         let registered: Option<String> = row.get("owner")?;
                         let certificate = match registered {
                             Some(_) => Some(decode_certificate(row)?),
                             None => None,
                         };
-                        Ok((account_disabled, certificate))
+                        Ok((account_disabled, revoked, certificate))
                     })
                     .optional()
                     .map_err(backend)?
-                    .map(|(account_disabled, certificate)| {
+                    .map(|(account_disabled, revoked, certificate)| {
                         Ok(CertificateLookup {
                             account_disabled,
+                            revoked,
                             certificate: certificate.transpose()?,
                         })
                     })
@@ -164,11 +182,12 @@ impl CertificateStore for SqliteStore {
         &'a self,
         owner: &'a str,
         name: &'a str,
+        revoked_at: i64,
     ) -> StoreFuture<'a, Option<CertificateEntry>> {
         Box::pin(async move {
             let (owner, name) = (owner.to_owned(), name.to_owned());
             self.write(move |transaction| {
-                transaction
+                let Some(entry) = transaction
                     .prepare_cached(concat!(
                         "DELETE FROM certificates WHERE owner = ? AND name = ? RETURNING ",
                         certificate_columns!()
@@ -177,22 +196,81 @@ impl CertificateStore for SqliteStore {
                     .query_row((&owner, &name), decode_certificate)
                     .optional()
                     .map_err(backend)?
-                    .transpose()
+                    .transpose()?
+                else {
+                    return Ok(None);
+                };
+                transaction
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO revoked_certificates
+                             (owner, fingerprint, name, der, revoked_at)
+                         VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .map_err(backend)?
+                    .execute((
+                        &entry.owner,
+                        entry.fingerprint.as_slice(),
+                        &entry.name,
+                        &entry.der,
+                        revoked_at,
+                    ))
+                    .map_err(backend)?;
+                Ok(Some(entry))
             })
             .await
         })
     }
+
+    fn revoked_certificates<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> StoreFuture<'a, Vec<RevokedCertificate>> {
+        Box::pin(async move {
+            self.read(|connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT owner, name, fingerprint, der, revoked_at
+                         FROM revoked_certificates WHERE owner = ?
+                         ORDER BY revoked_at, name, fingerprint",
+                    )
+                    .map_err(backend)?
+                    .query_map([owner], |row| {
+                        let fingerprint: Vec<u8> = row.get("fingerprint")?;
+                        Ok((
+                            fingerprint,
+                            RevokedCertificate {
+                                owner: row.get("owner")?,
+                                name: row.get("name")?,
+                                fingerprint: [0; 32],
+                                der: row.get("der")?,
+                                revoked_at: row.get("revoked_at")?,
+                            },
+                        ))
+                    })
+                    .map_err(backend)?
+                    .map(|row| {
+                        let (fingerprint, mut revoked) = row.map_err(backend)?;
+                        revoked.fingerprint = fingerprint_array(&fingerprint)?;
+                        Ok(revoked)
+                    })
+                    .collect()
+            })
+        })
+    }
+}
+
+fn fingerprint_array(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("fingerprint of {} bytes", bytes.len())))
 }
 
 /// Decodes a certificate row; the outer error is SQLite's, the inner one a
 /// stored value this code does not accept.
 fn decode_certificate(row: &Row<'_>) -> rusqlite::Result<Result<CertificateEntry, StoreError>> {
     let fingerprint: Vec<u8> = row.get("fingerprint")?;
-    let Ok(fingerprint) = <[u8; 32]>::try_from(fingerprint.as_slice()) else {
-        return Ok(Err(StoreError::Corrupt(format!(
-            "fingerprint of {} bytes",
-            fingerprint.len()
-        ))));
+    let fingerprint = match fingerprint_array(&fingerprint) {
+        Ok(fingerprint) => fingerprint,
+        Err(error) => return Ok(Err(error)),
     };
     Ok(Ok(CertificateEntry {
         owner: row.get("owner")?,

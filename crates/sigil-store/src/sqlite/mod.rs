@@ -133,6 +133,7 @@ impl SqliteStore {
 
     async fn open_file(path: PathBuf, create: bool) -> Result<Self, StoreError> {
         blocking(move || {
+            make_private(&path, create)?;
             let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
                 | OpenFlags::SQLITE_OPEN_URI;
@@ -282,7 +283,56 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/sqlite/0003_saved_sessions.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_revocations.sql"),
+    ),
 ];
+
+/// The database holds password verifiers, messages and rosters: it is
+/// created mode 0600 (SQLite gives its `-wal` and `-shm` files the mode
+/// of the database), and an existing one that others may read is
+/// restricted to its owner, with those files.
+fn make_private(path: &Path, create: bool) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let failed = |what: &Path, error: std::io::Error| {
+            StoreError::Backend(format!("cannot restrict {}: {error}", what.display()))
+        };
+        if create && !path.exists() {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                // Made by someone else meanwhile: restricted below.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => return Err(failed(path, error)),
+            }
+        }
+        let mut names = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(PathBuf::from(name));
+        }
+        for name in names {
+            let Ok(metadata) = std::fs::metadata(&name) else {
+                continue;
+            };
+            if metadata.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|error| failed(&name, error))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, create);
+    Ok(())
+}
 
 /// How long a connection waits for a lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
