@@ -73,9 +73,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (cert_path, key_path) = (dir.path().join("server.crt"), dir.path().join("server.key"));
     sigil_server::tls::ensure_server_certificate("localhost", &cert_path, &key_path).unwrap();
-    let identity = ServerIdentity::load(&cert_path, &key_path).unwrap();
+    let identity = Arc::new(ServerIdentity::load(&cert_path, &key_path).unwrap());
     let server_config = identity
-        .server_config(ClientCertificatePolicy::Wanted)
+        .server_config(ClientCertificatePolicy::Wanted, &[])
         .unwrap();
 
     let issued = sigil_x509::generate::client_certificate(

@@ -63,6 +63,17 @@ pub enum ListenerKind {
     Starttls,
 }
 
+impl ListenerKind {
+    /// As the configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DirectTls => "direct-tls",
+            Self::Https => "https",
+            Self::Starttls => "starttls",
+        }
+    }
+}
+
 /// Whether a listener asks for client certificates (Openfire's
 /// `xmpp.client.cert.policy`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -75,6 +86,17 @@ pub enum ClientCertificatePolicy {
     Wanted,
     /// Required: a handshake without one fails.
     Needed,
+}
+
+impl ClientCertificatePolicy {
+    /// As the configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Wanted => "wanted",
+            Self::Needed => "needed",
+        }
+    }
 }
 
 /// Where the server certificate comes from.

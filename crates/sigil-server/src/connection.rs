@@ -674,7 +674,8 @@ impl<W: Wire> Connection<W> {
                 } => {
                     // EXTERNAL refusals are logged with their reason above.
                     if mechanism != "EXTERNAL" {
-                        tracing::info!(peer = %self.peer, %mechanism, account = account.as_ref().map(|a| a.to_string()), %failure, detail, counted, "login failed");
+                        let account = account.map(|a| a.to_string()).unwrap_or_default();
+                        tracing::info!(peer = %self.peer, %mechanism, %account, %failure, detail, counted, "login failed");
                     }
                 }
                 Action::StartTls => {
@@ -813,7 +814,7 @@ impl<W: Wire> Connection<W> {
                 }
                 Action::Close { error } => {
                     if let Some(error) = &error {
-                        tracing::debug!(peer = %self.peer, %error, "stream closed with an error");
+                        tracing::info!(peer = %self.peer, %error, "stream closed with an error");
                     }
                     self.flush().await;
                     return false;

@@ -33,6 +33,7 @@ impl std::error::Error for StartError {}
 /// A running server.
 pub struct Server {
     context: Arc<Context>,
+    identity: Arc<ServerIdentity>,
     addresses: Vec<(ListenerKind, SocketAddr)>,
     shutdown: watch::Sender<bool>,
     /// Every connection task holds a clone of the sender; when all are
@@ -87,8 +88,15 @@ impl Server {
         let mut accept_tasks = vec![tokio::spawn(forget_saved_sessions(context.clone()))];
         let mut bound = Vec::new();
         for listener_config in &config.listeners {
+            // XEP-0368: direct TLS says xmpp-client; HTTPS speaks
+            // HTTP/1.1 (a client offering only h2 is refused there).
+            let alpn: &[&[u8]] = match listener_config.kind {
+                ListenerKind::DirectTls => &[crate::tls::ALPN_XMPP_CLIENT],
+                ListenerKind::Https => &[b"http/1.1"],
+                ListenerKind::Starttls => &[],
+            };
             let tls = identity
-                .server_config(listener_config.client_certificates)
+                .server_config(listener_config.client_certificates, alpn)
                 .map_err(StartError)?;
             let mut stream = ServerStreamConfig::new(config.domain.clone(), sasl.clone());
             stream.tls = match listener_config.kind {
@@ -142,6 +150,7 @@ impl Server {
         );
         Ok(Self {
             context,
+            identity,
             addresses,
             shutdown,
             done_sender: Some(done_sender),
@@ -161,6 +170,15 @@ impl Server {
             .iter()
             .find(|(k, _)| *k == kind)
             .map(|(_, a)| *a)
+    }
+
+    /// Reads the server certificate and key again (used from the next
+    /// handshake on; on an error the one in use stays) and forgets the
+    /// trusted CAs and revocation lists, read again at the next login
+    /// that needs them (`SIGHUP`).
+    pub fn reload(&self) -> Result<(), String> {
+        self.context.anchors.reload();
+        self.identity.reload()
     }
 
     /// The shared state (store, router).

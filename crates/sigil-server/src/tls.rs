@@ -1,11 +1,12 @@
 //! TLS for the listeners: rustls on the aws-lc-rs provider, passed
 //! explicitly, and the client-certificate policy.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
-use rustls::server::NoServerSessionStorage;
+use rustls::server::{NoServerSessionStorage, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sigil_sasl::{ChannelBinding, ChannelBindingType};
@@ -14,39 +15,60 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::ClientCertificatePolicy;
 
-/// The server's certificate and key, loaded once.
+/// The server's certificate and key, read from their files at start and
+/// again on [`Self::reload`] (`SIGHUP`): a renewed certificate is used by
+/// the next handshake, with no restart.
 #[derive(Debug)]
 pub struct ServerIdentity {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    certificate: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<Loaded>>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    certified: Arc<CertifiedKey>,
     end_point: Option<Vec<u8>>,
 }
+
+/// The ALPN protocol of XMPP client connections over direct TLS
+/// (XEP-0368).
+pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
 
 impl ServerIdentity {
     /// Reads a PEM chain and a PEM private key.
     pub fn load(certificate: &Path, key: &Path) -> Result<Self, String> {
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
-            .map_err(|e| format!("cannot read {}: {e}", certificate.display()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("{}: {e}", certificate.display()))?;
-        if chain.is_empty() {
-            return Err(format!("{}: no CERTIFICATE block", certificate.display()));
-        }
-        let key =
-            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-        let end_point = sigil_x509::tls_server_end_point(&chain[0]);
+        let loaded = read_identity(certificate, key)?;
         Ok(Self {
-            chain,
-            key,
-            end_point,
+            certificate: certificate.to_path_buf(),
+            key: key.to_path_buf(),
+            current: RwLock::new(Arc::new(loaded)),
         })
     }
 
+    /// Reads the files again; on an error the certificate in use stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let loaded = read_identity(&self.certificate, &self.key)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(loaded);
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The rustls configuration for a listener with this client-certificate
-    /// policy.
+    /// policy, offering these ALPN protocols (none: no ALPN).
     pub fn server_config(
-        &self,
+        self: &Arc<Self>,
         policy: ClientCertificatePolicy,
+        alpn: &[&[u8]],
     ) -> Result<Arc<ServerConfig>, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -60,9 +82,8 @@ impl ServerIdentity {
                     policy == ClientCertificatePolicy::Needed,
                 ))),
         };
-        let mut config = builder
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| format!("the server certificate and key do not fit together: {e}"))?;
+        let mut config = builder.with_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         if policy != ClientCertificatePolicy::Disabled {
             // rustls hands back the original client chain on resumption
             // without checking it again; a revoked or expired certificate
@@ -73,9 +94,44 @@ impl ServerIdentity {
         Ok(Arc::new(config))
     }
 
-    /// The `tls-server-end-point` binding data of the certificate.
-    pub fn end_point(&self) -> Option<&[u8]> {
-        self.end_point.as_deref()
+    /// The `tls-server-end-point` binding data of the certificate in use.
+    pub fn end_point(&self) -> Option<Vec<u8>> {
+        self.current().end_point.clone()
+    }
+
+    /// The certificate chain in use (end entity first).
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.current().certified.cert.clone()
+    }
+}
+
+fn read_identity(certificate: &Path, key: &Path) -> Result<Loaded, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certificate)
+        .map_err(|e| format!("cannot read {}: {e}", certificate.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", certificate.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no CERTIFICATE block", certificate.display()));
+    }
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let end_point = sigil_x509::tls_server_end_point(&chain[0]);
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let certified = CertifiedKey::from_der(chain, private, &provider)
+        .map_err(|e| format!("the server certificate and key do not fit together: {e}"))?;
+    Ok(Loaded {
+        certified: Arc::new(certified),
+        end_point,
+    })
+}
+
+/// Hands every handshake the certificate in use now.
+#[derive(Debug)]
+struct Resolver(Arc<ServerIdentity>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current().certified.clone())
     }
 }
 
@@ -116,7 +172,7 @@ pub fn tls_info(stream: &TlsStream<TcpStream>, identity: &ServerIdentity) -> Tls
     if let Some(end_point) = identity.end_point() {
         channel_bindings.push(ChannelBinding::new(
             ChannelBindingType::TlsServerEndPoint,
-            end_point.to_vec(),
+            end_point,
         ));
     }
     TlsInfo {

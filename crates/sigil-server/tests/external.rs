@@ -1009,3 +1009,118 @@ async fn the_control_socket_ends_sessions_of_a_certificate_revoked_elsewhere() {
         None
     );
 }
+
+/// A trusted CA's file changed in place (same name, the directory's own
+/// time untouched) is read again at the next login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_ca_changed_in_place_is_read_again() {
+    let server = TestServer::start().await;
+    let first = Ca::new("First CA", &Options::new(now())).unwrap();
+    let second = Ca::new("Second CA", &Options::new(now())).unwrap();
+    trust(&server, "corp", &first);
+    let jids = [Jid::new("alice@localhost").unwrap()];
+    let by_second = client_certificate(&jids, &Options::new(now()), Some(&second)).unwrap();
+    check(
+        &server,
+        ListenerKind::DirectTls,
+        "not trusted yet",
+        &by_second,
+        None,
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+    let path = server.dir.path().join("trusted-cas/corp.pem");
+    let directory_time = std::fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .modified()
+        .unwrap();
+    // Rewritten in place, not replaced: the directory does not change.
+    use std::io::Write as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    file.write_all(second.issued().certificate_pem().as_bytes())
+        .unwrap();
+    drop(file);
+    assert_eq!(
+        std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .modified()
+            .unwrap(),
+        directory_time
+    );
+    check(
+        &server,
+        ListenerKind::DirectTls,
+        "trusted after the change",
+        &by_second,
+        None,
+        Expect::Bound("alice@localhost/test"),
+    )
+    .await;
+}
+
+/// Direct TLS negotiates ALPN `xmpp-client` (XEP-0368).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_tls_speaks_alpn_xmpp_client() {
+    let server = TestServer::start().await;
+    let mut config = (*common::tls_client_config(&server.certificate(), None)).clone();
+    config.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.address(ListenerKind::DirectTls))
+        .await
+        .unwrap();
+    let tls = connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"xmpp-client"[..]));
+}
+
+/// `Server::reload` (SIGHUP) puts a renewed server certificate in use for
+/// the next handshake, without a restart; a broken file leaves the one in
+/// use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_server_certificate_is_used_after_a_reload() {
+    let server = TestServer::start().await;
+    let address = server.address(ListenerKind::DirectTls);
+    let presented = |config: std::sync::Arc<rustls::ClientConfig>| async move {
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        let tls = connector
+            .connect(
+                rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    };
+    let old = common::tls_client_config(&server.certificate(), None);
+    let before = presented(old.clone()).await;
+    let mut options = Options::new(now());
+    options.days = 30;
+    let renewed = sigil_x509::generate::server_certificate(DOMAIN, &options, None).unwrap();
+    let running = server.server.as_ref().unwrap();
+    // A broken file: refused, the old certificate stays.
+    std::fs::write(server.dir.path().join("server.crt"), "not a certificate").unwrap();
+    assert!(running.reload().is_err());
+    assert_eq!(presented(old.clone()).await, before);
+    // A certificate that does not fit the key: refused too.
+    std::fs::write(
+        server.dir.path().join("server.crt"),
+        renewed.certificate_pem(),
+    )
+    .unwrap();
+    assert!(running.reload().is_err());
+    assert_eq!(presented(old).await, before);
+    std::fs::write(server.dir.path().join("server.key"), renewed.key_pem()).unwrap();
+    running.reload().unwrap();
+    let new = common::tls_client_config(&server.certificate(), None);
+    assert_eq!(presented(new).await, renewed.certificate_der);
+}

@@ -213,6 +213,10 @@ pub trait CertificateStore: Send + Sync {
     /// Disables the certificate `name` of `owner`: whether it exists.
     fn disable_certificate<'a>(&'a self, owner: &'a str, name: &'a str) -> StoreFuture<'a, bool>;
 
+    /// Enables the disabled certificate `name` of `owner` again: whether it
+    /// exists. (A revoked certificate has no entry: it stays revoked.)
+    fn enable_certificate<'a>(&'a self, owner: &'a str, name: &'a str) -> StoreFuture<'a, bool>;
+
     /// Revokes the certificate `name` of `owner`, in one transaction: its
     /// entry is deleted and returned, and its fingerprint is kept among the
     /// owner's revoked certificates for good (also after the account is

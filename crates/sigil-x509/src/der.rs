@@ -1,5 +1,44 @@
-//! Just enough DER to read the value of an `otherName`: `[0] EXPLICIT`
-//! around one string. Everything else is x509-parser's job.
+//! Just enough DER to read the value of an `otherName` (`[0] EXPLICIT`
+//! around one string), and to write the subjectAltName of `id-on-xmppAddr`
+//! names. Everything else is x509-parser's and rcgen's job.
+
+/// `id-on-xmppAddr` (1.3.6.1.5.5.7.8.5), DER encoded with its tag.
+const ID_ON_XMPPADDR_DER: [u8; 10] = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x08, 0x05];
+
+/// The content of a subjectAltName extension (GeneralNames) holding one
+/// `otherName` `id-on-xmppAddr` UTF8String per name, in order.
+#[cfg(feature = "generate")]
+pub(crate) fn xmpp_addr_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    let mut general_names = Vec::new();
+    for name in names {
+        let value = tlv(0xa0, &tlv(0x0c, name.as_bytes()));
+        let mut other_name = ID_ON_XMPPADDR_DER.to_vec();
+        other_name.extend_from_slice(&value);
+        // otherName is [0] IMPLICIT: constructed, context-specific 0.
+        general_names.extend_from_slice(&tlv(0xa0, &other_name));
+    }
+    tlv(0x30, &general_names)
+}
+
+/// One tag-length-value, DER's definite length.
+#[cfg(feature = "generate")]
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
 
 /// One tag-length-value: the tag byte, the content and what follows.
 fn read_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {

@@ -12,14 +12,14 @@ use core::str::FromStr;
 
 use jid::Jid;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, OtherNameValue, PublicKeyData, RsaKeySize, SanType,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, RsaKeySize,
+    SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
-/// `id-on-xmppAddr` as rcgen wants it.
-const ID_ON_XMPPADDR: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 8, 5];
+/// subjectAltName (2.5.29.17) as rcgen wants it.
+const SUBJECT_ALT_NAME: [u64; 4] = [2, 5, 29, 17];
 
 /// How far `notBefore` is set in the past.
 pub const BACKDATE: Duration = Duration::hours(1);
@@ -331,15 +331,13 @@ pub fn client_certificate(
     let first = jids.first().ok_or(GenerateError::NoIdentity)?;
     let mut params = base_params(options)?;
     params.distinguished_name = common_name(first.as_str());
-    params.subject_alt_names = jids
-        .iter()
-        .map(|jid| {
-            SanType::OtherName((
-                ID_ON_XMPPADDR.to_vec(),
-                OtherNameValue::Utf8String(jid.as_str().to_owned()),
-            ))
-        })
-        .collect();
+    // The subjectAltName goes after keyUsage and the others (rcgen writes
+    // custom extensions last): libstrophe 0.12 finds no xmppAddr in a
+    // certificate whose first extension is the subjectAltName.
+    params.custom_extensions = vec![CustomExtension::from_oid_content(
+        &SUBJECT_ALT_NAME,
+        crate::der::xmpp_addr_names(jids.iter().map(Jid::as_str)),
+    )];
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

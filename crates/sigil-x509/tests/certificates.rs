@@ -333,3 +333,26 @@ fn cas_of_every_key_type_load_back_and_sign() {
         assert_eq!(read(&issued.certificate_der).issuer, "CN=CA", "{key}");
     }
 }
+
+/// The subjectAltName comes after keyUsage, never first: libstrophe 0.12
+/// finds no xmppAddr when it is the first extension. Long names (a
+/// multi-byte DER length) read back too.
+#[test]
+fn the_subject_alt_name_is_not_the_first_extension() {
+    let long = format!("{}@localhost", "a".repeat(300));
+    let jids = [jid("user01@localhost"), jid(&long)];
+    let ca = Ca::new("Test CA", &Options::new(now())).unwrap();
+    for signer in [None, Some(&ca)] {
+        let issued = generate::client_certificate(&jids, &Options::new(now()), signer).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&issued.certificate_der).unwrap();
+        let oids: Vec<String> = parsed
+            .extensions()
+            .iter()
+            .map(|e| e.oid.to_id_string())
+            .collect();
+        let san = oids.iter().position(|o| o == "2.5.29.17").unwrap();
+        let key_usage = oids.iter().position(|o| o == "2.5.29.15").unwrap();
+        assert!(san > key_usage, "{oids:?}");
+        assert_eq!(read(&issued.certificate_der).identities, jids);
+    }
+}

@@ -1,4 +1,4 @@
-//! `sigil cert register|import|list|disable|revoke|trust|untrust`: the
+//! `sigil cert register|import|list|disable|enable|revoke|trust|untrust`: the
 //! server's XEP-0257 certificates and trusted CAs, from the command line.
 
 use std::io::{self, Write};
@@ -23,6 +23,10 @@ pub(crate) enum DeviceAction<'a> {
         jid: &'a str,
     },
     Disable {
+        jid: &'a str,
+        name: &'a str,
+    },
+    Enable {
         jid: &'a str,
         name: &'a str,
     },
@@ -187,6 +191,21 @@ async fn run_store(
                 Ok(())
             } else {
                 Err(format!("{account} has no certificate named {name:?}"))
+            }
+        }
+        DeviceAction::Enable { jid, name } => {
+            let account = crate::serve::account(jid, &config.domain)?;
+            if store
+                .enable_certificate(account.as_str(), name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let _ = writeln!(out, "enabled {name:?} of {account}: it logs in again");
+                Ok(())
+            } else {
+                Err(format!(
+                    "{account} has no certificate named {name:?} (a revoked one stays revoked)"
+                ))
             }
         }
         DeviceAction::Revoke { jid, name } => {

@@ -258,8 +258,19 @@ enum CertCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Revoke a device's certificate: deleted, and a running server ends
-    /// every session that logged in with it.
+    /// Enable a disabled device's certificate again.
+    Enable {
+        /// The account (name or name@domain).
+        jid: String,
+        /// The device name.
+        device: String,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Revoke a device's certificate for good: it never logs in to the
+    /// account again, and a running server ends every session that logged
+    /// in with it.
     Revoke {
         /// The account (name or name@domain).
         jid: String,
@@ -578,6 +589,17 @@ fn main() -> ExitCode {
         }) => devices::run(
             &serve::ConfigLocation::new(config),
             devices::DeviceAction::Disable {
+                jid: &jid,
+                name: &device,
+            },
+        ),
+        Command::Cert(CertCommand::Enable {
+            jid,
+            device,
+            config,
+        }) => devices::run(
+            &serve::ConfigLocation::new(config),
+            devices::DeviceAction::Enable {
                 jid: &jid,
                 name: &device,
             },

@@ -90,10 +90,14 @@ pub(crate) fn load_config(location: &ConfigLocation) -> Result<Config, String> {
 }
 
 fn ensure_certificate(config: &Config, base: &Path, out: &mut impl Write) -> Result<(), String> {
-    if config.tls.certificate.is_some() {
+    let (certificate, key) = sigil_server::certificate_paths(config, base);
+    // Files the operator named elsewhere are theirs to provide; the
+    // default ones (also when named as such) are made on a first run.
+    let mut defaults = config.clone();
+    defaults.tls = Default::default();
+    if (certificate.clone(), key.clone()) != sigil_server::certificate_paths(&defaults, base) {
         return Ok(());
     }
-    let (certificate, key) = sigil_server::certificate_paths(config, base);
     if sigil_server::tls::ensure_server_certificate(&config.domain, &certificate, &key)? {
         let _ = writeln!(
             out,
@@ -109,8 +113,10 @@ fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never in a log file.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
         .with_writer(io::stderr)
         .try_init();
 }
@@ -159,13 +165,33 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "add an account with: sigil user add NAME{}",
-            config_flag(location)
-        );
+        let accounts = server
+            .context()
+            .store
+            .accounts()
+            .await
+            .map_err(|e| e.to_string())?;
+        if accounts.is_empty() {
+            let _ = writeln!(
+                out,
+                "no accounts yet: add one with `sigil user add NAME{}`, or `sigil cert new NAME@{} --register{}` for a certificate login",
+                config_flag(location),
+                config.domain,
+                config_flag(location)
+            );
+        } else {
+            let _ = writeln!(out, "{} account(s)", accounts.len());
+        }
         let _ = out.flush();
-        stop.wait().await;
+        drop(out);
+        stop.wait_reloading(|| match server.reload() {
+            Ok(()) => tracing::info!(
+                "SIGHUP: server certificate read again; trusted CAs and revocation lists are read again at the next login"
+            ),
+            Err(error) => tracing::error!(%error, "SIGHUP: the server certificate in use stays"),
+        })
+        .await;
+        let mut out = io::stdout().lock();
         let _ = writeln!(out, "shutting down");
         server.shutdown().await;
         Ok::<(), String>(())
@@ -180,11 +206,15 @@ fn config_flag(location: &ConfigLocation) -> String {
     }
 }
 
-/// SIGTERM or Ctrl-C (SIGINT), listened for from the moment it is
-/// installed.
+/// SIGTERM or Ctrl-C (SIGINT), and SIGHUP (reload), listened for from
+/// the moment it is installed.
 struct StopSignal {
     #[cfg(unix)]
-    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    signals: Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
 }
 
 impl StopSignal {
@@ -193,7 +223,13 @@ impl StopSignal {
         {
             use tokio::signal::unix::{SignalKind, signal};
             let signals = signal(SignalKind::terminate())
-                .and_then(|terminate| Ok((terminate, signal(SignalKind::interrupt())?)))
+                .and_then(|terminate| {
+                    Ok((
+                        terminate,
+                        signal(SignalKind::interrupt())?,
+                        signal(SignalKind::hangup())?,
+                    ))
+                })
                 .ok();
             Self { signals }
         }
@@ -201,15 +237,20 @@ impl StopSignal {
         Self {}
     }
 
-    async fn wait(self) {
+    /// Waits for a stop, calling `reload` at every SIGHUP meanwhile.
+    async fn wait_reloading(self, reload: impl Fn()) {
         #[cfg(unix)]
-        if let Some((mut terminate, mut interrupt)) = self.signals {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
+        if let Some((mut terminate, mut interrupt, mut hangup)) = self.signals {
+            loop {
+                tokio::select! {
+                    _ = terminate.recv() => return,
+                    _ = interrupt.recv() => return,
+                    _ = hangup.recv() => reload(),
+                }
             }
-            return;
         }
+        #[cfg(not(unix))]
+        let _ = reload;
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -233,8 +274,10 @@ pub(crate) fn check(location: &ConfigLocation) -> Result<(), String> {
         for listener in &config.listeners {
             let _ = writeln!(
                 out,
-                "listener: {:?} on {}, client certificates {:?}",
-                listener.kind, listener.address, listener.client_certificates
+                "listener: kind = \"{}\", address = \"{}\", client_certificates = \"{}\"",
+                listener.kind.as_str(),
+                listener.address,
+                listener.client_certificates.as_str()
             );
         }
         let _ = writeln!(out, "certificate: {}", certificate.display());

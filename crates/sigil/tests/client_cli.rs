@@ -554,3 +554,155 @@ fn user_commands_end_the_sessions_of_a_running_server() {
     tmux.wait_for("deleted", "This account has been deleted.");
     drop(server);
 }
+
+/// SIGHUP makes `sigil serve` use a renewed server certificate from the
+/// next handshake on, with no restart.
+#[test]
+fn sighup_puts_a_renewed_server_certificate_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d);
+    let login = || {
+        sigil(
+            d,
+            &[
+                "login",
+                "alice@localhost",
+                "--password-file",
+                "pw",
+                "--ca",
+                "data/server.crt",
+                "--address",
+                &server.direct,
+                "--direct-tls",
+            ],
+        )
+    };
+    ok(&login());
+    let renewed = sigil_x509::generate::server_certificate(
+        "localhost",
+        &sigil_x509::generate::Options::new(sigil_x509::OffsetDateTime::now_utc()),
+        None,
+    )
+    .unwrap();
+    std::fs::write(d.join("data/server.crt"), renewed.certificate_pem()).unwrap();
+    std::fs::write(d.join("data/server.key"), renewed.key_pem()).unwrap();
+    // The old certificate is still in use: the new one does not verify it.
+    assert!(!login().status.success());
+    let pid = server.server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if login().status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not taken up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(server);
+}
+
+/// What an operator meets: the README's `[tls]` example works as written
+/// on a first run; the server's log, written to a file, has no colour
+/// codes and names why a login failed; `sigil check` speaks the
+/// configuration's own spellings; `serve` suggests adding an account only
+/// when there is none.
+#[test]
+fn operator_output_is_plain_and_precise() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(
+        d.join("data/sigil.toml"),
+        format!(
+            "{CONFIG}[tls]\ncertificate = \"server.crt\"\nkey = \"server.key\"\n\
+             [log]\nlevel = \"info\"\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.join("server.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(d)
+        .args(["serve", "--config", "data/sigil.toml"])
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let lines = line_reader(child.stdout.take().unwrap());
+    let server = Guard(child);
+    let said = listening(&lines, &["STARTTLS", "direct TLS", "HTTPS"]);
+    let starttls = said[0].clone();
+    let mut rest = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        let done = line.starts_with("no accounts yet");
+        rest.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        rest.iter().any(|l| l.starts_with(
+            "no accounts yet: add one with `sigil user add NAME --config data/sigil.toml`"
+        )),
+        "{rest:?}"
+    );
+    std::fs::write(d.join("pw"), "open sesame\n").unwrap();
+    std::fs::write(d.join("wrong"), "not it\n").unwrap();
+    ok(&sigil(
+        d,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-file",
+            "pw",
+            "--config",
+            "data/sigil.toml",
+        ],
+    ));
+    let refused = sigil(
+        d,
+        &[
+            "login",
+            "alice@localhost",
+            "--password-file",
+            "wrong",
+            "--ca",
+            "data/server.crt",
+            "--address",
+            &starttls,
+        ],
+    );
+    assert!(!refused.status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let logged = std::fs::read_to_string(d.join("server.log")).unwrap();
+        if logged.contains("login failed") || Instant::now() > deadline {
+            break logged;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(logged.contains("login failed"), "{logged}");
+    assert!(logged.contains("account=alice@localhost"), "{logged}");
+    assert!(
+        !logged.contains('\u{1b}'),
+        "colour codes in a log file: {logged:?}"
+    );
+    drop(server);
+
+    let checked = ok(&sigil(d, &["check", "--config", "data/sigil.toml"]));
+    assert!(
+        checked.contains("kind = \"starttls\"")
+            && checked.contains("client_certificates = \"wanted\""),
+        "{checked}"
+    );
+}

@@ -193,6 +193,22 @@ fn register_list_disable_revoke() {
             .unwrap()
             .contains("disabled")
     );
+    let enabled = ok(&sigil(
+        d,
+        &["cert", "enable", "alice", "laptop", "--config", CONFIG],
+    ));
+    assert!(enabled.contains("enabled \"laptop\""), "{enabled}");
+    assert!(
+        !ok(&sigil(d, &["cert", "list", "alice", "--config", CONFIG]))
+            .lines()
+            .next()
+            .unwrap()
+            .contains("disabled")
+    );
+    ok(&sigil(
+        d,
+        &["cert", "disable", "alice", "laptop", "--config", CONFIG],
+    ));
     let revoked = ok(&sigil(
         d,
         &["cert", "revoke", "alice", "phone", "--config", CONFIG],

@@ -93,6 +93,11 @@ pub async fn certificates_disable_and_revoke(store: &dyn Store) {
     // The other owner's certificate of the same name is untouched.
     let romeo = store.certificates("romeo@example.net").await.unwrap();
     assert!(!romeo[0].disabled);
+    // Enabled again, and disabled once more.
+    assert!(store.enable_certificate(owner, "laptop").await.unwrap());
+    assert!(!store.certificates(owner).await.unwrap()[0].disabled);
+    assert!(!store.enable_certificate(owner, "tablet").await.unwrap());
+    assert!(store.disable_certificate(owner, "laptop").await.unwrap());
 
     assert_eq!(
         store

@@ -178,6 +178,23 @@ impl CertificateStore for SqliteStore {
         })
     }
 
+    fn enable_certificate<'a>(&'a self, owner: &'a str, name: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (owner, name) = (owner.to_owned(), name.to_owned());
+            self.write(move |transaction| {
+                let updated = transaction
+                    .prepare_cached(
+                        "UPDATE certificates SET disabled = 0 WHERE owner = ? AND name = ?",
+                    )
+                    .map_err(backend)?
+                    .execute((&owner, &name))
+                    .map_err(backend)?;
+                Ok(updated > 0)
+            })
+            .await
+        })
+    }
+
     fn revoke_certificate<'a>(
         &'a self,
         owner: &'a str,
