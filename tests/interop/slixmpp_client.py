@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import logging
 import ssl
@@ -94,9 +95,11 @@ class Client(slixmpp.ClientXMPP):
         self.register_plugin("xep_0030")  # disco
         self.register_plugin("xep_0199")  # ping
 
-        # Only the named mechanism, and only over TLS.
+        # Only the named mechanism (ANY: slixmpp's own choice, trying the
+        # next one after a failure, as poezio does), and only over TLS.
         mechanisms = self.plugin["feature_mechanisms"]
-        mechanisms.use_mech = args.mechanism
+        if args.mechanism != "ANY":
+            mechanisms.use_mech = args.mechanism
         mechanisms.unencrypted_plain = False
         mechanisms.unencrypted_scram = False
 
@@ -121,6 +124,7 @@ class Client(slixmpp.ClientXMPP):
             self.certfile = args.cert
             self.keyfile = args.key
 
+        self.add_event_handler("connected", self._on_connected)
         self.add_event_handler("session_start", self._on_session_start)
         self.add_event_handler("failed_auth", self._on_failed_auth)
         self.add_event_handler("failed_all_auth", self._on_failed_all_auth)
@@ -139,12 +143,19 @@ class Client(slixmpp.ClientXMPP):
         if not self.session.done():
             self.session.set_result(None)
 
+    def _on_connected(self, _event: object) -> None:
+        emit("connected")
+
     def _on_failed_auth(self, stanza: object) -> None:
         condition = "unknown"
         try:
             condition = stanza["condition"] or condition  # type: ignore[index]
         except (KeyError, TypeError):
             pass
+        if self.args.mechanism == "ANY":
+            # slixmpp goes on with the next mechanism on the same stream.
+            emit("auth-failure", condition=condition)
+            return
         self._fail(Failure(f"authentication failed: {condition}", EXIT_AUTH_FAILED))
 
     def _on_failed_all_auth(self, _event: object) -> None:
@@ -192,7 +203,18 @@ class Client(slixmpp.ClientXMPP):
         await self.plugin["xep_0199"].ping(jid=self.boundjid.domain, timeout=self.args.iq_timeout)
 
     async def login(self, presence: bool) -> None:
-        self.connect(self.args.host, self.args.port)
+        if "address" in inspect.signature(self.connect).parameters:
+            # slixmpp before 1.9 (Debian's 1.8.3, poezio's): an address
+            # tuple and the TLS method as arguments.
+            direct = self.args.mode == "direct-tls"
+            self.connect(
+                (self.args.host, self.args.port),
+                use_ssl=direct,
+                force_starttls=not direct,
+                disable_starttls=direct,
+            )
+        else:
+            self.connect(self.args.host, self.args.port)
         await self.session
         if presence:
             self.send_presence()
@@ -309,7 +331,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=("starttls", "direct-tls"), default="starttls")
     parser.add_argument(
-        "--mechanism", default="SCRAM-SHA-256", help="the only SASL mechanism to use"
+        "--mechanism",
+        default="SCRAM-SHA-256",
+        help="the only SASL mechanism to use (ANY: slixmpp's own choice)",
     )
     parser.add_argument("--cert", help="PEM client certificate to present (with --key)")
     parser.add_argument("--key", help="PEM private key of --cert")

@@ -1080,10 +1080,11 @@ impl ServerStream {
                 });
                 self.restart();
             }
-            Err(error) if error.unsupported_channel_binding => {
+            Err(error) if error.channel_binding_mismatch => {
                 // Not a failed credential: the client guessed a binding
-                // type (slixmpp 1.8 offers tls-unique). Said, not counted,
-                // so it can try another mechanism within its limit.
+                // type (slixmpp 1.8 offers tls-unique), or cannot bind
+                // with ours. Said, not counted, so it can try another
+                // mechanism within its limit.
                 let types: Vec<&str> = self
                     .connection
                     .channel_binding_types()
@@ -1091,7 +1092,7 @@ impl ServerStream {
                     .map(|kind| kind.as_str())
                     .collect();
                 let text = format!(
-                    "unsupported channel binding type; this server supports {}",
+                    "no channel binding type in common; this server supports {}",
                     if types.is_empty() {
                         "none on this connection".to_owned()
                     } else {

@@ -706,3 +706,170 @@ fn operator_output_is_plain_and_precise() {
         "{checked}"
     );
 }
+
+/// Whether the Debian-packaged peers run: not when `SIGIL_SKIP_INTEROP=1`.
+fn interop_enabled(test: &str) -> bool {
+    if std::env::var("SIGIL_SKIP_INTEROP").as_deref() == Ok("1") {
+        eprintln!("{test}: skipped: SIGIL_SKIP_INTEROP=1");
+        return false;
+    }
+    true
+}
+
+/// go-sendxmpp (every client on the go-xmpp library) sends a newline
+/// before its restarted stream's header: it logs in and sends over
+/// STARTTLS and direct TLS (Debian package `go-sendxmpp`).
+#[test]
+fn go_sendxmpp_sends_over_starttls_and_direct_tls() {
+    if !interop_enabled("go_sendxmpp_sends_over_starttls_and_direct_tls") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d);
+    for (mode, address, body) in [
+        (None, &server.starttls, "sent by go-sendxmpp over STARTTLS"),
+        (
+            Some("-t"),
+            &server.direct,
+            "sent by go-sendxmpp over direct TLS",
+        ),
+    ] {
+        let mut command = Command::new("go-sendxmpp");
+        command
+            .current_dir(d)
+            .args([
+                "-u",
+                "alice@localhost",
+                "-p",
+                "open sesame",
+                "-n",
+                "-j",
+                address,
+            ])
+            .args(["--timeout", "10"]);
+        if let Some(flag) = mode {
+            command.arg(flag);
+        }
+        let mut child = command
+            .arg("bob@localhost")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("go-sendxmpp is not installed: the test command installs it");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{body}\n").as_bytes())
+            .unwrap();
+        let stdout = process::drain(child.stdout.take().unwrap());
+        let stderr = process::drain(child.stderr.take().unwrap());
+        let status = process::wait_bounded(&mut child, Duration::from_secs(30));
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&stdout.join().unwrap()),
+            String::from_utf8_lossy(&stderr.join().unwrap())
+        );
+        assert!(status.is_some_and(|s| s.success()), "{status:?}: {said}");
+    }
+    // Bob finds both waiting.
+    let tmux = Tmux::new();
+    let command = format!(
+        "cd {} && {} chat alice@localhost --as bob@localhost --password-file pw \
+         --ca data/server.crt --address {}; sleep 60",
+        shell_quote(&d.display().to_string()),
+        shell_quote(env!("CARGO_BIN_EXE_sigil")),
+        server.starttls,
+    );
+    tmux.open("bob", &command);
+    tmux.wait_for("bob", "<alice@localhost> sent by go-sendxmpp over STARTTLS");
+    tmux.wait_for(
+        "bob",
+        "<alice@localhost> sent by go-sendxmpp over direct TLS",
+    );
+    drop(server);
+}
+
+/// libstrophe (Debian's 0.12, the library of profanity and others) logs
+/// in with a certificate `sigil cert new --register` made, finding the
+/// JID in it itself; and, with a certificate the server does not accept
+/// and a password, falls back to the password on the same stream.
+#[test]
+fn libstrophe_logs_in_with_a_certificate_and_falls_back_to_a_password() {
+    if !interop_enabled("libstrophe_logs_in_with_a_certificate_and_falls_back_to_a_password") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d);
+    let program = d.join("strophe_login");
+    let source = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/interop/strophe_login.c"
+    );
+    let built = Command::new("cc")
+        .arg(source)
+        .arg("-o")
+        .arg(&program)
+        .arg("-lstrophe")
+        .output()
+        .expect("no C compiler");
+    assert!(
+        built.status.success(),
+        "cannot build the libstrophe client (the test command installs libstrophe-dev): {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    for (device, register) in [("laptop", true), ("stranger", false)] {
+        let mut args = vec![
+            "cert",
+            "new",
+            "alice@localhost",
+            "--name",
+            device,
+            "--p12-password-file",
+            "pw",
+        ];
+        if register {
+            args.extend(["--register", "--config", "data/sigil.toml"]);
+        }
+        ok(&sigil(d, &args));
+    }
+    let run = |mode: &str, address: &str, extra: &[&str]| {
+        let port = port(address).to_owned();
+        let output = Command::new(&program)
+            .current_dir(d)
+            .args(["127.0.0.1", &port, mode, "data/server.crt"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    for (mode, address) in [("starttls", &server.starttls), ("direct", &server.direct)] {
+        // The JID from the certificate, EXTERNAL.
+        let said = run(mode, address, &["-c", "laptop.crt", "-k", "laptop.key"]);
+        assert!(
+            said.contains("certificate names alice@localhost"),
+            "{mode}: {said}"
+        );
+        assert!(said.contains("bound alice@localhost/"), "{mode}: {said}");
+        // A certificate the server refuses, then the password.
+        let said = run(
+            mode,
+            address,
+            &[
+                "-c",
+                "stranger.crt",
+                "-k",
+                "stranger.key",
+                "-p",
+                "open sesame",
+            ],
+        );
+        assert!(said.contains("bound alice@localhost/"), "{mode}: {said}");
+    }
+    drop(server);
+}

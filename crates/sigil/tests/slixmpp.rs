@@ -278,11 +278,16 @@ impl Server {
     }
 
     fn client_without_password(&self, jid: &str, mode: Mode, mechanism: &str) -> Command {
+        self.client_on("python3", jid, mode, mechanism)
+    }
+
+    /// The client's command line run by the Python interpreter `python`.
+    fn client_on(&self, python: &str, jid: &str, mode: Mode, mechanism: &str) -> Command {
         let (mode, port) = match mode {
             Mode::Starttls => ("starttls", self.starttls),
             Mode::DirectTls => ("direct-tls", self.direct_tls),
         };
-        let mut command = Command::new("python3");
+        let mut command = Command::new(python);
         command
             .arg(CLIENT)
             .args(["--jid", jid])
@@ -858,4 +863,48 @@ fn json_fields_and_listening_lines_parse() {
         None
     );
     assert!(Path::new(CLIENT).is_file(), "{CLIENT} is missing");
+}
+
+/// Debian's slixmpp 1.8.3 (what poezio runs) offers SCRAM-*-PLUS with
+/// `tls-unique`, which Sigil does not have: each is refused with the
+/// types Sigil has and not counted, so slixmpp falls to plain SCRAM and
+/// logs in on its first connection instead of being disconnected twice.
+/// Runs Debian's own interpreter (`/usr/bin/python3`, package
+/// `python3-slixmpp`, installed by the test command).
+#[test]
+fn debian_slixmpp_logs_in_on_its_first_connection() {
+    if !interop_enabled("debian_slixmpp_logs_in_on_its_first_connection") {
+        return;
+    }
+    let version = Command::new("/usr/bin/python3")
+        .args(["-c", "import slixmpp; print(slixmpp.__version__)"])
+        .output()
+        .expect("no /usr/bin/python3: the test command installs python3-slixmpp");
+    assert!(
+        version.status.success(),
+        "Debian's python3-slixmpp is missing (the test command installs it): {}",
+        String::from_utf8_lossy(&version.stderr)
+    );
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    for mode in [Mode::Starttls, Mode::DirectTls] {
+        let mut command = server.client_on("/usr/bin/python3", ALICE, mode, "ANY");
+        command.args(["--password", ALICE_PASSWORD, "login"]);
+        let run = server.run_ok(command);
+        assert_eq!(run.events("connected").len(), 1, "{}", run.describe());
+        assert!(run.events("stream-error").is_empty(), "{}", run.describe());
+        let bound = run.event("bound");
+        let mechanism = string_field(bound, "mechanism").unwrap();
+        assert!(
+            mechanism.starts_with("SCRAM-SHA-") || mechanism == "PLAIN",
+            "{bound}"
+        );
+    }
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("unsupported channel binding type"),
+        "{}",
+        server.log_text()
+    );
+    server.stop();
 }

@@ -111,7 +111,10 @@ impl Scram {
         let binding: Option<&ChannelBinding> = match (flag, self.plus) {
             ("n", false) => None,
             ("y", false) if self.plus_offered => {
-                return Err(refused(
+                // Still refused (it is how a stripped -PLUS offer shows),
+                // but as a mismatch: a client whose only binding type is
+                // not ours (slixmpp 1.8 with tls-unique) says `y` here.
+                return Err(ServerError::channel_binding_mismatch(
                     "client says we do not support channel binding, but we offered it",
                 ));
             }
@@ -122,14 +125,16 @@ impl Scram {
                 if !plus {
                     return Err(malformed("channel binding with a mechanism without -PLUS"));
                 }
-                let kind: ChannelBindingType = kind
-                    .parse()
-                    .map_err(|()| ServerError::unsupported_channel_binding())?;
+                let kind: ChannelBindingType = kind.parse().map_err(|()| {
+                    ServerError::channel_binding_mismatch("unsupported channel binding type")
+                })?;
                 Some(
                     self.channel_bindings
                         .iter()
                         .find(|binding| binding.kind == kind)
-                        .ok_or_else(ServerError::unsupported_channel_binding)?,
+                        .ok_or(ServerError::channel_binding_mismatch(
+                            "unsupported channel binding type",
+                        ))?,
                 )
             }
         };

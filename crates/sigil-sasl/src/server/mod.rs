@@ -64,11 +64,13 @@ pub struct ServerError {
     pub failure: Failure,
     /// Why, for logs.
     pub detail: &'static str,
-    /// The client asked for a channel binding type this connection does
-    /// not have (a guess, such as `tls-unique`, not a wrong credential):
-    /// a server tells it which types it has and need not count the
-    /// attempt as a failed login.
-    pub unsupported_channel_binding: bool,
+    /// The client and this connection share no channel binding type: it
+    /// asked for one the connection does not have (a guess, such as
+    /// `tls-unique`), or said `y` (it can bind, but thinks the server
+    /// cannot) where `-PLUS` was offered. A protocol mismatch, refused
+    /// before any credential is looked at: a server tells the client
+    /// which types it has and need not count it as a failed login.
+    pub channel_binding_mismatch: bool,
 }
 
 impl ServerError {
@@ -77,16 +79,17 @@ impl ServerError {
         Self {
             failure,
             detail,
-            unsupported_channel_binding: false,
+            channel_binding_mismatch: false,
         }
     }
 
-    /// The client's channel binding type is not one this connection has.
-    pub fn unsupported_channel_binding() -> Self {
+    /// The client's channel binding does not fit this connection's (see
+    /// [`Self::channel_binding_mismatch`]).
+    pub fn channel_binding_mismatch(detail: &'static str) -> Self {
         Self {
             failure: Failure::NotAuthorized,
-            detail: "unsupported channel binding type",
-            unsupported_channel_binding: true,
+            detail,
+            channel_binding_mismatch: true,
         }
     }
 }
