@@ -103,7 +103,7 @@ function quitRequested() {
   });
 }
 
-function watch(page) {
+function watch(page, origin) {
   page.on('console', (message) => emit('console', { type: message.type(), text: truncate(message.text()) }));
   page.on('pageerror', (error) =>
     emit('pageerror', { message: truncate(error.message), stack: truncate(error.stack ?? '') }),
@@ -124,7 +124,13 @@ function watch(page) {
     socket.on('close', () => emit('websocket-closed', { url: socket.url() }));
   });
   page.on('request', (request) => {
-    if (new URL(request.url()).pathname === '/http-bind' && request.method() === 'POST') {
+    const requested = new URL(request.url());
+    // The chat must ask nothing of any other host (no fonts, logos or
+    // scripts from outside).
+    if (!['data:', 'blob:'].includes(requested.protocol) && requested.host !== origin.host) {
+      emit('foreign-request', { url: request.url() });
+    }
+    if (requested.pathname === '/http-bind' && request.method() === 'POST') {
       emit('bosh', { dir: 'out', data: truncate(request.postData() ?? '') });
     }
   });
@@ -235,7 +241,7 @@ async function main() {
     });
     emit('launched', { version: context.browser()?.version() ?? null });
     const page = context.pages()[0] ?? (await context.newPage());
-    watch(page);
+    watch(page, new URL(args.url));
     try {
       await chat(page, args, step);
       emit('done');

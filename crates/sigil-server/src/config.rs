@@ -181,9 +181,15 @@ pub struct HttpConfig {
     /// WebSocket connections and BOSH sessions open at once, all clients
     /// together; more get HTTP 503.
     pub max_sessions: usize,
+    /// HTTPS connections open at once, all clients together; more are
+    /// closed at once.
+    pub max_connections: usize,
+    /// HTTPS connections from one IP address (an IPv6 /64) at once.
+    pub max_connections_per_address: usize,
+    /// Serve `.map` files from `web_assets` (large, for debugging).
+    pub source_maps: bool,
     /// Converse.js's `dist/` directory (relative to this file). Default:
-    /// `web/node_modules/converse.js/dist` of the Sigil checkout, as
-    /// `scripts/ensure-web` installs it.
+    /// `web/converse` of the Sigil checkout (vendored).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web_assets: Option<PathBuf>,
 }
@@ -194,6 +200,9 @@ impl Default for HttpConfig {
             allowed_origins: Vec::new(),
             max_frame_bytes: 256 * 1024 + 1024,
             max_sessions: 10_000,
+            max_connections: 20_000,
+            max_connections_per_address: 256,
+            source_maps: false,
             web_assets: None,
         }
     }
@@ -454,7 +463,19 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 16] = [
+        let ranges: [(&str, u64, u64, u64); 18] = [
+            (
+                "http.max_connections",
+                self.http.max_connections as u64,
+                1,
+                10_000_000,
+            ),
+            (
+                "http.max_connections_per_address",
+                self.http.max_connections_per_address as u64,
+                1,
+                10_000_000,
+            ),
             (
                 "limits.resume_timeout_seconds",
                 l.resume_timeout_seconds,

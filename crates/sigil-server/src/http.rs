@@ -46,8 +46,16 @@ pub(crate) struct HttpSettings {
     /// WebSocket connections and BOSH sessions open now, and the most.
     pub(crate) open: Arc<AtomicUsize>,
     pub(crate) max_sessions: usize,
-    /// Converse.js's `dist/` directory, when installed.
-    pub(crate) web_assets: Option<std::path::PathBuf>,
+    /// The web chat.
+    pub(crate) web: crate::web::WebSettings,
+    /// HTTPS connections per address, held for a connection's life.
+    pub(crate) connections: Arc<crate::limits::Pending>,
+    /// HTTPS connections open now, and the most.
+    pub(crate) open_connections: Arc<AtomicUsize>,
+    pub(crate) max_connections: usize,
+    /// How long a request body may take to arrive, and a write to be
+    /// taken by the client.
+    pub(crate) io_timeout: Duration,
 }
 
 impl HttpSettings {
@@ -64,7 +72,20 @@ impl HttpSettings {
     }
 }
 
-/// One open WebSocket connection or BOSH session.
+/// A place for one more HTTPS connection; `None` when `max_connections`
+/// are open.
+fn connection_slot(settings: &HttpSettings) -> Option<SessionSlot> {
+    let max = settings.max_connections;
+    settings
+        .open_connections
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+            (open < max).then_some(open + 1)
+        })
+        .ok()
+        .map(|_| SessionSlot(settings.open_connections.clone()))
+}
+
+/// One open WebSocket connection or BOSH session (or HTTPS connection).
 struct SessionSlot(Arc<AtomicUsize>);
 
 impl Drop for SessionSlot {
@@ -91,6 +112,14 @@ pub(crate) async fn serve(
     done: mpsc::Sender<()>,
 ) {
     let _ = tcp.set_nodelay(true);
+    // Held for the connection's life: HTTPS connections per address and
+    // in all are capped, whatever they do once TLS is up.
+    let Some(_connection) = settings.connections.admit(peer.ip()) else {
+        return tracing::info!(%peer, "refused: too many HTTPS connections from this address");
+    };
+    let Some(_slot) = connection_slot(&settings) else {
+        return tracing::info!(%peer, "refused: too many HTTPS connections");
+    };
     // Counted against its address until the TLS handshake is done; the
     // sessions it opens are counted until they bind.
     let Some(handshake) = context.pending.admit(peer.ip()) else {
@@ -104,6 +133,7 @@ pub(crate) async fn serve(
     };
     drop(handshake);
     let info = Arc::new(tls_info(&tls, &listener.identity));
+    let io_timeout = settings.io_timeout;
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let request_state = RequestState {
             peer,
@@ -119,7 +149,10 @@ pub(crate) async fn serve(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(timeout)
-        .serve_connection(TokioIo::new(tls), service)
+        .serve_connection(
+            TokioIo::new(crate::limits::WriteDeadline::new(tls, io_timeout)),
+            service,
+        )
         .with_upgrades();
     if let Err(error) = connection.await {
         tracing::debug!(%peer, %error, "HTTP connection ended with an error");
@@ -136,62 +169,25 @@ struct RequestState {
     done: mpsc::Sender<()>,
 }
 
-async fn route(request: Request<Incoming>, state: RequestState) -> Response<Full<Bytes>> {
-    match request.uri().path() {
+async fn route(request: Request<Incoming>, state: RequestState) -> Response<crate::web::Body> {
+    use crate::web::Page;
+    let web = &state.settings.web;
+    let response = match request.uri().path() {
         "/xmpp-websocket" => websocket(request, state),
         "/http-bind" | "/http-bind/" => bosh(request, state).await,
-        "/" | "/index.html" => page(&request, &state, INDEX),
-        "/password" | "/password.html" => page(&request, &state, PASSWORD),
+        "/" | "/index.html" => {
+            let jid = certificate_jid(&state.info, &state.context.domain);
+            crate::web::page(&request, web, Page::Certificate, jid)
+        }
+        "/password" | "/password.html" => crate::web::page(&request, web, Page::Password, None),
+        "/chat.js" => crate::web::script(&request, web, Page::Certificate),
+        "/password.js" => crate::web::script(&request, web, Page::Password),
         path if path.starts_with("/dist/") => {
-            asset(&request, &state, &path["/dist/".len()..]).await
+            return crate::web::asset(&request, web, &path["/dist/".len()..]).await;
         }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
-    }
-}
-
-const INDEX: &str = include_str!("../../../web/index.html");
-const PASSWORD: &str = include_str!("../../../web/password.html");
-const MISSING: &str = include_str!("../../../web/missing.html");
-
-/// A web chat page. The certificate login page gets the JID of the
-/// certificate this connection presented, so the user types nothing.
-fn page(
-    request: &Request<Incoming>,
-    state: &RequestState,
-    template: &str,
-) -> Response<Full<Bytes>> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
-    }
-    let html = if state.settings.web_assets.is_none() {
-        MISSING.to_owned()
-    } else {
-        let jid = certificate_jid(&state.info, &state.context.domain).unwrap_or_default();
-        let mut escaped = String::new();
-        for c in jid.chars() {
-            // A JS string inside HTML: keep it to characters that cannot
-            // end either.
-            if c.is_alphanumeric() || "@.-_/+".contains(c) {
-                escaped.push(c);
-            } else {
-                escaped.push_str(&format!("\\u{:04x}", u32::from(c)));
-            }
-        }
-        template.replace("{{JID}}", &escaped)
     };
-    let mut response = Response::new(Full::new(Bytes::from(html)));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+    response.map(http_body_util::Either::Left)
 }
 
 /// The bare JID of the first identity of the connection's certificate on
@@ -204,65 +200,6 @@ fn certificate_jid(info: &crate::tls::TlsInfo, domain: &str) -> Option<String> {
         .iter()
         .find(|id| id.domain().as_str() == domain && id.node().is_some())
         .map(|id| id.to_bare().to_string())
-}
-
-/// A file of Converse.js's `dist/`.
-async fn asset(
-    request: &Request<Incoming>,
-    state: &RequestState,
-    relative: &str,
-) -> Response<Full<Bytes>> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
-    }
-    let Some(root) = &state.settings.web_assets else {
-        return plain(StatusCode::NOT_FOUND, "the web chat is not installed\n");
-    };
-    // Only plain names: no `..`, no absolute paths, no hidden files.
-    let safe = !relative.is_empty()
-        && relative.split('/').all(|part| {
-            !part.is_empty()
-                && !part.starts_with('.')
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        });
-    if !safe {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    }
-    let path = root.join(relative);
-    let Ok(data) = tokio::fs::read(&path).await else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
-    };
-    let kind = match path.extension().and_then(|e| e.to_str()) {
-        Some("js" | "mjs") => "text/javascript; charset=utf-8",
-        Some("css") => "text/css; charset=utf-8",
-        Some("json" | "map") => "application/json",
-        Some("wasm") => "application/wasm",
-        Some("svg") => "image/svg+xml",
-        Some("png") => "image/png",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("gif") => "image/gif",
-        Some("ico") => "image/x-icon",
-        Some("woff") => "font/woff",
-        Some("woff2") => "font/woff2",
-        Some("ttf") => "font/ttf",
-        Some("mp3") => "audio/mpeg",
-        Some("ogg") => "audio/ogg",
-        _ => "application/octet-stream",
-    };
-    let mut response = Response::new(Full::new(Bytes::from(data)));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    headers.insert(
-        header::HeaderName::from_static("x-content-type-options"),
-        HeaderValue::from_static("nosniff"),
-    );
-    response
 }
 
 fn terminate(condition: &str) -> String {
@@ -337,9 +274,18 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
         );
     }
     let limited = http_body_util::Limited::new(request.into_body(), state.settings.max_body_bytes);
-    let bytes = match limited.collect().await {
-        Ok(collected) => collected.to_bytes(),
+    // A body that does not come in time is not waited for forever.
+    let collected = tokio::time::timeout(state.settings.io_timeout, limited.collect()).await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
         Err(_) => {
+            return xml(
+                StatusCode::REQUEST_TIMEOUT,
+                terminate("policy-violation"),
+                origin.as_ref(),
+            );
+        }
+        Ok(Err(_)) => {
             return xml(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 terminate("policy-violation"),
@@ -497,15 +443,7 @@ async fn create_session(
     xml(StatusCode::OK, response, origin.as_ref())
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
+use crate::web::plain;
 
 fn header_has_token(request: &Request<Incoming>, name: header::HeaderName, token: &str) -> bool {
     request.headers().get_all(name).iter().any(|value| {

@@ -29,6 +29,7 @@ pub mod saslcert;
 mod server;
 pub mod session;
 pub mod tls;
+mod web;
 
 pub use config::Config;
 pub use files::{create_private_dir, write_new};

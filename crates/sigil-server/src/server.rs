@@ -131,7 +131,16 @@ impl Server {
             sessions: crate::bosh::Sessions::default(),
             open: Arc::default(),
             max_sessions: config.http.max_sessions,
-            web_assets: web_assets(config, base),
+            web: crate::web::WebSettings {
+                assets: web_assets(config, base),
+                source_maps: config.http.source_maps,
+                hsts: config.domain != "localhost",
+                domain: config.domain.clone(),
+            },
+            connections: crate::limits::Pending::new(config.http.max_connections_per_address),
+            open_connections: Arc::default(),
+            max_connections: config.http.max_connections,
+            io_timeout: Duration::from_secs(config.limits.write_timeout_seconds),
         });
         for (socket, listener) in bound {
             accept_tasks.push(tokio::spawn(accept_loop(
@@ -306,20 +315,26 @@ fn allowed_origins(config: &Config, addresses: &[(ListenerKind, SocketAddr)]) ->
 }
 
 /// Where Converse.js's `dist/` is: `[http] web_assets` (relative to the
-/// configuration file), else `web/node_modules/converse.js/dist` in the
-/// current directory or beside the executable's checkout.
+/// configuration file), else the vendored `web/converse` in the current
+/// directory, beside the executable's checkout, or in the checkout this
+/// program was built from.
 pub fn web_assets(config: &Config, base: &Path) -> Option<PathBuf> {
     if let Some(configured) = &config.http.web_assets {
         let path = base.join(configured);
         return path.join("converse.min.js").is_file().then_some(path);
     }
-    let relative = Path::new("web/node_modules/converse.js/dist");
+    let relative = Path::new("web/converse");
     let mut candidates = vec![PathBuf::from(relative)];
     if let Ok(exe) = std::env::current_exe() {
         for ancestor in exe.ancestors().skip(1).take(4) {
             candidates.push(ancestor.join(relative));
         }
     }
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(relative),
+    );
     candidates
         .into_iter()
         .find(|c| c.join("converse.min.js").is_file())

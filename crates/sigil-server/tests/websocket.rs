@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::{DOMAIN, Identity, Login, TestClient, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use sigil_server::config::ListenerKind;
@@ -305,28 +307,53 @@ async fn the_web_chat_pages() {
     assert_eq!(status, 200);
     assert!(headers.contains("content-type: text/html"), "{headers}");
     assert!(headers.contains("x-frame-options: deny"), "{headers}");
-    if body.contains("not installed") {
-        // Without scripts/ensure-web the page says how to install the chat.
-        assert!(body.contains("scripts/ensure-web"), "{body}");
-        return;
-    }
-    // The certificate's JID is filled in; the page has no password field.
-    assert!(body.contains("const jid = \"alice@localhost\";"), "{body}");
-    assert!(body.contains("authentication: 'external'"), "{body}");
+    // Nothing from other hosts, and no HSTS for localhost (it would bind
+    // every other local web server to HTTPS).
+    assert!(
+        headers.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{headers}"
+    );
+    assert!(!headers.contains("strict-transport-security"), "{headers}");
+    // The vendored chat is there with no installation step; the
+    // certificate's JID is filled in; the page has no password field.
+    assert!(
+        body.contains("<meta name=\"sigil-jid\" content=\"alice@localhost\">"),
+        "{body}"
+    );
     assert!(!body.contains("type=\"password\""));
+    let (status, _, script) = get(&server, None, "/chat.js").await;
+    assert_eq!(status, 200);
+    assert!(script.contains("authentication: 'external'"), "{script}");
+    // Without a certificate: how to get one, and the password page.
     let (status, _, body) = get(&server, None, "/").await;
     assert_eq!(status, 200);
-    assert!(body.contains("const jid = \"\";"), "{body}");
+    assert!(
+        body.contains("sigil cert new you@localhost --register"),
+        "{body}"
+    );
+    assert!(body.contains("<a href=\"/password\">"), "{body}");
     let (status, _, body) = get(&server, None, "/password").await;
     assert_eq!(status, 200);
-    assert!(body.contains("authentication: 'login'"), "{body}");
+    assert!(body.contains("/password.js"), "{body}");
+    let (_, _, script) = get(&server, None, "/password.js").await;
+    assert!(script.contains("authentication: 'login'"), "{script}");
+    // Files are streamed whole, with their length.
     let (status, headers, body) = get(&server, None, "/dist/converse.min.js").await;
     assert_eq!(status, 200);
     assert!(
         headers.contains("content-type: text/javascript"),
         "{headers}"
     );
-    assert!(body.len() > 100_000);
+    let vendored = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../web/converse/converse.min.js"
+    ))
+    .unwrap();
+    assert!(
+        headers.contains(&format!("content-length: {}", vendored.len())),
+        "{headers}"
+    );
+    assert_eq!(body.as_bytes(), vendored.as_slice());
     for path in [
         "/dist/../Cargo.toml",
         "/dist/.hidden",
@@ -335,4 +362,120 @@ async fn the_web_chat_pages() {
     ] {
         assert_eq!(get(&server, None, path).await.0, 404, "{path}");
     }
+}
+
+/// Source maps are not served unless asked for (`[http] source_maps`);
+/// an operator's own Converse.js directory (`[http] web_assets`) is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_maps_only_when_asked_for() {
+    let assets = tempfile::tempdir().unwrap();
+    std::fs::write(assets.path().join("converse.min.js"), "// chat").unwrap();
+    std::fs::write(assets.path().join("converse.min.js.map"), "{}").unwrap();
+    for maps in [false, true] {
+        let mut config = common::config(sigil_server::config::ClientCertificatePolicy::Wanted);
+        config.http.web_assets = Some(assets.path().to_path_buf());
+        config.http.source_maps = maps;
+        let server = TestServer::start_with(config).await;
+        let (status, _, body) = get(&server, None, "/dist/converse.min.js").await;
+        assert_eq!((status, body.as_str()), (200, "// chat"));
+        let (status, _, _) = get(&server, None, "/dist/converse.min.js.map").await;
+        assert_eq!(status, if maps { 200 } else { 404 });
+    }
+}
+
+/// A TLS connection to the HTTPS listener, or the error that ended it.
+async fn https_connection(
+    server: &TestServer,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let config = common::tls_client_config(&server.certificate(), None);
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(server.address(ListenerKind::Https)).await?;
+    connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
+            tcp,
+        )
+        .await
+}
+
+/// Whether a new HTTPS connection is served (a page comes back).
+async fn served(server: &TestServer) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tls) = https_connection(server).await else {
+        return false;
+    };
+    if tls
+        .write_all(b"GET /password HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(common::TIMEOUT, tls.read_to_end(&mut seen)).await;
+    seen.starts_with(b"HTTP/1.1 200")
+}
+
+/// HTTPS connections are capped per address, and a client that stops
+/// reading what it asked for is dropped after the write timeout,
+/// freeing its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_connections_are_capped_and_stalled_ones_dropped() {
+    use tokio::io::AsyncWriteExt;
+    let mut config = common::config(sigil_server::config::ClientCertificatePolicy::Wanted);
+    config.http.max_connections_per_address = 1;
+    config.limits.write_timeout_seconds = 1;
+    let server = TestServer::start_with(config).await;
+    assert!(served(&server).await);
+
+    // Many large files asked for at once and never read: the server's
+    // writes stall.
+    let mut stalled = https_connection(&server).await.unwrap();
+    let mut requests = String::new();
+    for _ in 0..40 {
+        requests.push_str("GET /dist/converse.min.js HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    }
+    stalled.write_all(requests.as_bytes()).await.unwrap();
+    // Its place is taken: another connection from the address is refused.
+    assert!(!served(&server).await);
+    // Dropped after the write timeout: the place is free again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !served(&server).await {
+        assert!(Instant::now() < deadline, "the stalled connection was kept");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(stalled);
+}
+
+/// A BOSH body that does not arrive in time is not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bosh_body_that_does_not_come_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = common::config(sigil_server::config::ClientCertificatePolicy::Wanted);
+    config.limits.write_timeout_seconds = 1;
+    let server = TestServer::start_with(config).await;
+    let mut tls = https_connection(&server).await.unwrap();
+    tls.write_all(
+        b"POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\n\
+          Content-Length: 500\r\n\r\n<body rid='1'",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(common::TIMEOUT, tls.read(&mut buffer))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    assert!(
+        seen.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
 }

@@ -161,7 +161,10 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
                         address.port()
                     );
                 } else {
-                    let _ = writeln!(out, "web chat: not installed (run scripts/ensure-web)");
+                    let _ = writeln!(
+                        out,
+                        "web chat: Converse.js not found (set [http] web_assets to a checkout's web/converse)"
+                    );
                 }
             }
         }

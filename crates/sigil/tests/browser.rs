@@ -10,7 +10,7 @@
 //! (the page's console, the XMPP traffic) as `target/browser-artifacts/TEST.log`.
 //!
 //! Needs Chromium, the NSS tools, playwright-core (`scripts/ensure-browser`),
-//! Converse.js (`scripts/ensure-web`) and slixmpp
+//! Converse.js (vendored in `web/converse/`) and slixmpp
 //! (`scripts/ensure-python-peers`), and writes a policy file (removed
 //! afterwards) to `/etc/chromium/policies/managed`, so runs as root.
 //! `SIGIL_SKIP_BROWSER=1` skips these tests.
@@ -40,10 +40,9 @@ const PLAYWRIGHT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/browser/node_modules/playwright-core/package.json"
 );
-const WEB_ASSETS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../web/node_modules/converse.js/dist"
-);
+/// The vendored Converse.js the server finds by itself (the test's
+/// configuration names no `web_assets`, as a first run's has none).
+const WEB_ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/converse");
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Read by Chromium at start; machine-wide.
 const POLICY_DIR: &str = "/etc/chromium/policies/managed";
@@ -124,7 +123,7 @@ fn browser_enabled(test: &str) -> bool {
             .push("tests/browser/node_modules/playwright-core (run scripts/ensure-browser)".into());
     }
     if !Path::new(WEB_ASSETS).join("converse.min.js").is_file() {
-        missing.push("web/node_modules/converse.js (run scripts/ensure-web)".to_owned());
+        missing.push("web/converse (vendored Converse.js: run scripts/vendor-web)".to_owned());
     }
     let slixmpp = Command::new("python3")
         .args(["-c", "import slixmpp"])
@@ -209,8 +208,6 @@ kind = "direct-tls"
 address = "127.0.0.1:0"
 [storage]
 url = "sqlite://sigil.db"
-[http]
-web_assets = "{WEB_ASSETS}"
 "#
     )
 }
@@ -716,6 +713,10 @@ fn check_chat(chat: &Chat, transport: Transport, bob_message: &str, alice_reply:
             "a password field on the certificate login page: {checked}"
         );
     }
+
+    // Nothing was asked of another host.
+    let foreign = chat.events("foreign-request");
+    assert!(foreign.is_empty(), "requests to other hosts: {foreign:?}");
 
     let received = chat.events("received");
     assert_eq!(received.len(), 1, "received events: {received:?}");
