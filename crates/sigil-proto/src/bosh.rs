@@ -23,6 +23,9 @@ pub enum BodyError {
     NotABody,
     /// No `rid`, or not a number.
     NoRid,
+    /// A `rid` above 2^53 - 1 (XEP-0124 §14: clients choose it so that
+    /// it never reaches that, the largest integer JavaScript holds).
+    RidTooLarge,
 }
 
 impl std::fmt::Display for BodyError {
@@ -32,11 +35,15 @@ impl std::fmt::Display for BodyError {
             Self::NotXml(error) => write!(f, "the body is not XML: {error}"),
             Self::NotABody => f.write_str("not a BOSH <body/>"),
             Self::NoRid => f.write_str("no numeric rid"),
+            Self::RidTooLarge => f.write_str("a rid above 2^53 - 1"),
         }
     }
 }
 
 impl std::error::Error for BodyError {}
+
+/// The largest `rid` (XEP-0124 §14: 2^53 - 1).
+pub const MAX_RID: u64 = (1 << 53) - 1;
 
 /// One request's `<body/>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +79,9 @@ impl Request {
             .attribute("rid")
             .and_then(|r| r.parse::<u64>().ok())
             .ok_or(BodyError::NoRid)?;
+        if rid > MAX_RID {
+            return Err(BodyError::RidTooLarge);
+        }
         Ok(Self {
             rid,
             sid: body.attribute("sid").map(str::to_owned),
@@ -219,6 +229,26 @@ mod tests {
         assert_eq!(
             Request::parse(b"<body xmlns='http://jabber.org/protocol/httpbind' rid='x'/>"),
             Err(BodyError::NoRid)
+        );
+        assert_eq!(
+            Request::parse(
+                b"<body xmlns='http://jabber.org/protocol/httpbind' rid='9007199254740992'/>"
+            ),
+            Err(BodyError::RidTooLarge)
+        );
+        assert_eq!(
+            Request::parse(
+                b"<body xmlns='http://jabber.org/protocol/httpbind' rid='9007199254740991'/>"
+            )
+            .unwrap()
+            .rid,
+            MAX_RID
+        );
+        assert_eq!(
+            Request::parse(
+                b"<body xmlns='http://jabber.org/protocol/httpbind' rid='18446744073709551615'/>"
+            ),
+            Err(BodyError::RidTooLarge)
         );
     }
 

@@ -33,6 +33,25 @@ pub const CLOSE_FRAME: &str = "<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framin
 /// The XEP-0440 namespace for advertising channel-binding types.
 pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 
+/// A secret identifier (128 bits from the operating system's generator,
+/// hex), for what holds a right, such as an XEP-0198 resumption id; `None`
+/// when the generator fails: the caller goes without rather than use an
+/// id someone could guess.
+pub fn secret_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(hex(&bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+    }
+    out
+}
+
 /// A random identifier (128 bits, hex), for stream ids and generated
 /// resources. These need to be unique, not secret: should the operating
 /// system's generator fail, a process-wide counter keeps them unique.
@@ -44,10 +63,5 @@ pub fn random_id() -> String {
         let n = FALLBACK.fetch_add(1, Ordering::Relaxed);
         bytes[..8].copy_from_slice(&n.to_be_bytes());
     }
-    let mut out = String::with_capacity(32);
-    for b in bytes {
-        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
-    }
-    out
+    hex(&bytes)
 }

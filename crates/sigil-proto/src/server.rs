@@ -212,6 +212,8 @@ pub struct ServerStream {
     /// A failed EXTERNAL closes the stream (XEP-0178's identity cases);
     /// [`Self::external_declined`] leaves it open for another mechanism.
     close_after_external_failure: bool,
+    /// The account of the credentials being checked is disabled.
+    account_disabled: bool,
     /// XEP-0198, once enabled (boxed: most idle streams never enable it).
     sm: Option<Box<StreamManagement>>,
     /// The `<resume/>` being answered: previd and h.
@@ -289,6 +291,7 @@ impl ServerStream {
             only_mechanisms: None,
             claimed: None,
             close_after_external_failure: true,
+            account_disabled: false,
             sm: None,
             resumption: None,
             sm_allowed: true,
@@ -586,6 +589,20 @@ impl ServerStream {
     /// `Ok(None)` for an unknown account, or `Err` with the condition to
     /// report (`account-disabled`, `temporary-auth-failure`).
     pub fn credentials(&mut self, answer: Result<Option<StoredCredentials>, Failure>) {
+        self.account_disabled = false;
+        self.answer_credentials(answer);
+    }
+
+    /// The answer to [`Action::NeedCredentials`] for a disabled account:
+    /// the credentials are checked all the same, and only a client that
+    /// proves it knows them learns `account-disabled` (others get
+    /// `not-authorized`, as for a wrong password).
+    pub fn credentials_of_disabled_account(&mut self, credentials: Option<StoredCredentials>) {
+        self.account_disabled = true;
+        self.answer_credentials(Ok(credentials));
+    }
+
+    fn answer_credentials(&mut self, answer: Result<Option<StoredCredentials>, Failure>) {
         if self.waiting != Waiting::Credentials {
             return;
         }
@@ -1047,6 +1064,15 @@ impl ServerStream {
                 // server does not expose yet.
                 self.sasl_failure(Failure::TemporaryAuthFailure, Some(&mechanism));
             }
+            Ok(ServerStep::Success(_)) if std::mem::take(&mut self.account_disabled) => {
+                self.sasl_failure_with(
+                    Failure::AccountDisabled,
+                    Some(&mechanism),
+                    None,
+                    true,
+                    "disabled account",
+                );
+            }
             Ok(ServerStep::Success(outcome)) => {
                 let jid = match (&self.account, &outcome.authcid) {
                     (Some(jid), _) => jid.clone(),
@@ -1253,8 +1279,12 @@ impl ServerStream {
                 sm.uncounted = self.outstanding;
                 let mut enabled = Element::new("enabled", NS_SM);
                 let asked = matches!(element.attribute("resume"), Some("true" | "1"));
-                if asked && self.config.resume_seconds > 0 {
-                    let id = random_id();
+                // Without randomness, no resumption (fail closed): a
+                // guessable id would let another stream take the session.
+                let id = (asked && self.config.resume_seconds > 0)
+                    .then(crate::secret_id)
+                    .flatten();
+                if let Some(id) = id {
                     enabled = enabled
                         .with_attribute("id", id.clone())
                         .with_attribute("resume", "true")

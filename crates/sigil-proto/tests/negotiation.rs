@@ -876,3 +876,46 @@ fn channel_binding_only_with_a_type_the_server_names() {
     assert_eq!(mechanism, "SCRAM-SHA-256");
     assert!(first.starts_with("n,,"), "{first}");
 }
+
+/// A disabled account is said so (`account-disabled`) only to a client
+/// that proved it knows the password; a wrong password hears
+/// `not-authorized`, as for any account.
+#[test]
+fn account_disabled_only_after_the_password_was_verified() {
+    // PLAIN "\0juliet\0pencil" and "\0juliet\0wrong".
+    for (payload, expected) in [
+        ("AGp1bGlldABwZW5jaWw=", "<account-disabled/>"),
+        ("AGp1bGlldAB3cm9uZw==", "<not-authorized/>"),
+    ] {
+        let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+        config.tls = TlsMode::Direct;
+        let connection = ConnectionInfo {
+            encrypted: true,
+            client_certificate: false,
+            channel_bindings: Vec::new(),
+        };
+        let mut s = ServerStream::new(config, connection);
+        s.receive(HEADER.as_bytes());
+        s.receive(
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{payload}</auth>"
+            )
+            .as_bytes(),
+        );
+        let mut sent = String::new();
+        let mut authenticated = false;
+        while let Some(action) = s.poll_action() {
+            match action {
+                server::Action::Send(data) => sent.push_str(&data),
+                server::Action::NeedCredentials { .. } => s.credentials_of_disabled_account(Some(
+                    StoredCredentials::generate(Algorithm::Sha256, "pencil").unwrap(),
+                )),
+                server::Action::Authenticated { .. } => authenticated = true,
+                _ => {}
+            }
+        }
+        assert!(!authenticated);
+        assert!(sent.contains(expected), "{expected}: {sent}");
+        assert!(!sent.contains("<success"), "{sent}");
+    }
+}

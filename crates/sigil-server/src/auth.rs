@@ -200,6 +200,14 @@ pub async fn decide(
         ));
     }
     let trust = match lookup.certificate {
+        // Registered, but made for something else (say serverAuth only):
+        // its owner's word does not widen what its issuer allowed.
+        Some(_) if !info.client_auth.permits_client_auth() => {
+            return Err(Refusal::account(
+                Failure::NotAuthorized,
+                "certificate not for client authentication (extendedKeyUsage)",
+            ));
+        }
         Some(entry) if !entry.disabled => Trust::Registered {
             name: entry.name,
             no_cert_management: entry.no_cert_management,

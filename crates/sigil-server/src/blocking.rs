@@ -129,6 +129,23 @@ async fn change(
             "block at least one JID",
         ));
     }
+    if block {
+        let current = context
+            .store
+            .blocklist(session.bare.as_str())
+            .await
+            .map_err(|_| StanzaError::new(StanzaCondition::InternalServerError))?;
+        let new = jids.iter().filter(|j| !current.contains(j)).count();
+        if current.len() + new > context.limits.max_blocked_jids {
+            return Err(StanzaError::with_text(
+                StanzaCondition::NotAllowed,
+                format!(
+                    "a blocklist holds at most {} JIDs",
+                    context.limits.max_blocked_jids
+                ),
+            ));
+        }
+    }
     let stored = if block {
         context.store.block(session.bare.as_str(), &jids).await
     } else {

@@ -159,10 +159,12 @@ impl BoshSession {
                 {
                     return RidCheck::Repeat(response.clone());
                 }
-                if rid <= state.last_rid || rid > state.last_rid + REQUESTS {
+                // `rid` is at most 2^53 - 1 (refused when parsed), so
+                // this cannot overflow; checked all the same.
+                if rid <= state.last_rid || Some(rid) > state.last_rid.checked_add(REQUESTS) {
                     return RidCheck::Invalid;
                 }
-                if rid == state.last_rid + 1 {
+                if Some(rid) == state.last_rid.checked_add(1) {
                     if state.unread > 0 && !inputs.is_empty() && !state.closed {
                         if state.parked && !parking.parked {
                             // Another request already waits its turn.

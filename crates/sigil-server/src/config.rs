@@ -255,6 +255,12 @@ pub struct LimitsConfig {
     pub max_unauthenticated_bytes: u64,
     /// Offline messages kept per account.
     pub max_offline_messages: usize,
+    /// Bytes of offline messages kept per account, all together.
+    pub max_offline_bytes: usize,
+    /// Items one roster holds (inbound subscription requests included).
+    pub max_roster_items: usize,
+    /// JIDs one account may block (XEP-0191).
+    pub max_blocked_jids: usize,
     /// Stanzas queued for one session before it is disconnected as too slow.
     pub session_queue: usize,
     /// Seconds to complete TLS and authentication.
@@ -294,6 +300,9 @@ impl Default for LimitsConfig {
             max_attributes: framer.max_attributes,
             max_unauthenticated_bytes: framer.max_unauthenticated_bytes,
             max_offline_messages: 1000,
+            max_offline_bytes: 16 << 20,
+            max_roster_items: 5000,
+            max_blocked_jids: 5000,
             session_queue: 1024,
             login_timeout_seconds: 30,
             max_certificates_per_account: 32,
@@ -463,7 +472,25 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 18] = [
+        let ranges: [(&str, u64, u64, u64); 21] = [
+            (
+                "limits.max_offline_bytes",
+                l.max_offline_bytes as u64,
+                4096,
+                1 << 40,
+            ),
+            (
+                "limits.max_roster_items",
+                l.max_roster_items as u64,
+                1,
+                10_000_000,
+            ),
+            (
+                "limits.max_blocked_jids",
+                l.max_blocked_jids as u64,
+                1,
+                10_000_000,
+            ),
             (
                 "http.max_connections",
                 self.http.max_connections as u64,

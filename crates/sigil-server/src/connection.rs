@@ -734,22 +734,29 @@ impl<W: Wire> Connection<W> {
                     }
                 }
                 Action::NeedCredentials { jid, request } => {
-                    let answer = match self.context.store.account(jid.as_str()).await {
-                        Ok(None) => Ok(None),
-                        Ok(Some(account)) if account.disabled => Err(Failure::AccountDisabled),
-                        Ok(Some(account)) => Ok(match request.algorithm {
-                            Some(algorithm) => account
-                                .credentials
-                                .into_iter()
-                                .find(|c| c.algorithm == algorithm),
-                            None => account.credentials.into_iter().next(),
-                        }),
+                    match self.context.store.account(jid.as_str()).await {
+                        Ok(None) => self.stream.credentials(Ok(None)),
+                        Ok(Some(account)) => {
+                            let credentials = match request.algorithm {
+                                Some(algorithm) => account
+                                    .credentials
+                                    .into_iter()
+                                    .find(|c| c.algorithm == algorithm),
+                                None => account.credentials.into_iter().next(),
+                            };
+                            // A disabled account is said so only to a
+                            // client that proves it knows the password.
+                            if account.disabled {
+                                self.stream.credentials_of_disabled_account(credentials);
+                            } else {
+                                self.stream.credentials(Ok(credentials));
+                            }
+                        }
                         Err(error) => {
                             tracing::error!(%error, "account lookup failed");
-                            Err(Failure::TemporaryAuthFailure)
+                            self.stream.credentials(Err(Failure::TemporaryAuthFailure));
                         }
-                    };
-                    self.stream.credentials(answer);
+                    }
                 }
                 Action::NeedDecision { authzid } => {
                     let presented = self.presented.get_or_insert_with(|| {

@@ -1,7 +1,7 @@
 //! The roster and presence subscriptions (RFC 6121 §2–3).
 
 use jid::{BareJid, Jid};
-use sigil_proto::error::StanzaCondition;
+use sigil_proto::error::{StanzaCondition, StanzaError};
 use sigil_proto::random_id;
 use sigil_store::{RosterItem, Subscription};
 use sigil_xml::{Element, ns};
@@ -103,8 +103,21 @@ pub async fn set(context: &Context, session: &SessionState, request: &Element) {
         .filter(|n| !n.is_empty())
         .map(str::to_owned);
     item.groups = groups;
-    if save(context, &session.bare, &item).await.is_err() {
-        return context.bounce(request, StanzaCondition::InternalServerError);
+    match save(context, &session.bare, &item).await {
+        Ok(()) => {}
+        Err(Unsaved::Full) => {
+            let error = StanzaError::with_text(
+                StanzaCondition::NotAllowed,
+                format!(
+                    "a roster holds at most {} items",
+                    context.limits.max_roster_items
+                ),
+            );
+            return context.deliver(&session.handle, error.reply_to(request));
+        }
+        Err(Unsaved::Failed) => {
+            return context.bounce(request, StanzaCondition::InternalServerError);
+        }
     }
     context.deliver(&session.handle, context.iq_result(request, None));
 }
@@ -139,9 +152,40 @@ async fn remove(
     }
 }
 
+/// Why an item was not saved.
+enum Unsaved {
+    /// A new item, and the roster has `limits.max_roster_items` already
+    /// (so subscription requests cannot fill someone's roster without
+    /// end).
+    Full,
+    /// The store failed.
+    Failed,
+}
+
 /// Saves an item and pushes it to the owner's interested resources.
-async fn save(context: &Context, owner: &BareJid, item: &RosterItem) -> Result<(), ()> {
-    match context.store.put_roster_item(owner.as_str(), item).await {
+async fn save(context: &Context, owner: &BareJid, item: &RosterItem) -> Result<(), Unsaved> {
+    let store = &context.store;
+    let known = match store.roster_item(owner.as_str(), &item.jid).await {
+        Ok(known) => known.is_some(),
+        Err(error) => {
+            tracing::error!(%error, "roster read failed");
+            return Err(Unsaved::Failed);
+        }
+    };
+    if !known {
+        match store.roster(owner.as_str()).await {
+            Ok(roster) if roster.items.len() >= context.limits.max_roster_items => {
+                tracing::info!(%owner, "roster full: item not added");
+                return Err(Unsaved::Full);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "roster read failed");
+                return Err(Unsaved::Failed);
+            }
+        }
+    }
+    match store.put_roster_item(owner.as_str(), item).await {
         Ok(_) => {
             if visible(item) {
                 push(context, owner, item_element(item));
@@ -150,7 +194,7 @@ async fn save(context: &Context, owner: &BareJid, item: &RosterItem) -> Result<(
         }
         Err(error) => {
             tracing::error!(%error, "roster write failed");
-            Err(())
+            Err(Unsaved::Failed)
         }
     }
 }

@@ -108,6 +108,12 @@ pub fn entry_for(
             format!("the certificate has no id-on-xmppAddr for {owner}"),
         ));
     }
+    if !info.client_auth.permits_client_auth() {
+        return Err(StanzaError::with_text(
+            StanzaCondition::NotAcceptable,
+            "the certificate's extendedKeyUsage does not allow client authentication",
+        ));
+    }
     match info.validity_at(now) {
         Validity::Valid | Validity::NotYetValid => {}
         Validity::Expired => {

@@ -294,11 +294,12 @@ fn allowed_origins(config: &Config, addresses: &[(ListenerKind, SocketAddr)]) ->
             continue;
         }
         let port = address.port();
-        let mut hosts = vec![
-            config.domain.clone(),
-            "localhost".to_owned(),
-            address.ip().to_string(),
-        ];
+        // `localhost` only for a server of that name: on a real domain,
+        // another program on the user's machine could serve that origin.
+        let mut hosts = vec![config.domain.clone(), address.ip().to_string()];
+        if config.domain == "localhost" {
+            hosts.push("localhost".to_owned());
+        }
         if address.is_ipv6() {
             hosts.push(format!("[{}]", address.ip()));
         }
@@ -371,4 +372,29 @@ pub fn certificate_paths(config: &Config, base: &Path) -> (PathBuf, PathBuf) {
         .clone()
         .unwrap_or_else(|| "server.key".into());
     (base.join(certificate), base.join(key))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localhost_origins_only_for_a_localhost_server() {
+        let https = [(ListenerKind::Https, "127.0.0.1:5281".parse().unwrap())];
+        let local = allowed_origins(&Config::new("localhost"), &https);
+        assert!(
+            local.contains(&"https://localhost:5281".to_owned()),
+            "{local:?}"
+        );
+        let public = allowed_origins(&Config::new("example.org"), &https);
+        assert!(
+            public.contains(&"https://example.org:5281".to_owned()),
+            "{public:?}"
+        );
+        assert!(
+            !public.iter().any(|o| o.contains("localhost")),
+            "{public:?}"
+        );
+    }
 }

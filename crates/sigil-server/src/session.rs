@@ -403,7 +403,10 @@ async fn store_offline(context: &Context, mut stanza: Element, bare: &BareJid) -
             &from,
             &stanza.to_xml(),
             now.unix_timestamp(),
-            context.limits.max_offline_messages,
+            sigil_store::OfflineQuota {
+                messages: context.limits.max_offline_messages,
+                bytes: context.limits.max_offline_bytes,
+            },
         )
         .await;
     match result {

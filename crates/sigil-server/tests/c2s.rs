@@ -515,6 +515,18 @@ async fn a_disabled_account_cannot_log_in() {
         panic!()
     };
     assert!(error.to_string().contains("account-disabled"), "{error}");
+    // A wrong password does not learn that the account is disabled.
+    let mut guess = TestClient::connect(
+        &server,
+        Login::new("bob", ListenerKind::DirectTls)
+            .mechanism("PLAIN")
+            .password("a guess"),
+    )
+    .await;
+    let Err(ClientError::Sasl(error)) = guess.closed().await else {
+        panic!()
+    };
+    assert!(error.to_string().contains("not-authorized"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -870,4 +882,116 @@ async fn the_login_deadline_closes_lingerers_and_spares_sessions() {
     let echo = alice.recv().await;
     assert_eq!(body(&echo).as_deref(), Some("still here"));
     alice.close().await;
+}
+
+/// What one account keeps is capped: roster items (a full roster takes no
+/// new contact, not even by an inbound subscription request), blocked
+/// JIDs, and the bytes of its offline messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rosters_blocklists_and_offline_bytes_are_capped() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.limits.max_roster_items = 2;
+    config.limits.max_blocked_jids = 2;
+    config.limits.max_offline_bytes = 4096;
+    let server = TestServer::start_with(config).await;
+    let mut alice =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let set = |id: &str, jid: &str| {
+        iq(
+            "set",
+            id,
+            None,
+            Element::new("query", ns::ROSTER)
+                .with_child(Element::new("item", ns::ROSTER).with_attribute("jid", jid)),
+        )
+    };
+    for (id, jid) in [("r1", "one@example.org"), ("r2", "two@example.org")] {
+        alice.send(set(id, jid)).await;
+        assert_eq!(
+            answer(&mut alice, id).await.attribute("type"),
+            Some("result")
+        );
+    }
+    alice.send(set("r3", "three@example.org")).await;
+    let refused = answer(&mut alice, "r3").await;
+    assert_eq!(
+        StanzaError::from_stanza(&refused).unwrap().condition,
+        StanzaCondition::NotAllowed
+    );
+    // Changing an item already there still works.
+    alice.send(set("r4", "one@example.org")).await;
+    assert_eq!(
+        answer(&mut alice, "r4").await.attribute("type"),
+        Some("result")
+    );
+    // A subscription request from a stranger is not kept in a full roster.
+    let mut carol =
+        TestClient::connect(&server, Login::new("carol", ListenerKind::DirectTls)).await;
+    carol
+        .send(subscription("subscribe", "alice@localhost"))
+        .await;
+    carol
+        .send(iq(
+            "get",
+            "sync",
+            Some("localhost"),
+            Element::new("ping", ns::PING),
+        ))
+        .await;
+    answer(&mut carol, "sync").await;
+    let roster = server.store().roster("alice@localhost").await.unwrap();
+    assert_eq!(roster.items.len(), 2, "{roster:?}");
+
+    let block = |id: &str, jids: &[&str]| {
+        let mut block = Element::new("block", "urn:xmpp:blocking");
+        for jid in jids {
+            block.push_child(Element::new("item", "urn:xmpp:blocking").with_attribute("jid", *jid));
+        }
+        iq("set", id, None, block)
+    };
+    alice
+        .send(block("b1", &["x@example.org", "y@example.org"]))
+        .await;
+    assert_eq!(
+        answer(&mut alice, "b1").await.attribute("type"),
+        Some("result")
+    );
+    alice.send(block("b2", &["z@example.org"])).await;
+    let refused = answer(&mut alice, "b2").await;
+    assert_eq!(
+        StanzaError::from_stanza(&refused).unwrap().condition,
+        StanzaCondition::NotAllowed
+    );
+    // Blocking one already blocked adds nothing: allowed.
+    alice.send(block("b3", &["x@example.org"])).await;
+    assert_eq!(
+        answer(&mut alice, "b3").await.attribute("type"),
+        Some("result")
+    );
+
+    // Bob is offline: a message of about 3,000 bytes (its body is in its
+    // id too) fits under 4 KiB, two do not.
+    let big = "x".repeat(1500);
+    alice.send(message("bob@localhost", &big)).await;
+    alice
+        .send(message("bob@localhost", &format!("{big}y")))
+        .await;
+    let bounced = alice
+        .recv_matching(|s| s.name() == "message" && s.attribute("type") == Some("error"))
+        .await;
+    assert_eq!(
+        StanzaError::from_stanza(&bounced).unwrap().condition,
+        StanzaCondition::ServiceUnavailable
+    );
+    assert_eq!(
+        server.store().offline_count("bob@localhost").await.unwrap(),
+        1
+    );
+}
+
+/// The answer to the IQ `id`.
+async fn answer(client: &mut TestClient, id: &str) -> Element {
+    client
+        .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some(id))
+        .await
 }

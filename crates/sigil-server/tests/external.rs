@@ -1124,3 +1124,37 @@ async fn a_renewed_server_certificate_is_used_after_a_reload() {
     let new = common::tls_client_config(&server.certificate(), None);
     assert_eq!(presented(new).await, renewed.certificate_der);
 }
+
+/// A certificate whose extendedKeyUsage leaves out clientAuth is not for
+/// logging in: XEP-0257 append refuses it, and one registered anyway
+/// (by an older server) does not log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_without_client_auth_is_neither_registered_nor_logged_in() {
+    let server = TestServer::start().await;
+    let ca = Ca::new("Some CA", &Options::new(now())).unwrap();
+    let server_only = odd_certificate(&ca, Some("alice@localhost"), false, "alice");
+    let mut admin =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let refused = ask(
+        &mut admin,
+        saslcert(
+            "set",
+            "a1",
+            append("server-only", &server_only.certificate_der, false),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.condition, StanzaCondition::NotAcceptable);
+    register(&server, "alice@localhost", "server-only", &server_only).await;
+    check(
+        &server,
+        ListenerKind::DirectTls,
+        "registered without clientAuth",
+        &server_only,
+        None,
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+    admin.close().await;
+}

@@ -56,6 +56,7 @@ pub use traits::{
     AccountStore, BlockingStore, CertificateStore, OfflineStore, RosterStore, SessionStore, Store,
 };
 pub use types::{
-    Account, CertificateEntry, CertificateLookup, OfflineMessage, RevokedCertificate, Roster,
-    RosterItem, SavedSession, StoreFuture, Subscription, algorithm_from_name, algorithm_name,
+    Account, CertificateEntry, CertificateLookup, OfflineMessage, OfflineQuota, RevokedCertificate,
+    Roster, RosterItem, SavedSession, StoreFuture, Subscription, algorithm_from_name,
+    algorithm_name,
 };

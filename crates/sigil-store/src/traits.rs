@@ -12,8 +12,8 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 #[cfg(doc)]
 use crate::StoreError;
 use crate::{
-    Account, CertificateEntry, CertificateLookup, OfflineMessage, RevokedCertificate, Roster,
-    RosterItem, SavedSession, StoreFuture,
+    Account, CertificateEntry, CertificateLookup, OfflineMessage, OfflineQuota, RevokedCertificate,
+    Roster, RosterItem, SavedSession, StoreFuture,
 };
 
 /// Everything the server needs, in one object-safe trait.
@@ -152,14 +152,15 @@ pub trait OfflineStore: Send + Sync {
     ///
     /// When the future resolves the message is committed: the server may
     /// then tell the sender it was delivered. [`StoreError::QuotaExceeded`]
-    /// if `owner` already has `max_per_owner` messages.
+    /// if `owner` already has `quota.messages` messages, or this one would
+    /// take its stanzas past `quota.bytes`.
     fn store_offline<'a>(
         &'a self,
         owner: &'a str,
         from: &'a str,
         stanza: &'a str,
         stored_at: i64,
-        max_per_owner: usize,
+        quota: OfflineQuota,
     ) -> StoreFuture<'a, i64>;
 
     /// Up to `limit` messages of `owner`, oldest first.

@@ -107,6 +107,25 @@ impl Subscription {
     }
 }
 
+/// How much one account may have waiting offline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OfflineQuota {
+    /// Messages.
+    pub messages: usize,
+    /// Bytes of stanzas, all together.
+    pub bytes: usize,
+}
+
+impl OfflineQuota {
+    /// At most `messages` messages, of any size.
+    pub fn messages(messages: usize) -> Self {
+        Self {
+            messages,
+            bytes: usize::MAX,
+        }
+    }
+}
+
 /// A stanza kept for an account while it is offline (XEP-0160).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OfflineMessage {

@@ -29,7 +29,7 @@ async fn offline_message_survives_reopen() {
             "romeo@example.net",
             "<message/>",
             7,
-            10,
+            sigil_store::OfflineQuota::messages(10),
         )
         .await
         .unwrap();
@@ -182,7 +182,7 @@ async fn shared_dyn_store_across_tasks() {
                     "romeo@example.net",
                     &stanza,
                     index,
-                    100,
+                    sigil_store::OfflineQuota::messages(100),
                 )
                 .await
         }));

@@ -256,6 +256,21 @@ impl StoredCredentials {
         }
     }
 
+    /// Credentials no password matches, as costly to check as those
+    /// [`Self::generate`] makes with the strongest hash (the one a PLAIN
+    /// login is checked against): checked in place of an unknown user's.
+    pub fn stand_in() -> Self {
+        let algorithm = Algorithm::Sha512;
+        Self {
+            algorithm,
+            salt: vec![0; 16],
+            iterations: DEFAULT_ITERATIONS,
+            // No derivation gives all zeros but with negligible chance.
+            stored_key: vec![0; algorithm.output_len()],
+            server_key: vec![0; algorithm.output_len()],
+        }
+    }
+
     /// Checks a plain password against these credentials in constant time
     /// (used by the PLAIN server mechanism, so one stored form serves both).
     pub fn verify_password(&self, password: &str) -> bool {
@@ -402,7 +417,19 @@ mod tests {
         assert_eq!(generated.iterations, DEFAULT_ITERATIONS);
         assert!(generated.verify_password("pencil"));
     }
-}
 
-#[cfg(test)]
-mod vectors;
+    /// The stand-in an unknown user's PLAIN password is checked against
+    /// costs what a new account's strongest credentials cost, and no
+    /// password passes it.
+    #[test]
+    fn the_stand_in_costs_as_much_and_matches_nothing() {
+        let stand_in = StoredCredentials::stand_in();
+        let real = StoredCredentials::generate(Algorithm::Sha512, "pencil").unwrap();
+        assert_eq!(stand_in.algorithm, real.algorithm);
+        assert_eq!(stand_in.iterations, real.iterations);
+        assert_eq!(stand_in.salt.len(), real.salt.len());
+        for password in ["pencil", "", "0"] {
+            assert!(!stand_in.verify_password(password));
+        }
+    }
+}

@@ -168,14 +168,24 @@ impl ServerMechanism for Plain {
             ServerInput::Response(message) if self.pending.is_none() => self.parse(message),
             ServerInput::Credentials(credentials) => {
                 let pending = self.pending.take().ok_or_else(unexpected)?;
-                match credentials {
-                    Some(credentials) if credentials.verify_password(&pending.password) => {
-                        Ok(outcome(Some(pending.authcid), pending.authzid))
+                // An unknown user (or one without a password) costs the
+                // same derivation as a known one: how long a failure takes
+                // tells nothing of which accounts exist.
+                let verified = match credentials {
+                    Some(credentials) => credentials.verify_password(&pending.password),
+                    None => {
+                        let _ = crate::scram::StoredCredentials::stand_in()
+                            .verify_password(&pending.password);
+                        false
                     }
-                    _ => Err(ServerError::new(
+                };
+                if verified {
+                    Ok(outcome(Some(pending.authcid), pending.authzid))
+                } else {
+                    Err(ServerError::new(
                         Failure::NotAuthorized,
                         "wrong password or unknown user",
-                    )),
+                    ))
                 }
             }
             _ => Err(unexpected()),

@@ -101,7 +101,13 @@ pub async fn accounts_delete_cascades(store: &dyn Store) {
         item.groups = vec!["Friends".into()];
         store.put_roster_item(jid, &item).await.unwrap();
         store
-            .store_offline(jid, "friend@example.org/a", "<message/>", 1, 10)
+            .store_offline(
+                jid,
+                "friend@example.org/a",
+                "<message/>",
+                1,
+                crate::OfflineQuota::messages(10),
+            )
             .await
             .unwrap();
         store

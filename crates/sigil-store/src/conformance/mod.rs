@@ -117,6 +117,7 @@ macro_rules! conformance_tests {
                 offline_order_and_delete,
                 offline_limit,
                 offline_quota,
+                offline_byte_quota,
                 offline_quota_under_concurrency,
                 offline_other_owner_untouched,
                 offline_requires_account,

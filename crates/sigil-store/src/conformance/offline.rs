@@ -15,7 +15,13 @@ pub async fn offline_order_and_delete(store: &dyn Store) {
         // Stored times out of order: the order is the store's, not the clock's.
         let stored_at = 1_700_000_000 - index;
         let id = store
-            .store_offline(owner, &from, &stanza, stored_at, 100)
+            .store_offline(
+                owner,
+                &from,
+                &stanza,
+                stored_at,
+                crate::OfflineQuota::messages(100),
+            )
             .await
             .unwrap();
         if let Some(OfflineMessage { id: previous, .. }) = expected.last() {
@@ -51,7 +57,13 @@ pub async fn offline_limit(store: &dyn Store) {
         let stanza = format!("<message id='{index}'/>");
         ids.push(
             store
-                .store_offline(owner, "romeo@example.net", &stanza, index, 10)
+                .store_offline(
+                    owner,
+                    "romeo@example.net",
+                    &stanza,
+                    index,
+                    crate::OfflineQuota::messages(10),
+                )
                 .await
                 .unwrap(),
         );
@@ -80,14 +92,26 @@ pub async fn offline_quota(store: &dyn Store) {
     for _ in 0..3 {
         ids.push(
             store
-                .store_offline(owner, "a@example.org", "<message/>", 1, 3)
+                .store_offline(
+                    owner,
+                    "a@example.org",
+                    "<message/>",
+                    1,
+                    crate::OfflineQuota::messages(3),
+                )
                 .await
                 .unwrap(),
         );
     }
     assert_eq!(
         store
-            .store_offline(owner, "a@example.org", "<message/>", 1, 3)
+            .store_offline(
+                owner,
+                "a@example.org",
+                "<message/>",
+                1,
+                crate::OfflineQuota::messages(3)
+            )
             .await,
         Err(StoreError::QuotaExceeded)
     );
@@ -95,27 +119,89 @@ pub async fn offline_quota(store: &dyn Store) {
     // A lower quota than what is stored refuses too.
     assert_eq!(
         store
-            .store_offline(owner, "a@example.org", "<message/>", 1, 1)
+            .store_offline(
+                owner,
+                "a@example.org",
+                "<message/>",
+                1,
+                crate::OfflineQuota::messages(1)
+            )
             .await,
         Err(StoreError::QuotaExceeded)
     );
     // A quota of zero refuses everything.
     assert_eq!(
         store
-            .store_offline("romeo@example.net", "a@example.org", "<message/>", 1, 0)
+            .store_offline(
+                "romeo@example.net",
+                "a@example.org",
+                "<message/>",
+                1,
+                crate::OfflineQuota::messages(0)
+            )
             .await,
         Err(StoreError::QuotaExceeded)
     );
     store
-        .store_offline("romeo@example.net", "a@example.org", "<message/>", 1, 3)
+        .store_offline(
+            "romeo@example.net",
+            "a@example.org",
+            "<message/>",
+            1,
+            crate::OfflineQuota::messages(3),
+        )
         .await
         .unwrap();
 
     store.delete_offline(owner, &ids[..1]).await.unwrap();
     store
-        .store_offline(owner, "a@example.org", "<message/>", 1, 3)
+        .store_offline(
+            owner,
+            "a@example.org",
+            "<message/>",
+            1,
+            crate::OfflineQuota::messages(3),
+        )
         .await
         .unwrap();
+    assert_eq!(store.offline_count(owner).await.unwrap(), 3);
+}
+
+/// The bytes an account has waiting are capped as well: a message that
+/// would take them past the quota is refused, one that fits is kept, and
+/// multi-byte characters count as their bytes.
+pub async fn offline_byte_quota(store: &dyn Store) {
+    let owner = "juliet@example.com";
+    create(store, owner).await;
+    let quota = crate::OfflineQuota {
+        messages: 100,
+        bytes: 30,
+    };
+    let ten = "<m>1234</m>"; // 11 bytes
+    for _ in 0..2 {
+        store
+            .store_offline(owner, "a@example.org", ten, 1, quota)
+            .await
+            .unwrap();
+    }
+    // 22 + 11 > 30.
+    assert_eq!(
+        store
+            .store_offline(owner, "a@example.org", ten, 1, quota)
+            .await,
+        Err(StoreError::QuotaExceeded)
+    );
+    // 22 + 8 fits exactly; "é" is two bytes.
+    store
+        .store_offline(owner, "a@example.org", "<m>é</m", 1, quota)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .store_offline(owner, "a@example.org", "x", 1, quota)
+            .await,
+        Err(StoreError::QuotaExceeded)
+    );
     assert_eq!(store.offline_count(owner).await.unwrap(), 3);
 }
 
@@ -123,7 +209,15 @@ pub async fn offline_quota(store: &dyn Store) {
 pub async fn offline_quota_under_concurrency(store: &dyn Store) {
     let owner = "juliet@example.com";
     create(store, owner).await;
-    let attempt = || store.store_offline(owner, "romeo@example.net", "<message/>", 1, 5);
+    let attempt = || {
+        store.store_offline(
+            owner,
+            "romeo@example.net",
+            "<message/>",
+            1,
+            crate::OfflineQuota::messages(5),
+        )
+    };
     let results = tokio::join!(
         attempt(),
         attempt(),
@@ -158,7 +252,7 @@ pub async fn offline_other_owner_untouched(store: &dyn Store) {
             "a@example.org",
             "<message>j</message>",
             1,
-            10,
+            crate::OfflineQuota::messages(10),
         )
         .await
         .unwrap();
@@ -168,7 +262,7 @@ pub async fn offline_other_owner_untouched(store: &dyn Store) {
             "a@example.org",
             "<message>r</message>",
             1,
-            10,
+            crate::OfflineQuota::messages(10),
         )
         .await
         .unwrap();
@@ -203,7 +297,13 @@ pub async fn offline_requires_account(store: &dyn Store) {
     let owner = "nobody@example.com";
     assert_eq!(
         store
-            .store_offline(owner, "a@example.org", "<message/>", 1, 10)
+            .store_offline(
+                owner,
+                "a@example.org",
+                "<message/>",
+                1,
+                crate::OfflineQuota::messages(10)
+            )
             .await,
         Err(StoreError::NotFound)
     );
@@ -218,19 +318,37 @@ pub async fn offline_ids_not_reused(store: &dyn Store) {
     let owner = "juliet@example.com";
     create(store, owner).await;
     let first = store
-        .store_offline(owner, "a@example.org", "<message/>", 1, 10)
+        .store_offline(
+            owner,
+            "a@example.org",
+            "<message/>",
+            1,
+            crate::OfflineQuota::messages(10),
+        )
         .await
         .unwrap();
     assert_eq!(store.delete_offline(owner, &[first]).await.unwrap(), 1);
     let second = store
-        .store_offline(owner, "a@example.org", "<message/>", 1, 10)
+        .store_offline(
+            owner,
+            "a@example.org",
+            "<message/>",
+            1,
+            crate::OfflineQuota::messages(10),
+        )
         .await
         .unwrap();
     assert!(second > first, "{second} after {first}");
     assert!(store.delete_account(owner).await.unwrap());
     create(store, owner).await;
     let third = store
-        .store_offline(owner, "a@example.org", "<message/>", 1, 10)
+        .store_offline(
+            owner,
+            "a@example.org",
+            "<message/>",
+            1,
+            crate::OfflineQuota::messages(10),
+        )
         .await
         .unwrap();
     assert!(third > second, "{third} after {second}");
@@ -251,7 +369,13 @@ pub async fn offline_owners(store: &dyn Store) {
         for i in 0..n {
             ids.push(
                 store
-                    .store_offline(owner, "a@example.org", "<message/>", i, 10)
+                    .store_offline(
+                        owner,
+                        "a@example.org",
+                        "<message/>",
+                        i,
+                        crate::OfflineQuota::messages(10),
+                    )
                     .await
                     .unwrap(),
             );

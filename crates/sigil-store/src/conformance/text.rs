@@ -40,7 +40,7 @@ pub async fn unicode_and_quotes_round_trip(store: &dyn Store) {
     let stanza =
         "<message xml:lang='fr'><body>C'est \"\u{e7}a\" \u{1f44d}; -- \\n</body></message>";
     store
-        .store_offline(owner, from, stanza, 1, 10)
+        .store_offline(owner, from, stanza, 1, crate::OfflineQuota::messages(10))
         .await
         .unwrap();
     let messages = store.offline_messages(owner, 10).await.unwrap();

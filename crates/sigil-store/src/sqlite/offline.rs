@@ -3,7 +3,7 @@
 use rusqlite::Row;
 
 use super::{SqliteStore, account_exists, backend, to_sql_integer, to_unsigned};
-use crate::{OfflineMessage, OfflineStore, StoreError, StoreFuture};
+use crate::{OfflineMessage, OfflineQuota, OfflineStore, StoreError, StoreFuture};
 
 impl OfflineStore for SqliteStore {
     fn store_offline<'a>(
@@ -12,7 +12,7 @@ impl OfflineStore for SqliteStore {
         from: &'a str,
         stanza: &'a str,
         stored_at: i64,
-        max_per_owner: usize,
+        quota: OfflineQuota,
     ) -> StoreFuture<'a, i64> {
         Box::pin(async move {
             let (owner, from, stanza) = (owner.to_owned(), from.to_owned(), stanza.to_owned());
@@ -24,12 +24,18 @@ impl OfflineStore for SqliteStore {
                 if !account_exists(transaction, &owner)? {
                     return Err(StoreError::NotFound);
                 }
-                let count: i64 = transaction
-                    .prepare_cached("SELECT count(*) FROM offline_messages WHERE owner = ?")
+                let (count, bytes): (i64, i64) = transaction
+                    .prepare_cached(
+                        "SELECT count(*), coalesce(sum(length(CAST(stanza AS BLOB))), 0)
+                         FROM offline_messages WHERE owner = ?",
+                    )
                     .map_err(backend)?
-                    .query_row([&owner], |row| row.get(0))
+                    .query_row([&owner], |row| Ok((row.get(0)?, row.get(1)?)))
                     .map_err(backend)?;
-                if count >= to_sql_integer(max_per_owner) {
+                let new_bytes = i64::try_from(stanza.len()).unwrap_or(i64::MAX);
+                if count >= to_sql_integer(quota.messages)
+                    || bytes.saturating_add(new_bytes) > to_sql_integer(quota.bytes)
+                {
                     return Err(StoreError::QuotaExceeded);
                 }
                 transaction
