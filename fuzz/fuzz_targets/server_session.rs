@@ -95,7 +95,7 @@ fn drain(session: &mut Session, parked: &mut Option<Box<sigil_proto::server::Str
             Action::NeedCredentials { .. } | Action::NeedDecision { .. } | Action::StartTls => {
                 unreachable!("not offered")
             }
-            Action::Authenticated { .. } | Action::Close { .. } => {}
+            Action::Authenticated { .. } | Action::AuthFailed { .. } | Action::Close { .. } => {}
         }
     }
 }

@@ -53,7 +53,11 @@ fuzz_target!(|input: &[u8]| {
                         stream.bound(jid);
                     }
                 }
-                Action::Send(_) | Action::Authenticated { .. } | Action::Stanza(_) | Action::Close { .. } => {}
+                Action::Send(_)
+                | Action::Authenticated { .. }
+                | Action::AuthFailed { .. }
+                | Action::Stanza(_)
+                | Action::Close { .. } => {}
             }
         }
     }

@@ -3,6 +3,7 @@
 //! names. Everything else is x509-parser's and rcgen's job.
 
 /// `id-on-xmppAddr` (1.3.6.1.5.5.7.8.5), DER encoded with its tag.
+#[cfg(feature = "generate")]
 const ID_ON_XMPPADDR_DER: [u8; 10] = [0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x08, 0x05];
 
 /// The content of a subjectAltName extension (GeneralNames) holding one
