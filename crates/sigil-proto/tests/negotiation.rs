@@ -26,6 +26,19 @@ fn server(tls: TlsMode) -> ServerStream {
     ServerStream::new(config, connection)
 }
 
+/// A server stream over direct TLS, the client having presented a
+/// certificate or not, with this channel binding data.
+fn direct_server(client_certificate: bool, channel_bindings: Vec<ChannelBinding>) -> ServerStream {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    let connection = ConnectionInfo {
+        encrypted: true,
+        client_certificate,
+        channel_bindings,
+    };
+    ServerStream::new(config, connection)
+}
+
 fn client(tls: client::TlsMode, allow: Option<&[&str]>) -> ClientStream {
     let mut sasl = ClientConfig::new();
     if let Some(names) = allow {
@@ -405,14 +418,7 @@ fn external_without_certificate_is_not_offered_and_refused() {
 
 #[test]
 fn external_with_certificate_gets_an_empty_challenge_and_a_decision() {
-    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
-    config.tls = TlsMode::Direct;
-    let connection = ConnectionInfo {
-        encrypted: true,
-        client_certificate: true,
-        channel_bindings: Vec::new(),
-    };
-    let mut s = ServerStream::new(config, connection);
+    let mut s = direct_server(true, Vec::new());
     s.receive(HEADER.as_bytes());
     s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'/>");
     let mut sent = String::new();
@@ -532,14 +538,7 @@ fn invalid_resource_is_bad_request_and_session_is_answered() {
 
 #[test]
 fn restricted_mechanisms_are_all_that_is_offered_and_accepted() {
-    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
-    config.tls = TlsMode::Direct;
-    let connection = ConnectionInfo {
-        encrypted: true,
-        client_certificate: true,
-        channel_bindings: Vec::new(),
-    };
-    let mut s = ServerStream::new(config, connection);
+    let mut s = direct_server(true, Vec::new());
     s.restrict_mechanisms(
         Some(vec!["EXTERNAL".into()]),
         vec![BareJid::new("juliet@example.org").unwrap()],
@@ -571,14 +570,7 @@ fn a_header_naming_another_account_lifts_the_restriction() {
         ("juliet@example.org/balcony", true),
         ("example.org", true),
     ] {
-        let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
-        config.tls = TlsMode::Direct;
-        let connection = ConnectionInfo {
-            encrypted: true,
-            client_certificate: true,
-            channel_bindings: Vec::new(),
-        };
-        let mut s = ServerStream::new(config, connection);
+        let mut s = direct_server(true, Vec::new());
         s.restrict_mechanisms(
             Some(vec!["EXTERNAL".into()]),
             vec![BareJid::new("juliet@example.org").unwrap()],
@@ -611,14 +603,7 @@ fn a_header_naming_another_account_lifts_the_restriction() {
 #[test]
 fn a_declined_certificate_leaves_the_stream_open_for_a_password() {
     for declined in [true, false] {
-        let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
-        config.tls = TlsMode::Direct;
-        let connection = ConnectionInfo {
-            encrypted: true,
-            client_certificate: true,
-            channel_bindings: Vec::new(),
-        };
-        let mut s = ServerStream::new(config, connection);
+        let mut s = direct_server(true, Vec::new());
         s.receive(HEADER.as_bytes());
         s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
         let mut sent = String::new();
@@ -667,17 +652,13 @@ fn a_declined_certificate_leaves_the_stream_open_for_a_password() {
 /// never counted, so the client can go on to another mechanism.
 #[test]
 fn an_unsupported_channel_binding_type_is_refused_but_not_counted() {
-    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
-    config.tls = TlsMode::Direct;
-    let connection = ConnectionInfo {
-        encrypted: true,
-        client_certificate: false,
-        channel_bindings: vec![ChannelBinding::new(
+    let mut s = direct_server(
+        false,
+        vec![ChannelBinding::new(
             ChannelBindingType::TlsExporter,
             vec![7u8; 32],
         )],
-    };
-    let mut s = ServerStream::new(config, connection);
+    );
     s.receive(HEADER.as_bytes());
     // More attempts than the limit of three failures.
     let first = sigil_sasl::xmpp::encode(b"p=tls-unique,,n=juliet,r=abcdefghijklmnop");
@@ -887,14 +868,7 @@ fn account_disabled_only_after_the_password_was_verified() {
         ("AGp1bGlldABwZW5jaWw=", "<account-disabled/>"),
         ("AGp1bGlldAB3cm9uZw==", "<not-authorized/>"),
     ] {
-        let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
-        config.tls = TlsMode::Direct;
-        let connection = ConnectionInfo {
-            encrypted: true,
-            client_certificate: false,
-            channel_bindings: Vec::new(),
-        };
-        let mut s = ServerStream::new(config, connection);
+        let mut s = direct_server(false, Vec::new());
         s.receive(HEADER.as_bytes());
         s.receive(
             format!(

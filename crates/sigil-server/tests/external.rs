@@ -1068,15 +1068,8 @@ async fn direct_tls_speaks_alpn_xmpp_client() {
     let server = TestServer::start().await;
     let mut config = (*common::tls_client_config(&server.certificate(), None)).clone();
     config.alpn_protocols = vec![b"xmpp-client".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(server.address(ListenerKind::DirectTls))
-        .await
-        .unwrap();
-    let tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
-            tcp,
-        )
+    let address = server.address(ListenerKind::DirectTls);
+    let tls = common::tls_connect(address, std::sync::Arc::new(config))
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"xmpp-client"[..]));
@@ -1090,15 +1083,7 @@ async fn a_renewed_server_certificate_is_used_after_a_reload() {
     let server = TestServer::start().await;
     let address = server.address(ListenerKind::DirectTls);
     let presented = |config: std::sync::Arc<rustls::ClientConfig>| async move {
-        let connector = tokio_rustls::TlsConnector::from(config);
-        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-        let tls = connector
-            .connect(
-                rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
-                tcp,
-            )
-            .await
-            .unwrap();
+        let tls = common::tls_connect(address, config).await.unwrap();
         tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
     };
     let old = common::tls_client_config(&server.certificate(), None);

@@ -50,18 +50,8 @@ async fn raw_login_with(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
         ),
     };
-    let connector = tokio_rustls::TlsConnector::from(common::tls_client_config(
-        &server.certificate(),
-        identity,
-    ));
-    let tcp = TcpStream::connect(server.address(ListenerKind::DirectTls))
-        .await
-        .unwrap();
-    let mut tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from(common::DOMAIN).unwrap(),
-            tcp,
-        )
+    let config = common::tls_client_config(&server.certificate(), identity);
+    let mut tls = common::tls_connect(server.address(ListenerKind::DirectTls), config)
         .await
         .unwrap();
     let mut seen = String::new();
@@ -80,16 +70,8 @@ const BOB: &str = "AGJvYgBib2Itc2VjcmV0";
 /// Alice logged in as alice@localhost/sm on raw TLS, with stream
 /// management enabled if asked.
 async fn raw_alice(server: &TestServer, enable: bool) -> TlsStream<TcpStream> {
-    let connector =
-        tokio_rustls::TlsConnector::from(common::tls_client_config(&server.certificate(), None));
-    let tcp = TcpStream::connect(server.address(ListenerKind::DirectTls))
-        .await
-        .unwrap();
-    let mut tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from(common::DOMAIN).unwrap(),
-            tcp,
-        )
+    let config = common::tls_client_config(&server.certificate(), None);
+    let mut tls = common::tls_connect(server.address(ListenerKind::DirectTls), config)
         .await
         .unwrap();
     let mut seen = String::new();
@@ -685,18 +667,7 @@ async fn a_password_change_ends_the_password_sessions() {
     assert!(with_password.closed().await.is_err());
     gone_within_a_second(&server, "alice@localhost/parked").await;
     // The certificate session still answers.
-    with_certificate
-        .send(
-            Element::new("iq", ns::CLIENT)
-                .with_attribute("type", "get")
-                .with_attribute("id", "p")
-                .with_child(Element::new("ping", "urn:xmpp:ping")),
-        )
-        .await;
-    let pong = with_certificate
-        .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some("p"))
-        .await;
-    assert_eq!(pong.attribute("type"), Some("result"));
+    assert!(answers_a_ping(&mut with_certificate, "p").await);
 
     // In band (XEP-0077): the session that changed it stays, the other
     // password session ends, the certificate session stays.
@@ -727,20 +698,8 @@ async fn a_password_change_ends_the_password_sessions() {
         panic!("the other password session went on")
     };
     assert_eq!(error.condition, StreamCondition::NotAuthorized);
-    for (client, id) in [(&mut changer, "c"), (&mut with_certificate, "d")] {
-        client
-            .send(
-                Element::new("iq", ns::CLIENT)
-                    .with_attribute("type", "get")
-                    .with_attribute("id", id)
-                    .with_child(Element::new("ping", "urn:xmpp:ping")),
-            )
-            .await;
-        let pong = client
-            .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some(id))
-            .await;
-        assert_eq!(pong.attribute("type"), Some("result"));
-    }
+    assert!(answers_a_ping(&mut changer, "c").await);
+    assert!(answers_a_ping(&mut with_certificate, "d").await);
     changer.close().await;
     with_certificate.close().await;
 }
@@ -797,4 +756,20 @@ async fn only_the_same_certificate_resumes_a_session_and_revocation_ends_it_park
     assert_eq!(ended, Some(1));
     gone_within_a_second(&server, "alice@localhost/laptop").await;
     assert!(resumable.is_empty());
+}
+
+/// Whether the session answers a ping to the server.
+async fn answers_a_ping(client: &mut TestClient, id: &str) -> bool {
+    client
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "get")
+                .with_attribute("id", id)
+                .with_child(Element::new("ping", "urn:xmpp:ping")),
+        )
+        .await;
+    let pong = client
+        .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some(id))
+        .await;
+    pong.attribute("type") == Some("result")
 }

@@ -388,14 +388,7 @@ async fn https_connection(
     server: &TestServer,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let config = common::tls_client_config(&server.certificate(), None);
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let tcp = tokio::net::TcpStream::connect(server.address(ListenerKind::Https)).await?;
-    connector
-        .connect(
-            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
-            tcp,
-        )
-        .await
+    common::tls_connect(server.address(ListenerKind::Https), config).await
 }
 
 /// Whether a new HTTPS connection is served (a page comes back).

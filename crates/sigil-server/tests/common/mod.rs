@@ -129,6 +129,18 @@ impl TestServer {
     }
 }
 
+/// A TLS connection to `address` with this client configuration, checking
+/// the server's name as the domain.
+pub async fn tls_connect(
+    address: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(address).await?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from(DOMAIN).unwrap(), tcp)
+        .await
+}
+
 pub fn tls_client_config(
     server_certificate: &Path,
     client_identity: Option<Identity>,
