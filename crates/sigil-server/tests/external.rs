@@ -1143,3 +1143,52 @@ async fn a_certificate_without_client_auth_is_neither_registered_nor_logged_in()
     .await;
     admin.close().await;
 }
+
+/// The control socket answers only the server's own user (or root): a
+/// process of another user that could reach it (were its permissions
+/// loosened) gets no answer. Needs root, to run that process as `nobody`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_socket_answers_only_the_servers_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start().await;
+    let socket = server.dir.path().join("sigil.sock");
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    // The server's user is answered.
+    let own = sigil_server::control::request_end(
+        &socket,
+        "nobody@localhost",
+        sigil_server::control::End::Disabled,
+    )
+    .await;
+    assert_eq!(own, Some(0));
+    // Let anyone reach the socket, then ask as nobody.
+    std::fs::set_permissions(server.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_UNIX)\ns.settimeout(5)\ns.connect({:?})\n\
+         s.sendall(b'ping\\n')\ntry:\n    print(repr(s.recv(100)))\nexcept Exception as e:\n    print('error', e)\n",
+        socket.display().to_string()
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--", "/usr/bin/python3", "-c", &script])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!said.contains("ok"), "another user was answered: {said}");
+}
