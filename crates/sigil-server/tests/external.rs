@@ -1173,7 +1173,7 @@ async fn the_control_socket_answers_only_the_servers_user() {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     let script = format!(
         "import socket\ns = socket.socket(socket.AF_UNIX)\ns.settimeout(5)\ns.connect({:?})\n\
-         s.sendall(b'ping\\n')\ntry:\n    print(repr(s.recv(100)))\nexcept Exception as e:\n    print('error', e)\n",
+         try:\n    s.sendall(b'ping\\n')\n    print(repr(s.recv(100)))\nexcept OSError as e:\n    print('refused', e)\n",
         socket.display().to_string()
     );
     let output = tokio::task::spawn_blocking(move || {
