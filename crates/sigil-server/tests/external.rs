@@ -1190,5 +1190,5 @@ async fn the_control_socket_answers_only_the_servers_user() {
         "{said}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(!said.contains("ok"), "another user was answered: {said}");
+    assert!(!said.contains("b'ok"), "another user was answered: {said}");
 }
