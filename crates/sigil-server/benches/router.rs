@@ -38,7 +38,9 @@ fn message(to: &FullJid) -> Element {
 fn register_all(router: &Router, jids: &[FullJid]) -> Vec<Arc<SessionHandle>> {
     jids.iter()
         .map(|jid| {
-            let (handle, replaced) = router.register(jid.clone(), 64, None);
+            let (handle, replaced) = router
+                .register(jid.clone(), 64, None, || false)
+                .expect("never refused");
             assert!(replaced.is_none());
             handle
         })

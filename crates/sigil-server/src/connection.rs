@@ -145,6 +145,12 @@ const SETTLE_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 /// The most stanzas from a session's queue written out together.
 pub(crate) const DELIVERY_BATCH: usize = 64;
 
+/// How long a session told to end waits for its client to take what is
+/// being written (the stream error among it): a client that stopped
+/// reading does not keep a session alive for the whole write timeout
+/// after its account was disabled or its certificate revoked.
+const ENDING_WRITE_GRACE: Duration = Duration::from_secs(2);
+
 impl Wire for TcpWire {
     async fn read(&mut self) -> Option<Input> {
         // The read buffer lives on the stack of one poll only: an idle
@@ -346,6 +352,7 @@ pub(crate) fn run_session<W: Wire + 'static>(
         pending: pending.map(Box::new),
         write_failed: false,
         tracking: None,
+        login_began: 0,
     };
     if W::ACKS {
         // An acknowledgement promises that a message is safe, not merely
@@ -385,6 +392,10 @@ struct Connection<W: Wire> {
     write_failed: bool,
     /// Messages followed until safe (boxed, and only once there are any).
     tracking: Option<Box<Tracking>>,
+    /// The fence clock when the last login attempt began, before it read
+    /// the store: a change to the account after that refuses the bind or
+    /// resumption (see [`crate::context::Fences`]).
+    login_began: u64,
 }
 
 /// With stream management, the server acknowledges a client's message
@@ -483,11 +494,9 @@ impl<W: Wire> Connection<W> {
                 () = expired(&mut throttle) => throttle = None,
                 () = front_settled(&mut self.tracking) => self.settle_handling(),
                 message = recv(&self.session) => self.deliver(message),
-                () = closed(&self.session) => {
-                    self.stream.close(Some(StreamError::with_text(
-                        StreamCondition::PolicyViolation,
-                        "too many stanzas queued: the client reads too slowly",
-                    )));
+                () = ended(&self.session) => {
+                    let error = self.session.as_ref().and_then(|s| s.handle.end_error());
+                    self.stream.close(error);
                 }
                 () = expired(&mut login_timer) => {
                     self.stream.close(Some(StreamError::with_text(
@@ -507,7 +516,6 @@ impl<W: Wire> Connection<W> {
                                     self.stream.send_stanza(&stanza);
                                     track_sent(&self.stream, &mut self.tracking, receipt);
                                 }
-                                SessionMessage::Close(_) => {}
                             }
                         }
                     }
@@ -561,9 +569,8 @@ impl<W: Wire> Connection<W> {
                 _ = shutdown.changed() => {}
                 // Taken over: nothing left to do here.
                 () = resumed.notified() => {}
-                // Its queue overflowed, or it was told to close: it ends.
-                () = handle.close_requested() => {}
-                () = handle.close_queued() => {}
+                // Its queue overflowed, or it was told to end.
+                () = handle.ended() => {}
             }
             let Some(parked) = self.context.resumable.reclaim(&id, number) else {
                 // Resumed on another connection, which carries it on.
@@ -600,7 +607,6 @@ impl<W: Wire> Connection<W> {
                     SessionMessage::Tracked(stanza, receipt) => {
                         Box::pin(session::reroute(&self.context, *stanza, Some(receipt))).await;
                     }
-                    SessionMessage::Close(_) => {}
                 }
             }
             if let Some((id, acked, inbound)) = saving {
@@ -636,7 +642,6 @@ impl<W: Wire> Connection<W> {
                     self.stream.send_stanza(&stanza);
                     track_sent(&self.stream, &mut self.tracking, receipt);
                 }
-                SessionMessage::Close(error) => return self.stream.close(Some(*error)),
             }
             // A full batch ends here, so that reading from this client is
             // not starved (the rest stays queued); so does an empty queue,
@@ -703,6 +708,16 @@ impl<W: Wire> Connection<W> {
                 Action::Resume { previd, h } => {
                     let account = self.stream.account().cloned();
                     let certificate = self.login.as_ref().map(|login| login.fingerprint);
+                    if let Some(account) = &account
+                        && self.context.fences.overtaken(
+                            account,
+                            certificate.is_some(),
+                            self.login_began,
+                        )
+                    {
+                        self.refuse_overtaken(account);
+                        continue;
+                    }
                     match self.context.resumable.take(
                         &previd,
                         account.as_ref(),
@@ -734,6 +749,7 @@ impl<W: Wire> Connection<W> {
                     }
                 }
                 Action::NeedCredentials { jid, request } => {
+                    self.login_began = self.context.fences.now();
                     match self.context.store.account(jid.as_str()).await {
                         Ok(None) => self.stream.credentials(Ok(None)),
                         Ok(Some(account)) => {
@@ -759,6 +775,7 @@ impl<W: Wire> Connection<W> {
                     }
                 }
                 Action::NeedDecision { authzid } => {
+                    self.login_began = self.context.fences.now();
                     let presented = self.presented.get_or_insert_with(|| {
                         Box::new(auth::PresentedChain::new(
                             tls.as_ref()
@@ -928,24 +945,49 @@ impl<W: Wire> Connection<W> {
         with_receipts(acked, unacked, receipts)
     }
 
+    /// How long a write may wait for the client: `write_timeout_seconds`,
+    /// or [`ENDING_WRITE_GRACE`] once the session was told to end.
     fn write_timeout(&self) -> Duration {
-        Duration::from_secs(self.context.limits.write_timeout_seconds)
+        let configured = Duration::from_secs(self.context.limits.write_timeout_seconds);
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.handle.end_error().is_some())
+        {
+            configured.min(ENDING_WRITE_GRACE)
+        } else {
+            configured
+        }
     }
 
     /// Writes what is queued; `false` if the connection failed, or if the
-    /// client has not taken it within `limits.write_timeout_seconds` (it
-    /// stopped reading: its socket's buffers are full).
+    /// client has not taken it within [`Self::write_timeout`] (it stopped
+    /// reading: its socket's buffers are full). A session told to end
+    /// meanwhile waits no longer than [`ENDING_WRITE_GRACE`].
     async fn flush(&mut self) -> bool {
         if self.write_failed {
             return false;
         }
-        let written = match tokio::time::timeout(self.write_timeout(), self.wire.flush()).await {
-            Ok(result) => result.is_ok(),
-            Err(_) => {
-                tracing::info!(peer = %self.peer, "the client stopped reading: connection dropped");
-                false
+        let deadline = tokio::time::Instant::now() + self.write_timeout();
+        let Self { wire, session, .. } = self;
+        let flush = wire.flush();
+        tokio::pin!(flush);
+        let outcome = tokio::select! {
+            biased;
+            result = &mut flush => Some(result.is_ok()),
+            () = tokio::time::sleep_until(deadline) => None,
+            () = ended(session) => {
+                let grace = deadline.min(tokio::time::Instant::now() + ENDING_WRITE_GRACE);
+                tokio::time::timeout_at(grace, &mut flush)
+                    .await
+                    .ok()
+                    .map(|result| result.is_ok())
             }
         };
+        let written = outcome.unwrap_or_else(|| {
+            tracing::info!(peer = %self.peer, "the client stopped reading: connection dropped");
+            false
+        });
         // Nothing more is written to a connection whose write failed or
         // stalled, not even the TLS close.
         self.write_failed = !written;
@@ -955,6 +997,17 @@ impl<W: Wire> Connection<W> {
             }
         }
         written
+    }
+
+    /// Ends a login that a change to its account overtook: the account
+    /// was disabled or deleted, its password changed or a certificate
+    /// revoked after the login read it and before it bound or resumed.
+    fn refuse_overtaken(&mut self, account: &jid::BareJid) {
+        tracing::info!(peer = %self.peer, %account, "login refused: its account changed while it logged in");
+        self.stream.close(Some(StreamError::with_text(
+            StreamCondition::NotAuthorized,
+            "the account changed while logging in: log in again",
+        )));
     }
 
     fn bind(&mut self, resource: Option<jid::ResourcePart>) {
@@ -985,18 +1038,21 @@ impl<W: Wire> Connection<W> {
                 .bind_failed(StanzaError::new(StanzaCondition::BadRequest));
         };
         let certificate = self.login.as_ref().map(|l| l.fingerprint);
-        let (handle, replaced) = self.context.router.register(
+        let fences = &self.context.fences;
+        let Some((handle, replaced)) = self.context.router.register(
             full.clone(),
             self.context.limits.session_queue,
             certificate,
-        );
+            || fences.overtaken(&account, certificate.is_some(), self.login_began),
+        ) else {
+            return self.refuse_overtaken(&account);
+        };
         if let Some(old) = replaced {
             // RFC 6120 §7.7.2.2: the new session takes over the resource.
-            let conflict =
-                StreamError::with_text(StreamCondition::Conflict, "replaced by a new connection");
-            if old.send(SessionMessage::Close(Box::new(conflict))).is_err() {
-                old.request_close();
-            }
+            old.end(StreamError::with_text(
+                StreamCondition::Conflict,
+                "replaced by a new connection",
+            ));
         }
         tracing::info!(jid = %full, "resource bound");
         self.session = Some(SessionState::new(handle, self.login.take().map(|l| *l)));
@@ -1061,9 +1117,9 @@ async fn expired(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
     }
 }
 
-async fn closed(session: &Option<SessionState>) {
+async fn ended(session: &Option<SessionState>) {
     match session {
-        Some(state) => state.handle.close_requested().await,
+        Some(state) => state.handle.ended().await,
         None => std::future::pending().await,
     }
 }

@@ -39,6 +39,91 @@ pub struct Context {
     /// earlier shutdown counts as resumable (with `<failed h='…'/>`) for
     /// `limits.resume_timeout_seconds` from then.
     pub started_at: i64,
+    /// Account changes that overtake logins under way.
+    pub fences: Fences,
+}
+
+/// Which sessions of an account an account change ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Every one (the account was deleted or disabled).
+    Every,
+    /// Those that logged in with a password (it changed).
+    Password,
+    /// Those that logged in with a certificate (one was revoked).
+    Certificate,
+}
+
+/// Fences against logins that an account change overtakes.
+///
+/// Ending an account's sessions reaches the bound ones through the router,
+/// but a login still under way (authenticated, or between its store read
+/// and its `<success/>`, and not yet bound) is not there: it read the
+/// account before the change and would bind after it. So every change
+/// raises a fence for the account (a number from one clock), a login
+/// reads the clock before it reads the store, and a session that binds or
+/// resumes registers first and then looks at its account's fence: raised
+/// since its login began, it is refused. Raised after that look, the
+/// change finds the session in the router. A fence per kind of login, so
+/// that a password change does not refuse a certificate login.
+///
+/// The fences are a fixed table indexed by a keyed hash of the account:
+/// no memory per account, and an account that shares a slot with a
+/// changed one only has a login that raced that change refused (the
+/// client logs in again).
+#[derive(Debug)]
+pub struct Fences {
+    clock: std::sync::atomic::AtomicU64,
+    /// Per slot: the last change to password sessions, then to
+    /// certificate sessions.
+    slots: Box<[[std::sync::atomic::AtomicU64; 2]]>,
+    hasher: std::hash::RandomState,
+}
+
+/// Slots in [`Fences`]: 16 KiB.
+const FENCE_SLOTS: usize = 1024;
+
+impl Default for Fences {
+    fn default() -> Self {
+        Self {
+            clock: std::sync::atomic::AtomicU64::new(0),
+            slots: (0..FENCE_SLOTS).map(|_| Default::default()).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+}
+
+impl Fences {
+    /// The clock, read when a login begins (before it reads the store).
+    pub fn now(&self) -> u64 {
+        self.clock.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Raises the fence of `owner`'s sessions that `which` names (before
+    /// the bound ones are ended).
+    pub fn raise(&self, owner: &BareJid, which: Ended) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let at = self.clock.fetch_add(1, SeqCst) + 1;
+        let slot = self.slot(owner);
+        if which != Ended::Certificate {
+            slot[0].fetch_max(at, SeqCst);
+        }
+        if which != Ended::Password {
+            slot[1].fetch_max(at, SeqCst);
+        }
+    }
+
+    /// Whether a change to `owner` overtook a login that began at `since`
+    /// (with a certificate or not).
+    pub fn overtaken(&self, owner: &BareJid, certificate: bool, since: u64) -> bool {
+        self.slot(owner)[usize::from(certificate)].load(std::sync::atomic::Ordering::SeqCst) > since
+    }
+
+    fn slot(&self, owner: &BareJid) -> &[std::sync::atomic::AtomicU64; 2] {
+        use std::hash::BuildHasher;
+        let index = (self.hasher.hash_one(owner.as_str()) as usize) % self.slots.len();
+        &self.slots[index]
+    }
 }
 
 /// The accounts that may have offline messages, so that a login looks
@@ -135,30 +220,29 @@ impl Context {
             Err(SendError::Gone) => false,
             Err(SendError::Full) => {
                 tracing::warn!(jid = %session.jid, "session queue full: stanza dropped, closing the session");
-                session.request_close();
+                session.end_too_slow();
                 false
             }
         }
     }
 
-    /// Ends every session of `owner` that `which` picks (live ones and
-    /// those waiting to be resumed, which stay registered) with `error`;
-    /// returns how many.
+    /// Ends the sessions of `owner` that an account change took the
+    /// right to exist from: logins of the kind `ended` names that are
+    /// under way are fenced off, and every bound session that `which`
+    /// picks (live ones and those waiting to be resumed, which stay
+    /// registered) ends with `error`, ahead of what is queued for it.
+    /// Returns how many bound sessions were told to end.
     pub fn close_sessions(
         &self,
         owner: &BareJid,
+        ended: Ended,
         which: impl Fn(&SessionHandle) -> bool,
         error: &sigil_proto::error::StreamError,
     ) -> usize {
+        self.fences.raise(owner, ended);
         let mut closed = 0;
         for live in self.router.sessions(owner) {
-            if which(&live) {
-                if live
-                    .send(SessionMessage::Close(Box::new(error.clone())))
-                    .is_err()
-                {
-                    live.request_close();
-                }
+            if which(&live) && live.end(error.clone()) {
                 closed += 1;
             }
         }

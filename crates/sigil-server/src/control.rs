@@ -28,7 +28,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
-use crate::context::Context;
+use crate::context::{Context, Ended};
 
 /// Which sessions of an account to end, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,8 +74,12 @@ impl End {
 pub fn end_sessions(context: &Context, owner: &BareJid, end: End) -> usize {
     let error = end.error();
     match end {
-        End::Deleted | End::Disabled => context.close_sessions(owner, |_| true, &error),
-        End::Password => context.close_sessions(owner, |s| s.certificate.is_none(), &error),
+        End::Deleted | End::Disabled => {
+            context.close_sessions(owner, Ended::Every, |_| true, &error)
+        }
+        End::Password => {
+            context.close_sessions(owner, Ended::Password, |s| s.certificate.is_none(), &error)
+        }
     }
 }
 

@@ -17,7 +17,8 @@ use sigil_proto::error::StreamError;
 use sigil_xml::Element;
 
 /// What a session task receives from others (boxed: two words in the
-/// queue).
+/// queue). Ending a session is not a message: it overtakes whatever is
+/// queued ([`SessionHandle::end`]).
 #[derive(Debug)]
 pub enum SessionMessage {
     /// Deliver this stanza to the client.
@@ -26,9 +27,6 @@ pub enum SessionMessage {
     /// client acknowledged it (XEP-0198), or it was written to a client
     /// that does not acknowledge.
     Tracked(Box<Element>, Receipt),
-    /// End the session with this stream error (replaced by a newer
-    /// session, server shutting down…).
-    Close(Box<StreamError>),
 }
 
 /// Follows one stanza to where it ends up safe.
@@ -79,7 +77,8 @@ pub struct SessionHandle {
     queued: tokio::sync::Notify,
     presence: Mutex<Option<Presence>>,
     roster_requested: std::sync::atomic::AtomicBool,
-    close: tokio::sync::Notify,
+    /// Woken (all waiters) when the session is told to end.
+    ending: tokio::sync::Notify,
     /// A number that tells this session from an older one with the same
     /// full JID.
     pub serial: u64,
@@ -95,8 +94,9 @@ struct Queue {
     limit: usize,
     /// The session has ended: nothing more is accepted.
     closed: bool,
-    /// A `Close` was queued (and may still be).
-    has_close: bool,
+    /// The session was told to end, with this stream error: it ends
+    /// before delivering anything more (what is queued is rerouted).
+    end: Option<Box<StreamError>>,
 }
 
 /// The last available presence of a session.
@@ -130,7 +130,6 @@ impl SessionHandle {
             if queue.messages.len() >= queue.limit {
                 return Err(SendError::Full);
             }
-            queue.has_close |= matches!(message, SessionMessage::Close(_));
             queue.messages.push_back(message);
         }
         // A wakeup with no one waiting is kept for the next wait.
@@ -138,9 +137,13 @@ impl SessionHandle {
         Ok(())
     }
 
-    /// The next queued message, if any (for the session's own task).
+    /// The next queued message, if any (for the session's own task);
+    /// none once the session was told to end.
     pub fn try_recv(&self) -> Option<SessionMessage> {
         let mut queue = lock(&self.queue);
+        if queue.end.is_some() {
+            return None;
+        }
         let message = queue.messages.pop_front();
         if queue.messages.is_empty() && queue.messages.capacity() > 0 {
             // Nothing held while idle.
@@ -159,14 +162,49 @@ impl SessionHandle {
         }
     }
 
-    /// Resolves once a `Close` was queued: for a session waiting to be
-    /// resumed, which reads nothing meanwhile but must end when told to.
-    pub async fn close_queued(&self) {
+    /// How many messages are queued.
+    pub fn queued(&self) -> usize {
+        lock(&self.queue).messages.len()
+    }
+
+    /// Tells the session to end with `error`, ahead of anything queued
+    /// for it (which its task reroutes as it ends): an account that was
+    /// disabled, a revoked certificate or a newer session with the same
+    /// resource does not wait behind a slow reader's backlog. The first
+    /// error told is the one sent. `false` if the session had already
+    /// ended.
+    pub fn end(&self, error: StreamError) -> bool {
+        let open = {
+            let mut queue = lock(&self.queue);
+            if queue.end.is_none() {
+                queue.end = Some(Box::new(error));
+            }
+            !queue.closed
+        };
+        // Every waiter: a parked session's task and the connection that
+        // took it over may both be waiting.
+        self.ending.notify_waiters();
+        open
+    }
+
+    /// The error the session was told to end with, if it was.
+    pub fn end_error(&self) -> Option<StreamError> {
+        lock(&self.queue).end.as_deref().cloned()
+    }
+
+    /// Resolves once the session was told to end (at once if it already
+    /// was).
+    pub async fn ended(&self) {
         loop {
-            if lock(&self.queue).has_close {
+            let notified = self.ending.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a concurrent `end` is seen
+            // by one or the other.
+            notified.as_mut().enable();
+            if lock(&self.queue).end.is_some() {
                 return;
             }
-            self.queued.notified().await;
+            notified.await;
         }
     }
 
@@ -183,14 +221,13 @@ impl SessionHandle {
         lock(&self.presence).clone()
     }
 
-    /// Asks the session task to close the stream (its queue overflowed).
-    pub fn request_close(&self) {
-        self.close.notify_one();
-    }
-
-    /// Resolves when [`Self::request_close`] was called.
-    pub async fn close_requested(&self) {
-        self.close.notified().await;
+    /// Ends the session because its queue overflowed: the client reads
+    /// more slowly than stanzas arrive for it.
+    pub fn end_too_slow(&self) {
+        self.end(StreamError::with_text(
+            sigil_proto::error::StreamCondition::PolicyViolation,
+            "too many stanzas queued: the client reads too slowly",
+        ));
     }
 
     /// Whether the client asked for its roster (so it gets roster pushes,
@@ -240,16 +277,26 @@ impl Router {
         }
     }
 
-    /// Registers a session whose queue holds up to `queue_limit` messages.
-    /// A session already bound to the same full JID is returned so the
-    /// caller can close it with `conflict` (RFC 6120 §7.7.2.2: the newer
-    /// session wins).
+    /// Registers a session whose queue holds up to `queue_limit` messages,
+    /// unless `refused` says otherwise. A session already bound to the
+    /// same full JID is returned so the caller can end it with `conflict`
+    /// (RFC 6120 §7.7.2.2: the newer session wins).
+    ///
+    /// `refused` is asked with the account's shard locked, so that whoever
+    /// changes the account and then looks up its sessions (which locks the
+    /// shard too) either is seen by `refused` or finds the new session.
     pub fn register(
         &self,
         jid: FullJid,
         queue_limit: usize,
         certificate: Option<[u8; 32]>,
-    ) -> (Arc<SessionHandle>, Option<Arc<SessionHandle>>) {
+        refused: impl FnOnce() -> bool,
+    ) -> Option<(Arc<SessionHandle>, Option<Arc<SessionHandle>>)> {
+        let bare = jid.to_bare();
+        let mut shard = self.shard(&bare);
+        if refused() {
+            return None;
+        }
         let serial = self
             .serial
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -259,24 +306,22 @@ impl Router {
                 messages: VecDeque::new(),
                 limit: queue_limit,
                 closed: false,
-                has_close: false,
+                end: None,
             }),
             queued: tokio::sync::Notify::new(),
             presence: Mutex::new(None),
             roster_requested: std::sync::atomic::AtomicBool::new(false),
-            close: tokio::sync::Notify::new(),
+            ending: tokio::sync::Notify::new(),
             serial,
             certificate,
         });
-        let bare = jid.to_bare();
-        let mut shard = self.shard(&bare);
         let sessions = shard.entry(bare).or_default();
         let replaced = sessions
             .iter()
             .position(|s| s.jid == jid)
             .map(|index| sessions.remove(index));
         sessions.push(handle.clone());
-        (handle, replaced)
+        Some((handle, replaced))
     }
 
     /// Removes a session (only that one: a newer session with the same
@@ -371,14 +416,15 @@ mod tests {
             SessionMessage::Stanza(stanza) | SessionMessage::Tracked(stanza, _) => {
                 stanza.attribute("id").unwrap().to_owned()
             }
-            SessionMessage::Close(error) => panic!("unexpected close {error:?}"),
         }
     }
 
     #[test]
     fn a_queue_keeps_order_refuses_past_its_limit_and_ends() {
         let router = Router::new();
-        let (handle, replaced) = router.register(jid("juliet@example.org/balcony"), 3, None);
+        let (handle, replaced) = router
+            .register(jid("juliet@example.org/balcony"), 3, None, || false)
+            .unwrap();
         assert!(replaced.is_none());
         for n in ["a", "b", "c"] {
             handle.send(stanza(n)).unwrap();
@@ -395,7 +441,9 @@ mod tests {
     #[test]
     fn an_empty_queue_holds_no_memory() {
         let router = Router::new();
-        let (handle, _) = router.register(jid("juliet@example.org/balcony"), 8, None);
+        let (handle, _) = router
+            .register(jid("juliet@example.org/balcony"), 8, None, || false)
+            .unwrap();
         handle.send(stanza("a")).unwrap();
         assert!(lock(&handle.queue).messages.capacity() > 0);
         handle.try_recv().unwrap();
@@ -405,7 +453,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiting_receiver_wakes_for_each_message() {
         let router = Router::new();
-        let (handle, _) = router.register(jid("juliet@example.org/balcony"), 1024, None);
+        let (handle, _) = router
+            .register(jid("juliet@example.org/balcony"), 1024, None, || false)
+            .unwrap();
         let receiver = {
             let handle = Arc::clone(&handle);
             tokio::spawn(async move {
@@ -446,12 +496,58 @@ mod tests {
         assert!(!settled.await.unwrap());
     }
 
+    /// Ending overtakes the queue, wakes every waiter (a parked session's
+    /// task and the connection that took it over), is seen by a waiter
+    /// that comes later, and keeps the first error told.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ending_overtakes_the_queue_and_wakes_every_waiter() {
+        use sigil_proto::error::StreamCondition;
+        let router = Router::new();
+        let (handle, _) = router
+            .register(jid("juliet@example.org/balcony"), 8, None, || false)
+            .unwrap();
+        handle.send(stanza("a")).unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let handle = Arc::clone(&handle);
+                tokio::spawn(async move { handle.ended().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert!(handle.end(StreamError::new(StreamCondition::NotAuthorized)));
+        assert!(handle.end(StreamError::new(StreamCondition::Conflict)));
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        handle.ended().await;
+        assert_eq!(
+            handle.end_error().unwrap().condition,
+            StreamCondition::NotAuthorized
+        );
+        assert!(handle.try_recv().is_none(), "delivered after the end");
+        let left: Vec<String> = handle.close_queue().into_iter().map(id).collect();
+        assert_eq!(left, ["a"]);
+        assert!(!handle.end(StreamError::new(StreamCondition::Conflict)));
+    }
+
+    #[test]
+    fn a_refused_registration_changes_nothing() {
+        let router = Router::new();
+        let full = jid("juliet@example.org/balcony");
+        let (first, _) = router.register(full.clone(), 8, None, || false).unwrap();
+        assert!(router.register(full.clone(), 8, None, || true).is_none());
+        assert_eq!(router.session(&full).unwrap().serial, first.serial);
+    }
+
     #[test]
     fn the_newer_session_replaces_the_older_one() {
         let router = Router::new();
         let full = jid("juliet@example.org/balcony");
-        let (first, _) = router.register(full.clone(), 8, None);
-        let (second, replaced) = router.register(full.clone(), 8, None);
+        let (first, _) = router.register(full.clone(), 8, None, || false).unwrap();
+        let (second, replaced) = router.register(full.clone(), 8, None, || false).unwrap();
         assert_eq!(replaced.unwrap().serial, first.serial);
         router.unregister(&first);
         assert_eq!(router.session(&full).unwrap().serial, second.serial);

@@ -259,6 +259,7 @@ pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8
     let error = StreamError::with_text(StreamCondition::NotAuthorized, REVOKED_TEXT);
     context.close_sessions(
         owner,
+        crate::context::Ended::Certificate,
         |live| live.certificate.as_ref() == Some(fingerprint),
         &error,
     )

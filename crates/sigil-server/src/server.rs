@@ -79,6 +79,7 @@ impl Server {
             pending: crate::limits::Pending::new(config.limits.max_pending_per_address),
             resumable: crate::session::Resumable::default(),
             saved_sessions: std::sync::Mutex::default(),
+            fences: crate::context::Fences::default(),
             started_at: time::OffsetDateTime::now_utc().unix_timestamp(),
         });
         let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));

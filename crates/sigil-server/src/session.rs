@@ -908,6 +908,7 @@ async fn register(context: &Context, session: &SessionState, request: &Element, 
                             // old password end; this one proved it knew it.
                             context.close_sessions(
                                 &session.bare,
+                                crate::context::Ended::Password,
                                 |other| {
                                     other.certificate.is_none()
                                         && !std::ptr::eq(other, session.handle.as_ref())

@@ -773,3 +773,155 @@ async fn answers_a_ping(client: &mut TestClient, id: &str) -> bool {
         .await;
     pong.attribute("type") == Some("result")
 }
+
+/// Binds a raw login to `resource`: what the server answered, up to the
+/// bind result or the end of the stream.
+async fn bind_raw(tls: &mut TlsStream<TcpStream>, seen: &mut String, resource: &str) -> String {
+    let from = seen.len();
+    tls.write_all(format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>").as_bytes()).await.unwrap();
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + common::TIMEOUT;
+    while !seen[from..].contains("</iq>") && !seen[from..].contains("</stream:stream>") {
+        let read = tokio::time::timeout_at(deadline.into(), tls.read(&mut buf))
+            .await
+            .expect("no answer to the bind");
+        match read {
+            Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => break,
+        }
+    }
+    seen[from..].to_owned()
+}
+
+fn refused_as_overtaken(answer: &str) -> bool {
+    answer.contains("<not-authorized") && answer.contains("the account changed while logging in")
+}
+
+/// A login the account changes under (authenticated, not yet bound, when
+/// the account is disabled, its password changed or a certificate
+/// revoked) neither binds nor resumes afterwards: it read the account
+/// before the change, and the router did not have it to end. The fence
+/// is per kind of login: a password change does not refuse a
+/// certificate login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_overtaken_by_a_change_to_its_account_neither_binds_nor_resumes() {
+    use sigil_server::control::{End, request_end, request_revoke};
+    let server = TestServer::start().await;
+    let socket = control_socket(&server);
+    let laptop = certificate("alice@localhost");
+    let phone = certificate("alice@localhost");
+    register(&server, "laptop", &laptop, false).await;
+    register(&server, "phone", &phone, false).await;
+    let router = &server.server.as_ref().unwrap().context().router;
+
+    for end in [End::Disabled, End::Deleted, End::Password] {
+        let (mut tls, mut seen) = raw_login(&server, ALICE).await;
+        assert_eq!(request_end(&socket, "alice@localhost", end).await, Some(0));
+        let answer = bind_raw(&mut tls, &mut seen, "late").await;
+        assert!(refused_as_overtaken(&answer), "{end:?}: {answer}");
+        assert!(
+            router
+                .session(&"alice@localhost/late".parse().unwrap())
+                .is_none()
+        );
+    }
+
+    // A certificate login under way outlives a password change, and not
+    // a revocation.
+    let (mut tls, mut seen) =
+        raw_login_with(&server, Some(Identity::from_issued(&laptop)), "").await;
+    assert_eq!(
+        request_end(&socket, "alice@localhost", End::Password).await,
+        Some(0)
+    );
+    let answer = bind_raw(&mut tls, &mut seen, "laptop").await;
+    assert!(
+        answer.contains("<jid>alice@localhost/laptop</jid>"),
+        "{answer}"
+    );
+    drop(tls);
+    let phone_fingerprint = sigil_x509::CertificateInfo::from_der(&phone.certificate_der)
+        .unwrap()
+        .sha256;
+    let (mut tls, mut seen) =
+        raw_login_with(&server, Some(Identity::from_issued(&laptop)), "").await;
+    assert_eq!(
+        request_revoke(&socket, "alice@localhost", &phone_fingerprint).await,
+        Some(0)
+    );
+    let answer = bind_raw(&mut tls, &mut seen, "laptop2").await;
+    assert!(refused_as_overtaken(&answer), "{answer}");
+
+    // Nor does it resume a session waiting for it.
+    let id = parked(&server, Some(Identity::from_issued(&laptop)), "", "parked").await;
+    let (mut tls, mut seen) =
+        raw_login_with(&server, Some(Identity::from_issued(&laptop)), "").await;
+    assert_eq!(
+        request_revoke(&socket, "alice@localhost", &phone_fingerprint).await,
+        Some(0)
+    );
+    tls.write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>").as_bytes())
+        .await
+        .unwrap();
+    until(&mut tls, "</stream:stream>", &mut seen).await;
+    assert!(refused_as_overtaken(&seen), "{seen}");
+    assert!(!seen.contains("<resumed"), "{seen}");
+}
+
+/// A session told to end does not wait behind what is queued for it: a
+/// client that stopped reading, with a backlog the server cannot write,
+/// is gone within seconds of its account being disabled, not after the
+/// write timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_session_does_not_wait_behind_its_backlog() {
+    use sigil_server::control::{End, request_end};
+    let mut config = common::config(sigil_server::config::ClientCertificatePolicy::Wanted);
+    config.limits.session_queue = 100_000;
+    config.limits.write_timeout_seconds = 600;
+    config.limits.read_bytes_per_second = 1 << 30;
+    let server = TestServer::start_with(config).await;
+    // Alice binds, then reads nothing more.
+    let alice = raw_alice(&server, false).await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    let handle = server
+        .server
+        .as_ref()
+        .unwrap()
+        .context()
+        .router
+        .session(&"alice@localhost/sm".parse().unwrap())
+        .unwrap();
+    let body = "x".repeat(16 * 1024);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0;
+    // Until her socket's buffers are full and messages wait in her queue.
+    while handle.queued() < 20 {
+        assert!(
+            sent < 4000 && Instant::now() < deadline,
+            "no backlog after {sent} messages"
+        );
+        for _ in 0..20 {
+            bob.send(message(&body)).await;
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    assert_eq!(
+        request_end(&control_socket(&server), "alice@localhost", End::Disabled).await,
+        Some(1)
+    );
+    let router = &server.server.as_ref().unwrap().context().router;
+    while router
+        .session(&"alice@localhost/sm".parse().unwrap())
+        .is_some()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the session waited behind its backlog"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(alice);
+    bob.close().await;
+}
