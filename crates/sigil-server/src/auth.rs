@@ -46,6 +46,10 @@ pub struct CertificateLogin {
     pub fingerprint: [u8; 32],
     /// Why it is trusted.
     pub trust: Trust,
+    /// The chain presented, end entity first: the session it opens is
+    /// checked again against the trusted CAs and their revocation lists
+    /// when they change.
+    pub chain: Box<[CertificateDer<'static>]>,
 }
 
 impl CertificateLogin {
@@ -76,7 +80,7 @@ impl CertificateLogin {
 pub struct PresentedChain {
     chain: Vec<CertificateDer<'static>>,
     info: std::sync::OnceLock<Option<CertificateInfo>>,
-    anchored: std::sync::OnceLock<Result<(), (Failure, &'static str)>>,
+    anchored: std::sync::OnceLock<Result<(), AnchorError>>,
 }
 
 impl PresentedChain {
@@ -104,11 +108,7 @@ impl PresentedChain {
             .as_ref()
     }
 
-    fn anchored(
-        &self,
-        anchors: &TrustAnchors,
-        now: OffsetDateTime,
-    ) -> Result<(), (Failure, &'static str)> {
+    fn anchored(&self, anchors: &TrustAnchors, now: OffsetDateTime) -> Result<(), AnchorError> {
         *self
             .anchored
             .get_or_init(|| anchors.verify(&self.chain, now))
@@ -208,6 +208,14 @@ pub async fn decide(
                 "certificate not for client authentication (extendedKeyUsage)",
             ));
         }
+        // Registered, and issued by a trusted CA that has revoked it
+        // since: the CA knows something its owner may not (a stolen key).
+        Some(_) if presented.anchored(&context.anchors, now) == Err(AnchorError::Revoked) => {
+            return Err(Refusal::account(
+                Failure::NotAuthorized,
+                AnchorError::Revoked.reason(),
+            ));
+        }
         Some(entry) if !entry.disabled => Trust::Registered {
             name: entry.name,
             no_cert_management: entry.no_cert_management,
@@ -222,7 +230,7 @@ pub async fn decide(
         None => {
             presented
                 .anchored(&context.anchors, now)
-                .map_err(|(failure, reason)| Refusal::account(failure, reason))?;
+                .map_err(|error| Refusal::account(error.failure(), error.reason()))?;
             Trust::Anchor
         }
     };
@@ -252,6 +260,7 @@ pub async fn decide(
         identity,
         fingerprint: info.sha256,
         trust,
+        chain: presented.chain.clone().into(),
     })
 }
 
@@ -327,16 +336,66 @@ fn select_identity(identities: &[Jid], authzid: &Authzid, domain: &str) -> Resul
 
 type Verifier = Arc<dyn ClientCertVerifier>;
 
+/// Why a chain does not log in by CA trust.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnchorError {
+    /// It leads to no trusted CA (or none is configured).
+    Untrusted,
+    /// It has expired.
+    Expired,
+    /// A CA's revocation list names it.
+    Revoked,
+    /// The revocation list of its CA is past its `nextUpdate`: what was
+    /// revoked since is unknown.
+    StaleRevocationList,
+    /// The trusted CAs or revocation lists cannot be read or used: no
+    /// certificate logs in by CA trust until they are fixed.
+    Unavailable,
+}
+
+impl AnchorError {
+    /// What the client is told.
+    pub fn failure(self) -> Failure {
+        match self {
+            Self::Untrusted | Self::Revoked => Failure::NotAuthorized,
+            Self::Expired => Failure::CredentialsExpired,
+            Self::StaleRevocationList | Self::Unavailable => Failure::TemporaryAuthFailure,
+        }
+    }
+
+    /// Why, for the server's log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Untrusted => "certificate neither registered nor issued by a trusted CA",
+            Self::Expired => "expired certificate",
+            Self::Revoked => "certificate on a CA's revocation list",
+            Self::StaleRevocationList => "its CA's revocation list is past its next update",
+            Self::Unavailable => "the trusted CAs or revocation lists are unusable",
+        }
+    }
+}
+
 /// The configured certificate authorities whose client certificates may
 /// log in (with clientAuth and an xmppAddr naming the account): every PEM
 /// file in one directory, with the revocation lists of another. Both are
 /// read again whenever a file in them is added, removed or changed (its
-/// size or modification time), and at once after [`Self::reload`].
+/// size or modification time), and at once after [`Self::reload`]; each
+/// reading is numbered ([`Self::generation`]) so that the sessions that
+/// logged in under an older one are checked again.
 #[derive(Debug)]
 pub struct TrustAnchors {
     directory: Option<PathBuf>,
     crls: Option<PathBuf>,
-    cache: Mutex<Option<(Stamp, Option<Verifier>)>>,
+    cache: Mutex<Option<Loaded>>,
+    loads: std::sync::atomic::AtomicU64,
+}
+
+/// One reading of the anchors and lists.
+#[derive(Debug)]
+struct Loaded {
+    stamp: Stamp,
+    verifier: Result<Verifier, AnchorError>,
+    generation: u64,
 }
 
 /// What the anchors were loaded from: every file's name, size and time.
@@ -351,10 +410,11 @@ impl TrustAnchors {
             directory,
             crls,
             cache: Mutex::new(None),
+            loads: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Forgets what was loaded: the next login reads the files again
+    /// Forgets what was loaded: the next use reads the files again
     /// (`SIGHUP`).
     pub fn reload(&self) {
         *self
@@ -363,69 +423,96 @@ impl TrustAnchors {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
+    /// The number of the current reading of the anchors and lists (read
+    /// again first if their files changed), and whether it is usable:
+    /// `false` when the files are there but cannot be read or used, so
+    /// that sessions are not judged by a broken reading.
+    pub fn generation(&self) -> (u64, bool) {
+        self.load(|loaded| {
+            (
+                loaded.generation,
+                !matches!(loaded.verifier, Err(AnchorError::Unavailable)),
+            )
+        })
+    }
+
     /// Whether the chain leads to an anchor, for clientAuth, at `now`,
     /// and is on none of the anchors' revocation lists.
     pub fn verify(
         &self,
         chain: &[CertificateDer<'static>],
         now: OffsetDateTime,
-    ) -> Result<(), (Failure, &'static str)> {
-        const UNTRUSTED: (Failure, &str) = (
-            Failure::NotAuthorized,
-            "certificate neither registered nor issued by a trusted CA",
-        );
-        let Some(verifier) = self.verifier() else {
-            return Err(UNTRUSTED);
-        };
-        let (end_entity, intermediates) = chain.split_first().ok_or(UNTRUSTED)?;
+    ) -> Result<(), AnchorError> {
+        let verifier = self.load(|loaded| loaded.verifier.clone())?;
+        let (end_entity, intermediates) = chain.split_first().ok_or(AnchorError::Untrusted)?;
         let seconds = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds));
+        use rustls::CertificateError as E;
         match verifier.verify_client_cert(end_entity, intermediates, time) {
             Ok(_) => Ok(()),
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired))
-            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
-                ..
-            })) => Err((Failure::CredentialsExpired, "expired certificate")),
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => Err((
-                Failure::NotAuthorized,
-                "certificate on a CA's revocation list",
-            )),
+            Err(rustls::Error::InvalidCertificate(E::Expired | E::ExpiredContext { .. })) => {
+                Err(AnchorError::Expired)
+            }
+            Err(rustls::Error::InvalidCertificate(E::Revoked)) => Err(AnchorError::Revoked),
+            Err(rustls::Error::InvalidCertificate(
+                E::ExpiredRevocationList | E::ExpiredRevocationListContext { .. },
+            )) => Err(AnchorError::StaleRevocationList),
             Err(error) => {
                 tracing::debug!(%error, "client certificate not trusted by any anchor");
-                Err(UNTRUSTED)
+                Err(AnchorError::Untrusted)
             }
         }
     }
 
-    fn verifier(&self) -> Option<Verifier> {
-        let directory = self.directory.as_deref()?;
-        let stamp = stamp(&[Some(directory), self.crls.as_deref()]);
+    /// The current reading (made again if the files changed), seen by `f`.
+    fn load<T>(&self, f: impl FnOnce(&Loaded) -> T) -> T {
+        let stamp = match self.directory.as_deref() {
+            Some(directory) => stamp(&[Some(directory), self.crls.as_deref()]),
+            None => Stamp::new(),
+        };
         let mut cache = self
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((seen, verifier)) = cache.as_ref()
-            && *seen == stamp
+        if let Some(loaded) = cache.as_ref()
+            && loaded.stamp == stamp
         {
-            return verifier.clone();
+            return f(loaded);
         }
-        let verifier = load_verifier(directory, self.crls.as_deref());
-        *cache = Some((stamp, verifier.clone()));
-        verifier
+        let verifier = match self.directory.as_deref() {
+            Some(directory) => load_verifier(directory, self.crls.as_deref()),
+            None => Err(AnchorError::Untrusted),
+        };
+        let generation = self
+            .loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        f(cache.insert(Loaded {
+            stamp,
+            verifier,
+            generation,
+        }))
     }
 }
 
-/// The files of these directories with their sizes and times, sorted.
+/// The files of these directories with their sizes and times (of what
+/// a link points to), sorted; the directories' own errors too, so that
+/// a directory that becomes readable again is read again.
 fn stamp(directories: &[Option<&Path>]) -> Stamp {
     let mut stamp = Stamp::new();
     for directory in directories.iter().flatten() {
-        let Ok(entries) = std::fs::read_dir(directory) else {
-            continue;
+        let entries = match std::fs::read_dir(directory) {
+            Ok(entries) => entries,
+            Err(error) => {
+                stamp.push((directory.join(format!(":{:?}", error.kind())), 0, None));
+                continue;
+            }
         };
-        for entry in entries.flatten().take(MAX_TRUST_FILES) {
-            let metadata = entry.metadata().ok();
+        for entry in entries.flatten().take(MAX_TRUST_FILES + 1) {
+            let path = entry.path();
+            let metadata = std::fs::metadata(&path).ok();
             stamp.push((
-                entry.path(),
+                path,
                 metadata.as_ref().map_or(0, |m| m.len()),
                 metadata.and_then(|m| m.modified().ok()),
             ));
@@ -438,10 +525,10 @@ fn stamp(directories: &[Option<&Path>]) -> Stamp {
 /// Files read from each of the anchor and CRL directories.
 const MAX_TRUST_FILES: usize = 4096;
 
-fn load_verifier(directory: &Path, crls: Option<&Path>) -> Option<Verifier> {
+fn load_verifier(directory: &Path, crls: Option<&Path>) -> Result<Verifier, AnchorError> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    for path in files(directory, &["pem", "crt"]) {
+    for path in anchor_files(directory) {
         let Ok(certificates) = CertificateDer::pem_file_iter(&path) else {
             continue;
         };
@@ -452,57 +539,86 @@ fn load_verifier(directory: &Path, crls: Option<&Path>) -> Option<Verifier> {
         }
     }
     if roots.is_empty() {
-        return None;
+        return Err(AnchorError::Untrusted);
     }
+    let unavailable = |path: &Path, error: &dyn std::fmt::Display| {
+        // Fail closed: a revocation list that cannot be read might have
+        // listed the certificate now logging in.
+        tracing::error!(path = %path.display(), %error,
+            "unusable revocation list: no certificate logs in by CA trust until it is fixed");
+        AnchorError::Unavailable
+    };
     let mut lists = Vec::new();
-    for path in crls
-        .map(|c| files(c, &["crl", "pem", "der"]))
-        .unwrap_or_default()
-    {
-        match read_crls(&path) {
-            Ok(found) => lists.extend(found),
-            Err(error) => {
-                // Fail closed: a revocation list that cannot be read might
-                // have listed the certificate now logging in.
-                tracing::error!(path = %path.display(), %error,
-                    "unreadable revocation list: no certificate logs in by CA trust until it is fixed");
-                return None;
-            }
+    if let Some(crls) = crls {
+        for path in crl_files(crls).map_err(|error| unavailable(crls, &error))? {
+            lists.extend(read_crls(&path).map_err(|error| unavailable(&path, &error))?);
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    match WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .with_crls(lists)
-        // A CA without a list here still vouches for its certificates.
+        // A CA without a list here still vouches for its certificates; a
+        // list past its next update no longer does.
         .allow_unknown_revocation_status()
+        .enforce_revocation_expiration()
         .build()
-    {
-        Ok(verifier) => Some(verifier),
-        Err(error) => {
+        .map_err(|error| {
             tracing::error!(%error,
                 "unusable trust anchors or revocation lists: no certificate logs in by CA trust");
-            None
-        }
-    }
+            AnchorError::Unavailable
+        })
 }
 
-/// The files in `directory` with one of these extensions, sorted.
-fn files(directory: &Path, extensions: &[&str]) -> Vec<PathBuf> {
+/// The PEM files (`.pem`, `.crt`) in the anchor directory, sorted; a
+/// missing or unreadable directory has none.
+fn anchor_files(directory: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(directory) else {
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = entries
         .flatten()
-        .take(MAX_TRUST_FILES)
         .map(|entry| entry.path())
         .filter(|path| {
             path.extension()
                 .and_then(|e| e.to_str())
-                .is_some_and(|e| extensions.contains(&e))
+                .is_some_and(|e| e == "pem" || e == "crt")
         })
+        .take(MAX_TRUST_FILES)
         .collect();
     files.sort();
     files
+}
+
+/// Every file in the revocation list directory (whatever its name, so
+/// that OpenSSL's `<hash>.r0` links count; hidden files and directories
+/// aside), sorted. A missing directory has none; one that cannot be read,
+/// or holds more than [`MAX_TRUST_FILES`] entries, is an error: a list
+/// left unread might name the certificate logging in.
+fn crl_files(directory: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = match std::fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error.to_string()),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if files.len() >= MAX_TRUST_FILES {
+            return Err(format!("more than {MAX_TRUST_FILES} files"));
+        }
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        // Following links: a link to a directory is skipped, a dangling
+        // one is an error.
+        let metadata = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if metadata.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The revocation lists in one file: PEM blocks, or one DER list.

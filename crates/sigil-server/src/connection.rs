@@ -25,7 +25,7 @@ use crate::auth::{self, CertificateLogin};
 use crate::config::ListenerKind;
 use crate::context::Context;
 use crate::limits::{PendingGuard, ReadBudget};
-use crate::router::{Receipt, SessionMessage};
+use crate::router::{Receipt, SessionCertificate, SessionMessage};
 use crate::session::{self, SessionState};
 use crate::tls::{ServerIdentity, TlsInfo, tls_info};
 
@@ -1037,13 +1037,22 @@ impl<W: Wire> Connection<W> {
                 .stream
                 .bind_failed(StanzaError::new(StanzaCondition::BadRequest));
         };
-        let certificate = self.login.as_ref().map(|l| l.fingerprint);
+        let certificate = self.login.as_mut().map(|login| {
+            Box::new(SessionCertificate {
+                fingerprint: login.fingerprint,
+                // Kept once, on the handle.
+                chain: std::mem::take(&mut login.chain),
+                anchored: login.trust == auth::Trust::Anchor,
+            })
+        });
         let fences = &self.context.fences;
+        let with_certificate = certificate.is_some();
+        let login_began = self.login_began;
         let Some((handle, replaced)) = self.context.router.register(
             full.clone(),
             self.context.limits.session_queue,
             certificate,
-            || fences.overtaken(&account, certificate.is_some(), self.login_began),
+            || fences.overtaken(&account, with_certificate, login_began),
         ) else {
             return self.refuse_overtaken(&account);
         };

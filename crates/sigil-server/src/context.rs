@@ -41,6 +41,9 @@ pub struct Context {
     pub started_at: i64,
     /// Account changes that overtake logins under way.
     pub fences: Fences,
+    /// The reading of the trusted CAs and revocation lists the sessions
+    /// were last checked against ([`Self::check_trust`]).
+    pub trust_checked: std::sync::atomic::AtomicU64,
 }
 
 /// Which sessions of an account an account change ends.
@@ -110,6 +113,20 @@ impl Fences {
         }
         if which != Ended::Password {
             slot[1].fetch_max(at, SeqCst);
+        }
+    }
+
+    /// Raises the fence of every account's sessions that `which` names.
+    pub fn raise_all(&self, which: Ended) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let at = self.clock.fetch_add(1, SeqCst) + 1;
+        for slot in &self.slots {
+            if which != Ended::Certificate {
+                slot[0].fetch_max(at, SeqCst);
+            }
+            if which != Ended::Password {
+                slot[1].fetch_max(at, SeqCst);
+            }
         }
     }
 
@@ -247,6 +264,47 @@ impl Context {
             }
         }
         closed
+    }
+
+    /// Checks the certificate sessions again once the trusted CAs or
+    /// their revocation lists were read anew (their files changed, or
+    /// `SIGHUP`): a session whose certificate a CA's list now names ends,
+    /// as does one that logged in by CA trust and no longer leads to a
+    /// trusted CA; certificate logins under way are fenced off (the old
+    /// reading may have decided them). An expired certificate or a list
+    /// past its next update ends no session, and an unusable reading
+    /// (an unreadable list) judges none: logins are refused meanwhile.
+    /// Returns how many sessions were told to end.
+    pub fn check_trust(&self) -> usize {
+        use crate::auth::AnchorError;
+        use sigil_proto::error::{StreamCondition, StreamError};
+        let (generation, usable) = self.anchors.generation();
+        let checked = self
+            .trust_checked
+            .swap(generation, std::sync::atomic::Ordering::SeqCst);
+        if checked == generation || !usable {
+            return 0;
+        }
+        self.fences.raise_all(Ended::Certificate);
+        let now = time::OffsetDateTime::now_utc();
+        let mut ended = 0;
+        for session in self.router.all() {
+            let Some(certificate) = session.certificate.as_ref() else {
+                continue;
+            };
+            let text = match self.anchors.verify(&certificate.chain, now) {
+                Err(AnchorError::Revoked) => "This certificate has been revoked by its CA.",
+                Err(AnchorError::Untrusted) if certificate.anchored => {
+                    "This certificate is no longer trusted."
+                }
+                _ => continue,
+            };
+            tracing::info!(jid = %session.jid, reason = text, "certificate session ended");
+            if session.end(StreamError::with_text(StreamCondition::NotAuthorized, text)) {
+                ended += 1;
+            }
+        }
+        ended
     }
 
     /// Queues a stanza for every available session of an account.

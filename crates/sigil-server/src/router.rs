@@ -82,8 +82,27 @@ pub struct SessionHandle {
     /// A number that tells this session from an older one with the same
     /// full JID.
     pub serial: u64,
-    /// SHA-256 of the certificate the session logged in with (EXTERNAL).
-    pub certificate: Option<[u8; 32]>,
+    /// The certificate the session logged in with (EXTERNAL).
+    pub certificate: Option<Box<SessionCertificate>>,
+}
+
+/// The certificate a session logged in with.
+#[derive(Debug)]
+pub struct SessionCertificate {
+    /// Its SHA-256.
+    pub fingerprint: [u8; 32],
+    /// The chain presented, end entity first, to check again when the
+    /// trusted CAs or their revocation lists change.
+    pub chain: Box<[rustls::pki_types::CertificateDer<'static>]>,
+    /// It logged in by CA trust (not registered by the account).
+    pub anchored: bool,
+}
+
+impl SessionHandle {
+    /// SHA-256 of the certificate the session logged in with, if any.
+    pub fn fingerprint(&self) -> Option<&[u8; 32]> {
+        self.certificate.as_ref().map(|c| &c.fingerprint)
+    }
 }
 
 /// A session's messages, in order.
@@ -289,7 +308,7 @@ impl Router {
         &self,
         jid: FullJid,
         queue_limit: usize,
-        certificate: Option<[u8; 32]>,
+        certificate: Option<Box<SessionCertificate>>,
         refused: impl FnOnce() -> bool,
     ) -> Option<(Arc<SessionHandle>, Option<Arc<SessionHandle>>)> {
         let bare = jid.to_bare();

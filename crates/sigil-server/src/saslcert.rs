@@ -62,7 +62,7 @@ async fn items(context: &Context, session: &SessionState) -> Result<Element, Sta
         let mut users = Element::new("users", NS);
         for live in sessions
             .iter()
-            .filter(|s| s.certificate == Some(entry.fingerprint))
+            .filter(|s| s.fingerprint() == Some(&entry.fingerprint))
         {
             users.push_child(
                 Element::new("resource", NS).with_text(live.jid.resource().to_string()),
@@ -260,7 +260,7 @@ pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8
     context.close_sessions(
         owner,
         crate::context::Ended::Certificate,
-        |live| live.certificate.as_ref() == Some(fingerprint),
+        |live| live.fingerprint() == Some(fingerprint),
         &error,
     )
 }

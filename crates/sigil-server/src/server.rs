@@ -80,13 +80,23 @@ impl Server {
             resumable: crate::session::Resumable::default(),
             saved_sessions: std::sync::Mutex::default(),
             fences: crate::context::Fences::default(),
+            trust_checked: std::sync::atomic::AtomicU64::default(),
             started_at: time::OffsetDateTime::now_utc().unix_timestamp(),
         });
         let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
         let (shutdown, _) = watch::channel(false);
         let (done_sender, done) = mpsc::channel(1);
         let mut addresses = Vec::new();
-        let mut accept_tasks = vec![tokio::spawn(forget_saved_sessions(context.clone()))];
+        // Read once now (errors show at start), and the reading to check
+        // sessions against from then on.
+        context.trust_checked.store(
+            context.anchors.generation().0,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        let mut accept_tasks = vec![
+            tokio::spawn(forget_saved_sessions(context.clone())),
+            tokio::spawn(watch_trust(context.clone())),
+        ];
         let mut bound = Vec::new();
         for listener_config in &config.listeners {
             // XEP-0368: direct TLS says xmpp-client; HTTPS speaks
@@ -183,11 +193,15 @@ impl Server {
     }
 
     /// Reads the server certificate and key again (used from the next
-    /// handshake on; on an error the one in use stays) and forgets the
-    /// trusted CAs and revocation lists, read again at the next login
-    /// that needs them (`SIGHUP`).
+    /// handshake on; on an error the one in use stays), and the trusted
+    /// CAs and revocation lists, ending the sessions whose certificates
+    /// they no longer vouch for (`SIGHUP`).
     pub fn reload(&self) -> Result<(), String> {
         self.context.anchors.reload();
+        let ended = self.context.check_trust();
+        if ended > 0 {
+            tracing::info!(ended, "trusted CAs and revocation lists read again");
+        }
         self.identity.reload()
     }
 
@@ -236,6 +250,22 @@ async fn forget_saved_sessions(context: Arc<Context>) {
         .await
     {
         tracing::warn!(%error, "deleting old stream management state failed");
+    }
+}
+
+/// How often the trusted CA and revocation list directories are looked
+/// at for changes (logins look at every use; this is for the sessions).
+const TRUST_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Ends the sessions whose certificates the trusted CAs or revocation
+/// lists no longer vouch for, once their files change.
+async fn watch_trust(context: Arc<Context>) {
+    loop {
+        tokio::time::sleep(TRUST_CHECK_INTERVAL).await;
+        let ended = context.check_trust();
+        if ended > 0 {
+            tracing::info!(ended, "trusted CAs or revocation lists changed");
+        }
     }
 }
 

@@ -85,9 +85,7 @@ impl Resumable {
     ) -> Option<Parked> {
         let mut parked = crate::router::lock(&self.parked);
         let (_, entry) = parked.get(id)?;
-        if Some(&entry.state.bare) != account
-            || entry.state.handle.certificate.as_ref() != certificate
-        {
+        if Some(&entry.state.bare) != account || entry.state.handle.fingerprint() != certificate {
             return None;
         }
         let (_, entry) = parked.remove(id)?;

@@ -1192,3 +1192,173 @@ async fn the_control_socket_answers_only_the_servers_user() {
     );
     assert!(!said.contains("b'ok"), "another user was answered: {said}");
 }
+
+fn crls_dir(server: &TestServer) -> std::path::PathBuf {
+    server.dir.path().join("crls")
+}
+
+/// A revocation list signed by `ca` naming `revoked`, issued `days_ago`
+/// and due again a day later.
+fn crl(ca: &Ca, revoked: &[&Issued], days_ago: i64) -> Vec<u8> {
+    let revoked: Vec<&[u8]> = revoked.iter().map(|i| &i.certificate_der[..]).collect();
+    ca.revocation_list(&revoked, now() - time::Duration::days(days_ago), 1)
+        .unwrap()
+}
+
+/// Revocation lists fail closed: a list a link points to is read again
+/// when its target changes; every file in the directory is a list, so
+/// OpenSSL's `<hash>.r0` names count; a directory that cannot be read,
+/// one with more files than are read, and a list past its next update
+/// refuse CA logins (temporary-auth-failure) rather than ignore what they
+/// might say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_lists_fail_closed() {
+    let server = TestServer::start().await;
+    let ca = Ca::new("Corp CA", &Options::new(now())).unwrap();
+    trust(&server, "corp", &ca);
+    let jids = [Jid::new("alice@localhost").unwrap()];
+    let issued = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let other = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let dir = crls_dir(&server);
+    std::fs::create_dir_all(&dir).unwrap();
+    let expect = |case: &'static str, expect: Expect| {
+        let server = &server;
+        let issued = &issued;
+        async move { check(server, ListenerKind::DirectTls, case, issued, None, expect).await }
+    };
+
+    // A link to a list kept elsewhere, whose target is rewritten.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("corp.crl");
+    std::fs::write(&target, crl(&ca, &[&other], 0)).unwrap();
+    std::os::unix::fs::symlink(&target, dir.join("corp.crl")).unwrap();
+    expect("listed elsewhere", Expect::Bound("alice@localhost/test")).await;
+    std::fs::write(&target, crl(&ca, &[&other, &issued], 0)).unwrap();
+    expect(
+        "revoked through a link",
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+    std::fs::remove_file(dir.join("corp.crl")).unwrap();
+    expect("no list", Expect::Bound("alice@localhost/test")).await;
+
+    // c_rehash's names.
+    std::fs::write(dir.join("1a2b3c4d.r0"), crl(&ca, &[&issued], 0)).unwrap();
+    expect(
+        "revoked in a .r0 file",
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+    std::fs::remove_file(dir.join("1a2b3c4d.r0")).unwrap();
+
+    // A list past its next update.
+    std::fs::write(dir.join("old.crl"), crl(&ca, &[&other], 10)).unwrap();
+    expect("stale list", Expect::Fails(Failure::TemporaryAuthFailure)).await;
+    std::fs::remove_file(dir.join("old.crl")).unwrap();
+
+    // Not a directory: it cannot be read.
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    expect("unreadable", Expect::Fails(Failure::TemporaryAuthFailure)).await;
+    std::fs::remove_file(&dir).unwrap();
+    expect("no directory", Expect::Bound("alice@localhost/test")).await;
+
+    // More files than are read.
+    std::fs::create_dir_all(&dir).unwrap();
+    for n in 0..=4096 {
+        std::fs::write(dir.join(format!("{n}.crl")), crl(&ca, &[&other], 0)).unwrap();
+    }
+    expect(
+        "too many files",
+        Expect::Fails(Failure::TemporaryAuthFailure),
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    expect("fixed", Expect::Bound("alice@localhost/test")).await;
+}
+
+/// A reload (`SIGHUP`) checks the certificate sessions against the
+/// revocation lists and trusted CAs read anew: the sessions of a
+/// certificate a CA revoked end, registered or logged in by CA trust; a
+/// registered CA-issued certificate its CA revoked no longer logs in; a
+/// CA no longer trusted ends the sessions it vouched for; a self-signed
+/// registered certificate is not concerned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_ends_the_sessions_of_certificates_no_longer_vouched_for() {
+    let server = TestServer::start().await;
+    let ca = Ca::new("Corp CA", &Options::new(now())).unwrap();
+    trust(&server, "corp", &ca);
+    let jids = [Jid::new("alice@localhost").unwrap()];
+    let by_ca = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let registered_by_ca = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let still_trusted = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let self_signed = cert(&["alice@localhost"]);
+    register(&server, "alice@localhost", "ca-issued", &registered_by_ca).await;
+    register(&server, "alice@localhost", "self-signed", &self_signed).await;
+    let connect = |issued: &Issued, resource: &'static str| {
+        let identity = Identity::from_issued(issued);
+        let server = &server;
+        async move {
+            let client = TestClient::connect(
+                server,
+                Login::certificate("alice", ListenerKind::DirectTls, identity)
+                    .resource(Some(resource)),
+            )
+            .await;
+            assert_eq!(
+                client.jid(),
+                format!("alice@localhost/{resource}"),
+                "{:?}",
+                client.closed
+            );
+            client
+        }
+    };
+    let mut anchored = connect(&by_ca, "anchored").await;
+    let mut registered = connect(&registered_by_ca, "registered").await;
+    let mut trusted = connect(&still_trusted, "trusted").await;
+    let mut own = connect(&self_signed, "own").await;
+
+    let dir = crls_dir(&server);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("corp.crl"),
+        crl(&ca, &[&by_ca, &registered_by_ca], 0),
+    )
+    .unwrap();
+    server.server.as_ref().unwrap().reload().unwrap();
+    for client in [&mut anchored, &mut registered] {
+        let Err(ClientError::Stream(error)) = client.closed().await else {
+            panic!("a revoked certificate's session went on")
+        };
+        assert_eq!(error.condition, StreamCondition::NotAuthorized);
+        assert_eq!(
+            error.text.as_deref(),
+            Some("This certificate has been revoked by its CA.")
+        );
+    }
+    assert!(common::answers_a_ping(&mut trusted, "t").await);
+    assert!(common::answers_a_ping(&mut own, "o").await);
+    check(
+        &server,
+        ListenerKind::DirectTls,
+        "registered, revoked by its CA",
+        &registered_by_ca,
+        None,
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+
+    // The CA is trusted no more.
+    std::fs::remove_file(server.dir.path().join("trusted-cas/corp.pem")).unwrap();
+    server.server.as_ref().unwrap().reload().unwrap();
+    let Err(ClientError::Stream(error)) = trusted.closed().await else {
+        panic!("a session of a CA no longer trusted went on")
+    };
+    assert_eq!(
+        error.text.as_deref(),
+        Some("This certificate is no longer trusted.")
+    );
+    assert!(common::answers_a_ping(&mut own, "o2").await);
+    own.close().await;
+}

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Identity, Login, TestClient, TestServer};
+use common::{Identity, Login, TestClient, TestServer, answers_a_ping};
 use sigil_proto::client::ClientError;
 use sigil_proto::error::StreamCondition;
 use sigil_server::config::ListenerKind;
@@ -756,22 +756,6 @@ async fn only_the_same_certificate_resumes_a_session_and_revocation_ends_it_park
     assert_eq!(ended, Some(1));
     gone_within_a_second(&server, "alice@localhost/laptop").await;
     assert!(resumable.is_empty());
-}
-
-/// Whether the session answers a ping to the server.
-async fn answers_a_ping(client: &mut TestClient, id: &str) -> bool {
-    client
-        .send(
-            Element::new("iq", ns::CLIENT)
-                .with_attribute("type", "get")
-                .with_attribute("id", id)
-                .with_child(Element::new("ping", "urn:xmpp:ping")),
-        )
-        .await;
-    let pong = client
-        .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some(id))
-        .await;
-    pong.attribute("type") == Some("result")
 }
 
 /// Binds a raw login to `resource`: what the server answered, up to the

@@ -526,3 +526,19 @@ impl TestClient {
         self.pump_out().await;
     }
 }
+
+/// Whether the session answers a ping to the server.
+pub async fn answers_a_ping(client: &mut TestClient, id: &str) -> bool {
+    client
+        .send(
+            Element::new("iq", sigil_xml::ns::CLIENT)
+                .with_attribute("type", "get")
+                .with_attribute("id", id)
+                .with_child(Element::new("ping", "urn:xmpp:ping")),
+        )
+        .await;
+    let pong = client
+        .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some(id))
+        .await;
+    pong.attribute("type") == Some("result")
+}
