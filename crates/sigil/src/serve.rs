@@ -189,7 +189,7 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
         drop(out);
         stop.wait_reloading(|| match server.reload() {
             Ok(()) => tracing::info!(
-                "SIGHUP: server certificate read again; trusted CAs and revocation lists are read again at the next login"
+                "SIGHUP: server certificate, trusted CAs and revocation lists read again"
             ),
             Err(error) => tracing::error!(%error, "SIGHUP: the server certificate in use stays"),
         })
