@@ -200,6 +200,9 @@ pub struct ServerStream {
     full_jid: Option<FullJid>,
     bind_id: Option<String>,
     auth_failures: u32,
+    /// SASL failures not counted (channel binding guesses), themselves
+    /// counted once past [`MAX_UNCOUNTED_FAILURES`].
+    uncounted_failures: u32,
     waiting: Waiting,
     pending: Vec<u8>,
     actions: VecDeque<Action>,
@@ -229,6 +232,11 @@ pub struct ServerStream {
 
 /// The XEP-0198 namespace.
 pub const NS_SM: &str = "urn:xmpp:sm:3";
+
+/// Channel binding guesses a stream may make before they count as failed
+/// attempts: enough for a client to try each binding type it knows, not
+/// an endless supply of attempts.
+const MAX_UNCOUNTED_FAILURES: u32 = 5;
 
 /// Every this many unacknowledged stanzas the server asks for an ack.
 const ACK_REQUEST_EVERY: usize = 5;
@@ -285,6 +293,7 @@ impl ServerStream {
             full_jid: None,
             bind_id: None,
             auth_failures: 0,
+            uncounted_failures: 0,
             waiting: Waiting::Nothing,
             pending: Vec::new(),
             actions: VecDeque::new(),
@@ -1155,6 +1164,10 @@ impl ServerStream {
     ) {
         self.sasl = None;
         let account = self.account.take();
+        let counted = counted || {
+            self.uncounted_failures = self.uncounted_failures.saturating_add(1);
+            self.uncounted_failures > MAX_UNCOUNTED_FAILURES
+        };
         let mut element =
             Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL));
         if let Some(text) = text {

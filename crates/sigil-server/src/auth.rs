@@ -398,8 +398,32 @@ struct Loaded {
     generation: u64,
 }
 
-/// What the anchors were loaded from: every file's name, size and time.
-type Stamp = Vec<(PathBuf, u64, Option<SystemTime>)>;
+/// What the anchors were loaded from: the directories and every file in
+/// them, each with its size, time, mode and owner.
+type Stamp = Vec<(PathBuf, Option<FileStamp>)>;
+
+/// What tells a file's content or rights changed.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    mode: u32,
+    owner: u32,
+}
+
+impl FileStamp {
+    /// Of what `path` names (following links).
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Self {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            mode: metadata.mode(),
+            owner: metadata.uid(),
+        })
+    }
+}
 
 impl TrustAnchors {
     /// Anchors from the PEM files in `directory` (`None`: no anchors),
@@ -495,27 +519,24 @@ impl TrustAnchors {
     }
 }
 
-/// The files of these directories with their sizes and times (of what
-/// a link points to), sorted; the directories' own errors too, so that
-/// a directory that becomes readable again is read again.
+/// These directories and their files, each with its size, time, mode
+/// and owner (of what a link points to), sorted; a directory's read
+/// error too, so that one that becomes readable again is read again.
 fn stamp(directories: &[Option<&Path>]) -> Stamp {
     let mut stamp = Stamp::new();
     for directory in directories.iter().flatten() {
+        stamp.push((directory.to_path_buf(), FileStamp::of(directory)));
         let entries = match std::fs::read_dir(directory) {
             Ok(entries) => entries,
             Err(error) => {
-                stamp.push((directory.join(format!(":{:?}", error.kind())), 0, None));
+                stamp.push((directory.join(format!(":{:?}", error.kind())), None));
                 continue;
             }
         };
         for entry in entries.flatten().take(MAX_TRUST_FILES + 1) {
             let path = entry.path();
-            let metadata = std::fs::metadata(&path).ok();
-            stamp.push((
-                path,
-                metadata.as_ref().map_or(0, |m| m.len()),
-                metadata.and_then(|m| m.modified().ok()),
-            ));
+            let file = FileStamp::of(&path);
+            stamp.push((path, file));
         }
     }
     stamp.sort();
@@ -570,11 +591,20 @@ fn load_verifier(directory: &Path, crls: Option<&Path>) -> Result<Verifier, Anch
 }
 
 /// The PEM files (`.pem`, `.crt`) in the anchor directory, sorted; a
-/// missing or unreadable directory has none.
+/// missing or unreadable directory has none. A directory or file that
+/// other users may change is not used: whoever can add an anchor can log
+/// in as anyone.
 fn anchor_files(directory: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(directory) else {
         return Vec::new();
     };
+    if let Ok(metadata) = std::fs::metadata(directory)
+        && crate::files::changeable_by_others(&metadata)
+    {
+        tracing::error!(path = %directory.display(),
+            "other users may change the trusted CAs: none is used until the directory is the server user's own and not writable by others");
+        return Vec::new();
+    }
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|entry| entry.path())
@@ -584,6 +614,14 @@ fn anchor_files(directory: &Path) -> Vec<PathBuf> {
                 .is_some_and(|e| e == "pem" || e == "crt")
         })
         .take(MAX_TRUST_FILES)
+        .filter(|path| match std::fs::metadata(path) {
+            Ok(metadata) if crate::files::changeable_by_others(&metadata) => {
+                tracing::error!(path = %path.display(),
+                    "other users may change this trusted CA: not used");
+                false
+            }
+            _ => true,
+        })
         .collect();
     files.sort();
     files
@@ -600,6 +638,15 @@ fn crl_files(directory: &Path) -> Result<Vec<PathBuf>, String> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error.to_string()),
     };
+    // Whoever may change the lists may lift a revocation.
+    let changeable = |path: &Path| {
+        std::fs::metadata(path)
+            .is_ok_and(|m| crate::files::changeable_by_others(&m))
+            .then(|| format!("{}: other users may change it", path.display()))
+    };
+    if let Some(error) = changeable(directory) {
+        return Err(error);
+    }
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| e.to_string())?;
@@ -614,6 +661,9 @@ fn crl_files(directory: &Path) -> Result<Vec<PathBuf>, String> {
         // one is an error.
         let metadata = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         if metadata.is_file() {
+            if let Some(error) = changeable(&path) {
+                return Err(error);
+            }
             files.push(path);
         }
     }

@@ -101,7 +101,7 @@ pub(crate) fn start(
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     clear_stale(path)?;
     let listener = bind_private(path)?;
-    let owner = owner_uid(path)?;
+    let owner = own_uid()?;
     let path: PathBuf = path.to_path_buf();
     Ok(tokio::spawn(async move {
         loop {
@@ -194,12 +194,15 @@ fn bind_private(path: &Path) -> Result<UnixListener, String> {
     result
 }
 
-/// The user that owns the socket: the server's.
-fn owner_uid(path: &Path) -> Result<u32, String> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .map(|m| m.uid())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+/// The effective user of this process, as the kernel reports it for its
+/// sockets: the credentials of one end of a socket pair made here, the
+/// same check `SO_PEERCRED` makes of every client.
+fn own_uid() -> Result<u32, String> {
+    let (one, _other) =
+        tokio::net::UnixStream::pair().map_err(|e| format!("cannot make a socket pair: {e}"))?;
+    one.peer_cred()
+        .map(|credentials| credentials.uid())
+        .map_err(|e| format!("cannot read this process's credentials: {e}"))
 }
 
 fn answer(context: &Context, line: &str) -> String {

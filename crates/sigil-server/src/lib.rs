@@ -32,5 +32,7 @@ pub mod tls;
 mod web;
 
 pub use config::Config;
-pub use files::{create_private_dir, write_new};
+pub use files::{
+    check_not_root_on_others, check_permissions, create_private_dir, effective_uid, write_new,
+};
 pub use server::{Server, StartError, certificate_paths, open_store, sasl_config, web_assets};

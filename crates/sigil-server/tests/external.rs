@@ -1210,7 +1210,8 @@ fn crl(ca: &Ca, revoked: &[&Issued], days_ago: i64) -> Vec<u8> {
 /// OpenSSL's `<hash>.r0` names count; a directory that cannot be read,
 /// one with more files than are read, and a list past its next update
 /// refuse CA logins (temporary-auth-failure) rather than ignore what they
-/// might say.
+/// might say, as do lists other users may change; trusted CAs other users
+/// may change are not used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_lists_fail_closed() {
     let server = TestServer::start().await;
@@ -1275,6 +1276,47 @@ async fn revocation_lists_fail_closed() {
     .await;
     std::fs::remove_dir_all(&dir).unwrap();
     expect("fixed", Expect::Bound("alice@localhost/test")).await;
+
+    // Lists others may change (and so lift a revocation from).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("corp.crl"), crl(&ca, &[&other], 0)).unwrap();
+    mode(&dir.join("corp.crl"), 0o666);
+    expect(
+        "a list others may change",
+        Expect::Fails(Failure::TemporaryAuthFailure),
+    )
+    .await;
+    mode(&dir.join("corp.crl"), 0o644);
+    mode(&dir, 0o777);
+    expect(
+        "a directory others may change",
+        Expect::Fails(Failure::TemporaryAuthFailure),
+    )
+    .await;
+    mode(&dir, 0o755);
+    expect("safe again", Expect::Bound("alice@localhost/test")).await;
+
+    // Trusted CAs others may change are not used.
+    let anchors = server.dir.path().join("trusted-cas");
+    mode(&anchors.join("corp.pem"), 0o646);
+    expect(
+        "a CA others may change",
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+    mode(&anchors.join("corp.pem"), 0o644);
+    mode(&anchors, 0o775);
+    expect(
+        "a CA directory others may change",
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+    mode(&anchors, 0o755);
+    expect("trusted again", Expect::Bound("alice@localhost/test")).await;
 }
 
 /// A reload (`SIGHUP`) checks the certificate sessions against the

@@ -55,6 +55,7 @@ fn load_or_create(
     out: &mut impl Write,
 ) -> Result<Config, String> {
     if location.path.exists() {
+        sigil_server::check_not_root_on_others(&location.base())?;
         let config = Config::load(&location.path).map_err(|e| e.to_string())?;
         if let Some(domain) = domain
             && domain != config.domain
@@ -128,6 +129,9 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
     init_logging(&config.log.level);
     let base = location.base();
     ensure_certificate(&config, &base, &mut out)?;
+    for problem in permission_problems(&config, &base) {
+        tracing::warn!("{problem}");
+    }
     runtime()?.block_on(async {
         // Before the listeners open: a SIGTERM that arrives while the
         // server starts must stop it cleanly, not kill it.
@@ -259,7 +263,17 @@ impl StopSignal {
 }
 
 /// `sigil check`.
+/// What is wrong with the permissions of the server's files (the key is
+/// restricted on the way).
+fn permission_problems(config: &Config, base: &Path) -> Vec<String> {
+    let (_, key) = sigil_server::certificate_paths(config, base);
+    let trusted = base.join(&config.auth.trusted_cas);
+    let crls = base.join(&config.auth.crls);
+    sigil_server::check_permissions(base, &key, &[&trusted, &crls])
+}
+
 pub(crate) fn check(location: &ConfigLocation) -> Result<(), String> {
+    sigil_server::check_not_root_on_others(&location.base())?;
     let config = Config::load(&location.path).map_err(|e| e.to_string())?;
     let base = location.base();
     let mut out = io::stdout().lock();
@@ -285,6 +299,9 @@ pub(crate) fn check(location: &ConfigLocation) -> Result<(), String> {
         }
         let _ = writeln!(out, "certificate: {}", certificate.display());
         let _ = writeln!(out, "accounts: {}", accounts.len());
+        for problem in permission_problems(&config, &base) {
+            let _ = writeln!(out, "warning: {problem}");
+        }
         store.close().await;
         Ok(())
     })

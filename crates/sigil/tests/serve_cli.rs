@@ -305,3 +305,94 @@ fn serve_leaves_a_file_at_the_control_socket_path_alone() {
         "precious\n"
     );
 }
+
+/// `sigil check` names what others may read or change: a data directory
+/// others may enter, a server key others may read (restricted on the
+/// way), trusted CAs others may change; such a CA is not used.
+#[test]
+fn check_warns_of_loose_permissions_and_restricts_the_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let added = sigil_in(dir.path(), &["user", "add", "alice"], "correct horse\n");
+    assert!(added.status.success(), "{:?}", text(&added));
+    let data = dir.path().join("sigil-data");
+    // The server certificate a first `serve` makes.
+    let key = data.join("server.key");
+    let issued = sigil_x509::generate::server_certificate(
+        "localhost",
+        &sigil_x509::generate::Options::new(sigil_x509::OffsetDateTime::now_utc()),
+        None,
+    )
+    .unwrap();
+    sigil_server::write_new(&key, issued.key_pem().as_bytes()).unwrap();
+    sigil_server::write_new(
+        &data.join("server.crt"),
+        issued.certificate_pem().as_bytes(),
+    )
+    .unwrap();
+    let clean = sigil_in(dir.path(), &["check"], "");
+    let (out, err) = text(&clean);
+    assert!(clean.status.success(), "{out}{err}");
+    assert!(!out.contains("warning"), "{out}");
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let trusted = data.join("trusted-cas");
+    std::fs::create_dir_all(&trusted).unwrap();
+    std::fs::set_permissions(&trusted, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let loose = sigil_in(dir.path(), &["check"], "");
+    let (out, err) = text(&loose);
+    assert!(loose.status.success(), "{out}{err}");
+    assert!(
+        out.contains("may be entered by other users (mode 755)"),
+        "{out}"
+    );
+    assert!(out.contains("restricted to its owner (mode 600)"), "{out}");
+    assert!(
+        out.contains("trusted-cas may be changed by other users"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+/// Root is refused on a data directory that belongs to another user:
+/// what it would write there would be unreadable to the server.
+#[test]
+fn root_is_refused_on_another_users_data_directory() {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !is_root {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let added = sigil_in(dir.path(), &["user", "add", "alice"], "correct horse\n");
+    assert!(added.status.success(), "{:?}", text(&added));
+    let data = dir.path().join("sigil-data");
+    let chown = Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    for args in [
+        &["user", "add", "bob"][..],
+        &["cert", "trust", "ca.crt", "--name", "corp"],
+        &["check"],
+    ] {
+        let refused = sigil_in(dir.path(), args, "pw\n");
+        let (out, err) = text(&refused);
+        assert!(!refused.status.success(), "{args:?}: {out}{err}");
+        assert!(
+            err.contains(
+                "belongs to nobody: run this as that user (for example `sudo -u nobody sigil"
+            ),
+            "{args:?}: {err}"
+        );
+    }
+}
