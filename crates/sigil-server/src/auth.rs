@@ -183,7 +183,12 @@ pub async fn decide(
         .await
     {
         Ok(Some(lookup)) => lookup,
-        Ok(None) => return Err(Refusal::account(Failure::NotAuthorized, "unknown account")),
+        Ok(None) => {
+            // The CA check a known account's unregistered certificate gets,
+            // so that the time a refusal takes tells nothing either.
+            let _ = presented.anchored(&context.anchors, now);
+            return Err(Refusal::account(Failure::NotAuthorized, "unknown account"));
+        }
         Err(error) => {
             tracing::error!(%error, "account lookup failed");
             return Err(Refusal::account(

@@ -234,4 +234,12 @@ pub trait CertificateStore: Send + Sync {
         &'a self,
         owner: &'a str,
     ) -> StoreFuture<'a, Vec<RevokedCertificate>>;
+
+    /// Forgets these revocations of `owner` (for certificates that can
+    /// no longer log in anyway, being expired): how many were forgotten.
+    fn forget_revocations<'a>(
+        &'a self,
+        owner: &'a str,
+        fingerprints: &'a [[u8; 32]],
+    ) -> StoreFuture<'a, u64>;
 }

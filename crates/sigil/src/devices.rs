@@ -1,4 +1,4 @@
-//! `sigil cert register|import|list|disable|enable|revoke|trust|untrust`: the
+//! `sigil cert register|import|list|disable|enable|revoke|forget-expired|trust|untrust`: the
 //! server's XEP-0257 certificates and trusted CAs, from the command line.
 
 use std::io::{self, Write};
@@ -33,6 +33,9 @@ pub(crate) enum DeviceAction<'a> {
     Revoke {
         jid: &'a str,
         name: &'a str,
+    },
+    ForgetExpired {
+        jid: &'a str,
     },
     Trust {
         file: &'a Path,
@@ -247,6 +250,34 @@ async fn run_store(
                     );
                 }
             }
+            Ok(())
+        }
+        DeviceAction::ForgetExpired { jid } => {
+            let account = crate::serve::account(jid, &config.domain)?;
+            let now = OffsetDateTime::now_utc();
+            let revoked = store
+                .revoked_certificates(account.as_str())
+                .await
+                .map_err(|e| e.to_string())?;
+            // Only what can never log in again: a certificate past its end
+            // date (one that cannot be read stays revoked).
+            let expired: Vec<[u8; 32]> = revoked
+                .iter()
+                .filter(|r| {
+                    CertificateInfo::from_der(&r.der)
+                        .is_ok_and(|info| info.validity_at(now) == sigil_x509::Validity::Expired)
+                })
+                .map(|r| r.fingerprint)
+                .collect();
+            let forgotten = store
+                .forget_revocations(account.as_str(), &expired)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = writeln!(
+                out,
+                "forgot {forgotten} revocation(s) of expired certificates of {account}; {} kept",
+                (revoked.len() as u64).saturating_sub(forgotten)
+            );
             Ok(())
         }
         DeviceAction::Trust { .. } | DeviceAction::Untrust { .. } => Ok(()),

@@ -280,6 +280,16 @@ enum CertCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Forget the revocations of an account's certificates that have
+    /// expired (they can never log in again): the account keeps at most
+    /// 1,024 revocations and registers no new certificate past that.
+    ForgetExpired {
+        /// The account (name or name@domain).
+        jid: String,
+        /// The configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Trust a CA: its client certificates (with clientAuth and an
     /// xmppAddr naming the account) may log in.
     Trust {
@@ -603,6 +613,10 @@ fn main() -> ExitCode {
                 jid: &jid,
                 name: &device,
             },
+        ),
+        Command::Cert(CertCommand::ForgetExpired { jid, config }) => devices::run(
+            &serve::ConfigLocation::new(config),
+            devices::DeviceAction::ForgetExpired { jid: &jid },
         ),
         Command::Cert(CertCommand::Revoke {
             jid,

@@ -244,6 +244,63 @@ fn register_list_disable_revoke() {
         &["cert", "revoke", "alice", "phone", "--config", CONFIG],
     ));
     assert!(unknown.contains("no certificate named"), "{unknown}");
+
+    // An expired certificate's revocation may be forgotten (it can never
+    // log in again); a valid one's stays.
+    let expired = sigil_x509::generate::client_certificate(
+        &[sigil_x509::Jid::new("alice@localhost").unwrap()],
+        &{
+            let mut options = sigil_x509::generate::Options::new(
+                sigil_x509::OffsetDateTime::now_utc() - time::Duration::days(400),
+            );
+            options.days = 30;
+            options
+        },
+        None,
+    )
+    .unwrap();
+    let info = sigil_x509::CertificateInfo::from_der(&expired.certificate_der).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use sigil_store::CertificateStore as _;
+            let store = sigil_store::SqliteStore::open(&d.join("data/sigil.db"))
+                .await
+                .unwrap();
+            store
+                .add_certificate(&sigil_store::CertificateEntry {
+                    owner: "alice@localhost".into(),
+                    name: "old".into(),
+                    fingerprint: info.sha256,
+                    der: expired.certificate_der.clone(),
+                    no_cert_management: false,
+                    disabled: false,
+                    added_at: 0,
+                })
+                .await
+                .unwrap();
+            store
+                .revoke_certificate("alice@localhost", "old", 1)
+                .await
+                .unwrap()
+                .unwrap();
+            store.close().await;
+        });
+    let listed = ok(&sigil(d, &["cert", "list", "alice", "--config", CONFIG]));
+    assert_eq!(listed.matches("\trevoked ").count(), 2, "{listed}");
+    let forgot = ok(&sigil(
+        d,
+        &["cert", "forget-expired", "alice", "--config", CONFIG],
+    ));
+    assert!(
+        forgot
+            .contains("forgot 1 revocation(s) of expired certificates of alice@localhost; 1 kept"),
+        "{forgot}"
+    );
+    let listed = ok(&sigil(d, &["cert", "list", "alice", "--config", CONFIG]));
+    assert!(!listed.contains("old\t"), "{listed}");
+    assert!(listed.contains("phone\t"), "{listed}");
 }
 
 #[test]

@@ -222,6 +222,28 @@ pub async fn certificates_revocation_is_final(store: &dyn Store) {
         store.add_certificate(&laptop).await,
         Err(StoreError::Revoked)
     );
+
+    // Forgetting (an operator's, for expired certificates) is per owner
+    // and per certificate.
+    assert_eq!(
+        store
+            .forget_revocations("romeo@example.net", &[laptop.fingerprint])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .forget_revocations(owner, &[laptop.fingerprint, [9; 32]])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.revoked_certificates(owner).await.unwrap(),
+        [revoked(&phone, 1_800_000_005)]
+    );
+    store.add_certificate(&laptop).await.unwrap();
 }
 
 /// A certificate is found by its fingerprint, only for its owner.

@@ -274,6 +274,32 @@ impl CertificateStore for SqliteStore {
             })
         })
     }
+
+    fn forget_revocations<'a>(
+        &'a self,
+        owner: &'a str,
+        fingerprints: &'a [[u8; 32]],
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let owner = owner.to_owned();
+            let fingerprints = fingerprints.to_vec();
+            self.write(move |transaction| {
+                let mut statement = transaction
+                    .prepare_cached(
+                        "DELETE FROM revoked_certificates WHERE owner = ? AND fingerprint = ?",
+                    )
+                    .map_err(backend)?;
+                let mut forgotten = 0;
+                for fingerprint in &fingerprints {
+                    forgotten += statement
+                        .execute((&owner, &fingerprint[..]))
+                        .map_err(backend)? as u64;
+                }
+                Ok(forgotten)
+            })
+            .await
+        })
+    }
 }
 
 fn fingerprint_array(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
