@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use jid::{BareJid, Jid};
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -46,9 +45,12 @@ pub struct CertificateLogin {
     pub fingerprint: [u8; 32],
     /// Why it is trusted.
     pub trust: Trust,
-    /// The chain presented, end entity first: the session it opens is
-    /// checked again against the trusted CAs and their revocation lists
-    /// when they change.
+    /// How revocation lists name the certificate, and, when it logged
+    /// in by CA trust, the chain presented (end entity first): the
+    /// session is checked again when the trusted CAs or their lists
+    /// change.
+    pub revocation_key: sigil_x509::RevocationKey,
+    /// See `revocation_key` (empty for a registered certificate).
     pub chain: Box<[CertificateDer<'static>]>,
 }
 
@@ -80,7 +82,8 @@ impl CertificateLogin {
 pub struct PresentedChain {
     chain: Vec<CertificateDer<'static>>,
     info: std::sync::OnceLock<Option<CertificateInfo>>,
-    anchored: std::sync::OnceLock<Result<(), AnchorError>>,
+    /// The CA verdict, with the number of the reading that gave it.
+    anchored: Mutex<Option<(u64, Result<(), AnchorError>)>>,
 }
 
 impl PresentedChain {
@@ -89,7 +92,7 @@ impl PresentedChain {
         Self {
             chain,
             info: std::sync::OnceLock::new(),
-            anchored: std::sync::OnceLock::new(),
+            anchored: Mutex::new(None),
         }
     }
 
@@ -108,10 +111,21 @@ impl PresentedChain {
             .as_ref()
     }
 
-    fn anchored(&self, anchors: &TrustAnchors, now: OffsetDateTime) -> Result<(), AnchorError> {
-        *self
+    /// Whether the chain leads to a trusted CA, by this reading (kept
+    /// until the reading changes).
+    fn anchored(&self, reading: &Reading, now: OffsetDateTime) -> Result<(), AnchorError> {
+        let mut anchored = self
             .anchored
-            .get_or_init(|| anchors.verify(&self.chain, now))
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *anchored {
+            Some((generation, verdict)) if generation == reading.generation => verdict,
+            _ => {
+                let verdict = reading.verify(&self.chain, now);
+                *anchored = Some((reading.generation, verdict));
+                verdict
+            }
+        }
     }
 }
 
@@ -174,6 +188,7 @@ pub async fn decide(
         ));
     }
     let account = identity.to_bare();
+    let reading = context.anchors.reading();
     // The account and the certificate's entry in one read. An unknown
     // account is refused like an untrusted certificate, on a stream that
     // stays open: how a refusal ends tells nothing of which accounts exist.
@@ -186,7 +201,7 @@ pub async fn decide(
         Ok(None) => {
             // The CA check a known account's unregistered certificate gets,
             // so that the time a refusal takes tells nothing either.
-            let _ = presented.anchored(&context.anchors, now);
+            let _ = presented.anchored(&reading, now);
             return Err(Refusal::account(Failure::NotAuthorized, "unknown account"));
         }
         Err(error) => {
@@ -204,6 +219,14 @@ pub async fn decide(
             "revoked certificate",
         ));
     }
+    // Named by a CA's list: never, registered or not, whatever chain it
+    // came with (the CA knows something its owner may not: a stolen key).
+    if reading.lists(info) {
+        return Err(Refusal::account(
+            Failure::NotAuthorized,
+            AnchorError::Revoked.reason(),
+        ));
+    }
     let trust = match lookup.certificate {
         // Registered, but made for something else (say serverAuth only):
         // its owner's word does not widen what its issuer allowed.
@@ -211,14 +234,6 @@ pub async fn decide(
             return Err(Refusal::account(
                 Failure::NotAuthorized,
                 "certificate not for client authentication (extendedKeyUsage)",
-            ));
-        }
-        // Registered, and issued by a trusted CA that has revoked it
-        // since: the CA knows something its owner may not (a stolen key).
-        Some(_) if presented.anchored(&context.anchors, now) == Err(AnchorError::Revoked) => {
-            return Err(Refusal::account(
-                Failure::NotAuthorized,
-                AnchorError::Revoked.reason(),
             ));
         }
         Some(entry) if !entry.disabled => Trust::Registered {
@@ -234,7 +249,7 @@ pub async fn decide(
         }
         None => {
             presented
-                .anchored(&context.anchors, now)
+                .anchored(&reading, now)
                 .map_err(|error| Refusal::account(error.failure(), error.reason()))?;
             Trust::Anchor
         }
@@ -264,8 +279,13 @@ pub async fn decide(
         account,
         identity,
         fingerprint: info.sha256,
+        chain: if trust == Trust::Anchor {
+            presented.chain.clone().into()
+        } else {
+            Box::default()
+        },
         trust,
-        chain: presented.chain.clone().into(),
+        revocation_key: info.revocation_key.clone(),
     })
 }
 
@@ -356,13 +376,15 @@ pub enum AnchorError {
     /// The trusted CAs or revocation lists cannot be read or used: no
     /// certificate logs in by CA trust until they are fixed.
     Unavailable,
+    /// The chain holds more certificates or bytes than a session keeps.
+    ChainTooLarge,
 }
 
 impl AnchorError {
     /// What the client is told.
     pub fn failure(self) -> Failure {
         match self {
-            Self::Untrusted | Self::Revoked => Failure::NotAuthorized,
+            Self::Untrusted | Self::Revoked | Self::ChainTooLarge => Failure::NotAuthorized,
             Self::Expired => Failure::CredentialsExpired,
             Self::StaleRevocationList | Self::Unavailable => Failure::TemporaryAuthFailure,
         }
@@ -376,57 +398,113 @@ impl AnchorError {
             Self::Revoked => "certificate on a CA's revocation list",
             Self::StaleRevocationList => "its CA's revocation list is past its next update",
             Self::Unavailable => "the trusted CAs or revocation lists are unusable",
+            Self::ChainTooLarge => "certificate chain too large",
         }
     }
 }
 
+/// The most certificates, and bytes, of a chain that logs in by CA trust
+/// (a session keeps it, to check it again when the lists change).
+pub const MAX_CHAIN_CERTIFICATES: usize = 8;
+/// See [`MAX_CHAIN_CERTIFICATES`].
+pub const MAX_CHAIN_BYTES: usize = 16 * 1024;
+
 /// The configured certificate authorities whose client certificates may
 /// log in (with clientAuth and an xmppAddr naming the account): every PEM
 /// file in one directory, with the revocation lists of another. Both are
-/// read again whenever a file in them is added, removed or changed (its
-/// size or modification time), and at once after [`Self::reload`]; each
-/// reading is numbered ([`Self::generation`]) so that the sessions that
-/// logged in under an older one are checked again.
+/// read again whenever a file in them changes, and at once after
+/// [`Self::reload`]; each reading is numbered, so that the sessions that
+/// logged in under an older one are checked again
+/// ([`crate::context::Context::check_trust`]).
 #[derive(Debug)]
 pub struct TrustAnchors {
     directory: Option<PathBuf>,
     crls: Option<PathBuf>,
-    cache: Mutex<Option<Loaded>>,
+    cache: Mutex<Option<Arc<Reading>>>,
     loads: std::sync::atomic::AtomicU64,
 }
 
 /// One reading of the anchors and lists.
 #[derive(Debug)]
-struct Loaded {
+pub struct Reading {
     stamp: Stamp,
     verifier: Result<Verifier, AnchorError>,
-    generation: u64,
+    revoked: Revoked,
+    /// Its number.
+    pub generation: u64,
 }
 
-/// What the anchors were loaded from: the directories and every file in
-/// them, each with its size, time, mode and owner.
-type Stamp = Vec<(PathBuf, Option<FileStamp>)>;
+/// Every certificate any of the lists names, by issuer and serial: a
+/// listed certificate never logs in, whatever chain it comes with and
+/// even from a list past its next update (a list can only deny).
+#[derive(Debug, Default)]
+struct Revoked(std::collections::HashMap<Vec<u8>, std::collections::HashSet<Vec<u8>>>);
 
-/// What tells a file's content or rights changed.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct FileStamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    mode: u32,
-    owner: u32,
+impl Revoked {
+    fn contains(&self, key: &sigil_x509::RevocationKey) -> bool {
+        self.0
+            .get(&key.issuer)
+            .is_some_and(|serials| serials.contains(&key.serial))
+    }
 }
 
-impl FileStamp {
-    /// Of what `path` names (following links).
-    fn of(path: &Path) -> Option<Self> {
-        use std::os::unix::fs::MetadataExt;
-        let metadata = std::fs::metadata(path).ok()?;
-        Some(Self {
-            len: metadata.len(),
-            modified: metadata.modified().ok(),
-            mode: metadata.mode(),
-            owner: metadata.uid(),
-        })
+impl Reading {
+    /// Whether it could be read and used (an unusable reading judges no
+    /// session; logins by CA trust are refused meanwhile).
+    pub fn usable(&self) -> bool {
+        !matches!(self.verifier, Err(AnchorError::Unavailable))
+    }
+
+    /// Whether a list names this certificate.
+    pub fn lists(&self, certificate: &CertificateInfo) -> bool {
+        self.revokes(&certificate.revocation_key)
+    }
+
+    /// Whether a list names the certificate with this key.
+    pub fn revokes(&self, key: &sigil_x509::RevocationKey) -> bool {
+        self.revoked.contains(key)
+    }
+
+    /// Whether the chain leads to an anchor, for clientAuth, at `now`,
+    /// and is on none of the anchors' revocation lists.
+    pub fn verify(
+        &self,
+        chain: &[CertificateDer<'static>],
+        now: OffsetDateTime,
+    ) -> Result<(), AnchorError> {
+        use rustls::CertificateError as E;
+        let verifier = self.verifier.as_ref().map_err(|e| *e)?;
+        if chain.len() > MAX_CHAIN_CERTIFICATES
+            || chain.iter().map(|c| c.len()).sum::<usize>() > MAX_CHAIN_BYTES
+        {
+            return Err(AnchorError::ChainTooLarge);
+        }
+        let (end_entity, intermediates) = chain.split_first().ok_or(AnchorError::Untrusted)?;
+        let seconds = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds));
+        match verifier.verify_client_cert(end_entity, intermediates, time) {
+            Ok(_) => Ok(()),
+            Err(rustls::Error::InvalidCertificate(E::Expired | E::ExpiredContext { .. })) => {
+                Err(AnchorError::Expired)
+            }
+            Err(rustls::Error::InvalidCertificate(E::Revoked)) => Err(AnchorError::Revoked),
+            Err(rustls::Error::InvalidCertificate(
+                E::ExpiredRevocationList | E::ExpiredRevocationListContext { .. },
+            )) => Err(AnchorError::StaleRevocationList),
+            // A list that does not verify (a bad signature, an issuer
+            // without cRLSign): the lists are broken, not the certificate.
+            Err(rustls::Error::InvalidCertRevocationList(error)) => {
+                tracing::error!(
+                    ?error,
+                    "unusable revocation list: no certificate logs in by CA trust until it is fixed"
+                );
+                Err(AnchorError::Unavailable)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "client certificate not trusted by any anchor");
+                Err(AnchorError::Untrusted)
+            }
+        }
     }
 }
 
@@ -452,49 +530,18 @@ impl TrustAnchors {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
-    /// The number of the current reading of the anchors and lists (read
-    /// again first if their files changed), and whether it is usable:
-    /// `false` when the files are there but cannot be read or used, so
-    /// that sessions are not judged by a broken reading.
-    pub fn generation(&self) -> (u64, bool) {
-        self.load(|loaded| {
-            (
-                loaded.generation,
-                !matches!(loaded.verifier, Err(AnchorError::Unavailable)),
-            )
-        })
-    }
-
-    /// Whether the chain leads to an anchor, for clientAuth, at `now`,
-    /// and is on none of the anchors' revocation lists.
+    /// Whether the chain leads to an anchor (see [`Reading::verify`]), by
+    /// the current reading.
     pub fn verify(
         &self,
         chain: &[CertificateDer<'static>],
         now: OffsetDateTime,
     ) -> Result<(), AnchorError> {
-        let verifier = self.load(|loaded| loaded.verifier.clone())?;
-        let (end_entity, intermediates) = chain.split_first().ok_or(AnchorError::Untrusted)?;
-        let seconds = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-        let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds));
-        use rustls::CertificateError as E;
-        match verifier.verify_client_cert(end_entity, intermediates, time) {
-            Ok(_) => Ok(()),
-            Err(rustls::Error::InvalidCertificate(E::Expired | E::ExpiredContext { .. })) => {
-                Err(AnchorError::Expired)
-            }
-            Err(rustls::Error::InvalidCertificate(E::Revoked)) => Err(AnchorError::Revoked),
-            Err(rustls::Error::InvalidCertificate(
-                E::ExpiredRevocationList | E::ExpiredRevocationListContext { .. },
-            )) => Err(AnchorError::StaleRevocationList),
-            Err(error) => {
-                tracing::debug!(%error, "client certificate not trusted by any anchor");
-                Err(AnchorError::Untrusted)
-            }
-        }
+        self.reading().verify(chain, now)
     }
 
-    /// The current reading (made again if the files changed), seen by `f`.
-    fn load<T>(&self, f: impl FnOnce(&Loaded) -> T) -> T {
+    /// The current reading, made again first if the files changed.
+    pub fn reading(&self) -> Arc<Reading> {
         let stamp = match self.directory.as_deref() {
             Some(directory) => stamp(&[Some(directory), self.crls.as_deref()]),
             None => Stamp::new(),
@@ -503,30 +550,68 @@ impl TrustAnchors {
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(loaded) = cache.as_ref()
-            && loaded.stamp == stamp
+        if let Some(reading) = cache.as_ref()
+            && reading.stamp == stamp
         {
-            return f(loaded);
+            return reading.clone();
         }
-        let verifier = match self.directory.as_deref() {
-            Some(directory) => load_verifier(directory, self.crls.as_deref()),
-            None => Err(AnchorError::Untrusted),
+        let (verifier, revoked) = match self.directory.as_deref() {
+            Some(directory) => load(directory, self.crls.as_deref()),
+            None => (Err(AnchorError::Untrusted), Revoked::default()),
         };
         let generation = self
             .loads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        f(cache.insert(Loaded {
+        let reading = Arc::new(Reading {
             stamp,
             verifier,
+            revoked,
             generation,
-        }))
+        });
+        *cache = Some(reading.clone());
+        reading
     }
 }
 
-/// These directories and their files, each with its size, time, mode
-/// and owner (of what a link points to), sorted; a directory's read
-/// error too, so that one that becomes readable again is read again.
+/// What the anchors were loaded from: the directories and every file in
+/// them, each with what tells its content or rights changed.
+type Stamp = Vec<(PathBuf, Option<FileStamp>)>;
+
+/// What tells a file's content or rights changed: its inode, size,
+/// modification and change times (the change time no program can set
+/// back), mode and owner.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    mode: u32,
+    owner: u32,
+}
+
+impl FileStamp {
+    /// Of what `path` names (following links).
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+            mode: metadata.mode(),
+            owner: metadata.uid(),
+        })
+    }
+}
+
+/// These directories and their files, each with its [`FileStamp`] (of
+/// what a link points to), sorted; a directory's read error too, so that
+/// one that becomes readable again is read again.
 fn stamp(directories: &[Option<&Path>]) -> Stamp {
     let mut stamp = Stamp::new();
     for directory in directories.iter().flatten() {
@@ -551,37 +636,30 @@ fn stamp(directories: &[Option<&Path>]) -> Stamp {
 /// Files read from each of the anchor and CRL directories.
 const MAX_TRUST_FILES: usize = 4096;
 
-fn load_verifier(directory: &Path, crls: Option<&Path>) -> Result<Verifier, AnchorError> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for path in anchor_files(directory) {
-        let Ok(certificates) = CertificateDer::pem_file_iter(&path) else {
-            continue;
-        };
-        for certificate in certificates.flatten() {
-            if let Err(error) = roots.add(certificate) {
-                tracing::warn!(path = %path.display(), %error, "unusable trust anchor");
-            }
-        }
-    }
-    if roots.is_empty() {
-        return Err(AnchorError::Untrusted);
-    }
-    let unavailable = |path: &Path, error: &dyn std::fmt::Display| {
-        // Fail closed: a revocation list that cannot be read might have
-        // listed the certificate now logging in.
-        tracing::error!(path = %path.display(), %error,
-            "unusable revocation list: no certificate logs in by CA trust until it is fixed");
-        AnchorError::Unavailable
+/// Reads the anchors and the lists: the verifier (or why there is none),
+/// and every certificate the lists name.
+fn load(directory: &Path, crls: Option<&Path>) -> (Result<Verifier, AnchorError>, Revoked) {
+    let mut revoked = Revoked::default();
+    let lists = match crls {
+        Some(crls) => read_lists(crls, &mut revoked),
+        None => Ok(Vec::new()),
     };
-    let mut lists = Vec::new();
-    if let Some(crls) = crls {
-        for path in crl_files(crls).map_err(|error| unavailable(crls, &error))? {
-            lists.extend(read_crls(&path).map_err(|error| unavailable(&path, &error))?);
+    let roots = match read_anchors(directory) {
+        Ok(roots) => roots,
+        Err(error) => return (Err(error), revoked),
+    };
+    let lists = match lists {
+        Ok(lists) => lists,
+        Err((path, error)) => {
+            // Fail closed: a revocation list that cannot be read might
+            // have listed the certificate now logging in.
+            tracing::error!(path = %path.display(), %error,
+                "unusable revocation list: no certificate logs in by CA trust until it is fixed");
+            return (Err(AnchorError::Unavailable), revoked);
         }
-    }
+    };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .with_crls(lists)
         // A CA without a list here still vouches for its certificates; a
         // list past its next update no longer does.
@@ -592,23 +670,32 @@ fn load_verifier(directory: &Path, crls: Option<&Path>) -> Result<Verifier, Anch
             tracing::error!(%error,
                 "unusable trust anchors or revocation lists: no certificate logs in by CA trust");
             AnchorError::Unavailable
-        })
+        });
+    (verifier, revoked)
 }
 
-/// The PEM files (`.pem`, `.crt`) in the anchor directory, sorted; a
-/// missing or unreadable directory has none. A directory or file that
-/// other users may change is not used: whoever can add an anchor can log
-/// in as anyone.
-fn anchor_files(directory: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(directory) else {
-        return Vec::new();
+/// The anchors: the PEM files (`.pem`, `.crt`) in the anchor directory.
+/// None for a missing directory; [`AnchorError::Unavailable`] for one
+/// that cannot be read. Anchors that other users may change (the
+/// directory, one above it, or a file) are not used: whoever can add an
+/// anchor can log in as anyone.
+fn read_anchors(directory: &Path) -> Result<rustls::RootCertStore, AnchorError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let entries = match std::fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(AnchorError::Untrusted);
+        }
+        Err(error) => {
+            tracing::error!(path = %directory.display(), %error,
+                "cannot read the trusted CAs: no certificate logs in by CA trust");
+            return Err(AnchorError::Unavailable);
+        }
     };
-    if let Ok(metadata) = std::fs::metadata(directory)
-        && crate::files::changeable_by_others(&metadata)
-    {
-        tracing::error!(path = %directory.display(),
-            "other users may change the trusted CAs: none is used until the directory is the server user's own and not writable by others");
-        return Vec::new();
+    if let Err(error) = crate::files::check_not_changeable(directory) {
+        tracing::error!(%error, "trusted CAs not used: {error}");
+        return Err(AnchorError::Untrusted);
     }
     let mut files: Vec<PathBuf> = entries
         .flatten()
@@ -619,80 +706,108 @@ fn anchor_files(directory: &Path) -> Vec<PathBuf> {
                 .is_some_and(|e| e == "pem" || e == "crt")
         })
         .take(MAX_TRUST_FILES)
-        .filter(|path| match std::fs::metadata(path) {
-            Ok(metadata) if crate::files::changeable_by_others(&metadata) => {
-                tracing::error!(path = %path.display(),
-                    "other users may change this trusted CA: not used");
-                false
-            }
-            _ => true,
-        })
         .collect();
     files.sort();
-    files
+    for path in files {
+        let bytes = match crate::files::read_unchangeable(&path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "trusted CA not used");
+                continue;
+            }
+        };
+        for certificate in CertificateDer::pem_slice_iter(&bytes).flatten() {
+            if let Err(error) = roots.add(certificate) {
+                tracing::warn!(path = %path.display(), %error, "unusable trust anchor");
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(AnchorError::Untrusted);
+    }
+    Ok(roots)
 }
 
-/// Every file in the revocation list directory (whatever its name, so
-/// that OpenSSL's `<hash>.r0` links count; hidden files and directories
-/// aside), sorted. A missing directory has none; one that cannot be read,
-/// or holds more than [`MAX_TRUST_FILES`] entries, is an error: a list
-/// left unread might name the certificate logging in.
-fn crl_files(directory: &Path) -> Result<Vec<PathBuf>, String> {
+/// The lists for the verifier (the newest of each issuer: the verifier
+/// uses only the first it finds for an issuer), filling `revoked` with
+/// what every list names. Every file in the directory is a list,
+/// whatever its name (so OpenSSL's `<hash>.r0` links count), hidden
+/// files aside. A missing directory has none; one that cannot be read, or
+/// holds more than [`MAX_TRUST_FILES`] entries or anything but lists, or
+/// that other users may change (or a list in it), is an error, with the
+/// path it concerns: a list left unread might name the certificate
+/// logging in.
+#[allow(clippy::type_complexity)]
+fn read_lists(
+    directory: &Path,
+    revoked: &mut Revoked,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, (PathBuf, String)> {
+    let failed = |path: &Path, error: String| (path.to_path_buf(), error);
     let entries = match std::fs::read_dir(directory) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(error.to_string()),
+        Err(error) => return Err(failed(directory, error.to_string())),
     };
-    // Whoever may change the lists may lift a revocation.
-    let changeable = |path: &Path| {
-        std::fs::metadata(path)
-            .is_ok_and(|m| crate::files::changeable_by_others(&m))
-            .then(|| format!("{}: other users may change it", path.display()))
-    };
-    if let Some(error) = changeable(directory) {
-        return Err(error);
-    }
+    crate::files::check_not_changeable(directory).map_err(|e| failed(directory, e))?;
     let mut files = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| e.to_string())?;
+        let entry = entry.map_err(|e| failed(directory, e.to_string()))?;
         if files.len() >= MAX_TRUST_FILES {
-            return Err(format!("more than {MAX_TRUST_FILES} files"));
+            return Err(failed(
+                directory,
+                format!("more than {MAX_TRUST_FILES} files"),
+            ));
         }
-        let path = entry.path();
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        // Following links: a link to a directory is skipped, a dangling
-        // one is an error.
-        let metadata = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if metadata.is_file() {
-            if let Some(error) = changeable(&path) {
-                return Err(error);
-            }
-            files.push(path);
-        }
+        files.push(entry.path());
     }
     files.sort();
-    Ok(files)
+    let mut newest: std::collections::HashMap<
+        Vec<u8>,
+        (
+            OffsetDateTime,
+            rustls::pki_types::CertificateRevocationListDer<'static>,
+        ),
+    > = std::collections::HashMap::new();
+    for path in files {
+        let bytes = crate::files::read_unchangeable(&path).map_err(|e| failed(&path, e))?;
+        for list in parse_lists(&bytes).map_err(|e| failed(&path, e))? {
+            let info = sigil_x509::RevocationListInfo::from_der(&list)
+                .map_err(|e| failed(&path, e.to_string()))?;
+            revoked
+                .0
+                .entry(info.issuer.clone())
+                .or_default()
+                .extend(info.serials.iter().cloned());
+            match newest.get(&info.issuer) {
+                Some((this_update, _)) if *this_update >= info.this_update => {}
+                _ => {
+                    newest.insert(info.issuer, (info.this_update, list));
+                }
+            }
+        }
+    }
+    Ok(newest.into_values().map(|(_, list)| list).collect())
 }
 
 /// The revocation lists in one file: PEM blocks, or one DER list.
-fn read_crls(
-    path: &Path,
+fn parse_lists(
+    bytes: &[u8],
 ) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, String> {
     use rustls::pki_types::CertificateRevocationListDer;
     use rustls::pki_types::pem::PemObject;
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     if bytes.starts_with(b"-----") {
         let lists: Result<Vec<_>, _> =
-            CertificateRevocationListDer::pem_slice_iter(&bytes).collect();
+            CertificateRevocationListDer::pem_slice_iter(bytes).collect();
         let lists = lists.map_err(|e| e.to_string())?;
         if lists.is_empty() {
             return Err("no X509 CRL block".into());
         }
         Ok(lists)
     } else {
-        Ok(vec![CertificateRevocationListDer::from(bytes)])
+        Ok(vec![CertificateRevocationListDer::from(bytes.to_vec())])
     }
 }
 

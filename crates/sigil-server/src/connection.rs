@@ -339,6 +339,7 @@ pub(crate) fn run_session<W: Wire + 'static>(
         context.limits.unauthenticated_read_bytes_per_second,
         std::time::Instant::now(),
     );
+    let login_began = context.fences.now();
     let mut connection = Connection {
         wire,
         stream: ServerStream::new(listener.stream.clone(), connection),
@@ -352,7 +353,7 @@ pub(crate) fn run_session<W: Wire + 'static>(
         pending: pending.map(Box::new),
         write_failed: false,
         tracking: None,
-        login_began: 0,
+        login_began,
     };
     if W::ACKS {
         // An acknowledgement promises that a message is safe, not merely
@@ -392,9 +393,11 @@ struct Connection<W: Wire> {
     write_failed: bool,
     /// Messages followed until safe (boxed, and only once there are any).
     tracking: Option<Box<Tracking>>,
-    /// The fence clock when the last login attempt began, before it read
-    /// the store: a change to the account after that refuses the bind or
-    /// resumption (see [`crate::context::Fences`]).
+    /// The fence clock when this connection began, before it looked at
+    /// anything of its login (the store, its certificate's trust): a
+    /// change to the account after that refuses the bind or resumption
+    /// (see [`crate::context::Fences`]), whatever was decided and kept
+    /// since. The login time bounds how long that can be.
     login_began: u64,
 }
 
@@ -519,7 +522,13 @@ impl<W: Wire> Connection<W> {
                             }
                         }
                     }
-                    self.stream.close(Some(StreamError::new(StreamCondition::SystemShutdown)));
+                    // Unless it was told to end for a reason of its own.
+                    let error = self
+                        .session
+                        .as_ref()
+                        .and_then(|s| s.handle.end_error())
+                        .unwrap_or_else(|| StreamError::new(StreamCondition::SystemShutdown));
+                    self.stream.close(Some(error));
                 }
             }
         }
@@ -749,7 +758,6 @@ impl<W: Wire> Connection<W> {
                     }
                 }
                 Action::NeedCredentials { jid, request } => {
-                    self.login_began = self.context.fences.now();
                     match self.context.store.account(jid.as_str()).await {
                         Ok(None) => self.stream.credentials(Ok(None)),
                         Ok(Some(account)) => {
@@ -775,7 +783,6 @@ impl<W: Wire> Connection<W> {
                     }
                 }
                 Action::NeedDecision { authzid } => {
-                    self.login_began = self.context.fences.now();
                     let presented = self.presented.get_or_insert_with(|| {
                         Box::new(auth::PresentedChain::new(
                             tls.as_ref()
@@ -827,6 +834,12 @@ impl<W: Wire> Connection<W> {
                 }
                 Action::Bind { resource } => self.bind(resource),
                 Action::Stanza(stanza) => {
+                    // A session told to end handles nothing more, not even
+                    // what arrived with the stanzas before.
+                    if let Some(error) = self.session.as_ref().and_then(|s| s.handle.end_error()) {
+                        self.stream.close(Some(error));
+                        continue;
+                    }
                     let handling = match self.session.as_mut() {
                         Some(state) => {
                             let track = self.stream.stream_management_enabled();
@@ -1040,6 +1053,7 @@ impl<W: Wire> Connection<W> {
         let certificate = self.login.as_mut().map(|login| {
             Box::new(SessionCertificate {
                 fingerprint: login.fingerprint,
+                revocation_key: login.revocation_key.clone(),
                 // Kept once, on the handle.
                 chain: std::mem::take(&mut login.chain),
                 anchored: login.trust == auth::Trust::Anchor,

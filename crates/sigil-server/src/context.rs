@@ -278,25 +278,34 @@ impl Context {
     pub fn check_trust(&self) -> usize {
         use crate::auth::AnchorError;
         use sigil_proto::error::{StreamCondition, StreamError};
-        let (generation, usable) = self.anchors.generation();
+        let reading = self.anchors.reading();
         let checked = self
             .trust_checked
-            .swap(generation, std::sync::atomic::Ordering::SeqCst);
-        if checked == generation || !usable {
+            .swap(reading.generation, std::sync::atomic::Ordering::SeqCst);
+        if checked == reading.generation {
             return 0;
         }
+        // Logins under way were decided by the old reading, usable or not.
         self.fences.raise_all(Ended::Certificate);
+        if !reading.usable() {
+            return 0;
+        }
         let now = time::OffsetDateTime::now_utc();
         let mut ended = 0;
         for session in self.router.all() {
             let Some(certificate) = session.certificate.as_ref() else {
                 continue;
             };
-            let text = match self.anchors.verify(&certificate.chain, now) {
+            let listed = reading.revokes(&certificate.revocation_key);
+            let verdict = if certificate.anchored && !listed {
+                reading.verify(&certificate.chain, now)
+            } else {
+                Ok(())
+            };
+            let text = match verdict {
+                _ if listed => "This certificate has been revoked by its CA.",
                 Err(AnchorError::Revoked) => "This certificate has been revoked by its CA.",
-                Err(AnchorError::Untrusted) if certificate.anchored => {
-                    "This certificate is no longer trusted."
-                }
+                Err(AnchorError::Untrusted) => "This certificate is no longer trusted.",
                 _ => continue,
             };
             tracing::info!(jid = %session.jid, reason = text, "certificate session ended");

@@ -105,6 +105,71 @@ pub(crate) fn changeable_by_others(metadata: &std::fs::Metadata) -> bool {
     }
 }
 
+/// Fails if other users than this process's and root may change
+/// `directory` or any directory above it (a sticky directory such as
+/// `/tmp` is fine above one of ours: others cannot rename what is not
+/// theirs in it). Whoever can change where trusted CAs or revocation lists
+/// are read from chooses who logs in.
+pub(crate) fn check_not_changeable(directory: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let canonical = std::fs::canonicalize(directory)
+            .map_err(|e| format!("{}: {e}", directory.display()))?;
+        let mut first = true;
+        for path in canonical.ancestors() {
+            let metadata =
+                std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let sticky = metadata.mode() & 0o1000 != 0;
+            if changeable_by_others(&metadata) && (first || !sticky || !owner_is_trusted(&metadata))
+            {
+                return Err(format!(
+                    "{} may be changed by other users (mode {:o}, owner {})",
+                    path.display(),
+                    metadata.mode() & 0o7777,
+                    user_name(metadata.uid())
+                ));
+            }
+            first = false;
+        }
+    }
+    let _ = directory;
+    Ok(())
+}
+
+/// Whether a file belongs to root or to this process's user.
+#[cfg(unix)]
+fn owner_is_trusted(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    metadata.uid() == 0 || Some(metadata.uid()) == effective_uid()
+}
+
+/// The largest trusted CA or revocation list file read.
+const MAX_TRUST_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads a trusted CA or revocation list file, checking the file that was
+/// opened (not the path again) for a regular file that other users may
+/// not change.
+pub(crate) fn read_unchangeable(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".into());
+    }
+    if changeable_by_others(&metadata) {
+        return Err("other users may change it".into());
+    }
+    if metadata.len() > MAX_TRUST_FILE_BYTES {
+        return Err(format!("larger than {MAX_TRUST_FILE_BYTES} bytes"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TRUST_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
 /// What is wrong with the permissions of the server's data: a data
 /// directory others may enter, a server key others may read (restricted
 /// to its owner at once, as the database is), trust anchors or
@@ -125,18 +190,31 @@ pub fn check_permissions(base: &Path, key: &Path, trust: &[&Path]) -> Vec<String
                 base.display()
             ));
         }
-        if let Ok(metadata) = std::fs::metadata(key)
-            && metadata.permissions().mode() & 0o077 != 0
-        {
-            match std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)) {
-                Ok(()) => problems.push(format!(
-                    "{} was readable by other users: restricted to its owner (mode 600)",
-                    key.display()
-                )),
-                Err(error) => problems.push(format!(
-                    "{} is readable by other users and cannot be restricted: {error}",
-                    key.display()
-                )),
+        // A key anyone may read is restricted (a plain file of the
+        // server's own); a group-readable one, or one behind a link, may be
+        // shared on purpose (the `ssl-cert` group): said, not changed.
+        let own_file = std::fs::symlink_metadata(key).is_ok_and(|m| m.file_type().is_file());
+        if let Ok(metadata) = std::fs::metadata(key) {
+            let mode = metadata.permissions().mode();
+            if mode & 0o007 != 0 && own_file {
+                match std::fs::set_permissions(key, std::fs::Permissions::from_mode(mode & 0o7770))
+                {
+                    Ok(()) => problems.push(format!(
+                        "{} was readable by every user: no longer (mode {:o})",
+                        key.display(),
+                        mode & 0o770
+                    )),
+                    Err(error) => problems.push(format!(
+                        "{} is readable by every user and cannot be restricted: {error}",
+                        key.display()
+                    )),
+                }
+            } else if mode & 0o077 != 0 {
+                problems.push(format!(
+                    "{} may be read by other users (mode {:o}): `chmod 600` it unless that is meant",
+                    key.display(),
+                    mode & 0o777
+                ));
             }
         }
         for directory in trust {

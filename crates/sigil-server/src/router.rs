@@ -91,8 +91,10 @@ pub struct SessionHandle {
 pub struct SessionCertificate {
     /// Its SHA-256.
     pub fingerprint: [u8; 32],
-    /// The chain presented, end entity first, to check again when the
-    /// trusted CAs or their revocation lists change.
+    /// How revocation lists name it.
+    pub revocation_key: sigil_x509::RevocationKey,
+    /// When it logged in by CA trust, the chain presented (end entity
+    /// first), to check again when the trusted CAs change; else empty.
     pub chain: Box<[rustls::pki_types::CertificateDer<'static>]>,
     /// It logged in by CA trust (not registered by the account).
     pub anchored: bool,
@@ -143,7 +145,9 @@ impl SessionHandle {
     pub fn send(&self, message: SessionMessage) -> Result<(), SendError> {
         {
             let mut queue = lock(&self.queue);
-            if queue.closed {
+            // Ended, or told to end (what it would not deliver is better
+            // sent elsewhere by the sender now).
+            if queue.closed || queue.end.is_some() {
                 return Err(SendError::Gone);
             }
             if queue.messages.len() >= queue.limit {
@@ -547,6 +551,7 @@ mod tests {
             StreamCondition::NotAuthorized
         );
         assert!(handle.try_recv().is_none(), "delivered after the end");
+        assert_eq!(handle.send(stanza("b")), Err(SendError::Gone));
         let left: Vec<String> = handle.close_queue().into_iter().map(id).collect();
         assert_eq!(left, ["a"]);
         assert!(!handle.end(StreamError::new(StreamCondition::Conflict)));

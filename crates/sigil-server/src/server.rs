@@ -41,6 +41,9 @@ pub struct Server {
     done_sender: Option<mpsc::Sender<()>>,
     done: mpsc::Receiver<()>,
     accept_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Tells the task that checks sessions against the trusted CAs and
+    /// lists to do it now.
+    trust_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Server {
@@ -89,13 +92,19 @@ impl Server {
         let mut addresses = Vec::new();
         // Read once now (errors show at start), and the reading to check
         // sessions against from then on.
-        context.trust_checked.store(
-            context.anchors.generation().0,
-            std::sync::atomic::Ordering::SeqCst,
-        );
+        let reading = {
+            let context = context.clone();
+            tokio::task::spawn_blocking(move || context.anchors.reading().generation)
+                .await
+                .map_err(|e| StartError(format!("reading the trusted CAs: {e}")))?
+        };
+        context
+            .trust_checked
+            .store(reading, std::sync::atomic::Ordering::SeqCst);
+        let trust_changed = Arc::new(tokio::sync::Notify::new());
         let mut accept_tasks = vec![
             tokio::spawn(forget_saved_sessions(context.clone())),
-            tokio::spawn(watch_trust(context.clone())),
+            tokio::spawn(watch_trust(context.clone(), trust_changed.clone())),
         ];
         let mut bound = Vec::new();
         for listener_config in &config.listeners {
@@ -176,6 +185,7 @@ impl Server {
             done_sender: Some(done_sender),
             done,
             accept_tasks,
+            trust_changed,
         })
     }
 
@@ -194,14 +204,11 @@ impl Server {
 
     /// Reads the server certificate and key again (used from the next
     /// handshake on; on an error the one in use stays), and the trusted
-    /// CAs and revocation lists, ending the sessions whose certificates
-    /// they no longer vouch for (`SIGHUP`).
+    /// CAs and revocation lists (at once, in the background), ending the
+    /// sessions whose certificates they no longer vouch for (`SIGHUP`).
     pub fn reload(&self) -> Result<(), String> {
         self.context.anchors.reload();
-        let ended = self.context.check_trust();
-        if ended > 0 {
-            tracing::info!(ended, "trusted CAs and revocation lists read again");
-        }
+        self.trust_changed.notify_one();
         self.identity.reload()
     }
 
@@ -258,13 +265,23 @@ async fn forget_saved_sessions(context: Arc<Context>) {
 const TRUST_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Ends the sessions whose certificates the trusted CAs or revocation
-/// lists no longer vouch for, once their files change.
-async fn watch_trust(context: Arc<Context>) {
+/// lists no longer vouch for, once their files change or when told
+/// (`SIGHUP`). The files are read and the sessions checked off the
+/// async workers.
+async fn watch_trust(context: Arc<Context>, told: Arc<tokio::sync::Notify>) {
     loop {
-        tokio::time::sleep(TRUST_CHECK_INTERVAL).await;
-        let ended = context.check_trust();
-        if ended > 0 {
-            tracing::info!(ended, "trusted CAs or revocation lists changed");
+        tokio::select! {
+            () = tokio::time::sleep(TRUST_CHECK_INTERVAL) => {}
+            () = told.notified() => {}
+        }
+        let context = context.clone();
+        if let Ok(ended) = tokio::task::spawn_blocking(move || context.check_trust()).await
+            && ended > 0
+        {
+            tracing::info!(
+                ended,
+                "trusted CAs or revocation lists changed: sessions ended"
+            );
         }
     }
 }

@@ -85,7 +85,11 @@ impl Resumable {
     ) -> Option<Parked> {
         let mut parked = crate::router::lock(&self.parked);
         let (_, entry) = parked.get(id)?;
-        if Some(&entry.state.bare) != account || entry.state.handle.fingerprint() != certificate {
+        if Some(&entry.state.bare) != account
+            || entry.state.handle.fingerprint() != certificate
+            // Told to end: it ends; nothing of it is taken over.
+            || entry.state.handle.end_error().is_some()
+        {
             return None;
         }
         let (_, entry) = parked.remove(id)?;
@@ -291,7 +295,10 @@ async fn message(
         return;
     }
     if let Ok(full) = to.clone().try_into_full() {
-        if let Some(session) = context.router.session(&full) {
+        // A session told to end takes nothing more: as if gone.
+        if let Some(session) = context.router.session(&full)
+            && session.end_error().is_none()
+        {
             context.send_to(&session, stanza, receipt);
             return;
         }

@@ -1252,10 +1252,32 @@ async fn revocation_lists_fail_closed() {
     .await;
     std::fs::remove_file(dir.join("1a2b3c4d.r0")).unwrap();
 
-    // A list past its next update.
+    // A list past its next update: no CA login, but what it names stays
+    // revoked (not-authorized, not a temporary failure).
     std::fs::write(dir.join("old.crl"), crl(&ca, &[&other], 10)).unwrap();
     expect("stale list", Expect::Fails(Failure::TemporaryAuthFailure)).await;
+    check(
+        &server,
+        ListenerKind::DirectTls,
+        "named by a stale list",
+        &other,
+        None,
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
     std::fs::remove_file(dir.join("old.crl")).unwrap();
+
+    // Two lists of one CA: what either names is revoked, whichever comes
+    // first by name.
+    std::fs::write(dir.join("a-first.crl"), crl(&ca, &[&other], 0)).unwrap();
+    std::fs::write(dir.join("b-second.crl"), crl(&ca, &[&issued], 0)).unwrap();
+    expect(
+        "named by the second list",
+        Expect::Fails(Failure::NotAuthorized),
+    )
+    .await;
+    std::fs::remove_file(dir.join("a-first.crl")).unwrap();
+    std::fs::remove_file(dir.join("b-second.crl")).unwrap();
 
     // Not a directory: it cannot be read.
     std::fs::remove_dir(&dir).unwrap();
@@ -1403,4 +1425,57 @@ async fn a_reload_ends_the_sessions_of_certificates_no_longer_vouched_for() {
     );
     assert!(common::answers_a_ping(&mut own, "o2").await);
     own.close().await;
+}
+
+/// A connection that had its certificate judged before a list named it
+/// (EXTERNAL was offered alone at its handshake) is judged again when it
+/// logs in: no verdict outlives the reading that gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_from_before_a_revocation_list_is_not_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await;
+    let ca = Ca::new("Corp CA", &Options::new(now())).unwrap();
+    trust(&server, "corp", &ca);
+    let jids = [Jid::new("alice@localhost").unwrap()];
+    let issued = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let config =
+        common::tls_client_config(&server.certificate(), Some(Identity::from_issued(&issued)));
+    let mut tls = common::tls_connect(server.address(ListenerKind::DirectTls), config)
+        .await
+        .unwrap();
+    tls.write_all(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>").await.unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 8192];
+    while !seen.contains("</stream:features>") {
+        let n = tokio::time::timeout(common::TIMEOUT, tls.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Judged trusted: EXTERNAL alone.
+    assert!(seen.contains("<mechanism>EXTERNAL</mechanism>"), "{seen}");
+    assert!(!seen.contains("<mechanism>PLAIN</mechanism>"), "{seen}");
+    let dir = crls_dir(&server);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("corp.crl"), crl(&ca, &[&issued], 0)).unwrap();
+    server.server.as_ref().unwrap().reload().unwrap();
+    tls.write_all(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>")
+        .await
+        .unwrap();
+    let from = seen.len();
+    while !seen[from..].contains("</failure>") && !seen[from..].contains("<success") {
+        let n = tokio::time::timeout(common::TIMEOUT, tls.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        seen[from..].contains("<not-authorized/>"),
+        "{}",
+        &seen[from..]
+    );
 }

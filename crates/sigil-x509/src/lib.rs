@@ -24,6 +24,7 @@ pub use binding::tls_server_end_point;
 pub use jid::{BareJid, FullJid, Jid};
 pub use read::{
     CertificateInfo, ClientAuth, ID_ON_XMPPADDR, IdentityError, InvalidIdentity, KeyKind,
-    MAX_INPUT_LEN, MAX_SUBJECT_ALT_NAMES, MAX_XMPP_ADDRS, ReadError, Validity, pem_certificates,
+    MAX_INPUT_LEN, MAX_SUBJECT_ALT_NAMES, MAX_XMPP_ADDRS, ReadError, RevocationKey,
+    RevocationListInfo, Validity, pem_certificates,
 };
 pub use time::OffsetDateTime;

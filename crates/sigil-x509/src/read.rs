@@ -217,6 +217,9 @@ pub struct CertificateInfo {
     pub email_addresses: Vec<String>,
     /// The serial number, colon-separated hex.
     pub serial: String,
+    /// The issuer's name (DER) and the serial number (the INTEGER's
+    /// content bytes): what a revocation list names a certificate by.
+    pub revocation_key: RevocationKey,
 }
 
 impl CertificateInfo {
@@ -335,6 +338,10 @@ impl CertificateInfo {
             common_names,
             email_addresses,
             serial: colon_hex(certificate.raw_serial()),
+            revocation_key: RevocationKey {
+                issuer: certificate.issuer().as_raw().to_vec(),
+                serial: certificate.raw_serial().to_vec(),
+            },
         })
     }
 
@@ -459,4 +466,64 @@ fn colon_hex(bytes: &[u8]) -> String {
         out.push_str(&format!("{byte:02X}"));
     }
     out
+}
+
+/// How a revocation list names a certificate: its issuer's name (DER)
+/// and its serial number (the INTEGER's content bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RevocationKey {
+    /// The issuer's distinguished name, DER.
+    pub issuer: Vec<u8>,
+    /// The serial number's content bytes.
+    pub serial: Vec<u8>,
+}
+
+/// What a certificate revocation list (RFC 5280 §5) says, unverified: its
+/// issuer, when it was issued and is due again, and what it revokes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationListInfo {
+    /// The issuer's distinguished name, DER.
+    pub issuer: Vec<u8>,
+    /// The issuer's distinguished name, RFC 4514 style (for messages).
+    pub issuer_name: String,
+    /// When it was issued.
+    pub this_update: OffsetDateTime,
+    /// When the next one is due, if it says.
+    pub next_update: Option<OffsetDateTime>,
+    /// The serial numbers it revokes (content bytes).
+    pub serials: Vec<Vec<u8>>,
+}
+
+impl RevocationListInfo {
+    /// Reads a DER revocation list. Its signature is not checked: this is
+    /// for lists an operator installed, which can only deny.
+    pub fn from_der(der: &[u8]) -> Result<Self, ReadError> {
+        use x509_parser::revocation_list::CertificateRevocationList;
+        let (rest, list) =
+            CertificateRevocationList::from_der(der).map_err(|e| ReadError::Der(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(ReadError::Der(format!(
+                "{} bytes after the revocation list",
+                rest.len()
+            )));
+        }
+        Ok(Self {
+            issuer: list.issuer().as_raw().to_vec(),
+            issuer_name: list.issuer().to_string(),
+            this_update: list.last_update().to_datetime(),
+            next_update: list.next_update().map(|t| t.to_datetime()),
+            serials: list
+                .iter_revoked_certificates()
+                .map(|revoked| revoked.raw_serial().to_vec())
+                .collect(),
+        })
+    }
+
+    /// The keys of the certificates it revokes.
+    pub fn revoked(&self) -> impl Iterator<Item = RevocationKey> + '_ {
+        self.serials.iter().map(|serial| RevocationKey {
+            issuer: self.issuer.clone(),
+            serial: serial.clone(),
+        })
+    }
 }

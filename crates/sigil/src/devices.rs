@@ -46,6 +46,10 @@ pub(crate) enum DeviceAction<'a> {
     },
 }
 
+/// How long past its end date a revoked certificate's revocation may be
+/// forgotten.
+const FORGET_MARGIN: time::Duration = time::Duration::days(30);
+
 /// Reads a certificate file (PEM or DER) into DER.
 pub(crate) fn read_certificate(file: &Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -260,12 +264,13 @@ async fn run_store(
                 .await
                 .map_err(|e| e.to_string())?;
             // Only what can never log in again: a certificate past its end
-            // date (one that cannot be read stays revoked).
+            // date by a margin (a server clock set back still refuses it;
+            // one that cannot be read stays revoked).
             let expired: Vec<[u8; 32]> = revoked
                 .iter()
                 .filter(|r| {
                     CertificateInfo::from_der(&r.der)
-                        .is_ok_and(|info| info.validity_at(now) == sigil_x509::Validity::Expired)
+                        .is_ok_and(|info| info.not_after + FORGET_MARGIN < now)
                 })
                 .map(|r| r.fingerprint)
                 .collect();

@@ -347,14 +347,29 @@ fn check_warns_of_loose_permissions_and_restricts_the_key() {
         out.contains("may be entered by other users (mode 755)"),
         "{out}"
     );
-    assert!(out.contains("restricted to its owner (mode 600)"), "{out}");
+    assert!(
+        out.contains("server.key was readable by every user: no longer (mode 640)"),
+        "{out}"
+    );
     assert!(
         out.contains("trusted-cas may be changed by other users"),
         "{out}"
     );
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
+        0o640
+    );
+    // Readable by its group only: said, not changed (it may be shared on
+    // purpose).
+    let again = sigil_in(dir.path(), &["check"], "");
+    let (out, _) = text(&again);
+    assert!(
+        out.contains("server.key may be read by other users (mode 640)"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o640
     );
 }
 
