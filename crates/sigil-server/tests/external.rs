@@ -1299,45 +1299,50 @@ async fn revocation_lists_fail_closed() {
     std::fs::remove_dir_all(&dir).unwrap();
     expect("fixed", Expect::Bound("alice@localhost/test")).await;
 
-    // Lists others may change (and so lift a revocation from).
+    // What others may change (and so lift a revocation or add a CA).
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &std::path::Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     };
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("corp.crl"), crl(&ca, &[&other], 0)).unwrap();
-    mode(&dir.join("corp.crl"), 0o666);
-    expect(
-        "a list others may change",
-        Expect::Fails(Failure::TemporaryAuthFailure),
-    )
-    .await;
-    mode(&dir.join("corp.crl"), 0o644);
-    mode(&dir, 0o777);
-    expect(
-        "a directory others may change",
-        Expect::Fails(Failure::TemporaryAuthFailure),
-    )
-    .await;
-    mode(&dir, 0o755);
-    expect("safe again", Expect::Bound("alice@localhost/test")).await;
-
-    // Trusted CAs others may change are not used.
     let anchors = server.dir.path().join("trusted-cas");
-    mode(&anchors.join("corp.pem"), 0o646);
-    expect(
-        "a CA others may change",
-        Expect::Fails(Failure::NotAuthorized),
-    )
-    .await;
-    mode(&anchors.join("corp.pem"), 0o644);
-    mode(&anchors, 0o775);
-    expect(
-        "a CA directory others may change",
-        Expect::Fails(Failure::NotAuthorized),
-    )
-    .await;
-    mode(&anchors, 0o755);
+    // Lists others may change fail closed; trusted CAs others may change
+    // are not used.
+    for (path, loose, safe, case, failure) in [
+        (
+            dir.join("corp.crl"),
+            0o666,
+            0o644,
+            "a list others may change",
+            Failure::TemporaryAuthFailure,
+        ),
+        (
+            dir.clone(),
+            0o777,
+            0o755,
+            "a list directory others may change",
+            Failure::TemporaryAuthFailure,
+        ),
+        (
+            anchors.join("corp.pem"),
+            0o646,
+            0o644,
+            "a CA others may change",
+            Failure::NotAuthorized,
+        ),
+        (
+            anchors.clone(),
+            0o775,
+            0o755,
+            "a CA directory others may change",
+            Failure::NotAuthorized,
+        ),
+    ] {
+        mode(&path, loose);
+        expect(case, Expect::Fails(failure)).await;
+        mode(&path, safe);
+    }
     expect("trusted again", Expect::Bound("alice@localhost/test")).await;
 }
 
