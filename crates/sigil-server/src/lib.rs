@@ -20,6 +20,7 @@ pub mod config;
 mod connection;
 pub mod context;
 pub mod control;
+pub(crate) mod features;
 mod files;
 mod http;
 pub mod limits;

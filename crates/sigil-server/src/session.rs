@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use jid::{BareJid, FullJid, Jid};
-use sigil_proto::error::{StanzaCondition, StanzaError};
+use sigil_proto::error::StanzaCondition;
 use sigil_store::{Roster, StoreError, Subscription};
 use sigil_xml::{Element, ns};
 
@@ -810,165 +810,20 @@ async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: 
     }
     let payload = children[0];
     let is_server = to.as_ref().is_some_and(|to| context.is_server(to));
-    match (payload.namespace(), payload.name(), kind.as_str()) {
-        (ns::ROSTER, "query", "get") if for_account => roster::get(context, session, &stanza).await,
-        (ns::ROSTER, "query", "set") if for_account => roster::set(context, session, &stanza).await,
-        (crate::saslcert::NS, _, _) if for_account => {
-            crate::saslcert::handle(context, session, &stanza, payload).await
-        }
-        (crate::blocking::NS, _, _) if for_account => {
-            crate::blocking::handle(context, session, &stanza, payload).await
-        }
-        (NS_REGISTER, "query", _) if for_account || is_server => {
-            register(context, session, &stanza, payload).await
-        }
-        (ns::PING, "ping", "get") if for_account || is_server => {
-            context.deliver(&session.handle, context.iq_result(&stanza, None));
-        }
-        (ns::DISCO_INFO, "query", "get") if is_server || for_account => {
-            let query = disco_info(is_server, payload.attribute("node"));
-            context.deliver(&session.handle, context.iq_result(&stanza, Some(query)));
-        }
-        (ns::DISCO_ITEMS, "query", "get") if is_server || for_account => {
-            let query = Element::new("query", ns::DISCO_ITEMS);
-            context.deliver(&session.handle, context.iq_result(&stanza, Some(query)));
-        }
-        (ns::VERSION, "query", "get") if is_server => {
-            let query = Element::new("query", ns::VERSION)
-                .with_child(Element::new("name", ns::VERSION).with_text("Sigil"))
-                .with_child(
-                    Element::new("version", ns::VERSION).with_text(env!("CARGO_PKG_VERSION")),
-                );
-            context.deliver(&session.handle, context.iq_result(&stanza, Some(query)));
-        }
-        (ns::ROSTER | ns::PING | ns::DISCO_INFO | ns::DISCO_ITEMS | ns::VERSION, _, _)
-            if is_server || for_account =>
-        {
-            // A namespace we know, used in a way we do not support (a set
-            // on disco, the version of an account…).
-            context.bounce(&stanza, StanzaCondition::FeatureNotImplemented);
-        }
-        // Unknown payloads, and anything for another account's bare JID
-        // (RFC 6121 §8.5.2.1.3: the server answers for it).
-        _ => context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
-    }
-}
-
-/// In-band registration (XEP-0077), used here only to change a password.
-const NS_REGISTER: &str = "jabber:iq:register";
-
-/// XEP-0077 from a logged-in session: `get` tells the account is
-/// registered; `set` with `<username/>` and `<password/>` changes the
-/// password (ending the account's other password sessions), except from
-/// a session that logged in with a certificate (it never proved it knows
-/// the password); `<remove/>` is refused.
-async fn register(context: &Context, session: &SessionState, request: &Element, payload: &Element) {
-    let reply = match request.attribute("type") {
-        Some("get") => {
-            let query = Element::new("query", NS_REGISTER)
-                .with_child(Element::new("registered", NS_REGISTER))
-                .with_child(
-                    Element::new("username", NS_REGISTER).with_text(
-                        session
-                            .bare
-                            .node()
-                            .map(|n| n.to_string())
-                            .unwrap_or_default(),
-                    ),
-                );
-            context.iq_result(request, Some(query))
-        }
-        Some("set") if session.login.is_some() => StanzaError::with_text(
-            StanzaCondition::NotAuthorized,
-            "a session that logged in with a certificate cannot change the password",
-        )
-        .reply_to(request),
-        Some("set") if payload.has_child("remove", NS_REGISTER) => {
-            StanzaError::new(StanzaCondition::NotAllowed).reply_to(request)
-        }
-        Some("set") => {
-            let username = payload.child("username", NS_REGISTER).map(Element::text);
-            let password = payload
-                .child("password", NS_REGISTER)
-                .map(Element::text)
-                .unwrap_or_default();
-            let own = session.bare.node().map(|n| n.to_string());
-            if username.is_some() && username != own {
-                StanzaError::new(StanzaCondition::NotAllowed).reply_to(request)
-            } else if password.is_empty() {
-                StanzaError::new(StanzaCondition::BadRequest).reply_to(request)
-            } else {
-                let credentials: Result<Vec<_>, _> = sigil_sasl::Algorithm::ALL
-                    .into_iter()
-                    .map(|a| sigil_sasl::StoredCredentials::generate(a, &password))
-                    .collect();
-                match credentials {
-                    Ok(credentials) => match context
-                        .store
-                        .set_credentials(session.bare.as_str(), &credentials)
-                        .await
-                    {
-                        Ok(()) => {
-                            // The other sessions that logged in with the
-                            // old password end; this one proved it knew it.
-                            context.close_sessions(
-                                &session.bare,
-                                crate::context::Ended::Password,
-                                |other| {
-                                    other.certificate.is_none()
-                                        && !std::ptr::eq(other, session.handle.as_ref())
-                                },
-                                &crate::control::End::Password.error(),
-                            );
-                            context.iq_result(request, None)
-                        }
-                        Err(_) => {
-                            StanzaError::new(StanzaCondition::InternalServerError).reply_to(request)
-                        }
-                    },
-                    Err(_) => StanzaError::new(StanzaCondition::NotAcceptable).reply_to(request),
-                }
-            }
-        }
-        _ => StanzaError::new(StanzaCondition::BadRequest).reply_to(request),
+    let to = match (for_account, is_server) {
+        (true, _) => crate::features::Addressed::Account,
+        (false, true) => crate::features::Addressed::Server,
+        // Another account's bare JID (RFC 6121 §8.5.2.1.3: the server
+        // answers for it).
+        (false, false) => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
     };
-    context.deliver(&session.handle, reply);
-}
-
-/// The features the server announces (XEP-0030).
-pub const SERVER_FEATURES: &[&str] = &[
-    ns::DISCO_INFO,
-    ns::DISCO_ITEMS,
-    ns::PING,
-    ns::VERSION,
-    crate::saslcert::NS,
-    crate::blocking::NS,
-];
-
-fn disco_info(server: bool, node: Option<&str>) -> Element {
-    let mut query = Element::new("query", ns::DISCO_INFO);
-    if let Some(node) = node {
-        query.set_attribute("node", node);
-    }
-    let (category, kind, name) = if server {
-        ("server", "im", "Sigil")
-    } else {
-        ("account", "registered", "")
-    };
-    let mut identity = Element::new("identity", ns::DISCO_INFO)
-        .with_attribute("category", category)
-        .with_attribute("type", kind);
-    if !name.is_empty() {
-        identity.set_attribute("name", name);
-    }
-    query.push_child(identity);
-    let features: &[&str] = if server {
-        SERVER_FEATURES
-    } else {
-        &[ns::DISCO_INFO]
-    };
-    for feature in features {
-        query.push_child(Element::new("feature", ns::DISCO_INFO).with_attribute("var", *feature));
-    }
-    query
+    crate::features::dispatch(crate::features::IqRequest {
+        context,
+        session,
+        stanza: &stanza,
+        payload,
+        kind: &kind,
+        to,
+    })
+    .await;
 }
