@@ -16,8 +16,8 @@ use sigil_proto::server::CLOSE_FRAME;
 use sigil_xml::escape_attribute;
 use tokio::sync::{Notify, mpsc};
 
-use crate::connection::{Input, Wire};
 use crate::router::lock;
+use crate::transport::{Input, Wire};
 
 pub use sigil_proto::bosh::{NS_HTTPBIND, NS_XBOSH};
 

@@ -5,21 +5,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use jid::FullJid;
 use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use sigil_proto::random_id;
-use sigil_proto::server::{Action, ServerStream, ServerStreamConfig};
+use sigil_proto::server::{Action, ServerStream};
 use sigil_sasl::Failure;
 use sigil_sasl::server::{Authzid, ConnectionInfo};
 use sigil_x509::OffsetDateTime;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use crate::auth::{self, CertificateLogin};
 use crate::config::ListenerKind;
@@ -27,116 +24,9 @@ use crate::context::Context;
 use crate::limits::{PendingGuard, ReadBudget};
 use crate::router::{Receipt, SessionCertificate, SessionMessage};
 use crate::session::{self, SessionState};
-use crate::tls::{ServerIdentity, TlsInfo, tls_info};
-
-/// What a listener gives each of its connections.
-pub(crate) struct Listener {
-    /// STARTTLS or direct TLS.
-    pub(crate) kind: ListenerKind,
-    /// The TLS acceptor with this listener's client-certificate policy.
-    pub(crate) acceptor: TlsAcceptor,
-    /// The server certificate (for channel binding).
-    pub(crate) identity: Arc<ServerIdentity>,
-    /// Negotiation settings.
-    pub(crate) stream: Arc<ServerStreamConfig>,
-}
-
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Between the two, during the handshake.
-    Upgrading,
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Self::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, data),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
-            Self::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Self::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Self::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-/// What a wire delivers: bytes of a stream, or one standalone element.
-pub(crate) enum Input {
-    /// Bytes of an RFC 6120 stream.
-    Bytes(Vec<u8>),
-    /// One element of a standalone framing (a WebSocket frame), and the
-    /// bytes it took on the wire.
-    Element(sigil_xml::Element, usize),
-    /// A frame that is not one well-formed element.
-    Invalid(sigil_xml::FramerError),
-    /// Bytes that carried no element (a BOSH request without payload, a
-    /// WebSocket ping), charged to the read budget all the same.
-    Charge(usize),
-}
-
-/// How a connection's bytes travel: TCP (with STARTTLS or direct TLS), or a
-/// WebSocket. Everything above it (negotiation, session) is the same.
-pub(crate) trait Wire: Send {
-    /// Whether XEP-0198 acknowledgements may be used on this wire (not on
-    /// BOSH).
-    const ACKS: bool = true;
-    /// The next input, `None` at the end of the connection.
-    fn read(&mut self) -> impl Future<Output = Option<Input>> + Send;
-    /// Queues one [`Action::Send`].
-    fn queue(&mut self, data: String);
-    /// Writes what is queued.
-    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
-    /// Ends the connection.
-    fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
-    /// Lets the connection go (closed, buffers freed) while the task lives
-    /// on, as a session waiting to be resumed does.
-    fn release(&mut self) {}
-    /// Upgrades to TLS after `<proceed/>` (only TCP can).
-    fn start_tls(&mut self, _listener: &Listener) -> impl Future<Output = Option<TlsInfo>> + Send {
-        async { None }
-    }
-}
-
-/// A TCP connection, plain until STARTTLS, or TLS from the start.
-pub(crate) struct TcpWire {
-    transport: Transport,
-    out: String,
-}
-
-/// The most read from a connection at once.
-const READ_CHUNK: usize = 16 * 1024;
+use crate::tls::{TlsInfo, tls_info};
+use crate::transport::tcp::TcpWire;
+use crate::transport::{Input, Listener, Wire, connection_info};
 
 /// At a shutdown, how long a connection waits for the client's stanzas
 /// still being handled before it saves how many were.
@@ -150,82 +40,6 @@ pub(crate) const DELIVERY_BATCH: usize = 64;
 /// reading does not keep a session alive for the whole write timeout
 /// after its account was disabled or its certificate revoked.
 const ENDING_WRITE_GRACE: Duration = Duration::from_secs(2);
-
-impl Wire for TcpWire {
-    async fn read(&mut self) -> Option<Input> {
-        // The read buffer lives on the stack of one poll only: an idle
-        // connection waiting for data holds no buffer of its own (TLS
-        // records still arriving are kept by rustls).
-        let transport = &mut self.transport;
-        std::future::poll_fn(|cx| {
-            // Uninitialised: zeroing 16 KiB on every read showed in
-            // profiles, and both TCP and rustls only write into it.
-            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
-            let mut buf = ReadBuf::uninit(&mut chunk);
-            match Pin::new(&mut *transport).poll_read(cx, &mut buf) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Err(_)) => Poll::Ready(None),
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(None),
-                Poll::Ready(Ok(())) => Poll::Ready(Some(Input::Bytes(buf.filled().to_vec()))),
-            }
-        })
-        .await
-    }
-
-    fn queue(&mut self, data: String) {
-        if self.out.is_empty() {
-            // Most writes are one stanza: take it as it is, no copy.
-            self.out = data;
-        } else {
-            self.out.push_str(&data);
-        }
-    }
-
-    async fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let data = std::mem::take(&mut self.out);
-        self.transport.write_all(data.as_bytes()).await?;
-        self.transport.flush().await
-    }
-
-    async fn shutdown(&mut self) {
-        let _ = self.transport.shutdown().await;
-    }
-
-    fn release(&mut self) {
-        self.transport = Transport::Upgrading;
-        self.out = String::new();
-    }
-
-    async fn start_tls(&mut self, listener: &Listener) -> Option<TlsInfo> {
-        self.flush().await.ok()?;
-        let Transport::Plain(tcp) = std::mem::replace(&mut self.transport, Transport::Upgrading)
-        else {
-            return None;
-        };
-        match listener.acceptor.accept(tcp).await {
-            Ok(stream) => {
-                let info = tls_info(&stream, &listener.identity);
-                self.transport = Transport::Tls(Box::new(stream));
-                Some(info)
-            }
-            Err(error) => {
-                tracing::debug!(%error, "STARTTLS handshake failed");
-                None
-            }
-        }
-    }
-}
-
-pub(crate) fn connection_info(info: &TlsInfo) -> ConnectionInfo {
-    ConnectionInfo {
-        encrypted: true,
-        client_certificate: !info.peer_certificates.is_empty(),
-        channel_bindings: info.channel_bindings.clone(),
-    }
-}
 
 /// Serves one accepted TCP connection: runs the TLS handshake (direct TLS),
 /// then hands the session to a task of its own, which holds `done` until
@@ -245,28 +59,20 @@ pub(crate) async fn serve(
     };
     let login_timeout = Duration::from_secs(context.limits.login_timeout_seconds);
     let deadline = tokio::time::Instant::now() + login_timeout;
-    let (transport, connection, tls) = match listener.kind {
-        ListenerKind::Starttls => (Transport::Plain(tcp), ConnectionInfo::default(), None),
+    let (wire, connection, tls) = match listener.kind {
+        ListenerKind::Starttls => (TcpWire::plain(tcp), ConnectionInfo::default(), None),
         ListenerKind::DirectTls | ListenerKind::Https => {
             // This task ends with the handshake; the session gets a task
             // of its own (below), so it carries none of this state.
             match tokio::time::timeout_at(deadline, listener.acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let info = tls_info(&stream, &listener.identity);
-                    (
-                        Transport::Tls(Box::new(stream)),
-                        connection_info(&info),
-                        Some(info),
-                    )
+                    (TcpWire::tls(stream), connection_info(&info), Some(info))
                 }
                 Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
-    };
-    let wire = TcpWire {
-        transport,
-        out: String::new(),
     };
     // Spawned as it is: wrapping it in another future would hold it twice.
     tokio::spawn(run_session(

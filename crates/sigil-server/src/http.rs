@@ -29,9 +29,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use crate::connection::{self, Input, Listener, Wire};
+use crate::connection;
 use crate::context::Context;
 use crate::tls::tls_info;
+use crate::transport::{self, Input, Listener, Wire};
 
 /// What the HTTPS listener needs besides the c2s listener settings.
 pub(crate) struct HttpSettings {
@@ -426,7 +427,7 @@ async fn create_session(
             peer,
             listener,
             context,
-            connection::connection_info(&info),
+            transport::connection_info(&info),
             Some((*info).clone()),
             deadline,
             Some(pending),
@@ -535,7 +536,7 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
             state.peer,
             state.listener,
             state.context,
-            connection::connection_info(&state.info),
+            transport::connection_info(&state.info),
             Some((*state.info).clone()),
             deadline,
             Some(pending),

@@ -30,6 +30,7 @@ pub mod saslcert;
 mod server;
 pub mod session;
 pub mod tls;
+mod transport;
 mod web;
 
 pub use config::Config;

@@ -12,11 +12,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ListenerKind};
-use crate::connection::{self, Listener};
+use crate::connection;
 use crate::context::Context;
 use crate::http::HttpSettings;
 use crate::router::Router;
 use crate::tls::ServerIdentity;
+use crate::transport::Listener;
 
 /// Why a server could not start.
 #[derive(Debug)]
