@@ -274,19 +274,19 @@ impl BoshSession {
 /// the session is closed and leaves the server's map.
 pub(crate) struct Ended {
     session: Arc<BoshSession>,
-    settings: Arc<crate::http::HttpSettings>,
+    sessions: Arc<Sessions>,
 }
 
 impl Ended {
-    pub(crate) fn new(session: Arc<BoshSession>, settings: Arc<crate::http::HttpSettings>) -> Self {
-        Self { session, settings }
+    pub(crate) fn new(session: Arc<BoshSession>, sessions: Arc<Sessions>) -> Self {
+        Self { session, sessions }
     }
 }
 
 impl Drop for Ended {
     fn drop(&mut self) {
         self.session.end();
-        self.settings.sessions.remove(&self.session.sid);
+        self.sessions.remove(&self.session.sid);
     }
 }
 

@@ -43,7 +43,7 @@ pub(crate) struct HttpSettings {
     /// The largest BOSH request body, in bytes.
     pub(crate) max_body_bytes: usize,
     /// The BOSH sessions.
-    pub(crate) sessions: crate::bosh::Sessions,
+    pub(crate) sessions: Arc<crate::bosh::Sessions>,
     /// WebSocket connections and BOSH sessions open now, and the most.
     pub(crate) open: Arc<AtomicUsize>,
     pub(crate) max_sessions: usize,
@@ -417,7 +417,7 @@ async fn create_session(
     let peer = state.peer;
     // However the session's task ends, even by a panic, the session is
     // closed (waiting requests wake) and leaves the map.
-    let ended = crate::bosh::Ended::new(session.clone(), settings.clone());
+    let ended = crate::bosh::Ended::new(session.clone(), settings.sessions.clone());
     tokio::spawn(async move {
         let _ended = ended;
         let timeout = Duration::from_secs(context.limits.login_timeout_seconds);

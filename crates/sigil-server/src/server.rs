@@ -149,7 +149,7 @@ impl Server {
             allowed_origins: allowed_origins(config, &addresses),
             max_frame_bytes: config.http.max_frame_bytes,
             max_body_bytes: config.http.max_frame_bytes,
-            sessions: crate::bosh::Sessions::default(),
+            sessions: Arc::default(),
             open: Arc::default(),
             max_sessions: config.http.max_sessions,
             web: crate::web::WebSettings {
