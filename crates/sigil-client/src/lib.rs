@@ -25,6 +25,7 @@
 //! ```
 
 mod bosh;
+mod connection;
 pub mod saslcert;
 mod srv;
 mod stanza;
@@ -44,11 +45,12 @@ use sigil_proto::error::StanzaError;
 use sigil_sasl::client::{ClientConfig, ClientContext};
 use sigil_xml::{Element, ns};
 
+use connection::{Connection, Input};
 pub use sigil_proto::error::StanzaCondition;
 pub use sigil_proto::random_id;
 pub use stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza};
+use transport::Endpoint;
 pub use transport::Transport;
-use transport::{Connection, Endpoint, Input};
 
 /// Why a connection failed or ended, or a request failed.
 #[derive(Debug)]
