@@ -94,6 +94,8 @@ mod failure;
 pub mod random;
 pub mod saslprep;
 pub mod scram;
+#[cfg(test)]
+mod scram_vectors;
 pub mod server;
 pub mod xmpp;
 

@@ -46,7 +46,8 @@ use core::fmt;
 use crate::Failure;
 use crate::random::RandomUnavailable;
 use crate::saslprep::SaslprepError;
-use crate::scram::{self, ScramClient};
+mod scram;
+pub use self::scram::Scram as ScramClient;
 
 pub use config::{AllowList, ClientConfig};
 pub use context::ClientContext;
@@ -54,17 +55,17 @@ pub use mechanisms::{Anonymous, External, OAuthBearer, Plain};
 pub use session::ClientSession;
 
 /// `SCRAM-SHA-1` on the client side.
-pub type ScramSha1 = ScramClient<scram::Sha1, false>;
+pub type ScramSha1 = ScramClient<crate::scram::Sha1, false>;
 /// `SCRAM-SHA-1-PLUS` on the client side.
-pub type ScramSha1Plus = ScramClient<scram::Sha1, true>;
+pub type ScramSha1Plus = ScramClient<crate::scram::Sha1, true>;
 /// `SCRAM-SHA-256` on the client side.
-pub type ScramSha256 = ScramClient<scram::Sha256, false>;
+pub type ScramSha256 = ScramClient<crate::scram::Sha256, false>;
 /// `SCRAM-SHA-256-PLUS` on the client side.
-pub type ScramSha256Plus = ScramClient<scram::Sha256, true>;
+pub type ScramSha256Plus = ScramClient<crate::scram::Sha256, true>;
 /// `SCRAM-SHA-512` on the client side.
-pub type ScramSha512 = ScramClient<scram::Sha512, false>;
+pub type ScramSha512 = ScramClient<crate::scram::Sha512, false>;
 /// `SCRAM-SHA-512-PLUS` on the client side.
-pub type ScramSha512Plus = ScramClient<scram::Sha512, true>;
+pub type ScramSha512Plus = ScramClient<crate::scram::Sha512, true>;
 
 /// The default priorities of the built-in client mechanisms (see the module
 /// documentation for the reasons).

@@ -5,9 +5,6 @@
 //! and `ServerKey`. [`StoredCredentials::derive`] makes them from a password,
 //! which is then forgotten.
 
-pub(crate) mod client;
-pub(crate) mod server;
-
 use core::fmt;
 
 use hmac::{Hmac, Mac};
@@ -16,9 +13,6 @@ use sha2::{Digest, Sha256 as Sha256Digest, Sha512 as Sha512Digest};
 use subtle::ConstantTimeEq;
 
 use crate::saslprep::{SaslprepError, saslprep};
-
-pub use client::Scram as ScramClient;
-pub use server::Scram as ScramServer;
 
 /// The lowest iteration count a client accepts and the server helper derives
 /// with (RFC 5802 §5.1 and RFC 7677 §4 ask for at least 4096).
@@ -133,11 +127,11 @@ impl Algorithm {
         out
     }
 
-    fn client_key(self, salted_password: &[u8]) -> Vec<u8> {
+    pub(crate) fn client_key(self, salted_password: &[u8]) -> Vec<u8> {
         self.hmac(salted_password, b"Client Key")
     }
 
-    fn server_key(self, salted_password: &[u8]) -> Vec<u8> {
+    pub(crate) fn server_key(self, salted_password: &[u8]) -> Vec<u8> {
         self.hmac(salted_password, b"Server Key")
     }
 }

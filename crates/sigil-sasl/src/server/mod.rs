@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use crate::Failure;
 use crate::channel_binding::{ChannelBinding, ChannelBindingType};
-use crate::scram::{Algorithm, ScramServer, StoredCredentials};
+mod scram;
+pub use self::scram::Scram as ScramServer;
+use crate::scram::{Algorithm, StoredCredentials};
 
 pub use mechanisms::{Anonymous, External, MAX_ANONYMOUS_TRACE_CHARS, Plain};
 

@@ -4,12 +4,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use subtle::ConstantTimeEq;
 
-use super::{
-    Algorithm, Attributes, StoredCredentials, fresh_nonce, is_printable, unescape_saslname, xor,
-};
 use crate::Failure;
 use crate::channel_binding::{ChannelBinding, ChannelBindingType};
 use crate::saslprep::saslprep;
+use crate::scram::{
+    Algorithm, Attributes, StoredCredentials, fresh_nonce, is_printable, unescape_saslname, xor,
+};
 use crate::server::{
     ConnectionInfo, CredentialsRequest, Negotiation, Outcome, ServerError, ServerInput,
     ServerMechanism, ServerMechanismFactory, ServerStep, unexpected, utf8,
@@ -206,7 +206,7 @@ impl Scram {
                 self.algorithm
                     .hmac(&self.fake_salt_key, first.authcid.as_bytes())[..16]
                     .to_vec(),
-                super::DEFAULT_ITERATIONS,
+                crate::scram::DEFAULT_ITERATIONS,
             ),
         };
         let nonce = format!("{}{server_nonce}", first.client_nonce);

@@ -4,8 +4,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{Algorithm, ScramClient, ScramHash, ScramServer, Sha1, Sha256, StoredCredentials};
+use crate::client::ScramClient;
 use crate::client::{ClientContext, ClientMechanism};
+use crate::scram::{Algorithm, ScramHash, Sha1, Sha256, StoredCredentials};
+use crate::server::ScramServer;
 use crate::server::{ConnectionInfo, ServerInput, ServerMechanism, ServerStep};
 
 struct Vector {

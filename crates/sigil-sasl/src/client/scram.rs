@@ -6,12 +6,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use subtle::ConstantTimeEq;
 
-use super::{
+use crate::client::{ClientContext, ClientError, ClientMechanism, priority};
+use crate::saslprep::saslprep;
+use crate::scram::{
     Algorithm, Attributes, MIN_ITERATIONS, ScramHash, escape_saslname, fresh_nonce, is_printable,
     xor,
 };
-use crate::client::{ClientContext, ClientError, ClientMechanism, priority};
-use crate::saslprep::saslprep;
 
 /// A SCRAM client mechanism: hash `H`, with channel binding when `PLUS`.
 ///
