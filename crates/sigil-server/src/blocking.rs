@@ -1,46 +1,21 @@
 //! XEP-0191 blocking: users keep a list of JIDs whose stanzas they do not
 //! want, and to whom they send nothing.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jid::{BareJid, Jid};
 use sigil_proto::error::{StanzaCondition, StanzaError};
 use sigil_proto::random_id;
 use sigil_xml::{Element, ns};
 
+pub use crate::blocklists::Blocklists;
 use crate::context::Context;
-use crate::router::lock;
 use crate::session::SessionState;
 
 /// The XEP-0191 namespace.
 pub const NS: &str = "urn:xmpp:blocking";
 /// Where the `<blocked/>` error condition lives.
 pub const NS_ERRORS: &str = "urn:xmpp:blocking:errors";
-
-/// Blocklists in memory, loaded from the store on first use and replaced
-/// when the user changes them, so routing does not query the store per
-/// stanza.
-#[derive(Debug, Default)]
-pub struct Blocklists {
-    lists: Mutex<HashMap<BareJid, Arc<Vec<Jid>>>>,
-}
-
-impl Blocklists {
-    fn cached(&self, owner: &BareJid) -> Option<Arc<Vec<Jid>>> {
-        lock(&self.lists).get(owner).cloned()
-    }
-
-    fn put(&self, owner: &BareJid, list: Vec<Jid>) -> Arc<Vec<Jid>> {
-        let list = Arc::new(list);
-        lock(&self.lists).insert(owner.clone(), list.clone());
-        list
-    }
-
-    fn forget(&self, owner: &BareJid) {
-        lock(&self.lists).remove(owner);
-    }
-}
 
 /// The owner's blocklist.
 async fn list(context: &Context, owner: &BareJid) -> Arc<Vec<Jid>> {

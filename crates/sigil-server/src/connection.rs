@@ -246,7 +246,8 @@ impl<W: Wire> Connection<W> {
             Box::new(auth::PresentedChain::new(info.peer_certificates.clone()))
         });
         let accounts =
-            auth::accounts_logged_in(&self.context, presented, OffsetDateTime::now_utc()).await;
+            auth::accounts_logged_in(grounds(&self.context), presented, OffsetDateTime::now_utc())
+                .await;
         if !accounts.is_empty() {
             self.stream
                 .restrict_mechanisms(Some(vec!["EXTERNAL".to_owned()]), accounts);
@@ -607,7 +608,7 @@ impl<W: Wire> Connection<W> {
                         (authzid, _) => authzid,
                     };
                     let decision = auth::decide(
-                        &self.context,
+                        grounds(&self.context),
                         presented,
                         &authzid,
                         OffsetDateTime::now_utc(),
@@ -943,6 +944,15 @@ async fn expired(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
     match timer {
         Some(timer) => timer.as_mut().await,
         None => std::future::pending().await,
+    }
+}
+
+/// What certificate logins are decided against, from the server's state.
+fn grounds(context: &Context) -> auth::Grounds<'_> {
+    auth::Grounds {
+        store: &*context.store,
+        anchors: &context.anchors,
+        domain: &context.domain,
     }
 }
 

@@ -21,11 +21,11 @@ pub struct Context {
     /// Limits.
     pub limits: LimitsConfig,
     /// Certificate authorities whose client certificates may log in.
-    pub anchors: crate::auth::TrustAnchors,
+    pub anchors: crate::trust::TrustAnchors,
     /// Offer EXTERNAL alone to connections whose certificate would log in.
     pub external_alone: bool,
     /// XEP-0191 blocklists, cached.
-    pub blocklists: crate::blocking::Blocklists,
+    pub blocklists: crate::blocklists::Blocklists,
     /// The accounts that may have offline messages.
     pub offline: OfflineIndex,
     /// Connections still logging in, per address.
@@ -276,7 +276,7 @@ impl Context {
     /// (an unreadable list) judges none: logins are refused meanwhile.
     /// Returns how many sessions were told to end.
     pub fn check_trust(&self) -> usize {
-        use crate::auth::AnchorError;
+        use crate::trust::AnchorError;
         use sigil_proto::error::{StreamCondition, StreamError};
         let reading = self.anchors.reading();
         let checked = self

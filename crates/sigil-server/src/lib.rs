@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod blocking;
+mod blocklists;
 pub mod bosh;
 pub mod config;
 mod connection;
@@ -31,6 +32,7 @@ mod server;
 pub mod session;
 pub mod tls;
 mod transport;
+pub mod trust;
 mod web;
 
 pub use config::Config;

@@ -73,12 +73,12 @@ impl Server {
             store,
             router: Router::new(),
             limits: config.limits,
-            anchors: crate::auth::TrustAnchors::new(
+            anchors: crate::trust::TrustAnchors::new(
                 Some(base.join(&config.auth.trusted_cas)),
                 Some(base.join(&config.auth.crls)),
             ),
             external_alone: config.auth.external_alone,
-            blocklists: crate::blocking::Blocklists::default(),
+            blocklists: crate::blocklists::Blocklists::default(),
             offline: crate::context::OfflineIndex::new(offline_owners),
             pending: crate::limits::Pending::new(config.limits.max_pending_per_address),
             resumable: crate::session::Resumable::default(),
