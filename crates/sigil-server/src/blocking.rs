@@ -10,7 +10,7 @@ use sigil_xml::{Element, ns};
 
 pub use crate::blocklists::Blocklists;
 use crate::context::Context;
-use crate::session::SessionState;
+use crate::state::SessionState;
 
 /// The XEP-0191 namespace.
 pub const NS: &str = "urn:xmpp:blocking";

@@ -31,7 +31,7 @@ pub struct Context {
     /// Connections still logging in, per address.
     pub pending: Arc<crate::limits::Pending>,
     /// Sessions waiting to be resumed (XEP-0198).
-    pub resumable: crate::session::Resumable,
+    pub resumable: crate::resumption::Resumable,
     /// The XEP-0198 state of the sessions the shutdown under way ended,
     /// written to the store once every connection has ended.
     pub saved_sessions: std::sync::Mutex<Vec<sigil_store::SavedSession>>,

@@ -7,7 +7,7 @@ use sigil_store::{RosterItem, Subscription};
 use sigil_xml::{Element, ns};
 
 use crate::context::Context;
-use crate::session::SessionState;
+use crate::state::SessionState;
 
 /// Whether an item shows in the roster. An item that exists only because
 /// the contact asked to subscribe (no subscription, no request of ours,

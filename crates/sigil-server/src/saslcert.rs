@@ -10,7 +10,7 @@ use sigil_xml::Element;
 
 use crate::config::LimitsConfig;
 use crate::context::Context;
-use crate::session::SessionState;
+use crate::state::SessionState;
 
 /// The XEP-0257 namespace.
 pub const NS: &str = "urn:xmpp:saslcert:1";

@@ -13,7 +13,7 @@ use sigil_proto::error::StanzaCondition;
 use sigil_xml::Element;
 
 use crate::context::Context;
-use crate::session::SessionState;
+use crate::state::SessionState;
 
 mod blocking;
 mod disco;

@@ -6,7 +6,7 @@ use sigil_xml::Element;
 
 use super::{Feature, Handling, IqRequest, Target};
 use crate::context::Context;
-use crate::session::SessionState;
+use crate::state::SessionState;
 
 pub(crate) struct Register;
 
