@@ -172,7 +172,7 @@ pub enum ClientError {
     /// A message from the server is not what the mechanism expects.
     InvalidServerMessage(&'static str),
     /// The server asks for a SCRAM iteration count outside the accepted
-    /// range ([`scram::MIN_ITERATIONS`] to the configured maximum).
+    /// range ([`crate::scram::MIN_ITERATIONS`] to the configured maximum).
     IterationCount(u32),
     /// A message from the server exceeds the configured size cap.
     MessageTooLarge,
