@@ -177,6 +177,18 @@ pub async fn decide(
     authzid: &Authzid,
     now: OffsetDateTime,
 ) -> Result<CertificateLogin, Refusal> {
+    let reading = context.anchors.reading();
+    decide_by(context, &reading, presented, authzid, now).await
+}
+
+/// [`decide`] by one reading of the trusted CAs and lists.
+async fn decide_by(
+    context: Grounds<'_>,
+    reading: &Reading,
+    presented: &PresentedChain,
+    authzid: &Authzid,
+    now: OffsetDateTime,
+) -> Result<CertificateLogin, Refusal> {
     let info = presented.info().ok_or(Refusal::identity(
         Failure::NotAuthorized,
         "no readable client certificate",
@@ -197,7 +209,6 @@ pub async fn decide(
         ));
     }
     let account = identity.to_bare();
-    let reading = context.anchors.reading();
     // The account and the certificate's entry in one read. An unknown
     // account is refused like an untrusted certificate, on a stream that
     // stays open: how a refusal ends tells nothing of which accounts exist.
@@ -210,7 +221,7 @@ pub async fn decide(
         Ok(None) => {
             // The CA check a known account's unregistered certificate gets,
             // so that the time a refusal takes tells nothing either.
-            let _ = presented.anchored(&reading, now);
+            let _ = presented.anchored(reading, now);
             return Err(Refusal::account(Failure::NotAuthorized, "unknown account"));
         }
         Err(error) => {
@@ -258,7 +269,7 @@ pub async fn decide(
         }
         None => {
             presented
-                .anchored(&reading, now)
+                .anchored(reading, now)
                 .map_err(|error| Refusal::account(error.failure(), error.reason()))?;
             Trust::Anchor
         }
@@ -309,11 +320,13 @@ pub async fn accounts_logged_in(
         return Vec::new();
     };
     let mut accounts = Vec::new();
+    // One reading of the CAs and lists for every identity looked up.
+    let reading = context.anchors.reading();
     // A certificate may name many identities; looking up a few is enough
     // to decide what to offer, and bounds the work a stranger can cause.
     for identity in info.identities.iter().take(MAX_OFFER_LOOKUPS) {
         let authzid = Authzid::Value(identity.to_string());
-        if let Ok(login) = decide(context, presented, &authzid, now).await
+        if let Ok(login) = decide_by(context, &reading, presented, &authzid, now).await
             && !accounts.contains(&login.account)
         {
             accounts.push(login.account);

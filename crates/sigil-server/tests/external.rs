@@ -212,7 +212,7 @@ async fn the_external_decision_table() {
     trust(&server, "trusted", &ca);
     let other_ca = Ca::new("Other CA", &Options::new(now())).unwrap();
     let jids = [Jid::new("alice@localhost").unwrap()];
-    let ca_signed = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let ca_signed = alice_by(&ca);
     let ca_expired = {
         let mut options = Options::new(now() - time::Duration::days(10));
         options.days = 1;
@@ -1193,6 +1193,24 @@ async fn the_control_socket_answers_only_the_servers_user() {
     assert!(!said.contains("b'ok"), "another user was answered: {said}");
 }
 
+/// A server that trusts a new CA (as "corp").
+async fn server_trusting_a_ca() -> (TestServer, Ca) {
+    let server = TestServer::start().await;
+    let ca = Ca::new("Corp CA", &Options::new(now())).unwrap();
+    trust(&server, "corp", &ca);
+    (server, ca)
+}
+
+/// A new certificate for alice@localhost issued by `ca`.
+fn alice_by(ca: &Ca) -> Issued {
+    client_certificate(
+        &[Jid::new("alice@localhost").unwrap()],
+        &Options::new(now()),
+        Some(ca),
+    )
+    .unwrap()
+}
+
 fn crls_dir(server: &TestServer) -> std::path::PathBuf {
     server.dir.path().join("crls")
 }
@@ -1214,12 +1232,9 @@ fn crl(ca: &Ca, revoked: &[&Issued], days_ago: i64) -> Vec<u8> {
 /// may change are not used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_lists_fail_closed() {
-    let server = TestServer::start().await;
-    let ca = Ca::new("Corp CA", &Options::new(now())).unwrap();
-    trust(&server, "corp", &ca);
-    let jids = [Jid::new("alice@localhost").unwrap()];
-    let issued = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
-    let other = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let (server, ca) = server_trusting_a_ca().await;
+    let issued = alice_by(&ca);
+    let other = alice_by(&ca);
     let dir = crls_dir(&server);
     std::fs::create_dir_all(&dir).unwrap();
     let expect = |case: &'static str, expect: Expect| {
@@ -1354,13 +1369,10 @@ async fn revocation_lists_fail_closed() {
 /// registered certificate is not concerned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_ends_the_sessions_of_certificates_no_longer_vouched_for() {
-    let server = TestServer::start().await;
-    let ca = Ca::new("Corp CA", &Options::new(now())).unwrap();
-    trust(&server, "corp", &ca);
-    let jids = [Jid::new("alice@localhost").unwrap()];
-    let by_ca = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
-    let registered_by_ca = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
-    let still_trusted = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let (server, ca) = server_trusting_a_ca().await;
+    let by_ca = alice_by(&ca);
+    let registered_by_ca = alice_by(&ca);
+    let still_trusted = alice_by(&ca);
     let self_signed = cert(&["alice@localhost"]);
     register(&server, "alice@localhost", "ca-issued", &registered_by_ca).await;
     register(&server, "alice@localhost", "self-signed", &self_signed).await;
@@ -1438,11 +1450,8 @@ async fn a_reload_ends_the_sessions_of_certificates_no_longer_vouched_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verdict_from_before_a_revocation_list_is_not_reused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = TestServer::start().await;
-    let ca = Ca::new("Corp CA", &Options::new(now())).unwrap();
-    trust(&server, "corp", &ca);
-    let jids = [Jid::new("alice@localhost").unwrap()];
-    let issued = client_certificate(&jids, &Options::new(now()), Some(&ca)).unwrap();
+    let (server, ca) = server_trusting_a_ca().await;
+    let issued = alice_by(&ca);
     let config =
         common::tls_client_config(&server.certificate(), Some(Identity::from_issued(&issued)));
     let mut tls = common::tls_connect(server.address(ListenerKind::DirectTls), config)
