@@ -21,7 +21,9 @@ fn client_input(op: u8) -> Vec<u8> {
     let n = op >> 4;
     match op & 0x0f {
         0 => HEADER.to_vec(),
-        1 => b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>".to_vec(),
+        1 => {
+            b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>".to_vec()
+        }
         2 => b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>".to_vec(),
         3 => b"<r xmlns='urn:xmpp:sm:3'/>".to_vec(),
         4 => format!("<a xmlns='urn:xmpp:sm:3' h='{n}'/>").into_bytes(),
@@ -47,7 +49,10 @@ struct Session {
 }
 
 fn config() -> Arc<ServerStreamConfig> {
-    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new().allow(["ANONYMOUS"])));
+    let mut config = ServerStreamConfig::new(
+        "example.org",
+        Arc::new(ServerConfig::new().allow(["ANONYMOUS"])),
+    );
     config.tls = TlsMode::Direct;
     config.resume_seconds = 60;
     config.max_unacked = 16;
@@ -55,23 +60,39 @@ fn config() -> Arc<ServerStreamConfig> {
 }
 
 fn new_session() -> Session {
-    let mut stream = ServerStream::new(config(), ConnectionInfo { encrypted: true, ..ConnectionInfo::default() });
+    let mut stream = ServerStream::new(
+        config(),
+        ConnectionInfo {
+            encrypted: true,
+            ..ConnectionInfo::default()
+        },
+    );
     stream.confirm_handling();
     stream.receive(HEADER);
     stream.receive(AUTH);
-    Session { stream, unconfirmed: 0, handed: 0, last_h: None }
+    Session {
+        stream,
+        unconfirmed: 0,
+        handed: 0,
+        last_h: None,
+    }
 }
 
 /// Carries out the stream's actions; `<resume/>` takes `parked`.
 fn drain(session: &mut Session, parked: &mut Option<Box<sigil_proto::server::StreamManagement>>) {
     while let Some(action) = session.stream.poll_action() {
         match action {
-            Action::Send(data) => {
+            Action::Send(frame) => {
+                let data = frame.to_text(sigil_proto::Framing::Stream);
                 assert!(!data.is_empty());
                 for (start, _) in data.match_indices("<a xmlns=\"urn:xmpp:sm:3\" h=\"") {
                     let rest = &data[start + 27..];
                     let h: u32 = rest[..rest.find('"').unwrap()].parse().unwrap();
-                    assert!(h <= session.handed, "acknowledged {h} of {} handed over", session.handed);
+                    assert!(
+                        h <= session.handed,
+                        "acknowledged {h} of {} handed over",
+                        session.handed
+                    );
                     if let Some(last) = session.last_h {
                         assert!(h >= last, "acknowledgement went back from {last} to {h}");
                     }
@@ -88,7 +109,9 @@ fn drain(session: &mut Session, parked: &mut Option<Box<sigil_proto::server::Str
                     // Stanzas confirmed on the old stream carry over in
                     // the count the client is told.
                     session.handed = session.handed.saturating_add(sm.inbound);
-                    session.stream.resumed("anon@example.org/r".parse().unwrap(), sm);
+                    session
+                        .stream
+                        .resumed("anon@example.org/r".parse().unwrap(), sm);
                 }
                 None => session.stream.resume_failed(None),
             },
@@ -116,8 +139,9 @@ fuzz_target!(|input: &[u8]| {
             }
             4 => {
                 sent += 1;
-                let stanza = Element::new("message", ns::CLIENT).with_attribute("id", sent.to_string());
-                session.stream.send_stanza(&stanza);
+                let stanza =
+                    Element::new("message", ns::CLIENT).with_attribute("id", sent.to_string());
+                session.stream.send_stanza(stanza);
             }
             5 => session.stream.request_ack(),
             6 => {

@@ -11,9 +11,18 @@ use sigil_sasl::server::{ConnectionInfo, ServerConfig};
 use sigil_sasl::{Algorithm, Failure, StoredCredentials};
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&first, data)) = input.split_first() else { return };
-    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new().allow(["PLAIN", "SCRAM-SHA-1", "EXTERNAL", "ANONYMOUS"])));
-    config.tls = if first & 1 == 0 { TlsMode::Direct } else { TlsMode::Optional };
+    let Some((&first, data)) = input.split_first() else {
+        return;
+    };
+    let mut config = ServerStreamConfig::new(
+        "example.org",
+        Arc::new(ServerConfig::new().allow(["PLAIN", "SCRAM-SHA-1", "EXTERNAL", "ANONYMOUS"])),
+    );
+    config.tls = if first & 1 == 0 {
+        TlsMode::Direct
+    } else {
+        TlsMode::Optional
+    };
     // Bit 7: the standalone framing of WebSocket and BOSH, one element per
     // line of input.
     let standalone = first & 0x80 != 0;
@@ -21,11 +30,17 @@ fuzz_target!(|input: &[u8]| {
         config.framing = Framing::Standalone;
         config.tls = TlsMode::Direct;
     }
-    let connection = ConnectionInfo { encrypted: first & 1 == 0, client_certificate: first & 2 != 0, channel_bindings: Vec::new() };
+    let connection = ConnectionInfo {
+        encrypted: first & 1 == 0,
+        client_certificate: first & 2 != 0,
+        channel_bindings: Vec::new(),
+    };
     let mut stream = ServerStream::new(config, connection);
     static CREDENTIALS: std::sync::OnceLock<Option<StoredCredentials>> = std::sync::OnceLock::new();
     let credentials = CREDENTIALS
-        .get_or_init(|| StoredCredentials::derive(Algorithm::Sha1, "pencil", b"salt-salt", 4096).ok())
+        .get_or_init(|| {
+            StoredCredentials::derive(Algorithm::Sha1, "pencil", b"salt-salt", 4096).ok()
+        })
         .clone();
     let pieces: Vec<&[u8]> = if standalone {
         data.split(|b| *b == b'\n').collect()
@@ -34,8 +49,11 @@ fuzz_target!(|input: &[u8]| {
     };
     for piece in pieces {
         if standalone {
-            match std::str::from_utf8(piece).ok().map(sigil_xml::Element::parse) {
-                Some(Ok(element)) => stream.receive_element(&element),
+            match std::str::from_utf8(piece)
+                .ok()
+                .map(sigil_xml::Element::parse)
+            {
+                Some(Ok(element)) => stream.receive_element(element, piece.len()),
                 _ => continue,
             }
         } else {
@@ -43,9 +61,14 @@ fuzz_target!(|input: &[u8]| {
         }
         while let Some(action) = stream.poll_action() {
             match action {
-                Action::StartTls => stream.tls_established(ConnectionInfo { encrypted: true, ..ConnectionInfo::default() }),
+                Action::StartTls => stream.tls_established(ConnectionInfo {
+                    encrypted: true,
+                    ..ConnectionInfo::default()
+                }),
                 Action::NeedCredentials { .. } => stream.credentials(Ok(credentials.clone())),
-                Action::NeedDecision { .. } => stream.external_decision(Err(Failure::NotAuthorized)),
+                Action::NeedDecision { .. } => {
+                    stream.external_decision(Err(Failure::NotAuthorized))
+                }
                 Action::Resume { .. } => stream.resume_failed(None),
                 Action::Bind { resource } => {
                     let resource = resource.map_or("r".to_owned(), |r| r.to_string());

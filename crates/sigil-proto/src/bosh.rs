@@ -5,7 +5,8 @@
 
 use sigil_xml::{Element, FramerError, ns};
 
-use crate::CLOSE_FRAME;
+use crate::Framing;
+use crate::frame::Frame;
 
 /// The BOSH namespace.
 pub const NS_HTTPBIND: &str = "http://jabber.org/protocol/httpbind";
@@ -153,33 +154,34 @@ fn renamespace(element: &Element, from: &str, to: &str) -> Element {
     out
 }
 
-/// A response `<body/>` around the session's frames (each one standalone
-/// element, as the RFC 7395 framing writes them). `<open/>` and `<close/>`
-/// frames are left out; a closed session's body is `type='terminate'`,
-/// with `condition='remote-stream-error'` when a stream error is among the
-/// frames.
-pub fn response_body(frames: &[String], closed: bool) -> String {
+/// A response `<body/>` around the session's frames, each written as a
+/// standalone element (the RFC 7395 framing). Openings and ends are left
+/// out; a closed session's body is `type='terminate'`, with
+/// `condition='remote-stream-error'` when a stream error is among the
+/// frames. `attributes` (each with a leading space) go on the body: those
+/// of a session's creation (XEP-0124 §7.1).
+pub fn response_body(frames: &[Frame], closed: bool, attributes: &str) -> String {
     let mut out = String::from(
         "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'",
     );
-    let error = frames.iter().any(|f| f.starts_with("<stream:error"));
+    out.push_str(attributes);
     if closed {
         out.push_str(" type='terminate'");
-        if error {
+        if frames.iter().any(Frame::is_stream_error) {
             out.push_str(" condition='remote-stream-error'");
         }
     }
-    let content: Vec<&String> = frames
+    let mut content = frames
         .iter()
-        .filter(|f| !f.starts_with("<open ") && f.as_str() != CLOSE_FRAME)
-        .collect();
-    if content.is_empty() {
+        .filter(|f| matches!(f, Frame::Element(_)))
+        .peekable();
+    if content.peek().is_none() {
         out.push_str("/>");
         return out;
     }
     out.push('>');
     for frame in content {
-        out.push_str(frame);
+        frame.write_to(&mut out, Framing::Standalone);
     }
     out.push_str("</body>");
     out
@@ -255,20 +257,27 @@ mod tests {
     #[test]
     fn response_bodies() {
         assert_eq!(
-            response_body(&[], false),
+            response_body(&[], false, ""),
             "<body xmlns='http://jabber.org/protocol/httpbind' xmlns:stream='http://etherx.jabber.org/streams'/>"
         );
+        let error = crate::error::StreamError::new(crate::error::StreamCondition::Conflict);
         let closed = response_body(
             &[
-                "<stream:error xmlns:stream=\"x\"/>".into(),
-                CLOSE_FRAME.into(),
+                Frame::Open(crate::frame::Opening::default()),
+                Frame::Element(error.to_element()),
+                Frame::Close,
             ],
             true,
+            " sid='s'",
         );
         assert!(
-            closed.contains("type='terminate' condition='remote-stream-error'"),
+            closed.contains(" sid='s' type='terminate' condition='remote-stream-error'>"),
             "{closed}"
         );
-        assert!(!closed.contains("<close"), "{closed}");
+        assert!(
+            !closed.contains("<close") && !closed.contains("<open"),
+            "{closed}"
+        );
+        assert!(closed.contains("<stream:error xmlns:stream="), "{closed}");
     }
 }

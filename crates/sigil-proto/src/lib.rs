@@ -12,6 +12,7 @@
 pub mod bosh;
 pub mod client;
 pub mod error;
+pub mod frame;
 pub mod server;
 
 /// How the stream is framed on the wire.

@@ -104,7 +104,7 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
         while let Some(action) = s.poll_action() {
             progressed = true;
             match action {
-                server::Action::Send(data) => c.receive(data.as_bytes()),
+                server::Action::Send(frame) => c.receive(text(&frame).as_bytes()),
                 server::Action::StartTls => {
                     // Both ends "complete the handshake"; the real TLS runs
                     // in sigil-server's tests.
@@ -162,7 +162,7 @@ fn starttls_scram_plus_bind_and_stanzas() {
             .with_child(Element::new("body", ns::CLIENT).with_text("hi")),
     );
     s.send_stanza(
-        &Element::new("presence", ns::CLIENT).with_attribute("from", "romeo@example.org/x"),
+        Element::new("presence", ns::CLIENT).with_attribute("from", "romeo@example.org/x"),
     );
     pump(&mut c, &mut s, &mut out);
     assert_eq!(out.server_stanzas.len(), 1);
@@ -227,7 +227,7 @@ fn raw(tls: TlsMode, input: &[&str]) -> (String, Option<Option<sigil_proto::erro
         s.receive(chunk.as_bytes());
         while let Some(action) = s.poll_action() {
             match action {
-                server::Action::Send(data) => sent.push_str(&data),
+                server::Action::Send(frame) => sent.push_str(&text(&frame)),
                 server::Action::Close { error } => closed = Some(error),
                 server::Action::NeedCredentials { .. } => s.credentials(Ok(None)),
                 _ => {}
@@ -372,7 +372,7 @@ fn plaintext_after_starttls_is_discarded() {
     let mut sent = String::new();
     while let Some(action) = s.poll_action() {
         match action {
-            server::Action::Send(data) => sent.push_str(&data),
+            server::Action::Send(frame) => sent.push_str(&text(&frame)),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -423,7 +423,8 @@ fn external_with_certificate_gets_an_empty_challenge_and_a_decision() {
     s.receive(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'/>");
     let mut sent = String::new();
     while let Some(action) = s.poll_action() {
-        if let server::Action::Send(data) = action {
+        if let server::Action::Send(frame) = action {
+            let data = text(&frame);
             sent.push_str(&data);
         }
     }
@@ -441,7 +442,7 @@ fn external_with_certificate_gets_an_empty_challenge_and_a_decision() {
     let mut success = false;
     while let Some(action) = s.poll_action() {
         match action {
-            server::Action::Send(data) if data.contains("<success") => success = true,
+            server::Action::Send(frame) if text(&frame).contains("<success") => success = true,
             server::Action::Authenticated { jid, mechanism } => {
                 assert_eq!(jid.to_string(), "juliet@example.org");
                 assert_eq!(mechanism, "EXTERNAL");
@@ -474,7 +475,8 @@ fn pipelined_input_waits_for_the_credentials_answer() {
     )));
     let mut sent = String::new();
     while let Some(action) = s.poll_action() {
-        if let server::Action::Send(data) = action {
+        if let server::Action::Send(frame) = action {
+            let data = text(&frame);
             sent.push_str(&data);
         }
     }
@@ -509,7 +511,8 @@ fn invalid_resource_is_bad_request_and_session_is_answered() {
     s.receive(bad.as_bytes());
     let mut sent = String::new();
     while let Some(action) = s.poll_action() {
-        if let server::Action::Send(data) = action {
+        if let server::Action::Send(frame) = action {
+            let data = text(&frame);
             sent.push_str(&data);
         }
     }
@@ -528,7 +531,7 @@ fn invalid_resource_is_bad_request_and_session_is_answered() {
     let mut sent = String::new();
     while let Some(action) = s.poll_action() {
         match action {
-            server::Action::Send(data) => sent.push_str(&data),
+            server::Action::Send(frame) => sent.push_str(&text(&frame)),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -548,7 +551,7 @@ fn restricted_mechanisms_are_all_that_is_offered_and_accepted() {
     let mut sent = String::new();
     while let Some(action) = s.poll_action() {
         match action {
-            server::Action::Send(data) => sent.push_str(&data),
+            server::Action::Send(frame) => sent.push_str(&text(&frame)),
             server::Action::AuthFailed { failure, .. } => {
                 assert_eq!(failure, Failure::InvalidMechanism);
             }
@@ -582,7 +585,8 @@ fn a_header_naming_another_account_lifts_the_restriction() {
         );
         let mut sent = String::new();
         while let Some(action) = s.poll_action() {
-            if let server::Action::Send(data) = action {
+            if let server::Action::Send(frame) = action {
+                let data = text(&frame);
                 sent.push_str(&data);
             }
         }
@@ -611,7 +615,7 @@ fn a_declined_certificate_leaves_the_stream_open_for_a_password() {
         let mut counted = None;
         while let Some(action) = s.poll_action() {
             match action {
-                server::Action::Send(data) => sent.push_str(&data),
+                server::Action::Send(frame) => sent.push_str(&text(&frame)),
                 server::Action::NeedDecision { .. } if declined => {
                     s.external_declined(Failure::CredentialsExpired);
                 }
@@ -674,7 +678,7 @@ fn an_unsupported_channel_binding_type_is_refused_but_not_counted() {
         let mut counted = None;
         while let Some(action) = s.poll_action() {
             match action {
-                server::Action::Send(data) => sent.push_str(&data),
+                server::Action::Send(frame) => sent.push_str(&text(&frame)),
                 server::Action::AuthFailed { counted: c, .. } => counted = Some(c),
                 server::Action::Close { .. } => {}
                 other => panic!("unexpected {other:?}"),
@@ -730,7 +734,7 @@ fn rfc_7395_framing_one_standalone_element_per_frame() {
         let mut out = Vec::new();
         while let Some(action) = s.poll_action() {
             match action {
-                server::Action::Send(frame) => out.push(frame),
+                server::Action::Send(frame) => out.push(frame.to_text(server::Framing::Standalone)),
                 server::Action::NeedCredentials { .. } => s.credentials(Ok(Some(
                     StoredCredentials::generate(Algorithm::Sha256, PASSWORD).unwrap(),
                 ))),
@@ -746,7 +750,7 @@ fn rfc_7395_framing_one_standalone_element_per_frame() {
         "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0'/>",
     )
     .unwrap();
-    s.receive_element(&open);
+    s.receive_element(open.clone(), 100);
     let out = frames(&mut s);
     assert_eq!(out.len(), 2, "{out:?}");
     assert!(
@@ -768,29 +772,28 @@ fn rfc_7395_framing_one_standalone_element_per_frame() {
     for frame in &out {
         Element::parse(frame).unwrap();
     }
-    s.receive_element(&Element::parse("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>").unwrap());
+    s.receive_element(Element::parse("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>").unwrap(), 100);
     let out = frames(&mut s);
     assert_eq!(
         out,
         ["<success xmlns=\"urn:ietf:params:xml:ns:xmpp-sasl\"/>"]
     );
-    s.receive_element(&open);
+    s.receive_element(open.clone(), 100);
     assert_eq!(frames(&mut s).len(), 2);
-    s.receive_element(&Element::parse("<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>").unwrap());
+    s.receive_element(Element::parse("<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>").unwrap(), 100);
     let out = frames(&mut s);
     assert!(
         out[0].starts_with("<iq xmlns=\"jabber:client\" type=\"result\" id=\"b\">"),
         "{out:?}"
     );
-    s.send_stanza(
-        &Element::new("message", ns::CLIENT).with_attribute("to", "juliet@example.org/r"),
-    );
+    s.send_stanza(Element::new("message", ns::CLIENT).with_attribute("to", "juliet@example.org/r"));
     assert_eq!(
         frames(&mut s),
         ["<message xmlns=\"jabber:client\" to=\"juliet@example.org/r\"/>"]
     );
     s.receive_element(
-        &Element::parse("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>").unwrap(),
+        Element::parse("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>").unwrap(),
+        100,
     );
     assert_eq!(frames(&mut s), [server::CLOSE_FRAME]);
     assert_eq!(
@@ -803,7 +806,7 @@ fn rfc_7395_framing_one_standalone_element_per_frame() {
     config.framing = server::Framing::Standalone;
     config.tls = TlsMode::Direct;
     let mut s = ServerStream::new(config, ConnectionInfo::default());
-    s.receive_element(&Element::parse("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='elsewhere.example' version='1.0'/>").unwrap());
+    s.receive_element(Element::parse("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='elsewhere.example' version='1.0'/>").unwrap(), 100);
     let out = frames(&mut s);
     assert_eq!(out.len(), 3, "{out:?}");
     assert_eq!(
@@ -901,7 +904,7 @@ fn account_disabled_only_after_the_password_was_verified() {
         let mut authenticated = false;
         while let Some(action) = s.poll_action() {
             match action {
-                server::Action::Send(data) => sent.push_str(&data),
+                server::Action::Send(frame) => sent.push_str(&text(&frame)),
                 server::Action::NeedCredentials { .. } => s.credentials_of_disabled_account(Some(
                     StoredCredentials::generate(Algorithm::Sha256, "pencil").unwrap(),
                 )),
@@ -913,4 +916,9 @@ fn account_disabled_only_after_the_password_was_verified() {
         assert!(sent.contains(expected), "{expected}: {sent}");
         assert!(!sent.contains("<success"), "{sent}");
     }
+}
+
+/// A frame as the RFC 6120 stream writes it.
+fn text(frame: &sigil_proto::frame::Frame) -> String {
+    frame.to_text(sigil_proto::Framing::Stream)
 }

@@ -19,7 +19,7 @@ fn drain(s: &mut ServerStream) -> (String, Vec<Element>) {
     let (mut sent, mut stanzas) = (String::new(), Vec::new());
     while let Some(action) = s.poll_action() {
         match action {
-            server::Action::Send(data) => sent.push_str(&data),
+            server::Action::Send(frame) => sent.push_str(&text(&frame)),
             server::Action::Stanza(stanza) => stanzas.push(stanza),
             server::Action::NeedCredentials { .. } => s.credentials(Ok(Some(
                 StoredCredentials::generate(Algorithm::Sha256, "pencil").unwrap(),
@@ -83,10 +83,10 @@ fn acks_count_both_ways_and_the_server_asks_every_five_stanzas() {
 
     // Outbound: the fifth unacknowledged stanza comes with a request.
     for n in 0..4 {
-        s.send_stanza(&message(n));
+        s.send_stanza(message(n));
     }
     assert!(!drain(&mut s).0.contains("<r "));
-    s.send_stanza(&message(4));
+    s.send_stanza(message(4));
     let (sent, _) = drain(&mut s);
     assert!(sent.ends_with("<r xmlns=\"urn:xmpp:sm:3\"/>"), "{sent}");
 
@@ -106,7 +106,7 @@ fn an_ack_for_more_than_was_sent_ends_the_stream() {
     let (mut s, _) = bound(|_| {});
     s.receive(b"<enable xmlns='urn:xmpp:sm:3'/>");
     drain(&mut s);
-    s.send_stanza(&message(0));
+    s.send_stanza(message(0));
     s.receive(b"<a xmlns='urn:xmpp:sm:3' h='2'/>");
     let (sent, _) = drain(&mut s);
     assert!(sent.contains("<undefined-condition"), "{sent}");
@@ -160,7 +160,7 @@ fn without_stream_management_nothing_is_offered_or_kept() {
 
     // A stream that never enabled it keeps nothing it sends.
     let (mut s, _) = bound(|_| {});
-    s.send_stanza(&message(0));
+    s.send_stanza(message(0));
     drain(&mut s);
     assert!(s.take_unacked().is_empty());
 }
@@ -171,10 +171,10 @@ fn a_client_that_never_acknowledges_is_closed_at_the_limit() {
     s.receive(b"<enable xmlns='urn:xmpp:sm:3'/>");
     drain(&mut s);
     for n in 0..16 {
-        s.send_stanza(&message(n));
+        s.send_stanza(message(n));
     }
     assert!(!s.is_closed());
-    s.send_stanza(&message(16));
+    s.send_stanza(message(16));
     let (sent, _) = drain(&mut s);
     assert!(sent.contains("<policy-violation"), "{sent}");
     assert!(s.is_closed());
@@ -214,7 +214,7 @@ fn a_session_resumes_on_a_new_stream_with_what_was_not_acknowledged() {
     old.receive(b"<presence/><message to='romeo@example.org'/>");
     drain(&mut old);
     for n in 0..3 {
-        old.send_stanza(&message(n));
+        old.send_stanza(message(n));
     }
     drain(&mut old);
     // The connection dies; the session's state is kept.
@@ -300,7 +300,7 @@ fn a_resume_claiming_too_much_ends_the_stream_and_keeps_what_was_unacknowledged(
     old.receive(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
     drain(&mut old);
     let id = old.resumption_id().unwrap().to_owned();
-    old.send_stanza(&message(0));
+    old.send_stanza(message(0));
     drain(&mut old);
     let state = old.take_stream_management().unwrap();
 
@@ -357,7 +357,7 @@ fn pump_resuming(
         while let Some(action) = s.poll_action() {
             progressed = true;
             match action {
-                server::Action::Send(data) => c.receive(data.as_bytes()),
+                server::Action::Send(frame) => c.receive(text(&frame).as_bytes()),
                 server::Action::Stanza(stanza) => to_server.push(stanza),
                 server::Action::NeedCredentials { request, .. } => {
                     let algorithm = request.algorithm.unwrap_or(Algorithm::Sha256);
@@ -405,7 +405,7 @@ fn the_client_stream_enables_acknowledges_and_reads_acknowledgements() {
     // Five from the server: it asks, the client answers, nothing stays
     // unacknowledged on the server.
     for n in 0..5 {
-        s.send_stanza(&message(n));
+        s.send_stanza(message(n));
     }
     let (to_client, _) = pump(&mut c, &mut s);
     assert_eq!(to_client.len(), 5);
@@ -464,7 +464,7 @@ fn the_end_of_a_burst_is_asked_for_once() {
     s.request_ack();
     assert_eq!(drain(&mut s).0, "", "nothing unacknowledged");
     for n in 0..2 {
-        s.send_stanza(&message(n));
+        s.send_stanza(message(n));
     }
     drain(&mut s);
     s.request_ack();
@@ -473,7 +473,7 @@ fn the_end_of_a_burst_is_asked_for_once() {
     assert_eq!(drain(&mut s).0, "", "asked already");
     // The fifth asks by itself; asking again at once adds nothing.
     for n in 2..5 {
-        s.send_stanza(&message(n));
+        s.send_stanza(message(n));
     }
     assert!(drain(&mut s).0.ends_with("<r xmlns=\"urn:xmpp:sm:3\"/>"));
     s.request_ack();
@@ -528,7 +528,7 @@ fn the_client_stream_resumes_a_session_or_binds_anew() {
     // client's acknowledgement of the server's is lost with the connection.
     for n in 0..3 {
         c.send_stanza(&message(n));
-        s.send_stanza(&message(n));
+        s.send_stanza(message(n));
     }
     pump(&mut c, &mut s);
     let acks = c.acks().unwrap();
@@ -555,7 +555,7 @@ fn the_client_stream_resumes_a_session_or_binds_anew() {
     assert_eq!(c2.resumption_id(), Some(id.as_str()));
     // The count goes on on both sides.
     c2.send_stanza(&message(9));
-    s2.send_stanza(&message(9));
+    s2.send_stanza(message(9));
     let (to_client, to_server) = pump(&mut c2, &mut s2);
     assert_eq!((to_client.len(), to_server.len()), (1, 1));
     c2.request_ack();
@@ -579,4 +579,9 @@ fn the_client_stream_resumes_a_session_or_binds_anew() {
     assert!(c3.resumption_id().is_some());
     assert_ne!(c3.resumption_id(), c2.resumption_id());
     assert!(s3.stream_management_enabled());
+}
+
+/// A frame as the RFC 6120 stream writes it.
+fn text(frame: &sigil_proto::frame::Frame) -> String {
+    frame.to_text(sigil_proto::Framing::Stream)
 }

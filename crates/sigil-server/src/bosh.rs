@@ -12,7 +12,8 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sigil_proto::server::CLOSE_FRAME;
+use sigil_proto::error::{StreamCondition, StreamError};
+use sigil_proto::frame::Frame;
 use sigil_xml::escape_attribute;
 use tokio::sync::{Notify, mpsc};
 
@@ -71,7 +72,7 @@ struct State {
     last_rid: u64,
     /// The last response, for a client that repeats its rid.
     last_response: Option<(u64, String)>,
-    frames: Vec<String>,
+    frames: Vec<Frame>,
     /// Elements handed to the session and not read by it yet. A request
     /// with elements waits until this is 0, so a client cannot pile up
     /// more than one request's worth while its session is read slowly.
@@ -219,8 +220,9 @@ impl Drop for Parking<'_> {
 
 impl BoshSession {
     /// Waits for output (or `wait` seconds, or a newer request) and returns
-    /// the response body for `rid`.
-    pub(crate) async fn respond(&self, rid: u64, wait: Duration) -> String {
+    /// the response body for `rid`, with `attributes` on it (those of the
+    /// session's creation, or none).
+    pub(crate) async fn respond(&self, rid: u64, wait: Duration, attributes: &str) -> String {
         let deadline = tokio::time::Instant::now() + wait;
         let generation = lock(&self.state).generation;
         loop {
@@ -243,10 +245,10 @@ impl BoshSession {
             // A newer request released this one: it collects the output
             // (and the end of the session), so the client reads them in
             // order. What this request caused may be among them.
-            return sigil_proto::bosh::response_body(&[], false);
+            return sigil_proto::bosh::response_body(&[], false, attributes);
         }
         let frames = std::mem::take(&mut state.frames);
-        let body = sigil_proto::bosh::response_body(&frames, state.closed);
+        let body = sigil_proto::bosh::response_body(&frames, state.closed, attributes);
         state.last_response = Some((rid, body.clone()));
         body
     }
@@ -308,7 +310,7 @@ pub(crate) fn creation_attributes(sid: &str, wait: u64, domain: &str, ack: u64) 
 pub(crate) struct BoshWire {
     session: Arc<BoshSession>,
     inbox: mpsc::UnboundedReceiver<Input>,
-    pending: Vec<String>,
+    pending: Vec<Frame>,
 }
 
 impl Wire for BoshWire {
@@ -328,8 +330,8 @@ impl Wire for BoshWire {
         Some(input)
     }
 
-    fn queue(&mut self, data: String) {
-        self.pending.push(data);
+    fn queue(&mut self, frame: Frame) {
+        self.pending.push(frame);
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -346,14 +348,12 @@ impl Wire for BoshWire {
             // The client does not come for what is waiting: it is too slow
             // for its queue, as a TCP client whose queue fills.
             self.pending.clear();
-            state.frames.push(
-                "<stream:error xmlns:stream='http://etherx.jabber.org/streams'>\
-                 <policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
-                 <text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>too many stanzas waiting: \
-                 the client collects them too slowly</text></stream:error>"
-                    .to_owned(),
+            let error = StreamError::with_text(
+                StreamCondition::PolicyViolation,
+                "too many stanzas waiting: the client collects them too slowly",
             );
-            state.frames.push(CLOSE_FRAME.to_owned());
+            state.frames.push(Frame::Element(error.to_element()));
+            state.frames.push(Frame::Close);
             state.closed = true;
             drop(state);
             self.session.output.notify_waiters();
@@ -361,7 +361,7 @@ impl Wire for BoshWire {
             return Err(io::Error::other("BOSH client too slow"));
         }
         for frame in self.pending.drain(..) {
-            if frame == CLOSE_FRAME {
+            if frame == Frame::Close {
                 state.closed = true;
             }
             state.frames.push(frame);
@@ -445,22 +445,25 @@ mod tests {
     #[tokio::test]
     async fn frames_nobody_collects_close_the_session_as_too_slow() {
         let (session, mut wire) = BoshSession::new("s".into(), 1, 5, None, 4);
+        let message =
+            |id: &str| Frame::Element(Element::new("message", ns::CLIENT).with_attribute("id", id));
         for n in 0..4 {
-            wire.queue(format!("<message id='{n}'/>"));
+            wire.queue(message(&n.to_string()));
             wire.flush().await.unwrap();
         }
-        wire.queue("<message id='4'/>".into());
+        wire.queue(message("4"));
         assert!(wire.flush().await.is_err());
         assert!(session.is_closed());
-        let body = session.respond(2, Duration::from_secs(1)).await;
+        let body = session.respond(2, Duration::from_secs(1), "").await;
         assert!(
             body.contains("type='terminate' condition='remote-stream-error'"),
             "{body}"
         );
         assert!(body.contains("<policy-violation"), "{body}");
-        assert!(!body.contains("id='4'"), "{body}");
+        assert!(!body.contains("id=\"4\""), "{body}");
+        assert!(body.contains("id=\"3\""), "{body}");
         // Nothing more is kept for a closed session.
-        wire.queue("<message id='5'/>".into());
+        wire.queue(message("5"));
         assert!(wire.flush().await.is_err());
     }
 

@@ -288,7 +288,7 @@ impl<W: Wire> Connection<W> {
                             data.len()
                         }
                         Some(Input::Element(element, bytes)) => {
-                            self.stream.receive_element(&element);
+                            self.stream.receive_element(element, bytes);
                             bytes
                         }
                         Some(Input::Invalid(error)) => {
@@ -321,9 +321,9 @@ impl<W: Wire> Connection<W> {
                             && let Some(message) = state.handle.try_recv()
                         {
                             match message {
-                                SessionMessage::Stanza(stanza) => self.stream.send_stanza(&stanza),
+                                SessionMessage::Stanza(stanza) => self.stream.send_stanza(*stanza),
                                 SessionMessage::Tracked(stanza, receipt) => {
-                                    self.stream.send_stanza(&stanza);
+                                    self.stream.send_stanza(*stanza);
                                     track_sent(&self.stream, &mut self.tracking, receipt);
                                 }
                             }
@@ -453,9 +453,9 @@ impl<W: Wire> Connection<W> {
         let mut next = message;
         for sent in 1..=DELIVERY_BATCH {
             match next {
-                SessionMessage::Stanza(stanza) => self.stream.send_stanza(&stanza),
+                SessionMessage::Stanza(stanza) => self.stream.send_stanza(*stanza),
                 SessionMessage::Tracked(stanza, receipt) => {
-                    self.stream.send_stanza(&stanza);
+                    self.stream.send_stanza(*stanza);
                     track_sent(&self.stream, &mut self.tracking, receipt);
                 }
             }
@@ -485,7 +485,7 @@ impl<W: Wire> Connection<W> {
     ) -> bool {
         while let Some(action) = self.stream.poll_action() {
             match action {
-                Action::Send(data) => self.wire.queue(data),
+                Action::Send(frame) => self.wire.queue(frame),
                 Action::AuthFailed {
                     mechanism,
                     account,

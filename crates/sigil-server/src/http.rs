@@ -21,6 +21,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use sigil_proto::Framing;
+use sigil_proto::frame::Frame;
 use sigil_xml::{Element, FramerError};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -352,7 +354,7 @@ async fn bosh(request: Request<Incoming>, state: RequestState) -> Response<Full<
         crate::bosh::RidCheck::Next => {}
     }
     let response = session
-        .respond(rid, Duration::from_secs(session.wait))
+        .respond(rid, Duration::from_secs(session.wait), "")
         .await;
     if session.is_closed() {
         state.settings.sessions.remove(&session.sid);
@@ -438,9 +440,10 @@ async fn create_session(
         drop(slot);
         drop(done);
     });
-    let response = session.respond(rid, Duration::from_secs(wait)).await;
     let attributes = crate::bosh::creation_attributes(&sid, wait, &state.context.domain, rid);
-    let response = response.replacen("<body ", &format!("<body{attributes} "), 1);
+    let response = session
+        .respond(rid, Duration::from_secs(wait), &attributes)
+        .await;
     xml(StatusCode::OK, response, origin.as_ref())
 }
 
@@ -566,7 +569,7 @@ fn websocket(mut request: Request<Incoming>, state: RequestState) -> Response<Fu
 struct WsWire<S> {
     /// `None` once released.
     ws: Option<WebSocketStream<S>>,
-    queued: Vec<String>,
+    queued: Vec<Frame>,
 }
 
 impl<S> Wire for WsWire<S>
@@ -597,8 +600,8 @@ where
         }
     }
 
-    fn queue(&mut self, data: String) {
-        self.queued.push(data);
+    fn queue(&mut self, frame: Frame) {
+        self.queued.push(frame);
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -607,7 +610,7 @@ where
             return Err(io::Error::new(io::ErrorKind::NotConnected, "released"));
         };
         for frame in self.queued.drain(..) {
-            ws.feed(Message::text(frame))
+            ws.feed(Message::text(frame.to_text(Framing::Standalone)))
                 .await
                 .map_err(io::Error::other)?;
         }

@@ -276,6 +276,24 @@ impl Framer {
         }
     }
 
+    /// Accounts for an element that arrived already parsed (a WebSocket
+    /// message, a child of a BOSH body) and took `bytes` on the wire: the
+    /// same limits as for an element read from the stream, so a transport
+    /// that frames elements itself hands them over without writing them
+    /// out and reading them again. Depth counts the stream as 1; the
+    /// attributes of each element count its namespace declaration where
+    /// its namespace differs from its parent's.
+    pub fn count_element(&mut self, element: &Element, bytes: usize) -> Result<(), FramerError> {
+        self.total_bytes = self.total_bytes.saturating_add(bytes as u64);
+        if !self.authenticated && self.total_bytes > self.limits.max_unauthenticated_bytes {
+            return Err(FramerError::LimitExceeded("bytes before authentication"));
+        }
+        if bytes > self.limits.max_stanza_bytes {
+            return Err(FramerError::LimitExceeded("stanza size"));
+        }
+        check_shape(element, "", 2, &self.limits)
+    }
+
     fn count(&mut self, consumed: usize) -> Result<(), FramerError> {
         self.total_bytes += consumed as u64;
         if !self.authenticated && self.total_bytes > self.limits.max_unauthenticated_bytes {
@@ -477,4 +495,24 @@ fn map_error(error: rxml::Error) -> FramerError {
         }
         other => FramerError::NotWellFormed(other.to_string()),
     }
+}
+
+/// The depth and attribute limits for an element at `depth` (the stream
+/// being 1) whose parent's namespace is `parent`.
+fn check_shape(
+    element: &Element,
+    parent: &str,
+    depth: usize,
+    limits: &Limits,
+) -> Result<(), FramerError> {
+    if depth > limits.max_depth {
+        return Err(FramerError::LimitExceeded("nesting depth"));
+    }
+    let declaration = usize::from(element.namespace() != parent);
+    if element.attributes().len() + declaration > limits.max_attributes {
+        return Err(FramerError::LimitExceeded("attributes per element"));
+    }
+    element
+        .children()
+        .try_for_each(|child| check_shape(child, element.namespace(), depth + 1, limits))
 }

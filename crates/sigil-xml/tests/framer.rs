@@ -405,3 +405,41 @@ fn whitespace_before_a_header_is_accepted_at_the_start_and_after_restarts() {
     // Other text is still an error.
     assert!(all(&format!("x{HEADER}")).is_err());
 }
+
+#[test]
+fn parsed_elements_meet_the_same_limits_as_streamed_ones() {
+    let limits = Limits {
+        max_stanza_bytes: 100,
+        max_depth: 3,
+        max_attributes: 2,
+        max_unauthenticated_bytes: 200,
+    };
+    let mut framer = Framer::new(limits);
+    // Depth 3 with the stream: the element and one child.
+    let fine =
+        Element::parse("<message xmlns='jabber:client' to='a'><body>x</body></message>").unwrap();
+    framer.count_element(&fine, 60).unwrap();
+    let deep = Element::parse("<message xmlns='jabber:client'><a><b/></a></message>").unwrap();
+    assert_eq!(
+        framer.count_element(&deep, 10),
+        Err(FramerError::LimitExceeded("nesting depth"))
+    );
+    // The namespace declaration counts as an attribute.
+    let wide = Element::parse("<message xmlns='jabber:client' to='a' id='b'/>").unwrap();
+    assert_eq!(
+        framer.count_element(&wide, 10),
+        Err(FramerError::LimitExceeded("attributes per element"))
+    );
+    assert_eq!(
+        framer.count_element(&fine, 101),
+        Err(FramerError::LimitExceeded("stanza size"))
+    );
+    // 60 + 10 + 10 + 101 bytes so far: 30 more are past the limit before
+    // authentication, not after.
+    assert_eq!(
+        framer.count_element(&fine, 30),
+        Err(FramerError::LimitExceeded("bytes before authentication"))
+    );
+    framer.set_authenticated();
+    framer.count_element(&fine, 1).unwrap();
+}

@@ -6,6 +6,7 @@
 use std::io;
 use std::sync::Arc;
 
+use sigil_proto::frame::Frame;
 use sigil_proto::server::ServerStreamConfig;
 use sigil_sasl::server::ConnectionInfo;
 use tokio_rustls::TlsAcceptor;
@@ -49,8 +50,9 @@ pub(crate) trait Wire: Send {
     const ACKS: bool = true;
     /// The next input, `None` at the end of the connection.
     fn read(&mut self) -> impl Future<Output = Option<Input>> + Send;
-    /// Queues one [`Action::Send`].
-    fn queue(&mut self, data: String);
+    /// Queues one frame ([`sigil_proto::server::Action::Send`]), to be
+    /// written in the wire's framing.
+    fn queue(&mut self, frame: Frame);
     /// Writes what is queued.
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
     /// Ends the connection.

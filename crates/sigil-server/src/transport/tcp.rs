@@ -4,6 +4,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
+use sigil_proto::Framing;
+use sigil_proto::frame::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -110,13 +112,8 @@ impl Wire for TcpWire {
         .await
     }
 
-    fn queue(&mut self, data: String) {
-        if self.out.is_empty() {
-            // Most writes are one stanza: take it as it is, no copy.
-            self.out = data;
-        } else {
-            self.out.push_str(&data);
-        }
+    fn queue(&mut self, frame: Frame) {
+        frame.write_to(&mut self.out, Framing::Stream);
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -1,0 +1,123 @@
+//! The opening of each (restarted) stream: the header checks, the features
+//! of each stage, and STARTTLS.
+
+use jid::BareJid;
+use sigil_sasl::server::ConnectionInfo;
+use sigil_xml::{Element, StreamHeader, ns};
+
+use super::{Action, NS_SM, ServerStream, Stage, TlsMode};
+use crate::error::{StreamCondition, StreamError};
+
+impl ServerStream {
+    /// The TLS handshake after `<proceed/>` completed.
+    pub fn tls_established(&mut self, connection: ConnectionInfo) {
+        if self.stage != Stage::StartingTls {
+            return;
+        }
+        self.connection = connection;
+        self.stage = Stage::Encrypted;
+        self.restart();
+    }
+
+    pub(super) fn on_header(&mut self, header: &StreamHeader) {
+        self.ensure_header();
+        if header.namespace != ns::STREAM || header.name != "stream" {
+            return self.close(Some(StreamError::new(StreamCondition::InvalidNamespace)));
+        }
+        if header.default_namespace != ns::CLIENT {
+            return self.close(Some(StreamError::new(StreamCondition::InvalidNamespace)));
+        }
+        match header.attribute("version") {
+            Some(version) if version.split('.').next() == Some("1") => {}
+            _ => return self.close(Some(StreamError::new(StreamCondition::UnsupportedVersion))),
+        }
+        if let Some(to) = header.attribute("to") {
+            // The same domain on every restart: a stream may not change its
+            // host after authentication (Prosody CVE-2018-10847).
+            if !to.eq_ignore_ascii_case(&self.config.domain) {
+                return self.close(Some(StreamError::new(StreamCondition::HostUnknown)));
+            }
+        }
+        if matches!(self.stage, Stage::Initial | Stage::Encrypted) {
+            self.claimed = header
+                .attribute("from")
+                .and_then(|from| account_jid_from(from, &self.config.domain));
+        }
+        self.header_received = true;
+        let features = self.features();
+        self.send_element(features);
+    }
+
+    pub(super) fn features(&self) -> Element {
+        let mut features = Element::new("features", ns::STREAM);
+        match self.stage {
+            Stage::Initial => {
+                if matches!(self.config.tls, TlsMode::Required | TlsMode::Optional) {
+                    let mut starttls = Element::new("starttls", ns::TLS);
+                    if self.config.tls == TlsMode::Required {
+                        starttls.push_child(Element::new("required", ns::TLS));
+                    }
+                    features.push_child(starttls);
+                }
+                if self.config.tls != TlsMode::Required {
+                    self.push_sasl_features(&mut features);
+                }
+            }
+            Stage::Encrypted => self.push_sasl_features(&mut features),
+            Stage::Authenticated => {
+                features.push_child(Element::new("bind", ns::BIND));
+                features.push_child(
+                    Element::new("session", ns::SESSION)
+                        .with_child(Element::new("optional", ns::SESSION)),
+                );
+                if self.sm_offered() {
+                    features.push_child(Element::new("sm", NS_SM));
+                }
+            }
+            Stage::StartingTls | Stage::Bound | Stage::Closed => {}
+        }
+        features
+    }
+
+    pub(super) fn push_sasl_features(&self, features: &mut Element) {
+        let mut mechanisms = Element::new("mechanisms", ns::SASL);
+        for name in self.config.sasl.offered(&self.connection) {
+            if !self.mechanism_allowed(name) {
+                continue;
+            }
+            mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(name));
+        }
+        features.push_child(mechanisms);
+        let types = self.connection.channel_binding_types();
+        if !types.is_empty() {
+            let mut bindings = Element::new("sasl-channel-binding", crate::NS_SASL_CB);
+            for kind in types {
+                bindings.push_child(
+                    Element::new("channel-binding", crate::NS_SASL_CB)
+                        .with_attribute("type", kind.as_str()),
+                );
+            }
+            features.push_child(bindings);
+        }
+    }
+
+    pub(super) fn on_tls(&mut self, element: &Element) {
+        let offered = self.stage == Stage::Initial
+            && matches!(self.config.tls, TlsMode::Required | TlsMode::Optional);
+        if element.name() != "starttls" || !offered {
+            self.send_element(Element::new("failure", ns::TLS));
+            return self.close(None);
+        }
+        self.send_element(Element::new("proceed", ns::TLS));
+        self.stage = Stage::StartingTls;
+        self.pending.clear();
+        self.actions.push_back(Action::StartTls);
+    }
+}
+
+/// The account a stream header's `from` names: a bare JID with a local part
+/// on `domain` (a full JID counts as its bare JID).
+fn account_jid_from(from: &str, domain: &str) -> Option<BareJid> {
+    let jid = jid::Jid::new(from).ok()?;
+    (jid.node().is_some() && jid.domain().as_str() == domain).then(|| jid.to_bare())
+}
