@@ -1,7 +1,6 @@
 //! One client connection: socket, TLS, the negotiation machine, and the
 //! session once bound.
 
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,19 +13,15 @@ use sigil_proto::server::{Action, ServerStream};
 use sigil_sasl::Failure;
 use sigil_sasl::server::{Authzid, ConnectionInfo};
 use sigil_x509::OffsetDateTime;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::auth::{self, CertificateLogin};
-use crate::config::ListenerKind;
 use crate::context::Context;
 use crate::limits::{PendingGuard, ReadBudget};
 use crate::router::{Receipt, SessionCertificate, SessionMessage};
 use crate::session::{self, SessionState};
-use crate::tls::{TlsInfo, tls_info};
-use crate::transport::tcp::TcpWire;
-use crate::transport::{Input, Listener, Wire, connection_info};
+use crate::tls::TlsInfo;
+use crate::wire::{Input, Listener, Wire, connection_info};
 
 /// At a shutdown, how long a connection waits for the client's stanzas
 /// still being handled before it saves how many were.
@@ -41,85 +36,26 @@ pub(crate) const DELIVERY_BATCH: usize = 64;
 /// after its account was disabled or its certificate revoked.
 const ENDING_WRITE_GRACE: Duration = Duration::from_secs(2);
 
-/// Serves one accepted TCP connection: runs the TLS handshake (direct TLS),
-/// then hands the session to a task of its own, which holds `done` until
-/// it ends. The handshake's state (this function's arguments and locals)
-/// does not stay with a session for its whole life.
-pub(crate) async fn serve(
-    mut tcp: TcpStream,
-    peer: SocketAddr,
-    listener: Arc<Listener>,
-    context: Arc<Context>,
-    shutdown: watch::Receiver<bool>,
-    done: tokio::sync::mpsc::Sender<()>,
-) {
-    let _ = tcp.set_nodelay(true);
-    let Some(pending) = context.pending.admit(peer.ip()) else {
-        return refuse(&mut tcp, peer, listener.kind).await;
-    };
-    let login_timeout = Duration::from_secs(context.limits.login_timeout_seconds);
-    let deadline = tokio::time::Instant::now() + login_timeout;
-    let (wire, connection, tls) = match listener.kind {
-        ListenerKind::Starttls => (TcpWire::plain(tcp), ConnectionInfo::default(), None),
-        ListenerKind::DirectTls | ListenerKind::Https => {
-            // This task ends with the handshake; the session gets a task
-            // of its own (below), so it carries none of this state.
-            match tokio::time::timeout_at(deadline, listener.acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let info = tls_info(&stream, &listener.identity);
-                    (TcpWire::tls(stream), connection_info(&info), Some(info))
-                }
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        }
-    };
-    // Spawned as it is: wrapping it in another future would hold it twice.
-    tokio::spawn(run_session(
-        wire,
-        peer,
-        listener,
-        context,
-        connection,
-        tls,
-        deadline,
-        Some(pending),
-        shutdown,
-        done,
-    ));
-}
-
-/// Turns away a connection from an address with too many logins under
-/// way: on a STARTTLS listener with a stream error in the clear (the
-/// cheapest answer that says why), on a TLS listener by closing it before
-/// any handshake work.
-async fn refuse(tcp: &mut TcpStream, peer: SocketAddr, kind: ListenerKind) {
-    tracing::info!(%peer, "refused: too many connections from this address are logging in");
-    if kind == ListenerKind::Starttls {
-        let mut refusal = format!(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-             xmlns:stream='http://etherx.jabber.org/streams' version='1.0' id='{}'>",
-            random_id()
-        );
-        StreamError::with_text(
-            StreamCondition::PolicyViolation,
-            "too many connections from your address are logging in",
-        )
-        .to_element()
-        .write_to(&mut refusal, sigil_xml::ns::CLIENT, true);
-        refusal.push_str("</stream:stream>");
-        // Written, then what the client sent is read and dropped until it
-        // closes: closing with unread input would reset the connection and
-        // could lose the error on its way.
-        let write = async {
-            tcp.write_all(refusal.as_bytes()).await?;
-            tcp.shutdown().await?;
-            let mut sink = [0u8; 1024];
-            while tokio::io::AsyncReadExt::read(tcp, &mut sink).await? > 0 {}
-            io::Result::Ok(())
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
-    }
+/// What a connection starts with, from the transport that accepted it.
+pub(crate) struct Start<W> {
+    /// The connection's wire.
+    pub(crate) wire: W,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// The listener it came in on.
+    pub(crate) listener: Arc<Listener>,
+    /// The server's shared state.
+    pub(crate) context: Arc<Context>,
+    /// What TLS gave the connection so far, for the negotiation.
+    pub(crate) connection: ConnectionInfo,
+    /// The TLS connection's details, when it is TLS already.
+    pub(crate) tls: Option<TlsInfo>,
+    /// When the login must be done by.
+    pub(crate) deadline: tokio::time::Instant,
+    /// Counts the connection against its address until it binds.
+    pub(crate) pending: Option<PendingGuard>,
+    /// Tells of the server's shutdown.
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 /// Runs the negotiation and the session over any wire to the end, then
@@ -128,19 +64,21 @@ async fn refuse(tcp: &mut TcpStream, peer: SocketAddr, kind: ListenerKind) {
 /// Not an `async fn`: the connection is built before the future, which
 /// then holds it once (an `async fn` keeps its arguments beside the
 /// locals made from them, for as long as the session lasts).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_session<W: Wire + 'static>(
-    wire: W,
-    peer: SocketAddr,
-    listener: Arc<Listener>,
-    context: Arc<Context>,
-    connection: ConnectionInfo,
-    mut tls: Option<TlsInfo>,
-    deadline: tokio::time::Instant,
-    pending: Option<PendingGuard>,
-    mut shutdown: watch::Receiver<bool>,
+    start: Start<W>,
     guard: impl Send + 'static,
 ) -> impl Future<Output = ()> + Send + 'static {
+    let Start {
+        wire,
+        peer,
+        listener,
+        context,
+        connection,
+        mut tls,
+        deadline,
+        pending,
+        mut shutdown,
+    } = start;
     let budget = ReadBudget::new(
         context.limits.unauthenticated_read_bytes_per_second,
         std::time::Instant::now(),

@@ -16,14 +16,12 @@
 pub mod auth;
 pub mod blocking;
 mod blocklists;
-pub mod bosh;
 pub mod config;
 mod connection;
 pub mod context;
 pub mod control;
 pub(crate) mod features;
 mod files;
-mod http;
 pub mod limits;
 pub mod resumption;
 pub mod roster;
@@ -36,6 +34,7 @@ pub mod tls;
 mod transport;
 pub mod trust;
 mod web;
+mod wire;
 
 pub use config::Config;
 pub use files::{

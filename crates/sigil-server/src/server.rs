@@ -12,12 +12,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, ListenerKind};
-use crate::connection;
 use crate::context::Context;
-use crate::http::HttpSettings;
 use crate::router::Router;
 use crate::tls::ServerIdentity;
-use crate::transport::Listener;
+use crate::transport::http::HttpSettings;
+use crate::wire::Listener;
 
 /// Why a server could not start.
 #[derive(Debug)]
@@ -318,7 +317,7 @@ async fn accept_loop(
             tokio::spawn(async move {
                 let mut stop = shutdown.clone();
                 tokio::select! {
-                    () = crate::http::serve(tcp, peer, listener, http, context, shutdown, done.clone()) => {}
+                    () = crate::transport::http::serve(tcp, peer, listener, http, context, shutdown, done.clone()) => {}
                     // Plain HTTP connections end at shutdown; WebSocket
                     // sessions end by themselves with system-shutdown.
                     _ = stop.changed() => {}
@@ -327,7 +326,7 @@ async fn accept_loop(
             });
             continue;
         }
-        tokio::spawn(connection::serve(
+        tokio::spawn(crate::transport::tcp::serve(
             tcp, peer, listener, context, shutdown, done,
         ));
     }

@@ -18,16 +18,14 @@ use sigil_xml::escape_attribute;
 use tokio::sync::{Notify, mpsc};
 
 use crate::router::lock;
-use crate::transport::{Input, Wire};
-
-pub use sigil_proto::bosh::{NS_HTTPBIND, NS_XBOSH};
+use crate::wire::{Input, Wire};
 
 /// Longest `wait` granted, seconds.
-pub const MAX_WAIT: u64 = 60;
+pub(super) const MAX_WAIT: u64 = 60;
 /// Seconds without a request before a session ends.
-pub const INACTIVITY: u64 = 60;
+pub(super) const INACTIVITY: u64 = 60;
 /// Requests a client may keep open at once (`hold` + 1).
-pub const REQUESTS: u64 = 2;
+pub(super) const REQUESTS: u64 = 2;
 
 /// The sessions of one server, by sid.
 #[derive(Default)]
