@@ -1,0 +1,123 @@
+//! Messages (RFC 6121 §8): to a full JID, to a bare JID (the account's
+//! sessions by priority, or offline).
+
+use std::sync::Arc;
+
+use jid::{BareJid, FullJid, Jid};
+use sigil_proto::error::StanzaCondition;
+use sigil_xml::Element;
+
+use super::offline::{deliver_offline, is_stored, store_offline};
+use crate::context::Context;
+use crate::router::{Receipt, SessionHandle};
+
+pub(super) async fn message(
+    context: &Arc<Context>,
+    stanza: Element,
+    to: Option<Jid>,
+    receipt: Option<Receipt>,
+) {
+    let kind = stanza.attribute("type").unwrap_or("normal").to_owned();
+    let to = match to {
+        Some(to) => to,
+        // No `to`: the sender's own bare JID (RFC 6120 §8.1.1.1).
+        None => match stanza.attribute("from").and_then(|f| FullJid::new(f).ok()) {
+            Some(from) => Jid::from(from.to_bare()),
+            None => return,
+        },
+    };
+    if !context.is_local(&to) {
+        return context.bounce(&stanza, StanzaCondition::RemoteServerNotFound);
+    }
+    if to.node().is_none() {
+        // Messages to the server itself: nothing handles them.
+        if kind != "error" && kind != "headline" {
+            context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+        }
+        return;
+    }
+    if let Ok(full) = to.clone().try_into_full() {
+        // A session told to end takes nothing more: as if gone.
+        if let Some(session) = context.router.session(&full)
+            && session.end_error().is_none()
+        {
+            context.send_to(&session, stanza, receipt);
+            return;
+        }
+        // RFC 6121 §8.5.3.2: no such resource.
+        match kind.as_str() {
+            "groupchat" => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
+            "headline" | "error" => return,
+            _ => {}
+        }
+    }
+    to_bare(context, stanza, &to.to_bare(), &kind, receipt).await;
+}
+
+pub(super) async fn to_bare(
+    context: &Arc<Context>,
+    stanza: Element,
+    bare: &BareJid,
+    kind: &str,
+    receipt: Option<Receipt>,
+) {
+    let sessions: Vec<(Arc<SessionHandle>, i8)> = context
+        .router
+        .sessions(bare)
+        .into_iter()
+        .filter_map(|s| s.presence().map(|p| (s, p.priority)))
+        .filter(|(_, priority)| *priority >= 0)
+        .collect();
+    match kind {
+        "groupchat" => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
+        "headline" => {
+            for (session, _) in &sessions {
+                context.send_to(session, stanza.clone(), receipt.clone());
+            }
+            return;
+        }
+        _ => {}
+    }
+    if let Some(best) = sessions.iter().map(|(_, p)| *p).max() {
+        // chat and normal: every resource with the highest priority.
+        let mut delivered = false;
+        for (session, priority) in &sessions {
+            if *priority == best {
+                delivered |= context.send_to(session, stanza.clone(), receipt.clone());
+            }
+        }
+        if delivered {
+            return;
+        }
+        // Every chosen session ended in the meantime: keep the message.
+    }
+    if kind == "error" {
+        return;
+    }
+    if !context.account_exists(bare).await {
+        return context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+    }
+    if receipt.is_some() && is_stored(&stanza, bare) {
+        // Still on disk where it came from: dropping the receipt keeps it
+        // there, under the same stanza id, for the next login.
+        return;
+    }
+    if store_offline(context, stanza, bare).await.is_none() {
+        return;
+    }
+    if let Some(receipt) = receipt {
+        receipt.done();
+    }
+    // A resource that became available while this was being stored found
+    // nothing then: it gets it now.
+    let available = context
+        .router
+        .sessions(bare)
+        .into_iter()
+        .filter_map(|s| s.presence().map(|p| (s, p.priority)))
+        .filter(|(_, priority)| *priority >= 0)
+        .max_by_key(|(_, priority)| *priority);
+    if let Some((session, _)) = available {
+        deliver_offline(context, &session, bare).await;
+    }
+}

@@ -1,0 +1,207 @@
+//! A bound session's stanzas: messages (RFC 6121 §8), presence (§4),
+//! IQs to the server (roster, disco, ping, version), offline delivery.
+//!
+//! By job: `message` (to a full JID, a bare JID, offline), `offline`
+//! (storing and delivering messages for later, and what a session leaves
+//! unacknowledged), `presence` (broadcast, probes, directed presence);
+//! IQs to the server go to the features (`features`).
+
+use std::sync::Arc;
+
+use jid::Jid;
+use sigil_proto::error::StanzaCondition;
+use sigil_xml::{Element, ns};
+
+use crate::context::Context;
+
+mod message;
+mod offline;
+mod presence;
+
+use message::{message, to_bare};
+use presence::{broadcast, directed, presence};
+
+pub use offline::{keep_unacknowledged, recover_saved};
+
+pub use crate::resumption::{Parked, Resumable};
+
+use crate::router::Receipt;
+
+pub use crate::state::SessionState;
+
+/// XEP-0359: unique and stable stanza ids.
+pub const NS_SID: &str = "urn:xmpp:sid:0";
+
+/// What resolves once a stanza handed to [`handle`] is safe (see
+/// [`Receipt`]); `None` when it was done with before `handle` returned.
+pub type Handling = Option<tokio::sync::oneshot::Receiver<bool>>;
+
+/// Handles a stanza from the client (`from` is already its full JID).
+///
+/// With `track`, a message delivered to a session is followed until that
+/// session's client acknowledges it (or it is stored offline): the
+/// returned receiver resolves then. Without, it is done with when queued.
+pub async fn handle(
+    context: &Arc<Context>,
+    session: &mut SessionState,
+    mut stanza: Element,
+    track: bool,
+) -> Handling {
+    let to = match stanza.attribute("to") {
+        None => None,
+        Some(to) => match Jid::new(to) {
+            Ok(jid) => Some(jid),
+            Err(_) => {
+                context.bounce(&stanza, StanzaCondition::JidMalformed);
+                return None;
+            }
+        },
+    };
+    if let Some(target) = &to
+        && target.node().is_some()
+        && target.to_bare() != session.bare
+    {
+        let name = stanza.name().to_owned();
+        let kind = stanza.attribute("type").unwrap_or_default().to_owned();
+        let answerable = name != "presence" && kind != "error" && kind != "result";
+        // XEP-0191 §3.3: nothing to a JID the user blocks ...
+        if crate::blocking::blocks(context, &session.bare, target).await {
+            if answerable {
+                let mut reply = crate::blocking::blocked_error().reply_to(&stanza);
+                if let Some(error) = reply.child_mut("error", ns::CLIENT) {
+                    error.push_child(Element::new("blocked", crate::blocking::NS_ERRORS));
+                }
+                context.deliver(&session.handle, reply);
+            }
+            return None;
+        }
+        // ... and nothing from the user to someone who blocks them.
+        if crate::blocking::blocks(context, &target.to_bare(), &Jid::from(session.jid.clone()))
+            .await
+        {
+            if answerable {
+                context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+            }
+            return None;
+        }
+    }
+    match stanza.name() {
+        "message" => {
+            // XEP-0359 §5: stanza ids are the server's to give; a client's
+            // could pass for ours.
+            stanza.remove_children("stanza-id", NS_SID);
+            let (receipt, handling) = match track {
+                true => {
+                    let (receipt, handling) = Receipt::new();
+                    (Some(receipt), Some(handling))
+                }
+                false => (None, None),
+            };
+            message(context, stanza, to, receipt).await;
+            return handling;
+        }
+        "presence" => presence(context, session, stanza, to).await,
+        "iq" => iq(context, session, stanza, to).await,
+        _ => {}
+    }
+    None
+}
+
+/// Ends a session: unavailable presence to whoever saw it.
+pub async fn end(context: &Context, session: &mut SessionState) {
+    // A newer session bound the same resource (a conflict, or a client
+    // that bound again instead of resuming): the resource is online there,
+    // so no one is told it left.
+    let replaced = context
+        .router
+        .session(&session.jid)
+        .is_some_and(|current| !Arc::ptr_eq(&current, &session.handle));
+    if !replaced && (session.available || !session.directed.is_empty()) {
+        let unavailable = Element::new("presence", ns::CLIENT)
+            .with_attribute("type", "unavailable")
+            .with_attribute("from", session.jid.to_string());
+        if session.available {
+            session.handle.set_presence(None);
+            let roster = context.store.roster(session.bare.as_str()).await.ok();
+            broadcast(context, session, &unavailable, roster.as_ref());
+        }
+        for target in std::mem::take(&mut session.directed) {
+            directed(context, &target, &unavailable);
+        }
+    }
+    session.available = false;
+}
+
+/// A stanza that was queued for a session that ended before writing it
+/// (or written and not acknowledged): messages go to the account's other
+/// resources or to offline storage, so ending a session (or the server)
+/// loses none; requests (`iq` get/set) get `service-unavailable`.
+///
+/// `receipt` follows the stanza on (a stored message is done with).
+pub async fn reroute(context: &Arc<Context>, stanza: Element, receipt: Option<Receipt>) {
+    if stanza.name() == "iq" && matches!(stanza.attribute("type"), Some("get" | "set")) {
+        // A request nobody will answer: its sender hears so (RFC 6120
+        // §10.5.3.1; XEP-0198 §5 for unacknowledged ones).
+        return context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+    }
+    if stanza.name() != "message" {
+        return;
+    }
+    let kind = stanza.attribute("type").unwrap_or("normal").to_owned();
+    if !matches!(kind.as_str(), "chat" | "normal") {
+        return;
+    }
+    let Some(to) = stanza.attribute("to").and_then(|t| Jid::new(t).ok()) else {
+        return;
+    };
+    to_bare(context, stanza, &to.to_bare(), &kind, receipt).await;
+}
+
+async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: Option<Jid>) {
+    let kind = stanza.attribute("type").unwrap_or_default().to_owned();
+    if !matches!(kind.as_str(), "get" | "set" | "result" | "error")
+        || stanza.attribute("id").is_none()
+    {
+        return context.bounce(&stanza, StanzaCondition::BadRequest);
+    }
+    let for_account = match &to {
+        None => true,
+        Some(to) => to.node().is_some() && to.resource().is_none() && to.to_bare() == session.bare,
+    };
+    if let Some(to) = &to {
+        if !context.is_local(to) {
+            return context.bounce(&stanza, StanzaCondition::RemoteServerNotFound);
+        }
+        if let Ok(full) = to.clone().try_into_full() {
+            if !context.deliver_to_full(&full, stanza.clone()) {
+                context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+            }
+            return;
+        }
+    }
+    if kind == "result" || kind == "error" {
+        return;
+    }
+    let children: Vec<&Element> = stanza.children().collect();
+    if children.len() != 1 {
+        return context.bounce(&stanza, StanzaCondition::BadRequest);
+    }
+    let payload = children[0];
+    let is_server = to.as_ref().is_some_and(|to| context.is_server(to));
+    let to = match (for_account, is_server) {
+        (true, _) => crate::features::Addressed::Account,
+        (false, true) => crate::features::Addressed::Server,
+        // Another account's bare JID (RFC 6121 §8.5.2.1.3: the server
+        // answers for it).
+        (false, false) => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
+    };
+    crate::features::dispatch(crate::features::IqRequest {
+        context,
+        session,
+        stanza: &stanza,
+        payload,
+        kind: &kind,
+        to,
+    })
+    .await;
+}
