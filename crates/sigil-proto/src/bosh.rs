@@ -154,6 +154,78 @@ fn renamespace(element: &Element, from: &str, to: &str) -> Element {
     out
 }
 
+/// The rid window of one session (XEP-0124 §14.1): which request comes
+/// next, and the last response, for a client that repeats a request whose
+/// response it lost. Sans-IO: the caller decides how long a request that
+/// is ahead of its turn may wait.
+#[derive(Debug)]
+pub struct RidWindow {
+    /// The highest rid taken.
+    last: u64,
+    /// Requests a client may have open at once.
+    requests: u64,
+    /// The last response and its rid.
+    last_response: Option<(u64, String)>,
+}
+
+/// Where a request's rid stands in its session's window.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RidVerdict<'a> {
+    /// Its turn: take it ([`RidWindow::take`]).
+    Next,
+    /// Within the window, after one not yet arrived: it waits its turn.
+    Ahead,
+    /// The rid of the last answered request: its response again.
+    Repeat(&'a str),
+    /// Outside the window (old, or too far ahead): refused.
+    Invalid,
+}
+
+impl RidWindow {
+    /// The window after the creating request `rid`, for a client with
+    /// `requests` requests open at most.
+    pub fn new(rid: u64, requests: u64) -> Self {
+        Self {
+            last: rid,
+            requests,
+            last_response: None,
+        }
+    }
+
+    /// Where `rid` stands.
+    pub fn check(&self, rid: u64) -> RidVerdict<'_> {
+        if let Some((answered, response)) = &self.last_response
+            && *answered == rid
+        {
+            return RidVerdict::Repeat(response);
+        }
+        // A rid is at most 2^53 - 1 when parsed: no overflow, checked all
+        // the same.
+        if rid <= self.last || Some(rid) > self.last.checked_add(self.requests) {
+            RidVerdict::Invalid
+        } else if Some(rid) == self.last.checked_add(1) {
+            RidVerdict::Next
+        } else {
+            RidVerdict::Ahead
+        }
+    }
+
+    /// Takes `rid`, whose verdict was [`RidVerdict::Next`].
+    pub fn take(&mut self, rid: u64) {
+        self.last = self.last.max(rid);
+    }
+
+    /// The highest rid taken.
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// Keeps the response to `rid`, for a repeat of it.
+    pub fn answered(&mut self, rid: u64, response: String) {
+        self.last_response = Some((rid, response));
+    }
+}
+
 /// A response `<body/>` around the session's frames, each written as a
 /// standalone element (the RFC 7395 framing). Openings and ends are left
 /// out; a closed session's body is `type='terminate'`, with
@@ -252,6 +324,25 @@ mod tests {
             ),
             Err(BodyError::RidTooLarge)
         );
+    }
+
+    #[test]
+    fn the_rid_window() {
+        let mut window = RidWindow::new(10, 2);
+        assert_eq!(window.check(10), RidVerdict::Invalid);
+        assert_eq!(window.check(11), RidVerdict::Next);
+        assert_eq!(window.check(12), RidVerdict::Ahead);
+        assert_eq!(window.check(13), RidVerdict::Invalid);
+        window.take(11);
+        window.answered(11, "<body/>".into());
+        assert_eq!(window.last(), 11);
+        assert_eq!(window.check(11), RidVerdict::Repeat("<body/>"));
+        assert_eq!(window.check(10), RidVerdict::Invalid);
+        assert_eq!(window.check(12), RidVerdict::Next);
+        assert_eq!(window.check(13), RidVerdict::Ahead);
+        let top = RidWindow::new(MAX_RID, 2);
+        assert_eq!(top.check(u64::MAX), RidVerdict::Invalid);
+        assert_eq!(top.check(MAX_RID + 1), RidVerdict::Next);
     }
 
     #[test]

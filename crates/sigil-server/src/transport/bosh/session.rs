@@ -12,6 +12,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sigil_proto::bosh::{RidVerdict, RidWindow};
 use sigil_proto::error::{StreamCondition, StreamError};
 use sigil_proto::frame::Frame;
 use sigil_xml::escape_attribute;
@@ -66,10 +67,8 @@ pub(crate) struct BoshSession {
 }
 
 struct State {
-    /// The highest rid processed.
-    last_rid: u64,
-    /// The last response, for a client that repeats its rid.
-    last_response: Option<(u64, String)>,
+    /// Which request comes next, and the last response.
+    window: RidWindow,
     frames: Vec<Frame>,
     /// Elements handed to the session and not read by it yet. A request
     /// with elements waits until this is 0, so a client cannot pile up
@@ -109,8 +108,7 @@ impl BoshSession {
             certificate,
             input,
             state: Mutex::new(State {
-                last_rid: rid,
-                last_response: None,
+                window: RidWindow::new(rid, REQUESTS),
                 frames: Vec::new(),
                 unread: 0,
                 parked: false,
@@ -153,18 +151,11 @@ impl BoshSession {
             consumed.as_mut().enable();
             let behind = {
                 let mut state = lock(&self.state);
-                if let Some((cached, response)) = &state.last_response
-                    && *cached == rid
-                {
-                    return RidCheck::Repeat(response.clone());
-                }
-                // `rid` is at most 2^53 - 1 (refused when parsed), so
-                // this cannot overflow; checked all the same.
-                if rid <= state.last_rid || Some(rid) > state.last_rid.checked_add(REQUESTS) {
-                    return RidCheck::Invalid;
-                }
-                if Some(rid) == state.last_rid.checked_add(1) {
-                    if state.unread > 0 && !inputs.is_empty() && !state.closed {
+                match state.window.check(rid) {
+                    RidVerdict::Repeat(response) => return RidCheck::Repeat(response.to_owned()),
+                    RidVerdict::Invalid => return RidCheck::Invalid,
+                    RidVerdict::Ahead => false,
+                    RidVerdict::Next if state.unread > 0 && !inputs.is_empty() && !state.closed => {
                         if state.parked && !parking.parked {
                             // Another request already waits its turn.
                             return RidCheck::Invalid;
@@ -172,8 +163,9 @@ impl BoshSession {
                         state.parked = true;
                         parking.parked = true;
                         true
-                    } else {
-                        state.last_rid = rid;
+                    }
+                    RidVerdict::Next => {
+                        state.window.take(rid);
                         // A new request releases the one being held.
                         state.generation += 1;
                         state.unread += inputs.len();
@@ -185,8 +177,6 @@ impl BoshSession {
                         self.rid_advanced.notify_waiters();
                         return RidCheck::Next;
                     }
-                } else {
-                    false
                 }
             };
             if behind {
@@ -239,7 +229,7 @@ impl BoshSession {
         // frames are usually produced together).
         tokio::time::sleep(Duration::from_millis(5)).await;
         let mut state = lock(&self.state);
-        if state.last_rid > rid {
+        if state.window.last() > rid {
             // A newer request released this one: it collects the output
             // (and the end of the session), so the client reads them in
             // order. What this request caused may be among them.
@@ -247,7 +237,7 @@ impl BoshSession {
         }
         let frames = std::mem::take(&mut state.frames);
         let body = sigil_proto::bosh::response_body(&frames, state.closed, attributes);
-        state.last_response = Some((rid, body.clone()));
+        state.window.answered(rid, body.clone());
         body
     }
 
