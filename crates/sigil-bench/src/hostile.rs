@@ -18,8 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
+use crate::measure::{memory, settled};
+use crate::ready::Ready;
+use crate::report::say;
 use crate::stats::Latencies;
-use crate::{Ready, memory, say};
 
 /// What the battery needs besides the probe's target.
 pub(crate) struct Hostile {
@@ -492,7 +494,7 @@ async fn flood(h: Arc<Hostile>) -> Outcome {
 pub(crate) async fn run(ready: Arc<Ready>, hostile: Hostile) -> Result<(), String> {
     let hostile = Arc::new(hostile);
 
-    let mut probe = crate::connect(&ready, 0).await?;
+    let mut probe = crate::ready::connect(&ready, 0).await?;
     let probe_jid: jid::Jid = probe.jid().parse().map_err(|e| format!("{e}"))?;
     let baseline = hostile.server_pid.map(memory).transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -617,7 +619,7 @@ pub(crate) async fn run(ready: Arc<Ready>, hostile: Hostile) -> Result<(), Strin
         let _ = sampler.await;
     }
     let after = match hostile.server_pid {
-        Some(pid) => Some(crate::settled(pid, Duration::from_secs(2)).await?),
+        Some(pid) => Some(settled(pid, Duration::from_secs(2)).await?),
         None => None,
     };
     let (p50, p99, max) = (

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{Ready, memory, say};
+use crate::measure::memory;
+use crate::ready::Ready;
+use crate::report::say;
 
 /// What a soak run does.
 pub(crate) struct Soak {

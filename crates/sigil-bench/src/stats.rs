@@ -1,5 +1,6 @@
-//! Latency percentiles and rates.
+//! Latency percentiles, rates and failure counts.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Latencies of one run, in microseconds.
@@ -49,6 +50,32 @@ pub(crate) fn rate(count: usize, elapsed: Duration) -> f64 {
         0.0
     } else {
         count / elapsed.as_secs_f64()
+    }
+}
+
+/// Failures counted, with the first one kept to tell why.
+#[derive(Default)]
+pub(crate) struct Failures {
+    count: AtomicUsize,
+    first: std::sync::Mutex<Option<String>>,
+}
+
+impl Failures {
+    pub(crate) fn record(&self, error: &sigil_client::Error) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first.lock() {
+            first.get_or_insert_with(|| error.to_string());
+        }
+    }
+
+    pub(crate) fn report(&self) -> (usize, String) {
+        let first = self
+            .first
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .unwrap_or_default();
+        (self.count.load(Ordering::Relaxed), first)
     }
 }
 
