@@ -1,4 +1,16 @@
 //! The SASL failure conditions of RFC 6120 §6.5.
+//!
+//! What each kind of bad input gets from the server side of this crate:
+//!
+//! - `malformed-request`: a syntax error; a missing, repeated or unknown
+//!   SCRAM attribute; a nonce mismatch; invalid UTF-8; an oversized
+//!   message; a step out of order or after the end;
+//! - `not-authorized`: a wrong proof or password, an unknown user, a
+//!   channel binding mismatch or downgrade;
+//! - `incorrect-encoding`: bad base64 ([`crate::xmpp::decode`]);
+//! - `invalid-authzid`: a NUL in an EXTERNAL authzid;
+//! - `encryption-required`: PLAIN on an unencrypted stream;
+//! - `invalid-mechanism`: a mechanism this connection was not offered.
 
 use core::fmt;
 use core::str::FromStr;

@@ -6,6 +6,29 @@
 //! its `id-on-xmppAddr` identities, the account's registered certificates
 //! and the configured trust anchors decide, on every login (a resumed TLS
 //! session would hand back an old chain without checking it again).
+//!
+//! # The order of the decision
+//!
+//! 1. **Identity**: no authzid (or an empty one) names the certificate's
+//!    only `id-on-xmppAddr`; an authzid names the one identity equal to
+//!    it, of its bare JID, or of the domain when one identity is on it.
+//!    Several or no match: `invalid-authzid`; no identity, or none of an
+//!    account here: `not-authorized`. The stream then closes (XEP-0178 §2).
+//! 2. **Account**: unknown → `not-authorized`, after the CA check a known
+//!    account's certificate would get, so neither the answer nor its time
+//!    tells which accounts exist.
+//! 3. **Revocation**: revoked by the account, or named by a CA's list →
+//!    `not-authorized`, before any trust.
+//! 4. **Trust**: registered for the account, enabled, and allowing
+//!    clientAuth; or, if not registered, chaining to a trusted CA
+//!    ([`TrustAnchors`]). A disabled entry is never rescued by a CA.
+//! 5. **Dates**: expired → `credentials-expired` (the client may fall back
+//!    to a password); not yet valid → `not-authorized`. Trust comes first,
+//!    so a certificate that was never trusted learns nothing of its dates.
+//! 6. **Account state**: disabled → `account-disabled`, said only now.
+//!
+//! From 2 on, a refusal leaves the stream open (its `identity` is
+//! false). A store error is `temporary-auth-failure`.
 
 use std::sync::Mutex;
 

@@ -57,7 +57,8 @@ pub struct ListenerConfig {
 pub enum ListenerKind {
     /// TLS from the first byte (XEP-0368).
     DirectTls,
-    /// HTTPS: XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`.
+    /// HTTPS: XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`, BOSH
+    /// (XEP-0124/0206) at `/http-bind`, and the web chat at `/`.
     Https,
     /// Plain TCP, STARTTLS required before anything else.
     Starttls,
@@ -216,17 +217,20 @@ pub struct AuthConfig {
     /// clientAuth and an xmppAddr naming the account) may log in. Relative
     /// to the configuration file; `sigil cert trust` puts files there.
     pub trusted_cas: PathBuf,
-    /// A directory of certificate revocation lists (PEM or DER, `.crl`,
-    /// `.pem` or `.der`) from those CAs: a certificate a CRL lists never
-    /// logs in by CA trust. Relative to the configuration file; a missing
-    /// directory means no CRLs. Reread when a file in it changes.
+    /// A directory of certificate revocation lists from those CAs: every
+    /// file in it but hidden ones is a list (PEM or DER, any name). A
+    /// certificate a list names never logs in, registered or not; a list
+    /// that cannot be used stops logins by CA trust (see
+    /// [`crate::trust`]). Relative to the configuration file; a missing
+    /// directory means no lists. Read again when a file in it changes.
     pub crls: PathBuf,
     /// Offer EXTERNAL alone to a connection whose certificate would log in
     /// right now, so a client in certificate mode cannot choose a password
     /// mechanism it has no password for.
     pub external_alone: bool,
-    /// The Unix socket through which `sigil cert revoke` tells a running
-    /// server to end the sessions of a revoked certificate.
+    /// The Unix socket through which the command line (`sigil cert
+    /// revoke`, `sigil user del|disable|passwd`) tells a running server to
+    /// end the sessions that lost their right ([`crate::control`]).
     pub control_socket: PathBuf,
 }
 
@@ -241,7 +245,8 @@ impl Default for AuthConfig {
     }
 }
 
-/// Limits (see ARCHITECTURE.md for why each default).
+/// Limits. The framer's come from [`sigil_xml::Limits`], which says why
+/// each default; the others say so below.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -261,7 +266,10 @@ pub struct LimitsConfig {
     pub max_roster_items: usize,
     /// JIDs one account may block (XEP-0191).
     pub max_blocked_jids: usize,
-    /// Stanzas queued for one session before it is disconnected as too slow.
+    /// Stanzas queued for one session before it is disconnected as too slow
+    /// (`policy-violation`); also the most stanzas kept unacknowledged
+    /// (XEP-0198) and, on BOSH, frames waiting for the client's next
+    /// request. Default 1,024.
     pub session_queue: usize,
     /// Seconds to complete TLS and authentication.
     pub login_timeout_seconds: u64,
@@ -273,13 +281,17 @@ pub struct LimitsConfig {
     pub max_revoked_certificates_per_account: usize,
     /// Bytes a second one connection may send once its session is bound,
     /// on average (a token bucket holding one second's worth); a faster
-    /// client is read more slowly, not disconnected. 0: no limit.
+    /// client is read more slowly, not disconnected. 0: no limit (as
+    /// `scripts/bench` runs, to measure the server, not the limit).
+    /// Default 256 KiB: a largest stanza a second, far above any chat
+    /// client (ejabberd's default shaper gives normal users 1 KB/s).
     pub read_bytes_per_second: u64,
     /// The same before the session is bound (TLS, SASL, bind).
     pub unauthenticated_read_bytes_per_second: u64,
     /// Connections from one IP address (an IPv6 /64) whose session is not
     /// bound yet (TLS handshake and login under way); more are refused at
-    /// once. 0: no limit.
+    /// once. 0: no limit. Default 64: room for an office behind one NAT
+    /// logging in at once.
     pub max_pending_per_address: usize,
     /// Seconds a write to a client may take before the connection is
     /// dropped: a client that stops reading would otherwise hold its

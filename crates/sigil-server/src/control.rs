@@ -17,7 +17,15 @@
 //! password), then asks the server to end the sessions that no longer
 //! have the right to exist: those of the certificate, every session of
 //! the account (parked ones included), or those that logged in with a
-//! password.
+//! password. Without a running server nothing needs ending: the next
+//! login reads the store.
+//!
+//! Ending is a flag on each session's handle
+//! ([`crate::router::SessionHandle::end`]), not a queued message: it
+//! overtakes the backlog, and a write stuck on a client that stopped
+//! reading gets a short grace instead of the write timeout, so an ended
+//! session is gone within seconds. Logins under way are fenced off
+//! ([`crate::context::Fences`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,16 @@
 //! Limits on what one client may take: how fast a connection is read
-//! ([`ReadBudget`]) and how many connections one address may have in the
-//! middle of logging in ([`Pending`]).
+//! ([`ReadBudget`]), how many connections one address may have in the
+//! middle of logging in ([`Pending`]), and how long a write may wait for
+//! a client that stopped reading ([`WriteDeadline`]).
+//!
+//! Bytes are charged as they come off the wire: TCP after TLS, each
+//! WebSocket message, each BOSH body whole. A TCP connection is pending
+//! from its acceptance until its session binds; on the HTTPS listener a
+//! connection until its TLS handshake ends, then each WebSocket or BOSH
+//! session it opens until that binds. Over the limit, STARTTLS gets a
+//! `policy-violation` stream error in the clear, direct TLS and HTTPS
+//! connections are closed before any handshake work, and WebSocket
+//! upgrades and new BOSH sessions get HTTP 429.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -1,5 +1,17 @@
 //! XEP-0198 resumption: sessions whose connection died, waiting for a new
 //! one to take them over.
+//!
+//! A client that asked for `resume='true'` gets an id from the operating
+//! system's generator (without one, no resumption rather than a guessable
+//! id). When its connection dies, the session is parked under that id for
+//! `limits.resume_timeout_seconds`: still registered in the router, its
+//! messages queueing, holding no connection (so it may resume on another
+//! transport). A new stream of
+//! the same account, logged in with the same certificate (or, for a
+//! password session, with a password), takes it over with `<resume/>`;
+//! anyone else, or anyone after the timeout, gets `item-not-found`. When
+//! it ends (its time is up, its queue overflowed, or it was told to end),
+//! its stanzas are rerouted as any ended session's.
 
 use std::sync::Arc;
 

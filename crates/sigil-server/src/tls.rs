@@ -1,5 +1,15 @@
 //! TLS for the listeners: rustls on the aws-lc-rs provider, passed
 //! explicitly, and the client-certificate policy.
+//!
+//! Per listener, client certificates are `disabled`, `wanted` or `needed`;
+//! where they are asked for, [`danger::ProofOfPossessionOnly`] checks only
+//! the handshake signature, and there is no TLS session resumption (no
+//! cache, no tickets). ALPN is `xmpp-client` on direct TLS (XEP-0368),
+//! `http/1.1` on HTTPS, none on STARTTLS. Channel binding offers
+//! `tls-exporter` on TLS 1.3 and `tls-server-end-point` from the
+//! certificate in use ([`TlsInfo`]). The certificate is handed to each
+//! handshake by a resolver, so a [`ServerIdentity::reload`] serves the
+//! next handshake.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

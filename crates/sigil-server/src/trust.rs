@@ -1,6 +1,23 @@
 //! The trusted certificate authorities and their revocation lists, as
 //! read from their directories: what a certificate login by CA trust, and
 //! every certificate login's revocation check, is decided against.
+//!
+//! A [`Reading`] is made again whenever something in either directory
+//! changes (name, size, times, mode or owner, of a link's target too, and
+//! of the directories) or after [`TrustAnchors::reload`] (`SIGHUP`); each
+//! is numbered, and [`crate::context::Context::check_trust`] checks the
+//! sessions again against a new one. Anchors are the `.pem` and `.crt`
+//! files; every file in the list directory but hidden ones is a list.
+//!
+//! It fails closed. A certificate a list names (by issuer and serial)
+//! never logs in, whatever chain the client sends and however stale the
+//! list: a list can only deny. A list that cannot be read or does not verify,
+//! anything but a regular file, more than 4,096 files, or a directory or
+//! file another user could change stops every login by CA trust
+//! ([`AnchorError::Unavailable`]); a list past its `nextUpdate` stops
+//! those of its CA ([`AnchorError::StaleRevocationList`]): both are
+//! `temporary-auth-failure`. Anchors another user could change are not
+//! used. The verifier gets the newest list of each issuer.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

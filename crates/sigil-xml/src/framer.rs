@@ -1,4 +1,10 @@
 //! The push framer: bytes in, stream-level events out.
+//!
+//! It runs rxml's raw parser and resolves namespaces itself (a scope per
+//! open element), so that every limit is checked as bytes arrive; the
+//! parser gets at most 16 KiB at a time, so a limit is noticed within
+//! 16 KiB of being crossed: a 10 MB stanza or a million attributes cost
+//! no more than that.
 
 use std::fmt;
 

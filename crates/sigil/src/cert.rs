@@ -1,5 +1,14 @@
-//! `sigil cert …` and `sigil ca …`: the openssl and keytool steps of the
-//! seeds, in one command each.
+//! `sigil cert new|show` and `sigil ca new`: what takes several openssl
+//! steps, in one command each.
+//!
+//! `sigil cert new JID…` writes `NAME.key` (PKCS#8, mode 0600), `NAME.crt`
+//! and `NAME.p12` (mode 0600), NAME being the first JID's local part (plus
+//! `-resource` for a full JID) unless `--name` says otherwise. Files are
+//! written through a temporary file and a rename, and never over existing
+//! ones without `--force`. Without `--p12-password-file` a random
+//! 16-character password is made and printed. `sigil ca new DIR` writes
+//! `DIR/ca.crt` and `DIR/ca.key`; `--ca DIR` signs with that CA and puts
+//! its certificate in the `.p12` chain.
 
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};

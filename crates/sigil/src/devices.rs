@@ -1,5 +1,6 @@
-//! `sigil cert register|import|list|disable|enable|revoke|forget-expired|trust|untrust`: the
-//! server's XEP-0257 certificates and trusted CAs, from the command line.
+//! `sigil cert import|list|disable|enable|revoke|forget-expired|trust|untrust`
+//! and the registration of `sigil cert new --register`: the server's
+//! XEP-0257 certificates and trusted CAs, from the command line.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! `sigil`: the command-line front of Sigil.
 //!
 //! The server (`sigil serve`, `sigil check`, `sigil user …`), certificate
-//! tools (`sigil cert …`, `sigil ca …`) and SASL inspection
-//! (`sigil sasl …`).
+//! tools (`sigil cert …`, `sigil ca …`), the client (`sigil login`,
+//! `sigil send`, `sigil chat`) and SASL inspection (`sigil sasl …`).
 
 mod cert;
 mod devices;

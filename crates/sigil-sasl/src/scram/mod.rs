@@ -3,7 +3,23 @@
 //!
 //! Credentials are stored as RFC 5802 asks: salt, iteration count, `StoredKey`
 //! and `ServerKey`. [`StoredCredentials::derive`] makes them from a password,
-//! which is then forgotten.
+//! which is then forgotten. PLAIN is checked against the same keys, so one
+//! stored form serves both mechanisms.
+//!
+//! # Channel binding and the GS2 flag
+//!
+//! The types are `tls-exporter` (preferred) and `tls-server-end-point`
+//! ([`crate::ChannelBindingType`]). A client says `y` only when it has
+//! binding data and the server offered no `-PLUS` at all; otherwise `n`
+//! or, with a `-PLUS` mechanism, `p=`. The server refuses `y` when it
+//! offered `-PLUS` on that connection (a stripped offer), `n` or `y` with a
+//! `-PLUS` mechanism, and `p=` with a plain one.
+//!
+//! # Unknown users
+//!
+//! The server answers an unknown user with a salt derived from the user
+//! name and a random key of the mechanism's factory, and the default
+//! iteration count, so the exchange looks the same until the proof fails.
 
 use core::fmt;
 

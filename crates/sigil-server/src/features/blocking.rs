@@ -1,5 +1,6 @@
 //! XEP-0191 blocking, on the seam (the work is in
-//! `crate::blocking`).
+//! `crate::blocking`). The server announces it: Converse.js looks for
+//! the announcement.
 
 use sigil_proto::error::StanzaCondition;
 
