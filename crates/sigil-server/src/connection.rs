@@ -369,7 +369,7 @@ impl<W: Wire> Connection<W> {
                     None => self.settled_inbound().await,
                 };
                 let saved = sigil_store::SavedSession {
-                    id,
+                    id: crate::resumption::stored_id(&id),
                     owner: own.to_string(),
                     inbound,
                     acked,

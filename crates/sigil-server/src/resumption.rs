@@ -12,6 +12,10 @@
 //! anyone else, or anyone after the timeout, gets `item-not-found`. When
 //! it ends (its time is up, its queue overflowed, or it was told to end),
 //! its stanzas are rerouted as any ended session's.
+//!
+//! At a shutdown, the counters of resumable sessions are saved to the
+//! store under [`stored_id`] (the SHA-256 of the id, never the id itself),
+//! so that a client resuming after the restart learns what was handled.
 
 use std::sync::Arc;
 
@@ -104,4 +108,15 @@ impl Resumable {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What the store keeps of a resumption id: its SHA-256, hex. The id is a
+/// secret (it takes the session over); a copy of the store does not give
+/// it away.
+pub fn stored_id(id: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -244,7 +244,8 @@ pub(crate) fn sort_credentials(credentials: &mut [StoredCredentials]) {
 /// and which of its unacknowledged stanzas wait as offline messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SavedSession {
-    /// The resumption id the client was given.
+    /// What identifies it: the server stores a hash of the resumption id
+    /// the client was given, never the id itself.
     pub id: String,
     /// The bare JID of the session's account.
     pub owner: String,

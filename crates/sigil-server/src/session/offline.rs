@@ -196,7 +196,7 @@ pub async fn recover_saved(
 ) -> Option<u32> {
     let saved = match context
         .store
-        .take_saved_session(account.as_str(), previd)
+        .take_saved_session(account.as_str(), &crate::resumption::stored_id(previd))
         .await
     {
         Ok(saved) => saved?,
