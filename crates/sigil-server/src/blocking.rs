@@ -1,5 +1,12 @@
 //! XEP-0191 blocking: users keep a list of JIDs whose stanzas they do not
 //! want, and to whom they send nothing.
+//!
+//! Lists are stored per account (`BlockingStore`) and cached in memory
+//! (`blocklists`), replaced when the user changes them, so routing reads
+//! no store per stanza. A stanza to a blocked JID gets `not-acceptable`
+//! with `<blocked/>`; one from a user to someone who blocks them,
+//! `service-unavailable`; presence is dropped silently. At most
+//! `limits.max_blocked_jids` per list (`not-allowed` beyond).
 
 use std::sync::Arc;
 

@@ -1,5 +1,34 @@
 //! One client connection: socket, TLS, the negotiation machine, and the
 //! session once bound.
+//!
+//! The login must finish within `limits.login_timeout_seconds`. Once
+//! bound, a session drops what only the login needed (the presented
+//! chain, TLS details, channel-binding data, the login timer). Queued
+//! stanzas leave in batches of up to 64 per write.
+//!
+//! With XEP-0198 the server's `<a h/>` promises that a client's message
+//! is safe (see `Tracking`). When the connection ends, what its client
+//! did not acknowledge is treated as undelivered, like its queue: rerouted
+//! to the account's other resources or stored offline, unless the session
+//! is parked for resumption.
+//!
+//! At a shutdown, each session with a resumption id (live or parked):
+//! 1. stores each unacknowledged message offline for its account (or
+//!    leaves it where it is if it came from there, `offline-N`);
+//! 2. waits up to 5 s for the client's own stanzas still being handled;
+//! 3. records its id, owner, `h`, the client's last acknowledged count
+//!    and the XEP-0198 number of each kept message with its offline id.
+//! The records are written in one transaction once every connection has
+//! ended (`SessionStore::save_sessions`). After the restart a `<resume/>`
+//! by the same account within the resumption timeout gets
+//! `<failed h='…'><item-not-found/></failed>`, and the stored copies the
+//! client's own `h` says it received are deleted first. Full resumption
+//! across a restart is not offered: presence, roster interest and the
+//! bound resource would have to be restored for a process that no longer
+//! knows them; the saved counters give the same guarantee for messages.
+//! Each kept message is a committed write of its own, so a shutdown with
+//! many of them takes longer, and a sender whose stanzas do not settle
+//! within 5 s is told a lower `h` (it resends; origin ids mark copies).
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -1,12 +1,14 @@
 //! Sigil's XMPP server.
 //!
 //! [`Server::start`] opens the store, loads the server certificate and
-//! listens on the configured c2s listeners (STARTTLS and direct TLS). Each
-//! connection runs [`sigil_proto::server::ServerStream`] under a tokio
-//! task; once a resource is bound, the session registers in the
-//! [`router::Router`] and its stanzas go through [`session`]: messages
-//! (with offline storage), presence and subscriptions, the roster, and
-//! IQs for the server (disco, ping, version).
+//! listens on the configured listeners: STARTTLS, direct TLS, and HTTPS
+//! (WebSocket, BOSH, the web chat). Each connection runs
+//! [`sigil_proto::server::ServerStream`] under a tokio task over a
+//! `Wire`; once a resource is bound, the session registers in the
+//! [`router::Router`], and its stanzas go through [`session`] (messages
+//! with offline storage, presence and subscriptions) and the feature
+//! table (`features`: roster, blocking, XEP-0257, disco, ping, version,
+//! registration).
 //!
 //! TLS is rustls on the aws-lc-rs provider. Client certificates are asked
 //! for per listener; [`tls::danger::ProofOfPossessionOnly`] checks only

@@ -1,5 +1,19 @@
 //! XEP-0257: users manage the certificates of their devices
 //! (`urn:xmpp:saslcert:1`): append, list, disable, revoke.
+//!
+//! Append: a parsable certificate with an xmppAddr of the account, not
+//! expired, allowing clientAuth (else `not-acceptable`); a name or
+//! fingerprint the account has → `conflict`; past
+//! `limits.max_certificates_per_account` → `resource-constraint`; a
+//! certificate the account revoked → `not-allowed`. Items list, with each
+//! certificate, the resources logged in with it. Revoke moves the entry
+//! to the account's revocation list for good and ends every session that
+//! logged in with it, parked ones included, with `not-authorized` and
+//! "This client side certificate has been revoked." Once an account keeps
+//! `limits.max_revoked_certificates_per_account` revocations it registers
+//! no more certificates (`resource-constraint`), so the list stays bounded
+//! while revoking always works. A session that logged in with a
+//! `no-cert-management` certificate gets `forbidden` for changes.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

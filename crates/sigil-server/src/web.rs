@@ -7,6 +7,19 @@
 //! names another copy. Every page forbids loading anything from another
 //! host (Content-Security-Policy), so the chat makes no request outside
 //! this server. Files are streamed from disk in pieces, never read whole.
+//!
+//! `/` serves Converse.js configured for `authentication: 'external'`
+//! with `Strophe.SASLExternal` the only mechanism, WebSocket first and
+//! BOSH with `?transport=bosh`. The page carries, in a `<meta>`, the bare
+//! JID of the certificate its connection presented, so nothing is typed;
+//! without a certificate for this domain it says how to get one and
+//! links `/password`. The scripts are files (`/chat.js`, `/password.js`),
+//! so the Content-Security-Policy allows no inline script; Converse's
+//! fullscreen footer (sponsor logos from conversejs.org) is replaced by
+//! an empty element. HSTS is sent unless the domain is `localhost`
+//! (it would bind every other local web server to HTTPS). Files go out in
+//! 64 KiB pieces, each read when the connection took the one before
+//! (`FileBody`); `.map` files only with `[http] source_maps`.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;

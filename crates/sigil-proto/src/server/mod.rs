@@ -212,7 +212,7 @@ pub struct ServerStream {
     bind_id: Option<String>,
     auth_failures: u32,
     /// SASL failures not counted (channel binding guesses), themselves
-    /// counted once past [`MAX_UNCOUNTED_FAILURES`].
+    /// counted once past `MAX_UNCOUNTED_FAILURES` (in `sasl`).
     uncounted_failures: u32,
     waiting: Waiting,
     pending: Vec<u8>,

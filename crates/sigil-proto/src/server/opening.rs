@@ -1,5 +1,12 @@
 //! The opening of each (restarted) stream: the header checks, the features
 //! of each stage, and STARTTLS.
+//!
+//! On a listener that requires TLS, only `<starttls/>` is offered before
+//! it; `<auth/>` gets `encryption-required` and a stanza `not-authorized`.
+//! Whatever follows `<starttls/>` in the same read is dropped. The
+//! header's `to` must name the served domain on every restart. A stream
+//! error is sent after our own header. The legacy `<session/>` is
+//! advertised as optional and answered.
 
 use jid::BareJid;
 use sigil_sasl::server::ConnectionInfo;

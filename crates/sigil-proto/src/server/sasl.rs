@@ -1,6 +1,18 @@
 //! SASL on the server side: the mechanisms offered, the exchange through
 //! [`sigil_sasl`], the answers the caller gives (credentials, certificate
 //! decisions), and the retry limit.
+//!
+//! PLAIN and SCRAM authzids must name the account itself (no proxy
+//! authorization). Three failed attempts close the stream with
+//! `policy-violation`. A failed EXTERNAL closes the stream only where
+//! XEP-0178 §2 says so ([`ServerStream::external_decision`]); a
+//! certificate that names the account but may not log in gets its
+//! `<failure/>` on a stream that stays open
+//! ([`ServerStream::external_declined`], RFC 6120 §6.4.5), so a client
+//! may fall back to its password. A channel binding type the connection
+//! does not have is refused with a `<text/>` naming the types it has and
+//! not counted, up to five such guesses per stream. Every failure is an
+//! [`Action::AuthFailed`]; the detail is for the log only.
 
 use jid::BareJid;
 use sigil_sasl::Failure;

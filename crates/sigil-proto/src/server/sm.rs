@@ -1,5 +1,13 @@
 //! XEP-0198 stream management on the server side: acknowledgements both
 //! ways, the count of handled stanzas, and resumption.
+//!
+//! Not offered on BOSH. After `<enable/>` every stanza both ways is
+//! counted (modulo 2^32); the server asks for an ack at every fifth
+//! unacknowledged stanza and once at the end of a burst, and keeps at
+//! most `max_unacked` unacknowledged stanzas (then `policy-violation`).
+//! An `h` above what was sent closes the stream (handled-count-too-high).
+//! With confirmation on, stanzas not yet confirmed count as not handled,
+//! in `<a/>` and in `<resumed h/>` alike.
 
 use std::collections::VecDeque;
 

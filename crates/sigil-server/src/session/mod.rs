@@ -5,6 +5,14 @@
 //! (storing and delivering messages for later, and what a session leaves
 //! unacknowledged), `presence` (broadcast, probes, directed presence);
 //! IQs to the server go to the features (`features`).
+//!
+//! Initial presence is broadcast to contacts with a `from` or `both`
+//! subscription and to the user's own resources, answered with the
+//! presence of the contacts the user is subscribed to, and followed by
+//! pending subscription requests and offline messages. Subscriptions
+//! follow RFC 6121 §3 for local contacts, both rosters updated and pushed
+//! to the resources that fetched the roster. Messages to other domains
+//! get `remote-server-not-found` (no server-to-server yet).
 
 use std::sync::Arc;
 

@@ -5,6 +5,14 @@
 //! chat's pages. Browsers present client certificates to any page that
 //! asks, so a session from a foreign `Origin` is refused before it could
 //! log in.
+//!
+//! HTTPS connections are counted from acceptance to their end: at most
+//! `http.max_connections_per_address` (256) per address and
+//! `http.max_connections` (20,000) in all; more are closed at once.
+//! Every write must progress within `limits.write_timeout_seconds`
+//! (`limits::WriteDeadline`), and a BOSH body must arrive within it
+//! (HTTP 408). WebSocket connections and BOSH sessions together are
+//! capped at `http.max_sessions` (HTTP 503 beyond).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,7 +34,7 @@ use crate::wire::Listener;
 
 /// What the HTTPS listener needs besides the c2s listener settings.
 pub(crate) struct HttpSettings {
-    /// Origins whose pages may open a session (scheme://host[:port]).
+    /// Origins whose pages may open a session (`scheme://host[:port]`).
     pub(crate) allowed_origins: Vec<String>,
     /// The largest WebSocket message accepted, in bytes.
     pub(crate) max_frame_bytes: usize,

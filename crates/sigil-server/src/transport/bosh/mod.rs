@@ -1,6 +1,19 @@
 //! BOSH (XEP-0124, XEP-0206): the `/http-bind` requests, which create a
 //! session or carry elements to one and collect what it wrote; the
 //! session itself and its wire are in `session`.
+//!
+//! rids move forward within the `requests` window (2): a repeated rid
+//! gets the cached response, others `item-not-found`; a request that
+//! overtook an earlier rid waits for it (XEP-0124 §14), so two
+//! connections never reorder a session's input. `wait` is at most 60 s,
+//! `inactivity` 60 s. A later request with another certificate, or none,
+//! gets 403: a stolen sid is useless without the key. A request with
+//! elements is admitted only once the session has read the elements of
+//! the requests before it, so a session slowed by its read rate holds at
+//! most one request's body. Frames waiting for the client's next request
+//! are capped at `limits.session_queue` (then `policy-violation`, as a
+//! TCP client whose queue fills). CORS answers allowed origins with
+//! credentials, never `*`.
 
 mod session;
 
