@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::{Error, Trust};
+use crate::Error;
 
 /// How the client reaches the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +42,17 @@ impl Transport {
     pub fn is_http(self) -> bool {
         matches!(self, Self::WebSocket | Self::Bosh)
     }
+}
+
+/// How the server's certificate is checked.
+#[derive(Clone, Debug)]
+pub(crate) enum Trust {
+    /// The operating system's trusted roots.
+    System,
+    /// These CA (or self-signed) certificates, DER.
+    Anchors(Vec<CertificateDer<'static>>),
+    /// Exactly the certificate with this SHA-256 fingerprint.
+    Pinned([u8; 32]),
 }
 
 /// An HTTPS endpoint: `wss://host[:port]/path` or `https://host[:port]/path`.
@@ -403,5 +414,33 @@ mod tests {
             "{:?}",
             config.resumption
         );
+    }
+
+    #[test]
+    fn endpoints_parse() {
+        let e = Endpoint::parse(
+            "wss://chat.example.org:5281/xmpp-websocket",
+            Transport::WebSocket,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.path.as_str()),
+            ("chat.example.org", 5281, "/xmpp-websocket")
+        );
+        assert_eq!(e.authority(), "chat.example.org:5281");
+        let e = Endpoint::parse("https://[::1]/http-bind", Transport::Bosh).unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("::1", 443));
+        assert_eq!(e.url(), "https://[::1]/http-bind");
+        let e = Endpoint::parse("wss://example.org", Transport::WebSocket).unwrap();
+        assert_eq!(e.path, "/");
+        for bad in [
+            "ws://example.org/",
+            "wss://:5281/",
+            "wss://example.org:http/",
+            "wss://user@example.org/",
+            "wss://[::1/",
+        ] {
+            assert!(Endpoint::parse(bad, Transport::WebSocket).is_err(), "{bad}");
+        }
     }
 }
