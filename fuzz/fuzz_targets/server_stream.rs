@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use sigil_proto::server::{Action, Framing, ServerStream, ServerStreamConfig, TlsMode};
+use sigil_proto::server::{Action, ServerStream, ServerStreamConfig, TlsMode};
 use sigil_sasl::server::{ConnectionInfo, ServerConfig};
 use sigil_sasl::{Algorithm, Failure, StoredCredentials};
 
@@ -27,7 +27,6 @@ fuzz_target!(|input: &[u8]| {
     // line of input.
     let standalone = first & 0x80 != 0;
     if standalone {
-        config.framing = Framing::Standalone;
         config.tls = TlsMode::Direct;
     }
     let connection = ConnectionInfo {

@@ -19,7 +19,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
-use sigil_proto::CLOSE_FRAME;
+use sigil_proto::Framing;
+use sigil_proto::frame::Frame;
 use sigil_xml::{Element, ns};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -115,7 +116,7 @@ impl Dialer {
 
 /// The client's end of a BOSH session.
 pub(crate) struct Bosh {
-    outgoing: Option<mpsc::UnboundedSender<String>>,
+    outgoing: Option<mpsc::UnboundedSender<Frame>>,
     incoming: mpsc::UnboundedReceiver<Result<Vec<Element>, Error>>,
     task: tokio::task::JoinHandle<()>,
     tls_version: String,
@@ -164,7 +165,7 @@ impl Bosh {
         })
     }
 
-    pub(crate) fn send(&mut self, frame: String) -> Result<(), Error> {
+    pub(crate) fn send(&mut self, frame: Frame) -> Result<(), Error> {
         self.outgoing
             .as_ref()
             .and_then(|o| o.send(frame).ok())
@@ -204,7 +205,7 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, mut frames: mpsc::UnboundedReceiver<String>) {
+    async fn run(mut self, mut frames: mpsc::UnboundedReceiver<Frame>) {
         let mut in_flight: JoinSet<Posted> = JoinSet::new();
         let mut client_gone = false;
         loop {
@@ -246,17 +247,12 @@ impl Driver {
 
     /// Sorts a frame from the stream: headers create or restart the
     /// session, `<close/>` terminates it, the rest is payload.
-    fn take(&mut self, frame: String) {
-        if frame.starts_with("<open ") {
-            if self.sid.is_none() {
-                self.create = true;
-            } else {
-                self.restart = true;
-            }
-        } else if frame == CLOSE_FRAME {
-            self.terminate = true;
-        } else {
-            self.pending.push(frame);
+    fn take(&mut self, frame: Frame) {
+        match frame {
+            Frame::Open(_) if self.sid.is_none() => self.create = true,
+            Frame::Open(_) => self.restart = true,
+            Frame::Close => self.terminate = true,
+            Frame::Element(_) => self.pending.push(frame.to_text(Framing::Standalone)),
         }
     }
 

@@ -108,25 +108,22 @@ impl Client {
         if self.closed {
             return Err(Error::Stream(ClientError::Closed));
         }
-        let mut owned;
-        let mut stanza = stanza;
+        let mut stanza = stanza.clone();
         if stanza.name() == "message" && !stanza.has_child("origin-id", NS_SID) {
-            owned = stanza.clone();
-            let id = match owned.attribute("id") {
+            let id = match stanza.attribute("id") {
                 Some(id) if !id.is_empty() => id.to_owned(),
                 _ => {
                     let id = random_id();
-                    owned.set_attribute("id", id.clone());
+                    stanza.set_attribute("id", id.clone());
                     id
                 }
             };
-            owned.push_child(Element::new("origin-id", NS_SID).with_attribute("id", id));
-            stanza = &owned;
+            stanza.push_child(Element::new("origin-id", NS_SID).with_attribute("id", id));
         }
-        self.stream.send_stanza(stanza);
         if self.stream.acks().is_some() {
             self.unacked.push_back(stanza.clone());
         }
+        self.stream.send_stanza(stanza);
         self.pump().await
     }
 

@@ -4,6 +4,8 @@
 use std::io;
 
 use futures_util::{SinkExt, StreamExt};
+use sigil_proto::Framing;
+use sigil_proto::frame::Frame;
 use sigil_xml::Element;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -69,13 +71,20 @@ impl Connection {
         })
     }
 
-    /// Queues one frame (one element, a header or a close).
-    pub(crate) async fn send(&mut self, frame: String) -> Result<(), Error> {
+    /// Queues one frame (one element, a header or a close), written in
+    /// this connection's framing.
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), Error> {
         match self {
-            Self::Plain(s) => s.write_all(frame.as_bytes()).await.map_err(Error::Io),
-            Self::Tls(s) => s.write_all(frame.as_bytes()).await.map_err(Error::Io),
+            Self::Plain(s) => {
+                let text = frame.to_text(Framing::Stream);
+                s.write_all(text.as_bytes()).await.map_err(Error::Io)
+            }
+            Self::Tls(s) => {
+                let text = frame.to_text(Framing::Stream);
+                s.write_all(text.as_bytes()).await.map_err(Error::Io)
+            }
             Self::WebSocket(ws) => ws
-                .feed(Message::text(frame))
+                .feed(Message::text(frame.to_text(Framing::Standalone)))
                 .await
                 .map_err(|e| Error::Io(io::Error::other(e))),
             Self::Bosh(bosh) => bosh.send(frame),

@@ -139,11 +139,6 @@ impl Prepared {
             sasl: self.sasl.clone(),
             context: self.context.clone(),
             limits: sigil_xml::Limits::default(),
-            framing: if self.transport.is_http() {
-                sigil_proto::Framing::Standalone
-            } else {
-                sigil_proto::Framing::Stream
-            },
         };
         let mut stream = ClientStream::new(config);
         if self.stream_management {

@@ -14,7 +14,8 @@ use sigil_sasl::{ChannelBinding, ChannelBindingType, Failure};
 use sigil_xml::{Element, Framer, FramerError, Limits, StreamEvent, ns};
 
 use crate::error::{StanzaError, StreamError};
-use crate::{CLOSE_FRAME, Framing, random_id};
+use crate::frame::{Frame, Opening};
+use crate::random_id;
 
 /// How the client treats TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +45,6 @@ pub struct ClientStreamConfig {
     pub context: ClientContext,
     /// Framer limits for what the server sends.
     pub limits: Limits,
-    /// One XML stream (TCP, TLS) or standalone elements (WebSocket, BOSH;
-    /// feed those with [`ClientStream::receive_element`]).
-    pub framing: Framing,
 }
 
 /// Why a client stream ended.
@@ -90,8 +88,8 @@ impl std::error::Error for ClientError {}
 /// What the caller must do next.
 #[derive(Debug)]
 pub enum Action {
-    /// Write these bytes to the server.
-    Send(String),
+    /// Write this to the server.
+    Send(Frame),
     /// Run the TLS handshake, then call [`ClientStream::tls_established`].
     StartTls,
     /// SASL succeeded with this mechanism.
@@ -258,7 +256,7 @@ impl ClientStream {
     /// by `<a/>`, read into [`Self::acks`]).
     pub fn request_ack(&mut self) {
         if self.sm.is_some() && self.stage == Stage::Bound {
-            self.send(&Element::new("r", crate::server::NS_SM));
+            self.send(Element::new("r", crate::server::NS_SM));
         }
     }
 
@@ -314,7 +312,7 @@ impl ClientStream {
                 ));
             }
         } else if element.is("close", ns::FRAMING) {
-            self.actions.push_back(Action::Send(CLOSE_FRAME.into()));
+            self.actions.push_back(Action::Send(Frame::Close));
             self.stage = Stage::Closed;
             self.actions
                 .push_back(Action::Close(Err(ClientError::Closed)));
@@ -343,8 +341,7 @@ impl ClientStream {
                 Ok(Some(StreamEvent::Element(element))) => self.on_element(element),
                 Ok(Some(StreamEvent::Close)) => {
                     if self.stage != Stage::Closed {
-                        let close = self.close_frame();
-                        self.actions.push_back(Action::Send(close));
+                        self.actions.push_back(Action::Send(Frame::Close));
                         self.stage = Stage::Closed;
                         self.actions
                             .push_back(Action::Close(Err(ClientError::Closed)));
@@ -361,7 +358,7 @@ impl ClientStream {
     }
 
     /// Sends a stanza (once bound).
-    pub fn send_stanza(&mut self, stanza: &Element) {
+    pub fn send_stanza(&mut self, stanza: Element) {
         if self.stage == Stage::Bound {
             self.send(stanza);
             if let Some(sm) = self.sm.as_mut() {
@@ -375,53 +372,29 @@ impl ClientStream {
         if self.stage == Stage::Closed {
             return;
         }
-        let close = self.close_frame();
-        self.actions.push_back(Action::Send(close));
+        self.actions.push_back(Action::Send(Frame::Close));
         self.stage = Stage::Closed;
         self.actions.push_back(Action::Close(Ok(())));
     }
 
-    fn close_frame(&self) -> String {
-        match self.config.framing {
-            Framing::Stream => "</stream:stream>".into(),
-            Framing::Standalone => CLOSE_FRAME.into(),
-        }
-    }
-
     fn send_header(&mut self) {
-        if self.config.framing == Framing::Standalone {
-            let mut open = String::from(
-                "<open xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" version=\"1.0\" xml:lang=\"en\" to=\"",
-            );
-            sigil_xml::escape_attribute(&mut open, self.config.jid.domain().as_str());
-            open.push_str("\"/>");
-            self.actions.push_back(Action::Send(open));
-            return;
-        }
-        let mut header = String::from(
-            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
-             xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' to='",
-        );
-        sigil_xml::escape_attribute(&mut header, self.config.jid.domain().as_str());
-        header.push_str("'>");
-        self.actions.push_back(Action::Send(header));
+        let opening = Opening {
+            to: Some(self.config.jid.domain().to_string()),
+            ..Opening::default()
+        };
+        self.actions.push_back(Action::Send(Frame::Open(opening)));
     }
 
-    fn send(&mut self, element: &Element) {
-        let mut out = String::new();
-        match self.config.framing {
-            Framing::Stream => element.write_to(&mut out, ns::CLIENT, true),
-            Framing::Standalone => element.write_to(&mut out, "", false),
-        }
-        self.actions.push_back(Action::Send(out));
+    fn send(&mut self, element: Element) {
+        self.actions
+            .push_back(Action::Send(Frame::Element(element)));
     }
 
     fn fail(&mut self, error: ClientError) {
         if self.stage == Stage::Closed {
             return;
         }
-        let close = self.close_frame();
-        self.actions.push_back(Action::Send(close));
+        self.actions.push_back(Action::Send(Frame::Close));
         self.stage = Stage::Closed;
         self.actions.push_back(Action::Close(Err(error)));
     }
@@ -471,7 +444,7 @@ impl ClientStream {
             Stage::Initial => {
                 if self.config.tls == TlsMode::Required {
                     if features.has_child("starttls", ns::TLS) {
-                        self.send(&Element::new("starttls", ns::TLS));
+                        self.send(Element::new("starttls", ns::TLS));
                     } else {
                         self.fail(ClientError::TlsUnavailable);
                     }
@@ -532,7 +505,7 @@ impl ClientStream {
         if let Some(data) = initial {
             auth.push_text(sigil_sasl::xmpp::encode(&data));
         }
-        self.send(&auth);
+        self.send(auth);
         self.sasl = Some(session);
         self.stage = Stage::Authenticating;
     }
@@ -551,10 +524,10 @@ impl ClientStream {
                 Ok(response) => {
                     let response = Element::new("response", ns::SASL)
                         .with_text(sigil_sasl::xmpp::encode(&response));
-                    self.send(&response);
+                    self.send(response);
                 }
                 Err(error) => {
-                    self.send(&Element::new("abort", ns::SASL));
+                    self.send(Element::new("abort", ns::SASL));
                     self.fail(ClientError::Sasl(error));
                 }
             },
@@ -598,7 +571,7 @@ impl ClientStream {
                 if let Some(sm) = self.sm {
                     let answer = Element::new("a", crate::server::NS_SM)
                         .with_attribute("h", sm.received.to_string());
-                    self.send(&answer);
+                    self.send(answer);
                 }
             }
             "a" => {
@@ -629,7 +602,7 @@ impl ClientStream {
             let resume = Element::new("resume", crate::server::NS_SM)
                 .with_attribute("previd", earlier.id.clone())
                 .with_attribute("h", earlier.received.to_string());
-            self.send(&resume);
+            self.send(resume);
             self.stage = Stage::Resuming;
             return;
         }
@@ -683,7 +656,7 @@ impl ClientStream {
             .with_attribute("type", "set")
             .with_attribute("id", self.bind_id.clone())
             .with_child(bind);
-        self.send(&iq);
+        self.send(iq);
         self.stage = Stage::Binding;
     }
 
@@ -709,7 +682,7 @@ impl ClientStream {
                             if self.resume_wanted {
                                 enable.set_attribute("resume", "true");
                             }
-                            self.send(&enable);
+                            self.send(enable);
                             self.sm = Some(ClientAcks::default());
                         }
                     }

@@ -57,7 +57,6 @@ fn client(tls: client::TlsMode, allow: Option<&[&str]>) -> ClientStream {
             .with_authcid("juliet")
             .with_password(PASSWORD),
         limits: Default::default(),
-        framing: sigil_proto::Framing::Stream,
     })
 }
 
@@ -90,7 +89,7 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
         while let Some(action) = c.poll_action() {
             progressed = true;
             match action {
-                client::Action::Send(data) => s.receive(data.as_bytes()),
+                client::Action::Send(frame) => s.receive(text(&frame).as_bytes()),
                 client::Action::StartTls => {}
                 client::Action::Authenticated { mechanism } => out.mechanism = Some(mechanism),
                 client::Action::Bound(jid) => out.bound = Some(jid),
@@ -156,7 +155,7 @@ fn starttls_scram_plus_bind_and_stanzas() {
     );
 
     c.send_stanza(
-        &Element::new("message", ns::CLIENT)
+        Element::new("message", ns::CLIENT)
             .with_attribute("to", "romeo@example.org")
             .with_attribute("from", "mallory@evil.example")
             .with_child(Element::new("body", ns::CLIENT).with_text("hi")),
@@ -207,7 +206,6 @@ fn wrong_password_is_not_authorized() {
             .with_authcid("juliet")
             .with_password("wrong"),
         limits: Default::default(),
-        framing: sigil_proto::Framing::Stream,
     });
     let mut out = Outcome::default();
     pump(&mut c, &mut s, &mut out);
@@ -722,7 +720,6 @@ fn an_unsupported_channel_binding_type_is_refused_but_not_counted() {
 fn rfc_7395_framing_one_standalone_element_per_frame() {
     let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
     config.tls = TlsMode::Direct;
-    config.framing = server::Framing::Standalone;
     let mut s = ServerStream::new(
         config,
         ConnectionInfo {
@@ -803,7 +800,6 @@ fn rfc_7395_framing_one_standalone_element_per_frame() {
 
     // A stream error is its own frame, then the close frame.
     let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
-    config.framing = server::Framing::Standalone;
     config.tls = TlsMode::Direct;
     let mut s = ServerStream::new(config, ConnectionInfo::default());
     s.receive_element(Element::parse("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='elsewhere.example' version='1.0'/>").unwrap(), 100);
@@ -828,7 +824,6 @@ fn auth_after(features: &str) -> (String, String) {
             .with_authcid("juliet")
             .with_password("r0m30"),
         limits: Default::default(),
-        framing: sigil_proto::Framing::Stream,
     });
     c.set_channel_binding(Some(ChannelBinding::new(
         ChannelBindingType::TlsExporter,
@@ -843,8 +838,8 @@ fn auth_after(features: &str) -> (String, String) {
     );
     let mut sent = String::new();
     while let Some(action) = c.poll_action() {
-        if let client::Action::Send(data) = action {
-            sent.push_str(&data);
+        if let client::Action::Send(frame) = action {
+            sent.push_str(&text(&frame));
         }
     }
     let start = sent.find("<auth").expect("an <auth/>");

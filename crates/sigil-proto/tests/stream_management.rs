@@ -345,7 +345,7 @@ fn pump_resuming(
         while let Some(action) = c.poll_action() {
             progressed = true;
             match action {
-                C::Send(data) => s.receive(data.as_bytes()),
+                C::Send(frame) => s.receive(text(&frame).as_bytes()),
                 C::Stanza(stanza) => to_client.push(stanza),
                 C::Close(result) => panic!("client closed: {result:?}"),
                 C::Bound(jid) => events.push(format!("bound {jid}")),
@@ -394,7 +394,7 @@ fn the_client_stream_enables_acknowledges_and_reads_acknowledgements() {
 
     // Six from the client; then it asks how many were handled.
     for n in 0..6 {
-        c.send_stanza(&message(n));
+        c.send_stanza(message(n));
     }
     let (_, to_server) = pump(&mut c, &mut s);
     assert_eq!(to_server.len(), 6);
@@ -418,7 +418,7 @@ fn the_client_stream_enables_acknowledges_and_reads_acknowledgements() {
     let mut s2 = server_stream(|config| config.stream_management = false);
     pump(&mut c2, &mut s2);
     assert!(c2.acks().is_none());
-    c2.send_stanza(&message(0));
+    c2.send_stanza(message(0));
     assert_eq!(pump(&mut c2, &mut s2).1.len(), 1);
 }
 
@@ -493,7 +493,6 @@ fn client_stream() -> sigil_proto::client::ClientStream {
             .with_authcid("juliet")
             .with_password("pencil"),
         limits: Default::default(),
-        framing: sigil_proto::Framing::Stream,
     })
 }
 
@@ -527,7 +526,7 @@ fn the_client_stream_resumes_a_session_or_binds_anew() {
     // Three each way; the server acknowledges one of the client's; the
     // client's acknowledgement of the server's is lost with the connection.
     for n in 0..3 {
-        c.send_stanza(&message(n));
+        c.send_stanza(message(n));
         s.send_stanza(message(n));
     }
     pump(&mut c, &mut s);
@@ -554,7 +553,7 @@ fn the_client_stream_resumes_a_session_or_binds_anew() {
     assert_eq!((acks.sent, acks.acknowledged, acks.received), (3, 3, 3));
     assert_eq!(c2.resumption_id(), Some(id.as_str()));
     // The count goes on on both sides.
-    c2.send_stanza(&message(9));
+    c2.send_stanza(message(9));
     s2.send_stanza(message(9));
     let (to_client, to_server) = pump(&mut c2, &mut s2);
     assert_eq!((to_client.len(), to_server.len()), (1, 1));

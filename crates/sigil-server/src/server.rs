@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sigil_proto::server::{Framing, ServerStreamConfig, TlsMode};
+use sigil_proto::server::{ServerStreamConfig, TlsMode};
 use sigil_store::{SqliteStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -123,9 +123,6 @@ impl Server {
                 ListenerKind::DirectTls | ListenerKind::Https => TlsMode::Direct,
                 ListenerKind::Starttls => TlsMode::Required,
             };
-            if listener_config.kind == ListenerKind::Https {
-                stream.framing = Framing::Standalone;
-            }
             stream.limits = config.framer_limits();
             stream.max_unacked = config.limits.session_queue;
             stream.resume_seconds = config.limits.resume_timeout_seconds;

@@ -68,8 +68,6 @@ pub struct ServerStreamConfig {
     /// Bytes of input held while waiting for an answer (credentials,
     /// decisions, binding) before the stream is closed.
     pub max_pending_input: usize,
-    /// How the stream is framed.
-    pub framing: Framing,
     /// Offer XEP-0198 stream management (acknowledgements).
     pub stream_management: bool,
     /// Stanzas sent and not acknowledged before the stream is closed as
@@ -91,7 +89,6 @@ impl ServerStreamConfig {
             limits: Limits::default(),
             max_auth_failures: 3,
             max_pending_input: 64 * 1024,
-            framing: Framing::Stream,
             stream_management: true,
             max_unacked: 1024,
             resume_seconds: 0,

@@ -341,7 +341,6 @@ impl TestClient {
                 context
             },
             limits: Default::default(),
-            framing: sigil_proto::Framing::Stream,
         };
         let tcp = TcpStream::connect(address).await.unwrap();
         let mut stream = ClientStream::new(config);
@@ -382,7 +381,12 @@ impl TestClient {
             while let Some(action) = self.stream.poll_action() {
                 match action {
                     client::Action::Send(data) => {
-                        if self.io.write_all(data.as_bytes()).await.is_err() {
+                        if self
+                            .io
+                            .write_all(data.to_text(sigil_proto::Framing::Stream).as_bytes())
+                            .await
+                            .is_err()
+                        {
                             self.closed = Some(Err(ClientError::Closed));
                             return;
                         }
@@ -440,7 +444,7 @@ impl TestClient {
     }
 
     pub async fn send(&mut self, stanza: Element) {
-        self.stream.send_stanza(&stanza);
+        self.stream.send_stanza(stanza);
         self.pump_out().await;
     }
 
@@ -453,7 +457,10 @@ impl TestClient {
         while let Some(action) = self.stream.poll_action() {
             match action {
                 client::Action::Send(data) => {
-                    let _ = self.io.write_all(data.as_bytes()).await;
+                    let _ = self
+                        .io
+                        .write_all(data.to_text(sigil_proto::Framing::Stream).as_bytes())
+                        .await;
                 }
                 client::Action::Stanza(stanza) => self.inbox.push_back(stanza),
                 client::Action::Close(result) => self.closed = Some(result),
