@@ -16,8 +16,9 @@
 //! 1. stores each unacknowledged message offline for its account (or
 //!    leaves it where it is if it came from there, `offline-N`);
 //! 2. waits up to 5 s for the client's own stanzas still being handled;
-//! 3. records the hash of its id, its owner, `h`, the client's last acknowledged count
-//!    and the XEP-0198 number of each kept message with its offline id.
+//! 3. records the hash of its id, its owner, `h`, the client's last
+//!    acknowledged count and the XEP-0198 number of each kept message
+//!    with its offline id.
 //!
 //! The records are written in one transaction once every connection has
 //! ended (`SessionStore::save_sessions`). After the restart a `<resume/>`
