@@ -86,8 +86,8 @@ pub async fn handle(
         _ => Err(StanzaError::new(StanzaCondition::BadRequest)),
     };
     match result {
-        Ok(payload) => context.deliver(&session.handle, context.iq_result(request, payload)),
-        Err(error) => context.deliver(&session.handle, error.reply_to(request)),
+        Ok(payload) => context.deliver(&session.id(), context.iq_result(request, payload)),
+        Err(error) => context.deliver(&session.id(), error.reply_to(request)),
     }
 }
 
@@ -142,13 +142,13 @@ async fn change(
     for jid in &jids {
         push.push_child(Element::new("item", NS).with_attribute("jid", jid.clone()));
     }
-    for live in context.router.sessions(&session.bare) {
+    for live in context.routes().sessions(&session.bare) {
         let iq = Element::new("iq", ns::CLIENT)
             .with_attribute("type", "set")
             .with_attribute("id", format!("push-{}", random_id()))
-            .with_attribute("to", live.jid.to_string())
+            .with_attribute("to", live.id.jid.to_string())
             .with_child(push.clone());
-        context.deliver(&live, iq);
+        context.deliver(&live.id, iq);
     }
     Ok(())
 }

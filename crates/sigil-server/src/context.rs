@@ -8,7 +8,7 @@ use sigil_store::Store;
 use sigil_xml::{Element, ns};
 
 use crate::config::LimitsConfig;
-use crate::router::{Receipt, Router, SendError, SessionHandle, SessionMessage};
+use crate::router::{Entry, Receipt, Router, Routes, SessionId, SessionMessage};
 
 /// The shared state of one server.
 pub struct Context {
@@ -209,38 +209,26 @@ impl Context {
         matches!(self.store.account(bare.as_str()).await, Ok(Some(_)))
     }
 
-    /// Queues a stanza for one session.
-    pub fn deliver(&self, session: &SessionHandle, stanza: Element) {
-        self.try_deliver(session, stanza);
+    /// Where stanzas go ([`Routes`]): features and sessions reach other
+    /// sessions only through it.
+    pub fn routes(&self) -> &dyn Routes {
+        &self.router
     }
 
-    /// Queues a stanza for one session; `false` when it was not queued
-    /// (the session ended, or its queue is full and it is being closed).
-    pub fn try_deliver(&self, session: &SessionHandle, stanza: Element) -> bool {
-        self.send_to(session, stanza, None)
+    /// Queues a stanza for one session.
+    pub fn deliver(&self, session: &SessionId, stanza: Element) {
+        self.send_to(session, stanza, None);
     }
 
     /// Queues a stanza for one session, followed by `receipt` if given;
-    /// `false` when it was not queued.
-    pub fn send_to(
-        &self,
-        session: &SessionHandle,
-        stanza: Element,
-        receipt: Option<Receipt>,
-    ) -> bool {
+    /// `false` when it was not queued (the session ended, or its queue is
+    /// full and it is being closed as too slow).
+    pub fn send_to(&self, session: &SessionId, stanza: Element, receipt: Option<Receipt>) -> bool {
         let message = match receipt {
             Some(receipt) => SessionMessage::Tracked(Box::new(stanza), receipt),
             None => SessionMessage::Stanza(Box::new(stanza)),
         };
-        match session.send(message) {
-            Ok(()) => true,
-            Err(SendError::Gone) => false,
-            Err(SendError::Full) => {
-                tracing::warn!(jid = %session.jid, "session queue full: stanza dropped, closing the session");
-                session.end_too_slow();
-                false
-            }
-        }
+        self.routes().send(session, message).is_ok()
     }
 
     /// Ends the sessions of `owner` that an account change took the
@@ -253,17 +241,11 @@ impl Context {
         &self,
         owner: &BareJid,
         ended: Ended,
-        which: impl Fn(&SessionHandle) -> bool,
+        which: impl Fn(&Entry) -> bool,
         error: &sigil_proto::error::StreamError,
     ) -> usize {
         self.fences.raise(owner, ended);
-        let mut closed = 0;
-        for live in self.router.sessions(owner) {
-            if which(&live) && live.end(error.clone()) {
-                closed += 1;
-            }
-        }
-        closed
+        self.routes().end_sessions(owner, &which, error)
     }
 
     /// Checks the certificate sessions again once the trusted CAs or
@@ -319,11 +301,11 @@ impl Context {
     /// Queues a stanza for every available session of an account.
     pub fn deliver_to_available(&self, bare: &BareJid, stanza: &Element) -> usize {
         let mut count = 0;
-        for session in self.router.sessions(bare) {
-            if session.presence().is_some() {
+        for session in self.routes().sessions(bare) {
+            if session.presence.is_some() {
                 let mut copy = stanza.clone();
-                copy.set_attribute("to", session.jid.to_string());
-                self.deliver(&session, copy);
+                copy.set_attribute("to", session.id.jid.to_string());
+                self.deliver(&session.id, copy);
                 count += 1;
             }
         }
@@ -332,13 +314,9 @@ impl Context {
 
     /// Delivers to a full JID if that session exists.
     pub fn deliver_to_full(&self, jid: &FullJid, stanza: Element) -> bool {
-        match self.router.session(jid) {
-            Some(session) => {
-                self.deliver(&session, stanza);
-                true
-            }
-            None => false,
-        }
+        self.routes()
+            .deliver(jid, SessionMessage::Stanza(Box::new(stanza)))
+            .is_ok()
     }
 
     /// Sends an error reply for `stanza` back to its sender (never for

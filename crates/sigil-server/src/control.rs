@@ -86,7 +86,7 @@ pub fn end_sessions(context: &Context, owner: &BareJid, end: End) -> usize {
             context.close_sessions(owner, Ended::Every, |_| true, &error)
         }
         End::Password => {
-            context.close_sessions(owner, Ended::Password, |s| s.certificate.is_none(), &error)
+            context.close_sessions(owner, Ended::Password, |s| s.fingerprint.is_none(), &error)
         }
     }
 }

@@ -39,7 +39,7 @@ fn item_element(item: &RosterItem) -> Element {
 
 /// Answers a roster get.
 pub async fn get(context: &Context, session: &SessionState, request: &Element) {
-    session.handle.set_roster_requested();
+    context.routes().set_roster_requested(&session.id());
     let roster = match context.store.roster(session.bare.as_str()).await {
         Ok(roster) => roster,
         Err(error) => {
@@ -51,7 +51,7 @@ pub async fn get(context: &Context, session: &SessionState, request: &Element) {
     for item in roster.items.iter().filter(|i| visible(i)) {
         query.push_child(item_element(item));
     }
-    context.deliver(&session.handle, context.iq_result(request, Some(query)));
+    context.deliver(&session.id(), context.iq_result(request, Some(query)));
 }
 
 /// Handles a roster set: add or update one item, or remove it.
@@ -113,13 +113,13 @@ pub async fn set(context: &Context, session: &SessionState, request: &Element) {
                     context.limits.max_roster_items
                 ),
             );
-            return context.deliver(&session.handle, error.reply_to(request));
+            return context.deliver(&session.id(), error.reply_to(request));
         }
         Err(Unsaved::Failed) => {
             return context.bounce(request, StanzaCondition::InternalServerError);
         }
     }
-    context.deliver(&session.handle, context.iq_result(request, None));
+    context.deliver(&session.id(), context.iq_result(request, None));
 }
 
 async fn remove(
@@ -142,7 +142,7 @@ async fn remove(
         .with_attribute("jid", contact.to_string())
         .with_attribute("subscription", "remove");
     push(context, &session.bare, removed);
-    context.deliver(&session.handle, context.iq_result(request, None));
+    context.deliver(&session.id(), context.iq_result(request, None));
     // RFC 6121 §2.5.2: removing an item cancels both subscriptions.
     if matches!(item.subscription, Subscription::To | Subscription::Both) || item.ask {
         contact_side(context, &session.bare, contact, "unsubscribe").await;
@@ -200,14 +200,14 @@ async fn save(context: &Context, owner: &BareJid, item: &RosterItem) -> Result<(
 }
 
 fn push(context: &Context, owner: &BareJid, item: Element) {
-    for session in context.router.sessions(owner) {
-        if session.roster_requested() {
+    for session in context.routes().sessions(owner) {
+        if session.roster_requested {
             let iq = Element::new("iq", ns::CLIENT)
                 .with_attribute("type", "set")
                 .with_attribute("id", format!("push-{}", random_id()))
-                .with_attribute("to", session.jid.to_string())
+                .with_attribute("to", session.id.jid.to_string())
                 .with_child(Element::new("query", ns::ROSTER).with_child(item.clone()));
-            context.deliver(&session, iq);
+            context.deliver(&session.id, iq);
         }
     }
 }
@@ -365,16 +365,16 @@ pub fn send_presences(context: &Context, from: &BareJid, to: &BareJid, unavailab
     if to.domain().as_str() != context.domain {
         return;
     }
-    for session in context.router.sessions(from) {
-        let Some(presence) = session.presence() else {
+    for session in context.routes().sessions(from) {
+        let Some(presence) = session.presence else {
             continue;
         };
         let mut stanza = if unavailable {
             Element::new("presence", ns::CLIENT).with_attribute("type", "unavailable")
         } else {
-            presence.stanza
+            (*presence.stanza).clone()
         };
-        stanza.set_attribute("from", session.jid.to_string());
+        stanza.set_attribute("from", session.id.jid.to_string());
         context.deliver_to_available(to, &stanza);
     }
 }

@@ -59,8 +59,8 @@ pub async fn handle(
         _ => Err(StanzaError::new(StanzaCondition::BadRequest)),
     };
     match result {
-        Ok(payload) => context.deliver(&session.handle, context.iq_result(request, payload)),
-        Err(error) => context.deliver(&session.handle, error.reply_to(request)),
+        Ok(payload) => context.deliver(&session.id(), context.iq_result(request, payload)),
+        Err(error) => context.deliver(&session.id(), error.reply_to(request)),
     }
 }
 
@@ -70,16 +70,16 @@ async fn items(context: &Context, session: &SessionState) -> Result<Element, Sta
         .certificates(session.bare.as_str())
         .await
         .map_err(internal)?;
-    let sessions = context.router.sessions(&session.bare);
+    let sessions = context.routes().sessions(&session.bare);
     let mut items = Element::new("items", NS);
     for entry in entries {
         let mut users = Element::new("users", NS);
         for live in sessions
             .iter()
-            .filter(|s| s.fingerprint() == Some(&entry.fingerprint))
+            .filter(|s| s.fingerprint == Some(entry.fingerprint))
         {
             users.push_child(
-                Element::new("resource", NS).with_text(live.jid.resource().to_string()),
+                Element::new("resource", NS).with_text(live.id.jid.resource().to_string()),
             );
         }
         let mut item = Element::new("item", NS)
@@ -274,7 +274,7 @@ pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8
     context.close_sessions(
         owner,
         crate::context::Ended::Certificate,
-        |live| live.fingerprint() == Some(fingerprint),
+        |live| live.fingerprint.as_ref() == Some(fingerprint),
         &error,
     )
 }

@@ -24,6 +24,11 @@ pub struct SessionState {
 }
 
 impl SessionState {
+    /// Which session this is, exactly (for [`crate::router::Routes`]).
+    pub fn id(&self) -> crate::router::SessionId {
+        self.handle.id()
+    }
+
     /// Whether the session may append, disable and revoke certificates.
     pub fn may_manage_certificates(&self) -> bool {
         self.login

@@ -84,7 +84,7 @@ impl IqRequest<'_> {
     /// Answers with a result carrying `payload`.
     pub(crate) fn result(&self, payload: Option<Element>) {
         let reply = self.context.iq_result(self.stanza, payload);
-        self.context.deliver(&self.session.handle, reply);
+        self.context.deliver(&self.session.id(), reply);
     }
 
     /// Answers with an error.

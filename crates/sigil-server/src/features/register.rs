@@ -101,10 +101,7 @@ pub(super) async fn register(
                             context.close_sessions(
                                 &session.bare,
                                 crate::context::Ended::Password,
-                                |other| {
-                                    other.certificate.is_none()
-                                        && !std::ptr::eq(other, session.handle.as_ref())
-                                },
+                                |other| other.fingerprint.is_none() && other.id != session.id(),
                                 &crate::control::End::Password.error(),
                             );
                             context.iq_result(request, None)
@@ -119,5 +116,5 @@ pub(super) async fn register(
         }
         _ => StanzaError::new(StanzaCondition::BadRequest).reply_to(request),
     };
-    context.deliver(&session.handle, reply);
+    context.deliver(&session.id(), reply);
 }

@@ -9,7 +9,7 @@ use sigil_xml::Element;
 
 use super::offline::{deliver_offline, is_stored, store_offline};
 use crate::context::Context;
-use crate::router::{Receipt, SessionHandle};
+use crate::router::{Receipt, SendError, SessionId, SessionMessage, Undelivered};
 
 pub(super) async fn message(
     context: &Arc<Context>,
@@ -36,21 +36,34 @@ pub(super) async fn message(
         }
         return;
     }
-    if let Ok(full) = to.clone().try_into_full() {
-        // A session told to end takes nothing more: as if gone.
-        if let Some(session) = context.router.session(&full)
-            && session.end_error().is_none()
-        {
-            context.send_to(&session, stanza, receipt);
-            return;
+    let (stanza, receipt) = match to.clone().try_into_full() {
+        Ok(full) => {
+            // A session told to end takes nothing more: as if gone.
+            let message = match receipt {
+                Some(receipt) => SessionMessage::Tracked(Box::new(stanza), receipt),
+                None => SessionMessage::Stanza(Box::new(stanza)),
+            };
+            let (stanza, receipt) = match context.routes().deliver(&full, message) {
+                Ok(())
+                | Err(Undelivered {
+                    error: SendError::Full,
+                    ..
+                }) => return,
+                Err(Undelivered { message, .. }) => match message {
+                    SessionMessage::Stanza(stanza) => (*stanza, None),
+                    SessionMessage::Tracked(stanza, receipt) => (*stanza, Some(receipt)),
+                },
+            };
+            // RFC 6121 §8.5.3.2: no such resource.
+            match kind.as_str() {
+                "groupchat" => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
+                "headline" | "error" => return,
+                _ => {}
+            }
+            (stanza, receipt)
         }
-        // RFC 6121 §8.5.3.2: no such resource.
-        match kind.as_str() {
-            "groupchat" => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
-            "headline" | "error" => return,
-            _ => {}
-        }
-    }
+        Err(_) => (stanza, receipt),
+    };
     to_bare(context, stanza, &to.to_bare(), &kind, receipt).await;
 }
 
@@ -61,11 +74,11 @@ pub(super) async fn to_bare(
     kind: &str,
     receipt: Option<Receipt>,
 ) {
-    let sessions: Vec<(Arc<SessionHandle>, i8)> = context
-        .router
+    let sessions: Vec<(SessionId, i8)> = context
+        .routes()
         .sessions(bare)
         .into_iter()
-        .filter_map(|s| s.presence().map(|p| (s, p.priority)))
+        .filter_map(|s| s.presence.map(|p| (s.id, p.priority)))
         .filter(|(_, priority)| *priority >= 0)
         .collect();
     match kind {
@@ -111,10 +124,10 @@ pub(super) async fn to_bare(
     // A resource that became available while this was being stored found
     // nothing then: it gets it now.
     let available = context
-        .router
+        .routes()
         .sessions(bare)
         .into_iter()
-        .filter_map(|s| s.presence().map(|p| (s, p.priority)))
+        .filter_map(|s| s.presence.map(|p| (s.id, p.priority)))
         .filter(|(_, priority)| *priority >= 0)
         .max_by_key(|(_, priority)| *priority);
     if let Some((session, _)) = available {

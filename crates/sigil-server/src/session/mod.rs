@@ -79,7 +79,7 @@ pub async fn handle(
                 if let Some(error) = reply.child_mut("error", ns::CLIENT) {
                     error.push_child(Element::new("blocked", crate::blocking::NS_ERRORS));
                 }
-                context.deliver(&session.handle, reply);
+                context.deliver(&session.id(), reply);
             }
             return None;
         }
@@ -120,16 +120,18 @@ pub async fn end(context: &Context, session: &mut SessionState) {
     // A newer session bound the same resource (a conflict, or a client
     // that bound again instead of resuming): the resource is online there,
     // so no one is told it left.
+    let id = session.id();
     let replaced = context
-        .router
-        .session(&session.jid)
-        .is_some_and(|current| !Arc::ptr_eq(&current, &session.handle));
+        .routes()
+        .sessions(&session.bare)
+        .iter()
+        .any(|current| current.id.jid == id.jid && current.id != id);
     if !replaced && (session.available || !session.directed.is_empty()) {
         let unavailable = Element::new("presence", ns::CLIENT)
             .with_attribute("type", "unavailable")
             .with_attribute("from", session.jid.to_string());
         if session.available {
-            session.handle.set_presence(None);
+            context.routes().set_presence(&id, None);
             let roster = context.store.roster(session.bare.as_str()).await.ok();
             broadcast(context, session, &unavailable, roster.as_ref());
         }

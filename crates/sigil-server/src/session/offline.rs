@@ -11,7 +11,7 @@ use sigil_xml::{Element, ns};
 
 use super::{NS_SID, reroute};
 use crate::context::Context;
-use crate::router::{Receipt, SessionHandle};
+use crate::router::{Receipt, SessionId};
 
 /// Offline messages delivered per initial presence.
 const OFFLINE_BATCH: usize = 1000;
@@ -78,7 +78,7 @@ pub(super) async fn store_offline(
 /// may see it twice, with the same XEP-0359 stanza id).
 pub(super) fn deliver_offline<'a>(
     context: &'a Arc<Context>,
-    session: &'a Arc<SessionHandle>,
+    session: &'a SessionId,
     bare: &'a BareJid,
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
     // Boxed, with its type spelled out: it calls itself.
@@ -135,7 +135,7 @@ pub(super) fn deliver_offline<'a>(
         context.offline.release(unreadable);
         let context = Arc::clone(context);
         let bare = bare.clone();
-        let session = Arc::clone(session);
+        let session = session.clone();
         tokio::spawn(async move {
             let mut safe = Vec::with_capacity(waiting.len());
             let mut kept = Vec::new();
@@ -151,7 +151,13 @@ pub(super) fn deliver_offline<'a>(
                 // Not delivered after all: for the next login.
                 context.offline.release(kept);
                 context.offline.insert(&bare);
-            } else if more && session.presence().is_some() {
+            } else if more
+                && context
+                    .routes()
+                    .sessions(&bare)
+                    .iter()
+                    .any(|s| s.id == session && s.presence.is_some())
+            {
                 // Boxed: this future would otherwise contain itself.
                 let next: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> =
                     Box::pin(deliver_offline(&context, &session, &bare));

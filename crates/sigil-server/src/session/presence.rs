@@ -30,10 +30,13 @@ pub(super) async fn presence(
                 stanza.remove_attribute("to");
                 let initial = !session.available;
                 session.available = true;
-                session.handle.set_presence(Some(Presence {
-                    priority,
-                    stanza: stanza.clone(),
-                }));
+                context.routes().set_presence(
+                    &session.id(),
+                    Some(Presence {
+                        priority,
+                        stanza: Arc::new(stanza.clone()),
+                    }),
+                );
                 // One read of the roster for all that an initial presence
                 // does.
                 let roster = context.store.roster(session.bare.as_str()).await.ok();
@@ -41,11 +44,11 @@ pub(super) async fn presence(
                 if initial {
                     probe(context, session, roster.as_ref());
                     pending_subscriptions(context, session, roster.as_ref());
-                    deliver_offline(context, &session.handle, &session.bare).await;
+                    deliver_offline(context, &session.id(), &session.bare).await;
                 }
             } else {
                 session.available = false;
-                session.handle.set_presence(None);
+                context.routes().set_presence(&session.id(), None);
                 let roster = context.store.roster(session.bare.as_str()).await.ok();
                 broadcast(context, session, &stanza, roster.as_ref());
                 for target in std::mem::take(&mut session.directed) {
@@ -109,11 +112,12 @@ pub(super) fn broadcast(
             }
         }
     }
-    for own in context.router.sessions(&session.bare) {
-        if own.presence().is_some() || own.serial == session.handle.serial {
+    let id = session.id();
+    for own in context.routes().sessions(&session.bare) {
+        if own.presence.is_some() || own.id == id {
             let mut copy = stanza.clone();
-            copy.set_attribute("to", own.jid.to_string());
-            context.deliver(&own, copy);
+            copy.set_attribute("to", own.id.jid.to_string());
+            context.deliver(&own.id, copy);
         }
     }
 }
@@ -121,6 +125,7 @@ pub(super) fn broadcast(
 /// Answers for the contacts the user is subscribed to: their current
 /// presence (the probe of RFC 6121 §4.3, done locally).
 pub(super) fn probe(context: &Context, session: &SessionState, roster: Option<&Roster>) {
+    let id = session.id();
     for item in roster.map(|r| r.items.as_slice()).unwrap_or_default() {
         if !matches!(item.subscription, Subscription::To | Subscription::Both) {
             continue;
@@ -128,24 +133,24 @@ pub(super) fn probe(context: &Context, session: &SessionState, roster: Option<&R
         let Ok(contact) = BareJid::new(&item.jid) else {
             continue;
         };
-        for other in context.router.sessions(&contact) {
-            if let Some(presence) = other.presence() {
-                let mut stanza = presence.stanza;
-                stanza.set_attribute("from", other.jid.to_string());
+        for other in context.routes().sessions(&contact) {
+            if let Some(presence) = other.presence {
+                let mut stanza = (*presence.stanza).clone();
+                stanza.set_attribute("from", other.id.jid.to_string());
                 stanza.set_attribute("to", session.jid.to_string());
-                context.deliver(&session.handle, stanza);
+                context.deliver(&id, stanza);
             }
         }
     }
-    for own in context.router.sessions(&session.bare) {
-        if own.serial == session.handle.serial {
+    for own in context.routes().sessions(&session.bare) {
+        if own.id == id {
             continue;
         }
-        if let Some(presence) = own.presence() {
-            let mut stanza = presence.stanza;
-            stanza.set_attribute("from", own.jid.to_string());
+        if let Some(presence) = own.presence {
+            let mut stanza = (*presence.stanza).clone();
+            stanza.set_attribute("from", own.id.jid.to_string());
             stanza.set_attribute("to", session.jid.to_string());
-            context.deliver(&session.handle, stanza);
+            context.deliver(&id, stanza);
         }
     }
 }
@@ -162,6 +167,6 @@ pub(super) fn pending_subscriptions(
             .with_attribute("type", "subscribe")
             .with_attribute("from", item.jid.clone())
             .with_attribute("to", session.jid.to_string());
-        context.deliver(&session.handle, presence);
+        context.deliver(&session.id(), presence);
     }
 }

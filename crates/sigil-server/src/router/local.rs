@@ -1,12 +1,9 @@
-//! Where stanzas go: the sessions of this node, sharded by bare JID.
+//! The router of this node: its sessions, sharded by bare JID.
 //!
 //! Every session registers its full JID here with a bounded queue, kept in
 //! its [`SessionHandle`]: a deque that holds no memory while empty (an
 //! idle session's queue costs a few words, where a tokio channel allocates
-//! a block of 32 slots up front). Routing
-//! is one seam ([`Router`]) so that a cluster router (sessions on other
-//! nodes reached through a message bus) can replace it without touching
-//! sessions or modules.
+//! a block of 32 slots up front).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -14,58 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use jid::{BareJid, FullJid};
 use sigil_proto::error::StreamError;
-use sigil_xml::Element;
 
-/// What a session task receives from others (boxed: two words in the
-/// queue). Ending a session is not a message: it overtakes whatever is
-/// queued ([`SessionHandle::end`]).
-#[derive(Debug)]
-pub enum SessionMessage {
-    /// Deliver this stanza to the client.
-    Stanza(Box<Element>),
-    /// Deliver this stanza, and tell `Receipt` once it is safe: the
-    /// client acknowledged it (XEP-0198), or it was written to a client
-    /// that does not acknowledge.
-    Tracked(Box<Element>, Receipt),
-}
-
-/// Follows one stanza to where it ends up safe.
-///
-/// Shared by the copies of a stanza (every resource it went to, the
-/// queues it passes through); [`Receipt::done`] on any copy tells the
-/// waiter `true`. When the last copy goes without that (dropped, bounced,
-/// lost with its session) the waiter is told `false`.
-#[derive(Clone, Debug)]
-pub struct Receipt(Arc<ReceiptInner>);
-
-#[derive(Debug)]
-struct ReceiptInner(Mutex<Option<tokio::sync::oneshot::Sender<bool>>>);
-
-impl Receipt {
-    /// A receipt, and what resolves when it is settled.
-    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<bool>) {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        (
-            Self(Arc::new(ReceiptInner(Mutex::new(Some(sender))))),
-            receiver,
-        )
-    }
-
-    /// The stanza is safe: acknowledged, written, or stored.
-    pub fn done(&self) {
-        if let Some(sender) = lock(&self.0.0).take() {
-            let _ = sender.send(true);
-        }
-    }
-}
-
-impl Drop for ReceiptInner {
-    fn drop(&mut self) {
-        if let Some(sender) = lock(&self.0).take() {
-            let _ = sender.send(false);
-        }
-    }
-}
+use super::{Entry, Presence, Routes, SendError, SessionId, SessionMessage, Undelivered, lock};
 
 /// One bound session as others see it.
 #[derive(Debug)]
@@ -105,6 +52,37 @@ impl SessionHandle {
     pub fn fingerprint(&self) -> Option<&[u8; 32]> {
         self.certificate.as_ref().map(|c| &c.fingerprint)
     }
+
+    /// Which session this is, exactly.
+    pub fn id(&self) -> SessionId {
+        SessionId {
+            jid: self.jid.clone(),
+            serial: self.serial,
+        }
+    }
+
+    /// What the directory says of it.
+    pub fn entry(&self) -> Entry {
+        Entry {
+            id: self.id(),
+            presence: self.presence(),
+            roster_requested: self.roster_requested(),
+            fingerprint: self.fingerprint().copied(),
+        }
+    }
+
+    /// Queues a message, or ends the session as too slow when its queue
+    /// is full (the message is given back either way it fails).
+    fn queue_or_end(&self, message: SessionMessage) -> Result<(), Undelivered> {
+        let result = self.send(message);
+        if let Err(undelivered) = &result
+            && undelivered.error == SendError::Full
+        {
+            tracing::warn!(jid = %self.jid, "session queue full: stanza dropped, closing the session");
+            self.end_too_slow();
+        }
+        result
+    }
 }
 
 /// A session's messages, in order.
@@ -120,38 +98,24 @@ struct Queue {
     end: Option<Box<StreamError>>,
 }
 
-/// The last available presence of a session.
-#[derive(Clone, Debug)]
-pub struct Presence {
-    /// Its priority (-128..=127).
-    pub priority: i8,
-    /// The presence stanza as broadcast.
-    pub stanza: Element,
-}
-
-/// Why a stanza could not be queued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendError {
-    /// The session has gone.
-    Gone,
-    /// Its queue is full: it reads too slowly.
-    Full,
-}
-
 impl SessionHandle {
     /// Queues a message without waiting. A full queue means the client
     /// reads more slowly than stanzas arrive; the caller decides (it is
     /// closed as too slow rather than buffered without bound).
-    pub fn send(&self, message: SessionMessage) -> Result<(), SendError> {
+    pub fn send(&self, message: SessionMessage) -> Result<(), Undelivered> {
         {
             let mut queue = lock(&self.queue);
             // Ended, or told to end (what it would not deliver is better
             // sent elsewhere by the sender now).
-            if queue.closed || queue.end.is_some() {
-                return Err(SendError::Gone);
-            }
-            if queue.messages.len() >= queue.limit {
-                return Err(SendError::Full);
+            let error = if queue.closed || queue.end.is_some() {
+                Some(SendError::Gone)
+            } else if queue.messages.len() >= queue.limit {
+                Some(SendError::Full)
+            } else {
+                None
+            };
+            if let Some(error) = error {
+                return Err(Undelivered { error, message });
             }
             queue.messages.push_back(message);
         }
@@ -366,8 +330,8 @@ impl Router {
         }
     }
 
-    /// The sessions of an account.
-    pub fn sessions(&self, bare: &BareJid) -> Vec<Arc<SessionHandle>> {
+    /// The sessions of an account, on this node.
+    pub fn handles(&self, bare: &BareJid) -> Vec<Arc<SessionHandle>> {
         self.shard(bare).get(bare).cloned().unwrap_or_default()
     }
 
@@ -409,20 +373,79 @@ impl Router {
     }
 }
 
-/// Locks a mutex; a panic in another holder leaves plain data that is
-/// still consistent (every critical section here is a single insert,
-/// remove or clone), so poisoning is ignored.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl Routes for Router {
+    fn deliver(&self, to: &FullJid, message: SessionMessage) -> Result<(), Undelivered> {
+        match self.session(to) {
+            Some(handle) => handle.queue_or_end(message),
+            None => Err(Undelivered {
+                error: SendError::Gone,
+                message,
+            }),
+        }
+    }
+
+    fn send(&self, to: &SessionId, message: SessionMessage) -> Result<(), Undelivered> {
+        match self.session(&to.jid).filter(|h| h.serial == to.serial) {
+            Some(handle) => handle.queue_or_end(message),
+            None => Err(Undelivered {
+                error: SendError::Gone,
+                message,
+            }),
+        }
+    }
+
+    fn sessions(&self, account: &BareJid) -> Vec<Entry> {
+        self.handles(account)
+            .iter()
+            .filter(|handle| handle.end_error().is_none())
+            .map(|handle| handle.entry())
+            .collect()
+    }
+
+    fn end(&self, session: &SessionId, error: StreamError) -> bool {
+        self.session(&session.jid)
+            .filter(|h| h.serial == session.serial)
+            .is_some_and(|handle| handle.end(error))
+    }
+
+    fn end_sessions(
+        &self,
+        account: &BareJid,
+        which: &dyn Fn(&Entry) -> bool,
+        error: &StreamError,
+    ) -> usize {
+        self.handles(account)
+            .iter()
+            .filter(|handle| which(&handle.entry()) && handle.end(error.clone()))
+            .count()
+    }
+
+    fn set_presence(&self, session: &SessionId, presence: Option<Presence>) {
+        if let Some(handle) = self
+            .session(&session.jid)
+            .filter(|h| h.serial == session.serial)
+        {
+            handle.set_presence(presence);
+        }
+    }
+
+    fn set_roster_requested(&self, session: &SessionId) {
+        if let Some(handle) = self
+            .session(&session.jid)
+            .filter(|h| h.serial == session.serial)
+        {
+            handle.set_roster_requested();
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
+    use super::super::Receipt;
     use super::*;
+    use sigil_xml::Element;
 
     fn jid(text: &str) -> FullJid {
         FullJid::new(text).unwrap()
@@ -452,12 +475,12 @@ mod tests {
         for n in ["a", "b", "c"] {
             handle.send(stanza(n)).unwrap();
         }
-        assert_eq!(handle.send(stanza("d")), Err(SendError::Full));
+        assert_eq!(handle.send(stanza("d")).unwrap_err().error, SendError::Full);
         assert_eq!(id(handle.try_recv().unwrap()), "a");
         handle.send(stanza("d")).unwrap();
         let left: Vec<String> = handle.close_queue().into_iter().map(id).collect();
         assert_eq!(left, ["b", "c", "d"]);
-        assert_eq!(handle.send(stanza("e")), Err(SendError::Gone));
+        assert_eq!(handle.send(stanza("e")).unwrap_err().error, SendError::Gone);
         assert!(handle.try_recv().is_none());
     }
 
@@ -551,7 +574,7 @@ mod tests {
             StreamCondition::NotAuthorized
         );
         assert!(handle.try_recv().is_none(), "delivered after the end");
-        assert_eq!(handle.send(stanza("b")), Err(SendError::Gone));
+        assert_eq!(handle.send(stanza("b")).unwrap_err().error, SendError::Gone);
         let left: Vec<String> = handle.close_queue().into_iter().map(id).collect();
         assert_eq!(left, ["a"]);
         assert!(!handle.end(StreamError::new(StreamCondition::Conflict)));
@@ -577,5 +600,69 @@ mod tests {
         assert_eq!(router.session(&full).unwrap().serial, second.serial);
         router.unregister(&second);
         assert!(router.is_empty());
+    }
+
+    /// The seam: the directory lists the live sessions with their
+    /// presence, a [`SessionId`] reaches exactly one session (not a newer
+    /// one with the same full JID), a full queue ends its session and
+    /// gives the message back, and an ended session takes nothing.
+    #[test]
+    fn the_routes_seam_addresses_sessions_exactly() {
+        use sigil_proto::error::StreamCondition;
+        let router = Router::new();
+        let routes: &dyn Routes = &router;
+        let full = jid("juliet@example.org/balcony");
+        let bare = full.to_bare();
+        let (old, _) = router.register(full.clone(), 1, None, || false).unwrap();
+        let old_id = old.id();
+        let (new, _) = router.register(full.clone(), 1, None, || false).unwrap();
+        let new_id = new.id();
+        assert_eq!(
+            routes.send(&old_id, stanza("a")).unwrap_err().error,
+            SendError::Gone
+        );
+        routes.send(&new_id, stanza("b")).unwrap();
+        assert_eq!(id(new.try_recv().unwrap()), "b");
+
+        routes.set_presence(
+            &new_id,
+            Some(Presence {
+                priority: 5,
+                stanza: Arc::new(Element::new("presence", "jabber:client")),
+            }),
+        );
+        routes.set_roster_requested(&new_id);
+        let entries = routes.sessions(&bare);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].id, new_id);
+        assert_eq!(entries[0].presence.as_ref().unwrap().priority, 5);
+        assert!(entries[0].roster_requested);
+
+        routes.deliver(&full, stanza("c")).unwrap();
+        let full_queue = routes.deliver(&full, stanza("d")).unwrap_err();
+        assert_eq!(full_queue.error, SendError::Full);
+        assert_eq!(id(full_queue.message), "d");
+        assert!(new.end_error().is_some(), "a full queue ends its session");
+        assert!(
+            routes.sessions(&bare).is_empty(),
+            "an ended session is not listed"
+        );
+        let gone = routes.deliver(&full, stanza("e")).unwrap_err();
+        assert_eq!(gone.error, SendError::Gone);
+
+        let other = jid("juliet@example.org/garden");
+        let (garden, _) = router.register(other, 8, None, || false).unwrap();
+        let told = routes.end_sessions(
+            &bare,
+            &|entry| entry.id == garden.id(),
+            &StreamError::new(StreamCondition::Conflict),
+        );
+        assert_eq!(told, 1);
+        assert_eq!(
+            garden.end_error().unwrap().condition,
+            StreamCondition::Conflict
+        );
+        // An id that names no session ends nothing.
+        assert!(!routes.end(&old_id, StreamError::new(StreamCondition::Conflict)));
     }
 }
