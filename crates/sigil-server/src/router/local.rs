@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use jid::{BareJid, FullJid};
 use sigil_proto::error::StreamError;
 
-use super::{Entry, Presence, Routes, SendError, SessionId, SessionMessage, Undelivered, lock};
+use super::{
+    Entry, Presence, Receipt, ReceiptId, Receipts, Routes, SendError, SessionId, SessionMessage,
+    Settled, Undelivered, lock,
+};
 
 /// One bound session as others see it.
 #[derive(Debug)]
@@ -240,6 +243,8 @@ impl SessionHandle {
 #[derive(Debug)]
 pub struct Router {
     shards: Vec<Mutex<HashMap<BareJid, Vec<Arc<SessionHandle>>>>>,
+    /// The receipts of stanzas followed until safe.
+    receipts: Arc<Receipts>,
     hasher: RandomState,
     serial: std::sync::atomic::AtomicU64,
 }
@@ -259,6 +264,7 @@ impl Router {
     pub fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            receipts: Arc::default(),
             hasher: RandomState::new(),
             serial: std::sync::atomic::AtomicU64::new(1),
         }
@@ -437,13 +443,20 @@ impl Routes for Router {
             handle.set_roster_requested();
         }
     }
+
+    fn receipt(&self) -> (Receipt, Settled) {
+        self.receipts.issue()
+    }
+
+    fn settle(&self, receipt: ReceiptId, safe: bool) {
+        self.receipts.settle(receipt, safe);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
-    use super::super::Receipt;
     use super::*;
     use sigil_xml::Element;
 
@@ -524,22 +537,6 @@ mod tests {
             .unwrap();
         let expected: Vec<String> = (0..500).map(|n: i32| n.to_string()).collect();
         assert_eq!(ids, expected);
-    }
-
-    #[tokio::test]
-    async fn a_receipt_says_done_once_or_not_done_when_every_copy_is_gone() {
-        let (receipt, settled) = Receipt::new();
-        let copy = receipt.clone();
-        drop(receipt);
-        copy.done();
-        copy.done();
-        drop(copy);
-        assert!(settled.await.unwrap());
-        let (receipt, settled) = Receipt::new();
-        let copy = receipt.clone();
-        drop(receipt);
-        drop(copy);
-        assert!(!settled.await.unwrap());
     }
 
     /// Ending overtakes the queue, wakes every waiter (a parked session's

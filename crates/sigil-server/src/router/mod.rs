@@ -20,8 +20,10 @@ use sigil_proto::error::StreamError;
 use sigil_xml::Element;
 
 mod local;
+mod receipts;
 
 pub use local::{Router, SessionCertificate, SessionHandle};
+pub use receipts::{Receipt, ReceiptId, Receipts, Settled};
 
 /// What a session task receives from others (boxed: two words in the
 /// queue). Ending a session is not a message: it overtakes whatever is
@@ -34,44 +36,6 @@ pub enum SessionMessage {
     /// client acknowledged it (XEP-0198), or it was written to a client
     /// that does not acknowledge.
     Tracked(Box<Element>, Receipt),
-}
-
-/// Follows one stanza to where it ends up safe.
-///
-/// Shared by the copies of a stanza (every resource it went to, the
-/// queues it passes through); [`Receipt::done`] on any copy tells the
-/// waiter `true`. When the last copy goes without that (dropped, bounced,
-/// lost with its session) the waiter is told `false`.
-#[derive(Clone, Debug)]
-pub struct Receipt(Arc<ReceiptInner>);
-
-#[derive(Debug)]
-struct ReceiptInner(Mutex<Option<tokio::sync::oneshot::Sender<bool>>>);
-
-impl Receipt {
-    /// A receipt, and what resolves when it is settled.
-    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<bool>) {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        (
-            Self(Arc::new(ReceiptInner(Mutex::new(Some(sender))))),
-            receiver,
-        )
-    }
-
-    /// The stanza is safe: acknowledged, written, or stored.
-    pub fn done(&self) {
-        if let Some(sender) = lock(&self.0.0).take() {
-            let _ = sender.send(true);
-        }
-    }
-}
-
-impl Drop for ReceiptInner {
-    fn drop(&mut self) {
-        if let Some(sender) = lock(&self.0).take() {
-            let _ = sender.send(false);
-        }
-    }
 }
 
 /// The last available presence of a session.
@@ -159,6 +123,17 @@ pub trait Routes: Send + Sync {
 
     /// Records that a session's client asked for its roster.
     fn set_roster_requested(&self, session: &SessionId);
+
+    /// A new receipt, to follow one stanza to where it ends up safe, and
+    /// what resolves when it is settled.
+    fn receipt(&self) -> (Receipt, Settled);
+
+    /// Settles a receipt by its id: the stanza it follows is safe
+    /// (`true`), or every copy of it went without being safe (`false`).
+    /// Whoever holds a copy settles it through [`Receipt::done`] or by
+    /// dropping it; a receipt that crossed to another node comes back by
+    /// its id through this.
+    fn settle(&self, receipt: ReceiptId, safe: bool);
 }
 
 /// Locks a mutex; a panic in another holder leaves plain data that is

@@ -100,7 +100,7 @@ pub async fn handle(
             stanza.remove_children("stanza-id", NS_SID);
             let (receipt, handling) = match track {
                 true => {
-                    let (receipt, handling) = Receipt::new();
+                    let (receipt, handling) = context.routes().receipt();
                     (Some(receipt), Some(handling))
                 }
                 false => (None, None),

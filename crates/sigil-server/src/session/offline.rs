@@ -121,7 +121,7 @@ pub(super) fn deliver_offline<'a>(
                             .with_attribute("id", format!("offline-{}", message.id))
                             .with_attribute("by", bare.to_string()),
                     );
-                    let (receipt, settled) = Receipt::new();
+                    let (receipt, settled) = context.routes().receipt();
                     context.send_to(session, stanza, Some(receipt));
                     waiting.push((message.id, settled));
                 }
