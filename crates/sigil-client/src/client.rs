@@ -12,10 +12,11 @@ use std::sync::Arc;
 use jid::FullJid;
 use sigil_proto::client::{self as proto, ClientError, ClientStream};
 use sigil_proto::random_id;
+use sigil_proto::sid::{self, OriginId};
 use sigil_xml::Element;
 
 pub use reconnect::Backoff;
-use seen::{NS_SID, Seen};
+use seen::Seen;
 
 use crate::connection::{Connection, Input};
 use crate::login::{Established, Prepared};
@@ -109,7 +110,7 @@ impl Client {
             return Err(Error::Stream(ClientError::Closed));
         }
         let mut stanza = stanza.clone();
-        if stanza.name() == "message" && !stanza.has_child("origin-id", NS_SID) {
+        if stanza.name() == "message" && !stanza.has_child(OriginId::NAME, sid::NS) {
             let id = match stanza.attribute("id") {
                 Some(id) if !id.is_empty() => id.to_owned(),
                 _ => {
@@ -118,7 +119,7 @@ impl Client {
                     id
                 }
             };
-            stanza.push_child(Element::new("origin-id", NS_SID).with_attribute("id", id));
+            stanza.push_child(OriginId::new(id).to_element());
         }
         if self.stream.acks().is_some() {
             self.unacked.push_back(stanza.clone());

@@ -32,7 +32,6 @@ mod error;
 mod login;
 pub mod saslcert;
 mod srv;
-mod stanza;
 mod transport;
 
 pub use builder::{ClientBuilder, TlsSettings};
@@ -40,5 +39,5 @@ pub use client::{Backoff, Client};
 pub use error::Error;
 pub use sigil_proto::error::StanzaCondition;
 pub use sigil_proto::random_id;
-pub use stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza};
+pub use sigil_proto::stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza};
 pub use transport::Transport;

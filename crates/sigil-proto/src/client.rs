@@ -256,7 +256,7 @@ impl ClientStream {
     /// by `<a/>`, read into [`Self::acks`]).
     pub fn request_ack(&mut self) {
         if self.sm.is_some() && self.stage == Stage::Bound {
-            self.send(Element::new("r", crate::server::NS_SM));
+            self.send(Element::new("r", crate::sm::NS));
         }
     }
 
@@ -422,7 +422,7 @@ impl ClientStream {
             }
             Stage::Authenticating if element.namespace() == ns::SASL => self.on_sasl(&element),
             Stage::Binding if element.is("iq", ns::CLIENT) => self.on_bind_result(&element),
-            Stage::Resuming if element.namespace() == crate::server::NS_SM => {
+            Stage::Resuming if element.namespace() == crate::sm::NS => {
                 self.on_resume_answer(&element)
             }
             Stage::Bound if element.namespace() == ns::CLIENT => {
@@ -431,7 +431,7 @@ impl ClientStream {
                 }
                 self.actions.push_back(Action::Stanza(element));
             }
-            Stage::Bound if element.namespace() == crate::server::NS_SM => self.on_sm(&element),
+            Stage::Bound if element.namespace() == crate::sm::NS => self.on_sm(&element),
             _ => self.fail(ClientError::Protocol(format!(
                 "unexpected <{}/>",
                 element.name()
@@ -569,7 +569,7 @@ impl ClientStream {
             "failed" => self.sm = None,
             "r" => {
                 if let Some(sm) = self.sm {
-                    let answer = Element::new("a", crate::server::NS_SM)
+                    let answer = Element::new("a", crate::sm::NS)
                         .with_attribute("h", sm.received.to_string());
                     self.send(answer);
                 }
@@ -594,12 +594,12 @@ impl ClientStream {
     }
 
     fn start_bind(&mut self, features: &Element) {
-        self.sm_offered = features.has_child("sm", crate::server::NS_SM);
+        self.sm_offered = features.has_child("sm", crate::sm::NS);
         self.bind_offered = features.has_child("bind", ns::BIND);
         if self.sm_offered
             && let Some(earlier) = &self.resume_from
         {
-            let resume = Element::new("resume", crate::server::NS_SM)
+            let resume = Element::new("resume", crate::sm::NS)
                 .with_attribute("previd", earlier.id.clone())
                 .with_attribute("h", earlier.received.to_string());
             self.send(resume);
@@ -678,7 +678,7 @@ impl ClientStream {
                         if self.sm_wanted && self.sm_offered {
                             // Our count starts with <enable/>: stanzas sent
                             // from here on count.
-                            let mut enable = Element::new("enable", crate::server::NS_SM);
+                            let mut enable = Element::new("enable", crate::sm::NS);
                             if self.resume_wanted {
                                 enable.set_attribute("resume", "true");
                             }

@@ -400,3 +400,57 @@ impl fmt::Display for StanzaError {
 }
 
 impl std::error::Error for StanzaError {}
+
+/// Why an element does not read as a typed payload (the `from_element` of
+/// the XEP modules: [`crate::saslcert`], [`crate::blocking`],
+/// [`crate::sid`]).
+///
+/// A server answers a request that does not parse with the
+/// [`StanzaError`] this converts to: `jid-malformed` for a bad JID,
+/// `bad-request` with the reason as text for everything else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Another element: its name or namespace is not the one the type
+    /// reads.
+    Mismatch {
+        /// The element name the type reads.
+        name: &'static str,
+        /// Its namespace.
+        namespace: &'static str,
+    },
+    /// A required child element is missing (its name).
+    MissingChild(&'static str),
+    /// A required attribute is missing (its name).
+    MissingAttribute(&'static str),
+    /// A JID that does not parse, as written.
+    MalformedJid(String),
+    /// A value the specification does not allow; the text says which.
+    Invalid(&'static str),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Mismatch { name, namespace } => {
+                write!(f, "not a <{name} xmlns='{namespace}'/>")
+            }
+            Self::MissingChild(name) => write!(f, "<{name}/> is missing"),
+            Self::MissingAttribute(name) => write!(f, "the '{name}' attribute is missing"),
+            Self::MalformedJid(jid) => write!(f, "malformed JID '{jid}'"),
+            Self::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl From<ParseError> for StanzaError {
+    fn from(error: ParseError) -> Self {
+        let condition = match error {
+            ParseError::MalformedJid(_) => StanzaCondition::JidMalformed,
+            _ => StanzaCondition::BadRequest,
+        };
+        Self::with_text(condition, error.to_string())
+    }
+}

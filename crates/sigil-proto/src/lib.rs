@@ -8,12 +8,30 @@
 //! [`client::Action`]s out; they do no I/O and read no clock.
 //!
 //! [`error`] has the typed stream and stanza errors of RFC 6120.
+//!
+//! The protocol vocabulary server and client share, one module per
+//! specification, each with its namespace(s) (`NS…`) and typed payloads
+//! that read from and write to [`sigil_xml::Element`] (`from_element`,
+//! `to_element`, and `TryFrom<&Element>` / `From<_> for Element`; what
+//! does not read is an [`error::ParseError`]):
+//!
+//! - [`stanza`]: messages, presence and IQs (RFC 6120, RFC 6121);
+//! - [`saslcert`]: XEP-0257 client certificate management;
+//! - [`blocking`]: XEP-0191 blocking;
+//! - [`sm`]: XEP-0198 stream management (run by the streams themselves);
+//! - [`sid`]: XEP-0359 origin and stanza ids.
 
+pub mod blocking;
 pub mod bosh;
 pub mod client;
 pub mod error;
 pub mod frame;
+mod payload;
+pub mod saslcert;
 pub mod server;
+pub mod sid;
+pub mod sm;
+pub mod stanza;
 
 /// How the stream is framed on the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use jid::FullJid;
-use sigil_proto::server::{self, NS_SM, ServerStream, ServerStreamConfig, TlsMode};
+use sigil_proto::server::{self, Followed, NS_SM, ServerStream, ServerStreamConfig, TlsMode};
 use sigil_sasl::server::{ConnectionInfo, ServerConfig};
 use sigil_sasl::{Algorithm, StoredCredentials};
 use sigil_xml::{Element, ns};
@@ -96,7 +96,7 @@ fn acks_count_both_ways_and_the_server_asks_every_five_stanzas() {
     let left: Vec<String> = s
         .take_unacked()
         .iter()
-        .map(|m| m.attribute("id").unwrap().to_owned())
+        .map(|(m, _)| m.attribute("id").unwrap().to_owned())
         .collect();
     assert_eq!(left, ["m3", "m4"]);
 }
@@ -583,4 +583,39 @@ fn the_client_stream_resumes_a_session_or_binds_anew() {
 /// A frame as the RFC 6120 stream writes it.
 fn text(frame: &sigil_proto::frame::Frame) -> String {
     frame.to_text(sigil_proto::Framing::Stream)
+}
+
+/// Stanzas sent with a tag are followed by it: the client's
+/// acknowledgement gives the tags back in order, what it has not
+/// acknowledged keeps its tag, and without stream management nothing is
+/// followed.
+#[test]
+fn tagged_stanzas_come_back_by_their_tags_once_acknowledged() {
+    let (mut s, _) = bound(|_| {});
+    assert_eq!(
+        s.send_tracked(message(0), 100),
+        Followed::ByWrite,
+        "no stream management yet"
+    );
+    drain(&mut s);
+    s.receive(b"<enable xmlns='urn:xmpp:sm:3'/>");
+    drain(&mut s);
+    assert_eq!(s.send_tracked(message(1), 101), Followed::ByAcknowledgement);
+    s.send_stanza(message(2));
+    s.send_tracked(message(3), 103);
+    s.send_tracked(message(4), 104);
+    drain(&mut s);
+    assert!(s.take_acknowledged().is_empty());
+    s.receive(b"<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    drain(&mut s);
+    assert_eq!(s.take_acknowledged(), [101, 103]);
+    assert!(s.take_acknowledged().is_empty(), "each tag comes back once");
+    let left: Vec<(String, Option<u64>)> = s
+        .take_unacked()
+        .into_iter()
+        .map(|(m, tag)| (m.attribute("id").unwrap().to_owned(), tag))
+        .collect();
+    assert_eq!(left, [("m4".to_owned(), Some(104))]);
+    s.close(None);
+    assert_eq!(s.send_tracked(message(5), 105), Followed::NotSent);
 }

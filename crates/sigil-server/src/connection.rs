@@ -40,7 +40,7 @@ use std::time::Duration;
 use jid::FullJid;
 use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use sigil_proto::random_id;
-use sigil_proto::server::{Action, ServerStream};
+use sigil_proto::server::{Action, Followed, ServerStream};
 use sigil_sasl::Failure;
 use sigil_sasl::server::{Authzid, ConnectionInfo};
 use sigil_x509::OffsetDateTime;
@@ -186,9 +186,10 @@ struct Tracking {
     /// The client's stanzas handed to the session, oldest first, each
     /// with what says it is safe (`None`: it already is).
     handling: std::collections::VecDeque<session::Handling>,
-    /// Tracked stanzas sent to this client with stream management, by
-    /// their XEP-0198 number, waiting for its acknowledgement.
-    receipts: std::collections::VecDeque<(u32, Receipt)>,
+    /// Tracked stanzas sent to this client with stream management,
+    /// waiting for its acknowledgement, in the order they were sent (the
+    /// stream follows each by its receipt's id).
+    receipts: std::collections::VecDeque<Receipt>,
     /// Tracked stanzas queued to a client without stream management:
     /// done with once written.
     written: Vec<Receipt>,
@@ -289,13 +290,7 @@ impl<W: Wire> Connection<W> {
                         while !self.stream.is_closed()
                             && let Some(message) = state.handle.try_recv()
                         {
-                            match message {
-                                SessionMessage::Stanza(stanza) => self.stream.send_stanza(*stanza),
-                                SessionMessage::Tracked(stanza, receipt) => {
-                                    self.stream.send_stanza(*stanza);
-                                    track_sent(&self.stream, &mut self.tracking, receipt);
-                                }
-                            }
+                            send(&mut self.stream, &mut self.tracking, message);
                         }
                     }
                     // Unless it was told to end for a reason of its own.
@@ -328,12 +323,18 @@ impl<W: Wire> Connection<W> {
             && let Some(state) = self.session.take()
             && let Some(mut sm) = self.stream.take_stream_management()
         {
-            let receipts = unacked
-                .iter_mut()
-                .zip(1..)
-                .filter_map(|((_, receipt), n)| Some((sm.acked.wrapping_add(n), receipt.take()?)))
+            let mut receipts = std::collections::VecDeque::new();
+            sm.unacked = unacked
+                .into_iter()
+                .map(|(stanza, receipt)| {
+                    let tag = receipt.map(|receipt| {
+                        let tag = receipt.id().0;
+                        receipts.push_back(receipt);
+                        tag
+                    });
+                    (stanza, tag)
+                })
                 .collect();
-            sm.unacked = unacked.into_iter().map(|(stanza, _)| stanza).collect();
             tracing::info!(jid = %state.jid, "connection lost: the session waits to be resumed");
             let handle = state.handle.clone();
             let resumed = Arc::new(tokio::sync::Notify::new());
@@ -363,7 +364,7 @@ impl<W: Wire> Connection<W> {
             };
             self.session = Some(parked.state);
             resumable = Some((id, parked.sm.acked, Some(parked.sm.inbound)));
-            unacked = with_receipts(parked.sm.acked, parked.sm.unacked, parked.receipts);
+            unacked = with_receipts(parked.sm.unacked, parked.receipts);
         }
         if let Some(mut state) = self.session.take() {
             self.context.router.unregister(&state.handle);
@@ -421,13 +422,7 @@ impl<W: Wire> Connection<W> {
     fn deliver(&mut self, message: SessionMessage) {
         let mut next = message;
         for sent in 1..=DELIVERY_BATCH {
-            match next {
-                SessionMessage::Stanza(stanza) => self.stream.send_stanza(*stanza),
-                SessionMessage::Tracked(stanza, receipt) => {
-                    self.stream.send_stanza(*stanza);
-                    track_sent(&self.stream, &mut self.tracking, receipt);
-                }
-            }
+            send(&mut self.stream, &mut self.tracking, next);
             // A full batch ends here, so that reading from this client is
             // not starved (the rest stays queued); so does an empty queue,
             // and a stream that closed (what is left is rerouted at the end).
@@ -686,14 +681,12 @@ impl<W: Wire> Connection<W> {
 
     /// Tells the receipts of the stanzas the client acknowledged.
     fn settle_acks(&mut self) {
-        let (Some(acked), Some(tracking)) = (self.stream.acknowledged(), self.tracking.as_mut())
-        else {
+        let acknowledged = self.stream.take_acknowledged();
+        let Some(tracking) = self.tracking.as_mut() else {
             return;
         };
-        while let Some((seq, _)) = tracking.receipts.front()
-            && acked.wrapping_sub(*seq) < u32::MAX / 2
-        {
-            if let Some((_, receipt)) = tracking.receipts.pop_front() {
+        for tag in acknowledged {
+            if let Some(receipt) = take_receipt(&mut tracking.receipts, tag) {
                 receipt.done();
             }
         }
@@ -724,14 +717,13 @@ impl<W: Wire> Connection<W> {
     /// The stanzas the client did not acknowledge, with their receipts.
     fn take_unacked(&mut self) -> Vec<(sigil_xml::Element, Option<Receipt>)> {
         self.settle_acks();
-        let acked = self.stream.acknowledged().unwrap_or_default();
         let unacked = self.stream.take_unacked();
         let receipts = self
             .tracking
             .as_mut()
             .map(|t| std::mem::take(&mut t.receipts))
             .unwrap_or_default();
-        with_receipts(acked, unacked, receipts)
+        with_receipts(unacked, receipts)
     }
 
     /// How long a write may wait for the client: `write_timeout_seconds`,
@@ -877,35 +869,40 @@ async fn front_settled(tracking: &mut Option<Box<Tracking>>) {
     }
 }
 
-/// Pairs unacknowledged stanzas (the first is number `acked + 1` in the
-/// XEP-0198 count) with the receipts of the tracked ones among them.
+/// Pairs unacknowledged stanzas with the receipts their tags name.
 fn with_receipts(
-    acked: u32,
-    unacked: impl IntoIterator<Item = sigil_xml::Element>,
-    mut receipts: std::collections::VecDeque<(u32, Receipt)>,
+    unacked: impl IntoIterator<Item = (sigil_xml::Element, Option<u64>)>,
+    mut receipts: std::collections::VecDeque<Receipt>,
 ) -> Vec<(sigil_xml::Element, Option<Receipt>)> {
     unacked
         .into_iter()
-        .zip(1..)
-        .map(|(stanza, n)| {
-            let seq = acked.wrapping_add(n);
-            let receipt = receipts
-                .front()
-                .is_some_and(|(s, _)| *s == seq)
-                .then(|| receipts.pop_front().map(|(_, r)| r))
-                .flatten();
-            (stanza, receipt)
-        })
+        .map(|(stanza, tag)| (stanza, tag.and_then(|tag| take_receipt(&mut receipts, tag))))
         .collect()
 }
 
-/// Follows a tracked stanza just sent: until the client acknowledges it,
-/// or, without stream management, until it is written.
-fn track_sent(stream: &ServerStream, tracking: &mut Option<Box<Tracking>>, receipt: Receipt) {
-    let tracking = tracking.get_or_insert_default();
-    match stream.sent_count() {
-        Some(seq) => tracking.receipts.push_back((seq, receipt)),
-        None => tracking.written.push(receipt),
+/// Takes the receipt with this id out (receipts are kept in the order
+/// their stanzas were sent, and come back in it: it is the first).
+fn take_receipt(receipts: &mut std::collections::VecDeque<Receipt>, tag: u64) -> Option<Receipt> {
+    let index = receipts.iter().position(|r| r.id().0 == tag)?;
+    receipts.remove(index)
+}
+
+/// Sends a message from the session's queue to the client; a tracked one
+/// is followed until the client acknowledges it, or, without stream
+/// management, until it is written. One the stream could not send (it
+/// ended) drops its receipt: not safe.
+fn send(stream: &mut ServerStream, tracking: &mut Option<Box<Tracking>>, message: SessionMessage) {
+    match message {
+        SessionMessage::Stanza(stanza) => stream.send_stanza(*stanza),
+        SessionMessage::Tracked(stanza, receipt) => {
+            match stream.send_tracked(*stanza, receipt.id().0) {
+                Followed::ByAcknowledgement => {
+                    tracking.get_or_insert_default().receipts.push_back(receipt);
+                }
+                Followed::ByWrite => tracking.get_or_insert_default().written.push(receipt),
+                Followed::NotSent => {}
+            }
+        }
     }
 }
 

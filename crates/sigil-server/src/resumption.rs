@@ -39,8 +39,9 @@ pub struct Parked {
     pub state: SessionState,
     /// Its XEP-0198 counters and unacknowledged stanzas.
     pub sm: Box<sigil_proto::server::StreamManagement>,
-    /// The receipts of tracked stanzas among those, by XEP-0198 number.
-    pub receipts: std::collections::VecDeque<(u32, Receipt)>,
+    /// The receipts of tracked stanzas among those, in order (each
+    /// unacknowledged stanza carries its receipt's id as its tag).
+    pub receipts: std::collections::VecDeque<Receipt>,
     /// Told when a new connection takes the session over, so that the
     /// waiting task ends at once.
     pub resumed: Arc<tokio::sync::Notify>,

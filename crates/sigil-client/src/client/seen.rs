@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use jid::{BareJid, Jid};
+use sigil_proto::sid::{OriginId, StanzaId};
 use sigil_xml::Element;
 
 /// The keys of the messages received lately (XEP-0359): a server's stanza
@@ -25,19 +26,20 @@ impl Seen {
         if stanza.name() != "message" {
             return false;
         }
-        let mut keys = Vec::new();
-        for child in stanza.children() {
-            if child.is("stanza-id", NS_SID) && child.attribute("by") == Some(own.as_str()) {
-                keys.extend(child.attribute("id").map(|id| format!("s {id}")));
-            }
-            if child.is("origin-id", NS_SID) {
-                let from = stanza
-                    .attribute("from")
-                    .and_then(|f| Jid::new(f).ok())
-                    .map(|f| f.to_bare().to_string())
-                    .unwrap_or_default();
-                keys.extend(child.attribute("id").map(|id| format!("o {from} {id}")));
-            }
+        let mut keys: Vec<String> = StanzaId::all_of(stanza)
+            .filter(|id| id.by == *own)
+            .map(|id| format!("s {}", id.id))
+            .collect();
+        let origins = stanza
+            .children()
+            .filter_map(|child| OriginId::from_element(child).ok());
+        for origin in origins {
+            let from = stanza
+                .attribute("from")
+                .and_then(|f| Jid::new(f).ok())
+                .map(|f| f.to_bare().to_string())
+                .unwrap_or_default();
+            keys.push(format!("o {from} {}", origin.id));
         }
         if keys.iter().any(|key| self.keys.contains(key)) {
             return true;
@@ -56,9 +58,6 @@ impl Seen {
     }
 }
 
-/// XEP-0359: unique and stable stanza ids.
-pub(super) const NS_SID: &str = "urn:xmpp:sid:0";
-
 #[cfg(test)]
 mod tests {
     use sigil_xml::ns;
@@ -71,14 +70,10 @@ mod tests {
         let message = |from: &str, origin: Option<&str>, stanza_id: Option<(&str, &str)>| {
             let mut m = Element::new("message", ns::CLIENT).with_attribute("from", from);
             if let Some(id) = origin {
-                m.push_child(Element::new("origin-id", NS_SID).with_attribute("id", id));
+                m.push_child(OriginId::new(id).to_element());
             }
             if let Some((by, id)) = stanza_id {
-                m.push_child(
-                    Element::new("stanza-id", NS_SID)
-                        .with_attribute("by", by)
-                        .with_attribute("id", id),
-                );
+                m.push_child(StanzaId::new(id, Jid::new(by).unwrap()).to_element());
             }
             m
         };

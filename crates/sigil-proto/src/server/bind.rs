@@ -23,7 +23,7 @@ impl ServerStream {
             );
         self.full_jid = Some(jid);
         self.stage = Stage::Bound;
-        self.send_element(reply);
+        self.send_element(reply, None);
         self.resume();
     }
 
@@ -38,7 +38,7 @@ impl ServerStream {
             .with_attribute("type", "set")
             .with_attribute("id", id)
             .with_child(Element::new("bind", ns::BIND));
-        self.send_element(error.reply_to(&request));
+        self.send_element(error.reply_to(&request), None);
         self.resume();
     }
 
@@ -58,7 +58,7 @@ impl ServerStream {
                     let reply = Element::new("iq", ns::CLIENT)
                         .with_attribute("type", "result")
                         .with_attribute("id", stanza.attribute("id").unwrap_or_default());
-                    return self.send_element(reply);
+                    return self.send_element(reply, None);
                 }
                 if let Some(jid) = &self.full_jid {
                     stanza.set_attribute("from", jid.to_string());
@@ -88,7 +88,7 @@ impl ServerStream {
                 Err(_) => {
                     let error =
                         StanzaError::with_text(StanzaCondition::BadRequest, "invalid resource");
-                    return self.send_element(error.reply_to(stanza));
+                    return self.send_element(error.reply_to(stanza), None);
                 }
             },
         };

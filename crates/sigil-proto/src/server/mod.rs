@@ -31,7 +31,10 @@ mod opening;
 mod sasl;
 mod sm;
 
-pub use sm::{NS_SM, StreamManagement};
+pub use sm::StreamManagement;
+
+/// The XEP-0198 namespace, by the name it had here first.
+pub use crate::sm::NS as NS_SM;
 
 /// How a listener treats TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +195,18 @@ enum Waiting {
     Resumption,
 }
 
+/// How a stanza sent with [`ServerStream::send_tracked`] is followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// By the client's XEP-0198 acknowledgements.
+    ByAcknowledgement,
+    /// By nothing the stream knows (no stream management): it is done
+    /// with once written.
+    ByWrite,
+    /// Not sent: the stream has ended.
+    NotSent,
+}
+
 /// One server-side stream.
 pub struct ServerStream {
     config: Arc<ServerStreamConfig>,
@@ -239,6 +254,8 @@ pub struct ServerStream {
     confirming: bool,
     /// Stanzas handed to the caller and not confirmed yet.
     outstanding: u32,
+    /// Tags of tracked stanzas the client acknowledged, for the caller.
+    acknowledged_tags: Vec<u64>,
 }
 
 impl ServerStream {
@@ -283,6 +300,7 @@ impl ServerStream {
             sm_allowed: true,
             confirming: false,
             outstanding: 0,
+            acknowledged_tags: Vec::new(),
         }
     }
 
@@ -395,8 +413,25 @@ impl ServerStream {
     /// Sends a stanza to the client.
     pub fn send_stanza(&mut self, stanza: Element) {
         if self.stage != Stage::Closed {
-            self.send_element(stanza);
+            self.send_element(stanza, None);
         }
+    }
+
+    /// Sends a stanza to the client and follows it by `tag`: once the
+    /// client acknowledges it, the tag comes out of
+    /// [`Self::take_acknowledged`]; while it does not, it stays with the
+    /// stanza in [`Self::take_unacked`] (and across a resumption).
+    pub fn send_tracked(&mut self, stanza: Element, tag: u64) -> Followed {
+        if self.stage == Stage::Closed {
+            return Followed::NotSent;
+        }
+        let followed = if self.sm.is_some() {
+            Followed::ByAcknowledgement
+        } else {
+            Followed::ByWrite
+        };
+        self.send_element(stanza, Some(tag));
+        followed
     }
 
     /// Ends the stream: sends the error if any, then the stream's end.
@@ -522,9 +557,9 @@ impl ServerStream {
         }
     }
 
-    /// Queues an element for the client (counted and kept for XEP-0198
-    /// when it is a stanza and stream management is on).
-    fn send_element(&mut self, element: Element) {
+    /// Queues an element for the client (counted and kept for XEP-0198,
+    /// with `tag`, when it is a stanza and stream management is on).
+    fn send_element(&mut self, element: Element, tag: Option<u64>) {
         self.ensure_header();
         let is_stanza = element.namespace() == ns::CLIENT
             && matches!(element.name(), "message" | "presence" | "iq");
@@ -532,7 +567,7 @@ impl ServerStream {
         self.actions
             .push_back(Action::Send(Frame::Element(element)));
         if let Some(stanza) = tracked {
-            self.track_sent(stanza);
+            self.track_sent(stanza, tag);
         }
     }
 }

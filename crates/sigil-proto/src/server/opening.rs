@@ -52,7 +52,7 @@ impl ServerStream {
         }
         self.header_received = true;
         let features = self.features();
-        self.send_element(features);
+        self.send_element(features, None);
     }
 
     pub(super) fn features(&self) -> Element {
@@ -112,10 +112,10 @@ impl ServerStream {
         let offered = self.stage == Stage::Initial
             && matches!(self.config.tls, TlsMode::Required | TlsMode::Optional);
         if element.name() != "starttls" || !offered {
-            self.send_element(Element::new("failure", ns::TLS));
+            self.send_element(Element::new("failure", ns::TLS), None);
             return self.close(None);
         }
-        self.send_element(Element::new("proceed", ns::TLS));
+        self.send_element(Element::new("proceed", ns::TLS), None);
         self.stage = Stage::StartingTls;
         self.pending.clear();
         self.actions.push_back(Action::StartTls);

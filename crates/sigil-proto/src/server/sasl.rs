@@ -202,7 +202,7 @@ impl ServerStream {
             Ok(ServerStep::Challenge(data)) => {
                 let challenge =
                     Element::new("challenge", ns::SASL).with_text(encode_challenge(&data));
-                self.send_element(challenge);
+                self.send_element(challenge, None);
             }
             Ok(ServerStep::NeedCredentials(request)) => {
                 let Some(jid) = account_jid(&request.authcid, &self.config.domain) else {
@@ -258,7 +258,7 @@ impl ServerStream {
                 if let Some(data) = &outcome.additional_data {
                     success.push_text(sigil_sasl::xmpp::encode(data));
                 }
-                self.send_element(success);
+                self.send_element(success, None);
                 self.account = Some(jid.clone());
                 self.sasl = None;
                 // Only SASL uses these; a long session need not keep them.
@@ -331,7 +331,7 @@ impl ServerStream {
         if let Some(text) = text {
             element.push_child(Element::new("text", ns::SASL).with_text(text));
         }
-        self.send_element(element);
+        self.send_element(element, None);
         self.actions.push_back(Action::AuthFailed {
             mechanism: mechanism.unwrap_or_default().to_owned(),
             account,

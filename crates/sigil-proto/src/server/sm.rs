@@ -17,9 +17,7 @@ use sigil_xml::{Element, ns};
 use super::{Action, ServerStream, Stage, Waiting};
 use crate::error::{StreamCondition, StreamError};
 use crate::frame::Frame;
-
-/// The XEP-0198 namespace.
-pub const NS_SM: &str = "urn:xmpp:sm:3";
+use crate::sm::NS as NS_SM;
 
 /// Every this many unacknowledged stanzas the server asks for an ack.
 const ACK_REQUEST_EVERY: usize = 5;
@@ -33,8 +31,9 @@ pub struct StreamManagement {
     pub sent: u32,
     /// Of those, acknowledged by the client.
     pub acked: u32,
-    /// Sent and not yet acknowledged, oldest first.
-    pub unacked: VecDeque<Element>,
+    /// Sent and not yet acknowledged, oldest first, each with the tag it
+    /// was sent with ([`ServerStream::send_tracked`]).
+    pub unacked: VecDeque<(Element, Option<u64>)>,
     /// The resumption id, when the client asked for resumption.
     pub id: Option<String>,
     /// Of the stanzas the caller has not confirmed
@@ -75,7 +74,7 @@ impl ServerStream {
             sm.ack_owed = None;
             if self.stage == Stage::Bound {
                 let answer = Element::new("a", NS_SM).with_attribute("h", handled.to_string());
-                self.send_element(answer);
+                self.send_element(answer, None);
             }
         }
     }
@@ -135,11 +134,18 @@ impl ServerStream {
     /// Takes the stanzas sent to the client that it has not acknowledged
     /// (with stream management enabled), oldest first: when a stream ends
     /// without acknowledging them, they were perhaps never received.
-    pub fn take_unacked(&mut self) -> Vec<Element> {
+    pub fn take_unacked(&mut self) -> Vec<(Element, Option<u64>)> {
         self.sm
             .as_mut()
             .map(|sm| std::mem::take(&mut sm.unacked).into())
             .unwrap_or_default()
+    }
+
+    /// Takes the tags of the stanzas sent with [`ServerStream::send_tracked`]
+    /// that the client acknowledged since the last call (XEP-0198 `<a/>`, or
+    /// the `h` of a `<resume/>`), in the order they were sent.
+    pub fn take_acknowledged(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.acknowledged_tags)
     }
 
     /// The resumption id given to the client, if it may resume this
@@ -186,16 +192,17 @@ impl ServerStream {
             self.sm = Some(sm);
             return self.close(Some(error));
         }
-        sm.unacked.drain(..newly);
+        let acknowledged = sm.unacked.drain(..newly).filter_map(|(_, tag)| tag);
+        self.acknowledged_tags.extend(acknowledged);
         sm.acked = h;
         let answer = Element::new("resumed", NS_SM)
             .with_attribute("previd", previd)
             .with_attribute("h", sm.inbound.to_string());
         self.full_jid = Some(jid);
         self.stage = Stage::Bound;
-        self.send_element(answer);
+        self.send_element(answer, None);
         // Sent again as they were: they keep their place in the count.
-        for stanza in &sm.unacked {
+        for (stanza, _) in &sm.unacked {
             self.actions
                 .push_back(Action::Send(Frame::Element(stanza.clone())));
         }
@@ -221,7 +228,7 @@ impl ServerStream {
             failed = failed.with_attribute("h", h.to_string());
         }
         let failed = failed.with_child(Element::new("item-not-found", ns::STANZA_ERRORS));
-        self.send_element(failed);
+        self.send_element(failed, None);
         self.resume();
     }
 
@@ -233,10 +240,10 @@ impl ServerStream {
     /// acknowledged; asks for an acknowledgement every
     /// [`ACK_REQUEST_EVERY`] stanzas, and closes the stream when too many
     /// wait.
-    pub(super) fn track_sent(&mut self, stanza: Element) {
+    pub(super) fn track_sent(&mut self, stanza: Element, tag: Option<u64>) {
         let Some(sm) = self.sm.as_mut() else { return };
         sm.sent = sm.sent.wrapping_add(1);
-        sm.unacked.push_back(stanza);
+        sm.unacked.push_back((stanza, tag));
         let unacked = sm.unacked.len();
         if unacked > self.config.max_unacked {
             self.close(Some(StreamError::with_text(
@@ -258,7 +265,7 @@ impl ServerStream {
         match element.name() {
             "enable" => {
                 if self.stage != Stage::Bound || self.sm.is_some() {
-                    return self.send_element(failed("unexpected-request"));
+                    return self.send_element(failed("unexpected-request"), None);
                 }
                 let mut sm = Box::<StreamManagement>::default();
                 // Stanzas still being handled are older than the count.
@@ -278,7 +285,7 @@ impl ServerStream {
                     sm.id = Some(id);
                 }
                 self.sm = Some(sm);
-                self.send_element(enabled);
+                self.send_element(enabled, None);
             }
             "r" => {
                 let handled = self.handled();
@@ -289,7 +296,7 @@ impl ServerStream {
                     return;
                 }
                 let answer = Element::new("a", NS_SM).with_attribute("h", handled.to_string());
-                self.send_element(answer);
+                self.send_element(answer, None);
             }
             "a" => {
                 let Some(h) = element.attribute("h").and_then(|h| h.parse::<u32>().ok()) else {
@@ -304,7 +311,8 @@ impl ServerStream {
                     let error = handled_count_too_high(h, sm.sent);
                     return self.close(Some(error));
                 }
-                sm.unacked.drain(..newly);
+                let acknowledged = sm.unacked.drain(..newly).filter_map(|(_, tag)| tag);
+                self.acknowledged_tags.extend(acknowledged);
                 sm.acked = h;
                 if sm.unacked.is_empty() {
                     sm.unacked = VecDeque::new();
@@ -324,9 +332,9 @@ impl ServerStream {
                         self.actions.push_back(Action::Resume { previd, h });
                     }
                     Some(_) if self.stage == Stage::Bound => {
-                        self.send_element(failed("unexpected-request"));
+                        self.send_element(failed("unexpected-request"), None);
                     }
-                    Some(_) => self.send_element(failed("item-not-found")),
+                    Some(_) => self.send_element(failed("item-not-found"), None),
                     None => self.close(Some(StreamError::with_text(
                         StreamCondition::InvalidXml,
                         "<resume/> without a valid h",

@@ -1,10 +1,14 @@
-//! Stanzas as typed values: the common fields, with the element kept for
-//! everything else (extensions, errors).
+//! Stanzas as typed values (RFC 6120 §8, RFC 6121 §4 and §5): the common
+//! fields of `<message/>`, `<presence/>` and `<iq/>` in `jabber:client`,
+//! with the element kept for everything else (extensions, errors).
+//!
+//! Shared by the server and the client; the client re-exports them at its
+//! root.
 
 use jid::Jid;
 use sigil_xml::{Element, ns};
 
-/// A stanza from the server.
+/// A stanza: a message, a presence or an IQ.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stanza {
     /// `<message/>`.
@@ -113,7 +117,7 @@ impl Message {
         Self {
             from: None,
             to: Some(to),
-            id: sigil_proto::random_id(),
+            id: crate::random_id(),
             kind: MessageType::Chat,
             body: Some(body.into()),
             element: None,
