@@ -1,5 +1,6 @@
-//! XEP-0257: users manage the certificates of their devices
-//! (`urn:xmpp:saslcert:1`): append, list, disable, revoke.
+//! The rules of the certificates users register for their devices
+//! (XEP-0257, whose requests the `saslcert` feature answers; the command
+//! line applies the same rules).
 //!
 //! Append: a parsable certificate with an xmppAddr of the account, not
 //! expired, allowing clientAuth (else `not-acceptable`); a name or
@@ -15,19 +16,15 @@
 //! while revoking always works. A session that logged in with a
 //! `no-cert-management` certificate gets `forbidden` for changes.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use sigil_store::{CertificateEntry, Store, StoreError};
 use sigil_x509::{CertificateInfo, OffsetDateTime, Validity};
-use sigil_xml::Element;
 
 use crate::config::LimitsConfig;
 use crate::context::Context;
-use crate::state::SessionState;
 
 /// The XEP-0257 namespace.
-pub const NS: &str = "urn:xmpp:saslcert:1";
+pub use sigil_proto::saslcert::NS;
 
 /// The longest device name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -35,67 +32,6 @@ pub const MAX_NAME_CHARS: usize = 128;
 /// The text sent with the stream error that ends a session whose
 /// certificate was revoked.
 pub const REVOKED_TEXT: &str = "This client side certificate has been revoked.";
-
-/// Handles an IQ in the XEP-0257 namespace addressed to the user's own
-/// account.
-pub async fn handle(
-    context: &Context,
-    session: &SessionState,
-    request: &Element,
-    payload: &Element,
-) {
-    let kind = request.attribute("type").unwrap_or_default();
-    let result = match (kind, payload.name()) {
-        ("get", "items") => items(context, session).await.map(Some),
-        ("set", "append" | "disable" | "revoke") if !session.may_manage_certificates() => {
-            Err(StanzaError::with_text(
-                StanzaCondition::Forbidden,
-                "this session logged in with a certificate that may not manage certificates",
-            ))
-        }
-        ("set", "append") => append(context, session, payload).await.map(|()| None),
-        ("set", "disable") => disable(context, session, payload).await.map(|()| None),
-        ("set", "revoke") => revoke(context, session, payload).await.map(|()| None),
-        _ => Err(StanzaError::new(StanzaCondition::BadRequest)),
-    };
-    match result {
-        Ok(payload) => context.deliver(&session.id(), context.iq_result(request, payload)),
-        Err(error) => context.deliver(&session.id(), error.reply_to(request)),
-    }
-}
-
-async fn items(context: &Context, session: &SessionState) -> Result<Element, StanzaError> {
-    let entries = context
-        .store
-        .certificates(session.bare.as_str())
-        .await
-        .map_err(internal)?;
-    let sessions = context.routes().sessions(&session.bare);
-    let mut items = Element::new("items", NS);
-    for entry in entries {
-        let mut users = Element::new("users", NS);
-        for live in sessions
-            .iter()
-            .filter(|s| s.fingerprint == Some(entry.fingerprint))
-        {
-            users.push_child(
-                Element::new("resource", NS).with_text(live.id.jid.resource().to_string()),
-            );
-        }
-        let mut item = Element::new("item", NS)
-            .with_child(Element::new("name", NS).with_text(entry.name.clone()))
-            .with_child(Element::new("x509cert", NS).with_text(STANDARD.encode(&entry.der)));
-        if entry.disabled {
-            item.push_child(Element::new("disabled", NS));
-        }
-        if entry.no_cert_management {
-            item.push_child(Element::new("no-cert-management", NS));
-        }
-        item.push_child(users);
-        items.push_child(item);
-    }
-    Ok(items)
-}
 
 /// Checks a certificate for an account and makes its store entry.
 pub fn entry_for(
@@ -203,70 +139,6 @@ fn revoked_error() -> StanzaError {
     )
 }
 
-async fn append(
-    context: &Context,
-    session: &SessionState,
-    payload: &Element,
-) -> Result<(), StanzaError> {
-    let name = child_text(payload, "name")?;
-    let encoded: String = child_text(payload, "x509cert")?
-        .split_whitespace()
-        .collect();
-    let der = STANDARD.decode(encoded.as_bytes()).map_err(|_| {
-        StanzaError::with_text(StanzaCondition::BadRequest, "x509cert is not base64")
-    })?;
-    let no_cert_management = payload.has_child("no-cert-management", NS);
-    let entry = entry_for(
-        session.bare.as_str(),
-        &name,
-        der,
-        no_cert_management,
-        OffsetDateTime::now_utc(),
-    )?;
-    add(context.store.as_ref(), &context.limits, &entry).await
-}
-
-async fn disable(
-    context: &Context,
-    session: &SessionState,
-    payload: &Element,
-) -> Result<(), StanzaError> {
-    let name = child_text(payload, "name")?;
-    match context
-        .store
-        .disable_certificate(session.bare.as_str(), &name)
-        .await
-    {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(StanzaError::new(StanzaCondition::ItemNotFound)),
-        Err(error) => Err(internal(error)),
-    }
-}
-
-async fn revoke(
-    context: &Context,
-    session: &SessionState,
-    payload: &Element,
-) -> Result<(), StanzaError> {
-    let name = child_text(payload, "name")?;
-    match context
-        .store
-        .revoke_certificate(
-            session.bare.as_str(),
-            &name,
-            OffsetDateTime::now_utc().unix_timestamp(),
-        )
-        .await
-    {
-        Ok(Some(entry)) => {
-            close_sessions(context, &session.bare, &entry.fingerprint);
-            Ok(())
-        }
-        Ok(None) => Err(StanzaError::new(StanzaCondition::ItemNotFound)),
-        Err(error) => Err(internal(error)),
-    }
-}
-
 /// Ends every session of `owner` that logged in with this certificate,
 /// parked ones included; returns how many.
 pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8; 32]) -> usize {
@@ -293,13 +165,8 @@ fn checked_name(name: &str) -> Result<String, StanzaError> {
     Ok(name.to_owned())
 }
 
-fn child_text(payload: &Element, name: &str) -> Result<String, StanzaError> {
-    payload.child(name, NS).map(Element::text).ok_or_else(|| {
-        StanzaError::with_text(StanzaCondition::BadRequest, format!("<{name}/> is missing"))
-    })
-}
-
-fn internal(error: StoreError) -> StanzaError {
+/// A store failure, logged; the client is told `internal-server-error`.
+pub(crate) fn internal(error: StoreError) -> StanzaError {
     tracing::error!(%error, "certificate store failed");
     StanzaError::new(StanzaCondition::InternalServerError)
 }

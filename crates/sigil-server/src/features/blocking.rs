@@ -1,16 +1,24 @@
-//! XEP-0191 blocking, on the seam (the work is in
-//! `crate::blocking`). The server announces it: Converse.js looks for
-//! the announcement.
+//! XEP-0191 blocking (`urn:xmpp:blocking`): the user's blocklist, and
+//! block and unblock, pushed to every resource of the user. The payloads
+//! are `sigil_proto::blocking`'s; what a list blocks in routing is in
+//! [`crate::blocking`]. The server announces the feature: Converse.js
+//! looks for the announcement.
 
-use sigil_proto::error::StanzaCondition;
+use jid::Jid;
+use sigil_proto::blocking::{Block, Blocklist, NS, Unblock};
+use sigil_proto::error::{StanzaCondition, StanzaError};
+use sigil_proto::random_id;
+use sigil_xml::{Element, ns};
 
 use super::{Feature, Handling, IqRequest, Target};
+use crate::context::Context;
+use crate::state::SessionState;
 
 pub(crate) struct Blocking;
 
 impl Feature for Blocking {
     fn namespaces(&self) -> &'static [&'static str] {
-        &[crate::blocking::NS]
+        &[NS]
     }
 
     fn target(&self) -> Target {
@@ -22,15 +30,93 @@ impl Feature for Blocking {
     }
 
     fn server_features(&self) -> &'static [&'static str] {
-        &[crate::blocking::NS]
+        &[NS]
     }
 
     fn iq<'a>(&'a self, request: IqRequest<'a>) -> Handling<'a> {
-        Box::pin(crate::blocking::handle(
+        Box::pin(handle(
             request.context,
             request.session,
             request.stanza,
             request.payload,
         ))
     }
+}
+
+async fn handle(context: &Context, session: &SessionState, request: &Element, payload: &Element) {
+    let kind = request.attribute("type").unwrap_or_default();
+    let result = match (kind, payload.name()) {
+        ("get", "blocklist") => {
+            let items = crate::blocking::list(context, &session.bare).await;
+            let blocklist = Blocklist {
+                items: items.to_vec(),
+            };
+            Ok(Some(blocklist.to_element()))
+        }
+        ("set", "block") => match Block::from_element(payload) {
+            Ok(Block { items }) => change(context, session, items, true).await,
+            Err(error) => Err(error.into()),
+        },
+        ("set", "unblock") => match Unblock::from_element(payload) {
+            Ok(Unblock { items }) => change(context, session, items, false).await,
+            Err(error) => Err(error.into()),
+        },
+        _ => Err(StanzaError::new(StanzaCondition::BadRequest)),
+    };
+    let reply = match result {
+        Ok(payload) => context.iq_result(request, payload),
+        Err(error) => error.reply_to(request),
+    };
+    context.deliver(&session.id(), reply);
+}
+
+/// Blocks or unblocks `items` (unblocking none unblocks everyone), then
+/// tells every resource of the user (XEP-0191 §3.2).
+async fn change(
+    context: &Context,
+    session: &SessionState,
+    items: Vec<Jid>,
+    block: bool,
+) -> Result<Option<Element>, StanzaError> {
+    let jids: Vec<String> = items.iter().map(ToString::to_string).collect();
+    if block {
+        let current = context
+            .store
+            .blocklist(session.bare.as_str())
+            .await
+            .map_err(|_| StanzaError::new(StanzaCondition::InternalServerError))?;
+        let new = jids.iter().filter(|j| !current.contains(j)).count();
+        if current.len() + new > context.limits.max_blocked_jids {
+            return Err(StanzaError::with_text(
+                StanzaCondition::NotAllowed,
+                format!(
+                    "a blocklist holds at most {} JIDs",
+                    context.limits.max_blocked_jids
+                ),
+            ));
+        }
+    }
+    let stored = if block {
+        context.store.block(session.bare.as_str(), &jids).await
+    } else {
+        context.store.unblock(session.bare.as_str(), &jids).await
+    };
+    context.blocklists.forget(&session.bare);
+    if stored.is_err() {
+        return Err(StanzaError::new(StanzaCondition::InternalServerError));
+    }
+    let push = if block {
+        Block { items }.to_element()
+    } else {
+        Unblock { items }.to_element()
+    };
+    for live in context.routes().sessions(&session.bare) {
+        let iq = Element::new("iq", ns::CLIENT)
+            .with_attribute("type", "set")
+            .with_attribute("id", format!("push-{}", random_id()))
+            .with_attribute("to", live.id.jid.to_string())
+            .with_child(push.clone());
+        context.deliver(&live.id, iq);
+    }
+    Ok(None)
 }

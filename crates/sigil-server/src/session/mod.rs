@@ -20,6 +20,8 @@ use jid::Jid;
 use sigil_proto::error::StanzaCondition;
 use sigil_xml::{Element, ns};
 
+use sigil_proto::sid::StanzaId;
+
 use crate::context::Context;
 
 mod message;
@@ -38,7 +40,7 @@ use crate::router::Receipt;
 pub use crate::state::SessionState;
 
 /// XEP-0359: unique and stable stanza ids.
-pub const NS_SID: &str = "urn:xmpp:sid:0";
+pub use sigil_proto::sid::NS as NS_SID;
 
 /// What resolves once a stanza handed to [`handle`] is safe (see
 /// [`Receipt`]); `None` when it was done with before `handle` returned.
@@ -77,7 +79,7 @@ pub async fn handle(
             if answerable {
                 let mut reply = crate::blocking::blocked_error().reply_to(&stanza);
                 if let Some(error) = reply.child_mut("error", ns::CLIENT) {
-                    error.push_child(Element::new("blocked", crate::blocking::NS_ERRORS));
+                    error.push_child(sigil_proto::blocking::Blocked.to_element());
                 }
                 context.deliver(&session.id(), reply);
             }
@@ -97,7 +99,7 @@ pub async fn handle(
         "message" => {
             // XEP-0359 §5: stanza ids are the server's to give; a client's
             // could pass for ours.
-            stanza.remove_children("stanza-id", NS_SID);
+            stanza.remove_children(StanzaId::NAME, NS_SID);
             let (receipt, handling) = match track {
                 true => {
                     let (receipt, handling) = context.routes().receipt();

@@ -10,6 +10,8 @@ use sigil_store::StoreError;
 use sigil_xml::{Element, ns};
 
 use super::{NS_SID, reroute};
+use sigil_proto::sid::StanzaId;
+
 use crate::context::Context;
 use crate::router::{Receipt, SessionId};
 
@@ -32,7 +34,7 @@ pub(super) async fn store_offline(
         .unwrap_or_default();
     // Stored again after a failed delivery: when it was first stored
     // stays its time, and its old id goes (it gets a new one).
-    stanza.remove_children("stanza-id", NS_SID);
+    stanza.remove_children(StanzaId::NAME, NS_SID);
     if !stanza.has_child("delay", ns::DELAY) {
         stanza.push_child(
             Element::new("delay", ns::DELAY)
@@ -116,11 +118,8 @@ pub(super) fn deliver_offline<'a>(
             }
             match Element::parse(&message.stanza) {
                 Ok(mut stanza) => {
-                    stanza.push_child(
-                        Element::new("stanza-id", NS_SID)
-                            .with_attribute("id", format!("offline-{}", message.id))
-                            .with_attribute("by", bare.to_string()),
-                    );
+                    let id = StanzaId::new(format!("offline-{}", message.id), bare.clone().into());
+                    stanza.push_child(id.to_element());
                     let (receipt, settled) = context.routes().receipt();
                     context.send_to(session, stanza, Some(receipt));
                     waiting.push((message.id, settled));
@@ -176,16 +175,9 @@ pub(super) fn is_stored(stanza: &Element, bare: &BareJid) -> bool {
 /// The id of the offline message `stanza` was read from, if it was: its
 /// stanza id by `bare`, `offline-N`.
 pub(super) fn stored_id(stanza: &Element, bare: &BareJid) -> Option<i64> {
-    stanza.children().find_map(|child| {
-        if !child.is("stanza-id", NS_SID) || child.attribute("by") != Some(bare.as_str()) {
-            return None;
-        }
-        child
-            .attribute("id")?
-            .strip_prefix("offline-")?
-            .parse()
-            .ok()
-    })
+    StanzaId::all_of(stanza)
+        .filter(|id| id.by == *bare)
+        .find_map(|id| id.id.strip_prefix("offline-")?.parse().ok())
 }
 
 /// A client resumes a session that is not here: if it ended at the last
