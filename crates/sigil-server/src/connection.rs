@@ -846,7 +846,9 @@ impl<W: Wire> Connection<W> {
             ));
         }
         tracing::info!(jid = %full, "resource bound");
-        self.session = Some(SessionState::new(handle, self.login.take().map(|l| *l)));
+        let state = SessionState::new(handle, self.login.take().map(|l| *l));
+        crate::features::bound(&self.context, &state);
+        self.session = Some(state);
         self.stream.bound(full);
     }
 }

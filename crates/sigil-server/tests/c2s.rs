@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{DOMAIN, Login, TestClient, TestServer};
+use common::{DOMAIN, Login, TestClient, TestServer, answers_a_ping};
 use sigil_proto::client::ClientError;
 use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition};
 use sigil_server::config::{ClientCertificatePolicy, ListenerKind};
@@ -994,4 +994,41 @@ async fn answer(client: &mut TestClient, id: &str) -> Element {
     client
         .recv_matching(|s| s.name() == "iq" && s.attribute("id") == Some(id))
         .await
+}
+
+/// A feature's hook on a session's end runs: the blocklist read for a
+/// session leaves the memory with the account's last session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocklist_leaves_the_memory_with_the_last_session() {
+    let server = TestServer::start().await;
+    let mut alice =
+        TestClient::connect(&server, Login::new("alice", ListenerKind::DirectTls)).await;
+    let phone_login = Login::new("alice", ListenerKind::DirectTls).resource(Some("phone"));
+    let mut phone = TestClient::connect(&server, phone_login).await;
+    alice
+        .send(iq(
+            "get",
+            "l1",
+            None,
+            Element::new("blocklist", "urn:xmpp:blocking"),
+        ))
+        .await;
+    alice
+        .recv_matching(|s| s.attribute("id") == Some("l1"))
+        .await;
+    let blocklists = &server.context().blocklists;
+    assert_eq!(blocklists.len(), 1);
+    alice.close().await;
+    // Another session of the account is still there: the list stays.
+    assert!(answers_a_ping(&mut phone, "p1").await);
+    assert_eq!(blocklists.len(), 1);
+    phone.close().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !blocklists.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        blocklists.is_empty(),
+        "the list stayed after the last session"
+    );
 }

@@ -41,6 +41,14 @@ impl Feature for Blocking {
             request.payload,
         ))
     }
+
+    /// The account's last session ended: its list leaves the memory (it
+    /// is read again from the store when next needed).
+    fn ended(&self, context: &Context, session: &SessionState) {
+        if context.routes().sessions(&session.bare).is_empty() {
+            context.blocklists.forget(&session.bare);
+        }
+    }
 }
 
 async fn handle(context: &Context, session: &SessionState, request: &Element, payload: &Element) {

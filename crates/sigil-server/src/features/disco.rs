@@ -4,7 +4,7 @@
 use sigil_proto::error::StanzaCondition;
 use sigil_xml::{Element, ns};
 
-use super::{Addressed, Feature, Handling, IqRequest, Target};
+use super::{Addressed, Feature, Handling, Identity, IqRequest, Target};
 
 pub(crate) struct Disco;
 
@@ -19,6 +19,14 @@ impl Feature for Disco {
 
     fn server_features(&self) -> &'static [&'static str] {
         &[ns::DISCO_INFO, ns::DISCO_ITEMS]
+    }
+
+    fn server_identities(&self) -> &'static [Identity] {
+        &[Identity {
+            category: "server",
+            kind: "im",
+            name: Some("Sigil"),
+        }]
     }
 
     fn iq<'a>(&'a self, request: IqRequest<'a>) -> Handling<'a> {
@@ -42,23 +50,29 @@ fn info(to: Addressed, node: Option<&str>) -> Element {
     if let Some(node) = node {
         query.set_attribute("node", node);
     }
-    let mut identity = Element::new("identity", ns::DISCO_INFO);
-    let features: Vec<&str> = match to {
-        Addressed::Server => {
-            identity = identity
-                .with_attribute("category", "server")
-                .with_attribute("type", "im")
-                .with_attribute("name", "Sigil");
-            super::server_features().collect()
-        }
-        Addressed::Account => {
-            identity = identity
-                .with_attribute("category", "account")
-                .with_attribute("type", "registered");
-            vec![ns::DISCO_INFO]
-        }
+    let (identities, features): (Vec<Identity>, Vec<&str>) = match to {
+        Addressed::Server => (
+            super::server_identities().collect(),
+            super::server_features().collect(),
+        ),
+        Addressed::Account => (
+            vec![Identity {
+                category: "account",
+                kind: "registered",
+                name: None,
+            }],
+            vec![ns::DISCO_INFO],
+        ),
     };
-    query.push_child(identity);
+    for identity in identities {
+        let mut element = Element::new("identity", ns::DISCO_INFO)
+            .with_attribute("category", identity.category)
+            .with_attribute("type", identity.kind);
+        if let Some(name) = identity.name {
+            element.set_attribute("name", name);
+        }
+        query.push_child(element);
+    }
     for feature in features {
         query.push_child(Element::new("feature", ns::DISCO_INFO).with_attribute("var", feature));
     }

@@ -1,38 +1,46 @@
 //! What the server does for a session, one feature a module (after
 //! Prosody's modules): each declares the IQ namespace it answers, for
-//! which addresses, and what it announces in service discovery; the
-//! server dispatches IQs by a table of them and builds its disco answer
-//! from their declarations, so nothing is announced that is not handled.
+//! which addresses, what it announces in service discovery (features
+//! and identities), and the session events it acts on (hooks: bound,
+//! presence, message out and in, ended). The server dispatches IQs by a
+//! table of them, runs the hooks of every feature in table order, and
+//! builds its disco answer from their declarations, so nothing is
+//! announced that is not handled.
 //!
-//! Adding a feature is one file here and one line in [`FEATURES`].
+//! Adding a feature is one file here and one line in the `features!`
+//! list ([`FEATURES`]).
 
 use std::future::Future;
 use std::pin::Pin;
 
+use jid::BareJid;
 use sigil_proto::error::StanzaCondition;
 use sigil_xml::Element;
 
 use crate::context::Context;
 use crate::state::SessionState;
 
-mod blocking;
-mod disco;
-mod ping;
-mod register;
-mod roster;
-mod saslcert;
-mod version;
+/// Declares each feature's module and lists the feature in [`FEATURES`]:
+/// one line a feature.
+macro_rules! features {
+    ($($module:ident :: $feature:ident),* $(,)?) => {
+        $(mod $module;)*
 
-/// Every feature, in the order the server announces them.
-pub(crate) const FEATURES: &[&dyn Feature] = &[
-    &disco::Disco,
-    &ping::Ping,
-    &version::Version,
-    &saslcert::SaslCert,
-    &blocking::Blocking,
-    &roster::Roster,
-    &register::Register,
-];
+        /// Every feature, in the order the server announces them and runs
+        /// their hooks.
+        pub(crate) const FEATURES: &[&dyn Feature] = &[$(&$module::$feature),*];
+    };
+}
+
+features! {
+    disco::Disco,
+    ping::Ping,
+    version::Version,
+    saslcert::SaslCert,
+    blocking::Blocking,
+    roster::Roster,
+    register::Register,
+}
 
 /// Which addresses a feature answers IQs for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +104,14 @@ impl IqRequest<'_> {
 /// What a feature's IQ handler returns.
 pub(crate) type Handling<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
+/// A service discovery identity (XEP-0030).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) category: &'static str,
+    pub(crate) kind: &'static str,
+    pub(crate) name: Option<&'static str>,
+}
+
 /// One feature of the server.
 pub(crate) trait Feature: Sync {
     /// The IQ namespaces it answers (no two features share one).
@@ -115,10 +131,71 @@ pub(crate) trait Feature: Sync {
         &[]
     }
 
+    /// What the server announces itself as for it (XEP-0030 identities).
+    fn server_identities(&self) -> &'static [Identity] {
+        &[]
+    }
+
     /// Answers an IQ `get` or `set` in its namespace, for an address it
     /// answers for; a use it does not support gets
     /// `feature-not-implemented`.
     fn iq<'a>(&'a self, request: IqRequest<'a>) -> Handling<'a>;
+
+    // Hooks on session events: each is told, in table order, and does
+    // nothing by default. They run in the session's task and must not
+    // block it (spawn what takes time).
+
+    /// A session was bound.
+    fn bound(&self, _context: &Context, _session: &SessionState) {}
+
+    /// The session's client sent a presence, after the server handled it.
+    fn presence(&self, _context: &Context, _session: &SessionState, _stanza: &Element) {}
+
+    /// The session's client sent a message (`from` is its full JID), before
+    /// it is routed.
+    fn message_out(&self, _context: &Context, _session: &SessionState, _stanza: &Element) {}
+
+    /// A message for a local account is about to be routed to its
+    /// sessions (or kept for it).
+    fn message_in(&self, _context: &Context, _account: &BareJid, _stanza: &Element) {}
+
+    /// A session ended (it is no longer routed to).
+    fn ended(&self, _context: &Context, _session: &SessionState) {}
+}
+
+/// Tells every feature that a session was bound.
+pub(crate) fn bound(context: &Context, session: &SessionState) {
+    for feature in FEATURES {
+        feature.bound(context, session);
+    }
+}
+
+/// Tells every feature of a presence the session's client sent.
+pub(crate) fn presence(context: &Context, session: &SessionState, stanza: &Element) {
+    for feature in FEATURES {
+        feature.presence(context, session, stanza);
+    }
+}
+
+/// Tells every feature of a message the session's client sent.
+pub(crate) fn message_out(context: &Context, session: &SessionState, stanza: &Element) {
+    for feature in FEATURES {
+        feature.message_out(context, session, stanza);
+    }
+}
+
+/// Tells every feature of a message arriving for a local account.
+pub(crate) fn message_in(context: &Context, account: &BareJid, stanza: &Element) {
+    for feature in FEATURES {
+        feature.message_in(context, account, stanza);
+    }
+}
+
+/// Tells every feature that a session ended.
+pub(crate) fn ended(context: &Context, session: &SessionState) {
+    for feature in FEATURES {
+        feature.ended(context, session);
+    }
 }
 
 /// The feature that answers this namespace.
@@ -145,6 +222,13 @@ pub(crate) fn server_features() -> impl Iterator<Item = &'static str> {
     FEATURES
         .iter()
         .flat_map(|feature| feature.server_features().iter().copied())
+}
+
+/// Every identity the server announces, in [`FEATURES`] order.
+pub(crate) fn server_identities() -> impl Iterator<Item = Identity> {
+    FEATURES
+        .iter()
+        .flat_map(|feature| feature.server_identities().iter().copied())
 }
 
 #[cfg(test)]

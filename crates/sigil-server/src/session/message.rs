@@ -36,6 +36,7 @@ pub(super) async fn message(
         }
         return;
     }
+    crate::features::message_in(context, &to.to_bare(), &stanza);
     let (stanza, receipt) = match to.clone().try_into_full() {
         Ok(full) => {
             // A session told to end takes nothing more: as if gone.

@@ -107,10 +107,15 @@ pub async fn handle(
                 }
                 false => (None, None),
             };
+            crate::features::message_out(context, session, &stanza);
             message(context, stanza, to, receipt).await;
             return handling;
         }
-        "presence" => presence(context, session, stanza, to).await,
+        "presence" => {
+            let copy = stanza.clone();
+            presence(context, session, stanza, to).await;
+            crate::features::presence(context, session, &copy);
+        }
         "iq" => iq(context, session, stanza, to).await,
         _ => {}
     }
@@ -142,6 +147,7 @@ pub async fn end(context: &Context, session: &mut SessionState) {
         }
     }
     session.available = false;
+    crate::features::ended(context, session);
 }
 
 /// A stanza that was queued for a session that ended before writing it

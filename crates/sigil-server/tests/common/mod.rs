@@ -83,6 +83,10 @@ impl TestServer {
         this
     }
 
+    pub fn context(&self) -> &Arc<sigil_server::context::Context> {
+        self.server.as_ref().unwrap().context()
+    }
+
     pub fn store(&self) -> Arc<dyn Store> {
         self.server.as_ref().unwrap().context().store.clone()
     }
