@@ -11,7 +11,7 @@ use crate::router::lock;
 /// when the user changes them, so routing does not query the store per
 /// stanza. An account's list goes when its last session ends; lists read
 /// for accounts with no session (a message to someone offline) are kept
-/// up to [`MAX_CACHED`] accounts, past which one is let go for each new
+/// up to `MAX_CACHED` (50,000) accounts, past which one is let go for each new
 /// one.
 #[derive(Debug, Default)]
 pub struct Blocklists {
