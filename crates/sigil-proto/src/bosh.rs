@@ -131,7 +131,8 @@ pub fn payload(body: &Element) -> Vec<Element> {
         .collect()
 }
 
-fn renamespace(element: &Element, from: &str, to: &str) -> Element {
+/// `element` with every element of it in namespace `from` moved to `to`.
+pub(crate) fn renamespace(element: &Element, from: &str, to: &str) -> Element {
     let namespace = if element.namespace() == from {
         to
     } else {

@@ -917,3 +917,77 @@ fn account_disabled_only_after_the_password_was_verified() {
 fn text(frame: &sigil_proto::frame::Frame) -> String {
     frame.to_text(sigil_proto::Framing::Stream)
 }
+
+/// Standalone elements meet the rules of a stream: a second `<open/>`
+/// without a restart is a nested stream header, and an element that
+/// declares no namespace is in `jabber:client`, as inside a stream.
+#[test]
+fn standalone_elements_keep_the_rules_of_a_stream() {
+    let open = || {
+        Element::parse(
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='example.org' version='1.0'/>",
+        )
+        .unwrap()
+    };
+    let new_stream = || {
+        let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+        config.tls = TlsMode::Direct;
+        ServerStream::new(
+            config,
+            ConnectionInfo {
+                encrypted: true,
+                ..ConnectionInfo::default()
+            },
+        )
+    };
+    let mut s = new_stream();
+    s.receive_element(open(), 100);
+    s.receive_element(open(), 100);
+    let mut closed = None;
+    while let Some(action) = s.poll_action() {
+        if let server::Action::Close { error } = action {
+            closed = Some(error);
+        }
+    }
+    assert_eq!(
+        closed.flatten().map(|e| e.condition),
+        Some(StreamCondition::UnsupportedStanzaType)
+    );
+
+    let mut s = new_stream();
+    s.receive_element(open(), 100);
+    s.receive_element(Element::parse("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABwZW5jaWw=</auth>").unwrap(), 100);
+    let mut stanzas = Vec::new();
+    let pump = |s: &mut ServerStream, stanzas: &mut Vec<Element>| {
+        while let Some(action) = s.poll_action() {
+            match action {
+                server::Action::NeedCredentials { .. } => s.credentials(Ok(Some(
+                    StoredCredentials::generate(Algorithm::Sha256, PASSWORD).unwrap(),
+                ))),
+                server::Action::Bind { .. } => {
+                    s.bound(FullJid::new("juliet@example.org/r").unwrap())
+                }
+                server::Action::Stanza(stanza) => stanzas.push(stanza),
+                _ => {}
+            }
+        }
+    };
+    pump(&mut s, &mut stanzas);
+    s.receive_element(open(), 100);
+    s.receive_element(
+        Element::parse(
+            "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>",
+        )
+        .unwrap(),
+        100,
+    );
+    pump(&mut s, &mut stanzas);
+    s.receive_element(
+        Element::parse("<message to='romeo@example.org'><body>hi</body></message>").unwrap(),
+        100,
+    );
+    pump(&mut s, &mut stanzas);
+    assert_eq!(stanzas.len(), 1, "{stanzas:?}");
+    assert!(stanzas[0].is("message", ns::CLIENT));
+    assert!(stanzas[0].has_child("body", ns::CLIENT));
+}

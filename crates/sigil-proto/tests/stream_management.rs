@@ -617,5 +617,8 @@ fn tagged_stanzas_come_back_by_their_tags_once_acknowledged() {
         .collect();
     assert_eq!(left, [("m4".to_owned(), Some(104))]);
     s.close(None);
-    assert_eq!(s.send_tracked(message(5), 105), Followed::NotSent);
+    assert_eq!(
+        s.send_tracked(message(5), 105),
+        Followed::NotSent(Box::new(message(5)))
+    );
 }

@@ -13,35 +13,48 @@ use std::sync::Arc;
 
 use jid::{BareJid, Jid};
 use sigil_proto::error::{StanzaCondition, StanzaError};
+use sigil_store::StoreError;
 
 pub use crate::blocklists::Blocklists;
 use crate::context::Context;
 
 pub use sigil_proto::blocking::{NS, NS_ERRORS};
 
-/// The owner's blocklist.
-pub(crate) async fn list(context: &Context, owner: &BareJid) -> Arc<Vec<Jid>> {
+/// The owner's blocklist; `Err` when the store could not be read.
+///
+/// Kept in memory only for an account with a session (the lists of
+/// accounts that are away are read when needed), and only if no change
+/// or end came while it was read: a list read before a change is not
+/// kept after it.
+pub(crate) async fn list(context: &Context, owner: &BareJid) -> Result<Arc<Vec<Jid>>, StoreError> {
     if let Some(list) = context.blocklists.cached(owner) {
-        return list;
+        return Ok(list);
     }
-    let stored = context
-        .store
-        .blocklist(owner.as_str())
-        .await
-        .unwrap_or_default();
-    let parsed = stored.iter().filter_map(|j| Jid::new(j).ok()).collect();
-    context.blocklists.put(owner, parsed)
+    let generation = context.blocklists.generation();
+    let stored = context.store.blocklist(owner.as_str()).await?;
+    let parsed: Vec<Jid> = stored.iter().filter_map(|j| Jid::new(j).ok()).collect();
+    if context.routes().sessions(owner).is_empty() {
+        return Ok(Arc::new(parsed));
+    }
+    Ok(context.blocklists.put(owner, parsed, generation))
 }
 
 /// Whether `owner` blocks `other` (XEP-0191 §3.3 matching: a full JID
 /// item matches that resource, a bare JID item every resource of it, a
-/// domain item everything from the domain).
+/// domain item everything from the domain). A list that cannot be read
+/// counts as blocking (fail closed: the stanza is refused, not let
+/// through).
 pub async fn blocks(context: &Context, owner: &BareJid, other: &Jid) -> bool {
     if owner.domain().as_str() != context.domain {
         return false;
     }
-    let list = list(context, owner).await;
-    list.iter().any(|item| matches(item, other))
+    match list(context, owner).await {
+        Ok(list) => list.iter().any(|item| matches(item, other)),
+        Err(error) => {
+            tracing::error!(%error, %owner, "blocklist read failed: the stanza is refused");
+            true
+        }
+    }
 }
 
 fn matches(item: &Jid, other: &Jid) -> bool {

@@ -193,6 +193,8 @@ struct Tracking {
     /// Tracked stanzas queued to a client without stream management:
     /// done with once written.
     written: Vec<Receipt>,
+    /// Tracked stanzas the stream could not send (it had ended).
+    unsent: Vec<(sigil_xml::Element, Receipt)>,
 }
 
 impl<W: Wire> Connection<W> {
@@ -718,12 +720,23 @@ impl<W: Wire> Connection<W> {
     fn take_unacked(&mut self) -> Vec<(sigil_xml::Element, Option<Receipt>)> {
         self.settle_acks();
         let unacked = self.stream.take_unacked();
-        let receipts = self
+        let (receipts, unsent) = self
             .tracking
             .as_mut()
-            .map(|t| std::mem::take(&mut t.receipts))
+            .map(|t| {
+                (
+                    std::mem::take(&mut t.receipts),
+                    std::mem::take(&mut t.unsent),
+                )
+            })
             .unwrap_or_default();
-        with_receipts(unacked, receipts)
+        let mut unacked = with_receipts(unacked, receipts);
+        unacked.extend(
+            unsent
+                .into_iter()
+                .map(|(stanza, receipt)| (stanza, Some(receipt))),
+        );
+        unacked
     }
 
     /// How long a write may wait for the client: `write_timeout_seconds`,
@@ -902,7 +915,15 @@ fn send(stream: &mut ServerStream, tracking: &mut Option<Box<Tracking>>, message
                     tracking.get_or_insert_default().receipts.push_back(receipt);
                 }
                 Followed::ByWrite => tracking.get_or_insert_default().written.push(receipt),
-                Followed::NotSent => {}
+                // Never left: rerouted with what the client did not
+                // acknowledge when the connection ends (the stream has
+                // ended, so the session is not kept for resumption).
+                Followed::NotSent(stanza) => {
+                    tracking
+                        .get_or_insert_default()
+                        .unsent
+                        .push((*stanza, receipt));
+                }
             }
         }
     }

@@ -308,3 +308,52 @@ async fn origins_cors_and_bad_requests() {
     // Either way the server goes on serving.
     assert_eq!(post(&server, None, None, &create).await.status, 200);
 }
+
+/// The stanza size limit applies to each stanza of a request on its own:
+/// two stanzas that together pass it are fine, one that passes it alone
+/// ends the session, whatever its place in the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stanza_size_limit_is_per_stanza() {
+    let mut config = common::config(sigil_server::config::ClientCertificatePolicy::Wanted);
+    config.limits.max_stanza_bytes = 4096;
+    let server = TestServer::start_with(config).await;
+    let create = body(
+        None,
+        1,
+        " to='localhost' wait='5' hold='1' ver='1.6' xmpp:version='1.0'",
+        "",
+    );
+    let created = Element::parse(&post(&server, None, None, &create).await.body).unwrap();
+    let sid = created.attribute("sid").unwrap().to_owned();
+    let auth = "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAGFsaWNlLXNlY3JldA==</auth>";
+    post(&server, None, None, &body(Some(&sid), 2, "", auth)).await;
+    post(
+        &server,
+        None,
+        None,
+        &body(Some(&sid), 3, " xmpp:restart='true' to='localhost'", ""),
+    )
+    .await;
+    let bind = "<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>";
+    let reply = post(&server, None, None, &body(Some(&sid), 4, "", bind)).await;
+    assert!(reply.body.contains("<jid>"), "{}", reply.body);
+    let message = |size: usize| {
+        format!(
+            "<message xmlns='jabber:client' to='bob@localhost'><body>{}</body></message>",
+            "x".repeat(size)
+        )
+    };
+    // 3,000 bytes each, 6,000 together: each under the limit.
+    let two = format!("{}{}", message(3000), message(3000));
+    let reply = post(&server, None, None, &body(Some(&sid), 5, "", &two)).await;
+    assert_eq!(reply.status, 200);
+    assert!(!reply.body.contains("terminate"), "{}", reply.body);
+    // A small stanza, then one over the limit.
+    let over = format!("{}{}", message(10), message(5000));
+    let reply = post(&server, None, None, &body(Some(&sid), 6, "", &over)).await;
+    assert!(
+        reply.body.contains("type='terminate'") && reply.body.contains("policy-violation"),
+        "{}",
+        reply.body
+    );
+}

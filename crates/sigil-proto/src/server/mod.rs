@@ -196,15 +196,16 @@ enum Waiting {
 }
 
 /// How a stanza sent with [`ServerStream::send_tracked`] is followed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Followed {
     /// By the client's XEP-0198 acknowledgements.
     ByAcknowledgement,
     /// By nothing the stream knows (no stream management): it is done
     /// with once written.
     ByWrite,
-    /// Not sent: the stream has ended.
-    NotSent,
+    /// Not sent: the stream has ended. The stanza is given back, for the
+    /// caller to send elsewhere.
+    NotSent(Box<Element>),
 }
 
 /// One server-side stream.
@@ -374,6 +375,13 @@ impl ServerStream {
         if self.stage == Stage::Closed || self.stage == Stage::StartingTls {
             return;
         }
+        // An element that declares no namespace is in the stream's
+        // (`jabber:client`), as it would be inside a stream header.
+        let element = if element.namespace().is_empty() {
+            crate::bosh::renamespace(&element, "", ns::CLIENT)
+        } else {
+            element
+        };
         if self.waiting != Waiting::Nothing {
             if self.hold_check(bytes) {
                 self.held.push_back((element, bytes));
@@ -384,6 +392,11 @@ impl ServerStream {
             return self.close(Some(framer_error(&error)));
         }
         if element.is("open", ns::FRAMING) {
+            if self.header_received {
+                // A second opening without a restart, as a nested stream
+                // header in a stream.
+                return self.close(Some(framer_error(&FramerError::NestedStreamHeader)));
+            }
             // The checks of a stream header, on the header it stands for.
             let header = StreamHeader {
                 name: "stream".into(),
@@ -423,7 +436,7 @@ impl ServerStream {
     /// stanza in [`Self::take_unacked`] (and across a resumption).
     pub fn send_tracked(&mut self, stanza: Element, tag: u64) -> Followed {
         if self.stage == Stage::Closed {
-            return Followed::NotSent;
+            return Followed::NotSent(Box::new(stanza));
         }
         let followed = if self.sm.is_some() {
             Followed::ByAcknowledgement

@@ -54,13 +54,18 @@ impl Feature for Blocking {
 async fn handle(context: &Context, session: &SessionState, request: &Element, payload: &Element) {
     let kind = request.attribute("type").unwrap_or_default();
     let result = match (kind, payload.name()) {
-        ("get", "blocklist") => {
-            let items = crate::blocking::list(context, &session.bare).await;
-            let blocklist = Blocklist {
-                items: items.to_vec(),
-            };
-            Ok(Some(blocklist.to_element()))
-        }
+        ("get", "blocklist") => match crate::blocking::list(context, &session.bare).await {
+            Ok(items) => {
+                let blocklist = Blocklist {
+                    items: items.to_vec(),
+                };
+                Ok(Some(blocklist.to_element()))
+            }
+            Err(error) => {
+                tracing::error!(%error, "blocklist read failed");
+                Err(StanzaError::new(StanzaCondition::InternalServerError))
+            }
+        },
         ("set", "block") => match Block::from_element(payload) {
             Ok(Block { items }) => change(context, session, items, true).await,
             Err(error) => Err(error.into()),

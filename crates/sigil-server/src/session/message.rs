@@ -9,7 +9,7 @@ use sigil_xml::Element;
 
 use super::offline::{deliver_offline, is_stored, store_offline};
 use crate::context::Context;
-use crate::router::{Receipt, SendError, SessionId, SessionMessage, Undelivered};
+use crate::router::{Receipt, SessionId, SessionMessage, Undelivered};
 
 pub(super) async fn message(
     context: &Arc<Context>,
@@ -44,12 +44,10 @@ pub(super) async fn message(
                 Some(receipt) => SessionMessage::Tracked(Box::new(stanza), receipt),
                 None => SessionMessage::Stanza(Box::new(stanza)),
             };
+            // Not queued (gone, ending, or a queue so full that its
+            // session ends as too slow): the message is the account's.
             let (stanza, receipt) = match context.routes().deliver(&full, message) {
-                Ok(())
-                | Err(Undelivered {
-                    error: SendError::Full,
-                    ..
-                }) => return,
+                Ok(()) => return,
                 Err(Undelivered { message, .. }) => match message {
                     SessionMessage::Stanza(stanza) => (*stanza, None),
                     SessionMessage::Tracked(stanza, receipt) => (*stanza, Some(receipt)),

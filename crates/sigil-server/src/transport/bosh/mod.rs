@@ -119,18 +119,22 @@ pub(super) async fn handle(
             origin.as_ref(),
         );
     }
-    // The request's bytes are charged to the session's read budget once,
-    // with its first input.
-    let mut size = bytes.len();
+    // Each element is measured on its own (the stanza size limit is per
+    // stanza); the rest of the body is charged to the read budget too, and
+    // an empty poll costs its bytes and tells the session the client is
+    // still there.
+    let mut rest = bytes.len();
     let mut inputs: Vec<Input> = request
         .stream_elements(&state.context.domain)
         .into_iter()
-        .map(|element| Input::Element(element, std::mem::take(&mut size)))
+        .map(|element| {
+            let size = element.to_xml().len();
+            rest = rest.saturating_sub(size);
+            Input::Element(element, size)
+        })
         .collect();
-    if inputs.is_empty() {
-        // An empty poll costs its bytes too, and tells the session the
-        // client is still there.
-        inputs.push(Input::Charge(size));
+    if rest > 0 || inputs.is_empty() {
+        inputs.push(Input::Charge(rest));
     }
     match session.accept(rid, inputs).await {
         session::RidCheck::Invalid => {
