@@ -158,6 +158,13 @@ impl Server {
             open_connections: Arc::default(),
             max_connections: config.http.max_connections,
             io_timeout: Duration::from_secs(config.limits.write_timeout_seconds),
+            endpoints: addresses
+                .iter()
+                .filter(|(kind, _)| *kind == ListenerKind::Https)
+                .map(|(_, address)| {
+                    crate::transport::discovery::Endpoints::new(&config.domain, address.port())
+                })
+                .collect(),
         });
         for (socket, listener) in bound {
             accept_tasks.push(tokio::spawn(accept_loop(

@@ -472,3 +472,52 @@ async fn a_bosh_body_that_does_not_come_times_out() {
     );
     assert!(started.elapsed() < Duration::from_secs(8));
 }
+
+/// XEP-0156: host-meta, as XRD and as JSON, names the WebSocket and BOSH
+/// endpoints of the HTTPS listener, for any origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_discovery_names_the_endpoints() {
+    let server = TestServer::start().await;
+    let port = server.address(ListenerKind::Https).port();
+    let (status, headers, body) = get(&server, None, "/.well-known/host-meta").await;
+    assert_eq!(status, 200, "{body}");
+    let headers = headers.to_ascii_lowercase();
+    assert!(
+        headers.contains("content-type: application/xrd+xml"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("access-control-allow-origin: *"),
+        "{headers}"
+    );
+    let xrd = Element::parse(body.split_once('\n').unwrap().1).unwrap();
+    assert!(xrd.is("XRD", "http://docs.oasis-open.org/ns/xri/xrd-1.0"));
+    let href = |rel: &str| {
+        xrd.children()
+            .find(|l| l.attribute("rel") == Some(rel))
+            .and_then(|l| l.attribute("href"))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        href("urn:xmpp:alt-connections:websocket"),
+        Some(format!("wss://localhost:{port}/xmpp-websocket"))
+    );
+    assert_eq!(
+        href("urn:xmpp:alt-connections:xbosh"),
+        Some(format!("https://localhost:{port}/http-bind"))
+    );
+    let (status, headers, body) = get(&server, None, "/.well-known/host-meta.json").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{headers}"
+    );
+    assert!(
+        body.contains(&format!(
+            "{{\"rel\":\"urn:xmpp:alt-connections:websocket\",\"href\":\"wss://localhost:{port}/xmpp-websocket\"}}"
+        )),
+        "{body}"
+    );
+}

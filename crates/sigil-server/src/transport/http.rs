@@ -55,6 +55,8 @@ pub(crate) struct HttpSettings {
     /// How long a request body may take to arrive, and a write to be
     /// taken by the client.
     pub(crate) io_timeout: Duration,
+    /// The endpoints web discovery names (XEP-0156).
+    pub(crate) endpoints: Vec<super::discovery::Endpoints>,
 }
 
 impl HttpSettings {
@@ -174,6 +176,10 @@ async fn route(request: Request<Incoming>, state: RequestState) -> Response<crat
     let response = match request.uri().path() {
         "/xmpp-websocket" => super::websocket::upgrade(request, state),
         "/http-bind" | "/http-bind/" => super::bosh::handle(request, state).await,
+        "/.well-known/host-meta" => super::discovery::host_meta(&state.settings.endpoints, false),
+        "/.well-known/host-meta.json" => {
+            super::discovery::host_meta(&state.settings.endpoints, true)
+        }
         "/" | "/index.html" => {
             let jid = certificate_jid(&state.info, &state.context.domain);
             crate::web::page(&request, web, Page::Certificate, jid)

@@ -4,9 +4,11 @@
 //!
 //! - [`tcp`]: STARTTLS and direct TLS (XEP-0368);
 //! - [`http`]: the HTTPS listener, routing to `websocket` (RFC 7395),
-//!   `bosh` (XEP-0124/0206) and the web chat's pages.
+//!   `bosh` (XEP-0124/0206), [`discovery`] (XEP-0156 host-meta) and the
+//!   web chat's pages.
 
 pub(crate) mod bosh;
+pub(crate) mod discovery;
 pub(crate) mod http;
 pub(crate) mod tcp;
 mod websocket;
