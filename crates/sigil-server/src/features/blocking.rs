@@ -34,12 +34,7 @@ impl Feature for Blocking {
     }
 
     fn iq<'a>(&'a self, request: IqRequest<'a>) -> Handling<'a> {
-        Box::pin(handle(
-            request.context,
-            request.session,
-            request.stanza,
-            request.payload,
-        ))
+        Box::pin(handle(request))
     }
 
     /// The account's last session ended: its list leaves the memory (it
@@ -51,9 +46,9 @@ impl Feature for Blocking {
     }
 }
 
-async fn handle(context: &Context, session: &SessionState, request: &Element, payload: &Element) {
-    let kind = request.attribute("type").unwrap_or_default();
-    let result = match (kind, payload.name()) {
+async fn handle(request: IqRequest<'_>) {
+    let (context, session, payload) = (request.context, request.session, request.payload);
+    let outcome = match (request.kind, payload.name()) {
         ("get", "blocklist") => match crate::blocking::list(context, &session.bare).await {
             Ok(items) => {
                 let blocklist = Blocklist {
@@ -76,11 +71,7 @@ async fn handle(context: &Context, session: &SessionState, request: &Element, pa
         },
         _ => Err(StanzaError::new(StanzaCondition::BadRequest)),
     };
-    let reply = match result {
-        Ok(payload) => context.iq_result(request, payload),
-        Err(error) => error.reply_to(request),
-    };
-    context.deliver(&session.id(), reply);
+    request.answer(outcome);
 }
 
 /// Blocks or unblocks `items` (unblocking none unblocks everyone), then

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use jid::BareJid;
-use sigil_proto::error::StanzaCondition;
+use sigil_proto::error::{StanzaCondition, StanzaError};
 use sigil_xml::Element;
 
 use crate::context::Context;
@@ -93,6 +93,16 @@ impl IqRequest<'_> {
     pub(crate) fn result(&self, payload: Option<Element>) {
         let reply = self.context.iq_result(self.stanza, payload);
         self.context.deliver(&self.session.id(), reply);
+    }
+
+    /// Answers with a result carrying the payload, or with the error.
+    pub(crate) fn answer(&self, outcome: Result<Option<Element>, StanzaError>) {
+        match outcome {
+            Ok(payload) => self.result(payload),
+            Err(error) => self
+                .context
+                .deliver(&self.session.id(), error.reply_to(self.stanza)),
+        }
     }
 
     /// Answers with an error.

@@ -34,18 +34,13 @@ impl Feature for SaslCert {
     }
 
     fn iq<'a>(&'a self, request: IqRequest<'a>) -> Handling<'a> {
-        Box::pin(handle(
-            request.context,
-            request.session,
-            request.stanza,
-            request.payload,
-        ))
+        Box::pin(handle(request))
     }
 }
 
-async fn handle(context: &Context, session: &SessionState, request: &Element, payload: &Element) {
-    let kind = request.attribute("type").unwrap_or_default();
-    let result = match (kind, payload.name()) {
+async fn handle(request: IqRequest<'_>) {
+    let (context, session, payload) = (request.context, request.session, request.payload);
+    let outcome = match (request.kind, payload.name()) {
         ("get", "items") => items(context, session).await.map(Some),
         ("set", "append" | "disable" | "revoke") if !session.may_manage_certificates() => {
             Err(StanzaError::with_text(
@@ -58,11 +53,7 @@ async fn handle(context: &Context, session: &SessionState, request: &Element, pa
         ("set", "revoke") => revoke(context, session, payload).await.map(|()| None),
         _ => Err(StanzaError::new(StanzaCondition::BadRequest)),
     };
-    let reply = match result {
-        Ok(payload) => context.iq_result(request, payload),
-        Err(error) => error.reply_to(request),
-    };
-    context.deliver(&session.id(), reply);
+    request.answer(outcome);
 }
 
 async fn items(context: &Context, session: &SessionState) -> Result<Element, StanzaError> {
