@@ -18,11 +18,13 @@
 //! - [`stanza`]: messages, presence and IQs (RFC 6120, RFC 6121);
 //! - [`saslcert`]: XEP-0257 client certificate management;
 //! - [`blocking`]: XEP-0191 blocking;
+//! - [`carbons`]: XEP-0280 message carbons;
 //! - [`sm`]: XEP-0198 stream management (run by the streams themselves);
 //! - [`sid`]: XEP-0359 origin and stanza ids.
 
 pub mod blocking;
 pub mod bosh;
+pub mod carbons;
 pub mod client;
 pub mod error;
 pub mod frame;

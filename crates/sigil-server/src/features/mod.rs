@@ -2,7 +2,7 @@
 //! Prosody's modules): each declares the IQ namespace it answers, for
 //! which addresses, what it announces in service discovery (features
 //! and identities), and the session events it acts on (hooks: bound,
-//! presence, message out and in, ended). The server dispatches IQs by a
+//! presence, message out and in, delivered, ended). The server dispatches IQs by a
 //! table of them, runs the hooks of every feature in table order, and
 //! builds its disco answer from their declarations, so nothing is
 //! announced that is not handled.
@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use jid::BareJid;
+use jid::{BareJid, FullJid};
 use sigil_proto::error::{StanzaCondition, StanzaError};
 use sigil_xml::Element;
 
@@ -40,6 +40,7 @@ features! {
     blocking::Blocking,
     roster::Roster,
     register::Register,
+    carbons::Carbons,
 }
 
 /// Which addresses a feature answers IQs for.
@@ -169,6 +170,27 @@ pub(crate) trait Feature: Sync {
     /// sessions (or kept for it).
     fn message_in(&self, _context: &Context, _account: &BareJid, _stanza: &Element) {}
 
+    /// Whether the feature wants to hear where a message for a local
+    /// account went ([`Feature::delivered`]); asked before it is routed
+    /// (`to_full`: it was sent to a full JID), so that a copy is kept only
+    /// when some feature wants one.
+    fn follows(&self, _stanza: &Element, _to_full: bool) -> bool {
+        false
+    }
+
+    /// A message for a local account that [`Feature::follows`] was
+    /// routed: `direct` are the sessions it was queued for (none when it
+    /// was kept offline, or refused).
+    fn delivered(
+        &self,
+        _context: &Context,
+        _account: &BareJid,
+        _stanza: &Element,
+        _to_full: bool,
+        _direct: &[FullJid],
+    ) {
+    }
+
     /// A session ended (it is no longer routed to).
     fn ended(&self, _context: &Context, _session: &SessionState) {}
 }
@@ -198,6 +220,28 @@ pub(crate) fn message_out(context: &Context, session: &SessionState, stanza: &El
 pub(crate) fn message_in(context: &Context, account: &BareJid, stanza: &Element) {
     for feature in FEATURES {
         feature.message_in(context, account, stanza);
+    }
+}
+
+/// Whether any feature follows this message to where it is delivered.
+pub(crate) fn follows(stanza: &Element, to_full: bool) -> bool {
+    FEATURES
+        .iter()
+        .any(|feature| feature.follows(stanza, to_full))
+}
+
+/// Tells the features that follow it where a message went.
+pub(crate) fn delivered(
+    context: &Context,
+    account: &BareJid,
+    stanza: &Element,
+    to_full: bool,
+    direct: &[FullJid],
+) {
+    for feature in FEATURES {
+        if feature.follows(stanza, to_full) {
+            feature.delivered(context, account, stanza, to_full, direct);
+        }
     }
 }
 

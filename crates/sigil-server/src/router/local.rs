@@ -26,7 +26,8 @@ pub struct SessionHandle {
     /// Woken when a message is queued.
     queued: tokio::sync::Notify,
     presence: Mutex<Option<Presence>>,
-    roster_requested: std::sync::atomic::AtomicBool,
+    /// [`ROSTER_REQUESTED`] and [`CARBONS`].
+    flags: std::sync::atomic::AtomicU8,
     /// Woken (all waiters) when the session is told to end.
     ending: tokio::sync::Notify,
     /// A number that tells this session from an older one with the same
@@ -70,6 +71,7 @@ impl SessionHandle {
             id: self.id(),
             presence: self.presence(),
             roster_requested: self.roster_requested(),
+            carbons: self.carbons(),
             fingerprint: self.fingerprint().copied(),
         }
     }
@@ -87,6 +89,11 @@ impl SessionHandle {
         result
     }
 }
+
+/// The client asked for its roster.
+const ROSTER_REQUESTED: u8 = 1;
+/// The client enabled message carbons.
+const CARBONS: u8 = 2;
 
 /// A session's messages, in order.
 #[derive(Debug)]
@@ -223,14 +230,35 @@ impl SessionHandle {
     /// Whether the client asked for its roster (so it gets roster pushes,
     /// RFC 6121 §2.1.6).
     pub fn roster_requested(&self) -> bool {
-        self.roster_requested
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.flag(ROSTER_REQUESTED)
     }
 
     /// Records that the client asked for its roster.
     pub fn set_roster_requested(&self) {
-        self.roster_requested
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.set_flag(ROSTER_REQUESTED, true);
+    }
+
+    /// Whether the client enabled message carbons (XEP-0280).
+    pub fn carbons(&self) -> bool {
+        self.flag(CARBONS)
+    }
+
+    /// Enables or disables message carbons for the client.
+    pub fn set_carbons(&self, enabled: bool) {
+        self.set_flag(CARBONS, enabled);
+    }
+
+    fn flag(&self, flag: u8) -> bool {
+        self.flags.load(std::sync::atomic::Ordering::Relaxed) & flag != 0
+    }
+
+    fn set_flag(&self, flag: u8, on: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if on {
+            self.flags.fetch_or(flag, Relaxed);
+        } else {
+            self.flags.fetch_and(!flag, Relaxed);
+        }
     }
 
     /// Sets or clears the available presence.
@@ -303,7 +331,7 @@ impl Router {
             }),
             queued: tokio::sync::Notify::new(),
             presence: Mutex::new(None),
-            roster_requested: std::sync::atomic::AtomicBool::new(false),
+            flags: std::sync::atomic::AtomicU8::new(0),
             ending: tokio::sync::Notify::new(),
             serial,
             certificate,
@@ -441,6 +469,15 @@ impl Routes for Router {
             .filter(|h| h.serial == session.serial)
         {
             handle.set_roster_requested();
+        }
+    }
+
+    fn set_carbons(&self, session: &SessionId, enabled: bool) {
+        if let Some(handle) = self
+            .session(&session.jid)
+            .filter(|h| h.serial == session.serial)
+        {
+            handle.set_carbons(enabled);
         }
     }
 

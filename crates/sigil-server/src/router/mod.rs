@@ -76,6 +76,8 @@ pub struct Entry {
     pub presence: Option<Presence>,
     /// Its client asked for the roster (it gets roster pushes).
     pub roster_requested: bool,
+    /// Its client enabled message carbons (XEP-0280).
+    pub carbons: bool,
     /// SHA-256 of the certificate it logged in with, if any.
     pub fingerprint: Option<[u8; 32]>,
 }
@@ -123,6 +125,9 @@ pub trait Routes: Send + Sync {
 
     /// Records that a session's client asked for its roster.
     fn set_roster_requested(&self, session: &SessionId);
+
+    /// Enables or disables message carbons (XEP-0280) for a session.
+    fn set_carbons(&self, session: &SessionId, enabled: bool);
 
     /// A new receipt, to follow one stanza to where it ends up safe, and
     /// what resolves when it is settled.

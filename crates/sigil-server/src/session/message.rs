@@ -36,7 +36,24 @@ pub(super) async fn message(
         }
         return;
     }
-    crate::features::message_in(context, &to.to_bare(), &stanza);
+    let account = to.to_bare();
+    crate::features::message_in(context, &account, &stanza);
+    let to_full = to.resource().is_some();
+    let followed = crate::features::follows(&stanza, to_full).then(|| stanza.clone());
+    let direct = route(context, stanza, to, &kind, receipt).await;
+    if let Some(stanza) = followed {
+        crate::features::delivered(context, &account, &stanza, to_full, &direct);
+    }
+}
+
+/// Routes a message for a local account: the sessions it was queued for.
+async fn route(
+    context: &Arc<Context>,
+    stanza: Element,
+    to: Jid,
+    kind: &str,
+    receipt: Option<Receipt>,
+) -> Vec<FullJid> {
     let (stanza, receipt) = match to.clone().try_into_full() {
         Ok(full) => {
             // A session told to end takes nothing more: as if gone.
@@ -47,23 +64,26 @@ pub(super) async fn message(
             // Not queued (gone, ending, or a queue so full that its
             // session ends as too slow): the message is the account's.
             let (stanza, receipt) = match context.routes().deliver(&full, message) {
-                Ok(()) => return,
+                Ok(()) => return vec![full],
                 Err(Undelivered { message, .. }) => match message {
                     SessionMessage::Stanza(stanza) => (*stanza, None),
                     SessionMessage::Tracked(stanza, receipt) => (*stanza, Some(receipt)),
                 },
             };
             // RFC 6121 §8.5.3.2: no such resource.
-            match kind.as_str() {
-                "groupchat" => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
-                "headline" | "error" => return,
+            match kind {
+                "groupchat" => {
+                    context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+                    return Vec::new();
+                }
+                "headline" | "error" => return Vec::new(),
                 _ => {}
             }
             (stanza, receipt)
         }
         Err(_) => (stanza, receipt),
     };
-    to_bare(context, stanza, &to.to_bare(), &kind, receipt).await;
+    to_bare(context, stanza, &to.to_bare(), kind, receipt).await
 }
 
 pub(super) async fn to_bare(
@@ -72,7 +92,7 @@ pub(super) async fn to_bare(
     bare: &BareJid,
     kind: &str,
     receipt: Option<Receipt>,
-) {
+) -> Vec<FullJid> {
     let sessions: Vec<(SessionId, i8)> = context
         .routes()
         .sessions(bare)
@@ -80,42 +100,48 @@ pub(super) async fn to_bare(
         .filter_map(|s| s.presence.map(|p| (s.id, p.priority)))
         .filter(|(_, priority)| *priority >= 0)
         .collect();
+    let mut direct = Vec::new();
     match kind {
-        "groupchat" => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
+        "groupchat" => {
+            context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+            return direct;
+        }
         "headline" => {
             for (session, _) in &sessions {
-                context.send_to(session, stanza.clone(), receipt.clone());
+                if context.send_to(session, stanza.clone(), receipt.clone()) {
+                    direct.push(session.jid.clone());
+                }
             }
-            return;
+            return direct;
         }
         _ => {}
     }
     if let Some(best) = sessions.iter().map(|(_, p)| *p).max() {
         // chat and normal: every resource with the highest priority.
-        let mut delivered = false;
         for (session, priority) in &sessions {
-            if *priority == best {
-                delivered |= context.send_to(session, stanza.clone(), receipt.clone());
+            if *priority == best && context.send_to(session, stanza.clone(), receipt.clone()) {
+                direct.push(session.jid.clone());
             }
         }
-        if delivered {
-            return;
+        if !direct.is_empty() {
+            return direct;
         }
         // Every chosen session ended in the meantime: keep the message.
     }
     if kind == "error" {
-        return;
+        return direct;
     }
     if !context.account_exists(bare).await {
-        return context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+        context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
+        return direct;
     }
     if receipt.is_some() && is_stored(&stanza, bare) {
         // Still on disk where it came from: dropping the receipt keeps it
         // there, under the same stanza id, for the next login.
-        return;
+        return direct;
     }
     if store_offline(context, stanza, bare).await.is_none() {
-        return;
+        return direct;
     }
     if let Some(receipt) = receipt {
         receipt.done();
@@ -132,4 +158,5 @@ pub(super) async fn to_bare(
     if let Some((session, _)) = available {
         deliver_offline(context, &session, bare).await;
     }
+    direct
 }

@@ -100,6 +100,8 @@ pub async fn handle(
             // XEP-0359 §5: stanza ids are the server's to give; a client's
             // could pass for ours.
             stanza.remove_children(StanzaId::NAME, NS_SID);
+            // XEP-0280 §11: carbons are the server's to make.
+            sigil_proto::carbons::strip(&mut stanza);
             let (receipt, handling) = match track {
                 true => {
                     let (receipt, handling) = context.routes().receipt();
