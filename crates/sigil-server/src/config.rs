@@ -33,6 +33,9 @@ pub struct Config {
     /// Limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Message archives (XEP-0313).
+    #[serde(default)]
+    pub archive: ArchiveConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -328,6 +331,43 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Message archives (XEP-0313): every account's messages, kept on the
+/// server so that each of its devices can fetch the conversation.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Archive messages at all.
+    pub enabled: bool,
+    /// Days a message stays in the archive; 0 keeps it until the account
+    /// goes (or [`Self::max_messages_per_account`] pushes it out).
+    pub keep_days: u32,
+    /// The most messages kept per account: beyond it the oldest go.
+    pub max_messages_per_account: u64,
+    /// What an account archives until its user says otherwise (XEP-0313
+    /// §6): `always`, `roster` (only messages with roster contacts) or
+    /// `never`.
+    pub default: String,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keep_days: 365,
+            max_messages_per_account: 1_000_000,
+            default: "always".into(),
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// The default rule ([`Self::default`], checked by
+    /// [`Config::validate`]).
+    pub fn default_rule(&self) -> sigil_store::ArchiveDefault {
+        sigil_store::ArchiveDefault::from_name(&self.default).unwrap_or_default()
+    }
+}
+
 /// Logging.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -397,6 +437,7 @@ impl Config {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             limits: LimitsConfig::default(),
+            archive: ArchiveConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -453,6 +494,21 @@ impl Config {
                     format!("{} is used twice", a.address),
                 ));
             }
+        }
+        if sigil_store::ArchiveDefault::from_name(&self.archive.default).is_none() {
+            return Err(bad(
+                "archive.default",
+                format!(
+                    "{:?}: use \"always\", \"roster\" or \"never\"",
+                    self.archive.default
+                ),
+            ));
+        }
+        if self.archive.max_messages_per_account == 0 {
+            return Err(bad(
+                "archive.max_messages_per_account",
+                "must be at least 1 (set archive.enabled = false to archive nothing)".into(),
+            ));
         }
         if !self.storage.url.starts_with("sqlite:") {
             return Err(bad(

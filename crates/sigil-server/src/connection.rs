@@ -318,7 +318,12 @@ impl<W: Wire> Connection<W> {
             (id.to_owned(), acked, None)
         });
         // The connection died under a session that may be resumed: it
-        // waits, still routed to, for a new connection to take it over.
+        // waits, still routed to, for a new connection to take it over,
+        // counting as handled what is safe by then.
+        if self.stream.resumption_id().is_some() && !self.stream.is_closed() && !*shutdown.borrow()
+        {
+            self.settle_pending().await;
+        }
         if let Some(id) = self.stream.resumption_id().map(str::to_owned)
             && !self.stream.is_closed()
             && !*shutdown.borrow()
@@ -618,7 +623,7 @@ impl<W: Wire> Connection<W> {
                             let track = self.stream.stream_management_enabled();
                             session::handle(&self.context, state, stanza, track).await
                         }
-                        None => None,
+                        None => session::Handling::default(),
                     };
                     self.handled(handling);
                 }
@@ -638,23 +643,17 @@ impl<W: Wire> Connection<W> {
     /// Records how a client's stanza is being handled: confirmed now if it
     /// is safe and nothing before it waits, else when it is.
     fn handled(&mut self, mut handling: session::Handling) {
-        if let Some(settled) = handling.as_mut()
-            && !matches!(
-                settled.try_recv(),
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
-            )
-        {
-            handling = None;
+        let waiting = self
+            .tracking
+            .as_ref()
+            .is_some_and(|tracking| !tracking.handling.is_empty());
+        if handling.is_settled() && !waiting {
+            return self.stream.confirm(1);
         }
-        match (&handling, self.tracking.as_mut()) {
-            (None, None) => self.stream.confirm(1),
-            (None, Some(tracking)) if tracking.handling.is_empty() => self.stream.confirm(1),
-            _ => self
-                .tracking
-                .get_or_insert_default()
-                .handling
-                .push_back(handling),
-        }
+        self.tracking
+            .get_or_insert_default()
+            .handling
+            .push_back(handling);
     }
 
     /// The oldest stanza being handled is safe: it and every safe one
@@ -667,12 +666,7 @@ impl<W: Wire> Connection<W> {
         tracking.handling.pop_front();
         let mut count = 1;
         while let Some(front) = tracking.handling.front_mut() {
-            if let Some(settled) = front
-                && matches!(
-                    settled.try_recv(),
-                    Err(tokio::sync::oneshot::error::TryRecvError::Empty)
-                )
-            {
+            if !front.is_settled() {
                 break;
             }
             tracking.handling.pop_front();
@@ -699,6 +693,16 @@ impl<W: Wire> Connection<W> {
     /// ending too, and store what they could not deliver), or
     /// [`SETTLE_AT_SHUTDOWN`] has passed.
     async fn settled_inbound(&mut self) -> u32 {
+        self.settle_pending().await;
+        self.stream
+            .take_stream_management()
+            .map_or(0, |sm| sm.inbound)
+    }
+
+    /// Waits for the client's stanzas still being handled to be safe (the
+    /// archive commits them, their recipients acknowledge or store them),
+    /// confirming each, for at most [`SETTLE_AT_SHUTDOWN`].
+    async fn settle_pending(&mut self) {
         let deadline = tokio::time::Instant::now() + SETTLE_AT_SHUTDOWN;
         while self
             .tracking
@@ -711,9 +715,6 @@ impl<W: Wire> Connection<W> {
             }
             self.settle_handling();
         }
-        self.stream
-            .take_stream_management()
-            .map_or(0, |sm| sm.inbound)
     }
 
     /// The stanzas the client did not acknowledge, with their receipts.
@@ -876,10 +877,7 @@ async fn recv(session: &Option<SessionState>) -> SessionMessage {
 /// Resolves when the oldest stanza being handled is safe.
 async fn front_settled(tracking: &mut Option<Box<Tracking>>) {
     match tracking.as_mut().and_then(|t| t.handling.front_mut()) {
-        Some(Some(settled)) => {
-            let _ = settled.await;
-        }
-        Some(None) => {}
+        Some(handling) => handling.settled().await,
         None => std::future::pending().await,
     }
 }

@@ -24,6 +24,8 @@ pub struct Context {
     pub anchors: crate::trust::TrustAnchors,
     /// Offer EXTERNAL alone to connections whose certificate would log in.
     pub external_alone: bool,
+    /// Message archives (XEP-0313).
+    pub archive: crate::archive::Archive,
     /// XEP-0191 blocklists, cached.
     pub blocklists: crate::blocklists::Blocklists,
     /// The accounts that may have offline messages.
@@ -152,7 +154,15 @@ pub struct OfflineIndex {
     owners: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Stored messages delivered and not yet safe (they stay stored until
     /// then): not to be delivered twice meanwhile.
-    delivering: std::sync::Mutex<std::collections::HashSet<i64>>,
+    delivering: std::sync::Mutex<Delivering>,
+}
+
+/// The stored messages being delivered, by id, and by the archive id
+/// (XEP-0359 stanza id) of those that carry one.
+#[derive(Debug, Default)]
+struct Delivering {
+    ids: std::collections::HashMap<i64, Option<String>>,
+    tags: std::collections::HashMap<String, i64>,
 }
 
 impl OfflineIndex {
@@ -164,19 +174,36 @@ impl OfflineIndex {
         }
     }
 
-    /// Marks a stored message as being delivered: `false` if it already is.
-    pub fn claim(&self, id: i64) -> bool {
-        crate::router::lock(&self.delivering).insert(id)
+    /// Marks a stored message as being delivered, under the stanza id it
+    /// carries if any: `false` if it already is.
+    pub fn claim(&self, id: i64, tag: Option<&str>) -> bool {
+        let mut delivering = crate::router::lock(&self.delivering);
+        if delivering.ids.contains_key(&id) {
+            return false;
+        }
+        if let Some(tag) = tag {
+            delivering.tags.insert(tag.to_owned(), id);
+        }
+        delivering.ids.insert(id, tag.map(str::to_owned));
+        true
+    }
+
+    /// The stored message being delivered under this stanza id.
+    pub fn claimed(&self, tag: &str) -> Option<i64> {
+        crate::router::lock(&self.delivering).tags.get(tag).copied()
     }
 
     /// Ends the delivery of these stored messages.
     pub fn release(&self, ids: impl IntoIterator<Item = i64>) {
         let mut delivering = crate::router::lock(&self.delivering);
         for id in ids {
-            delivering.remove(&id);
+            if let Some(Some(tag)) = delivering.ids.remove(&id) {
+                delivering.tags.remove(&tag);
+            }
         }
-        if delivering.is_empty() && delivering.capacity() > 64 {
-            delivering.shrink_to_fit();
+        if delivering.ids.is_empty() && delivering.ids.capacity() > 64 {
+            delivering.ids.shrink_to_fit();
+            delivering.tags.shrink_to_fit();
         }
     }
 

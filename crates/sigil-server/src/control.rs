@@ -82,9 +82,12 @@ impl End {
 pub fn end_sessions(context: &Context, owner: &BareJid, end: End) -> usize {
     let error = end.error();
     match end {
-        End::Deleted | End::Disabled => {
+        End::Deleted => {
+            // A new account of the same name starts with the defaults.
+            context.archive.forget(owner);
             context.close_sessions(owner, Ended::Every, |_| true, &error)
         }
+        End::Disabled => context.close_sessions(owner, Ended::Every, |_| true, &error),
         End::Password => {
             context.close_sessions(owner, Ended::Password, |s| s.fingerprint.is_none(), &error)
         }

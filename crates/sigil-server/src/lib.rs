@@ -6,15 +6,16 @@
 //! [`sigil_proto::server::ServerStream`] under a tokio task over a
 //! `Wire`; once a resource is bound, the session registers in the
 //! [`router::Router`], and its stanzas go through [`session`] (messages
-//! with offline storage, presence and subscriptions) and the feature
-//! table (`features`: roster, blocking, XEP-0257, disco, ping, version,
-//! registration).
+//! with offline storage and [`archive`]s, presence and subscriptions)
+//! and the feature table (`features`: roster, blocking, XEP-0257, disco,
+//! ping, version, registration, carbons, archive queries).
 //!
 //! TLS is rustls on the aws-lc-rs provider. Client certificates are asked
 //! for per listener; [`tls::danger::ProofOfPossessionOnly`] checks only
 //! that the client holds the certificate's key, and whether a certificate
 //! may log in is decided at SASL time.
 
+pub mod archive;
 pub mod auth;
 pub mod blocking;
 mod blocklists;

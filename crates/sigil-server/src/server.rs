@@ -67,8 +67,10 @@ impl Server {
             .offline_owners()
             .await
             .map_err(|e| StartError(format!("reading the offline messages: {e}")))?;
+        let archive = crate::archive::Archive::start(&config.archive, store.clone());
         let context = Arc::new(Context {
             domain: config.domain.clone(),
+            archive,
             store,
             router: Router::new(),
             limits: config.limits,
@@ -106,6 +108,12 @@ impl Server {
             tokio::spawn(forget_saved_sessions(context.clone())),
             tokio::spawn(watch_trust(context.clone(), trust_changed.clone())),
         ];
+        if config.archive.enabled {
+            accept_tasks.push(tokio::spawn(crate::archive::expire(
+                context.store.clone(),
+                config.archive.clone(),
+            )));
+        }
         let mut bound = Vec::new();
         for listener_config in &config.listeners {
             // XEP-0368: direct TLS says xmpp-client; HTTPS speaks

@@ -253,3 +253,339 @@ async fn a_client_cannot_forge_a_carbon() {
         .any(|f| f.name() == "feature" && f.attribute("var") == Some(carbons::NS));
     assert!(announced, "{}", info.to_xml());
 }
+
+// ---- Message archive management (XEP-0313) ----
+
+use sigil_proto::mam::{self, ArchivedResult, Fin, Page, Query};
+use sigil_proto::sid::StanzaId;
+
+/// Runs a MAM query: the results (checked to come from the account and to
+/// carry the query id) and the `<fin/>`, or the error.
+async fn mam_query(
+    client: &mut TestClient,
+    id: &str,
+    query: Query,
+) -> Result<(Vec<ArchivedResult>, Fin), Element> {
+    let own = client.jid();
+    let bare = own.split('/').next().unwrap().to_owned();
+    let queryid = query.queryid.clone();
+    client
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "set")
+                .with_attribute("id", id)
+                .with_child(query.to_element()),
+        )
+        .await;
+    let mut results = Vec::new();
+    loop {
+        let stanza = client
+            .recv_matching(|s| {
+                (s.name() == "iq" && s.attribute("id") == Some(id))
+                    || (s.name() == "message" && s.has_child("result", mam::NS))
+            })
+            .await;
+        if stanza.name() == "iq" {
+            if stanza.attribute("type") != Some("result") {
+                return Err(stanza);
+            }
+            let fin = Fin::from_element(stanza.child("fin", mam::NS).unwrap()).unwrap();
+            return Ok((results, fin));
+        }
+        assert_eq!(stanza.attribute("from"), Some(bare.as_str()));
+        let result = ArchivedResult::of(&stanza).unwrap().unwrap();
+        assert_eq!(result.queryid, queryid);
+        results.push(result);
+    }
+}
+
+fn bodies(results: &[ArchivedResult]) -> Vec<String> {
+    results.iter().filter_map(|r| body(&r.message)).collect()
+}
+
+fn page(max: usize) -> Query {
+    Query {
+        queryid: Some("q".into()),
+        page: Page {
+            max: Some(max),
+            ..Page::default()
+        },
+        ..Query::default()
+    }
+}
+
+fn condition(error: &Element) -> String {
+    error
+        .child("error", ns::CLIENT)
+        .and_then(|e| e.children().next())
+        .map(|c| c.name().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_has_both_sides_and_pages_both_ways() {
+    let server = TestServer::start().await;
+    let mut laptop = device(&server, "laptop").await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::Starttls)).await;
+    available(&mut laptop, 0).await;
+    available(&mut bob, 0).await;
+    let alice = format!("alice@{DOMAIN}");
+    // Seven messages, alternating sides; each arrives with the stanza id
+    // the recipient's archive gave it.
+    let mut delivered_ids = Vec::new();
+    for n in 0..7 {
+        let (from, to, target) = if n % 2 == 0 {
+            (&mut laptop, &mut bob, format!("bob@{DOMAIN}"))
+        } else {
+            (&mut bob, &mut laptop, alice.clone())
+        };
+        from.send(chat(&target, &format!("m{n}"))).await;
+        let got = to.recv_matching(|s| s.name() == "message").await;
+        assert_eq!(body(&got).as_deref(), Some(format!("m{n}").as_str()));
+        let recipient = to.jid().split('/').next().unwrap().to_owned();
+        let ids: Vec<StanzaId> = StanzaId::all_of(&got)
+            .filter(|id| id.by.to_string() == recipient)
+            .collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "one stanza id by the recipient: {}",
+            got.to_xml()
+        );
+        if recipient == alice {
+            delivered_ids.push(ids[0].id.clone());
+        }
+    }
+    // A device that logs in afterwards sees the whole conversation.
+    let mut phone = device(&server, "phone").await;
+    let (all, fin) = mam_query(&mut phone, "all", page(50)).await.unwrap();
+    assert_eq!(bodies(&all), ["m0", "m1", "m2", "m3", "m4", "m5", "m6"]);
+    assert!(fin.complete);
+    assert_eq!(fin.first.as_deref(), Some(all[0].id.as_str()));
+    assert_eq!(fin.last.as_deref(), Some(all[6].id.as_str()));
+    assert!(!all[0].stamp.is_empty());
+    // The ids alice's devices saw live are the archive's.
+    let received: Vec<&str> = all
+        .iter()
+        .filter(|r| {
+            r.message
+                .attribute("from")
+                .is_some_and(|f| f.starts_with("bob@"))
+        })
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(received, delivered_ids);
+
+    // Forwards in pages of three.
+    let (first, fin) = mam_query(&mut phone, "p1", page(3)).await.unwrap();
+    assert_eq!(bodies(&first), ["m0", "m1", "m2"]);
+    assert!(!fin.complete);
+    let mut next = page(3);
+    next.page.after = fin.last;
+    let (second, _) = mam_query(&mut phone, "p2", next).await.unwrap();
+    assert_eq!(bodies(&second), ["m3", "m4", "m5"]);
+    // Backwards from the end: the last page, then the one before it.
+    let mut last = page(3);
+    last.page.before = Some(None);
+    let (tail, fin) = mam_query(&mut phone, "p3", last).await.unwrap();
+    assert_eq!(bodies(&tail), ["m4", "m5", "m6"]);
+    assert!(!fin.complete);
+    let mut before = page(3);
+    before.page.before = Some(fin.first);
+    let (earlier, _) = mam_query(&mut phone, "p4", before).await.unwrap();
+    assert_eq!(bodies(&earlier), ["m1", "m2", "m3"]);
+    // flip-page: the same page, newest first.
+    let mut flipped = page(3);
+    flipped.page.before = Some(None);
+    flipped.flip = true;
+    let (flipped, _) = mam_query(&mut phone, "p5", flipped).await.unwrap();
+    assert_eq!(bodies(&flipped), ["m6", "m5", "m4"]);
+
+    // Filters: with, after-id / before-id, ids, start and end.
+    let mut with = page(50);
+    with.with = Some(format!("bob@{DOMAIN}"));
+    let (with_bob, _) = mam_query(&mut phone, "f1", with).await.unwrap();
+    assert_eq!(with_bob.len(), 7);
+    let mut with = page(50);
+    with.with = Some(format!("carol@{DOMAIN}"));
+    let (with_carol, fin) = mam_query(&mut phone, "f2", with).await.unwrap();
+    assert!(with_carol.is_empty() && fin.complete);
+    let mut between = page(50);
+    between.after_id = Some(all[1].id.clone());
+    between.before_id = Some(all[5].id.clone());
+    let (between, _) = mam_query(&mut phone, "f3", between).await.unwrap();
+    assert_eq!(bodies(&between), ["m2", "m3", "m4"]);
+    let mut picked = page(50);
+    picked.ids = vec![all[6].id.clone(), all[0].id.clone()];
+    let (picked, _) = mam_query(&mut phone, "f4", picked).await.unwrap();
+    assert_eq!(bodies(&picked), ["m0", "m6"]);
+    let mut future = page(50);
+    future.start = Some("2999-01-01T00:00:00Z".into());
+    let (future, fin) = mam_query(&mut phone, "f5", future).await.unwrap();
+    assert!(future.is_empty() && fin.complete);
+    let mut past = page(50);
+    past.end = Some("2000-01-01T00:00:00Z".into());
+    let (past, _) = mam_query(&mut phone, "f6", past).await.unwrap();
+    assert!(past.is_empty());
+
+    // Errors: an unknown id, an unknown field, a bad time.
+    let mut unknown = page(5);
+    unknown.page.after = Some("no-such-id".into());
+    let error = mam_query(&mut phone, "e1", unknown).await.unwrap_err();
+    assert_eq!(condition(&error), "item-not-found", "{}", error.to_xml());
+    let mut bad_time = page(5);
+    bad_time.start = Some("yesterday".into());
+    let error = mam_query(&mut phone, "e2", bad_time).await.unwrap_err();
+    assert_eq!(condition(&error), "bad-request");
+    let odd = Element::new("query", mam::NS).with_child(
+        Element::new("x", mam::DATA).with_child(
+            Element::new("field", mam::DATA)
+                .with_attribute("var", "colour")
+                .with_child(Element::new("value", mam::DATA).with_text("red")),
+        ),
+    );
+    let reply = iq_set(&mut phone, "e3", odd).await;
+    assert_eq!(condition(&reply), "bad-request", "{}", reply.to_xml());
+    // Another account's archive is not queried through one's own.
+    let error = mam_query(&mut bob, "b1", page(50)).await.unwrap();
+    assert_eq!(
+        bodies(&error.0).len(),
+        7,
+        "bob has his own copy of the conversation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_is_announced_and_its_form_lists_the_extended_fields() {
+    let server = TestServer::start().await;
+    let mut laptop = device(&server, "laptop").await;
+    laptop
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "get")
+                .with_attribute("id", "d")
+                .with_attribute("to", format!("alice@{DOMAIN}"))
+                .with_child(Element::new("query", ns::DISCO_INFO)),
+        )
+        .await;
+    let info = answer(&mut laptop, "d").await;
+    let features: Vec<&str> = info
+        .child("query", ns::DISCO_INFO)
+        .unwrap()
+        .children()
+        .filter_map(|f| f.attribute("var"))
+        .collect();
+    assert!(features.contains(&mam::NS), "{features:?}");
+    assert!(features.contains(&mam::NS_EXTENDED), "{features:?}");
+    laptop
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "get")
+                .with_attribute("id", "f")
+                .with_child(Element::new("query", mam::NS)),
+        )
+        .await;
+    let form = answer(&mut laptop, "f").await;
+    let fields: Vec<&str> = form
+        .child("query", mam::NS)
+        .and_then(|q| q.child("x", mam::DATA))
+        .unwrap()
+        .children()
+        .filter_map(|f| f.attribute("var"))
+        .collect();
+    for field in [
+        "FORM_TYPE",
+        "with",
+        "start",
+        "end",
+        "before-id",
+        "after-id",
+        "ids",
+    ] {
+        assert!(fields.contains(&field), "{field} missing: {fields:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_decide_what_is_archived() {
+    let server = TestServer::start().await;
+    let mut laptop = device(&server, "laptop").await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::Starttls)).await;
+    available(&mut bob, 0).await;
+    let prefs = mam::Prefs {
+        default: "never".into(),
+        always: vec![format!("carol@{DOMAIN}/phone")],
+        never: vec![],
+    };
+    let reply = iq_set(&mut laptop, "p", prefs.to_element()).await;
+    let stored = mam::Prefs::from_element(reply.child("prefs", mam::NS).unwrap()).unwrap();
+    assert_eq!(stored.default, "never");
+    assert_eq!(
+        stored.always,
+        [format!("carol@{DOMAIN}")],
+        "kept as bare JIDs"
+    );
+    laptop
+        .send(chat(&format!("bob@{DOMAIN}"), "unarchived"))
+        .await;
+    let got = bob.recv_matching(|s| s.name() == "message").await;
+    // Not in alice's archive, and so no id of hers; in bob's.
+    assert!(
+        StanzaId::all_of(&got).all(|id| id.by.to_string() != format!("alice@{DOMAIN}")),
+        "{}",
+        got.to_xml()
+    );
+    let (mine, _) = mam_query(&mut laptop, "q1", page(10)).await.unwrap();
+    assert!(mine.is_empty());
+    let (his, _) = mam_query(&mut bob, "q2", page(10)).await.unwrap();
+    assert_eq!(bodies(&his), ["unarchived"]);
+    // Bad preferences are refused.
+    let bad = mam::Prefs {
+        default: "sometimes".into(),
+        ..mam::Prefs::default()
+    };
+    let reply = iq_set(&mut laptop, "p2", bad.to_element()).await;
+    assert_eq!(condition(&reply), "bad-request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_delivery_and_the_archive_agree() {
+    let server = TestServer::start().await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::Starttls)).await;
+    // Alice is offline: the message is kept for her, and archived.
+    bob.send(chat(&format!("alice@{DOMAIN}"), "while-away"))
+        .await;
+    assert!(common::answers_a_ping(&mut bob, "sync").await);
+    let mut laptop = device(&server, "laptop").await;
+    available(&mut laptop, 0).await;
+    let got = laptop
+        .recv_matching(|s| body(s).as_deref() == Some("while-away"))
+        .await;
+    let alice = format!("alice@{DOMAIN}");
+    let ids: Vec<String> = StanzaId::all_of(&got)
+        .filter(|id| id.by.to_string() == alice)
+        .map(|id| id.id)
+        .collect();
+    assert_eq!(ids.len(), 1, "{}", got.to_xml());
+    let (archived, _) = mam_query(&mut laptop, "q", page(10)).await.unwrap();
+    assert_eq!(bodies(&archived), ["while-away"]);
+    assert_eq!(
+        archived[0].id, ids[0],
+        "offline delivery names the archive's id"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_archiving_off_nothing_is_archived_or_announced() {
+    let mut config = common::config(sigil_server::config::ClientCertificatePolicy::Wanted);
+    config.archive.enabled = false;
+    let server = TestServer::start_with(config).await;
+    let mut laptop = device(&server, "laptop").await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::Starttls)).await;
+    available(&mut bob, 0).await;
+    laptop.send(chat(&format!("bob@{DOMAIN}"), "plain")).await;
+    let got = bob.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(StanzaId::all_of(&got).count(), 0, "{}", got.to_xml());
+    let error = mam_query(&mut laptop, "q", page(10)).await.unwrap_err();
+    assert_eq!(condition(&error), "service-unavailable");
+}

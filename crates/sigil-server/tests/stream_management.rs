@@ -336,9 +336,14 @@ async fn an_offline_message_stays_stored_until_acknowledged() {
         let (mut alice, mut seen) = raw_enabled(&server, ALICE, "sm").await;
         alice.write_all(b"<presence/>").await.unwrap();
         until(&mut alice, "kept</body>", &mut seen).await;
-        let at = seen.find("<stanza-id").expect("a stanza id");
-        let id = Element::parse(&seen[at..at + seen[at..].find("/>").unwrap() + 2]).unwrap();
-        assert_eq!(id.attribute("by"), Some("alice@localhost"));
+        // Alice's stanza id (bob's archive gave the message one too).
+        let id = seen
+            .match_indices("<stanza-id")
+            .map(|(at, _)| {
+                Element::parse(&seen[at..at + seen[at..].find("/>").unwrap() + 2]).unwrap()
+            })
+            .find(|id| id.attribute("by") == Some("alice@localhost"))
+            .expect("a stanza id by alice");
         ids.push(id.attribute("id").unwrap().to_owned());
         if acknowledge {
             let h = stanzas_after_enabled(&seen);
@@ -917,4 +922,51 @@ async fn an_ended_session_does_not_wait_behind_its_backlog() {
     }
     drop(alice);
     bob.close().await;
+}
+
+/// XEP-0198 with archives: what the server tells a client it handled is
+/// in the archives already (sender's and recipient's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_archived_before_it_is_acknowledged() {
+    let server = TestServer::start().await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::DirectTls)).await;
+    bob.send(Element::new("presence", ns::CLIENT)).await;
+    let mut alice = raw_alice(&server, true).await;
+    let mut seen = String::new();
+    for n in 0..20 {
+        alice
+            .write_all(
+                format!(
+                    "<message to='bob@localhost' type='chat' id='a{n}'><body>n{n}</body></message>"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+    }
+    alice
+        .write_all(b"<r xmlns='urn:xmpp:sm:3'/>")
+        .await
+        .unwrap();
+    // The answer to the request counts every message as handled only once
+    // each is committed.
+    loop {
+        until(&mut alice, "<a xmlns=\"urn:xmpp:sm:3\"", &mut seen).await;
+        if seen.contains("h=\"20\"") {
+            break;
+        }
+        seen.clear();
+        alice
+            .write_all(b"<r xmlns='urn:xmpp:sm:3'/>")
+            .await
+            .unwrap();
+    }
+    let query = sigil_store::ArchiveQuery {
+        max: 100,
+        ..sigil_store::ArchiveQuery::default()
+    };
+    for owner in ["alice@localhost", "bob@localhost"] {
+        let archived = server.store().archive_query(owner, &query).await.unwrap();
+        assert_eq!(archived.messages.len(), 20, "{owner}'s archive");
+    }
 }

@@ -12,8 +12,9 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 #[cfg(doc)]
 use crate::StoreError;
 use crate::{
-    Account, CertificateEntry, CertificateLookup, OfflineMessage, OfflineQuota, RevokedCertificate,
-    Roster, RosterItem, SavedSession, StoreFuture,
+    Account, ArchivePrefs, ArchiveQuery, ArchiveResult, ArchivedMessage, CertificateEntry,
+    CertificateLookup, OfflineMessage, OfflineQuota, RevokedCertificate, Roster, RosterItem,
+    SavedSession, StoreFuture,
 };
 
 /// Everything the server needs, in one object-safe trait.
@@ -26,6 +27,7 @@ pub trait Store:
     + CertificateStore
     + BlockingStore
     + SessionStore
+    + ArchiveStore
     + Send
     + Sync
 {
@@ -38,9 +40,44 @@ impl<T> Store for T where
         + CertificateStore
         + BlockingStore
         + SessionStore
+        + ArchiveStore
         + Send
         + Sync
 {
+}
+
+/// Message archives (XEP-0313), one per account, in the order messages
+/// were archived.
+pub trait ArchiveStore: Send + Sync {
+    /// Archives these messages, in one transaction, in order. Those whose
+    /// owner has no account are left out; the answer is how many were
+    /// archived. [`StoreError::Conflict`]`("id")` if an owner already has
+    /// a message with one of these ids (nothing is archived then).
+    fn archive<'a>(&'a self, messages: &'a [ArchivedMessage]) -> StoreFuture<'a, u64>;
+
+    /// A page of `owner`'s archive. [`StoreError::NotFound`] when an id the
+    /// query pages or filters from is not in the archive.
+    fn archive_query<'a>(
+        &'a self,
+        owner: &'a str,
+        query: &'a ArchiveQuery,
+    ) -> StoreFuture<'a, ArchiveResult>;
+
+    /// `owner`'s archiving preferences, if set.
+    fn archive_prefs<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Option<ArchivePrefs>>;
+
+    /// Replaces `owner`'s archiving preferences; [`StoreError::NotFound`]
+    /// without an account.
+    fn set_archive_prefs<'a>(
+        &'a self,
+        owner: &'a str,
+        prefs: &'a ArchivePrefs,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Deletes the messages archived before `before` (Unix microseconds),
+    /// and each owner's oldest beyond its newest `keep` messages; how
+    /// many were deleted.
+    fn expire_archive(&self, before: i64, keep: u64) -> StoreFuture<'_, u64>;
 }
 
 /// XEP-0198 state kept over a server restart ([`SavedSession`]).
@@ -111,8 +148,9 @@ pub trait AccountStore: Send + Sync {
     /// Disables or enables `jid`; [`StoreError::NotFound`] without an account.
     fn set_disabled<'a>(&'a self, jid: &'a str, disabled: bool) -> StoreFuture<'a, ()>;
 
-    /// Deletes `jid` with its credentials, roster, offline messages and
-    /// certificates, in one transaction. Whether there was such an account.
+    /// Deletes `jid` with everything it owns (credentials, roster, offline
+    /// messages, certificates, blocklist, archive), in one transaction.
+    /// Whether there was such an account.
     fn delete_account<'a>(&'a self, jid: &'a str) -> StoreFuture<'a, bool>;
 
     /// Every account's JID, sorted.

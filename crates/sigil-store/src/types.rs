@@ -259,3 +259,112 @@ pub struct SavedSession {
     /// When it was saved, in Unix seconds.
     pub saved_at: i64,
 }
+
+/// One message in an account's archive (XEP-0313).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchivedMessage {
+    /// The id the archive gave it (its XEP-0359 stanza id, `by` the
+    /// owner): unique per owner.
+    pub id: String,
+    /// Whose archive it is in (a bare JID).
+    pub owner: String,
+    /// The other party: the sender of a message the owner received, the
+    /// recipient of one it sent (a bare or full JID, as addressed).
+    pub with: String,
+    /// When it was archived, in Unix microseconds.
+    pub at: i64,
+    /// The message, serialised.
+    pub stanza: String,
+}
+
+/// Where a page of an archive query starts (XEP-0059 result set
+/// management).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ArchivePage {
+    /// The first page: the oldest matches.
+    #[default]
+    First,
+    /// The page after the message with this id.
+    After(String),
+    /// The last page: the newest matches.
+    Last,
+    /// The page before the message with this id.
+    Before(String),
+}
+
+/// Which messages of an archive a query wants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    /// Only those with this JID: a bare JID matches every resource of it,
+    /// a full JID that resource only.
+    pub with: Option<String>,
+    /// Only those archived at or after this time (Unix microseconds).
+    pub start: Option<i64>,
+    /// Only those archived at or before this time (Unix microseconds).
+    pub end: Option<i64>,
+    /// Only those archived after the message with this id.
+    pub after_id: Option<String>,
+    /// Only those archived before the message with this id.
+    pub before_id: Option<String>,
+    /// Only those with these ids (none: any id).
+    pub ids: Vec<String>,
+    /// Which page.
+    pub page: ArchivePage,
+    /// The most messages in the page.
+    pub max: usize,
+}
+
+/// A page of an archive query.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveResult {
+    /// The messages, oldest first.
+    pub messages: Vec<ArchivedMessage>,
+    /// No more messages match beyond this page, in the direction it was
+    /// asked in (later ones for [`ArchivePage::First`] and
+    /// [`ArchivePage::After`], earlier ones otherwise).
+    pub complete: bool,
+}
+
+/// What an account archives by default (XEP-0313 §6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ArchiveDefault {
+    /// Every message.
+    #[default]
+    Always,
+    /// None.
+    Never,
+    /// Those with contacts in the roster.
+    Roster,
+}
+
+impl ArchiveDefault {
+    /// The XEP-0313 name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Never => "never",
+            Self::Roster => "roster",
+        }
+    }
+
+    /// From the XEP-0313 name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "always" => Some(Self::Always),
+            "never" => Some(Self::Never),
+            "roster" => Some(Self::Roster),
+            _ => None,
+        }
+    }
+}
+
+/// An account's archiving preferences (XEP-0313 §6).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchivePrefs {
+    /// The rule for JIDs in neither list.
+    pub default: ArchiveDefault,
+    /// Bare JIDs whose messages are always archived, sorted.
+    pub always: Vec<String>,
+    /// Bare JIDs whose messages are never archived, sorted.
+    pub never: Vec<String>,
+}

@@ -34,7 +34,7 @@ impl Feature for Disco {
             let payload = request.payload;
             match (payload.namespace(), payload.name(), request.kind) {
                 (ns::DISCO_INFO, "query", "get") => {
-                    request.result(Some(info(request.to, payload.attribute("node"))));
+                    request.result(Some(info(request.context, request.to, payload.attribute("node"))));
                 }
                 (ns::DISCO_ITEMS, "query", "get") => {
                     request.result(Some(Element::new("query", ns::DISCO_ITEMS)));
@@ -45,7 +45,7 @@ impl Feature for Disco {
     }
 }
 
-fn info(to: Addressed, node: Option<&str>) -> Element {
+fn info(context: &crate::context::Context, to: Addressed, node: Option<&str>) -> Element {
     let mut query = Element::new("query", ns::DISCO_INFO);
     if let Some(node) = node {
         query.set_attribute("node", node);
@@ -53,7 +53,7 @@ fn info(to: Addressed, node: Option<&str>) -> Element {
     let (identities, features): (Vec<Identity>, Vec<&str>) = match to {
         Addressed::Server => (
             super::server_identities().collect(),
-            super::server_features().collect(),
+            super::server_features(context).collect(),
         ),
         Addressed::Account => (
             vec![Identity {
@@ -61,7 +61,9 @@ fn info(to: Addressed, node: Option<&str>) -> Element {
                 kind: "registered",
                 name: None,
             }],
-            vec![ns::DISCO_INFO],
+            std::iter::once(ns::DISCO_INFO)
+                .chain(super::account_features(context))
+                .collect(),
         ),
     };
     for identity in identities {

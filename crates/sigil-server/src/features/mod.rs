@@ -41,6 +41,7 @@ features! {
     roster::Roster,
     register::Register,
     carbons::Carbons,
+    mam::Mam,
 }
 
 /// Which addresses a feature answers IQs for.
@@ -140,6 +141,18 @@ pub(crate) trait Feature: Sync {
     /// What the server announces for it (XEP-0030 features).
     fn server_features(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// What an account announces for it (XEP-0030 features of a bare
+    /// JID), answered by the server on the account's behalf.
+    fn account_features(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether the configuration turned it on: a feature that is off is
+    /// not announced, and its namespace is answered `service-unavailable`.
+    fn enabled(&self, _context: &Context) -> bool {
+        true
     }
 
     /// What the server announces itself as for it (XEP-0030 identities).
@@ -265,6 +278,9 @@ pub(crate) fn for_namespace(namespace: &str) -> Option<&'static dyn Feature> {
 /// namespace, RFC 6120 §8.4).
 pub(crate) async fn dispatch(request: IqRequest<'_>) {
     match for_namespace(request.payload.namespace()) {
+        Some(feature) if !feature.enabled(request.context) => {
+            request.error(StanzaCondition::ServiceUnavailable);
+        }
         Some(feature) if feature.target().accepts(request.to) => feature.iq(request).await,
         Some(feature) => request.error(feature.elsewhere()),
         None => request.error(StanzaCondition::ServiceUnavailable),
@@ -272,10 +288,19 @@ pub(crate) async fn dispatch(request: IqRequest<'_>) {
 }
 
 /// Everything the server announces, in [`FEATURES`] order.
-pub(crate) fn server_features() -> impl Iterator<Item = &'static str> {
+pub(crate) fn server_features(context: &Context) -> impl Iterator<Item = &'static str> {
     FEATURES
         .iter()
+        .filter(|feature| feature.enabled(context))
         .flat_map(|feature| feature.server_features().iter().copied())
+}
+
+/// Everything an account announces, in [`FEATURES`] order.
+pub(crate) fn account_features(context: &Context) -> impl Iterator<Item = &'static str> {
+    FEATURES
+        .iter()
+        .filter(|feature| feature.enabled(context))
+        .flat_map(|feature| feature.account_features().iter().copied())
 }
 
 /// Every identity the server announces, in [`FEATURES`] order.
@@ -293,11 +318,19 @@ mod tests {
     /// table handles, and no two features claim one namespace.
     #[test]
     fn every_announced_feature_has_a_handler() {
-        let announced: Vec<&str> = server_features().collect();
+        let announced: Vec<&str> = FEATURES
+            .iter()
+            .flat_map(|f| f.server_features().iter().chain(f.account_features()))
+            .copied()
+            .collect();
         assert!(announced.contains(&sigil_xml::ns::PING), "{announced:?}");
         for feature in announced {
+            // `ns#extra` marks an extension of the namespace `ns`.
+            let base = feature.rsplit_once('#').map_or(feature, |(base, _)| base);
             assert!(
-                for_namespace(feature).is_some(),
+                for_namespace(feature)
+                    .or_else(|| for_namespace(base))
+                    .is_some(),
                 "{feature} is announced and handled by nothing"
             );
         }

@@ -135,7 +135,7 @@ pub(super) async fn to_bare(
         context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
         return direct;
     }
-    if receipt.is_some() && is_stored(&stanza, bare) {
+    if receipt.is_some() && is_stored(context, &stanza, bare) {
         // Still on disk where it came from: dropping the receipt keeps it
         // there, under the same stanza id, for the next login.
         return direct;

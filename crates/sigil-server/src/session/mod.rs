@@ -42,9 +42,41 @@ pub use crate::state::SessionState;
 /// XEP-0359: unique and stable stanza ids.
 pub use sigil_proto::sid::NS as NS_SID;
 
-/// What resolves once a stanza handed to [`handle`] is safe (see
-/// [`Receipt`]); `None` when it was done with before `handle` returned.
-pub type Handling = Option<tokio::sync::oneshot::Receiver<bool>>;
+/// What resolves once a stanza handed to [`handle`] is safe: its
+/// recipient's client acknowledged it or it was stored (see [`Receipt`]),
+/// and the archives committed it. Nothing to wait for when it was done
+/// with before `handle` returned.
+#[derive(Debug, Default)]
+pub struct Handling {
+    waits: Vec<tokio::sync::oneshot::Receiver<bool>>,
+}
+
+impl Handling {
+    fn of(waits: impl IntoIterator<Item = Option<tokio::sync::oneshot::Receiver<bool>>>) -> Self {
+        Self {
+            waits: waits.into_iter().flatten().collect(),
+        }
+    }
+
+    /// Whether the stanza is safe now (what has resolved is forgotten).
+    pub fn is_settled(&mut self) -> bool {
+        self.waits.retain_mut(|wait| {
+            matches!(
+                wait.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+            )
+        });
+        self.waits.is_empty()
+    }
+
+    /// Resolves once the stanza is safe.
+    pub async fn settled(&mut self) {
+        for wait in &mut self.waits {
+            let _ = wait.await;
+        }
+        self.waits.clear();
+    }
+}
 
 /// Handles a stanza from the client (`from` is already its full JID).
 ///
@@ -63,7 +95,7 @@ pub async fn handle(
             Ok(jid) => Some(jid),
             Err(_) => {
                 context.bounce(&stanza, StanzaCondition::JidMalformed);
-                return None;
+                return Handling::default();
             }
         },
     };
@@ -83,7 +115,7 @@ pub async fn handle(
                 }
                 context.deliver(&session.id(), reply);
             }
-            return None;
+            return Handling::default();
         }
         // ... and nothing from the user to someone who blocks them.
         if crate::blocking::blocks(context, &target.to_bare(), &Jid::from(session.jid.clone()))
@@ -92,7 +124,7 @@ pub async fn handle(
             if answerable {
                 context.bounce(&stanza, StanzaCondition::ServiceUnavailable);
             }
-            return None;
+            return Handling::default();
         }
     }
     match stanza.name() {
@@ -102,16 +134,29 @@ pub async fn handle(
             stanza.remove_children(StanzaId::NAME, NS_SID);
             // XEP-0280 §11: carbons are the server's to make.
             sigil_proto::carbons::strip(&mut stanza);
-            let (receipt, handling) = match track {
+            // Archived (and stamped with the archives' ids) before anything
+            // else sees it.
+            let archived = crate::archive::archive(
+                &context.archive,
+                context.store.as_ref(),
+                &context.domain,
+                &mut stanza,
+                to.as_ref(),
+            )
+            .await;
+            let (receipt, settled) = match track {
                 true => {
-                    let (receipt, handling) = context.routes().receipt();
-                    (Some(receipt), Some(handling))
+                    let (receipt, settled) = context.routes().receipt();
+                    (Some(receipt), Some(settled))
                 }
                 false => (None, None),
             };
             crate::features::message_out(context, session, &stanza);
             message(context, stanza, to, receipt).await;
-            return handling;
+            return match track {
+                true => Handling::of([archived, settled]),
+                false => Handling::default(),
+            };
         }
         "presence" => {
             let copy = stanza.clone();
@@ -121,7 +166,7 @@ pub async fn handle(
         "iq" => iq(context, session, stanza, to).await,
         _ => {}
     }
-    None
+    Handling::default()
 }
 
 /// Ends a session: unavailable presence to whoever saw it.

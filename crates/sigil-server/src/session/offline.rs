@@ -33,8 +33,10 @@ pub(super) async fn store_offline(
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     // Stored again after a failed delivery: when it was first stored
-    // stays its time, and its old id goes (it gets a new one).
-    stanza.remove_children(StanzaId::NAME, NS_SID);
+    // stays its time, and its offline id goes (it gets a new one); the
+    // archives' ids stay, so that the archive and offline delivery name
+    // it alike.
+    drop_offline_ids(&mut stanza, bare);
     if !stanza.has_child("delay", ns::DELAY) {
         stanza.push_child(
             Element::new("delay", ns::DELAY)
@@ -112,14 +114,24 @@ pub(super) fn deliver_offline<'a>(
         let mut unreadable = Vec::new();
         let mut waiting = Vec::with_capacity(messages.len());
         for message in messages {
-            if !context.offline.claim(message.id) {
+            let stanza = Element::parse(&message.stanza);
+            // The account's archive id when it has one (it follows the
+            // message by it), else one made of its offline id.
+            let tag = stanza
+                .as_ref()
+                .ok()
+                .and_then(|stanza| archive_id(stanza, bare));
+            if !context.offline.claim(message.id, tag.as_deref()) {
                 // On its way to another session of the account already.
                 continue;
             }
-            match Element::parse(&message.stanza) {
+            match stanza {
                 Ok(mut stanza) => {
-                    let id = StanzaId::new(format!("offline-{}", message.id), bare.clone().into());
-                    stanza.push_child(id.to_element());
+                    if tag.is_none() {
+                        let id =
+                            StanzaId::new(format!("offline-{}", message.id), bare.clone().into());
+                        stanza.push_child(id.to_element());
+                    }
                     let (receipt, settled) = context.routes().receipt();
                     context.send_to(session, stanza, Some(receipt));
                     waiting.push((message.id, settled));
@@ -168,16 +180,41 @@ pub(super) fn deliver_offline<'a>(
 
 /// Whether `stanza` was read from `bare`'s offline messages (it carries
 /// the stanza id given then; a client's own stanza ids are removed).
-pub(super) fn is_stored(stanza: &Element, bare: &BareJid) -> bool {
-    stored_id(stanza, bare).is_some()
+pub(super) fn is_stored(context: &Context, stanza: &Element, bare: &BareJid) -> bool {
+    stored_id(context, stanza, bare).is_some()
 }
 
-/// The id of the offline message `stanza` was read from, if it was: its
-/// stanza id by `bare`, `offline-N`.
-pub(super) fn stored_id(stanza: &Element, bare: &BareJid) -> Option<i64> {
+/// The id of the offline message `stanza` was read from, if it was (and
+/// is still being delivered): by its stanza id by `bare`, `offline-N` or
+/// the archive's.
+pub(super) fn stored_id(context: &Context, stanza: &Element, bare: &BareJid) -> Option<i64> {
     StanzaId::all_of(stanza)
         .filter(|id| id.by == *bare)
-        .find_map(|id| id.id.strip_prefix("offline-")?.parse().ok())
+        .find_map(|id| match id.id.strip_prefix("offline-") {
+            Some(number) => number.parse().ok(),
+            None => context.offline.claimed(&id.id),
+        })
+}
+
+/// The id `bare`'s archive gave a message, if it has one.
+fn archive_id(stanza: &Element, bare: &BareJid) -> Option<String> {
+    StanzaId::all_of(stanza)
+        .find(|id| id.by == *bare && !id.id.starts_with("offline-"))
+        .map(|id| id.id)
+}
+
+/// Takes out the ids offline delivery gave a message (`offline-N` by
+/// `bare`).
+fn drop_offline_ids(stanza: &mut Element, bare: &BareJid) {
+    let all: Vec<StanzaId> = StanzaId::all_of(stanza).collect();
+    let offline = |id: &StanzaId| id.by == *bare && id.id.starts_with("offline-");
+    if !all.iter().any(offline) {
+        return;
+    }
+    stanza.remove_children(StanzaId::NAME, NS_SID);
+    for id in all.iter().filter(|id| !offline(id)) {
+        stanza.push_child(id.to_element());
+    }
 }
 
 /// A client resumes a session that is not here: if it ended at the last
@@ -252,7 +289,7 @@ pub async fn keep_unacknowledged(
         reroute(context, stanza, receipt).await;
         return None;
     }
-    if let Some(id) = stored_id(&stanza, own) {
+    if let Some(id) = stored_id(context, &stanza, own) {
         // Dropping the receipt keeps it stored.
         return Some(id);
     }

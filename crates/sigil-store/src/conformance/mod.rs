@@ -25,6 +25,7 @@
 )]
 
 mod accounts;
+mod archive;
 mod blocking;
 mod certificates;
 mod offline;
@@ -39,6 +40,7 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 use crate::{CertificateEntry, Store};
 
 pub use accounts::*;
+pub use archive::*;
 pub use blocking::*;
 pub use certificates::*;
 pub use offline::*;
@@ -135,6 +137,11 @@ macro_rules! conformance_tests {
                 blocking_requires_account,
                 saved_sessions_round_trip,
                 saved_sessions_expire,
+                archive_paging,
+                archive_filters,
+                archive_ids_and_owners,
+                archive_order_survives_the_clock,
+                archive_prefs_expiry_and_deletion,
             );
         }
     };

@@ -154,6 +154,8 @@ impl AccountStore for SqliteStore {
                     "DELETE FROM offline_messages WHERE owner = ?",
                     "DELETE FROM certificates WHERE owner = ?",
                     "DELETE FROM blocked WHERE owner = ?",
+                    "DELETE FROM archive WHERE owner = ?",
+                    "DELETE FROM archive_prefs WHERE owner = ?",
                     "DELETE FROM credentials WHERE account = ?",
                 ] {
                     transaction

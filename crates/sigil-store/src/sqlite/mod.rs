@@ -17,6 +17,7 @@
 //! a time on the one write connection.
 
 mod accounts;
+mod archive;
 mod blocking;
 mod certificates;
 mod offline;
@@ -287,6 +288,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_revocations.sql"),
     ),
+    (5, include_str!("../../migrations/sqlite/0005_archive.sql")),
 ];
 
 /// The database holds password verifiers, messages and rosters: it is

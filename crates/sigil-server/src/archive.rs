@@ -1,0 +1,269 @@
+//! XEP-0313 message archives: which messages an account keeps, the
+//! XEP-0359 stanza ids its archive gives them, and the writer that
+//! commits them to the store in batches. The queries and preferences a
+//! client sends are the `mam` feature's.
+//!
+//! A message between two local accounts is archived for both, in one
+//! batch entry, before it is routed: each archive's id goes into the
+//! stanza (`<stanza-id by='account'/>`), so that live delivery, carbons,
+//! offline delivery and the archive name it alike. What the client that
+//! sent it is told is handled (XEP-0198) waits for the commit, so an
+//! acknowledged message is in the archive.
+//!
+//! One writer task drains a bounded queue: every entry waiting when it
+//! wakes goes into one transaction (group commit), so a burst costs one
+//! disk flush rather than one per message. A full queue makes senders
+//! wait: the store sets the pace.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jid::{BareJid, Jid};
+use sigil_proto::sid::StanzaId;
+use sigil_store::{ArchiveDefault, ArchivePrefs, ArchivedMessage, Store};
+use sigil_xml::Element;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::ArchiveConfig;
+
+/// Entries waiting for the writer: beyond it, senders wait.
+const QUEUE: usize = 4096;
+/// The most entries one transaction takes.
+const BATCH: usize = 1024;
+/// Accounts whose preferences are kept in memory; when full, the cache
+/// starts again empty.
+const MAX_CACHED: usize = 50_000;
+/// How often old messages are deleted.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// One message's archive rows, and who waits for their commit.
+struct Entry {
+    rows: Vec<ArchivedMessage>,
+    done: oneshot::Sender<bool>,
+}
+
+/// The archives of a server's accounts.
+pub struct Archive {
+    queue: Option<mpsc::Sender<Entry>>,
+    default: Arc<ArchivePrefs>,
+    /// Preferences of accounts seen lately (the default ones shared).
+    prefs: Mutex<HashMap<BareJid, Arc<ArchivePrefs>>>,
+}
+
+impl Archive {
+    /// Archives that keep nothing.
+    pub fn disabled() -> Self {
+        Self {
+            queue: None,
+            default: Arc::default(),
+            prefs: Mutex::default(),
+        }
+    }
+
+    /// Starts the writer (in the current runtime), unless archiving is
+    /// off. It ends once the archive is dropped and what was queued is
+    /// written.
+    pub fn start(config: &ArchiveConfig, store: Arc<dyn Store>) -> Self {
+        if !config.enabled {
+            return Self::disabled();
+        }
+        let (queue, entries) = mpsc::channel(QUEUE);
+        tokio::spawn(write(store, entries));
+        Self {
+            queue: Some(queue),
+            default: Arc::new(ArchivePrefs {
+                default: config.default_rule(),
+                ..ArchivePrefs::default()
+            }),
+            prefs: Mutex::default(),
+        }
+    }
+
+    /// Whether messages are archived.
+    pub fn enabled(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// `owner`'s preferences: its own, or the server's default.
+    pub async fn prefs(&self, store: &dyn Store, owner: &BareJid) -> Arc<ArchivePrefs> {
+        if let Some(prefs) = crate::router::lock(&self.prefs).get(owner) {
+            return prefs.clone();
+        }
+        let prefs = match store.archive_prefs(owner.as_str()).await {
+            Ok(Some(prefs)) => Arc::new(prefs),
+            Ok(None) => self.default.clone(),
+            Err(error) => {
+                // Archived by the default meanwhile; not remembered.
+                tracing::error!(%error, "reading archive preferences failed");
+                return self.default.clone();
+            }
+        };
+        self.remember(owner, prefs.clone());
+        prefs
+    }
+
+    /// Records preferences just stored for `owner`.
+    pub fn remember(&self, owner: &BareJid, prefs: Arc<ArchivePrefs>) {
+        let mut cache = crate::router::lock(&self.prefs);
+        if cache.len() >= MAX_CACHED && !cache.contains_key(owner) {
+            *cache = HashMap::new();
+        }
+        cache.insert(owner.clone(), prefs);
+    }
+
+    /// Forgets what is known of `owner` (its account went).
+    pub fn forget(&self, owner: &BareJid) {
+        crate::router::lock(&self.prefs).remove(owner);
+    }
+
+    /// Whether `owner` archives its messages with `with`.
+    async fn keeps(&self, store: &dyn Store, owner: &BareJid, with: &BareJid) -> bool {
+        let prefs = self.prefs(store, owner).await;
+        let with_text = with.as_str();
+        if prefs.never.iter().any(|jid| jid == with_text) {
+            return false;
+        }
+        if prefs.always.iter().any(|jid| jid == with_text) {
+            return true;
+        }
+        match prefs.default {
+            ArchiveDefault::Always => true,
+            ArchiveDefault::Never => false,
+            ArchiveDefault::Roster => matches!(
+                store.roster_item(owner.as_str(), with_text).await,
+                Ok(Some(_))
+            ),
+        }
+    }
+
+    /// Queues rows for the writer: what resolves once they are committed
+    /// (`true`) or failed (`false`).
+    async fn append(&self, rows: Vec<ArchivedMessage>) -> Option<oneshot::Receiver<bool>> {
+        let queue = self.queue.as_ref()?;
+        let (done, committed) = oneshot::channel();
+        queue.send(Entry { rows, done }).await.ok()?;
+        Some(committed)
+    }
+}
+
+/// Whether a message goes into archives (XEP-0313 §5.1.1, with the
+/// XEP-0334 hints): `chat` and `normal` messages with a body, an
+/// end-to-end encrypted payload or a `<store/>` hint; never those
+/// marked `<no-store/>` or `<no-permanent-store/>`.
+pub fn archivable(stanza: &Element) -> bool {
+    use sigil_proto::carbons::HINTS;
+    if !matches!(
+        stanza.attribute("type").unwrap_or("normal"),
+        "chat" | "normal"
+    ) {
+        return false;
+    }
+    if stanza.has_child("no-store", HINTS) || stanza.has_child("no-permanent-store", HINTS) {
+        return false;
+    }
+    stanza.children().any(|child| {
+        child.is("body", sigil_xml::ns::CLIENT)
+            || child.is("store", HINTS)
+            || child.is("encrypted", "eu.siacs.conversations.axolotl")
+            || child.is("encrypted", "urn:xmpp:omemo:2")
+    })
+}
+
+/// Archives a message for its sender and its recipient, those of them
+/// that are accounts of `domain` and keep it, and stamps it with each
+/// archive's stanza id. `to` is where it goes (`None`: the sender's own
+/// account). What it answers resolves once the archives committed it.
+pub async fn archive(
+    archive: &Archive,
+    store: &dyn Store,
+    domain: &str,
+    stanza: &mut Element,
+    to: Option<&Jid>,
+) -> Option<oneshot::Receiver<bool>> {
+    if !archive.enabled() || !archivable(stanza) {
+        return None;
+    }
+    let from = Jid::new(stanza.attribute("from")?).ok()?;
+    let sender = from.to_bare();
+    let to = to.cloned().unwrap_or_else(|| Jid::from(sender.clone()));
+    let recipient = to.to_bare();
+    let local = |jid: &Jid| jid.node().is_some() && jid.domain().as_str() == domain;
+    // The message as it was sent, before any archive's id.
+    let stored = stanza.to_xml();
+    let at = now_micros();
+    let mut rows = Vec::with_capacity(2);
+    // A message to oneself is archived once, as received.
+    if local(&from) && sender != recipient && archive.keeps(store, &sender, &recipient).await {
+        let id = sigil_proto::random_id();
+        stanza.push_child(StanzaId::new(id.clone(), sender.clone().into()).to_element());
+        rows.push(ArchivedMessage {
+            id,
+            owner: sender.to_string(),
+            with: to.to_string(),
+            at,
+            stanza: stored.clone(),
+        });
+    }
+    if local(&to) && archive.keeps(store, &recipient, &sender).await {
+        let id = sigil_proto::random_id();
+        stanza.push_child(StanzaId::new(id.clone(), recipient.clone().into()).to_element());
+        rows.push(ArchivedMessage {
+            id,
+            owner: recipient.to_string(),
+            with: from.to_string(),
+            at,
+            stanza: stored,
+        });
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    archive.append(rows).await
+}
+
+/// The time now, in Unix microseconds.
+pub fn now_micros() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+/// Commits what is queued, in batches, until the queue's senders are
+/// gone.
+async fn write(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Entry>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while entries.recv_many(&mut batch, BATCH).await > 0 {
+        let rows: Vec<ArchivedMessage> = batch
+            .iter_mut()
+            .flat_map(|entry: &mut Entry| std::mem::take(&mut entry.rows))
+            .collect();
+        let committed = match store.archive(&rows).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(%error, messages = rows.len(), "archiving failed");
+                false
+            }
+        };
+        for entry in batch.drain(..) {
+            let _ = entry.done.send(committed);
+        }
+    }
+}
+
+/// Deletes what is older than `keep_days` (0: nothing by age) and what
+/// is beyond `keep` messages per account, at start and then hourly.
+pub(crate) async fn expire(store: Arc<dyn Store>, config: ArchiveConfig) {
+    let (keep_days, keep) = (config.keep_days, config.max_messages_per_account);
+    loop {
+        let before = match keep_days {
+            0 => i64::MIN,
+            days => now_micros().saturating_sub(i64::from(days) * 86_400_000_000),
+        };
+        match store.expire_archive(before, keep).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "old archived messages deleted"),
+            Err(error) => tracing::warn!(%error, "deleting old archived messages failed"),
+        }
+        tokio::time::sleep(EXPIRY_INTERVAL).await;
+    }
+}

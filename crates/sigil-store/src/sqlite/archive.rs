@@ -1,0 +1,302 @@
+//! Message archives (XEP-0313) in SQLite.
+//!
+//! A message's `seq` is its archive time in Unix microseconds, raised
+//! past the newest one when the clock has not moved on (or went back):
+//! unique and increasing, it orders the archive, and a query by time is
+//! a range of the same indexes as one by position.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension};
+
+use super::{SqliteStore, account_exists, backend, to_sql_integer};
+use crate::{
+    ArchiveDefault, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveResult, ArchiveStore,
+    ArchivedMessage, StoreError, StoreFuture,
+};
+
+/// A JID split into its bare part and its resource ("" for none). A bare
+/// JID has no `/`, so the first one starts the resource.
+fn split(jid: &str) -> (&str, &str) {
+    jid.split_once('/').unwrap_or((jid, ""))
+}
+
+impl ArchiveStore for SqliteStore {
+    fn archive<'a>(&'a self, messages: &'a [ArchivedMessage]) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            if messages.is_empty() {
+                return Ok(0);
+            }
+            let messages = messages.to_vec();
+            self.write(move |transaction| {
+                let mut last: i64 = transaction
+                    .prepare_cached("SELECT coalesce(max(seq), 0) FROM archive")
+                    .map_err(backend)?
+                    .query_row([], |row| row.get(0))
+                    .map_err(backend)?;
+                let mut archived = 0_u64;
+                let mut owner_exists: Option<(String, bool)> = None;
+                for message in &messages {
+                    // A batch is mostly a few owners' messages: the last
+                    // answer is remembered.
+                    let exists = match &owner_exists {
+                        Some((owner, exists)) if *owner == message.owner => *exists,
+                        _ => {
+                            let exists = account_exists(transaction, &message.owner)?;
+                            owner_exists = Some((message.owner.clone(), exists));
+                            exists
+                        }
+                    };
+                    if !exists {
+                        continue;
+                    }
+                    let seq = message.at.max(last.saturating_add(1));
+                    last = seq;
+                    let (bare, resource) = split(&message.with);
+                    let inserted = transaction
+                        .prepare_cached(
+                            "INSERT INTO archive (seq, owner, id, with_bare, with_resource, stanza)
+                             VALUES (?, ?, ?, ?, ?, ?)",
+                        )
+                        .map_err(backend)?
+                        .execute((
+                            seq,
+                            &message.owner,
+                            &message.id,
+                            bare,
+                            resource,
+                            &message.stanza,
+                        ));
+                    match inserted {
+                        Ok(_) => archived += 1,
+                        Err(rusqlite::Error::SqliteFailure(failure, _))
+                            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+                        {
+                            return Err(StoreError::Conflict("id".into()));
+                        }
+                        Err(error) => return Err(backend(error)),
+                    }
+                }
+                Ok(archived)
+            })
+            .await
+        })
+    }
+
+    fn archive_query<'a>(
+        &'a self,
+        owner: &'a str,
+        query: &'a ArchiveQuery,
+    ) -> StoreFuture<'a, ArchiveResult> {
+        Box::pin(async move { self.read(|connection| run_query(connection, owner, query)) })
+    }
+
+    fn archive_prefs<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Option<ArchivePrefs>> {
+        Box::pin(async move {
+            self.read(|connection| {
+                let row = connection
+                    .prepare_cached(
+                        "SELECT default_rule, always, never FROM archive_prefs WHERE owner = ?",
+                    )
+                    .map_err(backend)?
+                    .query_row([owner], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(backend)?;
+                let Some((rule, always, never)) = row else {
+                    return Ok(None);
+                };
+                let default = ArchiveDefault::from_name(&rule)
+                    .ok_or_else(|| StoreError::Corrupt(format!("archive default '{rule}'")))?;
+                let list = |text: &str| -> Vec<String> {
+                    text.lines()
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                };
+                Ok(Some(ArchivePrefs {
+                    default,
+                    always: list(&always),
+                    never: list(&never),
+                }))
+            })
+        })
+    }
+
+    fn set_archive_prefs<'a>(
+        &'a self,
+        owner: &'a str,
+        prefs: &'a ArchivePrefs,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let owner = owner.to_owned();
+            let join = |list: &[String]| -> String {
+                let mut list: Vec<&str> = list
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|jid| !jid.is_empty() && !jid.contains('\n'))
+                    .collect();
+                list.sort_unstable();
+                list.dedup();
+                list.join("\n")
+            };
+            let (rule, always, never) = (
+                prefs.default.name(),
+                join(&prefs.always),
+                join(&prefs.never),
+            );
+            self.write(move |transaction| {
+                if !account_exists(transaction, &owner)? {
+                    return Err(StoreError::NotFound);
+                }
+                transaction
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO archive_prefs (owner, default_rule, always, never)
+                         VALUES (?, ?, ?, ?)",
+                    )
+                    .map_err(backend)?
+                    .execute((&owner, rule, &always, &never))
+                    .map_err(backend)?;
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn expire_archive(&self, before: i64, keep: u64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.write(move |transaction| {
+                let mut deleted = transaction
+                    .prepare_cached("DELETE FROM archive WHERE seq < ?")
+                    .map_err(backend)?
+                    .execute([before])
+                    .map_err(backend)?;
+                let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+                let over: Vec<String> = transaction
+                    .prepare_cached("SELECT owner FROM archive GROUP BY owner HAVING count(*) > ?")
+                    .map_err(backend)?
+                    .query_map([keep], |row| row.get(0))
+                    .map_err(backend)?
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?;
+                for owner in &over {
+                    deleted += transaction
+                        .prepare_cached(
+                            "DELETE FROM archive WHERE owner = ?1 AND seq <= (
+                                 SELECT seq FROM archive WHERE owner = ?1
+                                 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                        )
+                        .map_err(backend)?
+                        .execute((owner, keep))
+                        .map_err(backend)?;
+                }
+                Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+            })
+            .await
+        })
+    }
+}
+
+/// The `seq` of `owner`'s message `id`, or [`StoreError::NotFound`].
+fn seq_of(connection: &Connection, owner: &str, id: &str) -> Result<i64, StoreError> {
+    connection
+        .prepare_cached("SELECT seq FROM archive WHERE owner = ? AND id = ?")
+        .map_err(backend)?
+        .query_row([owner, id], |row| row.get(0))
+        .optional()
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)
+}
+
+fn run_query(
+    connection: &Connection,
+    owner: &str,
+    query: &ArchiveQuery,
+) -> Result<ArchiveResult, StoreError> {
+    let mut sql = String::from(
+        "SELECT seq, id, with_bare, with_resource, stanza FROM archive WHERE owner = ?",
+    );
+    let mut values: Vec<Value> = vec![Value::Text(owner.to_owned())];
+    if let Some(with) = &query.with {
+        let (bare, resource) = split(with);
+        sql.push_str(" AND with_bare = ?");
+        values.push(Value::Text(bare.to_owned()));
+        if !resource.is_empty() {
+            sql.push_str(" AND with_resource = ?");
+            values.push(Value::Text(resource.to_owned()));
+        }
+    }
+    // The bounds: from the time range, the id filters and the page's
+    // cursor, all on `seq`.
+    let mut lower = query.start.map(|start| start.saturating_sub(1));
+    let mut upper = query.end.map(|end| end.saturating_add(1));
+    let mut raise = |bound: i64| lower = Some(lower.map_or(bound, |l| l.max(bound)));
+    if let Some(id) = &query.after_id {
+        raise(seq_of(connection, owner, id)?);
+    }
+    if let ArchivePage::After(id) = &query.page {
+        raise(seq_of(connection, owner, id)?);
+    }
+    let mut cap = |bound: i64| upper = Some(upper.map_or(bound, |u| u.min(bound)));
+    if let Some(id) = &query.before_id {
+        cap(seq_of(connection, owner, id)?);
+    }
+    if let ArchivePage::Before(id) = &query.page {
+        cap(seq_of(connection, owner, id)?);
+    }
+    if let Some(lower) = lower {
+        sql.push_str(" AND seq > ?");
+        values.push(Value::Integer(lower));
+    }
+    if let Some(upper) = upper {
+        sql.push_str(" AND seq < ?");
+        values.push(Value::Integer(upper));
+    }
+    if !query.ids.is_empty() {
+        sql.push_str(" AND id IN (");
+        for (n, id) in query.ids.iter().enumerate() {
+            sql.push_str(if n == 0 { "?" } else { ", ?" });
+            values.push(Value::Text(id.clone()));
+        }
+        sql.push(')');
+    }
+    let backwards = matches!(query.page, ArchivePage::Last | ArchivePage::Before(_));
+    sql.push_str(if backwards {
+        " ORDER BY seq DESC LIMIT ?"
+    } else {
+        " ORDER BY seq ASC LIMIT ?"
+    });
+    // One more than asked: whether the page is the last one.
+    values.push(Value::Integer(to_sql_integer(query.max.saturating_add(1))));
+    let mut messages: Vec<ArchivedMessage> = connection
+        .prepare_cached(&sql)
+        .map_err(backend)?
+        .query_map(rusqlite::params_from_iter(values), |row| {
+            let bare: String = row.get(2)?;
+            let resource: String = row.get(3)?;
+            Ok(ArchivedMessage {
+                at: row.get(0)?,
+                id: row.get(1)?,
+                owner: owner.to_owned(),
+                with: if resource.is_empty() {
+                    bare
+                } else {
+                    format!("{bare}/{resource}")
+                },
+                stanza: row.get(4)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    let complete = messages.len() <= query.max;
+    messages.truncate(query.max);
+    if backwards {
+        messages.reverse();
+    }
+    Ok(ArchiveResult { messages, complete })
+}
