@@ -19,6 +19,7 @@
 //! - [`saslcert`]: XEP-0257 client certificate management;
 //! - [`blocking`]: XEP-0191 blocking;
 //! - [`carbons`]: XEP-0280 message carbons;
+//! - [`csi`]: XEP-0352 client state indication;
 //! - [`mam`]: XEP-0313 message archive management;
 //! - [`sm`]: XEP-0198 stream management (run by the streams themselves);
 //! - [`sid`]: XEP-0359 origin and stanza ids.
@@ -27,6 +28,7 @@ pub mod blocking;
 pub mod bosh;
 pub mod carbons;
 pub mod client;
+pub mod csi;
 pub mod error;
 pub mod frame;
 pub mod mam;

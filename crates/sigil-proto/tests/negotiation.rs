@@ -129,6 +129,7 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                     s.bound(FullJid::new(&format!("juliet@example.org/{resource}")).unwrap());
                 }
                 server::Action::Stanza(stanza) => out.server_stanzas.push(stanza),
+                server::Action::ClientState(state) => out.server_stanzas.push(state.to_element()),
                 server::Action::Close { error } => out.server_closed = Some(error),
             }
         }

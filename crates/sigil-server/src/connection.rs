@@ -128,6 +128,7 @@ pub(crate) fn run_session<W: Wire + 'static>(
         pending: pending.map(Box::new),
         write_failed: false,
         tracking: None,
+        held: None,
         login_began,
     };
     if W::ACKS {
@@ -168,6 +169,8 @@ struct Connection<W: Wire> {
     write_failed: bool,
     /// Messages followed until safe (boxed, and only once there are any).
     tracking: Option<Box<Tracking>>,
+    /// While the client says it is inactive (XEP-0352): what waits.
+    held: Option<Box<crate::csi::Held>>,
     /// The fence clock when this connection began, before it looked at
     /// anything of its login (the store, its certificate's trust): a
     /// change to the account after that refuses the bind or resumption
@@ -305,6 +308,10 @@ impl<W: Wire> Connection<W> {
                 }
             }
         }
+        // What an inactive client was not sent goes with the rest: written
+        // if the stream can still take it, else unacknowledged (and kept
+        // for a resumption) or rerouted.
+        self.release_held();
         if self.flush().await && !self.write_failed {
             let _ = tokio::time::timeout(self.write_timeout(), self.wire.shutdown()).await;
         }
@@ -422,14 +429,50 @@ impl<W: Wire> Connection<W> {
         }
     }
 
+    /// XEP-0352: an inactive client gets what can wait held back; an
+    /// active one gets what was held, at once.
+    fn client_state(&mut self, state: sigil_proto::csi::State) {
+        match state {
+            sigil_proto::csi::State::Inactive => {
+                self.held.get_or_insert_default();
+            }
+            sigil_proto::csi::State::Active => self.release_held(),
+        }
+    }
+
+    /// Sends what an inactive client was not sent, and forgets that it
+    /// was inactive.
+    fn release_held(&mut self) {
+        if let Some(mut held) = self.held.take() {
+            for message in held.drain() {
+                send(&mut self.stream, &mut self.tracking, message);
+            }
+        }
+    }
+
     /// Passes a message from the session's queue on to the client, with
     /// whatever else is queued already (up to [`DELIVERY_BATCH`]), so that
     /// they leave in one write: fewer TLS records and system calls when
     /// stanzas arrive faster than one by one.
     fn deliver(&mut self, message: SessionMessage) {
-        let mut next = message;
+        let mut next = Some(message);
         for sent in 1..=DELIVERY_BATCH {
-            send(&mut self.stream, &mut self.tracking, next);
+            if let Some(held) = self.held.as_mut()
+                && let Some(message) = next.take()
+            {
+                next = held.hold(message);
+                if held.is_full() {
+                    // Too much waits: all of it goes, and holding starts
+                    // again.
+                    let waiting = held.drain();
+                    for message in waiting {
+                        send(&mut self.stream, &mut self.tracking, message);
+                    }
+                }
+            }
+            if let Some(message) = next.take() {
+                send(&mut self.stream, &mut self.tracking, message);
+            }
             // A full batch ends here, so that reading from this client is
             // not starved (the rest stays queued); so does an empty queue,
             // and a stream that closed (what is left is rerouted at the end).
@@ -437,7 +480,7 @@ impl<W: Wire> Connection<W> {
                 return;
             }
             next = match self.session.as_ref().and_then(|s| s.handle.try_recv()) {
-                Some(message) => message,
+                Some(message) => Some(message),
                 None => {
                     // The end of a burst: its tail is acknowledged now,
                     // not at the next request.
@@ -611,6 +654,7 @@ impl<W: Wire> Connection<W> {
                     *tls = None;
                 }
                 Action::Bind { resource } => self.bind(resource),
+                Action::ClientState(state) => self.client_state(state),
                 Action::Stanza(stanza) => {
                     // A session told to end handles nothing more, not even
                     // what arrived with the stanzas before.

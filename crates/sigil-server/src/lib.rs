@@ -23,6 +23,7 @@ pub mod config;
 mod connection;
 pub mod context;
 pub mod control;
+pub mod csi;
 pub(crate) mod features;
 mod files;
 pub mod limits;

@@ -589,3 +589,82 @@ async fn with_archiving_off_nothing_is_archived_or_announced() {
     let error = mam_query(&mut laptop, "q", page(10)).await.unwrap_err();
     assert_eq!(condition(&error), "service-unavailable");
 }
+
+// ---- Client state indication (XEP-0352) ----
+
+/// `a` and `b` see each other's presence.
+async fn befriend(server: &TestServer, a: &str, b: &str) {
+    for (owner, contact) in [(a, b), (b, a)] {
+        let mut item = sigil_store::RosterItem::new(format!("{contact}@{DOMAIN}"));
+        item.subscription = sigil_store::Subscription::Both;
+        server
+            .store()
+            .put_roster_item(&format!("{owner}@{DOMAIN}"), &item)
+            .await
+            .unwrap();
+    }
+}
+
+fn show(value: &str) -> Element {
+    Element::new("presence", ns::CLIENT)
+        .with_child(Element::new("show", ns::CLIENT).with_text(value))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inactive_client_gets_messages_now_and_presence_later() {
+    let server = TestServer::start().await;
+    befriend(&server, "alice", "bob").await;
+    befriend(&server, "alice", "carol").await;
+    let mut laptop = device(&server, "laptop").await;
+    let mut bob = TestClient::connect(&server, Login::new("bob", ListenerKind::Starttls)).await;
+    let mut carol =
+        TestClient::connect(&server, Login::new("carol", ListenerKind::DirectTls)).await;
+    available(&mut laptop, 0).await;
+    available(&mut bob, 0).await;
+    available(&mut carol, 0).await;
+    // Whatever presence came so far.
+    while laptop.try_recv(QUIET).await.is_some() {}
+    let csi = |state: &str| format!("<{state} xmlns='{}'/>", sigil_proto::csi::NS);
+    laptop.send_raw(&csi("inactive")).await;
+    assert!(common::answers_a_ping(&mut laptop, "csi").await);
+    // Presence changes and chat states wait.
+    for value in ["away", "xa", "dnd"] {
+        bob.send(show(value)).await;
+    }
+    carol.send(show("chat")).await;
+    let composing = Element::new("message", ns::CLIENT)
+        .with_attribute("to", format!("alice@{DOMAIN}"))
+        .with_attribute("type", "chat")
+        .with_child(Element::new("composing", carbons::CHAT_STATES));
+    carol.send(composing).await;
+    assert!(common::answers_a_ping(&mut bob, "b").await);
+    assert!(common::answers_a_ping(&mut carol, "c").await);
+    if let Some(stanza) = laptop.try_recv(QUIET).await {
+        panic!("an inactive client got {}", stanza.to_xml());
+    }
+    // A message with a body goes at once.
+    bob.send(chat(&format!("alice@{DOMAIN}"), "urgent")).await;
+    let got = laptop.recv().await;
+    assert_eq!(body(&got).as_deref(), Some("urgent"), "{}", got.to_xml());
+    // Active again: the latest presence of each, then the chat state.
+    laptop.send_raw(&csi("active")).await;
+    let mut seen = Vec::new();
+    while let Some(stanza) = laptop.try_recv(QUIET).await {
+        let from = stanza.attribute("from").unwrap_or_default();
+        let from = from.split('@').next().unwrap().to_owned();
+        let what = stanza
+            .child("show", ns::CLIENT)
+            .map(Element::text)
+            .or_else(|| stanza.children().next().map(|c| c.name().to_owned()))
+            .unwrap_or_default();
+        seen.push(format!("{} {from} {what}", stanza.name()));
+    }
+    assert_eq!(
+        seen,
+        [
+            "presence bob dnd",
+            "presence carol chat",
+            "message carol composing"
+        ]
+    );
+}

@@ -80,6 +80,8 @@ async fn raw_alice(server: &TestServer, enable: bool) -> TlsStream<TcpStream> {
     tls.write_all(format!("{HEADER}<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>sm</resource></bind></iq>").as_bytes()).await.unwrap();
     until(&mut tls, "</iq>", &mut seen).await;
     assert!(seen.contains("<sm xmlns=\"urn:xmpp:sm:3\"/>"), "{seen}");
+    // XEP-0352 is offered beside it.
+    assert!(seen.contains("<csi xmlns=\"urn:xmpp:csi:0\"/>"), "{seen}");
     if enable {
         tls.write_all(b"<enable xmlns='urn:xmpp:sm:3'/>")
             .await

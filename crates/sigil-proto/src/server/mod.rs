@@ -162,6 +162,8 @@ pub enum Action {
     },
     /// A stanza from the bound client, with `from` set to its full JID.
     Stanza(Element),
+    /// The bound client says whether its user is looking (XEP-0352).
+    ClientState(crate::csi::State),
     /// Close the connection after writing what was sent. `error` is the
     /// stream error sent, if any.
     Close {
@@ -563,6 +565,14 @@ impl ServerStream {
                     && matches!(self.stage, Stage::Authenticated | Stage::Bound) =>
             {
                 self.on_sm(&element)
+            }
+            crate::csi::NS if self.stage == Stage::Bound => {
+                match crate::csi::State::from_element(&element) {
+                    Some(state) => self.actions.push_back(Action::ClientState(state)),
+                    None => self.close(Some(StreamError::new(
+                        StreamCondition::UnsupportedStanzaType,
+                    ))),
+                }
             }
             _ => self.close(Some(StreamError::new(
                 StreamCondition::UnsupportedStanzaType,

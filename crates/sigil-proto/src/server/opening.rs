@@ -80,6 +80,7 @@ impl ServerStream {
                 if self.sm_offered() {
                     features.push_child(Element::new("sm", NS_SM));
                 }
+                features.push_child(Element::new("csi", crate::csi::NS));
             }
             Stage::StartingTls | Stage::Bound | Stage::Closed => {}
         }
