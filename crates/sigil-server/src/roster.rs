@@ -37,7 +37,8 @@ fn item_element(item: &RosterItem) -> Element {
     element
 }
 
-/// Answers a roster get.
+/// Answers a roster get. With roster versioning (XEP-0237), a client that
+/// names the version it has gets an empty result when it is current.
 pub async fn get(context: &Context, session: &SessionState, request: &Element) {
     context.routes().set_roster_requested(&session.id());
     let roster = match context.store.roster(session.bare.as_str()).await {
@@ -47,7 +48,15 @@ pub async fn get(context: &Context, session: &SessionState, request: &Element) {
             return context.bounce(request, StanzaCondition::InternalServerError);
         }
     };
-    let mut query = Element::new("query", ns::ROSTER);
+    let version = roster.version.to_string();
+    let known = request
+        .child("query", ns::ROSTER)
+        .and_then(|query| query.attribute("ver"));
+    if known == Some(version.as_str()) {
+        // XEP-0237 §2.3: nothing changed; pushes bring what does.
+        return context.deliver(&session.id(), context.iq_result(request, None));
+    }
+    let mut query = Element::new("query", ns::ROSTER).with_attribute("ver", version);
     for item in roster.items.iter().filter(|i| visible(i)) {
         query.push_child(item_element(item));
     }
@@ -130,18 +139,19 @@ async fn remove(
     contact: &BareJid,
 ) {
     let owner = session.bare.as_str();
-    if context
+    let Ok(version) = context
         .store
         .remove_roster_item(owner, contact.as_str())
         .await
-        .is_err()
-    {
+    else {
         return context.bounce(request, StanzaCondition::InternalServerError);
-    }
+    };
     let removed = Element::new("item", ns::ROSTER)
         .with_attribute("jid", contact.to_string())
         .with_attribute("subscription", "remove");
-    push(context, &session.bare, removed);
+    if let Some(version) = version {
+        push(context, &session.bare, removed, version);
+    }
     context.deliver(&session.id(), context.iq_result(request, None));
     // RFC 6121 §2.5.2: removing an item cancels both subscriptions.
     if matches!(item.subscription, Subscription::To | Subscription::Both) || item.ask {
@@ -186,9 +196,9 @@ async fn save(context: &Context, owner: &BareJid, item: &RosterItem) -> Result<(
         }
     }
     match store.put_roster_item(owner.as_str(), item).await {
-        Ok(_) => {
+        Ok(version) => {
             if visible(item) {
-                push(context, owner, item_element(item));
+                push(context, owner, item_element(item), version);
             }
             Ok(())
         }
@@ -199,14 +209,19 @@ async fn save(context: &Context, owner: &BareJid, item: &RosterItem) -> Result<(
     }
 }
 
-fn push(context: &Context, owner: &BareJid, item: Element) {
+/// Pushes a changed item, with the roster's new version (XEP-0237), to
+/// the owner's resources that asked for the roster.
+fn push(context: &Context, owner: &BareJid, item: Element, version: u64) {
     for session in context.routes().sessions(owner) {
         if session.roster_requested {
+            let query = Element::new("query", ns::ROSTER)
+                .with_attribute("ver", version.to_string())
+                .with_child(item.clone());
             let iq = Element::new("iq", ns::CLIENT)
                 .with_attribute("type", "set")
                 .with_attribute("id", format!("push-{}", random_id()))
                 .with_attribute("to", session.id.jid.to_string())
-                .with_child(Element::new("query", ns::ROSTER).with_child(item.clone()));
+                .with_child(query);
             context.deliver(&session.id, iq);
         }
     }

@@ -134,6 +134,7 @@ impl Server {
             stream.limits = config.framer_limits();
             stream.max_unacked = config.limits.session_queue;
             stream.resume_seconds = config.limits.resume_timeout_seconds;
+            stream.more_features = Arc::new([crate::features::caps(&context)]);
             let listener = Arc::new(Listener {
                 kind: listener_config.kind,
                 acceptor: TlsAcceptor::from(tls),

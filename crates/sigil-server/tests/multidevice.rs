@@ -668,3 +668,59 @@ async fn an_inactive_client_gets_messages_now_and_presence_later() {
         ]
     );
 }
+
+// ---- Roster versioning (XEP-0237) ----
+
+async fn roster_get(client: &mut TestClient, id: &str, ver: &str) -> Element {
+    client
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "get")
+                .with_attribute("id", id)
+                .with_child(Element::new("query", ns::ROSTER).with_attribute("ver", ver)),
+        )
+        .await;
+    answer(client, id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_with_the_current_roster_version_gets_nothing_again() {
+    let server = TestServer::start().await;
+    let mut laptop = device(&server, "laptop").await;
+    let first = roster_get(&mut laptop, "r1", "").await;
+    let v0 = first
+        .child("query", ns::ROSTER)
+        .and_then(|q| q.attribute("ver"))
+        .expect("a version")
+        .to_owned();
+    // A change is pushed with the new version.
+    let item = Element::new("item", ns::ROSTER)
+        .with_attribute("jid", format!("carol@{DOMAIN}"))
+        .with_attribute("name", "Carol");
+    laptop
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "set")
+                .with_attribute("id", "s1")
+                .with_child(Element::new("query", ns::ROSTER).with_child(item)),
+        )
+        .await;
+    let push = laptop
+        .recv_matching(|s| s.name() == "iq" && s.attribute("type") == Some("set"))
+        .await;
+    let v1 = push
+        .child("query", ns::ROSTER)
+        .and_then(|q| q.attribute("ver"))
+        .expect("a pushed version")
+        .to_owned();
+    assert_ne!(v0, v1);
+    // Current: an empty result. Stale: the whole roster, with the version.
+    let mut phone = device(&server, "phone").await;
+    let current = roster_get(&mut phone, "r2", &v1).await;
+    assert_eq!(current.attribute("type"), Some("result"));
+    assert!(current.children().next().is_none(), "{}", current.to_xml());
+    let stale = roster_get(&mut phone, "r3", &v0).await;
+    let query = stale.child("query", ns::ROSTER).unwrap();
+    assert_eq!(query.attribute("ver"), Some(v1.as_str()));
+    assert_eq!(query.children().count(), 1);
+}

@@ -82,6 +82,11 @@ async fn raw_alice(server: &TestServer, enable: bool) -> TlsStream<TcpStream> {
     assert!(seen.contains("<sm xmlns=\"urn:xmpp:sm:3\"/>"), "{seen}");
     // XEP-0352 is offered beside it.
     assert!(seen.contains("<csi xmlns=\"urn:xmpp:csi:0\"/>"), "{seen}");
+    // And roster versioning (XEP-0237).
+    assert!(
+        seen.contains("<ver xmlns=\"urn:xmpp:features:rosterver\"/>"),
+        "{seen}"
+    );
     if enable {
         tls.write_all(b"<enable xmlns='urn:xmpp:sm:3'/>")
             .await
@@ -971,4 +976,73 @@ async fn a_message_is_archived_before_it_is_acknowledged() {
         let archived = server.store().archive_query(owner, &query).await.unwrap();
         assert_eq!(archived.messages.len(), 20, "{owner}'s archive");
     }
+}
+
+/// XEP-0115: the capabilities offered among the stream features hash
+/// exactly what the server's disco#info says (checked by the algorithm of
+/// §5.1, done again here), and the node#ver asks for the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_capabilities_match_its_disco_info() {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let server = TestServer::start().await;
+    let (mut tls, mut seen) = raw_login(&server, ALICE).await;
+    // The features after authentication.
+    until(&mut tls, "<bind", &mut seen).await;
+    until(&mut tls, "</stream:features>", &mut seen).await;
+    let at = seen
+        .find("<c xmlns=\"http://jabber.org/protocol/caps\"")
+        .unwrap_or_else(|| panic!("caps among the features: {seen}"));
+    let caps = Element::parse(&seen[at..at + seen[at..].find("/>").unwrap() + 2]).unwrap();
+    assert_eq!(caps.attribute("hash"), Some("sha-1"));
+    let (node, ver) = (
+        caps.attribute("node").unwrap(),
+        caps.attribute("ver").unwrap(),
+    );
+    let mut alice = TestClient::connect(&server, Login::new("alice", ListenerKind::Starttls)).await;
+    alice
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "get")
+                .with_attribute("id", "caps")
+                .with_attribute("to", "localhost")
+                .with_child(
+                    Element::new("query", ns::DISCO_INFO)
+                        .with_attribute("node", format!("{node}#{ver}")),
+                ),
+        )
+        .await;
+    let info = alice
+        .recv_matching(|s| s.attribute("id") == Some("caps"))
+        .await;
+    let query = info.child("query", ns::DISCO_INFO).unwrap();
+    assert_eq!(
+        query.attribute("node"),
+        Some(format!("{node}#{ver}").as_str())
+    );
+    let mut identities: Vec<String> = query
+        .children()
+        .filter(|c| c.name() == "identity")
+        .map(|i| {
+            format!(
+                "{}/{}/{}/{}<",
+                i.attribute("category").unwrap_or_default(),
+                i.attribute("type").unwrap_or_default(),
+                i.attribute("xml:lang").unwrap_or_default(),
+                i.attribute("name").unwrap_or_default()
+            )
+        })
+        .collect();
+    identities.sort();
+    let mut features: Vec<String> = query
+        .children()
+        .filter(|c| c.name() == "feature")
+        .map(|f| format!("{}<", f.attribute("var").unwrap()))
+        .collect();
+    features.sort();
+    assert!(features.contains(&"http://jabber.org/protocol/caps<".to_owned()));
+    let text = identities.concat() + &features.concat();
+    let expected =
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(text.as_bytes()));
+    assert_eq!(ver, expected);
 }

@@ -79,6 +79,9 @@ pub struct ServerStreamConfig {
     /// Seconds a session whose connection died may be resumed (XEP-0198
     /// resumption, told to the client as `max`); 0: no resumption.
     pub resume_seconds: u64,
+    /// More stream features offered after authentication (XEP-0115
+    /// capabilities, say).
+    pub more_features: Arc<[Element]>,
 }
 
 impl ServerStreamConfig {
@@ -95,6 +98,7 @@ impl ServerStreamConfig {
             stream_management: true,
             max_unacked: 1024,
             resume_seconds: 0,
+            more_features: Arc::new([]),
         }
     }
 }

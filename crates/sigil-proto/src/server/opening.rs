@@ -81,6 +81,11 @@ impl ServerStream {
                     features.push_child(Element::new("sm", NS_SM));
                 }
                 features.push_child(Element::new("csi", crate::csi::NS));
+                // XEP-0237: roster gets may name the version the client has.
+                features.push_child(Element::new("ver", ns::ROSTER_VERSIONING));
+                for feature in self.config.more_features.iter() {
+                    features.push_child(feature.clone());
+                }
             }
             Stage::StartingTls | Stage::Bound | Stage::Closed => {}
         }

@@ -18,7 +18,7 @@ impl Feature for Disco {
     }
 
     fn server_features(&self) -> &'static [&'static str] {
-        &[ns::DISCO_INFO, ns::DISCO_ITEMS]
+        &[ns::DISCO_INFO, ns::DISCO_ITEMS, CAPS]
     }
 
     fn server_identities(&self) -> &'static [Identity] {
@@ -44,6 +44,49 @@ impl Feature for Disco {
         })
     }
 }
+
+/// XEP-0115: the node the server's capabilities are published under.
+pub(crate) const CAPS_NODE: &str = "https://github.com/sigil-xmpp/sigil";
+
+/// XEP-0115 §5.1: the verification string of what the server announces
+/// (identities, then features, each sorted), hashed with SHA-1, in
+/// base64.
+pub(crate) fn caps_ver(context: &crate::context::Context) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut identities: Vec<String> = super::server_identities()
+        .map(|identity| {
+            format!(
+                "{}/{}//{}<",
+                identity.category,
+                identity.kind,
+                identity.name.unwrap_or_default()
+            )
+        })
+        .collect();
+    identities.sort_unstable();
+    let mut features: Vec<&str> = super::server_features(context).collect();
+    features.sort_unstable();
+    features.dedup();
+    let mut text = identities.concat();
+    for feature in features {
+        text.push_str(feature);
+        text.push('<');
+    }
+    base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(text.as_bytes()))
+}
+
+/// XEP-0115 §6.3: the server's capabilities, offered among its stream
+/// features.
+pub(crate) fn caps(context: &crate::context::Context) -> Element {
+    Element::new("c", CAPS)
+        .with_attribute("hash", "sha-1")
+        .with_attribute("node", CAPS_NODE)
+        .with_attribute("ver", caps_ver(context))
+}
+
+/// XEP-0115: Entity Capabilities.
+pub(crate) const CAPS: &str = "http://jabber.org/protocol/caps";
 
 fn info(context: &crate::context::Context, to: Addressed, node: Option<&str>) -> Element {
     let mut query = Element::new("query", ns::DISCO_INFO);

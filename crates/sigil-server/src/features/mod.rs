@@ -287,6 +287,11 @@ pub(crate) async fn dispatch(request: IqRequest<'_>) {
     }
 }
 
+/// The server's entity capabilities (XEP-0115), for its stream features.
+pub(crate) fn caps(context: &Context) -> Element {
+    disco::caps(context)
+}
+
 /// Everything the server announces, in [`FEATURES`] order.
 pub(crate) fn server_features(context: &Context) -> impl Iterator<Item = &'static str> {
     FEATURES
@@ -324,7 +329,8 @@ mod tests {
             .copied()
             .collect();
         assert!(announced.contains(&sigil_xml::ns::PING), "{announced:?}");
-        for feature in announced {
+        // Capabilities (XEP-0115) are announced, not asked for.
+        for feature in announced.into_iter().filter(|f| *f != disco::CAPS) {
             // `ns#extra` marks an extension of the namespace `ns`.
             let base = feature.rsplit_once('#').map_or(feature, |(base, _)| base);
             assert!(
