@@ -2,7 +2,7 @@
 //!
 //! # The API, split by concern
 //!
-//! Six traits each cover one kind of data, so that a part of the server
+//! Seven traits each cover one kind of data, so that a part of the server
 //! asks only for what it uses:
 //!
 //! - [`AccountStore`]: accounts, keyed by normalised bare JID
@@ -11,9 +11,11 @@
 //! - [`OfflineStore`]: stanzas kept for offline accounts, with a quota;
 //! - [`CertificateStore`]: client certificates (XEP-0257);
 //! - [`BlockingStore`]: blocked JIDs (XEP-0191);
-//! - [`SessionStore`]: the XEP-0198 state of sessions a shutdown ended.
+//! - [`SessionStore`]: the XEP-0198 state of sessions a shutdown ended;
+//! - [`DocumentStore`]: per-account XML documents (private storage, the
+//!   vCard), capped per collection, and last activity.
 //!
-//! [`Store`] gathers the six and is implemented for every type that
+//! [`Store`] gathers the seven and is implemented for every type that
 //! implements them. The methods return a boxed [`StoreFuture`], which keeps
 //! the traits dyn-compatible: the server holds an `Arc<dyn Store>` and does
 //! not care which backend is behind it.
@@ -53,10 +55,11 @@ pub mod sqlite;
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AccountStore, BlockingStore, CertificateStore, OfflineStore, RosterStore, SessionStore, Store,
+    AccountStore, BlockingStore, CertificateStore, DocumentStore, OfflineStore, RosterStore,
+    SessionStore, Store,
 };
 pub use types::{
-    Account, CertificateEntry, CertificateLookup, OfflineMessage, OfflineQuota, RevokedCertificate,
-    Roster, RosterItem, SavedSession, StoreFuture, Subscription, algorithm_from_name,
-    algorithm_name,
+    Account, CertificateEntry, CertificateLookup, DocumentQuota, LastActivity, OfflineMessage,
+    OfflineQuota, RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture, Subscription,
+    algorithm_from_name, algorithm_name,
 };

@@ -27,6 +27,7 @@
 mod accounts;
 mod blocking;
 mod certificates;
+mod documents;
 mod offline;
 mod roster;
 mod sessions;
@@ -41,6 +42,7 @@ use crate::{CertificateEntry, Store};
 pub use accounts::*;
 pub use blocking::*;
 pub use certificates::*;
+pub use documents::*;
 pub use offline::*;
 pub use roster::*;
 pub use sessions::*;
@@ -135,6 +137,10 @@ macro_rules! conformance_tests {
                 blocking_requires_account,
                 saved_sessions_round_trip,
                 saved_sessions_expire,
+                documents_round_trip,
+                documents_quota,
+                documents_require_account,
+                last_activity_keeps_the_latest,
             );
         }
     };

@@ -154,6 +154,8 @@ impl AccountStore for SqliteStore {
                     "DELETE FROM offline_messages WHERE owner = ?",
                     "DELETE FROM certificates WHERE owner = ?",
                     "DELETE FROM blocked WHERE owner = ?",
+                    "DELETE FROM documents WHERE owner = ?",
+                    "DELETE FROM last_activity WHERE owner = ?",
                     "DELETE FROM credentials WHERE account = ?",
                 ] {
                     transaction

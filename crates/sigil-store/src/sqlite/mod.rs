@@ -19,6 +19,7 @@
 mod accounts;
 mod blocking;
 mod certificates;
+mod documents;
 mod offline;
 mod roster;
 mod sessions;
@@ -286,6 +287,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../migrations/sqlite/0004_revocations.sql"),
+    ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_documents.sql"),
     ),
 ];
 
