@@ -18,6 +18,10 @@
 //! - [`stanza`]: messages, presence and IQs (RFC 6120, RFC 6121);
 //! - [`saslcert`]: XEP-0257 client certificate management;
 //! - [`blocking`]: XEP-0191 blocking;
+//! - [`private`]: XEP-0049 private XML storage;
+//! - [`vcard`]: XEP-0054 vcard-temp, XEP-0153 avatar hashes, XEP-0292
+//!   vCard4 and the conversion between them;
+//! - [`last`]: XEP-0012 last activity;
 //! - [`sm`]: XEP-0198 stream management (run by the streams themselves);
 //! - [`sid`]: XEP-0359 origin and stanza ids.
 
@@ -26,12 +30,15 @@ pub mod bosh;
 pub mod client;
 pub mod error;
 pub mod frame;
+pub mod last;
 mod payload;
+pub mod private;
 pub mod saslcert;
 pub mod server;
 pub mod sid;
 pub mod sm;
 pub mod stanza;
+pub mod vcard;
 
 /// How the stream is framed on the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -25,6 +25,7 @@ pub mod control;
 pub(crate) mod features;
 mod files;
 pub mod limits;
+pub mod profiles;
 pub mod resumption;
 pub mod roster;
 pub mod router;

@@ -34,7 +34,7 @@ impl Feature for Disco {
             let payload = request.payload;
             match (payload.namespace(), payload.name(), request.kind) {
                 (ns::DISCO_INFO, "query", "get") => {
-                    request.result(Some(info(request.to, payload.attribute("node"))));
+                    request.result(Some(info(&request.to, payload.attribute("node"))));
                 }
                 (ns::DISCO_ITEMS, "query", "get") => {
                     request.result(Some(Element::new("query", ns::DISCO_ITEMS)));
@@ -45,7 +45,7 @@ impl Feature for Disco {
     }
 }
 
-fn info(to: Addressed, node: Option<&str>) -> Element {
+fn info(to: &Addressed, node: Option<&str>) -> Element {
     let mut query = Element::new("query", ns::DISCO_INFO);
     if let Some(node) = node {
         query.set_attribute("node", node);
@@ -55,7 +55,8 @@ fn info(to: Addressed, node: Option<&str>) -> Element {
             super::server_identities().collect(),
             super::server_features().collect(),
         ),
-        Addressed::Account => (
+        // Disco does not answer for other accounts.
+        Addressed::Account | Addressed::OtherAccount(_) => (
             vec![Identity {
                 category: "account",
                 kind: "registered",
