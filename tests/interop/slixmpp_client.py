@@ -15,6 +15,16 @@ Actions:
     roster-add --contact JID --name NAME
                                      add a roster item and print the push
     disco                            print the server's disco#info
+    private [--store TEXT]           XEP-0049 (slixmpp's xep_0049): store TEXT,
+                                     then print what is stored
+    vcard-set --fn NAME --photo B64  XEP-0054 (slixmpp's xep_0054): publish a
+                                     vCard, go online, print the XEP-0153 photo
+                                     hash the server put in the own presence
+    vcard-get --of JID [--vcard4]    print the FN of JID's vCard (as vCard4:
+                                     a raw XEP-0292 IQ)
+    leave --status TEXT              go online, then unavailable with TEXT
+    last --of JID                    XEP-0012 (slixmpp's xep_0012): print
+                                     JID's last activity
 
 Every result is one JSON object on a line of standard output. After logging
 in (resource bound, initial presence sent where the action sends one, and
@@ -44,17 +54,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import inspect
 import json
 import logging
 import ssl
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 try:
     import slixmpp
     from slixmpp.exceptions import IqError, IqTimeout
     from slixmpp.stanza import StreamError
+    from slixmpp.xmlstream import ElementBase
 except ImportError:  # pragma: no cover - reported to the caller
     print(
         "slixmpp is not installed: run scripts/ensure-python-peers",
@@ -63,6 +77,8 @@ except ImportError:  # pragma: no cover - reported to the caller
     sys.exit(4)
 
 DELAY_NS = "urn:xmpp:delay"
+UPDATE_NS = "vcard-temp:x:update"
+VCARD4_NS = "urn:ietf:params:xml:ns:vcard-4.0"
 EXIT_FAILURE = 1
 EXIT_AUTH_FAILED = 3
 
@@ -77,6 +93,16 @@ class Failure(Exception):
 
 def emit(event: str, **fields: object) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
+
+
+class Note(ElementBase):
+    """A private XML element (XEP-0049) of the tests' own namespace."""
+
+    name = "note"
+    namespace = "urn:example:sigil-interop"
+    plugin_attrib = "sigil_note"
+    interfaces = {"body"}
+    sub_interfaces = {"body"}
 
 
 class Client(slixmpp.ClientXMPP):
@@ -94,6 +120,12 @@ class Client(slixmpp.ClientXMPP):
 
         self.register_plugin("xep_0030")  # disco
         self.register_plugin("xep_0199")  # ping
+        self.register_plugin("xep_0012")  # last activity
+        self.register_plugin("xep_0049")  # private XML storage
+        self.register_plugin("xep_0054")  # vcard-temp
+        self.plugin["xep_0049"].register(Note)
+        # Own presence as the server reflects it.
+        self.own_presence: asyncio.Queue[slixmpp.Presence] = asyncio.Queue()
 
         # Only the named mechanism (ANY: slixmpp's own choice, trying the
         # next one after a failure, as poezio does), and only over TLS.
@@ -134,6 +166,7 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("disconnected", self._on_disconnected)
         self.add_event_handler("message", self._on_message)
         self.add_event_handler("roster_update", self._on_roster_update)
+        self.add_event_handler("presence_available", self._on_presence)
 
     def _fail(self, failure: Failure) -> None:
         if not self.session.done():
@@ -187,6 +220,10 @@ class Client(slixmpp.ClientXMPP):
     def _on_message(self, message: slixmpp.Message) -> None:
         if message["type"] in ("chat", "normal") and message["body"]:
             self.messages.put_nowait(message)
+
+    def _on_presence(self, presence: slixmpp.Presence) -> None:
+        if presence["from"] == self.boundjid:
+            self.own_presence.put_nowait(presence)
 
     def _on_roster_update(self, iq: slixmpp.Iq) -> None:
         if iq["type"] == "set":
@@ -314,12 +351,83 @@ async def action_disco(client: Client, args: argparse.Namespace) -> None:
     emit("disco", jid=iq["from"].full, identities=identities, features=sorted(info["features"]))
 
 
+async def action_private(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    storage = client.plugin["xep_0049"]
+    if args.store is not None:
+        note = Note()
+        note["body"] = args.store
+        await storage.store(note, timeout=args.iq_timeout)
+    iq = await storage.retrieve("sigil_note", timeout=args.iq_timeout)
+    emit("private", text=iq["private"]["sigil_note"]["body"])
+
+
+async def action_vcard_set(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    vcards = client.plugin["xep_0054"]
+    vcard = vcards.make_vcard()
+    vcard["FN"] = args.fn
+    image = base64.b64decode(args.photo)
+    vcard["PHOTO"]["TYPE"] = "image/png"
+    vcard["PHOTO"]["BINVAL"] = image
+    await vcards.publish_vcard(vcard, timeout=args.iq_timeout)
+    client.send_presence()
+    try:
+        own = await asyncio.wait_for(client.own_presence.get(), args.iq_timeout)
+    except asyncio.TimeoutError:
+        raise Failure("the own presence did not come back") from None
+    photo = own.xml.find(f"{{{UPDATE_NS}}}x/{{{UPDATE_NS}}}photo")
+    emit(
+        "vcard-set",
+        photo=photo.text if photo is not None else None,
+        expected=hashlib.sha1(image).hexdigest(),
+    )
+
+
+async def action_vcard_get(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    if args.vcard4:
+        iq = client.make_iq_get(ito=args.of)
+        iq.xml.append(ET.Element(f"{{{VCARD4_NS}}}vcard"))
+        reply = await iq.send(timeout=args.iq_timeout)
+        name = reply.xml.find(f"{{{VCARD4_NS}}}vcard/{{{VCARD4_NS}}}fn/{{{VCARD4_NS}}}text")
+        photo = reply.xml.find(f"{{{VCARD4_NS}}}vcard/{{{VCARD4_NS}}}photo/{{{VCARD4_NS}}}uri")
+        emit(
+            "vcard",
+            fn=name.text if name is not None else None,
+            photo=photo.text if photo is not None else None,
+        )
+        return
+    reply = await client.plugin["xep_0054"].get_vcard(args.of, timeout=args.iq_timeout)
+    vcard = reply["vcard_temp"]
+    emit("vcard", fn=vcard["FN"], photo=vcard["PHOTO"]["TYPE"] or None)
+
+
+async def action_leave(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=True)
+    client.send_presence(ptype="unavailable", pstatus=args.status)
+    await client.barrier()
+    emit("left", status=args.status)
+
+
+async def action_last(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    iq = await client.plugin["xep_0012"].get_last_activity(args.of, timeout=args.iq_timeout)
+    last = iq["last_activity"]
+    emit("last", seconds=int(last["seconds"]), status=last["status"] or None)
+
+
 ACTIONS = {
     "login": action_login,
     "send": action_send,
     "receive": action_receive,
     "roster-add": action_roster_add,
     "disco": action_disco,
+    "private": action_private,
+    "vcard-set": action_vcard_set,
+    "vcard-get": action_vcard_get,
+    "leave": action_leave,
+    "last": action_last,
 }
 
 
@@ -358,6 +466,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     roster.add_argument("--contact", required=True)
     roster.add_argument("--name", default="")
     actions.add_parser("disco")
+    private = actions.add_parser("private")
+    private.add_argument("--store")
+    vcard_set = actions.add_parser("vcard-set")
+    vcard_set.add_argument("--fn", required=True)
+    vcard_set.add_argument("--photo", required=True, help="the image, base64")
+    vcard_get = actions.add_parser("vcard-get")
+    vcard_get.add_argument("--of", required=True)
+    vcard_get.add_argument("--vcard4", action="store_true")
+    leave = actions.add_parser("leave")
+    leave.add_argument("--status", required=True)
+    last = actions.add_parser("last")
+    last.add_argument("--of", required=True)
     args = parser.parse_args(argv)
     if args.password is None and args.mechanism != "EXTERNAL":
         parser.error("--password is required unless --mechanism EXTERNAL")

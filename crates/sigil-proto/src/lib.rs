@@ -21,6 +21,10 @@
 //! - [`carbons`]: XEP-0280 message carbons;
 //! - [`csi`]: XEP-0352 client state indication;
 //! - [`mam`]: XEP-0313 message archive management;
+//! - [`private`]: XEP-0049 private XML storage;
+//! - [`vcard`]: XEP-0054 vcard-temp, XEP-0153 avatar hashes, XEP-0292
+//!   vCard4 and the conversion between them;
+//! - [`last`]: XEP-0012 last activity;
 //! - [`sm`]: XEP-0198 stream management (run by the streams themselves);
 //! - [`sid`]: XEP-0359 origin and stanza ids.
 
@@ -31,13 +35,16 @@ pub mod client;
 pub mod csi;
 pub mod error;
 pub mod frame;
+pub mod last;
 pub mod mam;
 mod payload;
+pub mod private;
 pub mod saslcert;
 pub mod server;
 pub mod sid;
 pub mod sm;
 pub mod stanza;
+pub mod vcard;
 
 /// How the stream is framed on the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

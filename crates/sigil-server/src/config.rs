@@ -269,6 +269,16 @@ pub struct LimitsConfig {
     pub max_roster_items: usize,
     /// JIDs one account may block (XEP-0191).
     pub max_blocked_jids: usize,
+    /// Namespaces one account may keep in private XML storage (XEP-0049).
+    /// Default 100.
+    pub max_private_documents: usize,
+    /// Bytes of one element in private XML storage (XEP-0049). Default
+    /// 64 KiB: bookmarks and client settings, with room to spare.
+    pub max_private_bytes: usize,
+    /// Bytes of one account's vCard (XEP-0054; also when written as
+    /// vCard4). Default 128 KiB: a photo of about 90 KiB, and the whole
+    /// IQ within the default stanza limit.
+    pub max_vcard_bytes: usize,
     /// Stanzas queued for one session before it is disconnected as too slow
     /// (`policy-violation`); also the most stanzas kept unacknowledged
     /// (XEP-0198) and, on BOSH, frames waiting for the client's next
@@ -318,6 +328,9 @@ impl Default for LimitsConfig {
             max_offline_bytes: 16 << 20,
             max_roster_items: 5000,
             max_blocked_jids: 5000,
+            max_private_documents: 100,
+            max_private_bytes: 64 * 1024,
+            max_vcard_bytes: 128 * 1024,
             session_queue: 1024,
             login_timeout_seconds: 30,
             max_certificates_per_account: 32,
@@ -540,7 +553,7 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 21] = [
+        let ranges: [(&str, u64, u64, u64); 24] = [
             (
                 "limits.max_offline_bytes",
                 l.max_offline_bytes as u64,
@@ -558,6 +571,24 @@ impl Config {
                 l.max_blocked_jids as u64,
                 1,
                 10_000_000,
+            ),
+            (
+                "limits.max_private_documents",
+                l.max_private_documents as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.max_private_bytes",
+                l.max_private_bytes as u64,
+                1024,
+                64 << 20,
+            ),
+            (
+                "limits.max_vcard_bytes",
+                l.max_vcard_bytes as u64,
+                1024,
+                64 << 20,
             ),
             (
                 "http.max_connections",

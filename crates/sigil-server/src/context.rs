@@ -28,6 +28,8 @@ pub struct Context {
     pub archive: crate::archive::Archive,
     /// XEP-0191 blocklists, cached.
     pub blocklists: crate::blocklists::Blocklists,
+    /// Avatar hashes and last statuses of the accounts with a session.
+    pub profiles: crate::profiles::Profiles,
     /// The accounts that may have offline messages.
     pub offline: OfflineIndex,
     /// Connections still logging in, per address.

@@ -27,6 +27,7 @@ pub mod csi;
 pub(crate) mod features;
 mod files;
 pub mod limits;
+pub mod profiles;
 pub mod resumption;
 pub mod roster;
 pub mod router;

@@ -80,6 +80,7 @@ impl Server {
             ),
             external_alone: config.auth.external_alone,
             blocklists: crate::blocklists::Blocklists::default(),
+            profiles: crate::profiles::Profiles::default(),
             offline: crate::context::OfflineIndex::new(offline_owners),
             pending: crate::limits::Pending::new(config.limits.max_pending_per_address),
             resumable: crate::session::Resumable::default(),

@@ -17,7 +17,8 @@ pub enum StoreError {
     /// A uniqueness rule was broken; the text names the field
     /// (`"name"`, `"fingerprint"`, `"algorithm"`, `"group"`).
     Conflict(String),
-    /// The owner's offline queue is full.
+    /// A quota is exceeded: the owner's offline queue is full, or a
+    /// document or collection of documents would be too large.
     QuotaExceeded,
     /// The certificate was revoked for this account: a revocation is final.
     Revoked,

@@ -2,7 +2,7 @@
 //!
 //! # The API, split by concern
 //!
-//! Seven traits each cover one kind of data, so that a part of the server
+//! Eight traits each cover one kind of data, so that a part of the server
 //! asks only for what it uses:
 //!
 //! - [`AccountStore`]: accounts, keyed by normalised bare JID
@@ -12,9 +12,11 @@
 //! - [`CertificateStore`]: client certificates (XEP-0257);
 //! - [`BlockingStore`]: blocked JIDs (XEP-0191);
 //! - [`SessionStore`]: the XEP-0198 state of sessions a shutdown ended;
-//! - [`ArchiveStore`]: message archives (XEP-0313) and their preferences.
+//! - [`ArchiveStore`]: message archives (XEP-0313) and their preferences;
+//! - [`DocumentStore`]: per-account XML documents (private storage, the
+//!   vCard), capped per collection, and last activity.
 //!
-//! [`Store`] gathers the seven and is implemented for every type that
+//! [`Store`] gathers the eight and is implemented for every type that
 //! implements them. The methods return a boxed [`StoreFuture`], which keeps
 //! the traits dyn-compatible: the server holds an `Arc<dyn Store>` and does
 //! not care which backend is behind it.
@@ -54,12 +56,12 @@ pub mod sqlite;
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AccountStore, ArchiveStore, BlockingStore, CertificateStore, OfflineStore, RosterStore,
-    SessionStore, Store,
+    AccountStore, ArchiveStore, BlockingStore, CertificateStore, DocumentStore, OfflineStore,
+    RosterStore, SessionStore, Store,
 };
 pub use types::{
     Account, ArchiveDefault, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveResult,
-    ArchivedMessage, CertificateEntry, CertificateLookup, OfflineMessage, OfflineQuota,
-    RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture, Subscription,
-    algorithm_from_name, algorithm_name,
+    ArchivedMessage, CertificateEntry, CertificateLookup, DocumentQuota, LastActivity,
+    OfflineMessage, OfflineQuota, RevokedCertificate, Roster, RosterItem, SavedSession,
+    StoreFuture, Subscription, algorithm_from_name, algorithm_name,
 };

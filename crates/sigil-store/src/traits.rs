@@ -13,8 +13,8 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 use crate::StoreError;
 use crate::{
     Account, ArchivePrefs, ArchiveQuery, ArchiveResult, ArchivedMessage, CertificateEntry,
-    CertificateLookup, OfflineMessage, OfflineQuota, RevokedCertificate, Roster, RosterItem,
-    SavedSession, StoreFuture,
+    CertificateLookup, DocumentQuota, LastActivity, OfflineMessage, OfflineQuota,
+    RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture,
 };
 
 /// Everything the server needs, in one object-safe trait.
@@ -28,6 +28,7 @@ pub trait Store:
     + BlockingStore
     + SessionStore
     + ArchiveStore
+    + DocumentStore
     + Send
     + Sync
 {
@@ -41,6 +42,7 @@ impl<T> Store for T where
         + BlockingStore
         + SessionStore
         + ArchiveStore
+        + DocumentStore
         + Send
         + Sync
 {
@@ -78,6 +80,56 @@ pub trait ArchiveStore: Send + Sync {
     /// and each owner's oldest beyond its newest `keep` messages; how
     /// many were deleted.
     fn expire_archive(&self, before: i64, keep: u64) -> StoreFuture<'_, u64>;
+}
+
+/// Per-account XML documents, in named collections of keyed documents
+/// (XEP-0049 private storage keyed by namespace, the XEP-0054 vCard), and
+/// when the account was last seen (XEP-0012).
+///
+/// A document is text the store does not look into; the caller serialises
+/// and parses it. Every collection is capped by the [`DocumentQuota`] the
+/// caller passes with each write.
+pub trait DocumentStore: Send + Sync {
+    /// The document `key` of `owner`'s `collection`.
+    fn document<'a>(
+        &'a self,
+        owner: &'a str,
+        collection: &'a str,
+        key: &'a str,
+    ) -> StoreFuture<'a, Option<String>>;
+
+    /// The keys of `owner`'s `collection`, sorted.
+    fn document_keys<'a>(
+        &'a self,
+        owner: &'a str,
+        collection: &'a str,
+    ) -> StoreFuture<'a, Vec<String>>;
+
+    /// Changes documents of `owner`'s `collection` in one transaction: a
+    /// `Some` replaces (or adds) the document of its key, a `None` deletes
+    /// it. [`StoreError::NotFound`] without an account;
+    /// [`StoreError::QuotaExceeded`], and nothing changed, if a document
+    /// is longer than `quota.bytes` or the collection would grow past
+    /// `quota.documents` documents.
+    fn put_documents<'a>(
+        &'a self,
+        owner: &'a str,
+        collection: &'a str,
+        changes: &'a [(String, Option<String>)],
+        quota: DocumentQuota,
+    ) -> StoreFuture<'a, ()>;
+
+    /// When `owner`'s last session ended, as last recorded.
+    fn last_activity<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Option<LastActivity>>;
+
+    /// Records when `owner`'s last session ended, unless a later time is
+    /// recorded already (so that writes that cross keep the latest);
+    /// [`StoreError::NotFound`] without an account.
+    fn set_last_activity<'a>(
+        &'a self,
+        owner: &'a str,
+        activity: &'a LastActivity,
+    ) -> StoreFuture<'a, ()>;
 }
 
 /// XEP-0198 state kept over a server restart ([`SavedSession`]).
@@ -149,8 +201,9 @@ pub trait AccountStore: Send + Sync {
     fn set_disabled<'a>(&'a self, jid: &'a str, disabled: bool) -> StoreFuture<'a, ()>;
 
     /// Deletes `jid` with everything it owns (credentials, roster, offline
-    /// messages, certificates, blocklist, archive), in one transaction.
-    /// Whether there was such an account.
+    /// messages, certificates, blocklist, saved sessions, archive,
+    /// documents and last activity), in one transaction. Whether there was
+    /// such an account.
     fn delete_account<'a>(&'a self, jid: &'a str) -> StoreFuture<'a, bool>;
 
     /// Every account's JID, sorted.

@@ -126,6 +126,26 @@ impl OfflineQuota {
     }
 }
 
+/// How much one account may keep in one collection of documents
+/// ([`DocumentStore`](crate::DocumentStore)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DocumentQuota {
+    /// Documents in the collection.
+    pub documents: usize,
+    /// Bytes of one document (its UTF-8 text).
+    pub bytes: usize,
+}
+
+/// When an account was last seen (XEP-0012): its last session ended at
+/// `at`, after an unavailable presence with this status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastActivity {
+    /// When, in Unix seconds.
+    pub at: i64,
+    /// The `<status/>` text of the last unavailable presence, if it had one.
+    pub status: Option<String>,
+}
+
 /// A stanza kept for an account while it is offline (XEP-0160).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OfflineMessage {

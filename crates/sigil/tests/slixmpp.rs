@@ -1,7 +1,10 @@
 //! Interoperability with slixmpp, a Python XMPP client library: the `sigil`
 //! binary serves, and `tests/interop/slixmpp_client.py` logs in, sends,
 //! receives, edits its roster and asks for disco#info, and logs in with
-//! SASL EXTERNAL and a client certificate made by `sigil cert new --register`.
+//! SASL EXTERNAL and a client certificate made by `sigil cert new --register`;
+//! slixmpp's own plugins drive private XML storage (xep_0049), vCards
+//! (xep_0054, with the server's XEP-0153 hash and a vCard4 read) and last
+//! activity (xep_0012).
 //!
 //! Needs `python3` with slixmpp (`scripts/ensure-python-peers` installs it).
 //! `SIGIL_SKIP_INTEROP=1` skips these tests; `SIGIL_INTEROP_DEBUG=1` passes
@@ -906,5 +909,152 @@ fn debian_slixmpp_logs_in_on_its_first_connection() {
         "{}",
         server.log_text()
     );
+    server.stop();
+}
+
+/// XEP-0049 through slixmpp's xep_0049: what alice stores comes back to
+/// her, and bob's storage of the same namespace stays empty.
+#[test]
+fn private_xml_storage_with_slixmpp() {
+    if !interop_enabled("private_xml_storage_with_slixmpp") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let text = "bookmarks <&> ü";
+    let mut command = server.client(ALICE, ALICE_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    command.args(["private", "--store", text]);
+    let run = server.run_ok(command);
+    assert_eq!(
+        string_field(run.event("private"), "text").as_deref(),
+        Some(text)
+    );
+    let mut command = server.client(ALICE, ALICE_PASSWORD, Mode::DirectTls, "PLAIN");
+    command.arg("private");
+    let run = server.run_ok(command);
+    assert_eq!(
+        string_field(run.event("private"), "text").as_deref(),
+        Some(text)
+    );
+    let mut command = server.client(BOB, BOB_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    command.arg("private");
+    let run = server.run_ok(command);
+    assert_eq!(
+        string_field(run.event("private"), "text").as_deref(),
+        Some("")
+    );
+    server.stop();
+}
+
+/// XEP-0054 through slixmpp's xep_0054: the card alice publishes puts
+/// the XEP-0153 hash of its photo into her presence, and bob reads it as
+/// vcard-temp and as vCard4 (XEP-0292).
+#[test]
+fn vcard_avatar_hash_and_vcard4_with_slixmpp() {
+    if !interop_enabled("vcard_avatar_hash_and_vcard4_with_slixmpp") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let mut command = server.client(ALICE, ALICE_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    // "a tiny image", base64.
+    command.args([
+        "vcard-set",
+        "--fn",
+        "Alice Liddell",
+        "--photo",
+        "YSB0aW55IGltYWdl",
+    ]);
+    let run = server.run_ok(command);
+    let set = run.event("vcard-set");
+    let expected = string_field(set, "expected").unwrap();
+    assert_eq!(string_field(set, "photo"), Some(expected), "{set}");
+
+    let mut command = server.client(BOB, BOB_PASSWORD, Mode::DirectTls, "SCRAM-SHA-256");
+    command.args(["vcard-get", "--of", ALICE]);
+    let run = server.run_ok(command);
+    let card = run.event("vcard");
+    assert_eq!(
+        string_field(card, "fn").as_deref(),
+        Some("Alice Liddell"),
+        "{card}"
+    );
+    assert_eq!(
+        string_field(card, "photo").as_deref(),
+        Some("image/png"),
+        "{card}"
+    );
+
+    let mut command = server.client(BOB, BOB_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    command.args(["vcard-get", "--of", ALICE, "--vcard4"]);
+    let run = server.run_ok(command);
+    let card = run.event("vcard");
+    assert_eq!(
+        string_field(card, "fn").as_deref(),
+        Some("Alice Liddell"),
+        "{card}"
+    );
+    assert_eq!(
+        string_field(card, "photo").as_deref(),
+        Some("data:image/png;base64,YSB0aW55IGltYWdl"),
+        "{card}"
+    );
+
+    // No card: item-not-found, which slixmpp reports as an error reply.
+    let mut command = server.client(ALICE, ALICE_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    command.args(["vcard-get", "--of", BOB]);
+    let run = server.run(command);
+    assert!(run.stderr.contains("item-not-found"), "{}", run.describe());
+    server.stop();
+}
+
+/// XEP-0012 through slixmpp's xep_0012: the server's uptime; alice's own
+/// last activity after she left with a status; bob, not subscribed to
+/// alice, is refused.
+#[test]
+fn last_activity_with_slixmpp() {
+    if !interop_enabled("last_activity_with_slixmpp") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let mut command = server.client(ALICE, ALICE_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    command.args(["last", "--of", DOMAIN]);
+    let run = server.run_ok(command);
+    let uptime = raw_field(run.event("last"), "seconds").unwrap();
+    assert!(uptime.parse::<u64>().unwrap() < 600, "{uptime}");
+
+    let mut command = server.client(ALICE, ALICE_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    command.args(["leave", "--status", "Down the rabbit hole"]);
+    server.run_ok(command);
+    // The logout is recorded as the session ends: ask until it is.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let last = loop {
+        let mut command = server.client(ALICE, ALICE_PASSWORD, Mode::DirectTls, "PLAIN");
+        command.args(["last", "--of", ALICE]);
+        let run = server.run(command);
+        if run.status.is_some_and(|status| status.success()) {
+            break run.event("last").to_owned();
+        }
+        assert!(
+            Instant::now() < deadline && run.stderr.contains("item-not-found"),
+            "{}\n{}",
+            run.describe(),
+            server.log_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        string_field(&last, "status").as_deref(),
+        Some("Down the rabbit hole"),
+        "{last}"
+    );
+    let seconds: u64 = raw_field(&last, "seconds").unwrap().parse().unwrap();
+    assert!(seconds < 60, "{last}");
+
+    let mut command = server.client(BOB, BOB_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    command.args(["last", "--of", ALICE]);
+    let run = server.run(command);
+    assert!(run.stderr.contains("forbidden"), "{}", run.describe());
     server.stop();
 }

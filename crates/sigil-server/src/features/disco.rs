@@ -34,7 +34,7 @@ impl Feature for Disco {
             let payload = request.payload;
             match (payload.namespace(), payload.name(), request.kind) {
                 (ns::DISCO_INFO, "query", "get") => {
-                    request.result(Some(info(request.context, request.to, payload.attribute("node"))));
+                    request.result(Some(info(request.context, &request.to, payload.attribute("node"))));
                 }
                 (ns::DISCO_ITEMS, "query", "get") => {
                     request.result(Some(Element::new("query", ns::DISCO_ITEMS)));
@@ -88,7 +88,7 @@ pub(crate) fn caps(context: &crate::context::Context) -> Element {
 /// XEP-0115: Entity Capabilities.
 pub(crate) const CAPS: &str = "http://jabber.org/protocol/caps";
 
-fn info(context: &crate::context::Context, to: Addressed, node: Option<&str>) -> Element {
+fn info(context: &crate::context::Context, to: &Addressed, node: Option<&str>) -> Element {
     let mut query = Element::new("query", ns::DISCO_INFO);
     if let Some(node) = node {
         query.set_attribute("node", node);
@@ -98,7 +98,8 @@ fn info(context: &crate::context::Context, to: Addressed, node: Option<&str>) ->
             super::server_identities().collect(),
             super::server_features(context).collect(),
         ),
-        Addressed::Account => (
+        // Disco does not answer for other accounts.
+        Addressed::Account | Addressed::OtherAccount(_) => (
             vec![Identity {
                 category: "account",
                 kind: "registered",

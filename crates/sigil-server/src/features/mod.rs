@@ -2,7 +2,8 @@
 //! Prosody's modules): each declares the IQ namespace it answers, for
 //! which addresses, what it announces in service discovery (features
 //! and identities), and the session events it acts on (hooks: bound,
-//! presence, message out and in, delivered, ended). The server dispatches IQs by a
+//! presence, presence amended before its broadcast, message out and in,
+//! delivered, ended). The server dispatches IQs by a
 //! table of them, runs the hooks of every feature in table order, and
 //! builds its disco answer from their declarations, so nothing is
 //! announced that is not handled.
@@ -42,6 +43,9 @@ features! {
     register::Register,
     carbons::Carbons,
     mam::Mam,
+    private::Private,
+    vcard::VCard,
+    last::Last,
 }
 
 /// Which addresses a feature answers IQs for.
@@ -51,16 +55,23 @@ pub(crate) enum Target {
     Account,
     /// The server (the bare domain).
     Server,
-    /// Both.
+    /// The user's own account and the server.
     Both,
+    /// Every local account, the user's own and others' (RFC 6121
+    /// §8.5.2.1.3: the server answers for an account's bare JID).
+    Accounts,
+    /// The server and every local account.
+    All,
 }
 
 impl Target {
-    fn accepts(self, addressed: Addressed) -> bool {
+    fn accepts(self, addressed: &Addressed) -> bool {
         matches!(
             (self, addressed),
-            (Self::Both, _)
-                | (Self::Account, Addressed::Account)
+            (Self::All, _)
+                | (Self::Both, Addressed::Account | Addressed::Server)
+                | (Self::Account | Self::Accounts, Addressed::Account)
+                | (Self::Accounts, Addressed::OtherAccount(_))
                 | (Self::Server, Addressed::Server)
         )
     }
@@ -68,10 +79,13 @@ impl Target {
 
 /// What an IQ is addressed to, once it is neither another server's nor
 /// a full JID's (those are routed, not handled).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Addressed {
     /// The sender's own account.
     Account,
+    /// Another local account's bare JID (which may have no account):
+    /// only features whose [`Target`] takes other accounts see these.
+    OtherAccount(BareJid),
     /// This server.
     Server,
 }
@@ -175,6 +189,19 @@ pub(crate) trait Feature: Sync {
     /// The session's client sent a presence, after the server handled it.
     fn presence(&self, _context: &Context, _session: &SessionState, _stanza: &Element) {}
 
+    /// The session's client sent an available presence to broadcast: the
+    /// feature may add to it before it is broadcast and kept for probes.
+    /// `None` (the default) when it has nothing to add, so that only the
+    /// features that do cost a future.
+    fn outgoing_presence<'a>(
+        &'a self,
+        _context: &'a Context,
+        _session: &'a SessionState,
+        _stanza: &'a mut Element,
+    ) -> Option<Handling<'a>> {
+        None
+    }
+
     /// The session's client sent a message (`from` is its full JID), before
     /// it is routed.
     fn message_out(&self, _context: &Context, _session: &SessionState, _stanza: &Element) {}
@@ -219,6 +246,20 @@ pub(crate) fn bound(context: &Context, session: &SessionState) {
 pub(crate) fn presence(context: &Context, session: &SessionState, stanza: &Element) {
     for feature in FEATURES {
         feature.presence(context, session, stanza);
+    }
+}
+
+/// Lets every feature amend an available presence the session's client
+/// sent for broadcast, in table order.
+pub(crate) async fn outgoing_presence(
+    context: &Context,
+    session: &SessionState,
+    stanza: &mut Element,
+) {
+    for feature in FEATURES {
+        if let Some(amending) = feature.outgoing_presence(context, session, stanza) {
+            amending.await;
+        }
     }
 }
 
@@ -273,15 +314,19 @@ pub(crate) fn for_namespace(namespace: &str) -> Option<&'static dyn Feature> {
         .find(|feature| feature.namespaces().contains(&namespace))
 }
 
-/// Answers an IQ `get` or `set` to the account or the server: by the
+/// Answers an IQ `get` or `set` to an account or the server: by the
 /// feature of its namespace, or `service-unavailable` (an unknown
-/// namespace, RFC 6120 §8.4).
+/// namespace, RFC 6120 §8.4, or another account's bare JID for a feature
+/// that does not answer for other accounts, as before there were any).
 pub(crate) async fn dispatch(request: IqRequest<'_>) {
     match for_namespace(request.payload.namespace()) {
         Some(feature) if !feature.enabled(request.context) => {
             request.error(StanzaCondition::ServiceUnavailable);
         }
-        Some(feature) if feature.target().accepts(request.to) => feature.iq(request).await,
+        Some(feature) if feature.target().accepts(&request.to) => feature.iq(request).await,
+        Some(_) if matches!(request.to, Addressed::OtherAccount(_)) => {
+            request.error(StanzaCondition::ServiceUnavailable);
+        }
         Some(feature) => request.error(feature.elsewhere()),
         None => request.error(StanzaCondition::ServiceUnavailable),
     }

@@ -253,12 +253,15 @@ async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: 
     }
     let payload = children[0];
     let is_server = to.as_ref().is_some_and(|to| context.is_server(to));
-    let to = match (for_account, is_server) {
-        (true, _) => crate::features::Addressed::Account,
-        (false, true) => crate::features::Addressed::Server,
+    let to = match (for_account, is_server, &to) {
+        (true, _, _) => crate::features::Addressed::Account,
+        (false, true, _) => crate::features::Addressed::Server,
         // Another account's bare JID (RFC 6121 §8.5.2.1.3: the server
-        // answers for it).
-        (false, false) => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
+        // answers for it, through the features that do).
+        (false, false, Some(other)) if other.node().is_some() => {
+            crate::features::Addressed::OtherAccount(other.to_bare())
+        }
+        _ => return context.bounce(&stanza, StanzaCondition::ServiceUnavailable),
     };
     crate::features::dispatch(crate::features::IqRequest {
         context,

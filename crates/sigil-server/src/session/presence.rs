@@ -28,6 +28,7 @@ pub(super) async fn presence(
                     .and_then(|p| p.text().trim().parse::<i8>().ok())
                     .unwrap_or(0);
                 stanza.remove_attribute("to");
+                crate::features::outgoing_presence(context, session, &mut stanza).await;
                 let initial = !session.available;
                 session.available = true;
                 context.routes().set_presence(

@@ -28,6 +28,7 @@ mod accounts;
 mod archive;
 mod blocking;
 mod certificates;
+mod documents;
 mod offline;
 mod roster;
 mod sessions;
@@ -43,6 +44,7 @@ pub use accounts::*;
 pub use archive::*;
 pub use blocking::*;
 pub use certificates::*;
+pub use documents::*;
 pub use offline::*;
 pub use roster::*;
 pub use sessions::*;
@@ -142,6 +144,10 @@ macro_rules! conformance_tests {
                 archive_ids_and_owners,
                 archive_order_survives_the_clock,
                 archive_prefs_expiry_and_deletion,
+                documents_round_trip,
+                documents_quota,
+                documents_require_account,
+                last_activity_keeps_the_latest,
             );
         }
     };

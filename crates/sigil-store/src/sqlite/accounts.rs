@@ -156,6 +156,8 @@ impl AccountStore for SqliteStore {
                     "DELETE FROM blocked WHERE owner = ?",
                     "DELETE FROM archive WHERE owner = ?",
                     "DELETE FROM archive_prefs WHERE owner = ?",
+                    "DELETE FROM documents WHERE owner = ?",
+                    "DELETE FROM last_activity WHERE owner = ?",
                     "DELETE FROM credentials WHERE account = ?",
                 ] {
                     transaction

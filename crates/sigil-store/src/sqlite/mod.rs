@@ -20,6 +20,7 @@ mod accounts;
 mod archive;
 mod blocking;
 mod certificates;
+mod documents;
 mod offline;
 mod roster;
 mod sessions;
@@ -289,6 +290,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0004_revocations.sql"),
     ),
     (5, include_str!("../../migrations/sqlite/0005_archive.sql")),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_documents.sql"),
+    ),
 ];
 
 /// The database holds password verifiers, messages and rosters: it is
