@@ -12,9 +12,14 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// The domain served (the part after `@` in every account).
     pub domain: String,
-    /// Client-to-server listeners.
+    /// Client-to-server listeners, and the listener of external
+    /// components (`kind = "component"`).
     #[serde(default = "default_listeners", rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// External components (XEP-0114): the domains they may serve, each
+    /// with its shared secret.
+    #[serde(default, rename = "component", skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentConfig>,
     /// The server certificate.
     #[serde(default)]
     pub tls: TlsConfig,
@@ -42,11 +47,13 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// `starttls` (RFC 6120, port 5222) or `direct-tls` (XEP-0368, port 5223).
+    /// `starttls` (RFC 6120, port 5222), `direct-tls` (XEP-0368, port
+    /// 5223), `https` (port 5281) or `component` (XEP-0114, port 5347).
     pub kind: ListenerKind,
     /// Address and port, e.g. `127.0.0.1:5222`.
     pub address: SocketAddr,
-    /// Whether clients are asked for a certificate.
+    /// Whether clients are asked for a certificate (not used by a
+    /// `component` listener, which has no TLS).
     #[serde(default)]
     pub client_certificates: ClientCertificatePolicy,
 }
@@ -55,6 +62,10 @@ pub struct ListenerConfig {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum ListenerKind {
+    /// External components (XEP-0114, `jabber:component:accept`): plain
+    /// TCP, authenticated by a shared secret. Meant for loopback: the
+    /// stream is not encrypted.
+    Component,
     /// TLS from the first byte (XEP-0368).
     DirectTls,
     /// HTTPS: XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`, BOSH
@@ -68,6 +79,7 @@ impl ListenerKind {
     /// As the configuration spells it.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Component => "component",
             Self::DirectTls => "direct-tls",
             Self::Https => "https",
             Self::Starttls => "starttls",
@@ -97,6 +109,99 @@ impl ClientCertificatePolicy {
             Self::Wanted => "wanted",
             Self::Needed => "needed",
         }
+    }
+}
+
+/// One external component (XEP-0114): the domain it serves and the secret
+/// it proves in its handshake, given inline (`secret`) or read from a file
+/// at start (`secret_file`, relative to the configuration file; one line,
+/// its line end dropped). Exactly one of the two.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentConfig {
+    /// The domain, e.g. `muc.example.org`; the component also speaks for
+    /// its subdomains.
+    pub domain: String,
+    /// The shared secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// A file holding the shared secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// A shared secret: never printed (its `Debug` says only that it is one).
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret of this text.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret's bytes, for the handshake.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// Whether its length is within [`SECRET_BYTES`].
+    fn check(&self) -> Result<(), String> {
+        if SECRET_BYTES.contains(&self.0.len()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "a component secret must be {} to {} bytes (this one has {}); \
+                 make one with `openssl rand -hex 32`",
+                SECRET_BYTES.start(),
+                SECRET_BYTES.end(),
+                self.0.len()
+            ))
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// How long a component secret may be, in bytes: at least 16, so that it
+/// is not a word to guess (the handshake is offline-guessable by anyone
+/// who sees the plaintext stream).
+pub const SECRET_BYTES: std::ops::RangeInclusive<usize> = 16..=1024;
+
+/// The address a component listener takes when components are configured
+/// and no `component` listener is.
+pub const DEFAULT_COMPONENT_ADDRESS: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    5347,
+));
+
+impl ComponentConfig {
+    /// The secret: inline, or read from `secret_file` (relative to
+    /// `base`), checked for length.
+    pub fn read_secret(&self, base: &Path) -> Result<Secret, String> {
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(secret), None) => secret.clone(),
+            (None, Some(file)) => {
+                let path = base.join(file);
+                let text = std::fs::read_to_string(&path).map_err(|error| {
+                    format!(
+                        "cannot read the secret of {}: {}: {error}",
+                        self.domain,
+                        path.display()
+                    )
+                })?;
+                let line = text.strip_suffix('\n').unwrap_or(&text);
+                Secret(line.strip_suffix('\r').unwrap_or(line).to_owned())
+            }
+            _ => return Err("set either secret or secret_file".into()),
+        };
+        secret.check()?;
+        Ok(secret)
     }
 }
 
@@ -391,6 +496,7 @@ impl Config {
         Self {
             domain: domain.to_owned(),
             listeners: default_listeners(),
+            components: Vec::new(),
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             sasl: SaslConfig::default(),
@@ -446,8 +552,10 @@ impl Config {
         if self.listeners.is_empty() {
             return Err(bad("listener", "at least one listener is needed".into()));
         }
-        for (i, a) in self.listeners.iter().enumerate() {
-            if a.address.port() != 0 && self.listeners[..i].iter().any(|b| b.address == a.address) {
+        self.validate_components()?;
+        let listeners = self.listening();
+        for (i, a) in listeners.iter().enumerate() {
+            if a.address.port() != 0 && listeners[..i].iter().any(|b| b.address == a.address) {
                 return Err(bad(
                     &format!("listener[{i}].address"),
                     format!("{} is used twice", a.address),
@@ -613,6 +721,100 @@ impl Config {
         Ok(())
     }
 
+    /// The listeners the server opens: those configured, and a component
+    /// listener on [`DEFAULT_COMPONENT_ADDRESS`] when components are
+    /// configured without one.
+    pub fn listening(&self) -> Vec<ListenerConfig> {
+        let mut listeners = self.listeners.clone();
+        if !self.components.is_empty()
+            && !listeners.iter().any(|l| l.kind == ListenerKind::Component)
+        {
+            listeners.push(ListenerConfig {
+                kind: ListenerKind::Component,
+                address: DEFAULT_COMPONENT_ADDRESS,
+                client_certificates: ClientCertificatePolicy::Disabled,
+            });
+        }
+        listeners
+    }
+
+    /// The components: valid domains, none twice, none the server's own
+    /// or nested in another's (a component speaks for its subdomains, so
+    /// nesting would let one speak for the other, or for the server's
+    /// users), and an inline secret of [`SECRET_BYTES`]. A secret file is
+    /// read at start ([`ComponentConfig::read_secret`]).
+    fn validate_components(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, message: String| ConfigError { key, message };
+        let has_listener = self
+            .listeners
+            .iter()
+            .any(|l| l.kind == ListenerKind::Component);
+        if has_listener && self.components.is_empty() {
+            return Err(bad(
+                "listener".into(),
+                "a component listener without any [[component]]: no component could log in".into(),
+            ));
+        }
+        let server = self.domain.to_ascii_lowercase();
+        let mut domains: Vec<String> = Vec::new();
+        for (i, component) in self.components.iter().enumerate() {
+            let key = |field: &str| format!("component[{i}].{field}");
+            let domain = match jid::BareJid::new(&component.domain) {
+                Ok(jid) if jid.node().is_none() => jid.domain().to_string(),
+                _ => {
+                    return Err(bad(
+                        key("domain"),
+                        format!("{:?} is not a domain name", component.domain),
+                    ));
+                }
+            };
+            if domain != component.domain {
+                return Err(bad(
+                    key("domain"),
+                    format!("write it as {domain:?} (lowercase, normalised)"),
+                ));
+            }
+            if domain == server {
+                return Err(bad(
+                    key("domain"),
+                    format!("{domain:?} is the server's own domain"),
+                ));
+            }
+            if sigil_proto::component::in_domain(&server, &domain) {
+                return Err(bad(
+                    key("domain"),
+                    format!("the server's domain {server:?} is under {domain:?}"),
+                ));
+            }
+            if let Some(other) = domains.iter().find(|other| {
+                sigil_proto::component::in_domain(&domain, other)
+                    || sigil_proto::component::in_domain(other, &domain)
+            }) {
+                let message = if *other == domain {
+                    format!("{domain:?} is configured twice")
+                } else {
+                    format!("{domain:?} and {other:?} are nested")
+                };
+                return Err(bad(key("domain"), message));
+            }
+            domains.push(domain);
+            match (&component.secret, &component.secret_file) {
+                (Some(secret), None) => secret.check().map_err(|m| bad(key("secret"), m))?,
+                (None, Some(_)) => {}
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        key("secret"),
+                        "set secret or secret_file, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(bad(key("secret"), "set secret or secret_file".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The framer limits.
     pub fn framer_limits(&self) -> sigil_xml::Limits {
         sigil_xml::Limits {
@@ -680,5 +882,97 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("address"), "{error}");
+    }
+
+    const SECRET: &str = "0123456789abcdef0123";
+
+    fn component(domain: &str, secret: &str) -> String {
+        format!("[[component]]\ndomain = '{domain}'\nsecret = '{secret}'\n")
+    }
+
+    #[test]
+    fn components_get_a_loopback_listener_and_keep_their_secret_hidden() {
+        let text = format!(
+            "domain = 'example.org'\n{}",
+            component("muc.example.org", SECRET)
+        );
+        let config = Config::parse(&text).unwrap();
+        let listening = config.listening();
+        assert_eq!(listening.len(), 4);
+        assert_eq!(listening[3].kind, ListenerKind::Component);
+        assert_eq!(listening[3].address, DEFAULT_COMPONENT_ADDRESS);
+        assert_eq!(DEFAULT_COMPONENT_ADDRESS.to_string(), "127.0.0.1:5347");
+        assert!(!format!("{config:?}").contains(SECRET));
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+        // A listener of its own replaces the default one.
+        let text = format!(
+            "domain = 'example.org'\n[[listener]]\nkind = 'component'\naddress = '127.0.0.1:6000'\n{}",
+            component("muc.example.org", SECRET)
+        );
+        let listening = Config::parse(&text).unwrap().listening();
+        assert_eq!(listening.len(), 1);
+        assert_eq!(listening[0].address.port(), 6000);
+    }
+
+    #[test]
+    fn component_errors_name_the_key() {
+        let base = "domain = 'example.org'\n";
+        let cases = [
+            (component("example.org", SECRET), "component[0].domain"),
+            (
+                component("a@muc.example.org", SECRET),
+                "component[0].domain",
+            ),
+            (component("MUC.example.org", SECRET), "component[0].domain"),
+            (component("org", SECRET), "component[0].domain"),
+            (
+                component("muc.example.org", SECRET) + &component("muc.example.org", SECRET),
+                "component[1].domain",
+            ),
+            (
+                component("muc.example.org", SECRET) + &component("a.muc.example.org", SECRET),
+                "component[1].domain",
+            ),
+            (component("muc.example.org", "short"), "component[0].secret"),
+            (
+                "[[component]]\ndomain = 'muc.example.org'\n".to_owned(),
+                "component[0].secret",
+            ),
+            (
+                component("muc.example.org", SECRET) + "secret_file = 'x'\n",
+                "component[0].secret",
+            ),
+            (
+                "[[listener]]\nkind = 'component'\naddress = '127.0.0.1:5347'\n".to_owned(),
+                "listener",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = Config::parse(&format!("{base}{text}")).unwrap_err();
+            assert_eq!(error.key, key, "{text}: {error}");
+            assert!(!error.to_string().contains(SECRET), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_secret_file_is_read_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("muc.secret"), format!("{SECRET}\r\n")).unwrap();
+        std::fs::write(dir.path().join("short.secret"), "short\n").unwrap();
+        let mut config = ComponentConfig {
+            domain: "muc.example.org".into(),
+            secret: None,
+            secret_file: Some("muc.secret".into()),
+        };
+        assert_eq!(
+            config.read_secret(dir.path()).unwrap().expose(),
+            SECRET.as_bytes()
+        );
+        config.secret_file = Some("short.secret".into());
+        let error = config.read_secret(dir.path()).unwrap_err();
+        assert!(error.contains("16 to 1024 bytes"), "{error}");
+        config.secret_file = Some("missing".into());
+        let error = config.read_secret(dir.path()).unwrap_err();
+        assert!(error.contains("missing"), "{error}");
     }
 }
