@@ -15,6 +15,10 @@ Actions:
     roster-add --contact JID --name NAME
                                      add a roster item and print the push
     disco                            print the server's disco#info
+    items                            print the server's disco#items
+    converse --to JID --body TEXT --timeout S
+                                     send one chat message and print the
+                                     first message that comes back from JID
 
 Every result is one JSON object on a line of standard output. After logging
 in (resource bound, initial presence sent where the action sends one, and
@@ -314,12 +318,56 @@ async def action_disco(client: Client, args: argparse.Namespace) -> None:
     emit("disco", jid=iq["from"].full, identities=identities, features=sorted(info["features"]))
 
 
+async def action_items(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    iq = await client.plugin["xep_0030"].get_items(
+        jid=client.boundjid.domain, local=False, timeout=args.iq_timeout
+    )
+    items = [
+        {"jid": str(jid), "node": node, "name": name}
+        for (jid, node, name) in iq["disco_items"]["items"]
+    ]
+    emit("items", jid=iq["from"].full, items=items)
+
+
+async def action_converse(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=True)
+    client.send_message(mto=args.to, mbody=args.body, mtype="chat")
+    emit("sent", to=args.to, body=args.body)
+    peer = slixmpp.JID(args.to).bare
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.timeout
+    while True:
+        remaining = deadline - loop.time()
+        try:
+            message = await asyncio.wait_for(client.messages.get(), max(remaining, 0))
+        except asyncio.TimeoutError:
+            raise Failure(f"timed out after {args.timeout} s: no answer from {peer}") from None
+        if message is None:
+            raise Failure(f"the stream ended before {peer} answered")
+        if message["from"].bare != peer:
+            continue
+        emit(
+            "message",
+            **{
+                "from": message["from"].full,
+                "to": message["to"].full,
+                "type": message["type"],
+                "body": message["body"],
+                "delay": message.xml.find(f"{{{DELAY_NS}}}delay") is not None,
+            },
+        )
+        return
+
+
 ACTIONS = {
     "login": action_login,
     "send": action_send,
     "receive": action_receive,
     "roster-add": action_roster_add,
     "disco": action_disco,
+    "items": action_items,
+    "converse": action_converse,
 }
 
 
@@ -358,6 +406,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     roster.add_argument("--contact", required=True)
     roster.add_argument("--name", default="")
     actions.add_parser("disco")
+    actions.add_parser("items")
+    converse = actions.add_parser("converse")
+    converse.add_argument("--to", required=True)
+    converse.add_argument("--body", required=True)
+    converse.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args(argv)
     if args.password is None and args.mechanism != "EXTERNAL":
         parser.error("--password is required unless --mechanism EXTERNAL")
