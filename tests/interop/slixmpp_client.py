@@ -25,6 +25,10 @@ Actions:
     leave --status TEXT              go online, then unavailable with TEXT
     last --of JID                    XEP-0012 (slixmpp's xep_0012): print
                                      JID's last activity
+    items                            print the server's disco#items
+    converse --to JID --body TEXT --timeout S
+                                     send one chat message and print the
+                                     first message that comes back from JID
 
 Every result is one JSON object on a line of standard output. After logging
 in (resource bound, initial presence sent where the action sends one, and
@@ -417,6 +421,48 @@ async def action_last(client: Client, args: argparse.Namespace) -> None:
     emit("last", seconds=int(last["seconds"]), status=last["status"] or None)
 
 
+async def action_items(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    iq = await client.plugin["xep_0030"].get_items(
+        jid=client.boundjid.domain, local=False, timeout=args.iq_timeout
+    )
+    items = [
+        {"jid": str(jid), "node": node, "name": name}
+        for (jid, node, name) in iq["disco_items"]["items"]
+    ]
+    emit("items", jid=iq["from"].full, items=items)
+
+
+async def action_converse(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=True)
+    client.send_message(mto=args.to, mbody=args.body, mtype="chat")
+    emit("sent", to=args.to, body=args.body)
+    peer = slixmpp.JID(args.to).bare
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.timeout
+    while True:
+        remaining = deadline - loop.time()
+        try:
+            message = await asyncio.wait_for(client.messages.get(), max(remaining, 0))
+        except asyncio.TimeoutError:
+            raise Failure(f"timed out after {args.timeout} s: no answer from {peer}") from None
+        if message is None:
+            raise Failure(f"the stream ended before {peer} answered")
+        if message["from"].bare != peer:
+            continue
+        emit(
+            "message",
+            **{
+                "from": message["from"].full,
+                "to": message["to"].full,
+                "type": message["type"],
+                "body": message["body"],
+                "delay": message.xml.find(f"{{{DELAY_NS}}}delay") is not None,
+            },
+        )
+        return
+
+
 ACTIONS = {
     "login": action_login,
     "send": action_send,
@@ -428,6 +474,8 @@ ACTIONS = {
     "vcard-get": action_vcard_get,
     "leave": action_leave,
     "last": action_last,
+    "items": action_items,
+    "converse": action_converse,
 }
 
 
@@ -478,6 +526,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     leave.add_argument("--status", required=True)
     last = actions.add_parser("last")
     last.add_argument("--of", required=True)
+    actions.add_parser("items")
+    converse = actions.add_parser("converse")
+    converse.add_argument("--to", required=True)
+    converse.add_argument("--body", required=True)
+    converse.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args(argv)
     if args.password is None and args.mechanism != "EXTERNAL":
         parser.error("--password is required unless --mechanism EXTERNAL")

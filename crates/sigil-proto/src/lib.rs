@@ -6,6 +6,8 @@
 //! out stanzas. [`client::ClientStream`] is its mirror for clients. Both
 //! take bytes and answers in and give [`server::Action`]s or
 //! [`client::Action`]s out; they do no I/O and read no clock.
+//! [`component::ComponentStream`] runs the server side of an external
+//! component's stream (XEP-0114) the same way.
 //!
 //! [`error`] has the typed stream and stanza errors of RFC 6120.
 //!
@@ -32,6 +34,7 @@ pub mod blocking;
 pub mod bosh;
 pub mod carbons;
 pub mod client;
+pub mod component;
 pub mod csi;
 pub mod error;
 pub mod frame;

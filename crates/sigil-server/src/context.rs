@@ -48,6 +48,10 @@ pub struct Context {
     /// The reading of the trusted CAs and revocation lists the sessions
     /// were last checked against ([`Self::check_trust`]).
     pub trust_checked: std::sync::atomic::AtomicU64,
+    /// The domains of the configured external components (XEP-0114),
+    /// connected or not: stanzas to them (and their subdomains) go to the
+    /// component, not to another server.
+    pub components: Vec<String>,
 }
 
 /// Which sessions of an account an account change ends.
@@ -227,6 +231,16 @@ impl Context {
         jid.domain().as_str() == self.domain
     }
 
+    /// The configured component domain that serves `jid` (its domain, or
+    /// a domain under it), if any.
+    pub fn component_of(&self, jid: &Jid) -> Option<&str> {
+        let host = jid.domain().as_str();
+        self.components
+            .iter()
+            .map(String::as_str)
+            .find(|domain| sigil_proto::component::in_domain(host, domain))
+    }
+
     /// Whether `jid` is the server itself (the bare domain).
     pub fn is_server(&self, jid: &Jid) -> bool {
         jid.node().is_none() && jid.resource().is_none() && self.is_local(jid)
@@ -348,17 +362,33 @@ impl Context {
             .is_ok()
     }
 
-    /// Sends an error reply for `stanza` back to its sender (never for
-    /// error stanzas: RFC 6120 §8.3.1 forbids answering errors).
+    /// Delivers a stanza to its `to`: the session bound to a local full
+    /// JID, or the component serving the address. `false` if it went
+    /// nowhere (for replies and errors, which are not answered in turn).
+    pub fn deliver_to_jid(&self, stanza: Element) -> bool {
+        let Some(to) = stanza.attribute("to").and_then(|to| Jid::new(to).ok()) else {
+            return false;
+        };
+        if let Some(domain) = self.component_of(&to) {
+            let message = SessionMessage::Stanza(Box::new(stanza));
+            return self.routes().deliver_to_component(domain, message).is_ok();
+        }
+        match to.try_into_full() {
+            Ok(full) if full.domain().as_str() == self.domain => {
+                self.deliver_to_full(&full, stanza)
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends an error reply for `stanza` back to its sender, a local
+    /// session or a component (never for error stanzas: RFC 6120 §8.3.1
+    /// forbids answering errors).
     pub fn bounce(&self, stanza: &Element, condition: StanzaCondition) {
-        if stanza.attribute("type") == Some("error") {
+        if stanza.attribute("type") == Some("error") || stanza.attribute("from").is_none() {
             return;
         }
-        let Some(from) = stanza.attribute("from").and_then(|f| FullJid::new(f).ok()) else {
-            return;
-        };
-        let reply = StanzaError::new(condition).reply_to(stanza);
-        self.deliver_to_full(&from, reply);
+        self.deliver_to_jid(StanzaError::new(condition).reply_to(stanza));
     }
 
     /// An IQ result to `request`, from `to` of the request (or the server).

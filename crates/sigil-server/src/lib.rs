@@ -2,7 +2,8 @@
 //!
 //! [`Server::start`] opens the store, loads the server certificate and
 //! listens on the configured listeners: STARTTLS, direct TLS, and HTTPS
-//! (WebSocket, BOSH, the web chat). Each connection runs
+//! (WebSocket, BOSH, the web chat), and external components (XEP-0114,
+//! `component`). Each client connection runs
 //! [`sigil_proto::server::ServerStream`] under a tokio task over a
 //! `Wire`; once a resource is bound, the session registers in the
 //! [`router::Router`], and its stanzas go through [`session`] (messages
@@ -19,6 +20,7 @@ pub mod archive;
 pub mod auth;
 pub mod blocking;
 mod blocklists;
+mod component;
 pub mod config;
 mod connection;
 pub mod context;

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::component::ComponentListener;
 use crate::config::{Config, ListenerKind};
 use crate::context::Context;
 use crate::router::Router;
@@ -88,7 +89,14 @@ impl Server {
             fences: crate::context::Fences::default(),
             trust_checked: std::sync::atomic::AtomicU64::default(),
             started_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+            components: config.components.iter().map(|c| c.domain.clone()).collect(),
         });
+        let components = match config.components.is_empty() {
+            true => None,
+            false => Some(Arc::new(
+                ComponentListener::new(config, base).map_err(StartError)?,
+            )),
+        };
         let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
         let (shutdown, _) = watch::channel(false);
         let (done_sender, done) = mpsc::channel(1);
@@ -116,13 +124,21 @@ impl Server {
             )));
         }
         let mut bound = Vec::new();
-        for listener_config in &config.listeners {
+        let mut component_sockets = Vec::new();
+        for listener_config in &config.listening() {
+            if listener_config.kind == ListenerKind::Component {
+                let (socket, local) = bind(listener_config.address).await?;
+                crate::component::warn_unless_loopback(local);
+                addresses.push((ListenerKind::Component, local));
+                component_sockets.push(socket);
+                continue;
+            }
             // XEP-0368: direct TLS says xmpp-client; HTTPS speaks
             // HTTP/1.1 (a client offering only h2 is refused there).
             let alpn: &[&[u8]] = match listener_config.kind {
                 ListenerKind::DirectTls => &[crate::tls::ALPN_XMPP_CLIENT],
                 ListenerKind::Https => &[b"http/1.1"],
-                ListenerKind::Starttls => &[],
+                ListenerKind::Starttls | ListenerKind::Component => &[],
             };
             let tls = identity
                 .server_config(listener_config.client_certificates, alpn)
@@ -130,7 +146,7 @@ impl Server {
             let mut stream = ServerStreamConfig::new(config.domain.clone(), sasl.clone());
             stream.tls = match listener_config.kind {
                 ListenerKind::DirectTls | ListenerKind::Https => TlsMode::Direct,
-                ListenerKind::Starttls => TlsMode::Required,
+                ListenerKind::Starttls | ListenerKind::Component => TlsMode::Required,
             };
             stream.limits = config.framer_limits();
             stream.max_unacked = config.limits.session_queue;
@@ -142,12 +158,7 @@ impl Server {
                 identity: identity.clone(),
                 stream: Arc::new(stream),
             });
-            let socket = TcpListener::bind(listener_config.address)
-                .await
-                .map_err(|e| {
-                    StartError(format!("cannot listen on {}: {e}", listener_config.address))
-                })?;
-            let local = socket.local_addr().map_err(|e| StartError(e.to_string()))?;
+            let (socket, local) = bind(listener_config.address).await?;
             addresses.push((listener_config.kind, local));
             bound.push((socket, listener));
         }
@@ -186,6 +197,18 @@ impl Server {
                 done_sender.clone(),
             )));
         }
+        if let Some(components) = &components {
+            for socket in component_sockets {
+                accept_tasks.push(tokio::spawn(crate::component::accept_loop(
+                    socket,
+                    components.clone(),
+                    context.clone(),
+                    shutdown.subscribe(),
+                    done_sender.clone(),
+                )));
+            }
+        }
+        // The control task comes last (`shutdown` waits for it).
         let socket = base.join(&config.auth.control_socket);
         accept_tasks.push(
             crate::control::start(&socket, context.clone(), shutdown.subscribe())
@@ -257,6 +280,15 @@ impl Server {
             Err(error) => tracing::error!(%error, "saving the stream management state failed"),
         }
     }
+}
+
+/// Listens on `address`; returns the socket and the address it got.
+async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let socket = TcpListener::bind(address)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {address}: {e}")))?;
+    let local = socket.local_addr().map_err(|e| StartError(e.to_string()))?;
+    Ok((socket, local))
 }
 
 /// Sessions saved at an earlier shutdown stay resumable (as

@@ -144,6 +144,7 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
                 ListenerKind::Starttls => "STARTTLS",
                 ListenerKind::DirectTls => "direct TLS",
                 ListenerKind::Https => "HTTPS: WebSocket at /xmpp-websocket, BOSH at /http-bind",
+                ListenerKind::Component => "XEP-0114 components",
             };
             let _ = writeln!(out, "listening on {address} ({what}) for {}", config.domain);
             if *kind == ListenerKind::Https {

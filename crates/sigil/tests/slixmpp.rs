@@ -4,7 +4,9 @@
 //! SASL EXTERNAL and a client certificate made by `sigil cert new --register`;
 //! slixmpp's own plugins drive private XML storage (xep_0049), vCards
 //! (xep_0054, with the server's XEP-0153 hash and a vCard4 read) and last
-//! activity (xep_0012).
+//! activity (xep_0012); and `tests/interop/slixmpp_component.py`, an echo component on slixmpp's
+//! `ComponentXMPP` (XEP-0114), answers a client's message through the
+//! server.
 //!
 //! Needs `python3` with slixmpp (`scripts/ensure-python-peers` installs it).
 //! `SIGIL_SKIP_INTEROP=1` skips these tests; `SIGIL_INTEROP_DEBUG=1` passes
@@ -28,6 +30,10 @@ use std::time::{Duration, Instant};
 const CLIENT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/interop/slixmpp_client.py"
+);
+const COMPONENT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/interop/slixmpp_component.py"
 );
 const DOMAIN: &str = "localhost";
 const ALICE: &str = "alice@localhost";
@@ -106,8 +112,13 @@ struct Fixture {
 impl Fixture {
     /// A configuration and no accounts.
     fn empty() -> Self {
+        Self::with_config(CONFIG)
+    }
+
+    /// This configuration and no accounts.
+    fn with_config(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("sigil.toml"), CONFIG).unwrap();
+        std::fs::write(dir.path().join("sigil.toml"), config).unwrap();
         Self { dir, starts: 0 }
     }
 
@@ -176,8 +187,11 @@ impl Fixture {
         )
     }
 
-    /// Starts `sigil serve` and waits for both listening lines.
+    /// Starts `sigil serve` and waits for the listening lines (both TLS
+    /// ones, and the component one when the configuration has one).
     fn serve(&mut self) -> Server {
+        let config = std::fs::read_to_string(self.config()).unwrap();
+        let components = config.contains("kind = \"component\"");
         self.starts += 1;
         let log = self.dir.path().join(format!("server-{}.log", self.starts));
         let child = Command::new(env!("CARGO_BIN_EXE_sigil"))
@@ -194,11 +208,15 @@ impl Fixture {
             ca: self.dir.path().join("server.crt"),
             starttls: 0,
             direct_tls: 0,
+            component: 0,
         };
         let lines = line_reader(server.child.0.stdout.take().unwrap());
         let deadline = Instant::now() + STARTUP;
         let mut seen = Vec::new();
-        while server.starttls == 0 || server.direct_tls == 0 {
+        while server.starttls == 0
+            || server.direct_tls == 0
+            || (components && server.component == 0)
+        {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let line = match lines.recv_timeout(remaining) {
                 Ok(line) => line,
@@ -211,6 +229,8 @@ impl Fixture {
                 server.starttls = port;
             } else if let Some(port) = listening_port(&line, "(direct TLS)") {
                 server.direct_tls = port;
+            } else if let Some(port) = listening_port(&line, "(XEP-0114 components)") {
+                server.component = port;
             }
             seen.push(line);
         }
@@ -244,6 +264,8 @@ struct Server {
     ca: PathBuf,
     starttls: u16,
     direct_tls: u16,
+    /// The component listener's port (0: none).
+    component: u16,
 }
 
 /// How the client reaches the server.
@@ -843,6 +865,124 @@ fn revoking_ends_a_live_external_session() {
     server.stop();
 }
 
+const ECHO: &str = "echo.localhost";
+const ECHO_SECRET: &str = "the echo component's shared secret";
+
+/// A slixmpp component (XEP-0114, its secret read from a file by the
+/// server) echoes a message that a slixmpp client logged in over STARTTLS
+/// sends to an address in its domain; the server's disco#items lists it.
+#[test]
+fn a_slixmpp_component_answers_a_slixmpp_client() {
+    use std::os::unix::fs::PermissionsExt;
+    if !interop_enabled("a_slixmpp_component_answers_a_slixmpp_client") {
+        return;
+    }
+    let config = format!(
+        "{CONFIG}[[listener]]\nkind = \"component\"\naddress = \"127.0.0.1:0\"\n\
+         [[component]]\ndomain = \"{ECHO}\"\nsecret_file = \"echo.secret\"\n"
+    );
+    let mut fixture = Fixture::with_config(&config);
+    fixture.add_user("alice", ALICE_PASSWORD);
+    let secret = fixture.dir.path().join("echo.secret");
+    std::fs::write(&secret, format!("{ECHO_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = fixture.serve();
+    assert_ne!(server.component, 0, "no component listener");
+
+    let mut command = Command::new("python3");
+    command
+        .arg(COMPONENT)
+        .args([
+            "--jid",
+            ECHO,
+            "--secret",
+            ECHO_SECRET,
+            "--host",
+            "127.0.0.1",
+        ])
+        .args(["--port", &server.component.to_string()])
+        .args(["--count", "1", "--time-limit", "30"]);
+    if std::env::var("SIGIL_INTEROP_DEBUG").as_deref() == Ok("1") {
+        command.arg("--debug");
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run python3");
+    let lines = line_reader(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let mut component = Guard(child);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + CLIENT_RUN;
+    let next_event = |seen: &mut Vec<String>, event: &str| -> Result<String, RecvTimeoutError> {
+        loop {
+            let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+            seen.push(line.clone());
+            if string_field(&line, "event").as_deref() == Some(event) {
+                return Ok(line);
+            }
+        }
+    };
+    if let Err(e) = next_event(&mut seen, "ready") {
+        let _ = component.0.kill();
+        panic!(
+            "the component never connected ({e:?}); stdout: {seen:?}\nstderr: {}\n{}",
+            String::from_utf8_lossy(&stderr.join().unwrap()),
+            server.log_text()
+        );
+    }
+
+    let body = "hello component <&> ünïcode";
+    let mut converse = server.client(ALICE, ALICE_PASSWORD, Mode::Starttls, "SCRAM-SHA-256");
+    converse.args(["converse", "--to", "bot@echo.localhost", "--body", body]);
+    converse.args(["--timeout", "15"]);
+    let run = server.run_ok(converse);
+    let answer = run.event("message");
+    assert_eq!(
+        string_field(answer, "from").as_deref(),
+        Some("bot@echo.localhost"),
+        "{answer}"
+    );
+    assert_eq!(
+        string_field(answer, "body").as_deref(),
+        Some(format!("echo: {body}").as_str()),
+        "{answer}"
+    );
+    assert_eq!(bool_field(answer, "delay"), Some(false), "{answer}");
+
+    // The component saw the message from alice's full JID, and ends.
+    let received = next_event(&mut seen, "message")
+        .unwrap_or_else(|e| panic!("the component printed no message ({e:?}); stdout: {seen:?}"));
+    let from = string_field(&received, "from").unwrap();
+    assert!(from.starts_with(&format!("{ALICE}/")), "from {from:?}");
+    assert_eq!(
+        string_field(&received, "to").as_deref(),
+        Some("bot@echo.localhost")
+    );
+    assert_eq!(string_field(&received, "body").as_deref(), Some(body));
+    let status = wait_bounded(&mut component.0, Duration::from_secs(15));
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "the component: {status:?}\n{stderr}\n{}",
+        server.log_text()
+    );
+
+    let mut items = server.client(ALICE, ALICE_PASSWORD, Mode::DirectTls, "SCRAM-SHA-256");
+    items.arg("items");
+    let run = server.run_ok(items);
+    let listed = run.event("items");
+    assert!(
+        listed.contains(&format!("{{\"jid\": \"{ECHO}\"")),
+        "the component is not listed: {listed}"
+    );
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(!log.contains(ECHO_SECRET), "the secret is in the log");
+    server.stop();
+}
+
 /// The helpers themselves, without a server.
 #[test]
 fn json_fields_and_listening_lines_parse() {
@@ -866,6 +1006,7 @@ fn json_fields_and_listening_lines_parse() {
         None
     );
     assert!(Path::new(CLIENT).is_file(), "{CLIENT} is missing");
+    assert!(Path::new(COMPONENT).is_file(), "{COMPONENT} is missing");
 }
 
 /// Debian's slixmpp 1.8.3 (what poezio runs) offers SCRAM-*-PLUS with

@@ -1,5 +1,7 @@
 //! XEP-0030: what the server and an account are, and what the server
-//! does (assembled from the features' declarations).
+//! does (assembled from the features' declarations); the server's items
+//! are its services (the external components' domains and what features
+//! add, [`super::server_items`]).
 
 use sigil_proto::error::StanzaCondition;
 use sigil_xml::{Element, ns};
@@ -37,7 +39,18 @@ impl Feature for Disco {
                     request.result(Some(info(request.context, &request.to, payload.attribute("node"))));
                 }
                 (ns::DISCO_ITEMS, "query", "get") => {
-                    request.result(Some(Element::new("query", ns::DISCO_ITEMS)));
+                    let mut query = Element::new("query", ns::DISCO_ITEMS);
+                    if let Some(node) = payload.attribute("node") {
+                        query.set_attribute("node", node);
+                    }
+                    // The server's services; an account lists none, and
+                    // nodes have no items.
+                    if request.to == Addressed::Server && payload.attribute("node").is_none() {
+                        for item in super::server_items(request.context) {
+                            query.push_child(item);
+                        }
+                    }
+                    request.result(Some(query));
                 }
                 _ => request.error(StanzaCondition::FeatureNotImplemented),
             }

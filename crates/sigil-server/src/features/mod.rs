@@ -174,6 +174,12 @@ pub(crate) trait Feature: Sync {
         &[]
     }
 
+    /// The services it adds to the server's disco#items (XEP-0030 §4), as
+    /// `<item/>` elements (a MUC or upload service names its domain).
+    fn server_items(&self, _context: &Context) -> Vec<Element> {
+        Vec::new()
+    }
+
     /// Answers an IQ `get` or `set` in its namespace, for an address it
     /// answers for; a use it does not support gets
     /// `feature-not-implemented`.
@@ -351,6 +357,22 @@ pub(crate) fn account_features(context: &Context) -> impl Iterator<Item = &'stat
         .iter()
         .filter(|feature| feature.enabled(context))
         .flat_map(|feature| feature.account_features().iter().copied())
+}
+
+/// The services the server lists in disco#items: each configured external
+/// component's domain, then what the features add, in [`FEATURES`] order.
+pub(crate) fn server_items(context: &Context) -> Vec<Element> {
+    let mut items: Vec<Element> = context
+        .components
+        .iter()
+        .map(|domain| {
+            Element::new("item", sigil_xml::ns::DISCO_ITEMS).with_attribute("jid", domain.clone())
+        })
+        .collect();
+    for feature in FEATURES {
+        items.extend(feature.server_items(context));
+    }
+    items
 }
 
 /// Every identity the server announces, in [`FEATURES`] order.

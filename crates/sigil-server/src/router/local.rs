@@ -1,9 +1,9 @@
 //! The router of this node: its sessions, sharded by bare JID.
 //!
 //! Every session registers its full JID here with a bounded queue, kept in
-//! its [`SessionHandle`]: a deque that holds no memory while empty (an
-//! idle session's queue costs a few words, where a tokio channel allocates
-//! a block of 32 slots up front).
+//! its [`SessionHandle`] (a `Mailbox`, which holds no memory while
+//! empty); external components register their domain
+//! ([`Router::register_component`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use jid::{BareJid, FullJid};
 use sigil_proto::error::StreamError;
 
+use super::mailbox::Mailbox;
 use super::{
-    Entry, Presence, Receipt, ReceiptId, Receipts, Routes, SendError, SessionId, SessionMessage,
-    Settled, Undelivered, lock,
+    ComponentHandle, Components, Entry, Presence, Receipt, ReceiptId, Receipts, Routes, SendError,
+    SessionId, SessionMessage, Settled, Undelivered, lock,
 };
 
 /// One bound session as others see it.
@@ -22,14 +23,11 @@ use super::{
 pub struct SessionHandle {
     /// The bound full JID.
     pub jid: FullJid,
-    queue: Mutex<Queue>,
-    /// Woken when a message is queued.
-    queued: tokio::sync::Notify,
+    /// Its queue, and whether it was told to end.
+    mailbox: Mailbox,
     presence: Mutex<Option<Presence>>,
     /// [`ROSTER_REQUESTED`] and [`CARBONS`].
     flags: std::sync::atomic::AtomicU8,
-    /// Woken (all waiters) when the session is told to end.
-    ending: tokio::sync::Notify,
     /// A number that tells this session from an older one with the same
     /// full JID.
     pub serial: u64,
@@ -95,73 +93,28 @@ const ROSTER_REQUESTED: u8 = 1;
 /// The client enabled message carbons.
 const CARBONS: u8 = 2;
 
-/// A session's messages, in order.
-#[derive(Debug)]
-struct Queue {
-    messages: VecDeque<SessionMessage>,
-    /// The most messages held.
-    limit: usize,
-    /// The session has ended: nothing more is accepted.
-    closed: bool,
-    /// The session was told to end, with this stream error: it ends
-    /// before delivering anything more (what is queued is rerouted).
-    end: Option<Box<StreamError>>,
-}
-
 impl SessionHandle {
     /// Queues a message without waiting. A full queue means the client
     /// reads more slowly than stanzas arrive; the caller decides (it is
     /// closed as too slow rather than buffered without bound).
     pub fn send(&self, message: SessionMessage) -> Result<(), Undelivered> {
-        {
-            let mut queue = lock(&self.queue);
-            // Ended, or told to end (what it would not deliver is better
-            // sent elsewhere by the sender now).
-            let error = if queue.closed || queue.end.is_some() {
-                Some(SendError::Gone)
-            } else if queue.messages.len() >= queue.limit {
-                Some(SendError::Full)
-            } else {
-                None
-            };
-            if let Some(error) = error {
-                return Err(Undelivered { error, message });
-            }
-            queue.messages.push_back(message);
-        }
-        // A wakeup with no one waiting is kept for the next wait.
-        self.queued.notify_one();
-        Ok(())
+        self.mailbox.send(message)
     }
 
     /// The next queued message, if any (for the session's own task);
     /// none once the session was told to end.
     pub fn try_recv(&self) -> Option<SessionMessage> {
-        let mut queue = lock(&self.queue);
-        if queue.end.is_some() {
-            return None;
-        }
-        let message = queue.messages.pop_front();
-        if queue.messages.is_empty() && queue.messages.capacity() > 0 {
-            // Nothing held while idle.
-            queue.messages = VecDeque::new();
-        }
-        message
+        self.mailbox.try_recv()
     }
 
     /// Waits for the next queued message (for the session's own task).
     pub async fn recv(&self) -> SessionMessage {
-        loop {
-            if let Some(message) = self.try_recv() {
-                return message;
-            }
-            self.queued.notified().await;
-        }
+        self.mailbox.recv().await
     }
 
     /// How many messages are queued.
     pub fn queued(&self) -> usize {
-        lock(&self.queue).messages.len()
+        self.mailbox.queued()
     }
 
     /// Tells the session to end with `error`, ahead of anything queued
@@ -171,46 +124,24 @@ impl SessionHandle {
     /// error told is the one sent. `false` if the session had already
     /// ended.
     pub fn end(&self, error: StreamError) -> bool {
-        let open = {
-            let mut queue = lock(&self.queue);
-            if queue.end.is_none() {
-                queue.end = Some(Box::new(error));
-            }
-            !queue.closed
-        };
-        // Every waiter: a parked session's task and the connection that
-        // took it over may both be waiting.
-        self.ending.notify_waiters();
-        open
+        self.mailbox.end(error)
     }
 
     /// The error the session was told to end with, if it was.
     pub fn end_error(&self) -> Option<StreamError> {
-        lock(&self.queue).end.as_deref().cloned()
+        self.mailbox.end_error()
     }
 
     /// Resolves once the session was told to end (at once if it already
     /// was).
     pub async fn ended(&self) {
-        loop {
-            let notified = self.ending.notified();
-            tokio::pin!(notified);
-            // Registered before the check, so a concurrent `end` is seen
-            // by one or the other.
-            notified.as_mut().enable();
-            if lock(&self.queue).end.is_some() {
-                return;
-            }
-            notified.await;
-        }
+        self.mailbox.ended().await;
     }
 
     /// Ends the queue: later sends fail with [`SendError::Gone`]; what was
     /// queued is returned, in order.
     pub fn close_queue(&self) -> VecDeque<SessionMessage> {
-        let mut queue = lock(&self.queue);
-        queue.closed = true;
-        std::mem::take(&mut queue.messages)
+        self.mailbox.close_queue()
     }
 
     /// The session's available presence, `None` when unavailable.
@@ -275,6 +206,8 @@ pub struct Router {
     receipts: Arc<Receipts>,
     hasher: RandomState,
     serial: std::sync::atomic::AtomicU64,
+    /// The external components connected.
+    components: Components,
 }
 
 /// Shards: a power of two well above the core count keeps lock contention
@@ -295,7 +228,29 @@ impl Router {
             receipts: Arc::default(),
             hasher: RandomState::new(),
             serial: std::sync::atomic::AtomicU64::new(1),
+            components: Components::default(),
         }
+    }
+
+    /// Takes `domain` for a newly connected external component, with a
+    /// queue of `queue_limit` messages; `None` while another connection
+    /// serves it (see [`ComponentHandle`]).
+    pub fn register_component(
+        &self,
+        domain: &str,
+        queue_limit: usize,
+    ) -> Option<Arc<ComponentHandle>> {
+        self.components.register(domain, queue_limit)
+    }
+
+    /// Gives a component's domain back when its connection ends.
+    pub fn unregister_component(&self, handle: &ComponentHandle) {
+        self.components.unregister(handle);
+    }
+
+    /// The component connected for `domain`, if any.
+    pub fn component(&self, domain: &str) -> Option<Arc<ComponentHandle>> {
+        self.components.get(domain)
     }
 
     /// Registers a session whose queue holds up to `queue_limit` messages,
@@ -323,16 +278,9 @@ impl Router {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let handle = Arc::new(SessionHandle {
             jid: jid.clone(),
-            queue: Mutex::new(Queue {
-                messages: VecDeque::new(),
-                limit: queue_limit,
-                closed: false,
-                end: None,
-            }),
-            queued: tokio::sync::Notify::new(),
+            mailbox: Mailbox::new(queue_limit),
             presence: Mutex::new(None),
             flags: std::sync::atomic::AtomicU8::new(0),
-            ending: tokio::sync::Notify::new(),
             serial,
             certificate,
         });
@@ -426,6 +374,14 @@ impl Routes for Router {
                 message,
             }),
         }
+    }
+
+    fn deliver_to_component(
+        &self,
+        domain: &str,
+        message: SessionMessage,
+    ) -> Result<(), Undelivered> {
+        self.components.deliver(domain, message)
     }
 
     fn sessions(&self, account: &BareJid) -> Vec<Entry> {
@@ -541,9 +497,9 @@ mod tests {
             .register(jid("juliet@example.org/balcony"), 8, None, || false)
             .unwrap();
         handle.send(stanza("a")).unwrap();
-        assert!(lock(&handle.queue).messages.capacity() > 0);
+        assert!(handle.mailbox.capacity() > 0);
         handle.try_recv().unwrap();
-        assert_eq!(lock(&handle.queue).messages.capacity(), 0);
+        assert_eq!(handle.mailbox.capacity(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@
 //! its presence and what else others need to know of it), and by
 //! [`SessionId`] (a full JID with the number that tells a session from an
 //! older one with the same JID) to send to, end or describe exactly one
-//! session. [`Router`] implements it for the sessions of this node; a
+//! session. External components (XEP-0114) are reached by their domain
+//! ([`Routes::deliver_to_component`]). [`Router`] implements it for the
+//! sessions and components of this node; a
 //! cluster router (sessions on other nodes, reached through a message
 //! bus) implements the same trait, and no feature knows which it has.
 //!
@@ -19,9 +21,13 @@ use jid::{BareJid, FullJid};
 use sigil_proto::error::StreamError;
 use sigil_xml::Element;
 
+mod components;
 mod local;
+mod mailbox;
 mod receipts;
 
+pub use components::ComponentHandle;
+pub(crate) use components::Components;
 pub use local::{Router, SessionCertificate, SessionHandle};
 pub use receipts::{Receipt, ReceiptId, Receipts, Settled};
 
@@ -102,6 +108,15 @@ pub trait Routes: Send + Sync {
 
     /// Queues a message for exactly this session.
     fn send(&self, to: &SessionId, message: SessionMessage) -> Result<(), Undelivered>;
+
+    /// Queues a message for the external component connected for `domain`
+    /// (a configured component domain, not a subdomain of it);
+    /// [`SendError::Gone`] when none is connected.
+    fn deliver_to_component(
+        &self,
+        domain: &str,
+        message: SessionMessage,
+    ) -> Result<(), Undelivered>;
 
     /// The presence directory of an account: its bound sessions, those
     /// told to end left out.

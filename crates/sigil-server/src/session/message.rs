@@ -1,5 +1,5 @@
 //! Messages (RFC 6121 §8): to a full JID, to a bare JID (the account's
-//! sessions by priority, or offline).
+//! sessions by priority, or offline), to an external component.
 
 use std::sync::Arc;
 
@@ -26,6 +26,9 @@ pub(super) async fn message(
             None => return,
         },
     };
+    if let Some(domain) = context.component_of(&to) {
+        return super::component::to_component(context, domain, stanza, receipt);
+    }
     if !context.is_local(&to) {
         return context.bounce(&stanza, StanzaCondition::RemoteServerNotFound);
     }

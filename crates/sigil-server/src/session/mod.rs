@@ -11,8 +11,10 @@
 //! presence of the contacts the user is subscribed to, and followed by
 //! pending subscription requests and offline messages. Subscriptions
 //! follow RFC 6121 §3 for local contacts, both rosters updated and pushed
-//! to the resources that fetched the roster. Messages to other domains
-//! get `remote-server-not-found` (no server-to-server yet).
+//! to the resources that fetched the roster. Stanzas to an external
+//! component's domain go to the component (`component`, XEP-0114), and
+//! the component's stanzas are routed here like a user's; stanzas to
+//! other domains get `remote-server-not-found` (no server-to-server yet).
 
 use std::sync::Arc;
 
@@ -24,9 +26,12 @@ use sigil_proto::sid::StanzaId;
 
 use crate::context::Context;
 
+mod component;
 mod message;
 mod offline;
 mod presence;
+
+pub use component::{from_component, undeliverable};
 
 use message::{message, to_bare};
 use presence::{broadcast, directed, presence};
@@ -234,6 +239,9 @@ async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: 
         Some(to) => to.node().is_some() && to.resource().is_none() && to.to_bare() == session.bare,
     };
     if let Some(to) = &to {
+        if let Some(domain) = context.component_of(to) {
+            return component::to_component(context, domain, stanza, None);
+        }
         if !context.is_local(to) {
             return context.bounce(&stanza, StanzaCondition::RemoteServerNotFound);
         }

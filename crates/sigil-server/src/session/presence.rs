@@ -76,13 +76,16 @@ pub(super) async fn presence(
 }
 
 /// Sends a presence to its `to` (full: that session; bare: every
-/// available session).
+/// available session; a component's address: that component).
 pub(super) fn directed(context: &Context, to: &Jid, stanza: &Element) {
+    let mut stanza = stanza.clone();
+    stanza.set_attribute("to", to.to_string());
+    if let Some(domain) = context.component_of(to) {
+        return super::component::to_component(context, domain, stanza, None);
+    }
     if !context.is_local(to) || to.node().is_none() {
         return;
     }
-    let mut stanza = stanza.clone();
-    stanza.set_attribute("to", to.to_string());
     match to.clone().try_into_full() {
         Ok(full) => {
             context.deliver_to_full(&full, stanza);

@@ -183,6 +183,8 @@ pub(crate) async fn serve(
     let login_timeout = Duration::from_secs(context.limits.login_timeout_seconds);
     let deadline = tokio::time::Instant::now() + login_timeout;
     let (wire, connection, tls) = match listener.kind {
+        // Served by `crate::component`, never here.
+        ListenerKind::Component => return,
         ListenerKind::Starttls => (TcpWire::plain(tcp), ConnectionInfo::default(), None),
         ListenerKind::DirectTls | ListenerKind::Https => {
             // This task ends with the handshake; the session gets a task

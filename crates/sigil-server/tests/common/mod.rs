@@ -329,7 +329,7 @@ impl TestClient {
             resource: login.resource.clone(),
             tls: match login.kind {
                 ListenerKind::DirectTls | ListenerKind::Https => client::TlsMode::Direct,
-                ListenerKind::Starttls => client::TlsMode::Required,
+                ListenerKind::Starttls | ListenerKind::Component => client::TlsMode::Required,
             },
             sasl: Arc::new(sasl),
             context: {
@@ -360,7 +360,7 @@ impl TestClient {
                 }
                 Err(_) => Transport::Gone,
             },
-            ListenerKind::Starttls => Transport::Plain(tcp),
+            ListenerKind::Starttls | ListenerKind::Component => Transport::Plain(tcp),
         };
         let mut client = Self {
             io,

@@ -2,9 +2,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+mod sections;
+
+pub use sections::*;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -12,9 +16,14 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// The domain served (the part after `@` in every account).
     pub domain: String,
-    /// Client-to-server listeners.
+    /// Client-to-server listeners, and the listener of external
+    /// components (`kind = "component"`).
     #[serde(default = "default_listeners", rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// External components (XEP-0114): the domains they may serve, each
+    /// with its shared secret.
+    #[serde(default, rename = "component", skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentConfig>,
     /// The server certificate.
     #[serde(default)]
     pub tls: TlsConfig,
@@ -45,11 +54,13 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// `starttls` (RFC 6120, port 5222) or `direct-tls` (XEP-0368, port 5223).
+    /// `starttls` (RFC 6120, port 5222), `direct-tls` (XEP-0368, port
+    /// 5223), `https` (port 5281) or `component` (XEP-0114, port 5347).
     pub kind: ListenerKind,
     /// Address and port, e.g. `127.0.0.1:5222`.
     pub address: SocketAddr,
-    /// Whether clients are asked for a certificate.
+    /// Whether clients are asked for a certificate (not used by a
+    /// `component` listener, which has no TLS).
     #[serde(default)]
     pub client_certificates: ClientCertificatePolicy,
 }
@@ -58,6 +69,10 @@ pub struct ListenerConfig {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum ListenerKind {
+    /// External components (XEP-0114, `jabber:component:accept`): plain
+    /// TCP, authenticated by a shared secret. Meant for loopback: the
+    /// stream is not encrypted.
+    Component,
     /// TLS from the first byte (XEP-0368).
     DirectTls,
     /// HTTPS: XMPP over WebSocket (RFC 7395) at `/xmpp-websocket`, BOSH
@@ -71,6 +86,7 @@ impl ListenerKind {
     /// As the configuration spells it.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Component => "component",
             Self::DirectTls => "direct-tls",
             Self::Https => "https",
             Self::Starttls => "starttls",
@@ -99,300 +115,6 @@ impl ClientCertificatePolicy {
             Self::Disabled => "disabled",
             Self::Wanted => "wanted",
             Self::Needed => "needed",
-        }
-    }
-}
-
-/// Where the server certificate comes from.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM certificate chain. Relative paths are relative to the
-    /// configuration file. Default: `server.crt`, generated on first run.
-    pub certificate: Option<PathBuf>,
-    /// PEM private key. Default: `server.key`, generated on first run.
-    pub key: Option<PathBuf>,
-}
-
-/// Storage.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct StorageConfig {
-    /// `sqlite://PATH` (relative to the configuration file).
-    pub url: String,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://sigil.db".into(),
-        }
-    }
-}
-
-/// SASL.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct SaslConfig {
-    /// The mechanisms that may be offered (an allow-list). Others are never
-    /// offered, whatever the connection.
-    pub mechanisms: Vec<String>,
-}
-
-/// The mechanisms a server offers when the configuration does not say.
-pub const DEFAULT_MECHANISMS: &[&str] = &[
-    "EXTERNAL",
-    "SCRAM-SHA-512-PLUS",
-    "SCRAM-SHA-256-PLUS",
-    "SCRAM-SHA-1-PLUS",
-    "SCRAM-SHA-512",
-    "SCRAM-SHA-256",
-    "SCRAM-SHA-1",
-    "PLAIN",
-];
-
-/// Every mechanism the server implements.
-pub const KNOWN_MECHANISMS: &[&str] = &[
-    "SCRAM-SHA-512-PLUS",
-    "SCRAM-SHA-256-PLUS",
-    "SCRAM-SHA-1-PLUS",
-    "SCRAM-SHA-512",
-    "SCRAM-SHA-256",
-    "SCRAM-SHA-1",
-    "PLAIN",
-    "ANONYMOUS",
-    "EXTERNAL",
-];
-
-impl Default for SaslConfig {
-    fn default() -> Self {
-        Self {
-            mechanisms: DEFAULT_MECHANISMS.iter().map(|m| (*m).to_owned()).collect(),
-        }
-    }
-}
-
-/// WebSocket and BOSH over HTTPS.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Origins (`https://chat.example.org`) whose pages may open sessions,
-    /// besides the server's own HTTPS origins. Browsers present client
-    /// certificates to any page, so other pages are refused.
-    pub allowed_origins: Vec<String>,
-    /// The largest WebSocket message, in bytes.
-    pub max_frame_bytes: usize,
-    /// WebSocket connections and BOSH sessions open at once, all clients
-    /// together; more get HTTP 503.
-    pub max_sessions: usize,
-    /// HTTPS connections open at once, all clients together; more are
-    /// closed at once.
-    pub max_connections: usize,
-    /// HTTPS connections from one IP address (an IPv6 /64) at once.
-    pub max_connections_per_address: usize,
-    /// Serve `.map` files from `web_assets` (large, for debugging).
-    pub source_maps: bool,
-    /// Converse.js's `dist/` directory (relative to this file). Default:
-    /// `web/converse` of the Sigil checkout (vendored).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub web_assets: Option<PathBuf>,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            allowed_origins: Vec::new(),
-            max_frame_bytes: 256 * 1024 + 1024,
-            max_sessions: 10_000,
-            max_connections: 20_000,
-            max_connections_per_address: 256,
-            source_maps: false,
-            web_assets: None,
-        }
-    }
-}
-
-/// Certificate logins (SASL EXTERNAL).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// A directory of PEM files: CAs whose client certificates (with
-    /// clientAuth and an xmppAddr naming the account) may log in. Relative
-    /// to the configuration file; `sigil cert trust` puts files there.
-    pub trusted_cas: PathBuf,
-    /// A directory of certificate revocation lists from those CAs: every
-    /// file in it but hidden ones is a list (PEM or DER, any name). A
-    /// certificate a list names never logs in, registered or not; a list
-    /// that cannot be used stops logins by CA trust (see
-    /// [`crate::trust`]). Relative to the configuration file; a missing
-    /// directory means no lists. Read again when a file in it changes.
-    pub crls: PathBuf,
-    /// Offer EXTERNAL alone to a connection whose certificate would log in
-    /// right now, so a client in certificate mode cannot choose a password
-    /// mechanism it has no password for.
-    pub external_alone: bool,
-    /// The Unix socket through which the command line (`sigil cert
-    /// revoke`, `sigil user del|disable|passwd`) tells a running server to
-    /// end the sessions that lost their right ([`crate::control`]).
-    pub control_socket: PathBuf,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            trusted_cas: PathBuf::from("trusted-cas"),
-            crls: PathBuf::from("crls"),
-            external_alone: true,
-            control_socket: PathBuf::from("sigil.sock"),
-        }
-    }
-}
-
-/// Limits. The framer's come from [`sigil_xml::Limits`], which says why
-/// each default; the others say so below.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Largest stanza in bytes.
-    pub max_stanza_bytes: usize,
-    /// Deepest element nesting.
-    pub max_depth: usize,
-    /// Attributes per element.
-    pub max_attributes: usize,
-    /// Bytes a connection may send before authenticating.
-    pub max_unauthenticated_bytes: u64,
-    /// Offline messages kept per account.
-    pub max_offline_messages: usize,
-    /// Bytes of offline messages kept per account, all together.
-    pub max_offline_bytes: usize,
-    /// Items one roster holds (inbound subscription requests included).
-    pub max_roster_items: usize,
-    /// JIDs one account may block (XEP-0191).
-    pub max_blocked_jids: usize,
-    /// Namespaces one account may keep in private XML storage (XEP-0049).
-    /// Default 100.
-    pub max_private_documents: usize,
-    /// Bytes of one element in private XML storage (XEP-0049). Default
-    /// 64 KiB: bookmarks and client settings, with room to spare.
-    pub max_private_bytes: usize,
-    /// Bytes of one account's vCard (XEP-0054; also when written as
-    /// vCard4). Default 128 KiB: a photo of about 90 KiB, and the whole
-    /// IQ within the default stanza limit.
-    pub max_vcard_bytes: usize,
-    /// Stanzas queued for one session before it is disconnected as too slow
-    /// (`policy-violation`); also the most stanzas kept unacknowledged
-    /// (XEP-0198) and, on BOSH, frames waiting for the client's next
-    /// request. Default 1,024.
-    pub session_queue: usize,
-    /// Seconds to complete TLS and authentication.
-    pub login_timeout_seconds: u64,
-    /// Certificates one account may register (XEP-0257).
-    pub max_certificates_per_account: usize,
-    /// Revoked certificates one account keeps (revocations are final and
-    /// outlive the certificate): once reached, the account registers no
-    /// more certificates. Revoking always works.
-    pub max_revoked_certificates_per_account: usize,
-    /// Bytes a second one connection may send once its session is bound,
-    /// on average (a token bucket holding one second's worth); a faster
-    /// client is read more slowly, not disconnected. 0: no limit (as
-    /// `scripts/bench` runs, to measure the server, not the limit).
-    /// Default 256 KiB: a largest stanza a second, far above any chat
-    /// client (ejabberd's default shaper gives normal users 1 KB/s).
-    pub read_bytes_per_second: u64,
-    /// The same before the session is bound (TLS, SASL, bind).
-    pub unauthenticated_read_bytes_per_second: u64,
-    /// Connections from one IP address (an IPv6 /64) whose session is not
-    /// bound yet (TLS handshake and login under way); more are refused at
-    /// once. 0: no limit. Default 64: room for an office behind one NAT
-    /// logging in at once.
-    pub max_pending_per_address: usize,
-    /// Seconds a write to a client may take before the connection is
-    /// dropped: a client that stops reading would otherwise hold its
-    /// session (and the queue behind it) forever.
-    pub write_timeout_seconds: u64,
-    /// Seconds a session whose connection died waits to be resumed
-    /// (XEP-0198), for clients that asked for resumption; its messages
-    /// queue meanwhile. 0: no resumption.
-    pub resume_timeout_seconds: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let framer = sigil_xml::Limits::default();
-        Self {
-            max_stanza_bytes: framer.max_stanza_bytes,
-            max_depth: framer.max_depth,
-            max_attributes: framer.max_attributes,
-            max_unauthenticated_bytes: framer.max_unauthenticated_bytes,
-            max_offline_messages: 1000,
-            max_offline_bytes: 16 << 20,
-            max_roster_items: 5000,
-            max_blocked_jids: 5000,
-            max_private_documents: 100,
-            max_private_bytes: 64 * 1024,
-            max_vcard_bytes: 128 * 1024,
-            session_queue: 1024,
-            login_timeout_seconds: 30,
-            max_certificates_per_account: 32,
-            max_revoked_certificates_per_account: 1024,
-            read_bytes_per_second: 256 * 1024,
-            unauthenticated_read_bytes_per_second: 16 * 1024,
-            max_pending_per_address: 64,
-            write_timeout_seconds: 60,
-            resume_timeout_seconds: 300,
-        }
-    }
-}
-
-/// Message archives (XEP-0313): every account's messages, kept on the
-/// server so that each of its devices can fetch the conversation.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ArchiveConfig {
-    /// Archive messages at all.
-    pub enabled: bool,
-    /// Days a message stays in the archive; 0 keeps it until the account
-    /// goes (or [`Self::max_messages_per_account`] pushes it out).
-    pub keep_days: u32,
-    /// The most messages kept per account: beyond it the oldest go.
-    pub max_messages_per_account: u64,
-    /// What an account archives until its user says otherwise (XEP-0313
-    /// §6): `always`, `roster` (only messages with roster contacts) or
-    /// `never`.
-    pub default: String,
-}
-
-impl Default for ArchiveConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            keep_days: 365,
-            max_messages_per_account: 1_000_000,
-            default: "always".into(),
-        }
-    }
-}
-
-impl ArchiveConfig {
-    /// The default rule ([`Self::default`], checked by
-    /// [`Config::validate`]).
-    pub fn default_rule(&self) -> sigil_store::ArchiveDefault {
-        sigil_store::ArchiveDefault::from_name(&self.default).unwrap_or_default()
-    }
-}
-
-/// Logging.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// A `tracing` filter: `info`, `debug`, `sigil_server=debug,info`…
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
         }
     }
 }
@@ -444,6 +166,7 @@ impl Config {
         Self {
             domain: domain.to_owned(),
             listeners: default_listeners(),
+            components: Vec::new(),
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
             sasl: SaslConfig::default(),
@@ -500,8 +223,10 @@ impl Config {
         if self.listeners.is_empty() {
             return Err(bad("listener", "at least one listener is needed".into()));
         }
-        for (i, a) in self.listeners.iter().enumerate() {
-            if a.address.port() != 0 && self.listeners[..i].iter().any(|b| b.address == a.address) {
+        self.validate_components()?;
+        let listeners = self.listening();
+        for (i, a) in listeners.iter().enumerate() {
+            if a.address.port() != 0 && listeners[..i].iter().any(|b| b.address == a.address) {
                 return Err(bad(
                     &format!("listener[{i}].address"),
                     format!("{} is used twice", a.address),
@@ -700,6 +425,100 @@ impl Config {
         Ok(())
     }
 
+    /// The listeners the server opens: those configured, and a component
+    /// listener on [`DEFAULT_COMPONENT_ADDRESS`] when components are
+    /// configured without one.
+    pub fn listening(&self) -> Vec<ListenerConfig> {
+        let mut listeners = self.listeners.clone();
+        if !self.components.is_empty()
+            && !listeners.iter().any(|l| l.kind == ListenerKind::Component)
+        {
+            listeners.push(ListenerConfig {
+                kind: ListenerKind::Component,
+                address: DEFAULT_COMPONENT_ADDRESS,
+                client_certificates: ClientCertificatePolicy::Disabled,
+            });
+        }
+        listeners
+    }
+
+    /// The components: valid domains, none twice, none the server's own
+    /// or nested in another's (a component speaks for its subdomains, so
+    /// nesting would let one speak for the other, or for the server's
+    /// users), and an inline secret of [`SECRET_BYTES`]. A secret file is
+    /// read at start ([`ComponentConfig::read_secret`]).
+    fn validate_components(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, message: String| ConfigError { key, message };
+        let has_listener = self
+            .listeners
+            .iter()
+            .any(|l| l.kind == ListenerKind::Component);
+        if has_listener && self.components.is_empty() {
+            return Err(bad(
+                "listener".into(),
+                "a component listener without any [[component]]: no component could log in".into(),
+            ));
+        }
+        let server = self.domain.to_ascii_lowercase();
+        let mut domains: Vec<String> = Vec::new();
+        for (i, component) in self.components.iter().enumerate() {
+            let key = |field: &str| format!("component[{i}].{field}");
+            let domain = match jid::BareJid::new(&component.domain) {
+                Ok(jid) if jid.node().is_none() => jid.domain().to_string(),
+                _ => {
+                    return Err(bad(
+                        key("domain"),
+                        format!("{:?} is not a domain name", component.domain),
+                    ));
+                }
+            };
+            if domain != component.domain {
+                return Err(bad(
+                    key("domain"),
+                    format!("write it as {domain:?} (lowercase, normalised)"),
+                ));
+            }
+            if domain == server {
+                return Err(bad(
+                    key("domain"),
+                    format!("{domain:?} is the server's own domain"),
+                ));
+            }
+            if sigil_proto::component::in_domain(&server, &domain) {
+                return Err(bad(
+                    key("domain"),
+                    format!("the server's domain {server:?} is under {domain:?}"),
+                ));
+            }
+            if let Some(other) = domains.iter().find(|other| {
+                sigil_proto::component::in_domain(&domain, other)
+                    || sigil_proto::component::in_domain(other, &domain)
+            }) {
+                let message = if *other == domain {
+                    format!("{domain:?} is configured twice")
+                } else {
+                    format!("{domain:?} and {other:?} are nested")
+                };
+                return Err(bad(key("domain"), message));
+            }
+            domains.push(domain);
+            match (&component.secret, &component.secret_file) {
+                (Some(secret), None) => secret.check().map_err(|m| bad(key("secret"), m))?,
+                (None, Some(_)) => {}
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        key("secret"),
+                        "set secret or secret_file, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(bad(key("secret"), "set secret or secret_file".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The framer limits.
     pub fn framer_limits(&self) -> sigil_xml::Limits {
         sigil_xml::Limits {
@@ -767,5 +586,97 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("address"), "{error}");
+    }
+
+    const SECRET: &str = "0123456789abcdef0123";
+
+    fn component(domain: &str, secret: &str) -> String {
+        format!("[[component]]\ndomain = '{domain}'\nsecret = '{secret}'\n")
+    }
+
+    #[test]
+    fn components_get_a_loopback_listener_and_keep_their_secret_hidden() {
+        let text = format!(
+            "domain = 'example.org'\n{}",
+            component("muc.example.org", SECRET)
+        );
+        let config = Config::parse(&text).unwrap();
+        let listening = config.listening();
+        assert_eq!(listening.len(), 4);
+        assert_eq!(listening[3].kind, ListenerKind::Component);
+        assert_eq!(listening[3].address, DEFAULT_COMPONENT_ADDRESS);
+        assert_eq!(DEFAULT_COMPONENT_ADDRESS.to_string(), "127.0.0.1:5347");
+        assert!(!format!("{config:?}").contains(SECRET));
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+        // A listener of its own replaces the default one.
+        let text = format!(
+            "domain = 'example.org'\n[[listener]]\nkind = 'component'\naddress = '127.0.0.1:6000'\n{}",
+            component("muc.example.org", SECRET)
+        );
+        let listening = Config::parse(&text).unwrap().listening();
+        assert_eq!(listening.len(), 1);
+        assert_eq!(listening[0].address.port(), 6000);
+    }
+
+    #[test]
+    fn component_errors_name_the_key() {
+        let base = "domain = 'example.org'\n";
+        let cases = [
+            (component("example.org", SECRET), "component[0].domain"),
+            (
+                component("a@muc.example.org", SECRET),
+                "component[0].domain",
+            ),
+            (component("MUC.example.org", SECRET), "component[0].domain"),
+            (component("org", SECRET), "component[0].domain"),
+            (
+                component("muc.example.org", SECRET) + &component("muc.example.org", SECRET),
+                "component[1].domain",
+            ),
+            (
+                component("muc.example.org", SECRET) + &component("a.muc.example.org", SECRET),
+                "component[1].domain",
+            ),
+            (component("muc.example.org", "short"), "component[0].secret"),
+            (
+                "[[component]]\ndomain = 'muc.example.org'\n".to_owned(),
+                "component[0].secret",
+            ),
+            (
+                component("muc.example.org", SECRET) + "secret_file = 'x'\n",
+                "component[0].secret",
+            ),
+            (
+                "[[listener]]\nkind = 'component'\naddress = '127.0.0.1:5347'\n".to_owned(),
+                "listener",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = Config::parse(&format!("{base}{text}")).unwrap_err();
+            assert_eq!(error.key, key, "{text}: {error}");
+            assert!(!error.to_string().contains(SECRET), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_secret_file_is_read_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("muc.secret"), format!("{SECRET}\r\n")).unwrap();
+        std::fs::write(dir.path().join("short.secret"), "short\n").unwrap();
+        let mut config = ComponentConfig {
+            domain: "muc.example.org".into(),
+            secret: None,
+            secret_file: Some("muc.secret".into()),
+        };
+        assert_eq!(
+            config.read_secret(dir.path()).unwrap().expose(),
+            SECRET.as_bytes()
+        );
+        config.secret_file = Some("short.secret".into());
+        let error = config.read_secret(dir.path()).unwrap_err();
+        assert!(error.contains("16 to 1024 bytes"), "{error}");
+        config.secret_file = Some("missing".into());
+        let error = config.read_secret(dir.path()).unwrap_err();
+        assert!(error.contains("missing"), "{error}");
     }
 }
