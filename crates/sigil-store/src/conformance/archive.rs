@@ -234,3 +234,30 @@ pub async fn archive_prefs_expiry_and_deletion(store: &dyn Store) {
     assert!(left.messages.is_empty());
     assert_eq!(store.archive_prefs(OWNER).await.unwrap(), None);
 }
+
+/// Expiry deletes everything it should however much it is (a backend
+/// may delete in batches), by age and by count.
+pub async fn archive_expiry_of_many(store: &dyn Store) {
+    create(store, OWNER).await;
+    let message = |n: i64| ArchivedMessage {
+        id: format!("m{n}"),
+        owner: OWNER.into(),
+        with: "romeo@example.net".into(),
+        at: 1_000 + n,
+        stanza: "<message xmlns='jabber:client'/>".into(),
+    };
+    let all: Vec<ArchivedMessage> = (0..25_000).map(message).collect();
+    assert_eq!(store.archive(&all).await.unwrap(), 25_000);
+    // The oldest 22,000 by age, then all but the newest 1,000 by count.
+    assert_eq!(
+        store
+            .expire_archive(1_000 + 22_000, u64::MAX)
+            .await
+            .unwrap(),
+        22_000
+    );
+    assert_eq!(store.expire_archive(0, 1_000).await.unwrap(), 2_000);
+    let left = store.archive_query(OWNER, &query(2_000)).await.unwrap();
+    assert_eq!(left.messages.len(), 1_000);
+    assert_eq!(left.messages[0].id, "m24000");
+}

@@ -144,6 +144,7 @@ macro_rules! conformance_tests {
                 archive_ids_and_owners,
                 archive_order_survives_the_clock,
                 archive_prefs_expiry_and_deletion,
+                archive_expiry_of_many,
                 documents_round_trip,
                 documents_quota,
                 documents_require_account,

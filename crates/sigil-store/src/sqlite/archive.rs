@@ -169,37 +169,70 @@ impl ArchiveStore for SqliteStore {
 
     fn expire_archive(&self, before: i64, keep: u64) -> StoreFuture<'_, u64> {
         Box::pin(async move {
-            self.write(move |transaction| {
-                let mut deleted = transaction
-                    .prepare_cached("DELETE FROM archive WHERE seq < ?")
-                    .map_err(backend)?
-                    .execute([before])
-                    .map_err(backend)?;
-                let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-                let over: Vec<String> = transaction
+            // In short transactions, so that messages being archived and
+            // everything else written meanwhile wait milliseconds, not the
+            // whole expiry.
+            let mut deleted = 0_u64;
+            loop {
+                let batch = self
+                    .write(move |transaction| {
+                        transaction
+                            .prepare_cached(
+                                "DELETE FROM archive WHERE seq IN (
+                                     SELECT seq FROM archive WHERE seq < ? ORDER BY seq LIMIT ?)",
+                            )
+                            .map_err(backend)?
+                            .execute((before, EXPIRY_BATCH))
+                            .map_err(backend)
+                    })
+                    .await?;
+                deleted += u64::try_from(batch).unwrap_or(0);
+                if i64::try_from(batch).unwrap_or(i64::MAX) < EXPIRY_BATCH {
+                    break;
+                }
+            }
+            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+            // Found on a reader, without the write lock.
+            let over: Vec<String> = self.read(|connection| {
+                connection
                     .prepare_cached("SELECT owner FROM archive GROUP BY owner HAVING count(*) > ?")
                     .map_err(backend)?
                     .query_map([keep], |row| row.get(0))
                     .map_err(backend)?
                     .collect::<Result<_, _>>()
-                    .map_err(backend)?;
-                for owner in &over {
-                    deleted += transaction
-                        .prepare_cached(
-                            "DELETE FROM archive WHERE owner = ?1 AND seq <= (
-                                 SELECT seq FROM archive WHERE owner = ?1
-                                 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-                        )
-                        .map_err(backend)?
-                        .execute((owner, keep))
-                        .map_err(backend)?;
+                    .map_err(backend)
+            })?;
+            for owner in over {
+                loop {
+                    let owner = owner.clone();
+                    let batch = self
+                        .write(move |transaction| {
+                            transaction
+                                .prepare_cached(
+                                    "DELETE FROM archive WHERE seq IN (
+                                         SELECT seq FROM archive WHERE owner = ?1
+                                         AND seq <= (SELECT seq FROM archive WHERE owner = ?1
+                                                     ORDER BY seq DESC LIMIT 1 OFFSET ?2)
+                                         ORDER BY seq LIMIT ?3)",
+                                )
+                                .map_err(backend)?
+                                .execute((&owner, keep, EXPIRY_BATCH))
+                                .map_err(backend)
+                        })
+                        .await?;
+                    deleted += u64::try_from(batch).unwrap_or(0);
+                    if i64::try_from(batch).unwrap_or(i64::MAX) < EXPIRY_BATCH {
+                        break;
+                    }
                 }
-                Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
-            })
-            .await
+            }
+            Ok(deleted)
         })
     }
 }
+
+/// Rows one expiry transaction deletes at most.
+const EXPIRY_BATCH: i64 = 10_000;
 
 /// The `seq` of `owner`'s message `id`, or [`StoreError::NotFound`].
 fn seq_of(connection: &Connection, owner: &str, id: &str) -> Result<i64, StoreError> {
