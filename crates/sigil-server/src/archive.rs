@@ -99,8 +99,16 @@ impl Archive {
                 return self.default.clone();
             }
         };
-        self.remember(owner, prefs.clone());
-        prefs
+        // Kept unless newer preferences were set meanwhile (a read that
+        // began before a change must not undo it).
+        let mut cache = crate::router::lock(&self.prefs);
+        if cache.len() >= MAX_CACHED && !cache.contains_key(owner) {
+            *cache = HashMap::new();
+        }
+        cache
+            .entry(owner.clone())
+            .or_insert_with(|| prefs.clone())
+            .clone()
     }
 
     /// Records preferences just stored for `owner`.
@@ -130,9 +138,14 @@ impl Archive {
         match prefs.default {
             ArchiveDefault::Always => true,
             ArchiveDefault::Never => false,
+            // In the roster as the user sees it: not an item that only
+            // holds someone's request to subscribe.
             ArchiveDefault::Roster => matches!(
                 store.roster_item(owner.as_str(), with_text).await,
-                Ok(Some(_))
+                Ok(Some(item)) if item.subscription != sigil_store::Subscription::None
+                    || item.ask
+                    || item.name.is_some()
+                    || !item.groups.is_empty()
             ),
         }
     }
@@ -170,21 +183,40 @@ pub fn archivable(stanza: &Element) -> bool {
     })
 }
 
+/// What archiving a message gave: the ids each archive gave it (each side
+/// is shown only its own: which of its messages the other side archives
+/// is the other side's business), and what resolves once they are
+/// committed.
+#[derive(Debug, Default)]
+pub struct Archived {
+    /// The sender's archive's id, for the sender's own sessions (carbons).
+    pub sender_id: Option<StanzaId>,
+    /// The recipient's archive's id, for the message as delivered.
+    pub recipient_id: Option<StanzaId>,
+    /// Resolves once the archives committed the message.
+    pub committed: Option<oneshot::Receiver<bool>>,
+}
+
 /// Archives a message for its sender and its recipient, those of them
-/// that are accounts of `domain` and keep it, and stamps it with each
-/// archive's stanza id. `to` is where it goes (`None`: the sender's own
-/// account). What it answers resolves once the archives committed it.
+/// that are accounts of `domain` and keep it. `to` is where it goes
+/// (`None`: the sender's own account).
 pub async fn archive(
     archive: &Archive,
     store: &dyn Store,
     domain: &str,
-    stanza: &mut Element,
+    stanza: &Element,
     to: Option<&Jid>,
-) -> Option<oneshot::Receiver<bool>> {
+) -> Archived {
+    let mut archived = Archived::default();
     if !archive.enabled() || !archivable(stanza) {
-        return None;
+        return archived;
     }
-    let from = Jid::new(stanza.attribute("from")?).ok()?;
+    let Some(from) = stanza
+        .attribute("from")
+        .and_then(|from| Jid::new(from).ok())
+    else {
+        return archived;
+    };
     let sender = from.to_bare();
     let to = to.cloned().unwrap_or_else(|| Jid::from(sender.clone()));
     let recipient = to.to_bare();
@@ -196,7 +228,7 @@ pub async fn archive(
     // A message to oneself is archived once, as received.
     if local(&from) && sender != recipient && archive.keeps(store, &sender, &recipient).await {
         let id = sigil_proto::random_id();
-        stanza.push_child(StanzaId::new(id.clone(), sender.clone().into()).to_element());
+        archived.sender_id = Some(StanzaId::new(id.clone(), sender.clone().into()));
         rows.push(ArchivedMessage {
             id,
             owner: sender.to_string(),
@@ -207,7 +239,7 @@ pub async fn archive(
     }
     if local(&to) && archive.keeps(store, &recipient, &sender).await {
         let id = sigil_proto::random_id();
-        stanza.push_child(StanzaId::new(id.clone(), recipient.clone().into()).to_element());
+        archived.recipient_id = Some(StanzaId::new(id.clone(), recipient.clone().into()));
         rows.push(ArchivedMessage {
             id,
             owner: recipient.to_string(),
@@ -216,10 +248,10 @@ pub async fn archive(
             stanza: stored,
         });
     }
-    if rows.is_empty() {
-        return None;
+    if !rows.is_empty() {
+        archived.committed = archive.append(rows).await;
     }
-    archive.append(rows).await
+    archived
 }
 
 /// The time now, in Unix microseconds.

@@ -19,18 +19,27 @@ use crate::router::SessionMessage;
 /// The most stanzas held for one client: beyond, they all go.
 pub const MAX_HELD: usize = 1024;
 
+/// The most bytes held for one client (as serialised): a stanza that
+/// would take it further goes at once.
+pub const MAX_HELD_BYTES: usize = 1 << 20;
+
 /// What a client that is inactive has not been sent yet.
 #[derive(Debug, Default)]
 pub struct Held {
     presence: Slots,
     chat_states: Slots,
+    /// A stanza could not wait (the bytes held would pass the cap): all
+    /// of it is to go, in order.
+    overflowed: bool,
 }
 
-/// Held stanzas in arrival order, one per key.
+/// Held stanzas in arrival order, one per key, with their sizes.
 #[derive(Debug, Default)]
 struct Slots {
-    order: Vec<Option<SessionMessage>>,
+    order: Vec<Option<(SessionMessage, usize)>>,
     index: HashMap<String, usize>,
+    /// Bytes of what is held (as serialised).
+    bytes: usize,
 }
 
 impl Slots {
@@ -38,22 +47,34 @@ impl Slots {
         self.index.len()
     }
 
-    /// Holds `message` under `key`, replacing what was held under it.
-    fn put(&mut self, key: String, message: SessionMessage) {
+    /// The size of what is held under `key`.
+    fn size_of(&self, key: &str) -> usize {
+        self.index
+            .get(key)
+            .and_then(|&at| self.order[at].as_ref())
+            .map_or(0, |(_, size)| *size)
+    }
+
+    /// Holds `message` (of `size` bytes) under `key`, replacing what was
+    /// held under it.
+    fn put(&mut self, key: String, message: SessionMessage, size: usize) {
+        self.bytes += size;
+        let message = Some((message, size));
         match self.index.get(&key) {
             Some(&at) => {
-                if let Some(old) = self.order[at].take() {
+                if let Some((old, old_size)) = self.order[at].take() {
+                    self.bytes -= old_size;
                     settle(old);
                 }
                 // Moved to the end: it is the newest.
-                self.order.push(Some(message));
+                self.order.push(message);
                 self.index.insert(key, self.order.len() - 1);
                 if self.order.len() > 2 * self.index.len() + 16 {
                     self.compact();
                 }
             }
             None => {
-                self.order.push(Some(message));
+                self.order.push(message);
                 self.index.insert(key, self.order.len() - 1);
             }
         }
@@ -76,15 +97,17 @@ impl Slots {
     /// Drops what is held under `key`.
     fn drop_key(&mut self, key: &str) {
         if let Some(at) = self.index.remove(key)
-            && let Some(old) = self.order[at].take()
+            && let Some((old, size)) = self.order[at].take()
         {
+            self.bytes -= size;
             settle(old);
         }
     }
 
     fn drain(&mut self) -> impl Iterator<Item = SessionMessage> + '_ {
         self.index.clear();
-        self.order.drain(..).flatten()
+        self.bytes = 0;
+        self.order.drain(..).flatten().map(|(message, _)| message)
     }
 }
 
@@ -94,6 +117,17 @@ fn settle(message: SessionMessage) {
         receipt.done();
     }
 }
+
+/// What a chat state may come with and still be only a chat state: a
+/// thread, ids, hints, a delay. Anything else (a body, an encrypted
+/// payload, a reaction, a call) makes the message one to deliver.
+const DISPOSABLE: &[&str] = &[
+    CHAT_STATES,
+    ns::CLIENT, // <thread/>, never <body/> alongside a chat state here
+    sigil_proto::sid::NS,
+    carbons::HINTS,
+    ns::DELAY,
+];
 
 /// What a stanza is, for holding.
 enum Kind {
@@ -125,9 +159,13 @@ fn kind(stanza: &Element) -> Kind {
                 }
                 None => (stanza, from.to_owned()),
             };
-            let chat_state_alone = !message.has_child("body", ns::CLIENT)
+            let chat_state_alone = message.attribute("type") != Some("error")
                 && message.children().any(|c| c.namespace() == CHAT_STATES)
-                && message.attribute("type") != Some("error");
+                && message.children().all(|c| {
+                    DISPOSABLE.contains(&c.namespace())
+                        && !c.is("body", ns::CLIENT)
+                        && !c.is("subject", ns::CLIENT)
+                });
             match chat_state_alone {
                 true => Kind::ChatState(key),
                 false => Kind::Urgent(Some(key)),
@@ -155,9 +193,35 @@ impl Held {
         let stanza = match &message {
             SessionMessage::Stanza(stanza) | SessionMessage::Tracked(stanza, _) => stanza,
         };
-        match kind(stanza) {
-            Kind::Presence(from) => self.presence.put(from, message),
-            Kind::ChatState(key) => self.chat_states.put(key, message),
+        let kind = kind(stanza);
+        let mut size = 0;
+        if let Kind::Presence(key) | Kind::ChatState(key) = &kind {
+            // What may wait is bounded in bytes too: a stanza that would
+            // take it further goes now.
+            size = stanza.to_xml().len();
+            let replaced = match &kind {
+                Kind::Presence(_) => self.presence.size_of(key),
+                _ => self.chat_states.size_of(key),
+            };
+            let held = self.presence.bytes + self.chat_states.bytes - replaced;
+            if held.saturating_add(size) > MAX_HELD_BYTES {
+                self.overflowed = true;
+                return Some(message);
+            }
+        }
+        // A held stanza is not what the sender waits for: it is as good as
+        // delivered (a newer one may replace it), so the sender's
+        // acknowledgements go on.
+        let message = match message {
+            SessionMessage::Tracked(stanza, receipt) if !matches!(kind, Kind::Urgent(_)) => {
+                receipt.done();
+                SessionMessage::Stanza(stanza)
+            }
+            other => other,
+        };
+        match kind {
+            Kind::Presence(from) => self.presence.put(from, message, size),
+            Kind::ChatState(key) => self.chat_states.put(key, message, size),
             Kind::Urgent(key) => {
                 // The message says more than the chat states before it.
                 if let Some(key) = key {
@@ -171,11 +235,17 @@ impl Held {
 
     /// Whether as much is held as may be.
     pub fn is_full(&self) -> bool {
-        self.presence.len() + self.chat_states.len() >= MAX_HELD
+        self.overflowed || self.presence.len() + self.chat_states.len() >= MAX_HELD
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.presence.len() + self.chat_states.len() == 0
     }
 
     /// Everything held, presence first, each in the order it came.
     pub fn drain(&mut self) -> Vec<SessionMessage> {
+        self.overflowed = false;
         let mut all: Vec<SessionMessage> = self.presence.drain().collect();
         all.extend(self.chat_states.drain());
         all
@@ -283,6 +353,78 @@ mod tests {
         );
         let flushed: Vec<String> = held.drain().iter().map(describe).collect();
         assert_eq!(flushed, ["presence a@x/1 xa"]);
+    }
+
+    #[test]
+    fn a_held_chat_state_lets_its_sender_be_acknowledged() {
+        let receipts = std::sync::Arc::new(crate::router::Receipts::default());
+        let (receipt, mut settled) = receipts.issue();
+        let SessionMessage::Stanza(stanza) = message("c@x/1", None, Some("paused")) else {
+            unreachable!()
+        };
+        let mut held = Held::default();
+        assert!(
+            held.hold(SessionMessage::Tracked(stanza, receipt))
+                .is_none()
+        );
+        assert_eq!(settled.try_recv(), Ok(true), "settled as safe when held");
+        assert!(matches!(held.drain()[..], [SessionMessage::Stanza(_)]));
+    }
+
+    #[test]
+    fn a_chat_state_with_a_payload_is_delivered() {
+        let mut held = Held::default();
+        for payload in [
+            Element::new("encrypted", "urn:xmpp:omemo:2"),
+            Element::new("reactions", "urn:xmpp:reactions:0"),
+            Element::new("body", ns::CLIENT).with_text("hi"),
+        ] {
+            let SessionMessage::Stanza(mut stanza) = message("c@x/1", None, Some("active")) else {
+                unreachable!()
+            };
+            stanza.push_child(payload);
+            assert!(held.hold(SessionMessage::Stanza(stanza)).is_some());
+        }
+        // With a thread and an id it is still only a chat state.
+        let SessionMessage::Stanza(mut stanza) = message("c@x/1", None, Some("composing")) else {
+            unreachable!()
+        };
+        stanza.push_child(Element::new("thread", ns::CLIENT).with_text("t"));
+        stanza
+            .push_child(Element::new("origin-id", sigil_proto::sid::NS).with_attribute("id", "1"));
+        assert!(held.hold(SessionMessage::Stanza(stanza)).is_none());
+    }
+
+    #[test]
+    fn held_bytes_are_capped_and_an_overflow_releases_all_in_order() {
+        let mut held = Held::default();
+        let big = "x".repeat(100 * 1024);
+        let mut n = 0;
+        loop {
+            let presence = SessionMessage::Stanza(Box::new(
+                Element::new("presence", ns::CLIENT)
+                    .with_attribute("from", format!("u{n}@x/r"))
+                    .with_child(Element::new("status", ns::CLIENT).with_text(big.clone())),
+            ));
+            n += 1;
+            if held.hold(presence).is_some() {
+                break;
+            }
+            assert!(n < 20, "never capped");
+        }
+        assert!(held.is_full());
+        assert_eq!(held.drain().len(), n - 1);
+        assert!(!held.is_full());
+        // Replacing a held stanza does not count twice.
+        for _ in 0..100 {
+            let presence = SessionMessage::Stanza(Box::new(
+                Element::new("presence", ns::CLIENT)
+                    .with_attribute("from", "same@x/r")
+                    .with_child(Element::new("status", ns::CLIENT).with_text(big.clone())),
+            ));
+            assert!(held.hold(presence).is_none());
+        }
+        assert!(!held.is_full());
     }
 
     #[test]

@@ -158,6 +158,16 @@ async fn carbons_copy_what_other_devices_send_and_receive() {
     assert_eq!(copy.direction, Direction::Sent);
     assert_eq!(copy.message.attribute("from"), Some(laptop_jid.as_str()));
     assert_eq!(body(&copy.message).as_deref(), Some("from-laptop"));
+    // It carries the id alice's archive gave it, and only that.
+    let ids: Vec<String> = StanzaId::all_of(&copy.message)
+        .map(|id| id.by.to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        std::slice::from_ref(&alice),
+        "{}",
+        copy.message.to_xml()
+    );
     nothing_more(&mut laptop, "the sender").await;
 
     // Received at the bare JID: the highest priority (the laptop) gets it,
@@ -723,4 +733,65 @@ async fn a_device_with_the_current_roster_version_gets_nothing_again() {
     let query = stale.child("query", ns::ROSTER).unwrap();
     assert_eq!(query.attribute("ver"), Some(v1.as_str()));
     assert_eq!(query.children().count(), 1);
+}
+
+/// Queries sent one after another without reading the pages do not end
+/// the session: what does not fit in its queue is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_archive_queries_are_refused_not_fatal() {
+    let server = TestServer::start().await;
+    let rows: Vec<sigil_store::ArchivedMessage> = (0..300)
+        .map(|n| sigil_store::ArchivedMessage {
+            id: format!("a{n}"),
+            owner: format!("alice@{DOMAIN}"),
+            with: format!("bob@{DOMAIN}/x"),
+            at: 1_000_000 + n,
+            stanza: format!(
+                "<message xmlns='jabber:client' from='bob@{DOMAIN}/x' type='chat'><body>{n}</body></message>"
+            ),
+        })
+        .collect();
+    server.store().archive(&rows).await.unwrap();
+    let mut laptop = device(&server, "laptop").await;
+    let mut burst = String::new();
+    for n in 0..8 {
+        burst.push_str(&format!(
+            "<iq type='set' id='q{n}'><query xmlns='{}'><set xmlns='{}'><max>250</max></set></query></iq>",
+            mam::NS,
+            mam::RSM
+        ));
+    }
+    laptop.send_raw(&burst).await;
+    let (mut results, mut refused) = (0, 0);
+    for n in 0..8 {
+        let id = format!("q{n}");
+        let reply = laptop
+            .recv_matching(|s| {
+                if s.has_child("result", mam::NS) {
+                    return false;
+                }
+                s.name() == "iq" && s.attribute("id") == Some(id.as_str())
+            })
+            .await;
+        match reply.attribute("type") {
+            Some("result") => results += 1,
+            _ => {
+                assert_eq!(
+                    condition(&reply),
+                    "resource-constraint",
+                    "{}",
+                    reply.to_xml()
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        results >= 1 && refused >= 1,
+        "{results} answered, {refused} refused"
+    );
+    assert!(
+        common::answers_a_ping(&mut laptop, "alive").await,
+        "the session ended"
+    );
 }

@@ -1046,3 +1046,48 @@ async fn the_servers_capabilities_match_its_disco_info() {
         base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(text.as_bytes()));
     assert_eq!(ver, expected);
 }
+
+/// Archive results a session did not acknowledge are not stored offline
+/// when it dies: they are copies of what the archive keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_archive_results_are_not_kept_offline() {
+    let server = TestServer::start().await;
+    let rows: Vec<sigil_store::ArchivedMessage> = (0..3)
+        .map(|n| sigil_store::ArchivedMessage {
+            id: format!("a{n}"),
+            owner: "alice@localhost".into(),
+            with: "bob@localhost/x".into(),
+            at: 1_000_000 + n,
+            stanza: format!(
+                "<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost' \
+                 type='chat'><body>old {n}</body></message>"
+            ),
+        })
+        .collect();
+    server.store().archive(&rows).await.unwrap();
+    let mut alice = raw_alice(&server, true).await;
+    alice
+        .write_all(b"<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>")
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    until(&mut alice, "<fin", &mut seen).await;
+    assert!(seen.contains("old 2"), "{seen}");
+    // The connection dies without acknowledging anything.
+    drop(alice);
+    let router = &server.server.as_ref().unwrap().context().router;
+    let jid: jid::FullJid = "alice@localhost/sm".parse().unwrap();
+    let deadline = Instant::now() + common::TIMEOUT;
+    while router.session(&jid).is_some() {
+        assert!(Instant::now() < deadline, "the dead session stayed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        server
+            .store()
+            .offline_count("alice@localhost")
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -177,6 +177,19 @@ async fn query(request: &IqRequest<'_>) {
             return request.error(StanzaCondition::InternalServerError);
         }
     };
+    // The page goes into the session's queue at once: it must fit beside
+    // what waits there already (queries sent one after another without
+    // reading the answers would otherwise end the session as too slow).
+    let room = context
+        .limits
+        .session_queue
+        .saturating_sub(session.handle.queued());
+    if page.messages.len() + 1 > room {
+        return request.answer(Err(StanzaError::with_text(
+            StanzaCondition::ResourceConstraint,
+            "too much is waiting to be read: ask again once it is",
+        )));
+    }
     let fin = Fin {
         complete: page.complete,
         first: page.messages.first().map(|m| m.id.clone()),

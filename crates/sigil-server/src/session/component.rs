@@ -97,14 +97,17 @@ pub async fn from_component(context: &Arc<Context>, domain: &str, mut stanza: El
             keep_own_stanza_ids(&mut stanza, domain);
             // Into the recipient's archive (stamped with its id) before it
             // is routed; components acknowledge nothing, so nothing waits.
-            let _committed = crate::archive::archive(
+            let archived = crate::archive::archive(
                 &context.archive,
                 context.store.as_ref(),
                 &context.domain,
-                &mut stanza,
+                &stanza,
                 Some(&to),
             )
             .await;
+            if let Some(id) = &archived.recipient_id {
+                stanza.push_child(id.to_element());
+            }
             message(context, stanza, Some(to), None).await;
         }
         // Probes are the server's business (RFC 6121 §4.3), not the

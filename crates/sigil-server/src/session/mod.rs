@@ -139,13 +139,12 @@ pub async fn handle(
             stanza.remove_children(StanzaId::NAME, NS_SID);
             // XEP-0280 §11: carbons are the server's to make.
             sigil_proto::carbons::strip(&mut stanza);
-            // Archived (and stamped with the archives' ids) before anything
-            // else sees it.
+            // Archived before anything else sees it.
             let archived = crate::archive::archive(
                 &context.archive,
                 context.store.as_ref(),
                 &context.domain,
-                &mut stanza,
+                &stanza,
                 to.as_ref(),
             )
             .await;
@@ -156,8 +155,20 @@ pub async fn handle(
                 }
                 false => (None, None),
             };
+            // The sender's own sessions see the sender's archive id (in
+            // carbons), the recipient the recipient's.
+            if let Some(id) = &archived.sender_id {
+                stanza.push_child(id.to_element());
+            }
             crate::features::message_out(context, session, &stanza);
+            if archived.sender_id.is_some() {
+                stanza.remove_children(StanzaId::NAME, NS_SID);
+            }
+            if let Some(id) = &archived.recipient_id {
+                stanza.push_child(id.to_element());
+            }
             message(context, stanza, to, receipt).await;
+            let archived = archived.committed;
             return match track {
                 true => Handling::of([archived, settled]),
                 false => Handling::default(),
@@ -224,7 +235,22 @@ pub async fn reroute(context: &Arc<Context>, stanza: Element, receipt: Option<Re
     let Some(to) = stanza.attribute("to").and_then(|t| Jid::new(t).ok()) else {
         return;
     };
+    if is_own_copy(&stanza, &to.to_bare()) {
+        // A copy made for that one session: the archive and the other
+        // sessions have the message itself.
+        return;
+    }
     to_bare(context, stanza, &to.to_bare(), &kind, receipt).await;
+}
+
+/// Whether a message is one the server made for one of `account`'s
+/// sessions from what it already keeps elsewhere: an archive result
+/// (XEP-0313) or a carbon (XEP-0280), from the account's bare JID.
+pub(crate) fn is_own_copy(stanza: &Element, account: &jid::BareJid) -> bool {
+    stanza.attribute("from") == Some(account.as_str())
+        && (stanza.has_child("result", sigil_proto::mam::NS)
+            || stanza.has_child("sent", sigil_proto::carbons::NS)
+            || stanza.has_child("received", sigil_proto::carbons::NS))
 }
 
 async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: Option<Jid>) {

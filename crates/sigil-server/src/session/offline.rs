@@ -285,7 +285,7 @@ pub async fn keep_unacknowledged(
             .attribute("to")
             .and_then(|to| Jid::new(to).ok())
             .is_some_and(|to| to.to_bare() == *own);
-    if !for_own {
+    if !for_own || super::is_own_copy(&stanza, own) {
         reroute(context, stanza, receipt).await;
         return None;
     }

@@ -87,7 +87,11 @@ impl ArchiveStore for SqliteStore {
         owner: &'a str,
         query: &'a ArchiveQuery,
     ) -> StoreFuture<'a, ArchiveResult> {
-        Box::pin(async move { self.read(|connection| run_query(connection, owner, query)) })
+        Box::pin(async move {
+            let (owner, query) = (owner.to_owned(), query.clone());
+            self.read_blocking(move |connection| run_query(connection, &owner, &query))
+                .await
+        })
     }
 
     fn archive_prefs<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Option<ArchivePrefs>> {

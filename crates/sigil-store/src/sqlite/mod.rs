@@ -237,6 +237,16 @@ impl SqliteStore {
         result
     }
 
+    /// Runs a read that may take a while (it may scan many rows) on the
+    /// blocking pool, so that it holds no async worker meanwhile.
+    async fn read_blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        blocking(move || store.read(read)).await
+    }
+
     /// Runs `write` in one `BEGIN IMMEDIATE` transaction on the write
     /// connection, on the blocking pool; commits when it returns `Ok`,
     /// rolls back otherwise.
