@@ -28,170 +28,65 @@
 // On failure: {"event":"error","step":...,"message":...}, a screenshot at
 // FILE-failure.png when possible, "page-text" (what the page shows), and exit
 // status 1. The whole run is bounded by --time-limit (exit status 2); the
-// browser is closed on every path.
+// browser is closed on every path. What it shares with devices.mjs is in
+// lib.mjs.
 
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
+import {
+  emitter,
+  launch,
+  login,
+  openChat,
+  parseArgs,
+  quitRequested,
+  reportFailure,
+  send,
+  shownMessage,
+  truncate,
+  watch,
+} from './lib.mjs';
 
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const TEXT_LIMIT = 2000;
+const emit = emitter();
 
-function emit(event, fields = {}) {
-  process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
-}
-
-function parseArgs(argv) {
-  const args = {
-    timeLimit: 120,
-    stepTimeout: 40,
-    chromium: '/usr/bin/chromium',
-  };
-  const names = {
-    '--url': 'url',
-    '--home': 'home',
-    '--user-data-dir': 'userDataDir',
-    '--screenshot': 'screenshot',
-    '--jid': 'jid',
-    '--peer': 'peer',
-    '--expect': 'expect',
-    '--reply': 'reply',
-    '--time-limit': 'timeLimit',
-    '--step-timeout': 'stepTimeout',
-    '--chromium': 'chromium',
-  };
-  for (let i = 0; i < argv.length; i += 2) {
-    const name = names[argv[i]];
-    if (name === undefined || i + 1 >= argv.length) {
-      throw new Error(`bad argument ${JSON.stringify(argv[i])}`);
-    }
-    args[name] = argv[i + 1];
-  }
-  for (const name of ['url', 'home', 'userDataDir', 'screenshot', 'jid', 'peer', 'expect', 'reply']) {
-    if (args[name] === undefined) {
-      throw new Error(`missing --${name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
-    }
-  }
+function chatArgs(argv) {
+  const args = parseArgs(
+    argv,
+    {
+      '--url': 'url',
+      '--home': 'home',
+      '--user-data-dir': 'userDataDir',
+      '--screenshot': 'screenshot',
+      '--jid': 'jid',
+      '--peer': 'peer',
+      '--expect': 'expect',
+      '--reply': 'reply',
+      '--time-limit': 'timeLimit',
+      '--step-timeout': 'stepTimeout',
+      '--chromium': 'chromium',
+    },
+    { timeLimit: 120, stepTimeout: 40, chromium: '/usr/bin/chromium' },
+    ['url', 'home', 'userDataDir', 'screenshot', 'jid', 'peer', 'expect', 'reply'],
+  );
   args.timeLimit = Number(args.timeLimit);
   args.stepTimeout = Number(args.stepTimeout);
   return args;
 }
 
-function truncate(text) {
-  const s = String(text);
-  return s.length > TEXT_LIMIT ? s.slice(0, TEXT_LIMIT) + '…' : s;
-}
-
-/// Resolves on a line "quit" or the end of standard input.
-function quitRequested() {
-  return new Promise((resolve) => {
-    const lines = createInterface({ input: process.stdin });
-    lines.on('line', (line) => {
-      if (line.trim() === 'quit') {
-        lines.close();
-      }
-    });
-    lines.on('close', resolve);
-  });
-}
-
-function watch(page, origin) {
-  page.on('console', (message) => emit('console', { type: message.type(), text: truncate(message.text()) }));
-  page.on('pageerror', (error) =>
-    emit('pageerror', { message: truncate(error.message), stack: truncate(error.stack ?? '') }),
-  );
-  page.on('requestfailed', (request) =>
-    emit('request-failed', { url: request.url(), error: request.failure()?.errorText ?? null }),
-  );
-  page.on('response', (response) => {
-    if (response.status() >= 400) {
-      emit('http-error', { url: response.url(), status: response.status() });
-    }
-  });
-  page.on('websocket', (socket) => {
-    emit('websocket', { url: socket.url() });
-    socket.on('framesent', (frame) => emit('frame', { dir: 'out', data: truncate(frame.payload) }));
-    socket.on('framereceived', (frame) => emit('frame', { dir: 'in', data: truncate(frame.payload) }));
-    socket.on('socketerror', (error) => emit('websocket-error', { message: String(error) }));
-    socket.on('close', () => emit('websocket-closed', { url: socket.url() }));
-  });
-  page.on('request', (request) => {
-    const requested = new URL(request.url());
-    // The chat must ask nothing of any other host (no fonts, logos or
-    // scripts from outside).
-    if (!['data:', 'blob:'].includes(requested.protocol) && requested.host !== origin.host) {
-      emit('foreign-request', { url: request.url() });
-    }
-    if (requested.pathname === '/http-bind' && request.method() === 'POST') {
-      emit('bosh', { dir: 'out', data: truncate(request.postData() ?? '') });
-    }
-  });
-  page.on('requestfinished', async (request) => {
-    if (new URL(request.url()).pathname === '/http-bind' && request.method() === 'POST') {
-      try {
-        const response = await request.response();
-        emit('bosh', { dir: 'in', status: response?.status() ?? null, data: truncate((await response?.text()) ?? '') });
-      } catch {
-        // The page or browser went away first.
-      }
-    }
-  });
-}
-
 async function chat(page, args, step) {
   const timeout = args.stepTimeout * 1000;
 
-  step.name = 'load';
-  const response = await page.goto(args.url, { timeout, waitUntil: 'load' });
-  emit('loaded', { url: page.url(), status: response?.status() ?? null });
-
-  // Logged in: the control box shows the account's JID and the online status.
   step.name = 'login';
-  const profile = page.locator('converse-user-profile');
-  await profile.locator('.username', { hasText: args.jid }).first().waitFor({ timeout });
-  await profile.locator('.xmpp-status [data-value="online"]').first().waitFor({ timeout });
-  const shown = (await profile.locator('.username').first().innerText()).trim();
-  emit('logged-in', { jid: shown, status: 'online' });
+  await login(page, args.url, args.jid, timeout, emit);
 
-  step.name = 'password-fields';
-  emit('password-fields', { count: await page.locator('input[type=password]').count() });
-
-  // Open the chat with the peer from the contacts list. The peer is a
-  // roster contact: Converse 14.0.0 does not show a chat with a JID outside
-  // the roster here (an incoming message from one opens no visible chat box,
-  // even with the server's XEP-0191 blocking; it also waits for PEP
-  // bookmarks, which the server does not offer yet).
   step.name = 'open-chat';
-  const contact = page.locator(`converse-roster a.open-chat[data-jid="${args.peer}"]`).first();
-  await contact.waitFor({ timeout });
-  await contact.click({ timeout });
-  const chatbox = page.locator(`converse-chat[jid="${args.peer}"]`);
-  const textarea = chatbox.locator('textarea.chat-textarea');
-  await textarea.waitFor({ timeout });
+  const { chatbox, textarea } = await openChat(page, args.peer, timeout);
   emit('chat-opened', { with: args.peer });
 
   // The peer writes first.
   step.name = 'receive';
-  const incoming = chatbox.locator('converse-chat-message .chat-msg__text', { hasText: args.expect });
-  await incoming.first().waitFor({ timeout });
-  emit('received', { from: args.peer, body: (await incoming.first().innerText()).trim() });
+  emit('received', { from: args.peer, body: await shownMessage(chatbox, args.expect, timeout) });
 
   step.name = 'reply';
-  await textarea.click({ timeout });
-  await textarea.fill(args.reply);
-  await textarea.press('Enter');
-  await chatbox
-    .locator('converse-chat-message .chat-msg__text', { hasText: args.reply })
-    .first()
-    .waitFor({ timeout });
+  await send(chatbox, textarea, args.reply, timeout);
   emit('sent', { to: args.peer, body: args.reply });
 
   step.name = 'password-fields';
@@ -210,7 +105,7 @@ async function chat(page, args, step) {
 async function main() {
   let args;
   try {
-    args = parseArgs(process.argv.slice(2));
+    args = chatArgs(process.argv.slice(2));
   } catch (error) {
     emit('error', { step: 'arguments', message: error.message });
     process.exit(2);
@@ -231,35 +126,22 @@ async function main() {
   const step = { name: 'launch' };
   let status = 0;
   try {
-    context = await chromium.launchPersistentContext(args.userDataDir, {
-      executablePath: args.chromium,
-      headless: true,
-      args: FLAGS,
-      env: { ...process.env, HOME: args.home },
-      viewport: { width: 1280, height: 800 },
-      timeout: args.stepTimeout * 1000,
+    context = await launch({
+      chromiumPath: args.chromium,
+      userDataDir: args.userDataDir,
+      home: args.home,
+      stepTimeout: args.stepTimeout,
     });
     emit('launched', { version: context.browser()?.version() ?? null });
     const page = context.pages()[0] ?? (await context.newPage());
-    watch(page, new URL(args.url));
+    watch(page, new URL(args.url), emit);
     try {
       await chat(page, args, step);
       emit('done');
     } catch (error) {
       status = 1;
       emit('error', { step: step.name, message: truncate(error.message) });
-      const failure = args.screenshot.replace(/\.png$/, '') + '-failure.png';
-      try {
-        await page.screenshot({ path: failure, timeout: 5000 });
-        emit('screenshot', { path: failure, failure: true });
-      } catch {
-        // No screenshot: the page is gone.
-      }
-      try {
-        emit('page-text', { text: truncate(await page.locator('body').innerText({ timeout: 5000 })) });
-      } catch {
-        // Nothing to show.
-      }
+      await reportFailure(page, args.screenshot.replace(/\.png$/, '') + '-failure.png', emit);
     }
   } catch (error) {
     status = 1;

@@ -5,9 +5,14 @@
 //! in with SASL EXTERNAL, with no password field on the page. Bob (slixmpp,
 //! `tests/interop/slixmpp_client.py`, with a password) writes to alice, and
 //! alice answers from the browser: over WebSocket (`/`) and over BOSH
-//! (`/?transport=bosh`). A screenshot of the chat is saved as
-//! `target/browser-artifacts/TEST.png`, and what the browser script printed
-//! (the page's console, the XMPP traffic) as `target/browser-artifacts/TEST.log`.
+//! (`/?transport=bosh`). And alice on three devices, each a Chromium with
+//! a certificate of its own (`tests/browser/devices.mjs`): what one sends
+//! is shown on another at once (carbons, XEP-0280), and the whole
+//! conversation on the second after a reload with its cache emptied, and
+//! on a third logging in later (the archive, XEP-0313). Screenshots of the
+//! chat are saved as `target/browser-artifacts/TEST.png` (TEST-DEVICE.png),
+//! and what the browser script printed (the page's console, the XMPP
+//! traffic) as `target/browser-artifacts/TEST.log`.
 //!
 //! Needs Chromium, the NSS tools, playwright-core (`scripts/ensure-browser`),
 //! Converse.js (vendored in `web/converse/`) and slixmpp
@@ -36,6 +41,10 @@ const CLIENT: &str = concat!(
     "/../../tests/interop/slixmpp_client.py"
 );
 const CHAT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser/chat.mjs");
+const DEVICES_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/browser/devices.mjs"
+);
 const PLAYWRIGHT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/browser/node_modules/playwright-core/package.json"
@@ -440,22 +449,29 @@ fn nss_home(home: &Path, p12: &Path, server_certificate: &Path) {
     );
 }
 
-/// `node tests/browser/chat.mjs`: Chromium driven through the chat.
+/// `node tests/browser/chat.mjs` (or `devices.mjs`): Chromium driven
+/// through the chat.
 struct Chat {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     seen: Vec<String>,
     stderr: PathBuf,
-    user_data_dir: PathBuf,
+    user_data_dirs: Vec<PathBuf>,
     log: PathBuf,
 }
 
 impl Chat {
-    fn start(args: &[String], dir: &Path, user_data_dir: PathBuf, log: PathBuf) -> Self {
+    fn start(
+        script: &str,
+        args: &[String],
+        dir: &Path,
+        user_data_dirs: Vec<PathBuf>,
+        log: PathBuf,
+    ) -> Self {
         let stderr = dir.join("chat.stderr");
         let mut child = Command::new("node")
-            .arg(CHAT_SCRIPT)
+            .arg(script)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -470,7 +486,7 @@ impl Chat {
             lines,
             seen: Vec::new(),
             stderr,
-            user_data_dir,
+            user_data_dirs,
             log,
         }
     }
@@ -494,8 +510,12 @@ impl Chat {
                 Some((event, value)) if event == wanted => return Ok(value),
                 Some((event, value)) if event == "error" => {
                     return Err(format!(
-                        "the browser script failed at {:?}: {}",
+                        "the browser script failed at {:?}{}: {}",
                         str_field(&value, "step"),
+                        match str_field(&value, "device") {
+                            "" => String::new(),
+                            device => format!(" on {device}"),
+                        },
                         str_field(&value, "message")
                     ));
                 }
@@ -587,15 +607,15 @@ impl Chat {
         )
     }
 
-    /// Chromium's process, from the lock it keeps in its profile, if it
-    /// still runs with that profile.
-    fn leftover_browser(&self) -> Option<u32> {
-        let target = std::fs::read_link(self.user_data_dir.join("SingletonLock")).ok()?;
+    /// Chromium's process, from the lock it keeps in its profile
+    /// `user_data_dir`, if it still runs with that profile.
+    fn leftover_browser(user_data_dir: &Path) -> Option<u32> {
+        let target = std::fs::read_link(user_data_dir.join("SingletonLock")).ok()?;
         let pid: u32 = target.to_str()?.rsplit_once('-')?.1.parse().ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let cmdline = String::from_utf8_lossy(&cmdline);
         cmdline
-            .contains(&*self.user_data_dir.to_string_lossy())
+            .contains(&*user_data_dir.to_string_lossy())
             .then_some(pid)
     }
 }
@@ -616,7 +636,11 @@ impl Drop for Chat {
         let _ = self.child.wait();
         // A browser the script could not close: its process group is its
         // own (Playwright starts it detached).
-        if let Some(pid) = self.leftover_browser() {
+        for pid in self
+            .user_data_dirs
+            .iter()
+            .filter_map(|dir| Self::leftover_browser(dir))
+        {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             let group = stat
                 .rsplit_once(')')
@@ -774,17 +798,19 @@ fn assert_png(path: &Path) {
     );
 }
 
-/// Alice logs in with her certificate in Chromium over `transport`, bob
-/// writes to her, she answers.
-fn chat_in_the_browser(test: &str, transport: Transport) {
-    let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sigil.toml");
-    let p12_password = dir.path().join("p12-password");
+/// `sigil serve` for alice, with a certificate per name of `devices`
+/// (each made by `sigil cert new --register` into `dir/certificates`,
+/// `NAME.crt`, `NAME.key` and `NAME.p12`; the first creates the account,
+/// without a password), and bob, with a password. Bob is in alice's
+/// roster (see tests/browser/lib.mjs for why), added by a client logging
+/// in with the first device's certificate.
+fn start_server(dir: &Path, devices: &[&str]) -> Server {
+    let config = dir.join("sigil.toml");
+    let p12_password = dir.join("p12-password");
     std::fs::write(&p12_password, format!("{P12_PASSWORD}\n")).unwrap();
-    let bob_password = dir.path().join("bob.password");
+    let bob_password = dir.join("bob.password");
     std::fs::write(&bob_password, format!("{BOB_PASSWORD}\n")).unwrap();
-    let certificates = dir.path().join("certificates");
+    let certificates = dir.join("certificates");
 
     // The HTTPS port is chosen here (the policy names it); try another one
     // should something else take it first.
@@ -793,24 +819,31 @@ fn chat_in_the_browser(test: &str, transport: Transport) {
     for attempt in 1..=3 {
         std::fs::write(&config, config_text(free_port())).unwrap();
         if attempt == 1 {
-            let printed = sigil(&[
-                "cert",
-                "new",
-                ALICE,
-                "--register",
-                "--name",
-                DEVICE,
-                "--out",
-                &certificates.display().to_string(),
-                "--p12-password-file",
-                &p12_password.display().to_string(),
-                "--config",
-                &config.display().to_string(),
-            ]);
-            assert!(
-                printed.contains(&format!("created the account {ALICE} (no password)")),
-                "sigil cert new --register: {printed}"
-            );
+            for (index, device) in devices.iter().enumerate() {
+                let printed = sigil(&[
+                    "cert",
+                    "new",
+                    ALICE,
+                    "--register",
+                    "--name",
+                    device,
+                    "--out",
+                    &certificates.display().to_string(),
+                    "--p12-password-file",
+                    &p12_password.display().to_string(),
+                    "--config",
+                    &config.display().to_string(),
+                ]);
+                assert_eq!(
+                    printed.contains(&format!("created the account {ALICE} (no password)")),
+                    index == 0,
+                    "sigil cert new --register: {printed}"
+                );
+                assert!(
+                    printed.contains(&format!("registered \"{device}\" for {ALICE}")),
+                    "sigil cert new --register: {printed}"
+                );
+            }
             sigil(&[
                 "user",
                 "add",
@@ -821,7 +854,7 @@ fn chat_in_the_browser(test: &str, transport: Transport) {
                 &config.display().to_string(),
             ]);
         }
-        let log = dir.path().join(format!("server-{attempt}.log"));
+        let log = dir.join(format!("server-{attempt}.log"));
         match Server::start(&config, log) {
             Ok(started) => {
                 server = Some(started);
@@ -834,16 +867,24 @@ fn chat_in_the_browser(test: &str, transport: Transport) {
         panic!("sigil serve did not start: {}", failures.join("\n\n"));
     };
 
-    // Alice's roster holds bob (see tests/browser/chat.mjs for why), added
-    // by a client logging in with the same certificate.
     let mut roster_add = server.client(ALICE);
     roster_add
         .args(["--mechanism", "EXTERNAL", "--cert"])
-        .arg(certificates.join(format!("{DEVICE}.crt")))
+        .arg(certificates.join(format!("{}.crt", devices[0])))
         .arg("--key")
-        .arg(certificates.join(format!("{DEVICE}.key")))
+        .arg(certificates.join(format!("{}.key", devices[0])))
         .args(["roster-add", "--contact", BOB, "--name", "Bob"]);
     server.run_client(roster_add, "alice's roster-add (EXTERNAL)");
+    server
+}
+
+/// Alice logs in with her certificate in Chromium over `transport`, bob
+/// writes to her, she answers.
+fn chat_in_the_browser(test: &str, transport: Transport) {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &[DEVICE]);
+    let certificates = dir.path().join("certificates");
 
     let home = dir.path().join("home");
     nss_home(
@@ -883,9 +924,10 @@ fn chat_in_the_browser(test: &str, transport: Transport) {
     .flat_map(|(name, value)| [name.to_owned(), value])
     .collect();
     let mut chat = Chat::start(
+        CHAT_SCRIPT,
         &args,
         dir.path(),
-        user_data_dir,
+        vec![user_data_dir],
         artifacts.join(format!("{test}.log")),
     );
 
@@ -951,6 +993,385 @@ fn chat_in_the_browser(test: &str, transport: Transport) {
     );
 }
 
+/// The body of a PEM text: its base64, without the armour or white space.
+fn pem_body(pem: &str) -> String {
+    pem.lines()
+        .filter(|line| !line.starts_with("-----"))
+        .flat_map(str::split_whitespace)
+        .collect()
+}
+
+/// Insists the NSS database of `home` holds one certificate with a key,
+/// `certificate` (PEM): the one certificate that Chromium can present.
+fn assert_only_certificate(home: &Path, certificate: &Path) {
+    let db = format!("sql:{}", home.join(".pki/nssdb").display());
+    let listed = run_ok("certutil", &["-L", "-d", &db]);
+    // "NICKNAME   SSL,S/MIME,JAR/XPI" lines (trust flags); a certificate
+    // with a key has "u" among its SSL flags.
+    let own: Vec<&str> = listed
+        .lines()
+        .filter_map(|line| line.trim_end().rsplit_once(char::is_whitespace))
+        .filter(|(_, trust)| {
+            trust
+                .split_once(',')
+                .is_some_and(|(ssl, _)| ssl.contains('u'))
+        })
+        .map(|(nickname, _)| nickname.trim())
+        .collect();
+    assert_eq!(own.len(), 1, "certificates with a key: {listed}");
+    let exported = run_ok("certutil", &["-L", "-d", &db, "-n", own[0], "-a"]);
+    let expected = std::fs::read_to_string(certificate).unwrap();
+    assert_eq!(
+        pem_body(&exported),
+        pem_body(&expected),
+        "the NSS database of {} holds another certificate than {}",
+        home.display(),
+        certificate.display()
+    );
+}
+
+/// alice's devices, in the order `tests/browser/devices.mjs` uses them.
+const DEVICES: [&str; 3] = ["laptop", "phone", "tablet"];
+/// From starting the devices script to the first device's message sent.
+const DEVICES_SENT: Duration = Duration::from_secs(110);
+/// The devices script's own limit for the whole run.
+const DEVICES_LIMIT_SECONDS: u64 = 170;
+
+/// The events of one device, in order.
+fn device_events<'a>(all: &'a [(String, Value)], device: &str) -> Vec<&'a (String, Value)> {
+    all.iter()
+        .filter(|(_, value)| str_field(value, "device") == device)
+        .collect()
+}
+
+/// The data of a device's WebSocket frames in direction `dir`.
+fn frames<'a>(events: &[&'a (String, Value)], dir: &str) -> Vec<&'a str> {
+    events
+        .iter()
+        .filter(|(event, value)| event == "frame" && str_field(value, "dir") == dir)
+        .map(|(_, value)| str_field(value, "data"))
+        .collect()
+}
+
+/// Whether an XMPP frame is an archive result (XEP-0313) carrying `body`.
+fn archived(frame: &str, body: &str) -> bool {
+    frame.contains("<result") && frame.contains("urn:xmpp:mam:2") && frame.contains(body)
+}
+
+/// What a device shows once it logged in with nothing cached: `message`
+/// and `reply` from the archive, and from nowhere else. `events` are
+/// those from the device's login on.
+fn check_history(device: &str, events: &[&(String, Value)], message: &str, reply: &str) {
+    let history: Vec<&Value> = events
+        .iter()
+        .filter(|(event, _)| event == "history")
+        .map(|(_, value)| value)
+        .collect();
+    assert_eq!(history.len(), 1, "{device}: history events: {history:?}");
+    assert_eq!(
+        history[0].get("bodies"),
+        Some(&serde_json::json!([message, reply])),
+        "{device}: {}",
+        history[0]
+    );
+    // Converse asked the archive for the whole conversation with bob: a
+    // query with no start (with a cached message, it asks only for what
+    // came after it).
+    let queries: Vec<&str> = frames(events, "out")
+        .into_iter()
+        .filter(|f| f.contains("<query") && f.contains("urn:xmpp:mam:2") && f.contains(BOB))
+        .collect();
+    assert!(
+        !queries.is_empty(),
+        "{device}: no archive query for the chat with bob"
+    );
+    for query in &queries {
+        assert!(
+            !query.contains("\"start\"") && !query.contains("'start'"),
+            "{device}: an archive query from a start (from a cache): {query}"
+        );
+    }
+    // Both messages came as archive results, and in no other frame.
+    let incoming = frames(events, "in");
+    for body in [message, reply] {
+        assert!(
+            incoming.iter().any(|f| archived(f, body)),
+            "{device}: {body:?} in no archive result"
+        );
+        let elsewhere: Vec<&&str> = incoming
+            .iter()
+            .filter(|f| f.contains(body) && !archived(f, body))
+            .collect();
+        assert!(
+            elsewhere.is_empty(),
+            "{device}: {body:?} came other than from the archive: {elsewhere:?}"
+        );
+    }
+}
+
+/// What the three devices showed.
+fn check_devices(chat: &Chat, message: &str, reply: &str) {
+    let all: Vec<(String, Value)> = chat.seen.iter().filter_map(|l| event_of(l)).collect();
+    let foreign = chat.events("foreign-request");
+    assert!(foreign.is_empty(), "requests to other hosts: {foreign:?}");
+    let [laptop, phone, tablet] = DEVICES.map(|device| device_events(&all, device));
+    let only = |events: &[&(String, Value)], wanted: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|(event, _)| event == wanted)
+            .map(|(_, value)| value.clone())
+            .collect()
+    };
+
+    // Each device logged in as alice (the phone twice), with SASL
+    // EXTERNAL over WebSocket, with no password field on the page.
+    for (device, events, logins) in [
+        ("laptop", &laptop, 1),
+        ("phone", &phone, 2),
+        ("tablet", &tablet, 1),
+    ] {
+        let logged_in = only(events, "logged-in");
+        assert_eq!(logged_in.len(), logins, "{device}: {logged_in:?}");
+        assert!(
+            logged_in.iter().all(|l| str_field(l, "jid") == ALICE),
+            "{device}: {logged_in:?}"
+        );
+        let password_fields = only(events, "password-fields");
+        assert_eq!(password_fields.len(), logins, "{device}");
+        assert!(
+            password_fields
+                .iter()
+                .all(|p| p.get("count").and_then(Value::as_u64) == Some(0)),
+            "{device}: a password field on the certificate login page: {password_fields:?}"
+        );
+        let websockets = only(events, "websocket");
+        assert!(
+            websockets.len() >= logins
+                && websockets
+                    .iter()
+                    .all(|w| str_field(w, "url").ends_with("/xmpp-websocket")),
+            "{device}: {websockets:?}"
+        );
+        let out = frames(events, "out");
+        let auths: Vec<&&str> = out.iter().filter(|d| d.contains("<auth ")).collect();
+        assert!(
+            auths.len() == logins && auths.iter().all(|a| a.contains(r#"mechanism="EXTERNAL""#)),
+            "{device}: not SASL EXTERNAL: {auths:?}"
+        );
+    }
+
+    // 1. The laptop sent the message; the phone showed it, from a carbon
+    // of what the laptop sent (it had asked for carbons).
+    let sent = only(&laptop, "sent");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(str_field(&sent[0], "body"), message);
+    assert_eq!(str_field(&sent[0], "to"), BOB);
+    let shown_at = phone
+        .iter()
+        .position(|(event, _)| event == "shown")
+        .expect("the phone never showed the laptop's message");
+    assert_eq!(str_field(&phone[shown_at].1, "body"), message);
+    let before_shown = &phone[..shown_at];
+    assert!(
+        frames(before_shown, "out")
+            .iter()
+            .any(|f| f.contains("<enable") && f.contains("urn:xmpp:carbons:2")),
+        "the phone did not enable carbons"
+    );
+    assert!(
+        frames(before_shown, "in")
+            .iter()
+            .any(|f| f.contains("<sent")
+                && f.contains("urn:xmpp:carbons:2")
+                && f.contains(message)),
+        "the phone got no carbon of the laptop's message before showing it"
+    );
+    // Both showed bob's answer.
+    for (device, events) in [("laptop", &laptop), ("phone", &phone)] {
+        let received = only(events, "received");
+        assert_eq!(received.len(), 1, "{device}: {received:?}");
+        assert_eq!(str_field(&received[0], "from"), BOB, "{device}");
+        assert_eq!(str_field(&received[0], "body"), reply, "{device}");
+    }
+
+    // 2. The phone, its site storage emptied, loaded the chat again and
+    // showed both messages, from the archive.
+    let reloading = phone
+        .iter()
+        .position(|(event, _)| event == "reloading")
+        .expect("the phone never reloaded");
+    let after_reload = &phone[reloading..];
+    let cleared = only(after_reload, "storage-cleared");
+    assert_eq!(cleared.len(), 1, "{cleared:?}");
+    let stored = |key: &str| -> (usize, u64, u64) {
+        let state = &cleared[0][key];
+        (
+            state["indexedDB"].as_array().map_or(usize::MAX, Vec::len),
+            state["localStorage"].as_u64().unwrap_or(u64::MAX),
+            state["sessionStorage"].as_u64().unwrap_or(u64::MAX),
+        )
+    };
+    let before = stored("before");
+    assert!(
+        before.0 + usize::try_from(before.1 + before.2).unwrap() > 0,
+        "Converse had stored nothing to clear: {}",
+        cleared[0]
+    );
+    assert_eq!(stored("after"), (0, 0, 0), "storage left: {}", cleared[0]);
+    check_history("phone", after_reload, message, reply);
+
+    // 3. The tablet, never online before, showed both, from the archive.
+    check_history("tablet", &tablet, message, reply);
+}
+
+/// One account on three devices, each a Chromium with its own client
+/// certificate (see tests/browser/devices.mjs): a message sent on one is
+/// shown on the other (carbons), and the history is shown after a reload
+/// without cache and on a device logging in later (the archive).
+fn every_device_sees_the_conversation(test: &str) {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &DEVICES);
+    let certificates = dir.path().join("certificates");
+
+    // Each device's own NSS database, holding its certificate only.
+    let home_base = dir.path().join("devices");
+    for device in DEVICES {
+        let home = home_base.join(device).join("home");
+        nss_home(
+            &home,
+            &certificates.join(format!("{device}.p12")),
+            &server.ca,
+        );
+        assert_only_certificate(&home, &certificates.join(format!("{device}.crt")));
+    }
+    let _policy = Policy::auto_select_certificate(server.https);
+
+    let mut bob = Receiving::start(&server);
+    if let Err(e) = bob.wait_for("bound", CLIENT_RUN) {
+        panic!("bob never logged in: {e}\n{}", server.log_text());
+    }
+
+    let artifacts = artifacts_dir();
+    let prefix = artifacts.join(test);
+    let screenshots: Vec<PathBuf> = [
+        format!("{test}-laptop.png"),
+        format!("{test}-phone.png"),
+        format!("{test}-phone-reloaded.png"),
+        format!("{test}-tablet.png"),
+    ]
+    .iter()
+    .map(|name| artifacts.join(name))
+    .collect();
+    for path in &screenshots {
+        let _ = std::fs::remove_file(path);
+    }
+    for device in DEVICES {
+        let _ = std::fs::remove_file(artifacts.join(format!("{test}-{device}-failure.png")));
+    }
+    let message = "hi bob, alice from her laptop: every device sees this";
+    let reply = "hello alice, bob here: and this answer too";
+    let url = format!("https://{DOMAIN}:{}/", server.https);
+    let args: Vec<String> = [
+        ("--url", url.clone()),
+        ("--jid", ALICE.to_owned()),
+        ("--peer", BOB.to_owned()),
+        ("--devices", DEVICES.join(",")),
+        ("--home-base", home_base.display().to_string()),
+        ("--screenshot-prefix", prefix.display().to_string()),
+        ("--message", message.to_owned()),
+        ("--reply", reply.to_owned()),
+        ("--step-timeout", STEP_SECONDS.to_string()),
+        ("--time-limit", DEVICES_LIMIT_SECONDS.to_string()),
+        ("--chromium", CHROMIUM.to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(name, value)| [name.to_owned(), value])
+    .collect();
+    let script_started = Instant::now();
+    let mut chat = Chat::start(
+        DEVICES_SCRIPT,
+        &args,
+        dir.path(),
+        DEVICES
+            .iter()
+            .map(|device| home_base.join(device).join("profile"))
+            .collect(),
+        artifacts.join(format!("{test}.log")),
+    );
+
+    if let Err(e) = chat.wait_for("sent", DEVICES_SENT) {
+        panic!(
+            "{test}: the laptop did not send to bob at {url}: {e}\n{}\n{}\n{}",
+            chat.evidence(),
+            Policy::listing(),
+            server.log_text()
+        );
+    }
+    let sent_after = started.elapsed();
+    // Bob got it, then answers.
+    let received = match bob.wait_for("message", CHAT_REPLY) {
+        Ok(received) => received,
+        Err(e) => panic!(
+            "{test}: bob did not receive the laptop's message: {e}\n{}\n{}",
+            chat.evidence(),
+            server.log_text()
+        ),
+    };
+    assert!(
+        str_field(&received, "from").starts_with(&format!("{ALICE}/")),
+        "{received}"
+    );
+    assert_eq!(str_field(&received, "body"), message, "{received}");
+    let mut answer = server.client(BOB);
+    answer
+        .args(["--password", BOB_PASSWORD, "--mechanism", "SCRAM-SHA-256"])
+        .args(["send", "--to", ALICE, "--body", reply]);
+    server.run_client(answer, "bob's answer");
+
+    let rest =
+        Duration::from_secs(DEVICES_LIMIT_SECONDS + 5).saturating_sub(script_started.elapsed());
+    if let Err(e) = chat.wait_for("done", rest) {
+        panic!(
+            "{test}: the devices did not all show the conversation: {e}\n{}\n{}",
+            chat.evidence(),
+            server.log_text()
+        );
+    }
+    let status = chat.finish();
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "{test}: the browser script ended with {status:?}\n{}",
+        chat.evidence()
+    );
+    check_devices(&chat, message, reply);
+    for path in &screenshots {
+        assert_png(path);
+    }
+    let bob_status = wait_bounded(&mut bob.child.0, CLIENT_RUN);
+    assert!(
+        bob_status.is_some_and(|status| status.success()),
+        "bob's client: {bob_status:?}"
+    );
+    drop(chat);
+    server.stop();
+    eprintln!(
+        "{test}: passed in {:.1} s (the laptop's message sent after {:.1} s); screenshots \
+         {}-*.png",
+        started.elapsed().as_secs_f64(),
+        sent_after.as_secs_f64(),
+        prefix.display()
+    );
+}
+
+#[test]
+fn every_device_sees_the_whole_conversation() {
+    let test = "every_device_sees_the_whole_conversation";
+    if browser_enabled(test) {
+        every_device_sees_the_conversation(test);
+    }
+}
+
 #[test]
 fn certificate_login_and_chat_over_websocket() {
     let test = "certificate_login_and_chat_over_websocket";
@@ -990,5 +1411,13 @@ fn listening_lines_and_events_parse() {
     assert_eq!(str_field(&value, "body"), "ü");
     assert!(event_of("not json").is_none());
     assert!(Path::new(CHAT_SCRIPT).is_file(), "{CHAT_SCRIPT} is missing");
+    assert!(
+        Path::new(DEVICES_SCRIPT).is_file(),
+        "{DEVICES_SCRIPT} is missing"
+    );
+    assert_eq!(
+        pem_body("-----BEGIN CERTIFICATE-----\nMIIB\nAbC=\n-----END CERTIFICATE-----\n"),
+        "MIIBAbC="
+    );
     assert!(Path::new(CLIENT).is_file(), "{CLIENT} is missing");
 }
