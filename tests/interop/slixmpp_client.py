@@ -79,9 +79,10 @@ Actions on the account's own archive (XEP-0313):
                                      unless given); then prints them
                                      (get_preferences())
 
-slixmpp's plugins read the first stanza id only, and a hidden form field's
-value as a list: the actions read every <stanza-id/> from the XML and print
-the FORM_TYPE as a list of values.
+slixmpp's plugins read the first stanza id only, <fin complete='true'/>
+as a string or not at all (1.8), and a hidden form field's value as a
+list: the actions read every <stanza-id/> and the complete attribute from
+the XML, and print the FORM_TYPE as a list of values.
 
 Every result is one JSON object on a line of standard output. After logging
 in (resource bound, initial presence sent where the action sends one, and
@@ -671,7 +672,7 @@ async def action_mam(client: Client, args: argparse.Namespace) -> None:
         emit(
             "mam-page",
             number=number,
-            complete=str(fin["complete"]).lower() in ("true", "1"),
+            complete=fin.xml.get("complete") in ("true", "1"),
             first=fin["rsm"]["first"] or None,
             last=fin["rsm"]["last"] or None,
             count=fin["rsm"]["count"] or None,
