@@ -30,6 +30,60 @@ Actions:
                                      send one chat message and print the
                                      first message that comes back from JID
 
+Actions with a second account, PEER (--peer JID --peer-password PW), logged
+in from the same process (its own session, its own "bound" line):
+
+    carbons --peer JID --peer-password PW
+                                     XEP-0280 (slixmpp's xep_0280: enable()
+                                     and its carbon_received / carbon_sent
+                                     events): a second session of the account
+                                     logs in, both enable carbons; PEER writes
+                                     to the first session's full JID and the
+                                     first session to PEER, each once plainly,
+                                     once with <private xmlns='urn:xmpp:carbons:2'/>
+                                     and once more plainly. Prints each message
+                                     as delivered, each carbon the second
+                                     session gets, then a "carbons-done" line
+    exchange --peer JID --peer-password PW --count N [--prefix TEXT]
+                                     N chat messages PREFIX0 .. PREFIX(N-1),
+                                     the even ones from the account to PEER's
+                                     bare JID, the odd ones back, each
+                                     awaited; prints each as delivered, with
+                                     every XEP-0359 stanza id on it
+    csi --peer JID --peer-password PW
+                                     XEP-0352 (slixmpp's xep_0352:
+                                     send_inactive(), send_active()): the
+                                     account subscribes to PEER (PEER's
+                                     slixmpp authorizes and subscribes back by
+                                     its default roster policy), goes
+                                     inactive; PEER shows away, xa, dnd and
+                                     writes a message; the account goes active
+                                     again. Prints what it got from PEER in
+                                     each state
+
+Actions on the account's own archive (XEP-0313):
+
+    mam --page N [--with JID] [--reverse]
+                                     slixmpp's xep_0313 retrieve(iterator=True)
+                                     (RSM pages of N, backwards with
+                                     --reverse): prints each page
+    mam-messages --page N [--with JID]
+                                     slixmpp's xep_0313 iterate(): prints each
+                                     archived message
+    mam-fields                       slixmpp's xep_0313 get_fields(): prints
+                                     the query form's fields
+    mam-prefs [--default D] [--always JID]... [--never JID]...
+                                     XEP-0441 (slixmpp's xep_0441): with any
+                                     option, sets the archiving preferences
+                                     (set_preferences(); default D "always"
+                                     unless given); then prints them
+                                     (get_preferences())
+
+slixmpp's plugins read the first stanza id only, <fin complete='true'/>
+as a string or not at all (1.8), and a hidden form field's value as a
+list: the actions read every <stanza-id/> and the complete attribute from
+the XML, and print the FORM_TYPE as a list of values.
+
 Every result is one JSON object on a line of standard output. After logging
 in (resource bound, initial presence sent where the action sends one, and
 the server has answered a ping sent behind it, so it has handled everything
@@ -83,6 +137,9 @@ except ImportError:  # pragma: no cover - reported to the caller
 DELAY_NS = "urn:xmpp:delay"
 UPDATE_NS = "vcard-temp:x:update"
 VCARD4_NS = "urn:ietf:params:xml:ns:vcard-4.0"
+SID_NS = "urn:xmpp:sid:0"
+# How long a client waits to be sure nothing more comes.
+QUIET = 1.0
 EXIT_FAILURE = 1
 EXIT_AUTH_FAILED = 3
 
@@ -121,12 +178,19 @@ class Client(slixmpp.ClientXMPP):
         # None: the stream ended.
         self.messages: asyncio.Queue[slixmpp.Message | None] = asyncio.Queue()
         self.roster_pushes: asyncio.Queue[slixmpp.Iq] = asyncio.Queue()
+        # Other sessions this process logged in (see companion()).
+        self.companions: list[Client] = []
 
         self.register_plugin("xep_0030")  # disco
         self.register_plugin("xep_0199")  # ping
         self.register_plugin("xep_0012")  # last activity
         self.register_plugin("xep_0049")  # private XML storage
         self.register_plugin("xep_0054")  # vcard-temp
+        self.register_plugin("xep_0280")  # message carbons
+        self.register_plugin("xep_0313")  # message archive management
+        self.register_plugin("xep_0352")  # client state indication
+        self.register_plugin("xep_0359")  # stanza ids
+        self.register_plugin("xep_0441")  # archiving preferences
         self.plugin["xep_0049"].register(Note)
         # Own presence as the server reflects it.
         self.own_presence: asyncio.Queue[slixmpp.Presence] = asyncio.Queue()
@@ -272,6 +336,15 @@ class Client(slixmpp.ClientXMPP):
         # Sends what is queued, closes the stream and waits (bounded) for
         # the server to close its own.
         await self.disconnect(wait=5.0)
+
+    async def companion(self, jid: str, password: str | None) -> Client:
+        """Logs in another session (of this account or another one), with
+        initial presence; run() logs it out at the end."""
+        args = argparse.Namespace(**{**vars(self.args), "jid": jid, "password": password})
+        other = Client(args)
+        self.companions.append(other)
+        await other.login(presence=True)
+        return other
 
 
 async def action_login(client: Client, _args: argparse.Namespace) -> None:
@@ -463,6 +536,281 @@ async def action_converse(client: Client, args: argparse.Namespace) -> None:
         return
 
 
+
+async def next_message(client: Client, timeout: float, what: str) -> slixmpp.Message:
+    """The next chat or normal message with a body that `client` gets."""
+    try:
+        message = await asyncio.wait_for(client.messages.get(), timeout)
+    except asyncio.TimeoutError:
+        raise Failure(f"timed out after {timeout} s waiting for {what}") from None
+    if message is None:
+        raise Failure(f"the stream of {client.boundjid.full} ended before {what}")
+    return message
+
+
+def stanza_ids(message: slixmpp.Message) -> list[dict[str, str | None]]:
+    """Every XEP-0359 stanza id on `message` (slixmpp's xep_0359 reads
+    only the first one)."""
+    return [
+        {"by": element.get("by"), "id": element.get("id")}
+        for element in message.xml.findall(f"{{{SID_NS}}}stanza-id")
+    ]
+
+
+def delivered(message: slixmpp.Message) -> None:
+    emit(
+        "delivered",
+        **{
+            "from": message["from"].full,
+            "to": message["to"].full,
+            "body": message["body"],
+            "stanza_ids": stanza_ids(message),
+        },
+    )
+
+
+async def action_carbons(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=True)
+    first = client
+    second = await client.companion(args.jid, args.password)
+    peer = await client.companion(args.peer, args.peer_password)
+    carbons: asyncio.Queue[tuple[str, slixmpp.Message]] = asyncio.Queue()
+    second.add_event_handler("carbon_received", lambda m: carbons.put_nowait(("received", m)))
+    second.add_event_handler("carbon_sent", lambda m: carbons.put_nowait(("sent", m)))
+    for session in (first, second):
+        await session.plugin["xep_0280"].enable(timeout=args.iq_timeout)
+    emit("carbons-enabled", first=first.boundjid.full, second=second.boundjid.full)
+
+    steps = [
+        (peer, first, "to first"),
+        (first, peer, "from first"),
+        (peer, first, "private to first"),
+        (first, peer, "private from first"),
+        (peer, first, "last to first"),
+        (first, peer, "last from first"),
+    ]
+    for sender, recipient, body in steps:
+        message = sender.make_message(mto=recipient.boundjid.full, mbody=body, mtype="chat")
+        if body.startswith("private"):
+            message.enable("carbon_private")
+        message.send()
+        got = await next_message(recipient, args.iq_timeout, repr(body))
+        if got["body"] != body:
+            raise Failure(f"{recipient.boundjid.full} got {got['body']!r}, not {body!r}")
+        delivered(got)
+
+    # The copies of the last two messages are the last that can come.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.iq_timeout
+    seen: set[str] = set()
+    while True:
+        if {"last to first", "last from first"} <= seen:
+            timeout = QUIET
+        else:
+            timeout = max(deadline - loop.time(), 0)
+        try:
+            direction, wrapper = await asyncio.wait_for(carbons.get(), timeout)
+        except asyncio.TimeoutError:
+            break
+        inner = wrapper[f"carbon_{direction}"]
+        seen.add(inner["body"])
+        emit(
+            "carbon",
+            direction=direction,
+            **{
+                "wrapper_from": wrapper["from"].full,
+                "from": inner["from"].full,
+                "to": inner["to"].full,
+                "body": inner["body"],
+            },
+        )
+    # Nothing but carbons reached the second session.
+    emit("carbons-done", second_messages=second.messages.qsize())
+
+
+async def action_exchange(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=True)
+    peer = await client.companion(args.peer, args.peer_password)
+    for n in range(args.count):
+        sender, recipient = (client, peer) if n % 2 == 0 else (peer, client)
+        body = f"{args.prefix}{n}"
+        sender.send_message(mto=recipient.boundjid.bare, mbody=body, mtype="chat")
+        got = await next_message(recipient, args.iq_timeout, repr(body))
+        if got["body"] != body:
+            raise Failure(f"{recipient.boundjid.full} got {got['body']!r}, not {body!r}")
+        delivered(got)
+
+
+def archived(message: slixmpp.Message) -> dict[str, object]:
+    """One MAM result, as slixmpp's xep_0313 (and xep_0297) read it."""
+    result = message["mam_result"]
+    forwarded = result["forwarded"]
+    inner = forwarded["stanza"]
+    stamp = forwarded["delay"]["stamp"]
+    return {
+        "id": result["id"],
+        "queryid": result["queryid"],
+        "from": inner["from"].full,
+        "to": inner["to"].full,
+        "body": inner["body"],
+        "stamp": stamp.isoformat() if stamp else None,
+    }
+
+
+async def action_mam(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    pages = client.plugin["xep_0313"].retrieve(
+        with_jid=slixmpp.JID(args.with_jid) if args.with_jid else None,
+        iterator=True,
+        reverse=args.reverse,
+        rsm={"max": args.page},
+    )
+    pages.iq_options = {"timeout": args.iq_timeout}
+    number = 0
+    async for page in pages:
+        fin = page["mam_fin"]
+        emit(
+            "mam-page",
+            number=number,
+            complete=fin.xml.get("complete") in ("true", "1"),
+            first=fin["rsm"]["first"] or None,
+            last=fin["rsm"]["last"] or None,
+            count=fin["rsm"]["count"] or None,
+            results=[archived(message) for message in page["mam"]["results"]],
+        )
+        number += 1
+        if number > 50:
+            raise Failure("more than 50 pages: the paging does not end")
+    emit("mam-done", pages=number)
+
+
+async def action_mam_messages(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    count = 0
+    async for message in client.plugin["xep_0313"].iterate(
+        with_jid=slixmpp.JID(args.with_jid) if args.with_jid else None,
+        rsm={"max": args.page},
+    ):
+        emit("mam-message", **archived(message))
+        count += 1
+        if count > 500:
+            raise Failure("more than 500 messages: the paging does not end")
+    emit("mam-done", messages=count)
+
+
+async def action_mam_fields(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    form = await client.plugin["xep_0313"].get_fields(timeout=args.iq_timeout)
+    by_var = form.get_fields()
+    fields = [{"var": var, "type": field["type"] or None} for var, field in by_var.items()]
+    # slixmpp reads a hidden field's value as a list of values.
+    form_type = by_var["FORM_TYPE"]["value"] if "FORM_TYPE" in by_var else None
+    if not isinstance(form_type, list):
+        form_type = [form_type] if form_type else []
+    emit("mam-fields", form_type=form_type, fields=fields)
+
+
+async def action_mam_prefs(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    prefs = client.plugin["xep_0441"]
+    if args.default is not None or args.always or args.never:
+        await prefs.set_preferences(
+            default=args.default or "always",
+            always=[slixmpp.JID(jid) for jid in args.always],
+            never=[slixmpp.JID(jid) for jid in args.never],
+            timeout=args.iq_timeout,
+        )
+    default, always, never = await prefs.get_preferences(timeout=args.iq_timeout)
+    emit(
+        "mam-prefs",
+        default=default or None,
+        always=sorted(str(jid) for jid in always),
+        never=sorted(str(jid) for jid in never),
+    )
+
+
+async def action_csi(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=True)
+    csi = client.plugin["xep_0352"]
+    emit("csi-offered", offered=bool(csi.enabled))
+    if not csi.enabled:
+        raise Failure("the server did not offer client state indication")
+    peer = await client.companion(args.peer, args.peer_password)
+    contact = peer.boundjid.bare
+    # What the account gets from PEER, in order: presence and messages.
+    inbox: asyncio.Queue[slixmpp.Presence | slixmpp.Message] = asyncio.Queue()
+
+    def from_peer(stanza: slixmpp.Presence | slixmpp.Message) -> None:
+        if stanza["from"].bare == contact:
+            inbox.put_nowait(stanza)
+
+    client.add_event_handler("presence", from_peer)
+    client.add_event_handler("message", from_peer)
+
+    # Roster pushes go to the sessions that asked for the roster.
+    for session in (client, peer):
+        await session.get_roster(timeout=args.iq_timeout)
+    client.send_presence(pto=contact, ptype="subscribe")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.iq_timeout
+    while (
+        client.client_roster[contact]["subscription"] != "both"
+        or peer.client_roster[client.boundjid.bare]["subscription"] != "both"
+    ):
+        if loop.time() > deadline:
+            raise Failure(
+                "no mutual subscription: "
+                f"{client.client_roster[contact]['subscription']!r} and "
+                f"{peer.client_roster[client.boundjid.bare]['subscription']!r}"
+            )
+        await asyncio.sleep(0.05)
+    emit("subscribed", contact=contact)
+
+    async def collect(state: str, until: str | None) -> None:
+        """Prints what comes from PEER: until a message with the body
+        `until` and QUIET more, or (None) until QUIET passes without anything
+        (after the first stanza, or args.iq_timeout before it)."""
+        first = True
+        done = False
+        while True:
+            timeout = QUIET if done or (until is None and not first) else args.iq_timeout
+            try:
+                stanza = await asyncio.wait_for(inbox.get(), timeout)
+            except asyncio.TimeoutError:
+                if done or until is None:
+                    return
+                raise Failure(f"{state}: no message {until!r} within {timeout} s") from None
+            first = False
+            if isinstance(stanza, slixmpp.Message):
+                kind = "message"
+                done = done or stanza["body"] == until
+            else:
+                kind = "presence"
+            emit(
+                "got",
+                state=state,
+                kind=kind,
+                type=stanza["type"],
+                show=stanza["show"] if kind == "presence" else None,
+                status=stanza["status"] if kind == "presence" else None,
+                body=stanza["body"] if kind == "message" else None,
+            )
+
+    # PEER's presence came with the subscription; wait for all there is.
+    await collect("subscribed", None)
+    csi.send_inactive()
+    await client.barrier()
+    emit("inactive")
+    for show in ("away", "xa", "dnd"):
+        peer.send_presence(pshow=show, pstatus=f"now {show}")
+    peer.send_message(mto=client.boundjid.bare, mbody="while inactive", mtype="chat")
+    await peer.barrier()
+    await collect("inactive", "while inactive")
+    csi.send_active()
+    emit("active")
+    await collect("active", None)
+
+
 ACTIONS = {
     "login": action_login,
     "send": action_send,
@@ -476,6 +824,13 @@ ACTIONS = {
     "last": action_last,
     "items": action_items,
     "converse": action_converse,
+    "carbons": action_carbons,
+    "exchange": action_exchange,
+    "csi": action_csi,
+    "mam": action_mam,
+    "mam-messages": action_mam_messages,
+    "mam-fields": action_mam_fields,
+    "mam-prefs": action_mam_prefs,
 }
 
 
@@ -531,6 +886,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     converse.add_argument("--to", required=True)
     converse.add_argument("--body", required=True)
     converse.add_argument("--timeout", type=float, default=20.0)
+    for name in ("carbons", "exchange", "csi"):
+        with_peer = actions.add_parser(name)
+        with_peer.add_argument("--peer", required=True, help="the other account's JID")
+        with_peer.add_argument("--peer-password", required=True)
+        if name == "exchange":
+            with_peer.add_argument("--count", type=int, default=2)
+            with_peer.add_argument("--prefix", default="m")
+    mam = actions.add_parser("mam")
+    mam.add_argument("--page", type=int, default=10)
+    mam.add_argument("--with", dest="with_jid")
+    mam.add_argument("--reverse", action="store_true")
+    mam_messages = actions.add_parser("mam-messages")
+    mam_messages.add_argument("--page", type=int, default=10)
+    mam_messages.add_argument("--with", dest="with_jid")
+    actions.add_parser("mam-fields")
+    mam_prefs = actions.add_parser("mam-prefs")
+    mam_prefs.add_argument("--default", choices=("always", "never", "roster"))
+    mam_prefs.add_argument("--always", action="append", default=[])
+    mam_prefs.add_argument("--never", action="append", default=[])
     args = parser.parse_args(argv)
     if args.password is None and args.mechanism != "EXTERNAL":
         parser.error("--password is required unless --mechanism EXTERNAL")
@@ -554,6 +928,14 @@ async def run(args: argparse.Namespace) -> None:
     except IqTimeout:
         raise Failure(f"{args.action}: no reply within {args.iq_timeout} s") from None
     finally:
+        for other in client.companions:
+            if other.transport is not None:
+                try:
+                    await asyncio.wait_for(other.logout(), 10.0)
+                except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - best effort
+                    other.abort()
+            else:
+                other.cancel_connection_attempt()
         if client.transport is not None:
             try:
                 await asyncio.wait_for(client.logout(), 10.0)

@@ -4,7 +4,11 @@
 //! SASL EXTERNAL and a client certificate made by `sigil cert new --register`;
 //! slixmpp's own plugins drive private XML storage (xep_0049), vCards
 //! (xep_0054, with the server's XEP-0153 hash and a vCard4 read) and last
-//! activity (xep_0012); and `tests/interop/slixmpp_component.py`, an echo component on slixmpp's
+//! activity (xep_0012), message carbons (xep_0280: two sessions of one
+//! account), the message archive (xep_0313 paging by RSM, with and without
+//! a `with` filter, its query form; xep_0441 preferences) and client state
+//! indication (xep_0352, between two accounts subscribed to each other);
+//! and `tests/interop/slixmpp_component.py`, an echo component on slixmpp's
 //! `ComponentXMPP` (XEP-0114), answers a client's message through the
 //! server.
 //!
@@ -1197,5 +1201,433 @@ fn last_activity_with_slixmpp() {
     command.args(["last", "--of", ALICE]);
     let run = server.run(command);
     assert!(run.stderr.contains("forbidden"), "{}", run.describe());
+    server.stop();
+}
+
+// ---- Carbons, the archive and client state indication, through slixmpp's
+// own plugins (xep_0280, xep_0313, xep_0441, xep_0352) ----
+
+const CAROL: &str = "carol@localhost";
+const CAROL_PASSWORD: &str = "carol's password";
+
+impl Run {
+    /// The lines whose `event` is `event`, parsed.
+    fn json_events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.events(event)
+            .into_iter()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\n{}", self.describe()))
+            })
+            .collect()
+    }
+
+    /// The one line whose `event` is `event`, parsed.
+    fn json_event(&self, event: &str) -> serde_json::Value {
+        let mut all = self.json_events(event);
+        assert_eq!(all.len(), 1, "one {event:?} line: {}", self.describe());
+        all.remove(0)
+    }
+}
+
+/// A string field of a parsed line.
+fn text<'a>(value: &'a serde_json::Value, key: &str) -> &'a str {
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key:?} in {value}"))
+}
+
+/// The alice, bob and carol fixture.
+fn three_accounts() -> Fixture {
+    let fixture = Fixture::new();
+    fixture.add_user("carol", CAROL_PASSWORD);
+    fixture
+}
+
+/// Runs the client's `args` as `jid` (with its password) over STARTTLS,
+/// and insists it succeeds.
+fn run_as(server: &Server, (jid, password): (&str, &str), args: &[&str]) -> Run {
+    let mut command = server.client(jid, password, Mode::Starttls, "SCRAM-SHA-256");
+    command.args(args);
+    server.run_ok(command)
+}
+
+/// `count` messages between `a` and `b` (from `a` first, then alternating),
+/// bodies `prefix0`…; what each recipient got, in order.
+fn exchange(
+    server: &Server,
+    a: (&str, &str),
+    b: (&str, &str),
+    count: usize,
+    prefix: &str,
+) -> Vec<serde_json::Value> {
+    let run = run_as(
+        server,
+        a,
+        &[
+            "exchange",
+            "--peer",
+            b.0,
+            "--peer-password",
+            b.1,
+            "--count",
+            &count.to_string(),
+            "--prefix",
+            prefix,
+        ],
+    );
+    let delivered = run.json_events("delivered");
+    let bodies: Vec<&str> = delivered.iter().map(|d| text(d, "body")).collect();
+    assert_eq!(bodies, strings(0..count, prefix), "{}", run.describe());
+    delivered
+}
+
+/// The ids of the XEP-0359 stanza ids on a delivered message that `by`
+/// gave it.
+fn ids_by(delivered: &serde_json::Value, by: &str) -> Vec<String> {
+    delivered["stanza_ids"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no stanza_ids in {delivered}"))
+        .iter()
+        .filter(|id| id["by"].as_str() == Some(by))
+        .map(|id| text(id, "id").to_owned())
+        .collect()
+}
+
+/// The bodies of archived results.
+fn archived_bodies(results: &[serde_json::Value]) -> Vec<String> {
+    results.iter().map(|r| text(r, "body").to_owned()).collect()
+}
+
+/// `prefix` and each number of `range`: the bodies `exchange` sends.
+fn strings(range: std::ops::Range<usize>, prefix: &str) -> Vec<String> {
+    range.map(|n| format!("{prefix}{n}")).collect()
+}
+
+/// XEP-0280 through slixmpp's xep_0280: two sessions of alice enable
+/// carbons with the plugin's `enable()`; what bob writes to the first and
+/// what the first writes to bob reach the second as the plugin's
+/// `carbon_received` and `carbon_sent` events, except the messages marked
+/// `<private/>`.
+#[test]
+fn carbons_with_slixmpp_xep_0280() {
+    if !interop_enabled("carbons_with_slixmpp_xep_0280") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let run = run_as(
+        &server,
+        (ALICE, ALICE_PASSWORD),
+        &["carbons", "--peer", BOB, "--peer-password", BOB_PASSWORD],
+    );
+    let enabled = run.json_event("carbons-enabled");
+    let first = text(&enabled, "first");
+    let second = text(&enabled, "second");
+    for jid in [first, second] {
+        assert!(jid.starts_with(&format!("{ALICE}/")), "{enabled}");
+    }
+    assert_ne!(first, second);
+    let delivered = run.json_events("delivered");
+    let bodies: Vec<&str> = delivered.iter().map(|d| text(d, "body")).collect();
+    assert_eq!(
+        bodies,
+        [
+            "to first",
+            "from first",
+            "private to first",
+            "private from first",
+            "last to first",
+            "last from first"
+        ],
+        "{}",
+        run.describe()
+    );
+    let bob = text(&delivered[0], "from");
+    assert!(bob.starts_with(&format!("{BOB}/")), "{}", delivered[0]);
+    assert_eq!(text(&delivered[0], "to"), first);
+
+    let carbons: Vec<String> = run
+        .json_events("carbon")
+        .iter()
+        .map(|carbon| {
+            // A carbon comes from the account's bare JID.
+            assert_eq!(text(carbon, "wrapper_from"), ALICE, "{carbon}");
+            format!(
+                "{} {} -> {}: {}",
+                text(carbon, "direction"),
+                text(carbon, "from"),
+                text(carbon, "to"),
+                text(carbon, "body")
+            )
+        })
+        .collect();
+    assert_eq!(
+        carbons,
+        [
+            format!("received {bob} -> {first}: to first"),
+            format!("sent {first} -> {bob}: from first"),
+            format!("received {bob} -> {first}: last to first"),
+            format!("sent {first} -> {bob}: last from first"),
+        ],
+        "{}",
+        run.describe()
+    );
+    // The second session got carbons only.
+    let done = run.json_event("carbons-done");
+    assert_eq!(done["second_messages"], 0, "{done}");
+    server.stop();
+}
+
+/// XEP-0313 through slixmpp's xep_0313: after twelve messages between
+/// alice and bob and three with carol, `retrieve(iterator=True)` pages
+/// alice's archive by five, forwards and backwards, every message once,
+/// in order, with the stanza ids delivered live; `iterate()` with a `with`
+/// filter gets only one conversation; `get_fields()` gets the query form.
+#[test]
+fn archive_paging_with_slixmpp_xep_0313() {
+    if !interop_enabled("archive_paging_with_slixmpp_xep_0313") {
+        return;
+    }
+    let mut fixture = three_accounts();
+    let server = fixture.serve();
+    let alice = (ALICE, ALICE_PASSWORD);
+    let with_bob = exchange(&server, alice, (BOB, BOB_PASSWORD), 12, "m");
+    let with_carol = exchange(&server, alice, (CAROL, CAROL_PASSWORD), 3, "c");
+    // Each message reached its recipient with the id its archive gave it.
+    let mut live_ids = Vec::new();
+    for delivered in with_bob.iter().chain(&with_carol) {
+        let to = text(delivered, "to");
+        let recipient = to.split('/').next().unwrap();
+        let ids = ids_by(delivered, recipient);
+        assert_eq!(ids.len(), 1, "one stanza id by {recipient}: {delivered}");
+        if recipient == ALICE {
+            live_ids.push((text(delivered, "body").to_owned(), ids[0].clone()));
+        }
+    }
+    assert_eq!(live_ids.len(), 7);
+
+    let mut all = strings(0..12, "m");
+    all.extend(strings(0..3, "c"));
+
+    // Forwards by five: three full pages; the last says complete.
+    let run = run_as(&server, alice, &["mam", "--page", "5"]);
+    let pages = run.json_events("mam-page");
+    let mut seen = Vec::new();
+    for (n, page) in pages.iter().enumerate() {
+        let results = page["results"].as_array().unwrap();
+        assert_eq!(results.len(), 5, "page {n}: {page}");
+        assert_eq!(page["first"], results[0]["id"], "{page}");
+        assert_eq!(page["last"], results[4]["id"], "{page}");
+        assert_eq!(page["complete"], n == 2, "page {n}: {page}");
+        seen.extend(results.iter().cloned());
+    }
+    assert_eq!(pages.len(), 3, "{}", run.describe());
+    assert_eq!(archived_bodies(&seen), all, "{}", run.describe());
+    // Every result has a stamp, a distinct id, and the query's id.
+    let mut ids: Vec<&str> = seen.iter().map(|r| text(r, "id")).collect();
+    for result in &seen {
+        assert!(!text(result, "stamp").is_empty(), "{result}");
+        assert!(!text(result, "queryid").is_empty(), "{result}");
+    }
+    // The sides are right: m0 went from alice to bob, m1 the other way.
+    assert!(text(&seen[0], "from").starts_with(&format!("{ALICE}/")));
+    assert!(text(&seen[0], "to").starts_with(BOB));
+    assert!(text(&seen[1], "from").starts_with(&format!("{BOB}/")));
+    // The archive's ids are the ones delivered live.
+    for (body, id) in &live_ids {
+        let result = seen.iter().find(|r| text(r, "body") == body).unwrap();
+        assert_eq!(text(result, "id"), id, "{body}: {result}");
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 15);
+
+    // Backwards by five: the newest page first, each in time order.
+    let run = run_as(&server, alice, &["mam", "--page", "5", "--reverse"]);
+    let pages: Vec<Vec<String>> = run
+        .json_events("mam-page")
+        .iter()
+        .map(|page| archived_bodies(page["results"].as_array().unwrap()))
+        .collect();
+    assert_eq!(
+        pages,
+        [&all[10..15], &all[5..10], &all[0..5]],
+        "{}",
+        run.describe()
+    );
+
+    // iterate(), one conversation: the twelve with bob, by fives.
+    let run = run_as(
+        &server,
+        alice,
+        &["mam-messages", "--page", "5", "--with", BOB],
+    );
+    let messages = run.json_events("mam-message");
+    assert_eq!(
+        archived_bodies(&messages),
+        strings(0..12, "m"),
+        "{}",
+        run.describe()
+    );
+    let run = run_as(
+        &server,
+        alice,
+        &["mam-messages", "--page", "5", "--with", CAROL],
+    );
+    assert_eq!(
+        archived_bodies(&run.json_events("mam-message")),
+        strings(0..3, "c")
+    );
+    let run = run_as(
+        &server,
+        alice,
+        &["mam-messages", "--with", "dave@localhost"],
+    );
+    assert!(
+        run.json_events("mam-message").is_empty(),
+        "{}",
+        run.describe()
+    );
+    // Bob's archive has his side of the conversation only.
+    let run = run_as(
+        &server,
+        (BOB, BOB_PASSWORD),
+        &["mam-messages", "--page", "5"],
+    );
+    assert_eq!(
+        archived_bodies(&run.json_events("mam-message")),
+        strings(0..12, "m")
+    );
+
+    // get_fields(): the form of the query.
+    let run = run_as(&server, alice, &["mam-fields"]);
+    let form = run.json_event("mam-fields");
+    assert_eq!(
+        form["form_type"],
+        serde_json::json!(["urn:xmpp:mam:2"]),
+        "{form}"
+    );
+    let fields: Vec<&str> = form["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| text(f, "var"))
+        .collect();
+    for field in ["FORM_TYPE", "with", "start", "end"] {
+        assert!(fields.contains(&field), "{field} missing: {form}");
+    }
+    server.stop();
+}
+
+/// XEP-0441 through slixmpp's xep_0441: alice's preferences as set come
+/// back (full JIDs kept as bare ones), and a conversation she will never
+/// archive is in carol's archive but not in hers.
+#[test]
+fn archive_preferences_with_slixmpp_xep_0441() {
+    if !interop_enabled("archive_preferences_with_slixmpp_xep_0441") {
+        return;
+    }
+    let mut fixture = three_accounts();
+    let server = fixture.serve();
+    let alice = (ALICE, ALICE_PASSWORD);
+    let run = run_as(&server, alice, &["mam-prefs"]);
+    let initial = run.json_event("mam-prefs");
+    assert!(
+        ["always", "roster"].contains(&text(&initial, "default")),
+        "{initial}"
+    );
+    let run = run_as(
+        &server,
+        alice,
+        &[
+            "mam-prefs",
+            "--default",
+            "always",
+            "--never",
+            CAROL,
+            "--always",
+            "bob@localhost/phone",
+        ],
+    );
+    let prefs = run.json_event("mam-prefs");
+    assert_eq!(text(&prefs, "default"), "always", "{prefs}");
+    assert_eq!(prefs["always"], serde_json::json!([BOB]), "{prefs}");
+    assert_eq!(prefs["never"], serde_json::json!([CAROL]), "{prefs}");
+
+    let with_carol = exchange(&server, alice, (CAROL, CAROL_PASSWORD), 2, "c");
+    // Alice's archive gave no id to what carol wrote her; carol's did.
+    assert!(
+        ids_by(&with_carol[1], ALICE).is_empty(),
+        "{}",
+        with_carol[1]
+    );
+    assert_eq!(ids_by(&with_carol[0], CAROL).len(), 1, "{}", with_carol[0]);
+    exchange(&server, alice, (BOB, BOB_PASSWORD), 2, "b");
+    let run = run_as(&server, alice, &["mam-messages"]);
+    assert_eq!(
+        archived_bodies(&run.json_events("mam-message")),
+        ["b0", "b1"],
+        "{}",
+        run.describe()
+    );
+    let run = run_as(&server, (CAROL, CAROL_PASSWORD), &["mam-messages"]);
+    assert_eq!(
+        archived_bodies(&run.json_events("mam-message")),
+        ["c0", "c1"]
+    );
+    server.stop();
+}
+
+/// XEP-0352 through slixmpp's xep_0352: alice and bob subscribe to each
+/// other (slixmpp's own roster handling answers the requests); while
+/// alice's client is inactive, bob's presence changes wait and his
+/// message does not; once active, only his latest presence comes.
+#[test]
+fn client_state_indication_with_slixmpp_xep_0352() {
+    if !interop_enabled("client_state_indication_with_slixmpp_xep_0352") {
+        return;
+    }
+    let mut fixture = Fixture::new();
+    let server = fixture.serve();
+    let run = run_as(
+        &server,
+        (ALICE, ALICE_PASSWORD),
+        &["csi", "--peer", BOB, "--peer-password", BOB_PASSWORD],
+    );
+    assert_eq!(run.json_event("csi-offered")["offered"], true);
+    assert_eq!(text(&run.json_event("subscribed"), "contact"), BOB);
+    let got = run.json_events("got");
+    let in_state = |state: &str| -> Vec<String> {
+        got.iter()
+            .filter(|g| text(g, "state") == state)
+            .map(|g| match text(g, "kind") {
+                "message" => format!("message {}", text(g, "body")),
+                _ => format!(
+                    "presence {} {}",
+                    g["show"].as_str().unwrap_or(""),
+                    g["status"].as_str().unwrap_or("")
+                ),
+            })
+            .collect()
+    };
+    // Bob's presence came with the subscription: available, no show.
+    assert!(
+        in_state("subscribed").contains(&"presence  ".to_owned()),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        in_state("inactive"),
+        ["message while inactive"],
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        in_state("active"),
+        ["presence dnd now dnd"],
+        "{}",
+        run.describe()
+    );
     server.stop();
 }
