@@ -53,6 +53,7 @@ pub struct ClientBuilder {
     local_address: Option<std::net::IpAddr>,
     error: Option<String>,
     stream_management: bool,
+    carbons: bool,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -86,6 +87,7 @@ impl Client {
             local_address: None,
             error: None,
             stream_management: false,
+            carbons: false,
         }
     }
 }
@@ -230,6 +232,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Enables XEP-0280 carbons as soon as the resource is bound (and on
+    /// every new session after [`Client::reconnect`]): see
+    /// [`Client::enable_carbons`]. A server that refuses fails the
+    /// connection with [`Error::Iq`].
+    #[must_use]
+    pub fn carbons(mut self, enable: bool) -> Self {
+        self.carbons = enable;
+        self
+    }
+
     /// The resource to ask for (default: the server picks).
     #[must_use]
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
@@ -247,9 +259,12 @@ impl ClientBuilder {
 
     /// Connects, negotiates TLS and SASL, and binds a resource.
     pub async fn connect(self) -> Result<Client, Error> {
+        let carbons = self.carbons;
         let prepared = Arc::new(self.prepare()?);
         let connection = prepared.connect(None).await?;
-        Ok(Client::from_parts(prepared, connection))
+        let mut client = Client::from_parts(prepared, connection);
+        client.set_up_session(carbons, true).await?;
+        Ok(client)
     }
 
     fn prepare(self) -> Result<Prepared, Error> {

@@ -1,6 +1,9 @@
 //! The logged-in client: sending stanzas, and reading into the inbox of
 //! those received, by driving the [`ClientStream`] that login negotiated.
 
+pub(crate) mod archive;
+pub(crate) mod carbons;
+mod csi;
 mod iq;
 mod reconnect;
 mod seen;
@@ -40,6 +43,12 @@ pub struct Client {
     seen: Seen,
     /// The last reconnection resumed the session.
     resumed: bool,
+    /// Carbons enabled (asked for again on a new session).
+    carbons: bool,
+    /// The user is looking (XEP-0352; told again to a new session).
+    active: bool,
+    /// The archive query under way, gathering its results.
+    gathering: Option<archive::Gathering>,
 }
 
 impl fmt::Debug for Client {
@@ -54,20 +63,49 @@ impl fmt::Debug for Client {
 
 impl Client {
     pub(crate) fn from_parts(prepared: Arc<Prepared>, established: Established) -> Self {
+        // What came with the login: no query is under way yet.
+        let inbox = (established.inbox.into_iter())
+            .filter_map(|mut stanza| {
+                if archive::divert(&mut None, &mut stanza, &prepared.jid) {
+                    return None;
+                }
+                carbons::guard(&mut stanza, &prepared.jid);
+                Some(stanza)
+            })
+            .collect();
         Self {
             prepared,
             connection: established.connection,
             stream: established.stream,
             jid: established.jid,
             mechanism: established.mechanism,
-            inbox: established.inbox,
+            inbox,
             buffer: vec![0; 16 * 1024],
             pending: None,
             closed: false,
             unacked: VecDeque::new(),
             seen: Seen::default(),
             resumed: false,
+            carbons: false,
+            active: true,
+            gathering: None,
         }
+    }
+
+    /// After a new session is bound: carbons and the client state as the
+    /// builder or the application asked for them.
+    pub(crate) async fn set_up_session(
+        &mut self,
+        carbons: bool,
+        active: bool,
+    ) -> Result<(), Error> {
+        if carbons {
+            self.enable_carbons().await?;
+        }
+        if !active {
+            self.set_active(false).await?;
+        }
+        Ok(())
     }
 
     /// The bound full JID.
@@ -256,8 +294,13 @@ impl Client {
                         result = Err(error);
                     }
                 }
-                proto::Action::Stanza(stanza) => {
-                    if !self.seen.repeated(&stanza, &self.prepared.jid) {
+                proto::Action::Stanza(mut stanza) => {
+                    let own = &self.prepared.jid;
+                    if archive::divert(&mut self.gathering, &mut stanza, own) {
+                        continue;
+                    }
+                    carbons::guard(&mut stanza, own);
+                    if !self.seen.repeated(&stanza, own) {
                         self.inbox.push_back(stanza);
                     }
                 }

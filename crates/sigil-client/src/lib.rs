@@ -8,6 +8,12 @@
 //! [`sigil_proto::client::ClientStream`]; this crate adds sockets, TLS,
 //! HTTP, timeouts, IQ tracking and reconnection.
 //!
+//! For one account on several devices: XEP-0280 carbons
+//! ([`Client::enable_carbons`], read as [`Incoming::Carbon`] by
+//! [`Client::recv_incoming`]), the XEP-0313 archive page by page
+//! ([`Client::archive`]) and XEP-0352 client state
+//! ([`Client::set_active`]).
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), sigil_client::Error> {
 //! use sigil_client::{Client, Message, Transport};
@@ -35,6 +41,10 @@ mod srv;
 mod transport;
 
 pub use builder::{ClientBuilder, TlsSettings};
+pub use client::archive::{
+    Archive, ArchivePage, ArchiveQuery, ArchivedMessage, MAX_PAGE_SIZE, Order,
+};
+pub use client::carbons::{Carbon, CarbonDirection, Incoming};
 pub use client::{Backoff, Client};
 pub use error::Error;
 pub use sigil_proto::error::StanzaCondition;

@@ -169,6 +169,8 @@ pub struct ClientStream {
     resumption_id: Option<String>,
     resume_from: Option<Resumption>,
     bind_offered: bool,
+    /// XEP-0352 offered among the features after authentication.
+    csi_offered: bool,
 }
 
 /// XEP-0198 counters on the client side.
@@ -212,6 +214,7 @@ impl ClientStream {
             resumption_id: None,
             resume_from: None,
             bind_offered: false,
+            csi_offered: false,
         };
         stream.send_header();
         stream
@@ -258,6 +261,24 @@ impl ClientStream {
         if self.sm.is_some() && self.stage == Stage::Bound {
             self.send(Element::new("r", crate::sm::NS));
         }
+    }
+
+    /// Whether the server offered XEP-0352 client state indication
+    /// (`<csi/>` among the features after authentication).
+    pub fn offers_csi(&self) -> bool {
+        self.csi_offered
+    }
+
+    /// Tells the server whether the user is looking (XEP-0352): queues
+    /// `<active/>` or `<inactive/>`, a nonza (not counted by XEP-0198).
+    /// Returns whether it was queued: only once bound, and only if the
+    /// server offered `<csi/>`.
+    pub fn set_client_state(&mut self, state: crate::csi::State) -> bool {
+        if self.stage != Stage::Bound || !self.csi_offered {
+            return false;
+        }
+        self.send(state.to_element());
+        true
     }
 
     /// For direct TLS: the channel binding data of the connection, before
@@ -596,6 +617,7 @@ impl ClientStream {
     fn start_bind(&mut self, features: &Element) {
         self.sm_offered = features.has_child("sm", crate::sm::NS);
         self.bind_offered = features.has_child("bind", ns::BIND);
+        self.csi_offered = features.has_child("csi", crate::csi::NS);
         if self.sm_offered
             && let Some(earlier) = &self.resume_from
         {

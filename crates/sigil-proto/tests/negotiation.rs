@@ -180,6 +180,35 @@ fn starttls_scram_plus_bind_and_stanzas() {
 }
 
 #[test]
+fn client_state_is_sent_once_bound_where_offered() {
+    let mut s = server(TlsMode::Required);
+    let mut c = client(client::TlsMode::Required, None);
+    // Not before binding.
+    assert!(!c.set_client_state(sigil_proto::csi::State::Inactive));
+    assert!(!c.offers_csi());
+    let mut out = Outcome::default();
+    pump(&mut c, &mut s, &mut out);
+    assert!(out.bound.is_some());
+    assert!(c.offers_csi(), "the server offers <csi/> after login");
+    assert!(c.set_client_state(sigil_proto::csi::State::Inactive));
+    assert!(c.set_client_state(sigil_proto::csi::State::Active));
+    pump(&mut c, &mut s, &mut out);
+    // The server read both as client states, not stanzas, and the stream
+    // goes on.
+    assert_eq!(
+        out.server_stanzas,
+        [
+            sigil_proto::csi::State::Inactive.to_element(),
+            sigil_proto::csi::State::Active.to_element()
+        ]
+    );
+    assert!(out.server_closed.is_none() && out.client_closed.is_none());
+    c.close();
+    pump(&mut c, &mut s, &mut out);
+    assert!(!c.set_client_state(sigil_proto::csi::State::Active));
+}
+
+#[test]
 fn allow_list_and_plain_over_tls() {
     for (allow, expected) in [
         (&["PLAIN"][..], "PLAIN"),

@@ -2,11 +2,16 @@
 //! `sigil cert upload|remote-list|remote-disable|remote-revoke` (XEP-0257
 //! from a logged-in client).
 
+use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use sigil_client::{Client, Message, Presence, Stanza, Transport, saslcert};
+use sigil_client::{
+    ArchiveQuery, Carbon, CarbonDirection, Client, Incoming, Message, Order, Presence, Stanza,
+    Transport, saslcert,
+};
+use sigil_proto::sid::StanzaId;
 use sigil_sasl::client::{AllowList, ClientConfig};
 
 /// How to reach and log in to a server: shared by every client command.
@@ -229,9 +234,14 @@ async fn recover(client: &mut Client, error: sigil_client::Error) -> Result<(), 
     Ok(())
 }
 
-/// `sigil chat`: lines typed go to `peer`, messages that arrive are
-/// printed. `/quit` or end of input ends it. A connection lost to the
-/// network or a server restart is taken up again.
+/// How many messages of the conversation `sigil chat` shows when it opens.
+const HISTORY: usize = 20;
+
+/// `sigil chat`: shows the end of the conversation with `peer` from the
+/// archive, then lines typed go to `peer` and messages that arrive are
+/// printed, with what the account's other devices send to and receive
+/// from `peer` (carbons). `/quit` or end of input ends it. A connection
+/// lost to the network or a server restart is taken up again.
 pub(crate) fn chat(account: &str, peer: &str, args: &ConnectArgs) -> Result<(), String> {
     let peer = parse_jid(peer)?;
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -245,20 +255,35 @@ pub(crate) fn chat(account: &str, peer: &str, args: &ConnectArgs) -> Result<(), 
         }
     });
     args.run(account, async |client| {
-        client
-            .send_presence(&Presence::available())
-            .await
-            .map_err(|e| e.to_string())?;
         say(&format!(
             "logged in as {} ({}, {}); talking to {peer}. /quit ends.",
             client.jid(),
             client.transport().as_str(),
             client.mechanism()
         ));
+        let mut conversation = Conversation::new(client, &peer);
+        // Before the presence, which brings what was stored meanwhile
+        // (also in the archive, and then shown once).
+        conversation.history(client).await?;
+        match client.enable_carbons().await {
+            Ok(()) => {}
+            Err(sigil_client::Error::Iq(_)) => {
+                say("(the server does not copy what your other devices send and receive)");
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+        client
+            .send_presence(&Presence::available())
+            .await
+            .map_err(|e| e.to_string())?;
         loop {
             loop {
                 match client.try_recv().await {
-                    Ok(Some(element)) => show(&element),
+                    Ok(Some(element)) => {
+                        if let Some(incoming) = client.incoming(element) {
+                            conversation.show(incoming);
+                        }
+                    }
                     Ok(None) => break,
                     Err(error) => recover(client, error).await?,
                 }
@@ -304,32 +329,120 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-fn show(element: &sigil_xml::Element) {
-    match Stanza::from_element(element.clone()) {
-        Some(Stanza::Message(message)) => {
-            let from = message
-                .from
-                .map(|f| f.to_bare().to_string())
-                .unwrap_or_default();
-            if let Some(body) = message.body {
-                say(&format!("<{from}> {body}"));
-            } else if message.kind == sigil_client::MessageType::Error {
-                say(&format!("! message to {from} failed"));
-            }
+/// What `sigil chat` shows of one conversation.
+struct Conversation {
+    own: jid::BareJid,
+    peer: jid::BareJid,
+    /// The archive ids of the messages shown as history: the same
+    /// messages delivered afterwards (stored while the account was away)
+    /// are not shown twice.
+    shown: HashSet<String>,
+}
+
+impl Conversation {
+    fn new(client: &Client, peer: &jid::Jid) -> Self {
+        Self {
+            own: client.full_jid().to_bare(),
+            peer: peer.to_bare(),
+            shown: HashSet::new(),
         }
-        Some(Stanza::Presence(presence)) => {
-            if let Some(from) = presence.from {
-                let state = match presence.kind {
-                    sigil_client::PresenceType::Available => {
-                        presence.show.clone().unwrap_or_else(|| "online".into())
-                    }
-                    sigil_client::PresenceType::Unavailable => "offline".into(),
-                    other => format!("{other:?}").to_lowercase(),
+    }
+
+    /// The last messages of the conversation from the archive, oldest
+    /// first, each with its time. A server without an archive shows none.
+    async fn history(&mut self, client: &mut Client) -> Result<(), String> {
+        let query = ArchiveQuery::new(HISTORY)
+            .with(jid::Jid::from(self.peer.clone()))
+            .order(Order::NewestFirst);
+        let page = match client.archive(query).next_page(client).await {
+            Ok(Some(page)) => page,
+            Ok(None) | Err(sigil_client::Error::Iq(_)) => return Ok(()),
+            Err(error) => return Err(format!("cannot read the history: {error}")),
+        };
+        for archived in page.messages {
+            let Some(body) = &archived.message.body else {
+                continue;
+            };
+            say(&format!(
+                "[history {}] <{}> {body}",
+                time(&archived.stamp),
+                bare(archived.message.from.as_ref())
+            ));
+            self.shown.insert(archived.id);
+        }
+        Ok(())
+    }
+
+    fn show(&self, incoming: Incoming) {
+        match incoming {
+            Incoming::Stanza(Stanza::Message(message)) => {
+                if self.was_shown(&message) {
+                    return;
+                }
+                let from = bare(message.from.as_ref());
+                if let Some(body) = message.body {
+                    say(&format!("<{from}> {body}"));
+                } else if message.kind == sigil_client::MessageType::Error {
+                    say(&format!("! message to {from} failed"));
+                }
+            }
+            Incoming::Stanza(Stanza::Presence(presence)) => {
+                if let Some(from) = presence.from {
+                    let state = match presence.kind {
+                        sigil_client::PresenceType::Available => {
+                            presence.show.clone().unwrap_or_else(|| "online".into())
+                        }
+                        sigil_client::PresenceType::Unavailable => "offline".into(),
+                        other => format!("{other:?}").to_lowercase(),
+                    };
+                    say(&format!("* {from} is {state}"));
+                }
+            }
+            // What another device of the account sent to or received from
+            // the peer.
+            Incoming::Carbon(Carbon { direction, message }) => {
+                let Some(body) = message.body else { return };
+                let (other, line) = match direction {
+                    CarbonDirection::Sent => (
+                        message.to.as_ref(),
+                        format!("<{}> (other device) {body}", self.own),
+                    ),
+                    CarbonDirection::Received => (
+                        message.from.as_ref(),
+                        format!("<{}> (to other device) {body}", self.peer),
+                    ),
                 };
-                say(&format!("* {from} is {state}"));
+                if other.is_some_and(|jid| jid.to_bare() == self.peer) {
+                    say(&line);
+                }
             }
+            Incoming::Stanza(Stanza::Iq(_)) => {}
         }
-        Some(Stanza::Iq(_)) | None => {}
+    }
+
+    /// Whether `message` is one shown as history (known by the id the
+    /// account's archive gave it).
+    fn was_shown(&self, message: &Message) -> bool {
+        let Some(element) = &message.element else {
+            return false;
+        };
+        StanzaId::all_of(element)
+            .any(|id| id.by.to_bare() == self.own && self.shown.contains(&id.id))
+    }
+}
+
+fn bare(jid: Option<&jid::Jid>) -> String {
+    jid.map(|j| j.to_bare().to_string()).unwrap_or_default()
+}
+
+/// An XEP-0082 time as `2024-05-01 12:00:00 UTC` when it is one in UTC,
+/// else as it is.
+fn time(stamp: &str) -> String {
+    match (stamp.get(..10), stamp.get(11..19)) {
+        (Some(date), Some(clock)) if stamp.ends_with('Z') && stamp.get(10..11) == Some("T") => {
+            format!("{date} {clock} UTC")
+        }
+        _ => stamp.to_owned(),
     }
 }
 

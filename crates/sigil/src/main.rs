@@ -81,8 +81,12 @@ enum Command {
         #[command(flatten)]
         connect: login::ConnectArgs,
     },
-    /// Chat with one contact: type lines to send them, messages that
-    /// arrive are printed. /quit or end of input ends it.
+    /// Chat with one contact: the last 20 messages with them come first
+    /// from the server's archive (marked "[history TIME]"), then type
+    /// lines to send them; messages that arrive are printed, with what
+    /// your other devices send to them and receive from them (marked
+    /// "(other device)" and "(to other device)"). /quit or end of input
+    /// ends it.
     Chat {
         /// The contact.
         peer: String,

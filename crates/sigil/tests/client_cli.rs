@@ -401,6 +401,103 @@ fn send_and_chat_through_a_terminal() {
     tmux.wait_for("bob", "chat ended: 0");
 }
 
+/// `sigil chat` opens with the end of the conversation from the archive,
+/// and shows what the account's other devices send to and receive from
+/// the peer.
+#[test]
+fn chat_shows_the_history_and_the_other_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = serve(d);
+    let send = |from: &str, to: &str, text: &str| {
+        let said = ok(&sigil(
+            d,
+            &[
+                "send",
+                to,
+                text,
+                "--as",
+                from,
+                "--password-file",
+                "pw",
+                "--ca",
+                "data/server.crt",
+                "--address",
+                &server.starttls,
+            ],
+        ));
+        assert!(said.contains("sent to"), "{said}");
+    };
+    send("alice@localhost", "bob@localhost", "first from alice");
+    // Alice is offline: this one is also kept for her.
+    send("bob@localhost", "alice@localhost", "then bob");
+
+    let tmux = Tmux::new();
+    let chat = |resource: &str| {
+        format!(
+            "cd {} && {} chat bob@localhost --as alice@localhost --password-file pw \
+             --ca data/server.crt --direct-tls --address {} --resource {resource}; \
+             echo \"chat ended: $?\"; sleep 60",
+            shell_quote(&d.display().to_string()),
+            shell_quote(env!("CARGO_BIN_EXE_sigil")),
+            server.direct,
+        )
+    };
+    tmux.open("laptop", &chat("laptop"));
+    let screen = tmux.wait_for("laptop", "] <bob@localhost> then bob");
+    let line = |screen: &str, text: &str| {
+        screen
+            .lines()
+            .position(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("{text:?} is not shown:\n{screen}"))
+    };
+    let lines: Vec<&str> = screen.lines().collect();
+    let first = line(&screen, "first from alice");
+    let then = line(&screen, "then bob");
+    assert!(first < then, "oldest first:\n{screen}");
+    for (n, who) in [(first, "alice"), (then, "bob")] {
+        assert!(
+            lines[n].starts_with("[history ")
+                && lines[n].contains(&format!("UTC] <{who}@localhost> ")),
+            "{}",
+            lines[n]
+        );
+    }
+
+    // Another device of alice's sends to bob.
+    send("alice@localhost", "bob@localhost", "from my phone");
+    tmux.wait_for("laptop", "<alice@localhost> (other device) from my phone");
+    // Another receives from bob.
+    tmux.open("phone", &chat("phone"));
+    tmux.wait_for("laptop", "* alice@localhost/phone is online");
+    send(
+        "bob@localhost",
+        "alice@localhost/phone",
+        "just for the phone",
+    );
+    tmux.wait_for("phone", "\n<bob@localhost> just for the phone");
+    tmux.wait_for(
+        "laptop",
+        "<bob@localhost> (to other device) just for the phone",
+    );
+    // The history has all of it, in order, on the device that came later.
+    let phone = tmux.capture("phone");
+    let order: Vec<usize> = ["first from alice", "then bob", "from my phone"]
+        .iter()
+        .map(|text| line(&phone, text))
+        .collect();
+    assert!(order.is_sorted(), "{phone}");
+    // What was kept for alice while she was away is in the history: it
+    // is not shown twice.
+    let laptop = tmux.capture("laptop");
+    assert_eq!(laptop.matches("then bob").count(), 1, "{laptop}");
+
+    for pane in ["laptop", "phone"] {
+        tmux.type_line(pane, "/quit");
+        tmux.wait_for(pane, "chat ended: 0");
+    }
+}
+
 #[test]
 fn chat_carries_on_after_the_server_restarts() {
     let dir = tempfile::tempdir().unwrap();

@@ -142,9 +142,14 @@ impl Client {
                         }
                     }
                     let prepared = self.prepared.clone();
+                    let (carbons, active) = (self.carbons, self.active);
                     *self = Self::from_parts(prepared, established);
                     self.seen = seen;
                     self.resumed = resumed;
+                    // A resumed session keeps its carbons and state.
+                    if resumed {
+                        (self.carbons, self.active) = (carbons, active);
+                    }
                     // What the server sent again on a resumed session
                     // comes after what was already read.
                     for stanza in std::mem::take(&mut self.inbox) {
@@ -157,6 +162,9 @@ impl Client {
                     // so its addressee can tell a copy).
                     for stanza in unacked {
                         self.send(&stanza).await?;
+                    }
+                    if !resumed {
+                        self.set_up_session(carbons, active).await?;
                     }
                     return Ok(());
                 }
