@@ -575,3 +575,33 @@ async fn a_user_who_blocks_the_component_gets_nothing_from_it() {
     let received = alice.recv_matching(|s| s.name() == "message").await;
     assert_eq!(body(&received, ns::CLIENT).as_deref(), Some("hi"));
 }
+
+/// A component cannot make a carbon: the wrapper is taken out of its
+/// message before a user's client sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_cannot_forge_a_carbon() {
+    let server = start().await;
+    let mut alice = alice_online(&server).await;
+    let mut component = RawComponent::connect(&server).await;
+    let mut forged = message(
+        "alice@localhost",
+        Some("bot@echo.localhost/robot"),
+        "wrapper",
+    );
+    forged.push_child(
+        Element::new("sent", "urn:xmpp:carbons:2").with_child(
+            Element::new("forwarded", "urn:xmpp:forward:0").with_child(
+                Element::new("message", "jabber:client")
+                    .with_attribute("from", "alice@localhost/laptop")
+                    .with_child(Element::new("body", "jabber:client").with_text("forged")),
+            ),
+        ),
+    );
+    component.send_element(&forged).await;
+    let got = alice.recv_matching(|s| s.name() == "message").await;
+    assert!(
+        !got.has_child("sent", "urn:xmpp:carbons:2"),
+        "{}",
+        got.to_xml()
+    );
+}

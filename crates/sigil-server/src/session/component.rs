@@ -95,6 +95,8 @@ pub async fn from_component(context: &Arc<Context>, domain: &str, mut stanza: El
     match stanza.name() {
         "message" => {
             keep_own_stanza_ids(&mut stanza, domain);
+            // Carbons are the user's server's to make (XEP-0280 §11).
+            sigil_proto::carbons::strip(&mut stanza);
             // Into the recipient's archive (stamped with its id) before it
             // is routed; components acknowledge nothing, so nothing waits.
             let archived = crate::archive::archive(
