@@ -96,7 +96,7 @@ pub(crate) async fn run(ready: Arc<Ready>, options: MamQuery) -> Result<(), Stri
             "archive_messages": filled.delivered,
             "fill_sent": filled.sent,
             "fill_complete": filled.delivered >= options.messages,
-            "fill_seconds": filled.seconds,
+            "fill_seconds": filled.seconds, "fill_limit_seconds": options.fill_seconds,
             "fill_per_second": fill_rate,
             "queries": options.queries, "max": options.max,
             "answered": latencies.len(), "failed": failed, "first_failure": first_failure,
