@@ -103,6 +103,68 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Fills one conversation's message archive (XEP-0313) over the
+    /// protocol: SENDERS connections of account FIRST send to account
+    /// FIRST+1 at saturation until MESSAGES are delivered or FILL_SECONDS
+    /// pass (progress on standard error). Then QUERIES queries, one after
+    /// another, for the last MAX messages with FIRST+1 (`with`, `<max/>`,
+    /// an empty `<before/>`), each checked to bring MAX results and a
+    /// `<fin/>`; their latency percentiles and the archive size reached.
+    MamQuery {
+        #[command(flatten)]
+        target: Target,
+        /// The account that queries (FIRST+1 is the other side).
+        #[arg(long, default_value_t = 0)]
+        first_account: usize,
+        /// Messages to fill the conversation with.
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        /// Stop filling after this many seconds whatever the count.
+        #[arg(long, default_value_t = 600)]
+        fill_seconds: u64,
+        /// Sending connections (resources of account FIRST).
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
+        /// Messages in flight per sending connection.
+        #[arg(long, default_value_t = 32)]
+        window: u64,
+        /// Queries to time.
+        #[arg(long, default_value_t = 100)]
+        queries: usize,
+        /// Messages per query (`<max/>`).
+        #[arg(long, default_value_t = 50)]
+        max: usize,
+    },
+    /// XEP-0352: account FIRST with CONTACTS contacts (accounts FIRST+1…,
+    /// mutual subscriptions made over the protocol) that change presence
+    /// and send chat states RATE times a second each for SECONDS, and send
+    /// MESSAGES messages with a body; once with the receiver active
+    /// throughout, once inactive. The bytes its stream delivers in each
+    /// case (TLS application data, what `<active/>` flushes included),
+    /// and the messages' latency. STARTTLS or direct TLS only.
+    Csi {
+        #[command(flatten)]
+        target: Target,
+        /// The receiving account; its contacts follow it.
+        #[arg(long, default_value_t = 0)]
+        first_account: usize,
+        /// Contacts.
+        #[arg(long, default_value_t = 20)]
+        contacts: usize,
+        /// Presence changes (each with a chat state) per second per
+        /// contact.
+        #[arg(long, default_value_t = 0.5)]
+        rate: f64,
+        /// Length of each of the two phases.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Messages with a body per phase.
+        #[arg(long, default_value_t = 5)]
+        messages: usize,
+        /// Seconds the receiver keeps reading after each phase's load.
+        #[arg(long, default_value_t = 2)]
+        settle_seconds: u64,
+    },
     /// SESSIONS sessions held while CHURN a second leave and are replaced,
     /// each sending itself a message every 5 s, for SECONDS; the server's
     /// RSS growth from the first minute to the last.

@@ -9,15 +9,21 @@
 //!   per session from `/proc/PID/status`, and after they leave.
 //! - `messaging`: pairs exchanging messages at a fixed rate or at
 //!   saturation; delivered messages/s and end-to-end latency.
+//! - `mam-query`: one conversation's archive filled, then the latency of
+//!   queries for its last page (XEP-0313).
+//! - `csi`: the bytes a receiver is sent while its contacts change
+//!   presence, with and without XEP-0352 client state indication.
 //! - `hostile`: the hostile-input battery, with a probe client measuring
 //!   round trips meanwhile.
 //! - `soak`: connection churn for a long while; the server's memory growth.
 
 mod accounts;
 mod cli;
+mod csi;
 mod hostile;
 mod idle;
 mod login;
+mod mam;
 mod measure;
 mod messaging;
 mod ready;
@@ -110,6 +116,46 @@ fn main() -> ExitCode {
                 window.max(1),
                 seconds,
             ))
+        }),
+        Command::MamQuery {
+            target,
+            first_account,
+            messages,
+            fill_seconds,
+            senders,
+            window,
+            queries,
+            max,
+        } => Ready::load(&target).and_then(|ready| {
+            let options = mam::MamQuery {
+                first: first_account,
+                messages,
+                fill_seconds,
+                senders,
+                window,
+                queries,
+                max,
+            };
+            runtime.block_on(mam::run(Arc::new(ready), options))
+        }),
+        Command::Csi {
+            target,
+            first_account,
+            contacts,
+            rate,
+            seconds,
+            messages,
+            settle_seconds,
+        } => Ready::load(&target).and_then(|ready| {
+            let options = csi::Csi {
+                first: first_account,
+                contacts,
+                rate,
+                seconds,
+                messages,
+                settle: Duration::from_secs(settle_seconds),
+            };
+            runtime.block_on(csi::run(Arc::new(ready), options))
         }),
         Command::Soak {
             target,

@@ -91,6 +91,8 @@ async fn every_scenario_runs_against_sigil() {
             "websocket",
             "SCRAM-SHA-256",
         ),
+        ("mam-query", ListenerKind::Starttls, "starttls", "EXTERNAL"),
+        ("csi", ListenerKind::DirectTls, "direct-tls", "EXTERNAL"),
     ]
     .into_iter()
     .map(|(scenario, kind, transport, mechanism)| {
@@ -121,6 +123,32 @@ async fn every_scenario_runs_against_sigil() {
                 "0",
                 "--server-pid",
                 &pid,
+            ],
+            // The archived conversation: accounts 4 and 5, 300 messages.
+            "mam-query" => &[
+                "--first-account",
+                "4",
+                "--messages",
+                "300",
+                "--senders",
+                "2",
+                "--queries",
+                "5",
+                "--fill-seconds",
+                "30",
+            ],
+            // Account 0 and three contacts.
+            "csi" => &[
+                "--contacts",
+                "3",
+                "--rate",
+                "4",
+                "--seconds",
+                "2",
+                "--messages",
+                "2",
+                "--settle-seconds",
+                "1",
             ],
             _ => &["--pairs", "2", "--seconds", "1", "--cpu-of", &pid],
         };
@@ -155,6 +183,24 @@ async fn every_scenario_runs_against_sigil() {
                 let delivered = result["delivered"].as_u64().unwrap();
                 assert!(delivered > 0, "{args}: {result}");
                 assert_eq!(result["undelivered"], 0, "{args}: {result}");
+            }
+            Some("mam-query") => {
+                assert_eq!(result["archive_messages"], 300, "{args}: {result}");
+                assert_eq!(result["answered"], 5, "{args}: {result}");
+                assert_eq!(result["failed"], 0, "{args}: {result}");
+            }
+            Some("csi") => {
+                assert_eq!(result["undelivered"], 0, "{args}: {result}");
+                // Active: every presence change and chat state came (3
+                // contacts, 4 a second, 2 s); inactive: what was held
+                // came once, the latest of each.
+                let without = &result["without"];
+                let with = &result["with"];
+                assert!(without["presences"].as_u64().unwrap() >= 18, "{result}");
+                assert!(without["chat_states"].as_u64().unwrap() >= 18, "{result}");
+                assert!(with["presences"].as_u64().unwrap() <= 6, "{result}");
+                assert!(with["chat_states"].as_u64().unwrap() <= 6, "{result}");
+                assert!(result["saved_percent"].as_f64().unwrap() > 0.0, "{result}");
             }
             other => panic!("{args}: {other:?}"),
         }

@@ -49,6 +49,8 @@ pub struct Client {
     active: bool,
     /// The archive query under way, gathering its results.
     gathering: Option<archive::Gathering>,
+    /// Bytes of the XML stream read since login (TCP transports).
+    received: u64,
 }
 
 impl fmt::Debug for Client {
@@ -89,6 +91,7 @@ impl Client {
             carbons: false,
             active: true,
             gathering: None,
+            received: 0,
         }
     }
 
@@ -159,6 +162,21 @@ impl Client {
             };
             stanza.push_child(OriginId::new(id).to_element());
         }
+        self.queue(stanza).await
+    }
+
+    /// Sends a stanza as it is: a message gets no origin id. For
+    /// stanzas that must carry nothing else, such as a standalone chat
+    /// state (XEP-0085), which servers tell by its having no other
+    /// payload (to hold it back for an inactive client, XEP-0352).
+    pub async fn send_as_is(&mut self, stanza: &Element) -> Result<(), Error> {
+        if self.closed {
+            return Err(Error::Stream(ClientError::Closed));
+        }
+        self.queue(stanza.clone()).await
+    }
+
+    async fn queue(&mut self, stanza: Element) -> Result<(), Error> {
         if self.stream.acks().is_some() {
             self.unacked.push_back(stanza.clone());
         }
@@ -194,6 +212,14 @@ impl Client {
                 return Ok(stanza);
             }
         }
+    }
+
+    /// Bytes of XML read from the server since login: on STARTTLS and
+    /// direct TLS the application data TLS delivered (decrypted, before
+    /// parsing). WebSocket and BOSH hand over whole elements and are not
+    /// counted (0).
+    pub fn bytes_received(&self) -> u64 {
+        self.received
     }
 
     /// Whether the stream has ended (closed by either side).
@@ -266,7 +292,10 @@ impl Client {
             return Ok(());
         };
         match input {
-            Input::Bytes(n) => self.stream.receive(&self.buffer[..n]),
+            Input::Bytes(n) => {
+                self.received += n as u64;
+                self.stream.receive(&self.buffer[..n]);
+            }
             Input::Elements(elements) => {
                 for element in elements {
                     self.stream.receive_element(element);
