@@ -118,7 +118,11 @@ fn drain(session: &mut Session, parked: &mut Option<Box<sigil_proto::server::Str
             Action::NeedCredentials { .. } | Action::NeedDecision { .. } | Action::StartTls => {
                 unreachable!("not offered")
             }
-            Action::Authenticated { .. } | Action::AuthFailed { .. } | Action::Close { .. } => {}
+            // Client state is not a stanza: nothing to confirm.
+            Action::Authenticated { .. }
+            | Action::AuthFailed { .. }
+            | Action::ClientState(_)
+            | Action::Close { .. } => {}
         }
     }
 }

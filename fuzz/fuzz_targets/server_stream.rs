@@ -79,6 +79,7 @@ fuzz_target!(|input: &[u8]| {
                 | Action::Authenticated { .. }
                 | Action::AuthFailed { .. }
                 | Action::Stanza(_)
+                | Action::ClientState(_)
                 | Action::Close { .. } => {}
             }
         }
