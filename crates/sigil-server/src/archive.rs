@@ -23,14 +23,18 @@ use jid::{BareJid, Jid};
 use sigil_proto::sid::StanzaId;
 use sigil_store::{ArchiveDefault, ArchivePrefs, ArchivedMessage, Store};
 use sigil_xml::Element;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::config::ArchiveConfig;
 
 /// Entries waiting for the writer: beyond it, senders wait.
-const QUEUE: usize = 4096;
-/// The most entries one transaction takes.
-const BATCH: usize = 1024;
+const QUEUE: usize = 16384;
+/// The most entries one transaction takes: all that wait, so that a
+/// commit's cost is shared by as many messages as possible.
+const BATCH: usize = QUEUE;
+/// The bytes the entries waiting may hold, in KiB: large messages make
+/// senders wait before the count does.
+const QUEUE_KIB: u32 = 32 * 1024;
 /// Accounts whose preferences are kept in memory; when full, the cache
 /// starts again empty.
 const MAX_CACHED: usize = 50_000;
@@ -41,11 +45,15 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
 struct Entry {
     rows: Vec<ArchivedMessage>,
     done: oneshot::Sender<bool>,
+    /// Its share of [`QUEUE_KIB`], given back once it is written.
+    _bytes: OwnedSemaphorePermit,
 }
 
 /// The archives of a server's accounts.
 pub struct Archive {
     queue: Option<mpsc::Sender<Entry>>,
+    /// KiB the queue may still take.
+    room: Arc<Semaphore>,
     default: Arc<ArchivePrefs>,
     /// Preferences of accounts seen lately (the default ones shared).
     prefs: Mutex<HashMap<BareJid, Arc<ArchivePrefs>>>,
@@ -56,6 +64,7 @@ impl Archive {
     pub fn disabled() -> Self {
         Self {
             queue: None,
+            room: Arc::new(Semaphore::new(0)),
             default: Arc::default(),
             prefs: Mutex::default(),
         }
@@ -72,6 +81,7 @@ impl Archive {
         tokio::spawn(write(store, entries));
         Self {
             queue: Some(queue),
+            room: Arc::new(Semaphore::new(QUEUE_KIB as usize)),
             default: Arc::new(ArchivePrefs {
                 default: config.default_rule(),
                 ..ArchivePrefs::default()
@@ -154,8 +164,23 @@ impl Archive {
     /// (`true`) or failed (`false`).
     async fn append(&self, rows: Vec<ArchivedMessage>) -> Option<oneshot::Receiver<bool>> {
         let queue = self.queue.as_ref()?;
+        let bytes: usize = rows
+            .iter()
+            .map(|row| row.stanza.len() + row.owner.len() + row.with.len() + row.id.len())
+            .sum();
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(QUEUE_KIB)
+            .clamp(1, QUEUE_KIB);
+        let held = self.room.clone().acquire_many_owned(kib).await.ok()?;
         let (done, committed) = oneshot::channel();
-        queue.send(Entry { rows, done }).await.ok()?;
+        queue
+            .send(Entry {
+                rows,
+                done,
+                _bytes: held,
+            })
+            .await
+            .ok()?;
         Some(committed)
     }
 }
@@ -225,9 +250,10 @@ pub async fn archive(
     let stored = stanza.to_xml();
     let at = now_micros();
     let mut rows = Vec::with_capacity(2);
+    let [sender_random, recipient_random] = random_pair();
     // A message to oneself is archived once, as received.
     if local(&from) && sender != recipient && archive.keeps(store, &sender, &recipient).await {
-        let id = sigil_proto::random_id();
+        let id = sigil_store::archive_id(at, &sender_random);
         archived.sender_id = Some(StanzaId::new(id.clone(), sender.clone().into()));
         rows.push(ArchivedMessage {
             id,
@@ -238,7 +264,7 @@ pub async fn archive(
         });
     }
     if local(&to) && archive.keeps(store, &recipient, &sender).await {
-        let id = sigil_proto::random_id();
+        let id = sigil_store::archive_id(at, &recipient_random);
         archived.recipient_id = Some(StanzaId::new(id.clone(), recipient.clone().into()));
         rows.push(ArchivedMessage {
             id,
@@ -252,6 +278,24 @@ pub async fn archive(
         archived.committed = archive.append(rows).await;
     }
     archived
+}
+
+/// Two ids' random parts from one call to the operating system's
+/// generator.
+fn random_pair() -> [[u8; 12]; 2] {
+    let mut bytes = [0u8; 24];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Unique still, by the time and a counter, though guessable.
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static FALLBACK: AtomicU64 = AtomicU64::new(1);
+        let n = FALLBACK.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        bytes[..8].copy_from_slice(&n);
+        bytes[12..20].copy_from_slice(&n);
+    }
+    let mut pair = [[0u8; 12]; 2];
+    pair[0].copy_from_slice(&bytes[..12]);
+    pair[1].copy_from_slice(&bytes[12..]);
+    pair
 }
 
 /// The time now, in Unix microseconds.
@@ -269,10 +313,11 @@ async fn write(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Entry>) {
             .iter_mut()
             .flat_map(|entry: &mut Entry| std::mem::take(&mut entry.rows))
             .collect();
-        let committed = match store.archive(&rows).await {
+        let messages = rows.len();
+        let committed = match store.archive(rows).await {
             Ok(_) => true,
             Err(error) => {
-                tracing::error!(%error, messages = rows.len(), "archiving failed");
+                tracing::error!(%error, messages, "archiving failed");
                 false
             }
         };

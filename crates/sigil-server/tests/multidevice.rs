@@ -754,7 +754,7 @@ async fn pipelined_archive_queries_are_refused_not_fatal() {
             ),
         })
         .collect();
-    server.store().archive(&rows).await.unwrap();
+    server.store().archive(rows.clone()).await.unwrap();
     let mut laptop = device(&server, "laptop").await;
     let mut burst = String::new();
     for n in 0..8 {

@@ -1064,7 +1064,7 @@ async fn unacknowledged_archive_results_are_not_kept_offline() {
             ),
         })
         .collect();
-    server.store().archive(&rows).await.unwrap();
+    server.store().archive(rows.clone()).await.unwrap();
     let mut alice = raw_alice(&server, true).await;
     alice
         .write_all(b"<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2'/></iq>")

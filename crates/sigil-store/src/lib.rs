@@ -63,5 +63,5 @@ pub use types::{
     Account, ArchiveDefault, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveResult,
     ArchivedMessage, CertificateEntry, CertificateLookup, DocumentQuota, LastActivity,
     OfflineMessage, OfflineQuota, RevokedCertificate, Roster, RosterItem, SavedSession,
-    StoreFuture, Subscription, algorithm_from_name, algorithm_name,
+    StoreFuture, Subscription, algorithm_from_name, algorithm_name, archive_id, archive_id_time,
 };

@@ -53,9 +53,10 @@ impl<T> Store for T where
 pub trait ArchiveStore: Send + Sync {
     /// Archives these messages, in one transaction, in order. Those whose
     /// owner has no account are left out; the answer is how many were
-    /// archived. [`StoreError::Conflict`]`("id")` if an owner already has
-    /// a message with one of these ids (nothing is archived then).
-    fn archive<'a>(&'a self, messages: &'a [ArchivedMessage]) -> StoreFuture<'a, u64>;
+    /// archived. Ids made by [`archive_id`](crate::archive_id) are unique by
+    /// their random part; for an id of another form the owner already
+    /// holds, [`StoreError::Conflict`]`("id")` (nothing is archived then).
+    fn archive(&self, messages: Vec<ArchivedMessage>) -> StoreFuture<'_, u64>;
 
     /// A page of `owner`'s archive. [`StoreError::NotFound`] when an id the
     /// query pages or filters from is not in the archive.

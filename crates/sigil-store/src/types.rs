@@ -284,7 +284,8 @@ pub struct SavedSession {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArchivedMessage {
     /// The id the archive gave it (its XEP-0359 stanza id, `by` the
-    /// owner): unique per owner.
+    /// owner): unique per owner, made by [`archive_id`] (ids of other
+    /// forms are kept too, found through an index of their own).
     pub id: String,
     /// Whose archive it is in (a bare JID).
     pub owner: String,
@@ -295,6 +296,44 @@ pub struct ArchivedMessage {
     pub at: i64,
     /// The message, serialised.
     pub stanza: String,
+}
+
+/// The id an archive gives a message archived at `at` (Unix
+/// microseconds): the time in 13 lowercase hex digits, then `random` in
+/// hex (96 bits from a CSPRNG make it unguessable and, in practice,
+/// unique). Backends find a message by id from its time
+/// ([`archive_id_time`]) instead of keeping an index of ids.
+pub fn archive_id(at: i64, random: &[u8; 12]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(ARCHIVE_ID_LEN);
+    let at = u64::try_from(at).unwrap_or(0);
+    for shift in (0..13).rev() {
+        id.push(char::from(
+            HEX[usize::try_from((at >> (4 * shift)) & 15).unwrap_or(0)],
+        ));
+    }
+    for byte in random {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 15)]));
+    }
+    id
+}
+
+/// The length of the ids [`archive_id`] makes.
+const ARCHIVE_ID_LEN: usize = 37;
+
+/// The time an id made by [`archive_id`] names, or `None` for an id of
+/// any other form.
+pub fn archive_id_time(id: &str) -> Option<i64> {
+    let bytes = id.as_bytes();
+    if bytes.len() != ARCHIVE_ID_LEN
+        || !bytes
+            .iter()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(byte))
+    {
+        return None;
+    }
+    i64::from_str_radix(&id[..13], 16).ok()
 }
 
 /// Where a page of an archive query starts (XEP-0059 result set
@@ -387,4 +426,32 @@ pub struct ArchivePrefs {
     pub always: Vec<String>,
     /// Bare JIDs whose messages are never archived, sorted.
     pub never: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{archive_id, archive_id_time};
+
+    #[test]
+    fn archive_ids_carry_their_time_and_nothing_else_parses_as_one() {
+        let at = 1_765_000_000_123_456;
+        let id = archive_id(at, &[0xab; 12]);
+        assert_eq!(id.len(), 37);
+        assert_eq!(id, format!("{at:013x}{}", "ab".repeat(12)));
+        assert_eq!(archive_id_time(&id), Some(at));
+        // Ordered by time as text, as they are by number.
+        assert!(archive_id(at, &[0xff; 12]) < archive_id(at + 1, &[0; 12]));
+        assert_eq!(archive_id_time(&archive_id(-5, &[1; 12])), Some(0));
+        for other in [
+            "id-0001",
+            "",
+            &id[..36],
+            &format!("{id}0"),
+            &id.to_uppercase(),
+            &format!("{}g", &id[..36]),
+            "0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(archive_id_time(other), None, "{other}");
+        }
+    }
 }

@@ -333,3 +333,91 @@ async fn the_database_is_private() {
     assert_eq!(mode(&path), 0o600);
     store.close().await;
 }
+
+/// A database written by schema 6 (archive ids of any form, with a
+/// unique index of them) opens at the newest schema with its archive
+/// whole: the old ids are still found, and new ones are added beside
+/// them.
+#[tokio::test]
+async fn archives_of_schema_6_migrate_with_their_ids() {
+    use sigil_store::{ArchiveQuery, ArchiveStore, ArchivedMessage};
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sigil.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE schema_version (
+                    version INTEGER NOT NULL PRIMARY KEY,
+                    applied_at INTEGER NOT NULL
+                ) STRICT",
+            )
+            .unwrap();
+        for (version, script) in [
+            include_str!("../migrations/sqlite/0001_initial.sql"),
+            include_str!("../migrations/sqlite/0002_blocking.sql"),
+            include_str!("../migrations/sqlite/0003_saved_sessions.sql"),
+            include_str!("../migrations/sqlite/0004_revocations.sql"),
+            include_str!("../migrations/sqlite/0005_archive.sql"),
+            include_str!("../migrations/sqlite/0006_documents.sql"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            connection.execute_batch(script).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, 0)",
+                    [i64::try_from(version).unwrap() + 1],
+                )
+                .unwrap();
+        }
+        connection
+            .execute_batch(
+                "INSERT INTO accounts (jid, created_at) VALUES ('juliet@example.com', 0);
+                 INSERT INTO archive (seq, owner, id, with_bare, with_resource, stanza) VALUES
+                   (10, 'juliet@example.com', '0123456789abcdef0123456789abcdef', 'romeo@example.net', '', '<a/>'),
+                   (20, 'juliet@example.com', 'second', 'romeo@example.net', 'balcony', '<b/>');",
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    let new = ArchivedMessage {
+        id: sigil_store::archive_id(30, &[5; 12]),
+        owner: "juliet@example.com".into(),
+        with: "romeo@example.net".into(),
+        at: 30,
+        stanza: "<c/>".into(),
+    };
+    assert_eq!(store.archive(vec![new.clone()]).await.unwrap(), 1);
+    let query = |after: &str| ArchiveQuery {
+        after_id: Some(after.into()),
+        max: 10,
+        ..ArchiveQuery::default()
+    };
+    let after_first = store
+        .archive_query(
+            "juliet@example.com",
+            &query("0123456789abcdef0123456789abcdef"),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = after_first.messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["second", new.id.as_str()]);
+    assert_eq!(after_first.messages[0].with, "romeo@example.net/balcony");
+    let after_second = store
+        .archive_query("juliet@example.com", &query("second"))
+        .await
+        .unwrap();
+    assert_eq!(after_second.messages.len(), 1);
+    // An old id is still refused twice.
+    let again = ArchivedMessage {
+        id: "second".into(),
+        ..new
+    };
+    assert_eq!(
+        store.archive(vec![again]).await,
+        Err(StoreError::Conflict("id".into()))
+    );
+}

@@ -341,33 +341,45 @@ impl Element {
 
 /// Appends `text` escaped for character data.
 pub fn escape_text(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            // A literal CR would be turned into LF by the reader.
-            '\r' => out.push_str("&#xD;"),
-            c => out.push(c),
-        }
-    }
+    escape(out, text, |byte| match byte {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        // A literal CR would be turned into LF by the reader.
+        b'\r' => Some("&#xD;"),
+        _ => None,
+    });
 }
 
 /// Appends `value` escaped for a double-quoted attribute value.
 pub fn escape_attribute(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            // Attribute value normalisation would turn these into spaces.
-            '\t' => out.push_str("&#x9;"),
-            '\n' => out.push_str("&#xA;"),
-            '\r' => out.push_str("&#xD;"),
-            c => out.push(c),
+    escape(out, value, |byte| match byte {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'"' => Some("&quot;"),
+        // Attribute value normalisation would turn these into spaces.
+        b'\t' => Some("&#x9;"),
+        b'\n' => Some("&#xA;"),
+        b'\r' => Some("&#xD;"),
+        _ => None,
+    });
+}
+
+/// Appends `text` with each byte `entity` names replaced: runs between
+/// them are copied whole. Every byte replaced is ASCII, so the runs
+/// split `text` only at character boundaries.
+#[inline]
+fn escape(out: &mut String, text: &str, entity: impl Fn(u8) -> Option<&'static str>) {
+    let mut plain = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        if let Some(replacement) = entity(byte) {
+            out.push_str(&text[plain..at]);
+            out.push_str(replacement);
+            plain = at + 1;
         }
     }
+    out.push_str(&text[plain..]);
 }
 
 /// String equality that settles the empty case (most namespaces and
@@ -380,6 +392,20 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaping_replaces_only_markup_and_keeps_every_other_character() {
+        let mut text = String::new();
+        escape_text(&mut text, "é<b>&\r\"x\"\t✓");
+        assert_eq!(text, "é&lt;b&gt;&amp;&#xD;\"x\"\t✓");
+        let mut attribute = String::new();
+        escape_attribute(&mut attribute, "ü\"a\"\n\t<&>\r😀");
+        assert_eq!(attribute, "ü&quot;a&quot;&#xA;&#x9;&lt;&amp;&gt;&#xD;😀");
+        let mut plain = String::from("kept ");
+        escape_attribute(&mut plain, "");
+        escape_text(&mut plain, "nothing to do");
+        assert_eq!(plain, "kept nothing to do");
+    }
 
     #[test]
     fn stanza_in_client_stream_has_no_namespace_declaration() {

@@ -24,7 +24,7 @@ async fn fill(store: &dyn Store, n: usize) -> Vec<ArchivedMessage> {
             stanza: format!("<message xmlns='jabber:client'><body>{i}</body></message>"),
         })
         .collect();
-    assert_eq!(store.archive(&messages).await.unwrap(), n as u64);
+    assert_eq!(store.archive(messages.clone()).await.unwrap(), n as u64);
     messages
 }
 
@@ -169,15 +169,12 @@ pub async fn archive_ids_and_owners(store: &dyn Store) {
         at: 1,
         stanza: "<message xmlns='jabber:client'/>".into(),
     };
-    assert_eq!(
-        store.archive(std::slice::from_ref(&message)).await.unwrap(),
-        1
-    );
-    let twice = store.archive(std::slice::from_ref(&message)).await;
+    assert_eq!(store.archive(vec![message.clone()]).await.unwrap(), 1);
+    let twice = store.archive(vec![message.clone()]).await;
     assert_eq!(twice, Err(StoreError::Conflict("id".into())));
     message.owner = "ghost@example.com".into();
     message.id = "id-x".into();
-    assert_eq!(store.archive(&[message]).await.unwrap(), 0);
+    assert_eq!(store.archive(vec![message]).await.unwrap(), 0);
 }
 
 /// Times that do not increase (a clock that stood still or went back)
@@ -192,13 +189,89 @@ pub async fn archive_order_survives_the_clock(store: &dyn Store) {
         stanza: "<message xmlns='jabber:client'/>".into(),
     };
     store
-        .archive(&[message("a", 5_000), message("b", 5_000)])
+        .archive(vec![message("a", 5_000), message("b", 5_000)])
         .await
         .unwrap();
-    store.archive(&[message("c", 10)]).await.unwrap();
+    store.archive(vec![message("c", 10)]).await.unwrap();
     let all = store.archive_query(OWNER, &query(10)).await.unwrap();
     assert_eq!(ids(&all), ["a", "b", "c"]);
     assert!(all.messages.windows(2).all(|w| w[0].at < w[1].at));
+}
+
+/// Ids made by [`crate::archive_id`] are found by their time: through
+/// pages, `after-id`/`before-id` and `ids`, also when the clock went back
+/// (the message's place is later than its id's time), among another
+/// owner's messages with the same times, and beside ids of other forms.
+pub async fn archive_ids_found_by_their_time(store: &dyn Store) {
+    create(store, OWNER).await;
+    create(store, "nurse@example.com").await;
+    let t0 = 1_700_000_000_000_000_i64;
+    let message = |owner: &str, n: u8, at: i64| {
+        let id = crate::archive_id(at, &[n; 12]);
+        ArchivedMessage {
+            id,
+            owner: owner.into(),
+            with: "romeo@example.net".into(),
+            at,
+            stanza: format!("<message xmlns='jabber:client'><body>{n}</body></message>"),
+        }
+    };
+    // The clock goes back an hour after the third message.
+    let mut mine: Vec<ArchivedMessage> = (0..3)
+        .map(|n| message(OWNER, n, t0 + i64::from(n)))
+        .collect();
+    mine.extend((3..6).map(|n| message(OWNER, n, t0 - 3_600_000_000 + i64::from(n))));
+    mine.push(ArchivedMessage {
+        id: "other-form".into(),
+        ..message(OWNER, 6, t0)
+    });
+    let theirs: Vec<ArchivedMessage> = (0..6)
+        .map(|n| message("nurse@example.com", n + 100, t0 + i64::from(n)))
+        .collect();
+    let mut batch = mine.clone();
+    batch.extend(theirs.clone());
+    assert_eq!(store.archive(batch).await.unwrap(), 13);
+    let all = store.archive_query(OWNER, &query(10)).await.unwrap();
+    let expected: Vec<&str> = mine.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids(&all), expected);
+    for (n, message) in mine.iter().enumerate() {
+        let after = ArchiveQuery {
+            after_id: Some(message.id.clone()),
+            ..query(10)
+        };
+        let found = store.archive_query(OWNER, &after).await.unwrap();
+        assert_eq!(ids(&found), expected[n + 1..], "after {}", message.id);
+        let before = ArchiveQuery {
+            page: ArchivePage::Before(message.id.clone()),
+            ..query(10)
+        };
+        let found = store.archive_query(OWNER, &before).await.unwrap();
+        assert_eq!(ids(&found), expected[..n], "before {}", message.id);
+    }
+    let chosen = ArchiveQuery {
+        ids: vec![
+            mine[4].id.clone(),
+            theirs[1].id.clone(),
+            "other-form".into(),
+            crate::archive_id(t0, &[9; 12]),
+            mine[0].id.clone(),
+        ],
+        ..query(10)
+    };
+    let found = store.archive_query(OWNER, &chosen).await.unwrap();
+    assert_eq!(ids(&found), [expected[0], expected[4], "other-form"]);
+    // An id of the right form that the archive never gave, or another
+    // owner's.
+    for unknown in [crate::archive_id(t0 + 1, &[7; 12]), theirs[0].id.clone()] {
+        let after = ArchiveQuery {
+            after_id: Some(unknown),
+            ..query(10)
+        };
+        assert_eq!(
+            store.archive_query(OWNER, &after).await,
+            Err(StoreError::NotFound)
+        );
+    }
 }
 
 /// Preferences round trip; expiry by age and by count per owner; the
@@ -247,7 +320,7 @@ pub async fn archive_expiry_of_many(store: &dyn Store) {
         stanza: "<message xmlns='jabber:client'/>".into(),
     };
     let all: Vec<ArchivedMessage> = (0..25_000).map(message).collect();
-    assert_eq!(store.archive(&all).await.unwrap(), 25_000);
+    assert_eq!(store.archive(all).await.unwrap(), 25_000);
     // The oldest 22,000 by age, then all but the newest 1,000 by count.
     assert_eq!(
         store

@@ -143,6 +143,7 @@ macro_rules! conformance_tests {
                 archive_filters,
                 archive_ids_and_owners,
                 archive_order_survives_the_clock,
+                archive_ids_found_by_their_time,
                 archive_prefs_expiry_and_deletion,
                 archive_expiry_of_many,
                 documents_round_trip,

@@ -5,14 +5,21 @@
 //! unique and increasing, it orders the archive, and a query by time is
 //! a range of the same indexes as one by position.
 
+use std::collections::HashMap;
+
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
 use super::{SqliteStore, account_exists, backend, to_sql_integer};
 use crate::{
     ArchiveDefault, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveResult, ArchiveStore,
-    ArchivedMessage, StoreError, StoreFuture,
+    ArchivedMessage, StoreError, StoreFuture, archive_id_time,
 };
+
+/// The predicate of the `archive_other_ids` partial index, repeated word
+/// for word where a query means to use it: ids `archive_id_time` does
+/// not read.
+const OTHER_ID: &str = "(length(id) <> 37 OR id GLOB '*[^0-9a-f]*')";
 
 /// A JID split into its bare part and its resource ("" for none). A bare
 /// JID has no `/`, so the first one starts the resource.
@@ -21,64 +28,13 @@ fn split(jid: &str) -> (&str, &str) {
 }
 
 impl ArchiveStore for SqliteStore {
-    fn archive<'a>(&'a self, messages: &'a [ArchivedMessage]) -> StoreFuture<'a, u64> {
+    fn archive(&self, messages: Vec<ArchivedMessage>) -> StoreFuture<'_, u64> {
         Box::pin(async move {
             if messages.is_empty() {
                 return Ok(0);
             }
-            let messages = messages.to_vec();
-            self.write(move |transaction| {
-                let mut last: i64 = transaction
-                    .prepare_cached("SELECT coalesce(max(seq), 0) FROM archive")
-                    .map_err(backend)?
-                    .query_row([], |row| row.get(0))
-                    .map_err(backend)?;
-                let mut archived = 0_u64;
-                let mut owner_exists: Option<(String, bool)> = None;
-                for message in &messages {
-                    // A batch is mostly a few owners' messages: the last
-                    // answer is remembered.
-                    let exists = match &owner_exists {
-                        Some((owner, exists)) if *owner == message.owner => *exists,
-                        _ => {
-                            let exists = account_exists(transaction, &message.owner)?;
-                            owner_exists = Some((message.owner.clone(), exists));
-                            exists
-                        }
-                    };
-                    if !exists {
-                        continue;
-                    }
-                    let seq = message.at.max(last.saturating_add(1));
-                    last = seq;
-                    let (bare, resource) = split(&message.with);
-                    let inserted = transaction
-                        .prepare_cached(
-                            "INSERT INTO archive (seq, owner, id, with_bare, with_resource, stanza)
-                             VALUES (?, ?, ?, ?, ?, ?)",
-                        )
-                        .map_err(backend)?
-                        .execute((
-                            seq,
-                            &message.owner,
-                            &message.id,
-                            bare,
-                            resource,
-                            &message.stanza,
-                        ));
-                    match inserted {
-                        Ok(_) => archived += 1,
-                        Err(rusqlite::Error::SqliteFailure(failure, _))
-                            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-                        {
-                            return Err(StoreError::Conflict("id".into()));
-                        }
-                        Err(error) => return Err(backend(error)),
-                    }
-                }
-                Ok(archived)
-            })
-            .await
+            self.write(move |transaction| insert(transaction, &messages))
+                .await
         })
     }
 
@@ -235,18 +191,131 @@ impl ArchiveStore for SqliteStore {
     }
 }
 
+/// Rows one `INSERT` statement writes: a batch goes in statements of
+/// this many rows (the rest one by one), which costs SQLite less than a
+/// statement per row.
+const INSERT_ROWS: usize = 32;
+
+/// Inserts a batch, each message at a `seq` past the newest one; drops
+/// the messages of owners that are not accounts (any more). Ids that
+/// [`archive_id`](crate::archive_id) made are unique by their random
+/// part; those of any other form are checked by their index.
+fn insert(transaction: &Connection, messages: &[ArchivedMessage]) -> Result<u64, StoreError> {
+    let mut last: i64 = transaction
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM archive")
+        .map_err(backend)?
+        .query_row([], |row| row.get(0))
+        .map_err(backend)?;
+    // Asked once per owner and batch, in the transaction that inserts.
+    let mut exists: HashMap<&str, bool> = HashMap::new();
+    let mut rows: Vec<(i64, &ArchivedMessage)> = Vec::with_capacity(messages.len());
+    for message in messages {
+        let owner = message.owner.as_str();
+        let known = match exists.get(owner) {
+            Some(known) => *known,
+            None => {
+                let known = account_exists(transaction, owner)?;
+                exists.insert(owner, known);
+                known
+            }
+        };
+        if !known {
+            continue;
+        }
+        // Never below the time the id names, where a lookup by id starts.
+        let floor = archive_id_time(&message.id).unwrap_or(i64::MIN);
+        let seq = message.at.max(floor).max(last.saturating_add(1));
+        last = seq;
+        rows.push((seq, message));
+    }
+    let many = format!(
+        "INSERT INTO archive (seq, owner, id, with_bare, with_resource, stanza) VALUES {}",
+        vec!["(?, ?, ?, ?, ?, ?)"; INSERT_ROWS].join(", ")
+    );
+    let mut chunks = rows.chunks_exact(INSERT_ROWS);
+    for chunk in &mut chunks {
+        let mut statement = transaction.prepare_cached(&many).map_err(backend)?;
+        let mut at = 1;
+        for (seq, message) in chunk {
+            let (bare, resource) = split(&message.with);
+            let values: [&dyn rusqlite::ToSql; 6] = [
+                seq,
+                &message.owner,
+                &message.id,
+                &bare,
+                &resource,
+                &message.stanza,
+            ];
+            for value in values {
+                statement.raw_bind_parameter(at, value).map_err(backend)?;
+                at += 1;
+            }
+        }
+        statement.raw_execute().map_err(conflict)?;
+    }
+    for (seq, message) in chunks.remainder() {
+        let (bare, resource) = split(&message.with);
+        transaction
+            .prepare_cached(
+                "INSERT INTO archive (seq, owner, id, with_bare, with_resource, stanza)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(backend)?
+            .execute((
+                seq,
+                &message.owner,
+                &message.id,
+                bare,
+                resource,
+                &message.stanza,
+            ))
+            .map_err(conflict)?;
+    }
+    Ok(u64::try_from(rows.len()).unwrap_or(u64::MAX))
+}
+
+/// An insert's error: [`StoreError::Conflict`] for an id the owner's
+/// archive holds already.
+fn conflict(error: rusqlite::Error) -> StoreError {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            StoreError::Conflict("id".into())
+        }
+        error => backend(error),
+    }
+}
+
 /// Rows one expiry transaction deletes at most.
 const EXPIRY_BATCH: i64 = 10_000;
 
 /// The `seq` of `owner`'s message `id`, or [`StoreError::NotFound`].
 fn seq_of(connection: &Connection, owner: &str, id: &str) -> Result<i64, StoreError> {
-    connection
-        .prepare_cached("SELECT seq FROM archive WHERE owner = ? AND id = ?")
-        .map_err(backend)?
-        .query_row([owner, id], |row| row.get(0))
-        .optional()
-        .map_err(backend)?
-        .ok_or(StoreError::NotFound)
+    find_seq(connection, owner, id)?.ok_or(StoreError::NotFound)
+}
+
+/// The `seq` of `owner`'s message `id`, if there is one. An id that
+/// names a time is looked for among the owner's messages from that time
+/// on (its `seq` is at least that, and mostly equal); any other through
+/// the index of such ids.
+fn find_seq(connection: &Connection, owner: &str, id: &str) -> Result<Option<i64>, StoreError> {
+    let found = match archive_id_time(id) {
+        Some(time) => connection
+            .prepare_cached(
+                "SELECT seq FROM archive WHERE owner = ? AND seq >= ? AND id = ?
+                 ORDER BY seq LIMIT 1",
+            )
+            .map_err(backend)?
+            .query_row((owner, time, id), |row| row.get(0)),
+        None => connection
+            .prepare_cached(&format!(
+                "SELECT seq FROM archive WHERE owner = ? AND id = ? AND {OTHER_ID}"
+            ))
+            .map_err(backend)?
+            .query_row((owner, id), |row| row.get(0)),
+    };
+    found.optional().map_err(backend)
 }
 
 fn run_query(
@@ -294,10 +363,17 @@ fn run_query(
         values.push(Value::Integer(upper));
     }
     if !query.ids.is_empty() {
-        sql.push_str(" AND id IN (");
-        for (n, id) in query.ids.iter().enumerate() {
-            sql.push_str(if n == 0 { "?" } else { ", ?" });
-            values.push(Value::Text(id.clone()));
+        // Each found by its own lookup; ids the archive does not hold
+        // match nothing.
+        sql.push_str(" AND seq IN (");
+        let mut first = true;
+        for id in &query.ids {
+            let Some(seq) = find_seq(connection, owner, id)? else {
+                continue;
+            };
+            sql.push_str(if first { "?" } else { ", ?" });
+            first = false;
+            values.push(Value::Integer(seq));
         }
         sql.push(')');
     }
