@@ -115,7 +115,10 @@ fn drain(session: &mut Session, parked: &mut Option<Box<sigil_proto::server::Str
                 }
                 None => session.stream.resume_failed(None),
             },
-            Action::NeedCredentials { .. } | Action::NeedDecision { .. } | Action::StartTls => {
+            Action::NeedCredentials { .. }
+            | Action::NeedDecision { .. }
+            | Action::StartTls
+            | Action::Register(_) => {
                 unreachable!("not offered")
             }
             // Client state is not a stanza: nothing to confirm.

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use sigil_proto::server::{Action, ServerStream, ServerStreamConfig, TlsMode};
+use sigil_proto::server::{
+    Action, Registration, ServerStream, ServerStreamConfig, TlsMode, invalid_token,
+};
 use sigil_sasl::server::{ConnectionInfo, ServerConfig};
 use sigil_sasl::{Algorithm, Failure, StoredCredentials};
 
@@ -26,6 +28,8 @@ fuzz_target!(|input: &[u8]| {
     // Bit 7: the standalone framing of WebSocket and BOSH, one element per
     // line of input.
     let standalone = first & 0x80 != 0;
+    // Bit 6: registration by invitation offered.
+    config.registration = first & 0x40 != 0;
     if standalone {
         config.tls = TlsMode::Direct;
     }
@@ -69,6 +73,18 @@ fuzz_target!(|input: &[u8]| {
                     stream.external_decision(Err(Failure::NotAuthorized))
                 }
                 Action::Resume { .. } => stream.resume_failed(None),
+                // Tokens that start with 'a' are accepted; every device
+                // registration is refused.
+                Action::Register(Registration::Preauth { token }) => {
+                    if token.starts_with('a') {
+                        stream.preauth_accepted(0);
+                    } else {
+                        stream.registration_refused(invalid_token());
+                    }
+                }
+                Action::Register(Registration::Device(_)) => {
+                    stream.registration_refused(invalid_token())
+                }
                 Action::Bind { resource } => {
                     let resource = resource.map_or("r".to_owned(), |r| r.to_string());
                     if let Ok(jid) = jid::FullJid::new(&format!("user@example.org/{resource}")) {

@@ -124,6 +124,7 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                 }
                 server::Action::Authenticated { .. } | server::Action::AuthFailed { .. } => {}
                 server::Action::Resume { .. } => s.resume_failed(None),
+                server::Action::Register(_) => unreachable!("registration is not offered"),
                 server::Action::Bind { resource } => {
                     let resource = resource.map_or("generated".to_owned(), |r| r.to_string());
                     s.bound(FullJid::new(&format!("juliet@example.org/{resource}")).unwrap());

@@ -653,6 +653,10 @@ impl<W: Wire> Connection<W> {
                     self.presented = None;
                     *tls = None;
                 }
+                Action::Register(request) => {
+                    crate::enroll::answer(&self.context, &mut self.stream, tls.as_ref(), request)
+                        .await;
+                }
                 Action::Bind { resource } => self.bind(resource),
                 Action::ClientState(state) => self.client_state(state),
                 Action::Stanza(stanza) => {

@@ -26,6 +26,7 @@ mod connection;
 pub mod context;
 pub mod control;
 pub mod csi;
+mod enroll;
 pub(crate) mod features;
 mod files;
 pub mod limits;

@@ -91,6 +91,21 @@ pub async fn add(
     limits: &LimitsConfig,
     entry: &CertificateEntry,
 ) -> Result<(), StanzaError> {
+    within_caps(store, limits, entry).await?;
+    match store.add_certificate(entry).await {
+        Ok(()) => Ok(()),
+        Err(error) => Err(add_error(error, &entry.owner)),
+    }
+}
+
+/// Whether `entry` may be added to its owner's certificates: the caps of
+/// certificates and of revocations per account, and the owner's
+/// revocations (a certificate it revoked is `not-allowed`).
+pub async fn within_caps(
+    store: &dyn Store,
+    limits: &LimitsConfig,
+    entry: &CertificateEntry,
+) -> Result<(), StanzaError> {
     let existing = store.certificates(&entry.owner).await.map_err(internal)?;
     if existing.len() >= limits.max_certificates_per_account {
         return Err(StanzaError::with_text(
@@ -117,18 +132,23 @@ pub async fn add(
             ),
         ));
     }
-    match store.add_certificate(entry).await {
-        Ok(()) => Ok(()),
-        Err(StoreError::Revoked) => Err(revoked_error()),
-        Err(StoreError::Conflict(what)) => Err(StanzaError::with_text(
+    Ok(())
+}
+
+/// What the client is told when adding a certificate of `owner` failed
+/// in the store.
+pub fn add_error(error: StoreError, owner: &str) -> StanzaError {
+    match error {
+        StoreError::Revoked => revoked_error(),
+        StoreError::Conflict(what) => StanzaError::with_text(
             StanzaCondition::Conflict,
             format!("a certificate with this {what} is already registered"),
-        )),
-        Err(StoreError::NotFound) => Err(StanzaError::with_text(
+        ),
+        StoreError::NotFound => StanzaError::with_text(
             StanzaCondition::ItemNotFound,
-            format!("{} has no account", entry.owner),
-        )),
-        Err(error) => Err(internal(error)),
+            format!("{owner} has no account"),
+        ),
+        error => internal(error),
     }
 }
 

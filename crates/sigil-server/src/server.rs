@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::component::ComponentListener;
-use crate::config::{Config, ListenerKind};
+use crate::config::{ClientCertificatePolicy, Config, ListenerKind};
 use crate::context::Context;
 use crate::router::Router;
 use crate::tls::ServerIdentity;
@@ -152,6 +152,10 @@ impl Server {
             stream.max_unacked = config.limits.session_queue;
             stream.resume_seconds = config.limits.resume_timeout_seconds;
             stream.more_features = Arc::new([crate::features::caps(&context)]);
+            // A device joins with the certificate it presents: only where
+            // client certificates are asked for.
+            stream.registration = config.invites.enabled
+                && listener_config.client_certificates != ClientCertificatePolicy::Disabled;
             let listener = Arc::new(Listener {
                 kind: listener_config.kind,
                 acceptor: TlsAcceptor::from(tls),

@@ -22,6 +22,8 @@ pub enum StoreError {
     QuotaExceeded,
     /// The certificate was revoked for this account: a revocation is final.
     Revoked,
+    /// The record (an invitation) was valid once and has expired.
+    Expired,
     /// The backend failed (I/O, locking, a closed pool); the text is the
     /// backend's own message.
     Backend(String),
@@ -45,6 +47,7 @@ impl fmt::Display for StoreError {
             Self::Conflict(field) => write!(f, "conflicting {field}: it is already in use"),
             Self::QuotaExceeded => f.write_str("the storage quota is exceeded"),
             Self::Revoked => f.write_str("the certificate was revoked for this account"),
+            Self::Expired => f.write_str("the record has expired"),
             Self::Backend(message) => write!(f, "storage backend failed: {message}"),
             Self::Corrupt(message) => write!(f, "stored data is corrupt: {message}"),
             Self::SchemaTooNew { found, supported } => write!(

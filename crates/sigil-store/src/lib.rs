@@ -56,12 +56,13 @@ pub mod sqlite;
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AccountStore, ArchiveStore, BlockingStore, CertificateStore, DocumentStore, OfflineStore,
-    RosterStore, SessionStore, Store,
+    AccountStore, ArchiveStore, BlockingStore, CertificateStore, DocumentStore, InviteStore,
+    OfflineStore, RosterStore, SessionStore, Store,
 };
 pub use types::{
     Account, ArchiveDefault, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveResult,
-    ArchivedMessage, CertificateEntry, CertificateLookup, DocumentQuota, LastActivity,
-    OfflineMessage, OfflineQuota, RevokedCertificate, Roster, RosterItem, SavedSession,
-    StoreFuture, Subscription, algorithm_from_name, algorithm_name, archive_id, archive_id_time,
+    ArchivedMessage, CertificateEntry, CertificateLookup, DocumentQuota, Invite, InviteCreator,
+    InviteKind, LastActivity, OfflineMessage, OfflineQuota, Redeemed, Redemption,
+    RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture, Subscription,
+    algorithm_from_name, algorithm_name, archive_id, archive_id_time, invite_token_hash,
 };

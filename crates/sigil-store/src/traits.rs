@@ -13,8 +13,8 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 use crate::StoreError;
 use crate::{
     Account, ArchivePrefs, ArchiveQuery, ArchiveResult, ArchivedMessage, CertificateEntry,
-    CertificateLookup, DocumentQuota, LastActivity, OfflineMessage, OfflineQuota,
-    RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture,
+    CertificateLookup, DocumentQuota, Invite, LastActivity, OfflineMessage, OfflineQuota, Redeemed,
+    Redemption, RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture,
 };
 
 /// Everything the server needs, in one object-safe trait.
@@ -29,6 +29,7 @@ pub trait Store:
     + SessionStore
     + ArchiveStore
     + DocumentStore
+    + InviteStore
     + Send
     + Sync
 {
@@ -43,6 +44,7 @@ impl<T> Store for T where
         + SessionStore
         + ArchiveStore
         + DocumentStore
+        + InviteStore
         + Send
         + Sync
 {
@@ -272,6 +274,62 @@ pub trait OfflineStore: Send + Sync {
     /// The owners that have messages, sorted (for a server to know at
     /// start whom to look up at login).
     fn offline_owners(&self) -> StoreFuture<'_, Vec<String>>;
+}
+
+/// Invitations (XEP-0401, XEP-0445): single-use tokens, kept as hashes,
+/// that let a new device create an account or join one without a
+/// password.
+///
+/// An invitation ends when it is redeemed, revoked or expired, and with
+/// what made it: deleting or disabling its creator's account, or
+/// disabling or revoking the certificate its creator logged in with,
+/// deletes it; so does deleting the account a device invitation adds to.
+pub trait InviteStore: Send + Sync {
+    /// Keeps `invite`. [`StoreError::Conflict`]`("token")` if an
+    /// invitation has its hash; [`StoreError::NotFound`] if the account a
+    /// device invitation adds to, or its creator's account, does not
+    /// exist; [`StoreError::QuotaExceeded`] if its creator (or, for the
+    /// operator's, the server) holds `max_open` invitations that have not
+    /// expired at `now` already.
+    fn create_invite<'a>(
+        &'a self,
+        invite: &'a Invite,
+        max_open: u64,
+        now: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The invitation whose token has this hash, expired or not.
+    fn invite<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<Invite>>;
+
+    /// The invitations not expired at `now`: all of them, or those of
+    /// `account` (made by it or adding a device to it); oldest first.
+    fn invites<'a>(&'a self, account: Option<&'a str>, now: i64) -> StoreFuture<'a, Vec<Invite>>;
+
+    /// Deletes the invitation whose token has this hash: whether there
+    /// was one.
+    fn revoke_invite<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, bool>;
+
+    /// Redeems the invitation whose token has this hash, in one
+    /// transaction: creates the account (passwordless) or checks that it
+    /// exists, registers the certificate, and deletes the invitation.
+    ///
+    /// [`StoreError::NotFound`] if there is no such invitation (never
+    /// made, redeemed, revoked) or it is not for `redemption.account`
+    /// (a device invitation for another account, an account invitation
+    /// that fixes another name), or a device invitation's account is
+    /// gone; [`StoreError::Expired`] if it expired before
+    /// `redemption.checked_at`; [`StoreError::AlreadyExists`] if an
+    /// account invitation's account exists; else the errors of
+    /// [`CertificateStore::add_certificate`]. Nothing changes on an
+    /// error.
+    fn redeem_invite<'a>(
+        &'a self,
+        token_hash: &'a [u8; 32],
+        redemption: &'a Redemption,
+    ) -> StoreFuture<'a, Redeemed>;
+
+    /// Deletes the invitations that expired before `now`: how many.
+    fn expire_invites(&self, now: i64) -> StoreFuture<'_, u64>;
 }
 
 /// Client certificates registered to accounts (XEP-0257).

@@ -195,6 +195,95 @@ pub struct CertificateEntry {
     pub added_at: i64,
 }
 
+/// What an invitation (XEP-0401) lets its holder do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InviteKind {
+    /// Create an account: the one named, or (`None`) any free name of
+    /// the domain the holder picks.
+    Account {
+        /// The bare JID the invitation fixes, if it does.
+        jid: Option<String>,
+    },
+    /// Add a device (a certificate) to this existing account (a bare JID).
+    Device {
+        /// The account the device joins.
+        account: String,
+    },
+}
+
+/// Who made an invitation: it ends with them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InviteCreator {
+    /// The account whose session made it (a bare JID).
+    pub account: String,
+    /// The certificate that session logged in with, if it did: disabling
+    /// or revoking the certificate ends the invitation.
+    pub certificate: Option<[u8; 32]>,
+}
+
+/// An invitation (XEP-0401): a single-use token, kept only as its hash,
+/// that lets a new device join without a password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invite {
+    /// SHA-256 of the token ([`invite_token_hash`]); the token itself is
+    /// never stored.
+    pub token_hash: [u8; 32],
+    /// What it lets its holder do.
+    pub kind: InviteKind,
+    /// The name the device gets unless its holder picks another.
+    pub device: Option<String>,
+    /// The session that made it, or `None` for the server's operator
+    /// (the command line).
+    pub creator: Option<InviteCreator>,
+    /// When it was made, in Unix seconds.
+    pub created_at: i64,
+    /// When it stops working, in Unix seconds.
+    pub expires_at: i64,
+}
+
+impl Invite {
+    /// A short public name for the invitation (the first 8 bytes of its
+    /// hash, hex): what lists show and revocation takes. It gives the
+    /// token away no more than the hash does.
+    pub fn id(&self) -> String {
+        self.token_hash[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
+/// What redeeming an invitation does: the account a device joins (or
+/// creates) and the certificate it logs in with from then on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redemption {
+    /// The account (a bare JID): the invitation's, or for an account
+    /// invitation that fixes none, the one the holder picked.
+    pub account: String,
+    /// The device's certificate, registered to `account` (its `owner`
+    /// must be `account`).
+    pub certificate: CertificateEntry,
+    /// When the invitation was found valid, in Unix seconds: its expiry
+    /// is checked at that time (XEP-0445 checks a token once, when the
+    /// client presents it, not again at registration).
+    pub checked_at: i64,
+}
+
+/// What a redemption did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redeemed {
+    /// A new account, passwordless, with the device's certificate.
+    AccountCreated,
+    /// The device's certificate, added to an existing account.
+    DeviceAdded,
+}
+
+/// The SHA-256 of an invitation token, as the store keeps it.
+pub fn invite_token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
 /// A certificate its account revoked: never to log in to it again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevokedCertificate {

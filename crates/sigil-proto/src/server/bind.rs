@@ -68,6 +68,7 @@ impl ServerStream {
                 }
                 self.actions.push_back(Action::Stanza(stanza));
             }
+            Stage::Encrypted => self.on_stanza_before_auth(&stanza),
             _ => self.close(Some(StreamError::new(StreamCondition::NotAuthorized))),
         }
     }

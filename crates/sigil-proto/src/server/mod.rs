@@ -28,8 +28,14 @@ use crate::random_id;
 
 mod bind;
 mod opening;
+mod register;
 mod sasl;
 mod sm;
+
+pub use register::{
+    DeviceRegistration, NS_ENROLL, NS_IBR_TOKEN, NS_INVITE_LEGACY, NS_PREAUTH, NS_REGISTER,
+    NS_REGISTER_FEATURE, Registration, invalid_token,
+};
 
 pub use sm::StreamManagement;
 
@@ -82,6 +88,9 @@ pub struct ServerStreamConfig {
     /// More stream features offered after authentication (XEP-0115
     /// capabilities, say).
     pub more_features: Arc<[Element]>,
+    /// Offer registration by invitation before authentication (XEP-0445
+    /// tokens, XEP-0077): see [`Registration`].
+    pub registration: bool,
 }
 
 impl ServerStreamConfig {
@@ -99,6 +108,7 @@ impl ServerStreamConfig {
             max_unacked: 1024,
             resume_seconds: 0,
             more_features: Arc::new([]),
+            registration: false,
         }
     }
 }
@@ -147,6 +157,9 @@ pub enum Action {
         /// The SASL mechanism.
         mechanism: String,
     },
+    /// A client that has not logged in asks to join by invitation: answer
+    /// as [`Registration`] says.
+    Register(Registration),
     /// The client asked to bind a resource (`None`: the server picks one).
     /// Register it and answer with [`ServerStream::bound`] or
     /// [`ServerStream::bind_failed`].
@@ -199,6 +212,7 @@ enum Waiting {
     Decision,
     Bind,
     Resumption,
+    Registration,
 }
 
 /// How a stanza sent with [`ServerStream::send_tracked`] is followed.
@@ -263,6 +277,9 @@ pub struct ServerStream {
     outstanding: u32,
     /// Tags of tracked stanzas the client acknowledged, for the caller.
     acknowledged_tags: Vec<u64>,
+    /// Registration by invitation, once asked for (boxed: most streams
+    /// never do).
+    registration: Option<Box<register::RegistrationState>>,
 }
 
 impl ServerStream {
@@ -308,6 +325,7 @@ impl ServerStream {
             confirming: false,
             outstanding: 0,
             acknowledged_tags: Vec::new(),
+            registration: None,
         }
     }
 

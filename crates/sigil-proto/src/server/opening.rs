@@ -70,7 +70,10 @@ impl ServerStream {
                     self.push_sasl_features(&mut features);
                 }
             }
-            Stage::Encrypted => self.push_sasl_features(&mut features),
+            Stage::Encrypted => {
+                self.push_sasl_features(&mut features);
+                self.push_registration_features(&mut features);
+            }
             Stage::Authenticated => {
                 features.push_child(Element::new("bind", ns::BIND));
                 features.push_child(

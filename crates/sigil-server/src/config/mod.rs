@@ -45,6 +45,9 @@ pub struct Config {
     /// Message archives (XEP-0313).
     #[serde(default)]
     pub archive: ArchiveConfig,
+    /// Invitations (XEP-0401): devices that join without a password.
+    #[serde(default)]
+    pub invites: InvitesConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -174,6 +177,7 @@ impl Config {
             http: HttpConfig::default(),
             limits: LimitsConfig::default(),
             archive: ArchiveConfig::default(),
+            invites: InvitesConfig::default(),
             log: LogConfig::default(),
         }
     }

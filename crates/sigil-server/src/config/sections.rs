@@ -378,6 +378,23 @@ impl ArchiveConfig {
     }
 }
 
+/// Invitations (XEP-0401): tokens that let a new device create an
+/// account, or join one, without a password.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InvitesConfig {
+    /// Let clients redeem invitations before login (XEP-0445 and XEP-0077
+    /// on the listeners that ask for client certificates). Without it,
+    /// invitations can still be made, but not used.
+    pub enabled: bool,
+}
+
+impl Default for InvitesConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
 /// Logging.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

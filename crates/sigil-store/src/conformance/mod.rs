@@ -29,6 +29,7 @@ mod archive;
 mod blocking;
 mod certificates;
 mod documents;
+mod invites;
 mod offline;
 mod roster;
 mod sessions;
@@ -45,6 +46,7 @@ pub use archive::*;
 pub use blocking::*;
 pub use certificates::*;
 pub use documents::*;
+pub use invites::*;
 pub use offline::*;
 pub use roster::*;
 pub use sessions::*;
@@ -150,6 +152,12 @@ macro_rules! conformance_tests {
                 documents_quota,
                 documents_require_account,
                 last_activity_keeps_the_latest,
+                invites_round_trip,
+                invites_quota,
+                invites_redeem_account,
+                invites_redeem_device,
+                invites_end_with_their_creator,
+                invites_expire,
             );
         }
     };

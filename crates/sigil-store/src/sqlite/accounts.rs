@@ -127,6 +127,11 @@ impl AccountStore for SqliteStore {
         Box::pin(async move {
             let jid = jid.to_owned();
             self.write(move |transaction| {
+                if disabled {
+                    // What the account's sessions made, and what would add
+                    // a device to it, end with it.
+                    super::invites::end_for_account(transaction, &jid)?;
+                }
                 let updated = transaction
                     .prepare_cached("UPDATE accounts SET disabled = ? WHERE jid = ?")
                     .map_err(backend)?
@@ -166,6 +171,7 @@ impl AccountStore for SqliteStore {
                         .execute([&jid])
                         .map_err(backend)?;
                 }
+                super::invites::end_for_account(transaction, &jid)?;
                 let deleted = transaction
                     .prepare_cached("DELETE FROM accounts WHERE jid = ?")
                     .map_err(backend)?

@@ -19,61 +19,8 @@ impl CertificateStore for SqliteStore {
     fn add_certificate<'a>(&'a self, entry: &'a CertificateEntry) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let entry = entry.clone();
-            self.write(move |transaction| {
-                // Check each rule under the write lock, so the conflict
-                // names the field exactly rather than relaying a constraint
-                // message.
-                if !account_exists(transaction, &entry.owner)? {
-                    return Err(StoreError::NotFound);
-                }
-                let revoked = transaction
-                    .prepare_cached(
-                        "SELECT 1 FROM revoked_certificates WHERE owner = ? AND fingerprint = ?",
-                    )
-                    .map_err(backend)?
-                    .exists((&entry.owner, entry.fingerprint.as_slice()))
-                    .map_err(backend)?;
-                if revoked {
-                    return Err(StoreError::Revoked);
-                }
-                let by_name = transaction
-                    .prepare_cached("SELECT 1 FROM certificates WHERE owner = ? AND name = ?")
-                    .map_err(backend)?
-                    .exists((&entry.owner, &entry.name))
-                    .map_err(backend)?;
-                if by_name {
-                    return Err(StoreError::Conflict("name".into()));
-                }
-                let by_fingerprint = transaction
-                    .prepare_cached(
-                        "SELECT 1 FROM certificates WHERE owner = ? AND fingerprint = ?",
-                    )
-                    .map_err(backend)?
-                    .exists((&entry.owner, entry.fingerprint.as_slice()))
-                    .map_err(backend)?;
-                if by_fingerprint {
-                    return Err(StoreError::Conflict("fingerprint".into()));
-                }
-                transaction
-                    .prepare_cached(
-                        "INSERT INTO certificates
-                             (owner, name, fingerprint, der, no_cert_management, disabled, added_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .map_err(backend)?
-                    .execute((
-                        &entry.owner,
-                        &entry.name,
-                        entry.fingerprint.as_slice(),
-                        &entry.der,
-                        entry.no_cert_management,
-                        entry.disabled,
-                        entry.added_at,
-                    ))
-                    .map_err(backend)?;
-                Ok(())
-            })
-            .await
+            self.write(move |transaction| insert_certificate(transaction, &entry))
+                .await
         })
     }
 
@@ -165,6 +112,8 @@ impl CertificateStore for SqliteStore {
         Box::pin(async move {
             let (owner, name) = (owner.to_owned(), name.to_owned());
             self.write(move |transaction| {
+                // What its sessions made ends with it.
+                super::invites::end_for_certificate(transaction, &owner, &name)?;
                 let updated = transaction
                     .prepare_cached(
                         "UPDATE certificates SET disabled = 1 WHERE owner = ? AND name = ?",
@@ -204,6 +153,8 @@ impl CertificateStore for SqliteStore {
         Box::pin(async move {
             let (owner, name) = (owner.to_owned(), name.to_owned());
             self.write(move |transaction| {
+                // What its sessions made ends with it.
+                super::invites::end_for_certificate(transaction, &owner, &name)?;
                 let Some(entry) = transaction
                     .prepare_cached(concat!(
                         "DELETE FROM certificates WHERE owner = ? AND name = ? RETURNING ",
@@ -324,4 +275,58 @@ fn decode_certificate(row: &Row<'_>) -> rusqlite::Result<Result<CertificateEntry
         disabled: row.get("disabled")?,
         added_at: row.get("added_at")?,
     }))
+}
+
+/// Registers `entry`, checking each rule under the write lock so that a
+/// conflict names its field exactly rather than relaying a constraint
+/// message (see [`CertificateStore::add_certificate`]).
+pub(super) fn insert_certificate(
+    transaction: &rusqlite::Connection,
+    entry: &CertificateEntry,
+) -> Result<(), StoreError> {
+    if !account_exists(transaction, &entry.owner)? {
+        return Err(StoreError::NotFound);
+    }
+    let revoked = transaction
+        .prepare_cached("SELECT 1 FROM revoked_certificates WHERE owner = ? AND fingerprint = ?")
+        .map_err(backend)?
+        .exists((&entry.owner, entry.fingerprint.as_slice()))
+        .map_err(backend)?;
+    if revoked {
+        return Err(StoreError::Revoked);
+    }
+    let by_name = transaction
+        .prepare_cached("SELECT 1 FROM certificates WHERE owner = ? AND name = ?")
+        .map_err(backend)?
+        .exists((&entry.owner, &entry.name))
+        .map_err(backend)?;
+    if by_name {
+        return Err(StoreError::Conflict("name".into()));
+    }
+    let by_fingerprint = transaction
+        .prepare_cached("SELECT 1 FROM certificates WHERE owner = ? AND fingerprint = ?")
+        .map_err(backend)?
+        .exists((&entry.owner, entry.fingerprint.as_slice()))
+        .map_err(backend)?;
+    if by_fingerprint {
+        return Err(StoreError::Conflict("fingerprint".into()));
+    }
+    transaction
+        .prepare_cached(
+            "INSERT INTO certificates
+                 (owner, name, fingerprint, der, no_cert_management, disabled, added_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .map_err(backend)?
+        .execute((
+            &entry.owner,
+            &entry.name,
+            entry.fingerprint.as_slice(),
+            &entry.der,
+            entry.no_cert_management,
+            entry.disabled,
+            entry.added_at,
+        ))
+        .map_err(backend)?;
+    Ok(())
 }

@@ -21,6 +21,7 @@ mod archive;
 mod blocking;
 mod certificates;
 mod documents;
+mod invites;
 mod offline;
 mod roster;
 mod sessions;
@@ -313,6 +314,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_archive_ids.sql"),
     ),
+    (8, include_str!("../../migrations/sqlite/0008_invites.sql")),
 ];
 
 /// The database holds password verifiers, messages and rosters: it is
