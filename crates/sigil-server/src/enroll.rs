@@ -122,10 +122,13 @@ fn account_of(
     };
     match (fixed, username) {
         (Some(fixed), username) => {
-            let jid = BareJid::new(fixed).map_err(|_| {
-                tracing::error!(jid = fixed, "an invitation names an invalid account");
-                StanzaError::new(StanzaCondition::InternalServerError)
-            })?;
+            let jid = BareJid::new(fixed)
+                .ok()
+                .filter(|jid| jid.node().is_some() && jid.domain().as_str() == domain)
+                .ok_or_else(|| {
+                    tracing::error!(jid = fixed, "an invitation names an account not of this server");
+                    StanzaError::new(StanzaCondition::InternalServerError)
+                })?;
             match username {
                 Some(name) if jid.node().is_none_or(|node| node.as_str() != name) => {
                     Err(StanzaError::with_text(
@@ -185,6 +188,13 @@ mod tests {
         assert_eq!(
             condition(&device, Some("mallory")),
             Err(StanzaCondition::NotAcceptable)
+        );
+        let elsewhere = InviteKind::Account {
+            jid: Some("bob@elsewhere.example".into()),
+        };
+        assert_eq!(
+            condition(&elsewhere, None),
+            Err(StanzaCondition::InternalServerError)
         );
         for bad in ["Carol", "a@b", "x/y", "", "carol@evil.example"] {
             assert_eq!(
