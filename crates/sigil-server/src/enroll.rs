@@ -126,7 +126,10 @@ fn account_of(
                 .ok()
                 .filter(|jid| jid.node().is_some() && jid.domain().as_str() == domain)
                 .ok_or_else(|| {
-                    tracing::error!(jid = fixed, "an invitation names an account not of this server");
+                    tracing::error!(
+                        jid = fixed,
+                        "an invitation names an account not of this server"
+                    );
                     StanzaError::new(StanzaCondition::InternalServerError)
                 })?;
             match username {

@@ -27,6 +27,7 @@ pub mod context;
 pub mod control;
 pub mod csi;
 mod enroll;
+pub mod expiry;
 pub(crate) mod features;
 mod files;
 pub mod limits;

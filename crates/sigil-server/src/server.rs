@@ -117,6 +117,12 @@ impl Server {
             tokio::spawn(forget_saved_sessions(context.clone())),
             tokio::spawn(watch_trust(context.clone(), trust_changed.clone())),
         ];
+        if config.auth.expiry_warning_days > 0 {
+            accept_tasks.push(tokio::spawn(crate::expiry::warn(
+                context.clone(),
+                config.auth.expiry_warning_days,
+            )));
+        }
         if config.archive.enabled {
             accept_tasks.push(tokio::spawn(crate::archive::expire(
                 context.store.clone(),

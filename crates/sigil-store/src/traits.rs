@@ -392,4 +392,24 @@ pub trait CertificateStore: Send + Sync {
         owner: &'a str,
         fingerprints: &'a [[u8; 32]],
     ) -> StoreFuture<'a, u64>;
+
+    /// Every account's certificates, ordered by owner then name, from
+    /// after `after` (an owner and a name; `None`: from the first), at
+    /// most `limit`: a page of a walk through all of them.
+    fn all_certificates<'a>(
+        &'a self,
+        after: Option<(&'a str, &'a str)>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<CertificateEntry>>;
+
+    /// Records that `owner` was told its certificate `fingerprint`
+    /// expires soon: `true` the first time, `false` once recorded or when
+    /// the certificate is not registered. The record goes with the
+    /// certificate.
+    fn mark_expiry_warned<'a>(
+        &'a self,
+        owner: &'a str,
+        fingerprint: &'a [u8; 32],
+        at: i64,
+    ) -> StoreFuture<'a, bool>;
 }

@@ -232,6 +232,10 @@ pub struct AuthConfig {
     /// revoke`, `sigil user del|disable|passwd`) tells a running server to
     /// end the sessions that lost their right ([`crate::control`]).
     pub control_socket: PathBuf,
+    /// Days before a registered certificate expires when its account is
+    /// sent a message naming the device, once per certificate
+    /// ([`crate::expiry`]); 0: no warnings.
+    pub expiry_warning_days: u32,
 }
 
 impl Default for AuthConfig {
@@ -241,6 +245,7 @@ impl Default for AuthConfig {
             crls: PathBuf::from("crls"),
             external_alone: true,
             control_socket: PathBuf::from("sigil.sock"),
+            expiry_warning_days: 14,
         }
     }
 }

@@ -246,6 +246,12 @@ pub async fn reroute(context: &Arc<Context>, stanza: Element, receipt: Option<Re
 /// Whether a message is one the server made for one of `account`'s
 /// sessions from what it already keeps elsewhere: an archive result
 /// (XEP-0313) or a carbon (XEP-0280), from the account's bare JID.
+/// Delivers a message the server itself sends (from its domain) to a
+/// local account: to its sessions, or offline.
+pub(crate) async fn from_server(context: &Arc<Context>, stanza: Element, to: &jid::BareJid) {
+    message(context, stanza, Some(Jid::from(to.clone())), None).await;
+}
+
 pub(crate) fn is_own_copy(stanza: &Element, account: &jid::BareJid) -> bool {
     stanza.attribute("from") == Some(account.as_str())
         && (stanza.has_child("result", sigil_proto::mam::NS)

@@ -367,3 +367,66 @@ pub async fn certificate_lookup(store: &dyn Store) {
         lookup(true, Some(laptop))
     );
 }
+
+/// A walk through every account's certificates, page by page in order;
+/// an expiry warning is recorded once per registered certificate and
+/// goes with it.
+pub async fn certificates_walk_and_expiry_warnings(store: &dyn Store) {
+    for owner in ["alice@example.com", "bob@example.com", "carol@example.com"] {
+        create(store, owner).await;
+    }
+    let mut all = Vec::new();
+    for (n, (owner, name)) in [
+        ("alice@example.com", "laptop"),
+        ("alice@example.com", "phone"),
+        ("bob@example.com", "desk"),
+        ("carol@example.com", "a"),
+        ("carol@example.com", "b"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let entry = certificate(owner, name, u8::try_from(n).unwrap() + 1);
+        store.add_certificate(&entry).await.unwrap();
+        all.push(entry);
+    }
+    let mut walked = Vec::new();
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = store
+            .all_certificates(after.as_ref().map(|(o, n)| (o.as_str(), n.as_str())), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some((last.owner.clone(), last.name.clone()));
+        assert!(page.len() <= 2);
+        walked.extend(page);
+    }
+    assert_eq!(walked, all);
+
+    let alice = "alice@example.com";
+    assert!(store.mark_expiry_warned(alice, &[1; 32], 10).await.unwrap());
+    assert!(!store.mark_expiry_warned(alice, &[1; 32], 11).await.unwrap());
+    // Not registered (to this account): nothing recorded.
+    assert!(!store.mark_expiry_warned(alice, &[3; 32], 10).await.unwrap());
+    assert!(!store.mark_expiry_warned(alice, &[9; 32], 10).await.unwrap());
+    // Revoked: the record goes with it.
+    assert!(store.mark_expiry_warned(alice, &[2; 32], 10).await.unwrap());
+    store.revoke_certificate(alice, "phone", 20).await.unwrap();
+    store.forget_revocations(alice, &[[2; 32]]).await.unwrap();
+    store
+        .add_certificate(&certificate(alice, "phone", 2))
+        .await
+        .unwrap();
+    assert!(store.mark_expiry_warned(alice, &[2; 32], 30).await.unwrap());
+    // And with the account.
+    store.delete_account(alice).await.unwrap();
+    create(store, alice).await;
+    store
+        .add_certificate(&certificate(alice, "laptop", 1))
+        .await
+        .unwrap();
+    assert!(store.mark_expiry_warned(alice, &[1; 32], 40).await.unwrap());
+}

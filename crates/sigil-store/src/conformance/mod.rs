@@ -136,6 +136,7 @@ macro_rules! conformance_tests {
                 certificate_by_fingerprint,
                 certificate_lookup,
                 certificates_require_account,
+                certificates_walk_and_expiry_warnings,
                 unicode_and_quotes_round_trip,
                 blocking_round_trip,
                 blocking_requires_account,

@@ -170,6 +170,13 @@ impl CertificateStore for SqliteStore {
                 };
                 transaction
                     .prepare_cached(
+                        "DELETE FROM expiry_warnings WHERE owner = ? AND fingerprint = ?",
+                    )
+                    .map_err(backend)?
+                    .execute((&entry.owner, entry.fingerprint.as_slice()))
+                    .map_err(backend)?;
+                transaction
+                    .prepare_cached(
                         "INSERT OR REPLACE INTO revoked_certificates
                              (owner, fingerprint, name, der, revoked_at)
                          VALUES (?, ?, ?, ?, ?)",
@@ -247,6 +254,59 @@ impl CertificateStore for SqliteStore {
                         .map_err(backend)? as u64;
                 }
                 Ok(forgotten)
+            })
+            .await
+        })
+    }
+
+    fn all_certificates<'a>(
+        &'a self,
+        after: Option<(&'a str, &'a str)>,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<CertificateEntry>> {
+        Box::pin(async move {
+            let (owner, name) = after.unwrap_or(("", ""));
+            let first = after.is_none();
+            self.read(|connection| {
+                connection
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        certificate_columns!(),
+                        " FROM certificates WHERE ?1 OR (owner, name) > (?2, ?3)
+                         ORDER BY owner, name LIMIT ?4"
+                    ))
+                    .map_err(backend)?
+                    .query_map(
+                        (first, owner, name, super::to_sql_integer(limit)),
+                        decode_certificate,
+                    )
+                    .map_err(backend)?
+                    .map(|row| row.map_err(backend).and_then(|decoded| decoded))
+                    .collect()
+            })
+        })
+    }
+
+    fn mark_expiry_warned<'a>(
+        &'a self,
+        owner: &'a str,
+        fingerprint: &'a [u8; 32],
+        at: i64,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (owner, fingerprint) = (owner.to_owned(), *fingerprint);
+            self.write(move |transaction| {
+                let marked = transaction
+                    .prepare_cached(
+                        "INSERT INTO expiry_warnings (owner, fingerprint, warned_at)
+                         SELECT owner, fingerprint, ?3 FROM certificates
+                         WHERE owner = ?1 AND fingerprint = ?2
+                         ON CONFLICT (owner, fingerprint) DO NOTHING",
+                    )
+                    .map_err(backend)?
+                    .execute((&owner, fingerprint.as_slice(), at))
+                    .map_err(backend)?;
+                Ok(marked > 0)
             })
             .await
         })

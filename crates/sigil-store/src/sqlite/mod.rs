@@ -315,6 +315,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0007_archive_ids.sql"),
     ),
     (8, include_str!("../../migrations/sqlite/0008_invites.sql")),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_expiry_warnings.sql"),
+    ),
 ];
 
 /// The database holds password verifiers, messages and rosters: it is
