@@ -43,7 +43,7 @@ pub async fn warn_once(
     days: u32,
     now: OffsetDateTime,
 ) -> Result<usize, sigil_store::StoreError> {
-    let horizon = now + time::Duration::days(i64::from(days));
+    let horizon = now.saturating_add(time::Duration::days(i64::from(days)));
     let mut warned = 0;
     let mut after: Option<(String, String)> = None;
     loop {
