@@ -547,7 +547,18 @@ async fn preferences_decide_what_is_archived() {
     );
     let (mine, _) = mam_query(&mut laptop, "q1", page(10)).await.unwrap();
     assert!(mine.is_empty());
-    let (his, _) = mam_query(&mut bob, "q2", page(10)).await.unwrap();
+    // Delivered live while the archive commits it: asked until there
+    // (the sender's acknowledgement is what waits for the commit).
+    let mut his = Vec::new();
+    for attempt in 0..50 {
+        (his, _) = mam_query(&mut bob, &format!("q2-{attempt}"), page(10))
+            .await
+            .unwrap();
+        if !his.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(bodies(&his), ["unarchived"]);
     // Bad preferences are refused.
     let bad = mam::Prefs {
