@@ -293,3 +293,37 @@ fn every_invite_command_has_help() {
     let help = ok(&sigil(dir.path(), &["--help"]));
     assert!(help.contains("invite"), "{help}");
 }
+
+#[test]
+fn sigil_check_refuses_invitation_limits_out_of_range() {
+    for (text, key, problem) in [
+        (
+            "valid_hours = 0",
+            "invites.valid_hours",
+            "0 is outside 1..=8760",
+        ),
+        (
+            "valid_hours = 9000",
+            "invites.valid_hours",
+            "9000 is outside 1..=8760",
+        ),
+        (
+            "max_open = 0",
+            "invites.max_open",
+            "0 is outside 1..=1000000",
+        ),
+        ("valid_days = 7", "valid_days", "unknown field"),
+    ] {
+        let dir = setup(&format!("domain = 'localhost'\n[invites]\n{text}\n"));
+        let refused = fails(&sigil(dir.path(), &["check", "--config", CONFIG]));
+        assert!(
+            refused.contains(key) && refused.contains(problem),
+            "{text}: {refused}"
+        );
+        let refused = fails(&invite_new(dir.path(), &[]));
+        assert!(
+            refused.contains(key) && refused.contains(problem),
+            "{text}: {refused}"
+        );
+    }
+}
