@@ -2,8 +2,8 @@
 //!
 //! [`Server::start`] opens the store, loads the server certificate and
 //! listens on the configured listeners: STARTTLS, direct TLS, and HTTPS
-//! (WebSocket, BOSH, the web chat), and external components (XEP-0114,
-//! `component`). Each client connection runs
+//! (WebSocket, BOSH, the web chat, invitations' pages), and external
+//! components (XEP-0114, `component`). Each client connection runs
 //! [`sigil_proto::server::ServerStream`] under a tokio task over a
 //! `Wire`; once a resource is bound, the session registers in the
 //! [`router::Router`], and its stanzas go through [`session`] (messages
@@ -30,6 +30,7 @@ mod enroll;
 pub mod expiry;
 pub(crate) mod features;
 mod files;
+pub mod invites;
 pub mod limits;
 pub mod profiles;
 pub mod resumption;

@@ -171,7 +171,9 @@ pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8
     )
 }
 
-fn checked_name(name: &str) -> Result<String, StanzaError> {
+/// A device name, trimmed: 1 to [`MAX_NAME_CHARS`] characters, none a
+/// control character (else `bad-request`).
+pub(crate) fn checked_name(name: &str) -> Result<String, StanzaError> {
     let name = name.trim();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS

@@ -129,6 +129,8 @@ impl Server {
                 config.archive.clone(),
             )));
         }
+        // Invitations can be made with redemption off: they expire all the same.
+        accept_tasks.push(tokio::spawn(crate::invites::expire(context.store.clone())));
         let mut bound = Vec::new();
         let mut component_sockets = Vec::new();
         for listener_config in &config.listening() {
@@ -184,6 +186,7 @@ impl Server {
                 source_maps: config.http.source_maps,
                 hsts: config.domain != "localhost",
                 domain: config.domain.clone(),
+                invites_enabled: config.invites.enabled,
             },
             connections: crate::limits::Pending::new(config.http.max_connections_per_address),
             open_connections: Arc::default(),

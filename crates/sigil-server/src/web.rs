@@ -42,8 +42,12 @@ pub(crate) struct WebSettings {
     /// Send `Strict-Transport-Security` (not for `localhost`, where it
     /// would bind every other local web server to HTTPS).
     pub(crate) hsts: bool,
-    /// The domain served, for the page without a certificate.
+    /// The domain served, for the page without a certificate and the
+    /// invitations' pages.
     pub(crate) domain: String,
+    /// Whether invitations can be redeemed (`[invites] enabled`): their
+    /// pages say so when not.
+    pub(crate) invites_enabled: bool,
 }
 
 /// The response body of the HTTPS listener: a buffer, or a file read in
@@ -177,7 +181,7 @@ pub(crate) async fn asset(
 }
 
 /// The headers every page and file carries.
-fn protect(headers: &mut hyper::HeaderMap, settings: &WebSettings) {
+pub(crate) fn protect(headers: &mut hyper::HeaderMap, settings: &WebSettings) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),

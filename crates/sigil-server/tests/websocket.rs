@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DOMAIN, Identity, Login, TestClient, TestServer};
+use common::{DOMAIN, Identity, Login, TestClient, TestServer, get};
 use futures_util::{SinkExt, StreamExt};
 use sigil_server::config::ListenerKind;
 use sigil_xml::{Element, ns};
@@ -263,37 +263,6 @@ async fn handshake_checks_and_bad_frames() {
 }
 
 /// GET over a fresh TLS connection; returns (status, headers, body).
-async fn get(server: &TestServer, identity: Option<Identity>, path: &str) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = common::tls_client_config(&server.certificate(), identity);
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let tcp = tokio::net::TcpStream::connect(server.address(ListenerKind::Https))
-        .await
-        .unwrap();
-    let mut tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from(DOMAIN).unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    tls.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(common::TIMEOUT, tls.read_to_end(&mut raw)).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_ascii_lowercase(), body.to_owned())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_chat_pages() {
     let server = TestServer::start().await;

@@ -1,11 +1,13 @@
 //! `sigil`: the command-line front of Sigil.
 //!
-//! The server (`sigil serve`, `sigil check`, `sigil user …`), certificate
-//! tools (`sigil cert …`, `sigil ca …`), the client (`sigil login`,
-//! `sigil send`, `sigil chat`) and SASL inspection (`sigil sasl …`).
+//! The server (`sigil serve`, `sigil check`, `sigil user …`,
+//! `sigil invite …`), certificate tools (`sigil cert …`, `sigil ca …`),
+//! the client (`sigil login`, `sigil send`, `sigil chat`) and SASL
+//! inspection (`sigil sasl …`).
 
 mod cert;
 mod devices;
+mod invite;
 mod login;
 mod sasl;
 mod serve;
@@ -59,6 +61,11 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Invite new users and new devices (XEP-0401): make, list and
+    /// revoke invitations, each a single-use link that lets a device join
+    /// without a password.
+    #[command(subcommand)]
+    Invite(invite::InviteCommand),
     /// Log in to a server and report the transport, TLS version, SASL
     /// mechanism and bound JID. With --cert/--key or --p12 the certificate
     /// is presented and SASL EXTERNAL is preferred; a bare domain logs in
@@ -497,6 +504,7 @@ fn main() -> ExitCode {
             account,
             connect,
         }) => login::remote(&account, login::Remote::Revoke(&device), &connect),
+        Command::Invite(command) => invite::run(command),
         Command::Check { config } => serve::check(&serve::ConfigLocation::new(Some(config))),
         Command::User(command) => {
             let (config, action) = match &command {

@@ -142,6 +142,18 @@ fn default_listeners() -> Vec<ListenerConfig> {
     ]
 }
 
+/// How URLs name an HTTPS listener on `port` of the served `domain` (the
+/// name in the server's certificate): `domain`, with `:port` unless it is
+/// 443. Web discovery (XEP-0156) and invitation pages build their URLs
+/// from it.
+pub fn https_authority(domain: &str, port: u16) -> String {
+    if port == 443 {
+        domain.to_owned()
+    } else {
+        format!("{domain}:{port}")
+    }
+}
+
 /// A configuration that cannot be used, with the key at fault.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -282,7 +294,21 @@ impl Config {
             }
         }
         let l = &self.limits;
-        let ranges: [(&str, u64, u64, u64); 24] = [
+        let invites = &self.invites;
+        let ranges: [(&str, u64, u64, u64); 27] = [
+            (
+                "invites.valid_hours",
+                u64::from(invites.valid_hours),
+                1,
+                u64::from(InvitesConfig::MAX_VALID_HOURS),
+            ),
+            (
+                "invites.max_open_per_account",
+                invites.max_open_per_account,
+                0,
+                1_000_000,
+            ),
+            ("invites.max_open", invites.max_open, 1, 1_000_000),
             (
                 "limits.max_offline_bytes",
                 l.max_offline_bytes as u64,
@@ -550,6 +576,20 @@ mod tests {
         let config = Config::parse("domain = 'example.org'\n").unwrap();
         assert_eq!(config.listeners.len(), 3);
         assert_eq!(config.limits.max_stanza_bytes, 256 * 1024);
+        assert_eq!(config.invites.valid_hours, 168);
+        assert_eq!(config.invites.max_open_per_account, 10);
+        assert_eq!(config.invites.max_open, 1000);
+    }
+
+    #[test]
+    fn invitation_limits_at_their_bounds() {
+        let config = Config::parse(
+            "domain = 'example.org'\n[invites]\nvalid_hours = 8760\nmax_open_per_account = 0\nmax_open = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.invites.valid_hours, InvitesConfig::MAX_VALID_HOURS);
+        assert_eq!(config.invites.max_open_per_account, 0);
+        assert!(config.invites.enabled);
     }
 
     #[test]
@@ -564,6 +604,18 @@ mod tests {
                 "sasl.mechanisms[1]",
             ),
             ("domain = 'a@b'\n", "domain"),
+            (
+                "domain = 'example.org'\n[invites]\nvalid_hours = 0\n",
+                "invites.valid_hours",
+            ),
+            (
+                "domain = 'example.org'\n[invites]\nvalid_hours = 8761\n",
+                "invites.valid_hours",
+            ),
+            (
+                "domain = 'example.org'\n[invites]\nmax_open = 0\n",
+                "invites.max_open",
+            ),
             (
                 "domain = 'example.org'\n[storage]\nurl = 'postgres://x'\n",
                 "storage.url",

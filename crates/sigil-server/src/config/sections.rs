@@ -392,12 +392,34 @@ pub struct InvitesConfig {
     /// on the listeners that ask for client certificates). Without it,
     /// invitations can still be made, but not used.
     pub enabled: bool,
+    /// Hours an invitation stays valid after it is made (1 to 8,760, a
+    /// year); the command line may ask for another span within the same
+    /// range.
+    pub valid_hours: u32,
+    /// The most open (unexpired, unused) invitations one account may
+    /// have made from its sessions; 0: users make none.
+    pub max_open_per_account: u64,
+    /// The most open invitations the operator may have made from the
+    /// command line.
+    pub max_open: u64,
 }
 
 impl Default for InvitesConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            valid_hours: 168,
+            max_open_per_account: 10,
+            max_open: 1000,
+        }
     }
+}
+
+impl InvitesConfig {
+    /// The longest validity an invitation may be given, in hours (a
+    /// year): `valid_hours` and the command line's `--hours` stay within
+    /// it.
+    pub const MAX_VALID_HOURS: u32 = 8760;
 }
 
 /// Logging.

@@ -27,11 +27,7 @@ impl Endpoints {
     /// The endpoints of a listener on `port`, named by the served domain
     /// (the name in the server's certificate).
     pub(crate) fn new(domain: &str, port: u16) -> Self {
-        let authority = if port == 443 {
-            domain.to_owned()
-        } else {
-            format!("{domain}:{port}")
-        };
+        let authority = crate::config::https_authority(domain, port);
         Self {
             websocket: format!("wss://{authority}/xmpp-websocket"),
             bosh: format!("https://{authority}/http-bind"),

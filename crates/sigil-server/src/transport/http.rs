@@ -1,8 +1,8 @@
 //! The HTTPS listener: one TLS accept loop of our own, so every request
 //! knows the client certificate chain and channel-binding data of its
 //! connection; requests are routed to XMPP over WebSocket (RFC 7395,
-//! `/xmpp-websocket`), BOSH (XEP-0124/0206, `/http-bind`) and the web
-//! chat's pages. Browsers present client certificates to any page that
+//! `/xmpp-websocket`), BOSH (XEP-0124/0206, `/http-bind`), the web
+//! chat's pages and invitations' pages (`/invite/TOKEN`). Browsers present client certificates to any page that
 //! asks, so a session from a foreign `Origin` is refused before it could
 //! log in.
 //!
@@ -187,6 +187,12 @@ async fn route(request: Request<Incoming>, state: RequestState) -> Response<crat
         "/password" | "/password.html" => crate::web::page(&request, web, Page::Password, None),
         "/chat.js" => crate::web::script(&request, web, Page::Certificate),
         "/password.js" => crate::web::script(&request, web, Page::Password),
+        path if path.starts_with(crate::invites::PAGE_PATH) => {
+            let token = &path[crate::invites::PAGE_PATH.len()..];
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let store = state.context.store.as_ref();
+            crate::invites::page::page(&request, web, store, token, now).await
+        }
         path if path.starts_with("/dist/") => {
             return crate::web::asset(&request, web, &path["/dist/".len()..]).await;
         }

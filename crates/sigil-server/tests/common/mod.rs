@@ -164,6 +164,46 @@ pub fn tls_client_config(
     })
 }
 
+/// One HTTP/1.1 request to the HTTPS listener over a TLS connection of
+/// its own (presenting `identity` if given): the status, the head in
+/// lower case, and the body.
+pub async fn http_request(
+    server: &TestServer,
+    identity: Option<Identity>,
+    method: &str,
+    path: &str,
+) -> (u16, String, String) {
+    let config = tls_client_config(&server.certificate(), identity);
+    let mut tls = tls_connect(server.address(ListenerKind::Https), config)
+        .await
+        .unwrap();
+    tls.write_all(
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(TIMEOUT, tls.read_to_end(&mut raw)).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// A GET request to the HTTPS listener ([`http_request`]).
+pub async fn get(
+    server: &TestServer,
+    identity: Option<Identity>,
+    path: &str,
+) -> (u16, String, String) {
+    http_request(server, identity, "GET", path).await
+}
+
 pub enum Transport {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
