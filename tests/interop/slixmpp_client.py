@@ -26,6 +26,10 @@ Actions:
     last --of JID                    XEP-0012 (slixmpp's xep_0012): print
                                      JID's last activity
     items                            print the server's disco#items
+    commands [--node NODE]           XEP-0050 (slixmpp's xep_0050): print the
+                                     server's commands (get_commands()), then
+                                     run NODE (send_command()) and print its
+                                     status, notes and form fields
     converse --to JID --body TEXT --timeout S
                                      send one chat message and print the
                                      first message that comes back from JID
@@ -191,6 +195,8 @@ class Client(slixmpp.ClientXMPP):
         self.register_plugin("xep_0352")  # client state indication
         self.register_plugin("xep_0359")  # stanza ids
         self.register_plugin("xep_0441")  # archiving preferences
+        self.register_plugin("xep_0004")  # data forms
+        self.register_plugin("xep_0050")  # ad-hoc commands
         self.plugin["xep_0049"].register(Note)
         # Own presence as the server reflects it.
         self.own_presence: asyncio.Queue[slixmpp.Presence] = asyncio.Queue()
@@ -504,6 +510,36 @@ async def action_items(client: Client, args: argparse.Namespace) -> None:
         for (jid, node, name) in iq["disco_items"]["items"]
     ]
     emit("items", jid=iq["from"].full, items=items)
+
+
+async def action_commands(client: Client, args: argparse.Namespace) -> None:
+    await client.login(presence=False)
+    server = client.boundjid.domain
+    adhoc = client.plugin["xep_0050"]
+    iq = await adhoc.get_commands(jid=server, local=False, timeout=args.iq_timeout)
+    commands = [
+        {"jid": str(jid), "node": node, "name": name}
+        for (jid, node, name) in iq["disco_items"]["items"]
+    ]
+    emit("commands", node=iq["disco_items"]["node"], commands=commands)
+    if args.node is None:
+        return
+    reply = await adhoc.send_command(server, args.node, timeout=args.iq_timeout)
+    command = reply["command"]
+    form = command["form"]
+    fields = [
+        {"var": var, "type": field["type"], "label": field["label"], "values": field.get_value(convert=False)}
+        for (var, field) in form.get_fields().items()
+    ]
+    emit(
+        "command",
+        node=command["node"],
+        status=command["status"],
+        sessionid=command["sessionid"] or None,
+        notes=[{"type": kind, "text": text} for (kind, text) in command["notes"]],
+        form_type=form["type"] or None,
+        fields=fields,
+    )
 
 
 async def action_converse(client: Client, args: argparse.Namespace) -> None:
@@ -823,6 +859,7 @@ ACTIONS = {
     "leave": action_leave,
     "last": action_last,
     "items": action_items,
+    "commands": action_commands,
     "converse": action_converse,
     "carbons": action_carbons,
     "exchange": action_exchange,
@@ -882,6 +919,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     last = actions.add_parser("last")
     last.add_argument("--of", required=True)
     actions.add_parser("items")
+    commands = actions.add_parser("commands")
+    commands.add_argument("--node", help="a command to run once listed")
     converse = actions.add_parser("converse")
     converse.add_argument("--to", required=True)
     converse.add_argument("--body", required=True)

@@ -33,6 +33,7 @@
 mod bosh;
 mod builder;
 mod client;
+pub mod commands;
 mod connection;
 mod error;
 mod login;

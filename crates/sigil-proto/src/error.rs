@@ -308,6 +308,9 @@ pub struct StanzaError {
     pub condition: StanzaCondition,
     /// Text for people.
     pub text: Option<String>,
+    /// An application-specific condition (RFC 6120 §8.3.2), such as
+    /// XEP-0050's `<bad-sessionid/>`. Boxed: most errors have none.
+    pub application: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -317,7 +320,22 @@ impl StanzaError {
             error_type: condition.default_type(),
             condition,
             text: None,
+            application: None,
         }
+    }
+
+    /// Builder: sets the error type.
+    #[must_use]
+    pub fn with_type(mut self, error_type: ErrorType) -> Self {
+        self.error_type = error_type;
+        self
+    }
+
+    /// Builder: adds the application-specific condition.
+    #[must_use]
+    pub fn with_application(mut self, application: Element) -> Self {
+        self.application = Some(Box::new(application));
+        self
     }
 
     /// An error with text.
@@ -336,6 +354,9 @@ impl StanzaError {
         if let Some(text) = &self.text {
             error.push_child(Element::new("text", ns::STANZA_ERRORS).with_text(text.clone()));
         }
+        if let Some(application) = &self.application {
+            error.push_child(Element::clone(application));
+        }
         error
     }
 
@@ -352,10 +373,15 @@ impl StanzaError {
             .and_then(ErrorType::from_name)
             .unwrap_or(condition.default_type());
         let text = error.child("text", ns::STANZA_ERRORS).map(Element::text);
+        let application = error
+            .children()
+            .find(|c| c.namespace() != ns::STANZA_ERRORS)
+            .map(|c| Box::new(c.clone()));
         Some(Self {
             error_type,
             condition,
             text,
+            application,
         })
     }
 

@@ -28,15 +28,19 @@
 //!   vCard4 and the conversion between them;
 //! - [`last`]: XEP-0012 last activity;
 //! - [`sm`]: XEP-0198 stream management (run by the streams themselves);
-//! - [`sid`]: XEP-0359 origin and stanza ids.
+//! - [`sid`]: XEP-0359 origin and stanza ids;
+//! - [`forms`]: XEP-0004 data forms;
+//! - [`commands`]: XEP-0050 ad-hoc commands.
 
 pub mod blocking;
 pub mod bosh;
 pub mod carbons;
 pub mod client;
+pub mod commands;
 pub mod component;
 pub mod csi;
 pub mod error;
+pub mod forms;
 pub mod frame;
 pub mod last;
 pub mod mam;

@@ -52,6 +52,11 @@ pub struct Context {
     /// connected or not: stanzas to them (and their subdomains) go to the
     /// component, not to another server.
     pub components: Vec<String>,
+    /// The server's administrators (`[admin] jids`): who may run the
+    /// XEP-0133 commands.
+    pub admins: Vec<BareJid>,
+    /// The open ad-hoc command sessions (XEP-0050).
+    pub adhoc: crate::adhoc::Sessions,
 }
 
 /// Which sessions of an account an account change ends.

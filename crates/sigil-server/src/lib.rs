@@ -16,6 +16,8 @@
 //! that the client holds the certificate's key, and whether a certificate
 //! may log in is decided at SASL time.
 
+pub mod accounts;
+pub mod adhoc;
 pub mod archive;
 pub mod auth;
 pub mod blocking;

@@ -171,6 +171,89 @@ pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8
     )
 }
 
+/// A registered certificate and the resources logged in with it now.
+#[derive(Clone, Debug)]
+pub struct Device {
+    /// The store's entry.
+    pub entry: CertificateEntry,
+    /// The resources of the live sessions that logged in with it.
+    pub resources: Vec<String>,
+}
+
+/// The certificates of `owner`, each with the resources logged in with it.
+pub async fn devices(context: &Context, owner: &jid::BareJid) -> Result<Vec<Device>, StanzaError> {
+    let entries = context
+        .store
+        .certificates(owner.as_str())
+        .await
+        .map_err(internal)?;
+    let sessions = context.routes().sessions(owner);
+    Ok(entries
+        .into_iter()
+        .map(|entry| Device {
+            resources: sessions
+                .iter()
+                .filter(|live| live.fingerprint == Some(entry.fingerprint))
+                .map(|live| live.id.jid.resource().to_string())
+                .collect(),
+            entry,
+        })
+        .collect())
+}
+
+/// `forbidden` unless `session` may append, disable and revoke
+/// certificates (it did not log in with a `no-cert-management` one).
+pub fn may_manage(session: &crate::state::SessionState) -> Result<(), StanzaError> {
+    match session.may_manage_certificates() {
+        true => Ok(()),
+        false => Err(StanzaError::with_text(
+            StanzaCondition::Forbidden,
+            "this session logged in with a certificate that may not manage certificates",
+        )),
+    }
+}
+
+/// Disables the certificate `name` of `owner`: no new logins with it,
+/// live sessions stay. `item-not-found` when there is none.
+pub async fn disable(
+    context: &Context,
+    owner: &jid::BareJid,
+    name: &str,
+) -> Result<(), StanzaError> {
+    match context
+        .store
+        .disable_certificate(owner.as_str(), name)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(StanzaError::new(StanzaCondition::ItemNotFound)),
+        Err(error) => Err(internal(error)),
+    }
+}
+
+/// Revokes the certificate `name` of `owner` for good and ends the
+/// sessions that logged in with it; returns how many ended.
+/// `item-not-found` when there is none.
+pub async fn revoke(
+    context: &Context,
+    owner: &jid::BareJid,
+    name: &str,
+) -> Result<usize, StanzaError> {
+    match context
+        .store
+        .revoke_certificate(
+            owner.as_str(),
+            name,
+            OffsetDateTime::now_utc().unix_timestamp(),
+        )
+        .await
+    {
+        Ok(Some(entry)) => Ok(close_sessions(context, owner, &entry.fingerprint)),
+        Ok(None) => Err(StanzaError::new(StanzaCondition::ItemNotFound)),
+        Err(error) => Err(internal(error)),
+    }
+}
+
 /// A device name, trimmed: 1 to [`MAX_NAME_CHARS`] characters, none a
 /// control character (else `bad-request`).
 pub(crate) fn checked_name(name: &str) -> Result<String, StanzaError> {

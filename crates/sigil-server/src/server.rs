@@ -90,6 +90,8 @@ impl Server {
             trust_checked: std::sync::atomic::AtomicU64::default(),
             started_at: time::OffsetDateTime::now_utc().unix_timestamp(),
             components: config.components.iter().map(|c| c.domain.clone()).collect(),
+            admins: config.admins().map_err(|e| StartError(e.to_string()))?,
+            adhoc: crate::adhoc::Sessions::default(),
         });
         let components = match config.components.is_empty() {
             true => None,

@@ -3,7 +3,8 @@
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use sigil_sasl::{Algorithm, StoredCredentials};
+use sigil_sasl::StoredCredentials;
+use sigil_server::accounts::{self, AccountError};
 use sigil_server::config::ListenerKind;
 use sigil_server::{Config, Server};
 use sigil_store::{SqliteStore, StoreError};
@@ -300,6 +301,9 @@ pub(crate) fn check(location: &ConfigLocation) -> Result<(), String> {
         }
         let _ = writeln!(out, "certificate: {}", certificate.display());
         let _ = writeln!(out, "accounts: {}", accounts.len());
+        if !config.admin.jids.is_empty() {
+            let _ = writeln!(out, "admins: {}", config.admin.jids.join(", "));
+        }
         for problem in permission_problems(&config, &base) {
             let _ = writeln!(out, "warning: {problem}");
         }
@@ -397,12 +401,12 @@ async fn run_user(
             } else {
                 credentials(&password(*password_file, true)?)?
             };
-            match store.create_account(jid.as_str(), &credentials).await {
+            match accounts::add(store, &jid, &credentials).await {
                 Ok(()) => {
                     let _ = writeln!(out, "added {jid}");
                     Ok(())
                 }
-                Err(StoreError::AlreadyExists) => Err(format!(
+                Err(AccountError::Exists) => Err(format!(
                     "{jid} exists; use `sigil user passwd` to change its password"
                 )),
                 Err(e) => Err(e.to_string()),
@@ -424,22 +428,20 @@ async fn run_user(
         }
         UserAction::Delete { jid } => {
             let jid = account(jid, &config.domain)?;
-            if store
-                .delete_account(jid.as_str())
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                let _ = writeln!(out, "deleted {jid}");
-                end_sessions(socket, &jid, End::Deleted, out).await;
-                Ok(())
-            } else {
-                Err(format!("{jid} does not exist"))
+            match accounts::delete(store, &jid).await {
+                Ok(()) => {
+                    let _ = writeln!(out, "deleted {jid}");
+                    end_sessions(socket, &jid, End::Deleted, out).await;
+                    Ok(())
+                }
+                Err(AccountError::NotFound) => Err(format!("{jid} does not exist")),
+                Err(e) => Err(e.to_string()),
             }
         }
         UserAction::Disable { jid } | UserAction::Enable { jid } => {
             let jid = account(jid, &config.domain)?;
             let disable = matches!(action, UserAction::Disable { .. });
-            match store.set_disabled(jid.as_str(), disable).await {
+            match accounts::set_disabled(store, &jid, disable).await {
                 Ok(()) if disable => {
                     let _ = writeln!(out, "disabled {jid}: it cannot log in");
                     end_sessions(socket, &jid, End::Disabled, out).await;
@@ -449,7 +451,7 @@ async fn run_user(
                     let _ = writeln!(out, "enabled {jid}");
                     Ok(())
                 }
-                Err(StoreError::NotFound) => Err(format!("{jid} does not exist")),
+                Err(AccountError::NotFound) => Err(format!("{jid} does not exist")),
                 Err(e) => Err(e.to_string()),
             }
         }
@@ -477,9 +479,9 @@ async fn run_user(
                 } else {
                     credentials(password)?
                 };
-                match store.create_account(jid.as_str(), &credentials).await {
+                match accounts::add(store, &jid, &credentials).await {
                     Ok(()) => added += 1,
-                    Err(StoreError::AlreadyExists) => existed += 1,
+                    Err(AccountError::Exists) => existed += 1,
                     Err(e) => return Err(format!("line {}: {e}", number + 1)),
                 }
             }
@@ -497,30 +499,11 @@ async fn run_user(
 
 /// `name` or `name@domain` → the account's bare JID, normalised.
 pub(crate) fn account(text: &str, domain: &str) -> Result<jid::BareJid, String> {
-    let full = if text.contains('@') {
-        text.to_owned()
-    } else {
-        format!("{text}@{domain}")
-    };
-    let jid = jid::BareJid::new(&full)
-        .map_err(|e| format!("{text:?} is not a valid account name: {e}"))?;
-    if jid.node().is_none() {
-        return Err(format!("{text:?} has no user name"));
-    }
-    if jid.domain().as_str() != domain {
-        return Err(format!("{jid} is not on this server's domain {domain}"));
-    }
-    Ok(jid)
+    accounts::account(text, domain).map_err(|e| e.to_string())
 }
 
 fn credentials(password: &str) -> Result<Vec<StoredCredentials>, String> {
-    [Algorithm::Sha512, Algorithm::Sha256, Algorithm::Sha1]
-        .into_iter()
-        .map(|algorithm| {
-            StoredCredentials::generate(algorithm, password)
-                .map_err(|e| format!("the password cannot be used: {e}"))
-        })
-        .collect()
+    accounts::credentials(password).map_err(|e| e.to_string())
 }
 
 /// The password: from the file's first line, or asked for twice at the

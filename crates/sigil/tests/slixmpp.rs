@@ -1631,3 +1631,64 @@ fn client_state_indication_with_slixmpp_xep_0352() {
     );
     server.stop();
 }
+
+// ---- Ad-hoc commands (XEP-0050), through slixmpp's xep_0050 ----
+
+#[test]
+fn device_commands_with_slixmpp_xep_0050() {
+    if !interop_enabled("device_commands_with_slixmpp_xep_0050") {
+        return;
+    }
+    let (mut fixture, certificate) = certificate_fixture();
+    let server = fixture.serve();
+    let mut command = server.client_with_certificate(ALICE, Mode::DirectTls, &certificate);
+    command.args(["commands", "--node", "urn:sigil:devices#list"]);
+    let run = server.run_ok(command);
+    let listed = run.json_event("commands");
+    assert_eq!(text(&listed, "node"), "http://jabber.org/protocol/commands");
+    let mut nodes: Vec<&str> = listed["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(text(c, "jid"), DOMAIN, "{listed}");
+            text(c, "node")
+        })
+        .collect();
+    // Not an administrator: the device commands only (slixmpp gives the
+    // items as a set: their order is lost).
+    nodes.sort_unstable();
+    assert_eq!(
+        nodes,
+        [
+            "urn:sigil:devices#disable",
+            "urn:sigil:devices#list",
+            "urn:sigil:devices#revoke"
+        ],
+        "{listed}"
+    );
+    let ran = run.json_event("command");
+    assert_eq!(text(&ran, "status"), "completed", "{ran}");
+    assert_eq!(text(&ran, "form_type"), "result", "{ran}");
+    let fields = ran["fields"].as_array().unwrap();
+    let field = |var: &str| {
+        fields
+            .iter()
+            .find(|f| f["var"] == var)
+            .unwrap_or_else(|| panic!("no field {var} in {ran}"))
+    };
+    assert_eq!(
+        field("FORM_TYPE")["values"][0],
+        "urn:sigil:devices",
+        "{ran}"
+    );
+    assert_eq!(field("name-1")["values"], "laptop", "{ran}");
+    assert_eq!(
+        text(field("fingerprint-1"), "label"),
+        "Fingerprint (SHA-256)"
+    );
+    // The session that asked is the one logged in with the laptop.
+    let sessions = field("sessions-1")["values"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{ran}");
+    server.stop();
+}

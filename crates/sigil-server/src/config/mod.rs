@@ -48,6 +48,9 @@ pub struct Config {
     /// Invitations (XEP-0401): devices that join without a password.
     #[serde(default)]
     pub invites: InvitesConfig,
+    /// Server administrators (XEP-0133).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -190,6 +193,7 @@ impl Config {
             limits: LimitsConfig::default(),
             archive: ArchiveConfig::default(),
             invites: InvitesConfig::default(),
+            admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -240,6 +244,7 @@ impl Config {
             return Err(bad("listener", "at least one listener is needed".into()));
         }
         self.validate_components()?;
+        self.admins()?;
         let listeners = self.listening();
         for (i, a) in listeners.iter().enumerate() {
             if a.address.port() != 0 && listeners[..i].iter().any(|b| b.address == a.address) {
@@ -470,6 +475,34 @@ impl Config {
             });
         }
         listeners
+    }
+
+    /// The administrators of `[admin] jids`, normalised: each the bare
+    /// JID of an account of this domain.
+    pub fn admins(&self) -> Result<Vec<jid::BareJid>, ConfigError> {
+        let mut admins = Vec::with_capacity(self.admin.jids.len());
+        for (i, text) in self.admin.jids.iter().enumerate() {
+            let bad = |message: String| ConfigError {
+                key: format!("admin.jids[{i}]"),
+                message,
+            };
+            let jid = jid::BareJid::new(text)
+                .map_err(|e| bad(format!("{text:?} is not a bare JID: {e}")))?;
+            if jid.node().is_none() {
+                return Err(bad(format!(
+                    "{text:?} names no account (user@{})",
+                    self.domain
+                )));
+            }
+            if !jid.domain().as_str().eq_ignore_ascii_case(&self.domain) {
+                return Err(bad(format!(
+                    "{text:?} is not an account of this server's domain {}",
+                    self.domain
+                )));
+            }
+            admins.push(jid);
+        }
+        Ok(admins)
     }
 
     /// The components: valid domains, none twice, none the server's own
@@ -734,5 +767,24 @@ mod tests {
         config.secret_file = Some("missing".into());
         let error = config.read_secret(dir.path()).unwrap_err();
         assert!(error.contains("missing"), "{error}");
+    }
+
+    #[test]
+    fn administrators_are_accounts_of_this_domain() {
+        let parse = |jids: &str| {
+            Config::parse(&format!("domain = 'example.org'\n[admin]\njids = {jids}\n"))
+        };
+        assert!(parse("[]").unwrap().admins().unwrap().is_empty());
+        let config = parse("['Admin@example.org']").unwrap();
+        assert_eq!(config.admins().unwrap()[0].as_str(), "admin@example.org");
+        for bad in [
+            "['example.org']",
+            "['admin@other.org']",
+            "['a@@b']",
+            "['a@example.org/r']",
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert_eq!(error.key, "admin.jids[0]", "{bad}: {error}");
+        }
     }
 }

@@ -422,6 +422,18 @@ impl InvitesConfig {
     pub const MAX_VALID_HOURS: u32 = 8760;
 }
 
+/// Server administrators: who may run the XEP-0133 service
+/// administration commands (add, delete, disable and re-enable users, end
+/// their sessions) from their XMPP client.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bare JIDs of accounts of this server (`["admin@example.org"]`);
+    /// empty (the default): nobody administers the server over XMPP.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jids: Vec<String>,
+}
+
 /// Logging.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

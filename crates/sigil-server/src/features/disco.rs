@@ -36,19 +36,38 @@ impl Feature for Disco {
             let payload = request.payload;
             match (payload.namespace(), payload.name(), request.kind) {
                 (ns::DISCO_INFO, "query", "get") => {
-                    request.result(Some(info(request.context, &request.to, payload.attribute("node"))));
+                    let node = payload.attribute("node");
+                    let owned = match (&request.to, node) {
+                        (Addressed::Server, Some(node)) => {
+                            super::node_info(request.context, request.session, node)
+                        }
+                        _ => None,
+                    };
+                    match owned {
+                        Some(answer) => {
+                            request.answer(answer.map(|found| Some(node_info(node, found))));
+                        }
+                        None => request.result(Some(info(request.context, &request.to, node))),
+                    }
                 }
                 (ns::DISCO_ITEMS, "query", "get") => {
                     let mut query = Element::new("query", ns::DISCO_ITEMS);
                     if let Some(node) = payload.attribute("node") {
                         query.set_attribute("node", node);
                     }
-                    // The server's services; an account lists none, and
+                    // The server's services, or the items of a node a
+                    // feature owns; an account lists none, and other
                     // nodes have no items.
-                    if request.to == Addressed::Server && payload.attribute("node").is_none() {
-                        for item in super::server_items(request.context) {
-                            query.push_child(item);
+                    let items = match (&request.to, payload.attribute("node")) {
+                        (Addressed::Server, None) => super::server_items(request.context),
+                        (Addressed::Server, Some(node)) => {
+                            super::node_items(request.context, request.session, node)
+                                .unwrap_or_default()
                         }
+                        _ => Vec::new(),
+                    };
+                    for item in items {
+                        query.push_child(item);
                     }
                     request.result(Some(query));
                 }
@@ -101,6 +120,31 @@ pub(crate) fn caps(context: &crate::context::Context) -> Element {
 /// XEP-0115: Entity Capabilities.
 pub(crate) const CAPS: &str = "http://jabber.org/protocol/caps";
 
+/// The disco#info answer for a node a feature owns.
+fn node_info(node: Option<&str>, found: super::NodeInfo) -> Element {
+    let mut query = Element::new("query", ns::DISCO_INFO);
+    if let Some(node) = node {
+        query.set_attribute("node", node);
+    }
+    push_info(&mut query, found.identities, found.features);
+    query
+}
+
+fn push_info(query: &mut Element, identities: Vec<Identity>, features: Vec<&str>) {
+    for identity in identities {
+        let mut element = Element::new("identity", ns::DISCO_INFO)
+            .with_attribute("category", identity.category)
+            .with_attribute("type", identity.kind);
+        if let Some(name) = identity.name {
+            element.set_attribute("name", name);
+        }
+        query.push_child(element);
+    }
+    for feature in features {
+        query.push_child(Element::new("feature", ns::DISCO_INFO).with_attribute("var", feature));
+    }
+}
+
 fn info(context: &crate::context::Context, to: &Addressed, node: Option<&str>) -> Element {
     let mut query = Element::new("query", ns::DISCO_INFO);
     if let Some(node) = node {
@@ -123,17 +167,6 @@ fn info(context: &crate::context::Context, to: &Addressed, node: Option<&str>) -
                 .collect(),
         ),
     };
-    for identity in identities {
-        let mut element = Element::new("identity", ns::DISCO_INFO)
-            .with_attribute("category", identity.category)
-            .with_attribute("type", identity.kind);
-        if let Some(name) = identity.name {
-            element.set_attribute("name", name);
-        }
-        query.push_child(element);
-    }
-    for feature in features {
-        query.push_child(Element::new("feature", ns::DISCO_INFO).with_attribute("var", feature));
-    }
+    push_info(&mut query, identities, features);
     query
 }

@@ -46,6 +46,7 @@ features! {
     private::Private,
     vcard::VCard,
     last::Last,
+    commands::Commands,
 }
 
 /// Which addresses a feature answers IQs for.
@@ -138,6 +139,13 @@ pub(crate) struct Identity {
     pub(crate) name: Option<&'static str>,
 }
 
+/// What disco#info answers for a node of the server a feature owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NodeInfo {
+    pub(crate) identities: Vec<Identity>,
+    pub(crate) features: Vec<&'static str>,
+}
+
 /// One feature of the server.
 pub(crate) trait Feature: Sync {
     /// The IQ namespaces it answers (no two features share one).
@@ -178,6 +186,30 @@ pub(crate) trait Feature: Sync {
     /// `<item/>` elements (a MUC or upload service names its domain).
     fn server_items(&self, _context: &Context) -> Vec<Element> {
         Vec::new()
+    }
+
+    /// disco#items on `node` of the server, asked by `session`: `None`
+    /// when the node is not the feature's, else its items (only what
+    /// this requester may use).
+    fn node_items(
+        &self,
+        _context: &Context,
+        _session: &SessionState,
+        _node: &str,
+    ) -> Option<Vec<Element>> {
+        None
+    }
+
+    /// disco#info on `node` of the server, asked by `session`: `None`
+    /// when the node is not the feature's, else what it is, or the error
+    /// (`forbidden` for a node this requester may not use).
+    fn node_info(
+        &self,
+        _context: &Context,
+        _session: &SessionState,
+        _node: &str,
+    ) -> Option<Result<NodeInfo, StanzaError>> {
+        None
     }
 
     /// Answers an IQ `get` or `set` in its namespace, for an address it
@@ -373,6 +405,32 @@ pub(crate) fn server_items(context: &Context) -> Vec<Element> {
         items.extend(feature.server_items(context));
     }
     items
+}
+
+/// disco#items on a node of the server: from the first feature that
+/// owns it, `None` when none does.
+pub(crate) fn node_items(
+    context: &Context,
+    session: &SessionState,
+    node: &str,
+) -> Option<Vec<Element>> {
+    FEATURES
+        .iter()
+        .filter(|feature| feature.enabled(context))
+        .find_map(|feature| feature.node_items(context, session, node))
+}
+
+/// disco#info on a node of the server: from the first feature that owns
+/// it, `None` when none does.
+pub(crate) fn node_info(
+    context: &Context,
+    session: &SessionState,
+    node: &str,
+) -> Option<Result<NodeInfo, StanzaError>> {
+    FEATURES
+        .iter()
+        .filter(|feature| feature.enabled(context))
+        .find_map(|feature| feature.node_info(context, session, node))
 }
 
 /// Every identity the server announces, in [`FEATURES`] order.

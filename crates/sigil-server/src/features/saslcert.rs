@@ -11,7 +11,7 @@ use sigil_xml::Element;
 
 use super::{Feature, Handling, IqRequest, Target};
 use crate::context::Context;
-use crate::saslcert::{add, close_sessions, entry_for, internal};
+use crate::saslcert::{Device, add, devices, disable, entry_for, may_manage, revoke};
 use crate::state::SessionState;
 
 pub(crate) struct SaslCert;
@@ -42,35 +42,40 @@ async fn handle(request: IqRequest<'_>) {
     let (context, session, payload) = (request.context, request.session, request.payload);
     let outcome = match (request.kind, payload.name()) {
         ("get", "items") => items(context, session).await.map(Some),
-        ("set", "append" | "disable" | "revoke") if !session.may_manage_certificates() => {
-            Err(StanzaError::with_text(
-                StanzaCondition::Forbidden,
-                "this session logged in with a certificate that may not manage certificates",
-            ))
-        }
-        ("set", "append") => append(context, session, payload).await.map(|()| None),
-        ("set", "disable") => disable(context, session, payload).await.map(|()| None),
-        ("set", "revoke") => revoke(context, session, payload).await.map(|()| None),
+        ("set", "append" | "disable" | "revoke") => match may_manage(session) {
+            Ok(()) => change(context, session, payload).await.map(|()| None),
+            Err(refused) => Err(refused),
+        },
         _ => Err(StanzaError::new(StanzaCondition::BadRequest)),
     };
     request.answer(outcome);
 }
 
+/// Append, disable or revoke, for a session that may.
+async fn change(
+    context: &Context,
+    session: &SessionState,
+    payload: &Element,
+) -> Result<(), StanzaError> {
+    match payload.name() {
+        "append" => append(context, session, payload).await,
+        "disable" => {
+            let Disable { name } = Disable::from_element(payload)?;
+            disable(context, &session.bare, &name).await
+        }
+        _ => {
+            let Revoke { name } = Revoke::from_element(payload)?;
+            revoke(context, &session.bare, &name).await.map(drop)
+        }
+    }
+}
+
 async fn items(context: &Context, session: &SessionState) -> Result<Element, StanzaError> {
-    let entries = context
-        .store
-        .certificates(session.bare.as_str())
-        .await
-        .map_err(internal)?;
-    let sessions = context.routes().sessions(&session.bare);
-    let items = entries
+    let items = devices(context, &session.bare)
+        .await?
         .into_iter()
-        .map(|entry| Item {
-            resources: sessions
-                .iter()
-                .filter(|live| live.fingerprint == Some(entry.fingerprint))
-                .map(|live| live.id.jid.resource().to_string())
-                .collect(),
+        .map(|Device { entry, resources }| Item {
+            resources,
             name: entry.name,
             der: entry.der,
             disabled: entry.disabled,
@@ -94,45 +99,4 @@ async fn append(
         OffsetDateTime::now_utc(),
     )?;
     add(context.store.as_ref(), &context.limits, &entry).await
-}
-
-async fn disable(
-    context: &Context,
-    session: &SessionState,
-    payload: &Element,
-) -> Result<(), StanzaError> {
-    let Disable { name } = Disable::from_element(payload)?;
-    match context
-        .store
-        .disable_certificate(session.bare.as_str(), &name)
-        .await
-    {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(StanzaError::new(StanzaCondition::ItemNotFound)),
-        Err(error) => Err(internal(error)),
-    }
-}
-
-async fn revoke(
-    context: &Context,
-    session: &SessionState,
-    payload: &Element,
-) -> Result<(), StanzaError> {
-    let Revoke { name } = Revoke::from_element(payload)?;
-    match context
-        .store
-        .revoke_certificate(
-            session.bare.as_str(),
-            &name,
-            OffsetDateTime::now_utc().unix_timestamp(),
-        )
-        .await
-    {
-        Ok(Some(entry)) => {
-            close_sessions(context, &session.bare, &entry.fingerprint);
-            Ok(())
-        }
-        Ok(None) => Err(StanzaError::new(StanzaCondition::ItemNotFound)),
-        Err(error) => Err(internal(error)),
-    }
 }

@@ -1,0 +1,237 @@
+//! The user's own devices as ad-hoc commands, so that clients with a
+//! commands UI (Gajim, Converse.js) manage them without XEP-0257
+//! support: list them, disable one or more, revoke one or more. The
+//! rights and effects are XEP-0257's ([`crate::saslcert`]): anyone may
+//! list; a session that logged in with a `no-cert-management`
+//! certificate neither sees nor runs disable and revoke (`forbidden`);
+//! a revocation ends the sessions of that certificate.
+//!
+//! The list is a result form of plain fields, a `fixed` heading per
+//! device followed by its details, rather than an XEP-0004 table
+//! (`<reported/>` and `<item/>`): Gajim renders tables, but Converse.js
+//! renders only fields, and both show fixed and text fields. The store
+//! keeps no time of last login, so the list has none.
+
+use sigil_proto::commands::{Actions, Note};
+use sigil_proto::error::StanzaError;
+use sigil_proto::forms::{DataForm, Field, FieldType, FormType};
+use sigil_x509::{CertificateInfo, OffsetDateTime};
+use time::format_description::well_known::Rfc3339;
+
+use super::{Command, Outcome, Step, Stepping, latest};
+use crate::adhoc::Stage;
+use crate::context::Context;
+use crate::saslcert::{Device, devices, may_manage};
+use crate::state::SessionState;
+
+/// The `FORM_TYPE` of the device forms.
+pub(super) const FORM_TYPE: &str = "urn:sigil:devices";
+
+/// Lists the account's devices.
+pub(super) struct List;
+
+/// Disables devices: no new logins with them, live sessions stay.
+pub(super) struct Disable;
+
+/// Revokes devices for good, ending their sessions.
+pub(super) struct Revoke;
+
+impl Command for List {
+    fn node(&self) -> &'static str {
+        "urn:sigil:devices#list"
+    }
+
+    fn name(&self) -> &'static str {
+        "List my devices"
+    }
+
+    fn allowed(&self, _context: &Context, _session: &SessionState) -> bool {
+        true
+    }
+
+    fn step<'a>(&'a self, step: Step<'a>) -> Stepping<'a> {
+        Box::pin(async move {
+            let devices = devices(step.context, &step.session.bare).await?;
+            if devices.is_empty() {
+                return Ok(Outcome::Done {
+                    notes: vec![Note::info("No device certificate is registered to this account.")],
+                    form: None,
+                });
+            }
+            let mut form = DataForm::typed(FormType::Result, FORM_TYPE)
+                .title("Your devices")
+                .instructions("The certificates your devices log in with.");
+            for (i, device) in devices.iter().enumerate() {
+                form.fields.extend(describe(i + 1, device));
+            }
+            Ok(Outcome::Done {
+                notes: Vec::new(),
+                form: Some(form),
+            })
+        })
+    }
+}
+
+impl Command for Disable {
+    fn node(&self) -> &'static str {
+        "urn:sigil:devices#disable"
+    }
+
+    fn name(&self) -> &'static str {
+        "Disable a device"
+    }
+
+    fn allowed(&self, _context: &Context, session: &SessionState) -> bool {
+        session.may_manage_certificates()
+    }
+
+    fn step<'a>(&'a self, step: Step<'a>) -> Stepping<'a> {
+        Box::pin(change(step, false))
+    }
+}
+
+impl Command for Revoke {
+    fn node(&self) -> &'static str {
+        "urn:sigil:devices#revoke"
+    }
+
+    fn name(&self) -> &'static str {
+        "Revoke a device"
+    }
+
+    fn allowed(&self, _context: &Context, session: &SessionState) -> bool {
+        session.may_manage_certificates()
+    }
+
+    fn step<'a>(&'a self, step: Step<'a>) -> Stepping<'a> {
+        Box::pin(change(step, true))
+    }
+}
+
+/// Disable or revoke: the first step offers the devices, the second
+/// changes the chosen ones, as XEP-0257's requests would one by one.
+async fn change(step: Step<'_>, revoking: bool) -> Result<Outcome, StanzaError> {
+    may_manage(step.session)?;
+    let (context, owner) = (step.context, &step.session.bare);
+    if step.submitted.is_empty() {
+        // Disabling a disabled device changes nothing: it is not offered.
+        let offered: Vec<Device> = devices(context, owner)
+            .await?
+            .into_iter()
+            .filter(|d| revoking || !d.entry.disabled)
+            .collect();
+        if offered.is_empty() {
+            return Ok(Outcome::Done {
+                notes: vec![Note::info("No device can be chosen.")],
+                form: None,
+            });
+        }
+        let (title, label) = match revoking {
+            true => (
+                "Revoke devices",
+                "Devices to revoke: they can never log in again, and their sessions end now",
+            ),
+            false => (
+                "Disable devices",
+                "Devices to disable: they can no longer log in; their sessions stay",
+            ),
+        };
+        let mut field = Field::new("devices", FieldType::ListMulti)
+            .label(label)
+            .required();
+        for device in &offered {
+            let live = match device.resources.is_empty() {
+                true => String::new(),
+                false => format!(" (logged in now: {})", device.resources.join(", ")),
+            };
+            field = field.option(
+                Some(format!("{}{live}", device.entry.name)),
+                device.entry.name.clone(),
+            );
+        }
+        let form = DataForm::typed(FormType::Form, FORM_TYPE)
+            .title(title)
+            .with_field(field);
+        return Ok(Outcome::Stage(Stage {
+            form,
+            actions: Actions::last(false),
+        }));
+    }
+    let chosen = latest(&step, FORM_TYPE)?.values("devices");
+    if chosen.is_empty() {
+        return Err(sigil_proto::commands::bad_payload("choose at least one device"));
+    }
+    let mut notes = Vec::new();
+    for name in chosen {
+        let note = match revoking {
+            true => match crate::saslcert::revoke(context, owner, name).await {
+                Ok(ended) => Note::info(format!("Revoked {name}; {ended} session(s) ended.")),
+                Err(error) => Note::error(format!("{name} was not revoked: {error}")),
+            },
+            false => match crate::saslcert::disable(context, owner, name).await {
+                Ok(()) => Note::info(format!("Disabled {name}.")),
+                Err(error) => Note::error(format!("{name} was not disabled: {error}")),
+            },
+        };
+        notes.push(note);
+    }
+    Ok(Outcome::Done { notes, form: None })
+}
+
+/// The fields that describe device number `n`.
+fn describe(n: usize, device: &Device) -> Vec<Field> {
+    let entry = &device.entry;
+    let text = |var: &str, label: &str, value: String| {
+        Field::new(&format!("{var}-{n}"), FieldType::TextSingle)
+            .label(label)
+            .value(value)
+    };
+    let info = CertificateInfo::from_der(&entry.der).ok();
+    let mut state = match entry.disabled {
+        true => "disabled".to_owned(),
+        false => "enabled".to_owned(),
+    };
+    if entry.no_cert_management {
+        state.push_str("; may not manage devices");
+    }
+    let mut sessions = Field::new(&format!("sessions-{n}"), FieldType::TextMulti)
+        .label("Logged in now");
+    sessions.values = device.resources.clone();
+    let mut heading = Field {
+        field_type: Some(FieldType::Fixed),
+        ..Field::default()
+    };
+    heading.values.push(entry.name.clone());
+    vec![
+        heading,
+        text("name", "Name", entry.name.clone()),
+        text("fingerprint", "Fingerprint (SHA-256)", hex(&entry.fingerprint)),
+        text(
+            "added",
+            "Added",
+            OffsetDateTime::from_unix_timestamp(entry.added_at)
+                .ok()
+                .map_or_else(String::new, datetime),
+        ),
+        text(
+            "expires",
+            "Expires",
+            info.map_or_else(String::new, |info| datetime(info.not_after)),
+        ),
+        sessions,
+        text("state", "State", state),
+    ]
+}
+
+/// An XEP-0082 date and time, in UTC.
+fn datetime(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
