@@ -2,10 +2,12 @@
 //!
 //! The server (`sigil serve`, `sigil check`, `sigil user …`), certificate
 //! tools (`sigil cert …`, `sigil ca …`), the client (`sigil login`,
-//! `sigil send`, `sigil chat`) and SASL inspection (`sigil sasl …`).
+//! `sigil send`, `sigil chat`), devices joining by invitation (`sigil
+//! device join`) and SASL inspection (`sigil sasl …`).
 
 mod cert;
 mod devices;
+mod join;
 mod login;
 mod sasl;
 mod serve;
@@ -102,6 +104,9 @@ enum Command {
     /// Make a local certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// This device and accounts: join one by invitation.
+    #[command(subcommand)]
+    Device(join::DeviceCommand),
     /// Inspect the SASL layer.
     #[command(subcommand)]
     Sasl(SaslCommand),
@@ -652,6 +657,7 @@ fn main() -> ExitCode {
             key,
             force,
         }) => cert::new_ca(&dir, &name, days, key.into(), force),
+        Command::Device(command) => join::run(command),
         Command::Sasl(SaslCommand::Mechanisms) => sasl::mechanisms(&mut io::stdout().lock()),
         Command::Sasl(SaslCommand::Derive {
             hash,
