@@ -10,6 +10,7 @@ use std::time::Duration;
 use jid::BareJid;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use sigil_proto::client::JoinRequest;
 use sigil_sasl::client::{ClientConfig, ClientContext};
 
 use crate::Error;
@@ -54,6 +55,7 @@ pub struct ClientBuilder {
     error: Option<String>,
     stream_management: bool,
     carbons: bool,
+    join: Option<JoinRequest>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -88,6 +90,7 @@ impl Client {
             error: None,
             stream_management: false,
             carbons: false,
+            join: None,
         }
     }
 }
@@ -242,6 +245,20 @@ impl ClientBuilder {
         self
     }
 
+    /// Before logging in, joins by invitation: redeems the token and
+    /// registers this builder's client certificate as the device (XEP-0445,
+    /// XEP-0077, XEP-0257), then logs in with it (give it a client
+    /// certificate naming the account, and SASL EXTERNAL). On the first
+    /// connection only: [`Client::reconnect`] logs in as usual. A refusal
+    /// is [`Error::Stream`] with `TokenRefused`, `RegistrationRefused` or
+    /// `RegistrationUnavailable`. [`crate::join()`] does all of it from an
+    /// invitation URI.
+    #[must_use]
+    pub fn join(mut self, request: JoinRequest) -> Self {
+        self.join = Some(request);
+        self
+    }
+
     /// The resource to ask for (default: the server picks).
     #[must_use]
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
@@ -260,8 +277,9 @@ impl ClientBuilder {
     /// Connects, negotiates TLS and SASL, and binds a resource.
     pub async fn connect(self) -> Result<Client, Error> {
         let carbons = self.carbons;
+        let join = self.join.clone();
         let prepared = Arc::new(self.prepare()?);
-        let connection = prepared.connect(None).await?;
+        let connection = prepared.connect(None, join).await?;
         let mut client = Client::from_parts(prepared, connection);
         client.set_up_session(carbons, true).await?;
         Ok(client)

@@ -14,6 +14,11 @@
 //! ([`Client::archive`]) and XEP-0352 client state
 //! ([`Client::set_active`]).
 //!
+//! A new device joins by invitation in one call, [`join()`]: a fresh key
+//! and certificate, the invitation redeemed and the device registered
+//! before login (XEP-0401, XEP-0445, XEP-0077, XEP-0257), then SASL
+//! EXTERNAL; never a password.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), sigil_client::Error> {
 //! use sigil_client::{Client, Message, Transport};
@@ -36,6 +41,7 @@ mod client;
 pub mod commands;
 mod connection;
 mod error;
+mod join;
 mod login;
 pub mod saslcert;
 mod srv;
@@ -48,7 +54,11 @@ pub use client::archive::{
 pub use client::carbons::{Carbon, CarbonDirection, Incoming};
 pub use client::{Backoff, Client};
 pub use error::Error;
+pub use join::{JoinOptions, Joined, join};
+pub use sigil_proto::client::JoinRequest;
 pub use sigil_proto::error::StanzaCondition;
+pub use sigil_proto::invite::{Invitation, InvitationError, InvitationKind};
 pub use sigil_proto::random_id;
 pub use sigil_proto::stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza};
+pub use sigil_x509::generate::KeyType;
 pub use transport::Transport;

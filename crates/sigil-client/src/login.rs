@@ -48,11 +48,14 @@ pub(crate) struct Established {
 }
 
 impl Prepared {
+    /// Connects and logs in: resuming `resume` if given, joining by
+    /// invitation first with `join`.
     pub(crate) async fn connect(
         &self,
         resume: Option<proto::Resumption>,
+        join: Option<proto::JoinRequest>,
     ) -> Result<Established, Error> {
-        tokio::time::timeout(self.timeout, self.connect_inner(resume))
+        tokio::time::timeout(self.timeout, self.connect_inner(resume, join))
             .await
             .map_err(|_| Error::Timeout)?
     }
@@ -126,7 +129,11 @@ impl Prepared {
         })))
     }
 
-    async fn connect_inner(&self, resume: Option<proto::Resumption>) -> Result<Established, Error> {
+    async fn connect_inner(
+        &self,
+        resume: Option<proto::Resumption>,
+        join: Option<proto::JoinRequest>,
+    ) -> Result<Established, Error> {
         let (tcp, address) = self.connect_tcp().await?;
         let config = ClientStreamConfig {
             jid: self.jid.clone(),
@@ -139,6 +146,7 @@ impl Prepared {
             sasl: self.sasl.clone(),
             context: self.context.clone(),
             limits: sigil_xml::Limits::default(),
+            join,
         };
         let mut stream = ClientStream::new(config);
         if self.stream_management {

@@ -1,6 +1,7 @@
 //! The client side of a client-to-server stream, mirroring
-//! [`crate::server`]: header, STARTTLS, SASL through [`sigil_sasl`]'s
-//! client selection, resource binding, then stanzas.
+//! [`crate::server`]: header, STARTTLS, registration by invitation if
+//! asked for ([`JoinRequest`]), SASL through [`sigil_sasl`]'s client
+//! selection, resource binding, then stanzas.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -16,6 +17,10 @@ use sigil_xml::{Element, Framer, FramerError, Limits, StreamEvent, ns};
 use crate::error::{StanzaError, StreamError};
 use crate::frame::{Frame, Opening};
 use crate::random_id;
+
+mod register;
+
+pub use register::JoinRequest;
 
 /// How the client treats TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +50,9 @@ pub struct ClientStreamConfig {
     pub context: ClientContext,
     /// Framer limits for what the server sends.
     pub limits: Limits,
+    /// Join by invitation before logging in: redeem this token and
+    /// register the device, then log in (see [`JoinRequest`]).
+    pub join: Option<JoinRequest>,
 }
 
 /// Why a client stream ended.
@@ -56,6 +64,15 @@ pub enum ClientError {
     Sasl(SaslError),
     /// Binding the resource failed.
     Bind(StanzaError),
+    /// The server refused the invitation's token (XEP-0445: unknown,
+    /// used, revoked or expired alike: `item-not-found`).
+    TokenRefused(StanzaError),
+    /// The server accepted the token but refused the device's
+    /// registration (a name taken, a certificate it does not accept…).
+    RegistrationRefused(StanzaError),
+    /// A join was asked for, but the server offers no registration by
+    /// invitation token on this stream (XEP-0445's stream feature).
+    RegistrationUnavailable,
     /// The server does not offer STARTTLS although TLS is required.
     TlsUnavailable,
     /// The server refused STARTTLS.
@@ -74,6 +91,13 @@ impl fmt::Display for ClientError {
             Self::Stream(error) => error.fmt(f),
             Self::Sasl(error) => write!(f, "authentication failed: {error}"),
             Self::Bind(error) => write!(f, "resource binding failed: {error}"),
+            Self::TokenRefused(error) => write!(f, "the invitation was refused: {error}"),
+            Self::RegistrationRefused(error) => {
+                write!(f, "the device's registration was refused: {error}")
+            }
+            Self::RegistrationUnavailable => {
+                f.write_str("the server offers no registration by invitation here")
+            }
             Self::TlsUnavailable => f.write_str("the server does not offer STARTTLS"),
             Self::TlsRefused => f.write_str("the server refused STARTTLS"),
             Self::Protocol(detail) => write!(f, "protocol error: {detail}"),
@@ -126,6 +150,7 @@ enum Stage {
     Initial,
     StartingTls,
     Encrypted,
+    Registering,
     Authenticating,
     Authenticated,
     Resuming,
@@ -171,6 +196,10 @@ pub struct ClientStream {
     bind_offered: bool,
     /// XEP-0352 offered among the features after authentication.
     csi_offered: bool,
+    /// A join by invitation under way (boxed: most streams never join).
+    joining: Option<Box<register::Joining>>,
+    /// The device registered on this stream.
+    registered: bool,
 }
 
 /// XEP-0198 counters on the client side.
@@ -215,6 +244,8 @@ impl ClientStream {
             resume_from: None,
             bind_offered: false,
             csi_offered: false,
+            joining: None,
+            registered: false,
         };
         stream.send_header();
         stream
@@ -441,6 +472,9 @@ impl ClientStream {
                     self.fail(ClientError::TlsRefused);
                 }
             }
+            Stage::Registering if element.is("iq", ns::CLIENT) => {
+                self.on_registration_answer(&element)
+            }
             Stage::Authenticating if element.namespace() == ns::SASL => self.on_sasl(&element),
             Stage::Binding if element.is("iq", ns::CLIENT) => self.on_bind_result(&element),
             Stage::Resuming if element.namespace() == crate::sm::NS => {
@@ -471,9 +505,9 @@ impl ClientStream {
                     }
                     return;
                 }
-                self.start_sasl(features);
+                self.on_secure_features(features);
             }
-            Stage::Encrypted => self.start_sasl(features),
+            Stage::Encrypted => self.on_secure_features(features),
             _ => self.start_bind(features),
         }
     }

@@ -27,6 +27,7 @@
 //! - [`vcard`]: XEP-0054 vcard-temp, XEP-0153 avatar hashes, XEP-0292
 //!   vCard4 and the conversion between them;
 //! - [`last`]: XEP-0012 last activity;
+//! - [`invite`]: XEP-0401/0445/0379 invitation URIs;
 //! - [`sm`]: XEP-0198 stream management (run by the streams themselves);
 //! - [`sid`]: XEP-0359 origin and stanza ids;
 //! - [`forms`]: XEP-0004 data forms;
@@ -42,6 +43,7 @@ pub mod csi;
 pub mod error;
 pub mod forms;
 pub mod frame;
+pub mod invite;
 pub mod last;
 pub mod mam;
 mod payload;

@@ -57,6 +57,7 @@ fn client(tls: client::TlsMode, allow: Option<&[&str]>) -> ClientStream {
             .with_authcid("juliet")
             .with_password(PASSWORD),
         limits: Default::default(),
+        join: None,
     })
 }
 
@@ -237,6 +238,7 @@ fn wrong_password_is_not_authorized() {
             .with_authcid("juliet")
             .with_password("wrong"),
         limits: Default::default(),
+        join: None,
     });
     let mut out = Outcome::default();
     pump(&mut c, &mut s, &mut out);
@@ -855,6 +857,7 @@ fn auth_after(features: &str) -> (String, String) {
             .with_authcid("juliet")
             .with_password("r0m30"),
         limits: Default::default(),
+        join: None,
     });
     c.set_channel_binding(Some(ChannelBinding::new(
         ChannelBindingType::TlsExporter,

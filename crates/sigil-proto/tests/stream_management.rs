@@ -493,6 +493,7 @@ fn client_stream() -> sigil_proto::client::ClientStream {
             .with_authcid("juliet")
             .with_password("pencil"),
         limits: Default::default(),
+        join: None,
     })
 }
 

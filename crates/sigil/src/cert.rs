@@ -270,20 +270,20 @@ pub(crate) fn show(file: &Path, json: bool) -> Result<(), String> {
     print(&text)
 }
 
-fn print(text: &str) -> Result<(), String> {
+pub(crate) fn print(text: &str) -> Result<(), String> {
     io::stdout()
         .lock()
         .write_all(text.as_bytes())
         .map_err(|e| format!("cannot write: {e}"))
 }
 
-fn rfc3339(time: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(time: OffsetDateTime) -> String {
     time.format(&Rfc3339).unwrap_or_else(|_| time.to_string())
 }
 
 /// The default file stem: the local part (or the domain), plus the
 /// resource of a full JID.
-fn default_name(jid: &Jid) -> String {
+pub(crate) fn default_name(jid: &Jid) -> String {
     let mut name = jid.node().map_or_else(
         || jid.domain().as_str().to_owned(),
         |node| node.as_str().to_owned(),
@@ -321,7 +321,7 @@ fn load_ca(dir: &Path) -> Result<Ca, String> {
     Ca::from_pem(&read("ca.crt")?, &read("ca.key")?).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
-fn read_password(file: &Path) -> Result<String, String> {
+pub(crate) fn read_password(file: &Path) -> Result<String, String> {
     let text = fs::read_to_string(file)
         .map_err(|e| format!("cannot read the password file {}: {e}", file.display()))?;
     let password = text
@@ -335,13 +335,13 @@ fn read_password(file: &Path) -> Result<String, String> {
     Ok(password.to_owned())
 }
 
-fn fresh_password() -> Result<String, String> {
+pub(crate) fn fresh_password() -> Result<String, String> {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a password: {e}"))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-fn refuse_to_overwrite(paths: &[&PathBuf], force: bool) -> Result<(), String> {
+pub(crate) fn refuse_to_overwrite(paths: &[&PathBuf], force: bool) -> Result<(), String> {
     if force {
         return Ok(());
     }
@@ -356,7 +356,7 @@ fn refuse_to_overwrite(paths: &[&PathBuf], force: bool) -> Result<(), String> {
 
 /// Writes through a temporary file and a rename, so a crash never leaves a
 /// half-written key; secrets are created with mode 0600.
-fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), String> {
+pub(crate) fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), String> {
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let temporary = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
     let error = |e: io::Error| format!("cannot write {}: {e}", path.display());

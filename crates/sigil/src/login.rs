@@ -519,7 +519,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
@@ -538,7 +538,7 @@ fn prompt(text: &str) -> Result<String, String> {
     rpassword::prompt_password(text).map_err(|e| format!("cannot read the password: {e}"))
 }
 
-fn parse_pin(text: &str) -> Result<[u8; 32], String> {
+pub(crate) fn parse_pin(text: &str) -> Result<[u8; 32], String> {
     let hex: String = text.chars().filter(|c| *c != ':').collect();
     let mut out = [0u8; 32];
     if hex.len() != 64 {

@@ -2,12 +2,14 @@
 //!
 //! The server (`sigil serve`, `sigil check`, `sigil user …`,
 //! `sigil invite …`), certificate tools (`sigil cert …`, `sigil ca …`),
-//! the client (`sigil login`, `sigil send`, `sigil chat`) and SASL
-//! inspection (`sigil sasl …`).
+//! the client (`sigil login`, `sigil send`, `sigil chat`), devices joining
+//! by invitation (`sigil device join`) and SASL inspection (`sigil sasl
+//! …`).
 
 mod cert;
 mod devices;
 mod invite;
+mod join;
 mod login;
 mod sasl;
 mod serve;
@@ -109,6 +111,9 @@ enum Command {
     /// Make a local certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// This device and accounts: join one by invitation.
+    #[command(subcommand)]
+    Device(join::DeviceCommand),
     /// Inspect the SASL layer.
     #[command(subcommand)]
     Sasl(SaslCommand),
@@ -660,6 +665,7 @@ fn main() -> ExitCode {
             key,
             force,
         }) => cert::new_ca(&dir, &name, days, key.into(), force),
+        Command::Device(command) => join::run(command),
         Command::Sasl(SaslCommand::Mechanisms) => sasl::mechanisms(&mut io::stdout().lock()),
         Command::Sasl(SaslCommand::Derive {
             hash,

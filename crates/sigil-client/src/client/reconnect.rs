@@ -122,7 +122,7 @@ impl Client {
             if attempt > 0 {
                 tokio::time::sleep(backoff.delay(attempt - 1)).await;
             }
-            match self.prepared.connect(resume.clone()).await {
+            match self.prepared.connect(resume.clone(), None).await {
                 Ok(established) => {
                     let resumed = matches!(established.resumption, Some(Ok(_)));
                     let handled = match established.resumption {

@@ -385,6 +385,7 @@ impl TestClient {
                 context
             },
             limits: Default::default(),
+            join: None,
         };
         let tcp = TcpStream::connect(address).await.unwrap();
         let mut stream = ClientStream::new(config);
