@@ -36,6 +36,8 @@ async fn start() -> Fixture {
             client_certificates: Default::default(),
         })
         .collect();
+    // An administrator's name that no account has taken yet.
+    config.admin.jids = vec!["root@localhost".into()];
     let (certificate, key) = sigil_server::certificate_paths(&config, dir.path());
     sigil_server::tls::ensure_server_certificate("localhost", &certificate, &key).unwrap();
     let server = Server::start(&config, dir.path()).await.unwrap();
@@ -615,4 +617,24 @@ async fn a_password_is_refused_and_three_refusals_close_the_stream() {
     );
     assert!(raw.next().await.is_none());
     assert!(f.still_invited("good").await);
+}
+
+/// A name the operator made an administrator cannot be taken with an
+/// invitation that lets its holder pick any name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrators_name_is_not_for_the_taking() {
+    let f = start().await;
+    let uri = f.invite("free-for-root", free(), 3600).await;
+    let (token_refused, condition, text) = refusal(
+        join(
+            &uri,
+            options("phone", Some("root")),
+            f.reach(Transport::StartTls),
+        )
+        .await,
+    );
+    assert!(!token_refused);
+    assert_eq!(condition, StanzaCondition::NotAllowed, "{text}");
+    assert!(f.store().account("root@localhost").await.unwrap().is_none());
+    assert!(f.still_invited("free-for-root").await);
 }

@@ -69,6 +69,16 @@ async fn register(
         Err(error) => return Err(crate::saslcert::internal(error)),
     };
     let account = account_of(&invite.kind, device.username.as_deref(), &context.domain)?;
+    // A name the operator made an administrator is not for an invitation
+    // that lets its holder pick any name: whoever took it would run the
+    // server's admin commands.
+    if matches!(invite.kind, InviteKind::Account { jid: None }) && context.admins.contains(&account)
+    {
+        return Err(StanzaError::with_text(
+            StanzaCondition::NotAllowed,
+            format!("{account} is reserved: choose another name"),
+        ));
+    }
     if device.csr.is_some() {
         return Err(StanzaError::with_text(
             StanzaCondition::ServiceUnavailable,
