@@ -103,21 +103,16 @@ pub(crate) fn new(request: &NewCertificate<'_>) -> Result<(String, Vec<u8>), Str
             info.issuer.as_str()
         }
     );
-    let _ = writeln!(text, "Wrote:");
-    let _ = writeln!(
-        text,
-        "  {} (private key: keep it secret)",
-        key_path.display()
+    written(
+        &mut text,
+        &key_path,
+        &certificate_path,
+        &bundle_path,
+        request
+            .p12_password_file
+            .is_none()
+            .then_some(password.as_str()),
     );
-    let _ = writeln!(text, "  {}", certificate_path.display());
-    let _ = writeln!(
-        text,
-        "  {} (key and certificate for a browser)",
-        bundle_path.display()
-    );
-    if request.p12_password_file.is_none() {
-        let _ = writeln!(text, "PKCS#12 password: {password}");
-    }
     print(&text)?;
     Ok((name, issued.certificate_der))
 }
@@ -390,4 +385,27 @@ fn read_limited(file: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+}
+
+/// Appends what was written: the key, the certificate and the PKCS#12
+/// bundle, and the bundle's password when it was made up (`Some`).
+pub(crate) fn written(
+    text: &mut String,
+    key: &Path,
+    certificate: &Path,
+    bundle: &Path,
+    password: Option<&str>,
+) {
+    use std::fmt::Write as _;
+    let _ = writeln!(text, "Wrote:");
+    let _ = writeln!(text, "  {} (private key: keep it secret)", key.display());
+    let _ = writeln!(text, "  {}", certificate.display());
+    let _ = writeln!(
+        text,
+        "  {} (key and certificate for a browser)",
+        bundle.display()
+    );
+    if let Some(password) = password {
+        let _ = writeln!(text, "PKCS#12 password: {password}");
+    }
 }

@@ -233,21 +233,16 @@ fn join(
     let _ = writeln!(text, "  logged in as {bound} with {mechanism}");
     let _ = writeln!(text, "  SHA-256 fingerprint: {}", info.sha256_fingerprint());
     let _ = writeln!(text, "  valid until {}", cert::rfc3339(info.not_after));
-    let _ = writeln!(text, "Wrote:");
-    let _ = writeln!(
-        text,
-        "  {} (private key: keep it secret)",
-        key_path.display()
+    cert::written(
+        &mut text,
+        &key_path,
+        &certificate_path,
+        &bundle_path,
+        files
+            .p12_password_file
+            .is_none()
+            .then_some(password.as_str()),
     );
-    let _ = writeln!(text, "  {}", certificate_path.display());
-    let _ = writeln!(
-        text,
-        "  {} (key and certificate for a browser)",
-        bundle_path.display()
-    );
-    if files.p12_password_file.is_none() {
-        let _ = writeln!(text, "PKCS#12 password: {password}");
-    }
     let _ = writeln!(text, "Log in with:");
     let _ = writeln!(
         text,
