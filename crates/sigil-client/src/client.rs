@@ -342,6 +342,7 @@ impl Client {
                     }
                 }
                 proto::Action::StartTls
+                | proto::Action::Enrolled { .. }
                 | proto::Action::Authenticated { .. }
                 | proto::Action::Resumed { .. }
                 | proto::Action::ResumeFailed { .. }

@@ -24,6 +24,12 @@ pub enum Error {
     Iq(StanzaError),
     /// No answer in time.
     Timeout,
+    /// Joining by invitation with a certificate signing request
+    /// ([`sigil_proto::client::JoinRequest::signing_request`]): the server
+    /// registered the device with this certificate (DER), which it signed
+    /// for the request's key, and ended the stream. Connect again
+    /// presenting it ([`crate::join()`] does).
+    Enrolled(Vec<u8>),
 }
 
 impl fmt::Display for Error {
@@ -36,6 +42,9 @@ impl fmt::Display for Error {
             Self::Protocol(detail) => f.write_str(detail),
             Self::Iq(error) => write!(f, "the request failed: {error}"),
             Self::Timeout => f.write_str("timed out"),
+            Self::Enrolled(_) => f.write_str(
+                "the server signed the device's certificate: connect again presenting it",
+            ),
         }
     }
 }

@@ -6,7 +6,11 @@
 //! (id-on-xmppAddr, clientAuth, as `sigil cert new` makes them), connects
 //! presenting it, redeems the token and registers the certificate under
 //! the device's name (XEP-0445, XEP-0077, XEP-0257), then logs in with
-//! SASL EXTERNAL on the same stream. No password exists at any point: the
+//! SASL EXTERNAL on the same stream. A server that signs certificates
+//! (it offers `urn:sigil:enroll:0`) gets a signing request for the same
+//! key instead and answers with the certificate its CA signed, which is
+//! what is registered; the device then logs in with it on a new
+//! connection. No password exists at any point: the
 //! key and certificate it returns are the device's credentials from then
 //! on, for the caller to store.
 
@@ -68,6 +72,9 @@ pub struct Joined {
     /// Its private key, PKCS#8 PEM: the device's only credential; store
     /// it where only the user can read it.
     pub key_pem: String,
+    /// Whether the server's CA signed the certificate (`[auth]
+    /// issuing_ca`), rather than the device.
+    pub signed: bool,
 }
 
 impl fmt::Debug for Joined {
@@ -82,7 +89,8 @@ impl fmt::Debug for Joined {
 
 /// Joins by the invitation `uri` as `options` say, then logs in. The
 /// builder `join` starts from (the account, its new certificate, SASL
-/// EXTERNAL alone, the registration) goes through `configure` first, for
+/// EXTERNAL alone, the registration) goes through `configure` first (once
+/// more for the login with a certificate the server signed), for
 /// how to reach and trust the server (address, transport, trusted
 /// certificates, timeout; not [`ClientBuilder::tls`], which would leave
 /// the new certificate out).
@@ -95,7 +103,7 @@ impl fmt::Debug for Joined {
 pub async fn join(
     uri: &str,
     options: JoinOptions,
-    configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
+    configure: impl Fn(ClientBuilder) -> ClientBuilder,
 ) -> Result<Joined, Error> {
     let invitation =
         Invitation::parse(uri).map_err(|e| Error::Config(format!("invitation: {e}")))?;
@@ -124,26 +132,51 @@ pub async fn join(
         None,
     )
     .map_err(|e| Error::Config(format!("the device's certificate: {e}")))?;
-    let certificate_pem = issued.certificate_pem();
     let key_pem = issued.key_pem();
+    let signing_request = issued
+        .signing_request(&Jid::from(account.clone()))
+        .map_err(|e| Error::Config(format!("the device's certificate request: {e}")))?;
     let request = JoinRequest {
         token: invitation.token.clone(),
         username: options.username.clone(),
         device: device.to_owned(),
         no_cert_management: options.no_cert_management,
+        signing_request: Some(signing_request),
     };
-    let client = configure(Client::builder(account.as_str()))
-        .client_certificate_pem(certificate_pem.as_bytes(), key_pem.as_bytes())
-        .sasl(ClientConfig::new().allow(AllowList::new().name("EXTERNAL")))
+    let builder = || {
+        configure(Client::builder(account.as_str()))
+            .sasl(ClientConfig::new().allow(AllowList::new().name("EXTERNAL")))
+    };
+    let presented = issued.certificate_pem();
+    let joining = builder()
+        .client_certificate_pem(presented.as_bytes(), key_pem.as_bytes())
         .join(request)
         .connect()
-        .await?;
+        .await;
+    let (client, certificate_pem, signed) = match joining {
+        Ok(client) => (client, presented, false),
+        Err(Error::Enrolled(certificate)) => {
+            // The server's CA signed a certificate for this key, and
+            // registered it: log in with it.
+            let issued = issued
+                .with_certificate(certificate)
+                .map_err(|e| Error::Protocol(format!("the certificate the server signed: {e}")))?;
+            let certificate_pem = issued.certificate_pem();
+            let client = builder()
+                .client_certificate_pem(certificate_pem.as_bytes(), key_pem.as_bytes())
+                .connect()
+                .await?;
+            (client, certificate_pem, true)
+        }
+        Err(error) => return Err(error),
+    };
     Ok(Joined {
         client,
         account,
         device: device.to_owned(),
         certificate_pem,
         key_pem,
+        signed,
     })
 }
 

@@ -217,6 +217,7 @@ async fn negotiate(
     let mut mechanism = String::new();
     let mut bound = None;
     let mut resumption = None;
+    let mut enrolled = None;
     loop {
         let mut start_tls = false;
         while let Some(action) = stream.poll_action() {
@@ -236,7 +237,14 @@ async fn negotiate(
                 proto::Action::ResumeFailed { handled } => resumption = Some(Err(handled)),
                 proto::Action::Stanza(stanza) => inbox.push_back(stanza),
                 proto::Action::Close(Err(error)) => return Err(Error::Stream(error)),
-                proto::Action::Close(Ok(())) => return Err(Error::Stream(ClientError::Closed)),
+                proto::Action::Enrolled { certificate } => enrolled = Some(certificate),
+                proto::Action::Close(Ok(())) => {
+                    let _ = connection.flush().await;
+                    return Err(match enrolled {
+                        Some(certificate) => Error::Enrolled(certificate),
+                        None => Error::Stream(ClientError::Closed),
+                    });
+                }
             }
         }
         connection.flush().await?;

@@ -26,6 +26,12 @@ struct Fixture {
 }
 
 async fn start() -> Fixture {
+    start_with(|_, _| {}).await
+}
+
+/// [`start`], with `configure` changing the configuration first (the
+/// directory is the server's).
+async fn start_with(configure: impl FnOnce(&mut Config, &std::path::Path)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new("localhost");
     config.listeners = [ListenerKind::Starttls, ListenerKind::DirectTls]
@@ -38,6 +44,7 @@ async fn start() -> Fixture {
         .collect();
     // An administrator's name that no account has taken yet.
     config.admin.jids = vec!["root@localhost".into()];
+    configure(&mut config, dir.path());
     let (certificate, key) = sigil_server::certificate_paths(&config, dir.path());
     sigil_server::tls::ensure_server_certificate("localhost", &certificate, &key).unwrap();
     let server = Server::start(&config, dir.path()).await.unwrap();
@@ -68,7 +75,7 @@ impl Fixture {
     fn reach(
         &self,
         transport: Transport,
-    ) -> impl FnOnce(sigil_client::ClientBuilder) -> sigil_client::ClientBuilder + use<> {
+    ) -> impl Fn(sigil_client::ClientBuilder) -> sigil_client::ClientBuilder + use<> {
         let kind = match transport {
             Transport::DirectTls => ListenerKind::DirectTls,
             _ => ListenerKind::Starttls,
@@ -387,6 +394,7 @@ fn request(token: &str, username: Option<&str>) -> JoinRequest {
         username: username.map(str::to_owned),
         device: "phone".into(),
         no_cert_management: false,
+        signing_request: None,
     }
 }
 
@@ -637,4 +645,163 @@ async fn an_administrators_name_is_not_for_the_taking() {
     assert_eq!(condition, StanzaCondition::NotAllowed, "{text}");
     assert!(f.store().account("root@localhost").await.unwrap().is_none());
     assert!(f.still_invited("free-for-root").await);
+}
+
+/// Writes a new CA into `dir/issuing` (its key private) and returns it.
+fn issuing_ca(dir: &std::path::Path) -> sigil_x509::generate::Ca {
+    use std::os::unix::fs::OpenOptionsExt;
+    let ca = sigil_x509::generate::Ca::new(
+        "Sigil issuing CA",
+        &sigil_x509::generate::Options::new(sigil_x509::OffsetDateTime::now_utc()),
+    )
+    .unwrap();
+    let issuing = dir.join("issuing");
+    std::fs::create_dir_all(&issuing).unwrap();
+    std::fs::write(issuing.join("ca.crt"), ca.issued().certificate_pem()).unwrap();
+    let mut key = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(issuing.join("ca.key"))
+        .unwrap();
+    std::io::Write::write_all(&mut key, ca.issued().key_pem().as_bytes()).unwrap();
+    ca
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_issuing_ca_the_device_gets_a_signed_certificate_and_logs_in_with_it() {
+    let mut ca_subject = String::new();
+    let f = start_with(|config, dir| {
+        let ca = issuing_ca(dir);
+        ca_subject = sigil_x509::CertificateInfo::from_der(&ca.issued().certificate_der)
+            .unwrap()
+            .subject;
+        config.auth.issuing_ca = Some("issuing".into());
+        config.auth.issued_days = 30;
+    })
+    .await;
+    for (n, transport) in [Transport::StartTls, Transport::DirectTls]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("dave{n}");
+        let uri = f.invite(&format!("signed-{n}"), free(), 3600).await;
+        let joined = join(&uri, options("phone", Some(&name)), f.reach(transport))
+            .await
+            .unwrap();
+        assert!(joined.signed, "{transport:?}");
+        assert_eq!(joined.client.mechanism(), "EXTERNAL");
+        let account = format!("{name}@localhost");
+        assert_eq!(joined.client.jid(), format!("{account}/test"));
+        // What is registered is the CA's certificate, for the device's key.
+        let der = sigil_x509::pem_certificates(joined.certificate_pem.as_bytes()).unwrap();
+        let info = sigil_x509::CertificateInfo::from_der(&der[0]).unwrap();
+        assert_eq!(info.issuer, ca_subject);
+        assert_eq!(info.identities[0].as_str(), account);
+        assert!(info.client_auth.permits_client_auth());
+        assert_eq!(
+            (info.not_after - sigil_x509::OffsetDateTime::now_utc()).whole_days(),
+            29
+        );
+        let certificates = f.store().certificates(&account).await.unwrap();
+        assert_eq!(certificates.len(), 1);
+        assert_eq!(certificates[0].name, "phone");
+        assert_eq!(certificates[0].der, der[0]);
+        let stored = f.store().account(&account).await.unwrap().unwrap();
+        assert!(stored.credentials.is_empty());
+        joined.client.close().await;
+        let again = f.reach(transport)(Client::builder(&account))
+            .client_certificate_pem(joined.certificate_pem.as_bytes(), joined.key_pem.as_bytes())
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(again.mechanism(), "EXTERNAL");
+        again.close().await;
+    }
+
+    // A request that is not one is refused, the token kept.
+    f.invite("bad-request", free(), 3600).await;
+    let presented = certificate_for("erin@localhost");
+    let mut bad = request("bad-request", Some("erin"));
+    bad.signing_request = Some(b"not a request".to_vec());
+    let attempt = raw_join(&f, "erin@localhost", Some(&presented), bad);
+    assert_eq!(
+        registration_refused(attempt.connect().await),
+        StanzaCondition::BadRequest
+    );
+    // A forged one (its signature broken) too.
+    let mut forged = presented
+        .signing_request(&sigil_x509::Jid::new("erin@localhost").unwrap())
+        .unwrap();
+    let last = forged.len() - 2;
+    forged[last] ^= 1;
+    let mut bad = request("bad-request", Some("erin"));
+    bad.signing_request = Some(forged);
+    let attempt = raw_join(&f, "erin@localhost", Some(&presented), bad);
+    assert_eq!(
+        registration_refused(attempt.connect().await),
+        StanzaCondition::BadRequest
+    );
+    assert!(f.still_invited("bad-request").await);
+    assert!(f.store().account("erin@localhost").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_issuing_ca_the_device_registers_its_own_and_a_shared_ca_key_stops_the_start() {
+    let f = start().await;
+    f.invite("unsigned", free(), 3600).await;
+    let presented = certificate_for("erin@localhost");
+    // A client that sends a request though the server offered no signing.
+    let mut raw = request("unsigned", Some("erin"));
+    raw.signing_request = Some(
+        presented
+            .signing_request(&sigil_x509::Jid::new("erin@localhost").unwrap())
+            .unwrap(),
+    );
+    // The stream sends it only where signing is offered: so the
+    // device's own certificate is registered instead.
+    let client = raw_join(&f, "erin@localhost", Some(&presented), raw)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(client.mechanism(), "EXTERNAL");
+    let certificates = f.store().certificates("erin@localhost").await.unwrap();
+    assert_eq!(certificates[0].der, presented.certificate_der);
+    client.close().await;
+
+    // A CA key others can read: the server does not start.
+    let dir = tempfile::tempdir().unwrap();
+    issuing_ca(dir.path());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.path().join("issuing/ca.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let mut config = Config::new("localhost");
+    config.listeners = vec![ListenerConfig {
+        kind: ListenerKind::Starttls,
+        address: "127.0.0.1:0".parse().unwrap(),
+        client_certificates: Default::default(),
+    }];
+    config.auth.issuing_ca = Some("issuing".into());
+    let (certificate, key) = sigil_server::certificate_paths(&config, dir.path());
+    sigil_server::tls::ensure_server_certificate("localhost", &certificate, &key).unwrap();
+    let error = Server::start(&config, dir.path())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("chmod 600"), "{error}");
+    // A directory with no CA in it: told how to make one.
+    config.auth.issuing_ca = Some("nowhere".into());
+    let error = Server::start(&config, dir.path())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("nowhere") && error.contains("sigil ca new"),
+        "{error}"
+    );
 }

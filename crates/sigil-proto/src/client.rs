@@ -139,6 +139,14 @@ pub enum Action {
         /// The server's `h`, if given.
         handled: Option<u32>,
     },
+    /// The server signed the device's certificate signing request
+    /// ([`JoinRequest::signing_request`]): the device is registered with
+    /// this certificate (DER), and the stream ends (`Close(Ok(()))`
+    /// follows). Log in on a new connection presenting it.
+    Enrolled {
+        /// The signed certificate, DER.
+        certificate: Vec<u8>,
+    },
     /// A stanza from the server.
     Stanza(Element),
     /// Close the connection; `Err` tells why the stream failed.

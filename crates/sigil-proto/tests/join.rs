@@ -35,6 +35,7 @@ fn request(username: Option<&str>, no_cert_management: bool) -> JoinRequest {
         username: username.map(str::to_owned),
         device: "phone".into(),
         no_cert_management,
+        signing_request: None,
     }
 }
 
@@ -275,5 +276,83 @@ fn without_a_join_nothing_changes() {
     let (elements, closed) = sent(&mut stream);
     assert_eq!(closed, None);
     assert_eq!(elements.len(), 1);
+    assert!(elements[0].is("auth", ns::SASL));
+}
+
+#[test]
+fn a_server_that_signs_gets_the_request_and_the_stream_ends_with_the_certificate() {
+    let csr = vec![0x30, 0x03, 0x02, 0x01, 0x07];
+    let mut join = request(Some("carol"), false);
+    join.signing_request = Some(csr.clone());
+    let mut stream = client(client::TlsMode::Direct, Some(join.clone()));
+    sent(&mut stream);
+    stream.receive(HEADER.as_bytes());
+    let enroll = format!("{IBR_TOKEN}<enroll xmlns='urn:sigil:enroll:0'/>");
+    stream.receive(features(&enroll).as_bytes());
+    let preauth = one_set(&mut stream, "preauth", "urn:xmpp:pars:0");
+    stream.receive(result(&preauth).as_bytes());
+    let register = one_set(&mut stream, "query", "jabber:iq:register");
+    let append = register
+        .child("query", "jabber:iq:register")
+        .and_then(|query| query.child("append", "urn:xmpp:saslcert:1"))
+        .unwrap();
+    let sent_csr = append.child("csr", "urn:sigil:enroll:0").unwrap().text();
+    assert_eq!(sigil_sasl::xmpp::decode(&sent_csr).unwrap(), Some(csr));
+    // The answer carries the certificate: no SASL on this stream.
+    let certificate = [0x30u8, 0x02, 0x05, 0x00];
+    stream.receive(
+        format!(
+            "<iq type='result' id='{}'><certificate xmlns='urn:sigil:enroll:0'>{}</certificate></iq>",
+            register.attribute("id").unwrap(),
+            sigil_sasl::xmpp::encode(&certificate)
+        )
+        .as_bytes(),
+    );
+    assert!(stream.is_registered());
+    let mut enrolled = None;
+    let mut closed = None;
+    while let Some(action) = stream.poll_action() {
+        match action {
+            Action::Enrolled { certificate } => enrolled = Some(certificate),
+            Action::Send(Frame::Element(element)) => panic!("sent {}", element.to_xml()),
+            Action::Close(result) => closed = Some(result),
+            _ => {}
+        }
+    }
+    assert_eq!(enrolled.as_deref(), Some(&certificate[..]));
+    assert_eq!(closed, Some(Ok(())));
+
+    // A result without the certificate is a protocol error.
+    let mut stream = client(client::TlsMode::Direct, Some(join.clone()));
+    sent(&mut stream);
+    stream.receive(HEADER.as_bytes());
+    stream.receive(features(&enroll).as_bytes());
+    let preauth = one_set(&mut stream, "preauth", "urn:xmpp:pars:0");
+    stream.receive(result(&preauth).as_bytes());
+    let register = one_set(&mut stream, "query", "jabber:iq:register");
+    stream.receive(result(&register).as_bytes());
+    let (_, closed) = sent(&mut stream);
+    assert!(
+        matches!(closed, Some(Err(ClientError::Protocol(_)))),
+        "{closed:?}"
+    );
+
+    // A server that does not offer to sign gets no request: the TLS
+    // certificate is registered and SASL follows.
+    let mut stream = client(client::TlsMode::Direct, Some(join));
+    sent(&mut stream);
+    stream.receive(HEADER.as_bytes());
+    stream.receive(features(IBR_TOKEN).as_bytes());
+    let preauth = one_set(&mut stream, "preauth", "urn:xmpp:pars:0");
+    stream.receive(result(&preauth).as_bytes());
+    let register = one_set(&mut stream, "query", "jabber:iq:register");
+    let append = register
+        .child("query", "jabber:iq:register")
+        .and_then(|query| query.child("append", "urn:xmpp:saslcert:1"))
+        .unwrap();
+    assert!(!append.has_child("csr", "urn:sigil:enroll:0"));
+    stream.receive(result(&register).as_bytes());
+    let (elements, closed) = sent(&mut stream);
+    assert_eq!(closed, None);
     assert!(elements[0].is("auth", ns::SASL));
 }

@@ -97,6 +97,7 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                 client::Action::Resumed { .. } | client::Action::ResumeFailed { .. } => {
                     unreachable!("no resumption asked for")
                 }
+                client::Action::Enrolled { .. } => unreachable!("no registration asked for"),
                 client::Action::Stanza(stanza) => out.client_stanzas.push(stanza),
                 client::Action::Close(result) => out.client_closed = Some(result),
             }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use sigil_proto::frame::Frame;
 use sigil_proto::server::{
-    Action, NS_IBR_TOKEN, NS_INVITE_LEGACY, NS_REGISTER, NS_REGISTER_FEATURE, Registration,
-    ServerStream, ServerStreamConfig, TlsMode, invalid_token,
+    Action, NS_ENROLL, NS_IBR_TOKEN, NS_INVITE_LEGACY, NS_REGISTER, NS_REGISTER_FEATURE,
+    Registration, ServerStream, ServerStreamConfig, TlsMode, invalid_token,
 };
 use sigil_sasl::server::{ConnectionInfo, ServerConfig};
 use sigil_xml::{Element, ns};
@@ -18,12 +18,18 @@ const HEADER: &str = "<stream:stream xmlns='jabber:client' xmlns:stream='http://
 /// A direct-TLS stream with a client certificate, registration offered
 /// or not, past its header; and the features it offered.
 fn stream(registration: bool) -> (ServerStream, Element) {
+    stream_signing(registration, false)
+}
+
+/// [`stream`], the server signing certificate requests or not.
+fn stream_signing(registration: bool, signs: bool) -> (ServerStream, Element) {
     let mut config = ServerStreamConfig::new(
         "example.org",
         Arc::new(ServerConfig::new().allow(["EXTERNAL", "SCRAM-SHA-256"])),
     );
     config.tls = TlsMode::Direct;
     config.registration = registration;
+    config.signs_certificates = signs;
     let mut stream = ServerStream::new(
         config,
         ConnectionInfo {
@@ -88,6 +94,11 @@ fn registration_is_offered_only_when_configured() {
     for namespace in [NS_IBR_TOKEN, NS_INVITE_LEGACY, NS_REGISTER_FEATURE] {
         assert!(features.has_child("register", namespace), "{namespace}");
     }
+    assert!(!features.has_child("enroll", NS_ENROLL));
+    let (_, features) = stream_signing(true, true);
+    assert!(features.has_child("enroll", NS_ENROLL));
+    let (_, features) = stream_signing(false, true);
+    assert!(!features.has_child("enroll", NS_ENROLL));
     let (mut plain, features) = stream(false);
     assert!(!features.has_child("register", NS_IBR_TOKEN));
     // Without it, an IQ before login ends the stream as before.
@@ -233,4 +244,38 @@ fn a_registration_before_any_token_is_not_allowed() {
     stream.receive(register("r", &format!("<username>bob</username>{APPEND_PHONE}")).as_bytes());
     let reply = sent(&mut stream).remove(0);
     assert_eq!(condition(&reply).as_deref(), Some("not-allowed"));
+}
+
+#[test]
+fn a_signed_certificate_goes_back_in_the_result() {
+    let (mut stream, _) = stream_signing(true, true);
+    stream.receive(preauth("p1", "token-1").as_bytes());
+    actions(&mut stream);
+    stream.preauth_accepted(1_800_000_000);
+    sent(&mut stream);
+    let csr = sigil_sasl::xmpp::encode(&[0x30, 0x00]);
+    stream.receive(
+        register(
+            "r1",
+            &format!(
+                "<append xmlns='urn:xmpp:saslcert:1'><name>phone</name>\
+                 <csr xmlns='urn:sigil:enroll:0'>{csr}</csr></append>"
+            ),
+        )
+        .as_bytes(),
+    );
+    let Some(Action::Register(Registration::Device(device))) = actions(&mut stream).pop() else {
+        panic!("no registration");
+    };
+    assert_eq!(device.csr, Some(vec![0x30, 0x00]));
+    stream.registered(Some(sigil_proto::server::signed_certificate(&[
+        0x30, 0x01, 0x00,
+    ])));
+    let reply = sent(&mut stream).remove(0);
+    assert_eq!(reply.attribute("type"), Some("result"));
+    let certificate = reply.child("certificate", NS_ENROLL).unwrap().text();
+    assert_eq!(
+        sigil_sasl::xmpp::decode(&certificate).unwrap(),
+        Some(vec![0x30, 0x01, 0x00])
+    );
 }

@@ -57,6 +57,9 @@ pub struct Context {
     pub admins: Vec<BareJid>,
     /// The open ad-hoc command sessions (XEP-0050).
     pub adhoc: crate::adhoc::Sessions,
+    /// The CA that signs joining devices' certificate requests
+    /// (`[auth] issuing_ca`), and for how many days.
+    pub issuing_ca: Option<crate::enroll::IssuingCa>,
 }
 
 /// Which sessions of an account an account change ends.

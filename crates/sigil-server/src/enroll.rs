@@ -12,12 +12,24 @@
 //! it, registers the certificate and deletes the invitation in one
 //! transaction, after which the client logs in with EXTERNAL.
 //!
+//! With `[auth] issuing_ca`, the device may send a certificate signing
+//! request instead ([`IssuingCa`]): the CA signs a certificate for the
+//! account with the request's key, that certificate is registered as the
+//! device's, and the answer carries it; the device then logs in on a new
+//! connection presenting it.
+//!
 //! Every refusal of a token says the same (`item-not-found`), whether the
 //! token never existed, was used, revoked or expired.
 
-use jid::BareJid;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use jid::{BareJid, Jid};
 use sigil_proto::error::{StanzaCondition, StanzaError};
-use sigil_proto::server::{DeviceRegistration, Registration, ServerStream, invalid_token};
+use sigil_proto::server::{
+    DeviceRegistration, Registration, ServerStream, invalid_token, signed_certificate,
+};
 use sigil_store::{InviteKind, Redeemed, Redemption, StoreError, invite_token_hash};
 use sigil_x509::OffsetDateTime;
 
@@ -47,21 +59,89 @@ pub(crate) async fn answer(
             }
         }
         Registration::Device(device) => match register(context, tls, &device).await {
-            Ok((account, redeemed)) => {
-                tracing::info!(%account, device = %device.device, ?redeemed, "device joined by invitation");
-                stream.registered(None);
+            Ok((account, redeemed, signed)) => {
+                tracing::info!(%account, device = %device.device, ?redeemed, signed = signed.is_some(), "device joined by invitation");
+                stream.registered(signed.as_deref().map(signed_certificate));
             }
             Err(error) => stream.registration_refused(error),
         },
     }
 }
 
-/// Registers the device: the account it joins and what was done.
+/// The CA of `[auth] issuing_ca`, which signs the certificate requests
+/// of joining devices.
+pub struct IssuingCa {
+    ca: Arc<sigil_x509::generate::Ca>,
+    days: u32,
+}
+
+impl IssuingCa {
+    /// Loads `dir/ca.crt` and `dir/ca.key` (which only the server's user
+    /// may read), to sign certificates valid for `days`.
+    pub fn load(dir: &Path, days: u32) -> Result<Self, String> {
+        let key_path = dir.join("ca.key");
+        let unreadable = |path: &Path, e: std::io::Error| {
+            format!(
+                "[auth] issuing_ca: cannot read {}: {e} (make a CA with `sigil ca new {}`)",
+                path.display(),
+                dir.display()
+            )
+        };
+        let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| unreadable(path, e));
+        let mode = std::fs::metadata(&key_path)
+            .map_err(|e| unreadable(&key_path, e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "[auth] issuing_ca: {} can be read by others (mode {:o}): chmod 600 it",
+                key_path.display(),
+                mode & 0o777
+            ));
+        }
+        let ca = sigil_x509::generate::Ca::from_pem(&read(&dir.join("ca.crt"))?, &read(&key_path)?)
+            .map_err(|e| format!("[auth] issuing_ca {}: {e}", dir.display()))?;
+        Ok(Self {
+            ca: Arc::new(ca),
+            days,
+        })
+    }
+
+    /// A client certificate for `account` with the key of `request`
+    /// (PKCS#10, DER), signed off the async threads.
+    async fn sign(&self, request: &[u8], account: &BareJid) -> Result<Vec<u8>, StanzaError> {
+        let ca = self.ca.clone();
+        let request = request.to_vec();
+        let jid = Jid::from(account.clone());
+        let options = sigil_x509::generate::Options {
+            days: self.days,
+            ..sigil_x509::generate::Options::new(OffsetDateTime::now_utc())
+        };
+        tokio::task::spawn_blocking(move || ca.sign_client_request(&request, &[jid], &options))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "signing a certificate failed");
+                StanzaError::new(StanzaCondition::InternalServerError)
+            })?
+            .map_err(|e| StanzaError::with_text(StanzaCondition::BadRequest, e.to_string()))
+    }
+}
+
+impl std::fmt::Debug for IssuingCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuingCa")
+            .field("days", &self.days)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Registers the device: the account it joins, what was done, and the
+/// certificate signed for it, if it sent a request.
 async fn register(
     context: &Context,
     tls: Option<&TlsInfo>,
     device: &DeviceRegistration,
-) -> Result<(BareJid, Redeemed), StanzaError> {
+) -> Result<(BareJid, Redeemed, Option<Vec<u8>>), StanzaError> {
     let token_hash = invite_token_hash(&device.token);
     let invite = match context.store.invite(&token_hash).await {
         Ok(Some(invite)) => invite,
@@ -79,22 +159,30 @@ async fn register(
             format!("{account} is reserved: choose another name"),
         ));
     }
-    if device.csr.is_some() {
-        return Err(StanzaError::with_text(
-            StanzaCondition::ServiceUnavailable,
-            "this server signs no certificates: present the device's own certificate in TLS",
-        ));
-    }
-    let Some(der) = tls.and_then(|tls| tls.peer_certificates.first()) else {
-        return Err(StanzaError::with_text(
-            StanzaCondition::NotAcceptable,
-            "present the device's certificate (naming the account) in TLS",
-        ));
+    let signed = match (&device.csr, &context.issuing_ca) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(StanzaError::with_text(
+                StanzaCondition::ServiceUnavailable,
+                "this server signs no certificates: present the device's own certificate in TLS",
+            ));
+        }
+        (Some(request), Some(ca)) => Some(ca.sign(request, &account).await?),
+    };
+    let der = match (&signed, tls.and_then(|tls| tls.peer_certificates.first())) {
+        (Some(signed), _) => signed.clone(),
+        (None, Some(presented)) => presented.to_vec(),
+        (None, None) => {
+            return Err(StanzaError::with_text(
+                StanzaCondition::NotAcceptable,
+                "present the device's certificate (naming the account) in TLS",
+            ));
+        }
     };
     let entry = crate::saslcert::entry_for(
         account.as_str(),
         &device.device,
-        der.to_vec(),
+        der,
         device.no_cert_management,
         OffsetDateTime::now_utc(),
     )?;
@@ -107,7 +195,7 @@ async fn register(
         checked_at: device.checked_at,
     };
     match context.store.redeem_invite(&token_hash, &redemption).await {
-        Ok(redeemed) => Ok((account, redeemed)),
+        Ok(redeemed) => Ok((account, redeemed, signed)),
         Err(StoreError::NotFound | StoreError::Expired) => Err(invalid_token()),
         Err(StoreError::AlreadyExists) => Err(StanzaError::with_text(
             StanzaCondition::Conflict,

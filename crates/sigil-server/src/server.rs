@@ -68,6 +68,13 @@ impl Server {
             .offline_owners()
             .await
             .map_err(|e| StartError(format!("reading the offline messages: {e}")))?;
+        let issuing_ca = match &config.auth.issuing_ca {
+            Some(dir) => Some(
+                crate::enroll::IssuingCa::load(&base.join(dir), config.auth.issued_days)
+                    .map_err(StartError)?,
+            ),
+            None => None,
+        };
         let archive = crate::archive::Archive::start(&config.archive, store.clone());
         let context = Arc::new(Context {
             domain: config.domain.clone(),
@@ -92,6 +99,7 @@ impl Server {
             components: config.components.iter().map(|c| c.domain.clone()).collect(),
             admins: config.admins().map_err(|e| StartError(e.to_string()))?,
             adhoc: crate::adhoc::Sessions::default(),
+            issuing_ca,
         });
         let components = match config.components.is_empty() {
             true => None,
@@ -166,6 +174,7 @@ impl Server {
             // client certificates are asked for.
             stream.registration = config.invites.enabled
                 && listener_config.client_certificates != ClientCertificatePolicy::Disabled;
+            stream.signs_certificates = context.issuing_ca.is_some();
             let listener = Arc::new(Listener {
                 kind: listener_config.kind,
                 acceptor: TlsAcceptor::from(tls),

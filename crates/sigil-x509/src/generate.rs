@@ -99,6 +99,8 @@ pub enum GenerateError {
     Key(String),
     /// A client certificate needs at least one JID.
     NoIdentity,
+    /// A certificate signing request cannot be used.
+    Request(String),
     /// The certificate could not be assembled or signed.
     Sign(String),
 }
@@ -111,6 +113,7 @@ impl fmt::Display for GenerateError {
             Self::Domain(e) => write!(f, "invalid server domain: {e}"),
             Self::Key(e) => write!(f, "key: {e}"),
             Self::NoIdentity => f.write_str("a client certificate needs at least one JID"),
+            Self::Request(e) => write!(f, "unusable certificate signing request: {e}"),
             Self::Sign(e) => write!(f, "cannot make the certificate: {e}"),
         }
     }
@@ -167,6 +170,36 @@ impl Issued {
         Ok(Self {
             certificate_der,
             key,
+        })
+    }
+
+    /// A certificate signing request (PKCS#10, DER) for this key, naming
+    /// `jid` as its common name and asking for nothing else: what a device
+    /// sends a server that signs certificates ([`Ca::sign_client_request`]
+    /// decides what the certificate says).
+    pub fn signing_request(&self, jid: &Jid) -> Result<Vec<u8>, GenerateError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = common_name(jid.as_str());
+        let request = params
+            .serialize_request(&self.key)
+            .map_err(|e| GenerateError::Sign(e.to_string()))?;
+        Ok(request.der().to_vec())
+    }
+
+    /// This key with another certificate for it (one a CA signed for
+    /// [`Self::signing_request`]); refused if the certificate is for
+    /// another key.
+    pub fn with_certificate(self, certificate_der: Vec<u8>) -> Result<Self, GenerateError> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(&certificate_der)
+            .map_err(|e| GenerateError::Sign(format!("the signed certificate: {e}")))?;
+        if parsed.public_key().raw != self.key.subject_public_key_info().as_slice() {
+            return Err(GenerateError::Sign(
+                "the signed certificate is not for this key".to_owned(),
+            ));
+        }
+        Ok(Self {
+            certificate_der,
+            key: self.key,
         })
     }
 
@@ -302,6 +335,49 @@ impl Ca {
         Ok(list.der().to_vec())
     }
 
+    /// Signs a device's certificate signing request (PKCS#10, DER) as a
+    /// client certificate for `jids`, valid as `options` say (its key
+    /// type is ignored: the key is the request's).
+    ///
+    /// Only the request's public key is used, once its signature proves
+    /// the requester holds the key: what the certificate names and
+    /// permits is [`client_certificate`]'s, whatever the request asks.
+    /// RSA keys under [`MIN_RSA_BITS`] are refused.
+    pub fn sign_client_request(
+        &self,
+        request_der: &[u8],
+        jids: &[Jid],
+        options: &Options,
+    ) -> Result<Vec<u8>, GenerateError> {
+        use rcgen::CertificateSigningRequestParams;
+        use x509_parser::prelude::FromDer;
+        use x509_parser::public_key::PublicKey;
+        let (rest, parsed) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(request_der)
+                .map_err(|e| GenerateError::Request(format!("not a PKCS#10 request: {e}")))?;
+        if !rest.is_empty() {
+            return Err(GenerateError::Request("bytes after the request".to_owned()));
+        }
+        if let Ok(PublicKey::RSA(rsa)) = parsed.certification_request_info.subject_pki.parsed()
+            && rsa.key_size() < MIN_RSA_BITS
+        {
+            return Err(GenerateError::Request(format!(
+                "an RSA key of {} bits: at least {MIN_RSA_BITS} are needed",
+                rsa.key_size()
+            )));
+        }
+        let request = CertificateSigningRequestParams::from_der(&request_der.into())
+            .map_err(|e| GenerateError::Request(e.to_string()))?;
+        let signing = CertificateSigningRequestParams {
+            params: client_params(jids, options)?,
+            public_key: request.public_key,
+        };
+        let certificate = signing
+            .signed_by(&self.issuer()?)
+            .map_err(|e| GenerateError::Sign(e.to_string()))?;
+        Ok(certificate.der().to_vec())
+    }
+
     fn issuer(&self) -> Result<Issuer<'_, &KeyPair>, GenerateError> {
         Issuer::from_ca_cert_der(
             &self.issued.certificate_der.as_slice().into(),
@@ -328,6 +404,12 @@ pub fn client_certificate(
     options: &Options,
     ca: Option<&Ca>,
 ) -> Result<Issued, GenerateError> {
+    sign(client_params(jids, options)?, options, ca)
+}
+
+/// What every client certificate made here says: see
+/// [`client_certificate`].
+fn client_params(jids: &[Jid], options: &Options) -> Result<CertificateParams, GenerateError> {
     let first = jids.first().ok_or(GenerateError::NoIdentity)?;
     let mut params = base_params(options)?;
     params.distinguished_name = common_name(first.as_str());
@@ -341,8 +423,11 @@ pub fn client_certificate(
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    sign(params, options, ca)
+    Ok(params)
 }
+
+/// The smallest RSA key a signing request may carry, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
 
 /// A server certificate for `domain`: dNSName SAN, extendedKeyUsage
 /// serverAuth, keyUsage digitalSignature (and keyEncipherment for RSA keys).

@@ -356,3 +356,92 @@ fn the_subject_alt_name_is_not_the_first_extension() {
         assert_eq!(read(&issued.certificate_der).identities, jids);
     }
 }
+
+#[test]
+fn a_signing_request_is_signed_as_the_ca_decides() {
+    let ca = Ca::new("Sigil issuing CA", &Options::new(now())).unwrap();
+    let ca_info = read(&ca.issued().certificate_der);
+    for key in [KeyType::P256, KeyType::Rsa2048, KeyType::Ed25519] {
+        let options = Options {
+            key,
+            ..Options::new(now())
+        };
+        let own =
+            generate::client_certificate(&[jid("mallory@example.com")], &options, None).unwrap();
+        let request = own.signing_request(&jid("mallory@example.com")).unwrap();
+        // The CA names the account it decides, not what the request says.
+        let options = Options {
+            days: 30,
+            ..Options::new(now())
+        };
+        let der = ca
+            .sign_client_request(&request, &[jid("alice@example.com")], &options)
+            .unwrap();
+        let info = read(&der);
+        assert_eq!(info.identities, vec![jid("alice@example.com")], "{key}");
+        assert_eq!(info.client_auth, ClientAuth::Allowed, "{key}");
+        assert!(!info.is_ca);
+        assert_eq!(info.issuer, ca_info.subject);
+        assert_eq!((info.not_after - now()).whole_days(), 29, "{key}");
+        // The certificate is for the request's key, and for no other.
+        let other =
+            generate::client_certificate(&[jid("alice@example.com")], &options, None).unwrap();
+        assert!(matches!(
+            other.with_certificate(der.clone()),
+            Err(GenerateError::Sign(_))
+        ));
+        let key_pem = own.key_pem();
+        let issued = own.with_certificate(der.clone()).unwrap();
+        assert_eq!(issued.certificate_der, der);
+        assert_eq!(issued.key_pem(), key_pem);
+    }
+}
+
+#[test]
+fn a_request_that_asks_for_more_gets_a_client_certificate() {
+    let ca = Ca::new("Sigil issuing CA", &Options::new(now())).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["evil.example".to_owned()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let request = params.serialize_request(&key).unwrap();
+    let der = ca
+        .sign_client_request(
+            request.der(),
+            &[jid("alice@example.com")],
+            &Options::new(now()),
+        )
+        .unwrap();
+    let info = read(&der);
+    assert!(info.dns_names.is_empty());
+    assert_eq!(info.client_auth, ClientAuth::Allowed);
+    assert!(!info.is_ca);
+    assert_eq!(info.identities, vec![jid("alice@example.com")]);
+}
+
+#[test]
+fn forged_weak_and_garbage_requests_are_refused() {
+    let ca = Ca::new("Sigil issuing CA", &Options::new(now())).unwrap();
+    let sign =
+        |der: &[u8]| ca.sign_client_request(der, &[jid("alice@example.com")], &Options::new(now()));
+    let own = generate::client_certificate(&[jid("alice@example.com")], &Options::new(now()), None)
+        .unwrap();
+    let request_der = own.signing_request(&jid("alice@example.com")).unwrap();
+    // A flipped bit in the signature (the last bytes): no proof of the key.
+    let mut forged = request_der.clone();
+    let last = forged.len() - 2;
+    forged[last] ^= 1;
+    assert!(matches!(sign(&forged), Err(GenerateError::Request(_))));
+    // Trailing bytes, truncation, garbage, nothing.
+    let mut trailing = request_der.clone();
+    trailing.push(0);
+    assert!(matches!(sign(&trailing), Err(GenerateError::Request(_))));
+    for bad in [
+        &request_der[..request_der.len() / 2],
+        b"garbage".as_slice(),
+        b"",
+    ] {
+        assert!(matches!(sign(bad), Err(GenerateError::Request(_))));
+    }
+    assert!(sign(&request_der).is_ok());
+}

@@ -345,3 +345,68 @@ fn openssl_verifies_a_ca_signed_client_certificate_for_client_auth() {
     let (ok, output) = try_openssl(&dir, &["verify", "-CAfile", "other.crt", "client.crt"]);
     assert!(!ok, "{output}");
 }
+
+#[test]
+fn openssl_requests_are_signed_and_weak_rsa_refused() {
+    let dir = scratch("csr");
+    let ca = Ca::new("Sigil issuing CA", &Options::new(OffsetDateTime::now_utc())).unwrap();
+    let sign = |der: &[u8]| {
+        ca.sign_client_request(
+            der,
+            &[jid("alice@example.com")],
+            &Options::new(OffsetDateTime::now_utc()),
+        )
+    };
+    for (name, algorithm, bits) in [("ec", "EC", None), ("rsa", "RSA", Some("2048"))] {
+        let mut args = vec!["req", "-new", "-newkey"];
+        let spec;
+        match bits {
+            Some(bits) => {
+                spec = format!("rsa:{bits}");
+                args.push(&spec);
+            }
+            None => {
+                args.extend(["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+            }
+        }
+        let out = format!("{name}.csr");
+        let key = format!("{name}.key");
+        args.extend([
+            "-noenc",
+            "-keyout",
+            &key,
+            "-subj",
+            "/CN=alice",
+            "-outform",
+            "DER",
+            "-out",
+            &out,
+        ]);
+        openssl(&dir, &args);
+        let der = std::fs::read(dir.join(&out)).unwrap();
+        let signed = sign(&der).unwrap_or_else(|e| panic!("{algorithm}: {e}"));
+        let info = CertificateInfo::from_der(&signed).unwrap();
+        assert_eq!(info.identities, vec![jid("alice@example.com")]);
+    }
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:1024",
+            "-noenc",
+            "-keyout",
+            "weak.key",
+            "-subj",
+            "/CN=alice",
+            "-outform",
+            "DER",
+            "-out",
+            "weak.csr",
+        ],
+    );
+    let der = std::fs::read(dir.join("weak.csr")).unwrap();
+    let error = sign(&der).unwrap_err().to_string();
+    assert!(error.contains("1024 bits"), "{error}");
+}

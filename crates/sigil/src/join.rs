@@ -216,6 +216,7 @@ fn join(
         .and_then(|()| cert::write_file(&bundle_path, &bundle, true));
     let device = joined.device.clone();
     let account = joined.account.to_string();
+    let joined_signed = joined.signed;
     runtime.block_on(joined.client.close());
     if let Err(error) = written {
         // The device is registered: without its key it cannot log in
@@ -231,6 +232,9 @@ fn join(
     let mut text = String::new();
     let _ = writeln!(text, "Joined {account} as device {device:?}");
     let _ = writeln!(text, "  logged in as {bound} with {mechanism}");
+    if joined_signed {
+        let _ = writeln!(text, "  certificate signed by the server's CA ({})", info.issuer);
+    }
     let _ = writeln!(text, "  SHA-256 fingerprint: {}", info.sha256_fingerprint());
     let _ = writeln!(text, "  valid until {}", cert::rfc3339(info.not_after));
     cert::written(
@@ -270,10 +274,8 @@ impl ServerArgs {
     /// What the join's client builder is given: reach and trust.
     fn configure(
         &self,
-    ) -> Result<
-        impl FnOnce(sigil_client::ClientBuilder) -> sigil_client::ClientBuilder + use<>,
-        String,
-    > {
+    ) -> Result<impl Fn(sigil_client::ClientBuilder) -> sigil_client::ClientBuilder + use<>, String>
+    {
         let pin = self.pin.as_deref().map(parse_pin).transpose()?;
         let ca = match (&self.pin, &self.ca) {
             (Some(_), _) => None,
@@ -290,8 +292,8 @@ impl ServerArgs {
         let resource = self.resource.clone();
         Ok(move |mut builder: sigil_client::ClientBuilder| {
             builder = builder.transport(transport);
-            if let Some(url) = url {
-                builder = builder.url(url);
+            if let Some(url) = &url {
+                builder = builder.url(url.clone());
             }
             if let Some(address) = address {
                 builder = builder.address(address);
@@ -302,11 +304,11 @@ impl ServerArgs {
             if let Some(pin) = pin {
                 builder = builder.pin_sha256(pin);
             }
-            if let Some(ca) = ca {
-                builder = builder.trust_pem(&ca);
+            if let Some(ca) = &ca {
+                builder = builder.trust_pem(ca);
             }
-            if let Some(resource) = resource {
-                builder = builder.resource(resource);
+            if let Some(resource) = &resource {
+                builder = builder.resource(resource.clone());
             }
             builder
         })

@@ -17,7 +17,7 @@ use sigil_xml::{Element, ns};
 use super::{ClientError, ClientStream, Stage};
 use crate::error::{StanzaCondition, StanzaError};
 use crate::random_id;
-use crate::server::{NS_IBR_TOKEN, NS_INVITE_LEGACY, NS_PREAUTH, NS_REGISTER};
+use crate::server::{NS_ENROLL, NS_IBR_TOKEN, NS_INVITE_LEGACY, NS_PREAUTH, NS_REGISTER};
 
 /// What a device sends to join an account by invitation (XEP-0401): after
 /// TLS, if the server offers XEP-0445's `urn:xmpp:ibr-token:0` feature,
@@ -39,6 +39,13 @@ pub struct JoinRequest {
     /// Whether sessions logged in with the device's certificate may not
     /// add or remove certificates (XEP-0257 `<no-cert-management/>`).
     pub no_cert_management: bool,
+    /// A certificate signing request (PKCS#10, DER) for the device's key,
+    /// sent instead of registering the certificate presented in TLS when
+    /// the server offers to sign (`<enroll xmlns='urn:sigil:enroll:0'/>`).
+    /// The server then answers with the signed certificate
+    /// ([`crate::client::Action::Enrolled`]) and the stream ends: the
+    /// device logs in on a new connection, presenting it.
+    pub signing_request: Option<Vec<u8>>,
 }
 
 /// A join under way: the request sent and what it waits for.
@@ -52,6 +59,9 @@ pub(super) struct Joining {
     id: String,
     /// Whether that IQ is the registration (else the token).
     registering: bool,
+    /// Whether the server signs: the registration carries the signing
+    /// request.
+    enrolling: bool,
 }
 
 impl ClientStream {
@@ -87,11 +97,14 @@ impl ClientStream {
         let id = random_id();
         let preauth = Element::new("preauth", NS_PREAUTH).with_attribute("token", &request.token);
         self.send(set(&id, preauth));
+        let enrolling =
+            request.signing_request.is_some() && features.has_child("enroll", NS_ENROLL);
         self.joining = Some(Box::new(Joining {
             request,
             features: features.clone(),
             id,
             registering: false,
+            enrolling,
         }));
         self.stage = Stage::Registering;
     }
@@ -110,7 +123,10 @@ impl ClientStream {
             Some("result") if !joining.registering => {
                 joining.id = random_id();
                 joining.registering = true;
-                let request = set(&joining.id, registration(&joining.request));
+                let request = set(
+                    &joining.id,
+                    registration(&joining.request, joining.enrolling),
+                );
                 self.send(request);
             }
             Some("result") => {
@@ -118,6 +134,9 @@ impl ClientStream {
                     return;
                 };
                 self.registered = true;
+                if joining.enrolling {
+                    return self.on_signed_certificate(iq);
+                }
                 self.stage = Stage::Encrypted;
                 self.start_sasl(&joining.features);
             }
@@ -139,6 +158,28 @@ impl ClientStream {
     }
 }
 
+impl ClientStream {
+    /// The result of a registration that carried a signing request: the
+    /// signed certificate, after which the stream ends (its TLS
+    /// certificate is not the one registered).
+    fn on_signed_certificate(&mut self, iq: &Element) {
+        let certificate = iq
+            .child("certificate", NS_ENROLL)
+            .and_then(|element| sigil_sasl::xmpp::decode(&element.text()).ok().flatten())
+            .filter(|der| !der.is_empty());
+        match certificate {
+            Some(certificate) => {
+                self.actions
+                    .push_back(super::Action::Enrolled { certificate });
+                self.close();
+            }
+            None => self.fail(ClientError::Protocol(
+                "registered, but the signed certificate is missing".into(),
+            )),
+        }
+    }
+}
+
 /// `<iq type='set' id='…'>` around `payload`.
 fn set(id: &str, payload: Element) -> Element {
     Element::new("iq", ns::CLIENT)
@@ -149,8 +190,9 @@ fn set(id: &str, payload: Element) -> Element {
 
 /// The XEP-0077 registration of a device: the user name if chosen, and
 /// the XEP-0257 `<append>` naming the device (its certificate is the one
-/// presented in TLS); never a password.
-fn registration(request: &JoinRequest) -> Element {
+/// presented in TLS, or the one signed for the signing request it carries
+/// when `enrolling`); never a password.
+fn registration(request: &JoinRequest, enrolling: bool) -> Element {
     let mut query = Element::new("query", NS_REGISTER);
     if let Some(username) = &request.username {
         query.push_child(Element::new("username", NS_REGISTER).with_text(username.clone()));
@@ -159,6 +201,9 @@ fn registration(request: &JoinRequest) -> Element {
         .with_child(Element::new("name", crate::saslcert::NS).with_text(request.device.clone()));
     if request.no_cert_management {
         append.push_child(Element::new("no-cert-management", crate::saslcert::NS));
+    }
+    if let Some(der) = request.signing_request.as_deref().filter(|_| enrolling) {
+        append.push_child(Element::new("csr", NS_ENROLL).with_text(sigil_sasl::xmpp::encode(der)));
     }
     query.push_child(append);
     query

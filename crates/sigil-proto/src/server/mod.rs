@@ -34,7 +34,7 @@ mod sm;
 
 pub use register::{
     DeviceRegistration, NS_ENROLL, NS_IBR_TOKEN, NS_INVITE_LEGACY, NS_PREAUTH, NS_REGISTER,
-    NS_REGISTER_FEATURE, Registration, invalid_token,
+    NS_REGISTER_FEATURE, Registration, invalid_token, signed_certificate,
 };
 
 pub use sm::StreamManagement;
@@ -91,6 +91,10 @@ pub struct ServerStreamConfig {
     /// Offer registration by invitation before authentication (XEP-0445
     /// tokens, XEP-0077): see [`Registration`].
     pub registration: bool,
+    /// With [`Self::registration`]: the server signs the certificate
+    /// signing requests of joining devices (it offers
+    /// `<enroll xmlns='urn:sigil:enroll:0'/>`).
+    pub signs_certificates: bool,
 }
 
 impl ServerStreamConfig {
@@ -109,6 +113,7 @@ impl ServerStreamConfig {
             resume_seconds: 0,
             more_features: Arc::new([]),
             registration: false,
+            signs_certificates: false,
         }
     }
 }

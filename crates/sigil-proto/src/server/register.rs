@@ -103,6 +103,9 @@ impl ServerStream {
             for namespace in [NS_IBR_TOKEN, NS_INVITE_LEGACY, NS_REGISTER_FEATURE] {
                 features.push_child(Element::new("register", namespace));
             }
+            if self.config.signs_certificates {
+                features.push_child(Element::new("enroll", NS_ENROLL));
+            }
         }
     }
 
@@ -313,6 +316,13 @@ pub fn invalid_token() -> StanzaError {
         StanzaCondition::ItemNotFound,
         "The provided token is invalid or expired",
     )
+}
+
+/// What [`ServerStream::registered`] carries for a device whose signing
+/// request the server signed: `<certificate xmlns='urn:sigil:enroll:0'>`
+/// with the certificate's DER in base64.
+pub fn signed_certificate(der: &[u8]) -> Element {
+    Element::new("certificate", NS_ENROLL).with_text(sigil_sasl::xmpp::encode(der))
 }
 
 /// What a client that asks (`get`) is told: the fields this server

@@ -300,7 +300,13 @@ impl Config {
         }
         let l = &self.limits;
         let invites = &self.invites;
-        let ranges: [(&str, u64, u64, u64); 27] = [
+        let ranges: [(&str, u64, u64, u64); 28] = [
+            (
+                "auth.issued_days",
+                u64::from(self.auth.issued_days),
+                1,
+                u64::from(sigil_x509::generate::MAX_DAYS),
+            ),
             (
                 "invites.valid_hours",
                 u64::from(invites.valid_hours),

@@ -236,6 +236,18 @@ pub struct AuthConfig {
     /// sent a message naming the device, once per certificate
     /// ([`crate::expiry`]); 0: no warnings.
     pub expiry_warning_days: u32,
+    /// A directory holding a CA (`ca.crt`, `ca.key`, as `sigil ca new`
+    /// writes them) that signs the certificate signing requests of
+    /// devices joining by invitation ([`crate::enroll`]), relative to
+    /// this file. Unset (the default): devices register the self-signed
+    /// certificate they present. A signed certificate is registered to
+    /// its device like any other (disable and revoke work the same); it
+    /// logs in because it is registered, so this CA need not, and should
+    /// not, be among `trusted_cas`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuing_ca: Option<PathBuf>,
+    /// Days of validity of the certificates `issuing_ca` signs.
+    pub issued_days: u32,
 }
 
 impl Default for AuthConfig {
@@ -246,6 +258,8 @@ impl Default for AuthConfig {
             external_alone: true,
             control_socket: PathBuf::from("sigil.sock"),
             expiry_warning_days: 14,
+            issuing_ca: None,
+            issued_days: 365,
         }
     }
 }

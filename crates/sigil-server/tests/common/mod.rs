@@ -439,7 +439,9 @@ impl TestClient {
                     client::Action::StartTls => start_tls = true,
                     client::Action::Authenticated { mechanism } => self.mechanism = Some(mechanism),
                     client::Action::Bound(jid) => self.jid = Some(jid),
-                    client::Action::Resumed { .. } | client::Action::ResumeFailed { .. } => {}
+                    client::Action::Resumed { .. }
+                    | client::Action::ResumeFailed { .. }
+                    | client::Action::Enrolled { .. } => {}
                     client::Action::Stanza(stanza) => self.inbox.push_back(stanza),
                     client::Action::Close(result) => {
                         self.closed = Some(result);
