@@ -26,10 +26,15 @@ Actions:
     last --of JID                    XEP-0012 (slixmpp's xep_0012): print
                                      JID's last activity
     items                            print the server's disco#items
-    commands [--node NODE]           XEP-0050 (slixmpp's xep_0050): print the
+    commands [--node NODE] [--script JSON]
+                                     XEP-0050 (slixmpp's xep_0050): print the
                                      server's commands (get_commands()), then
                                      run NODE (send_command()) and print its
-                                     status, notes and form fields
+                                     status, notes and form fields; then each
+                                     step of the JSON list [{"node": N,
+                                     "fields": {VAR: [VALUES]}}]: execute N,
+                                     print it, submit its form with those
+                                     values (action complete), print that
     converse --to JID --body TEXT --timeout S
                                      send one chat message and print the
                                      first message that comes back from JID
@@ -512,6 +517,25 @@ async def action_items(client: Client, args: argparse.Namespace) -> None:
     emit("items", jid=iq["from"].full, items=items)
 
 
+def emit_command(event: str, reply: slixmpp.Iq) -> None:
+    """Prints an ad-hoc command reply: status, notes, form fields."""
+    command = reply["command"]
+    form = command["form"]
+    fields = [
+        {"var": var, "type": field["type"], "label": field["label"], "values": field.get_value(convert=False)}
+        for (var, field) in form.get_fields().items()
+    ]
+    emit(
+        event,
+        node=command["node"],
+        status=command["status"],
+        sessionid=command["sessionid"] or None,
+        notes=[{"type": kind, "text": text} for (kind, text) in command["notes"]],
+        form_type=form["type"] or None,
+        fields=fields,
+    )
+
+
 async def action_commands(client: Client, args: argparse.Namespace) -> None:
     await client.login(presence=False)
     server = client.boundjid.domain
@@ -522,24 +546,30 @@ async def action_commands(client: Client, args: argparse.Namespace) -> None:
         for (jid, node, name) in iq["disco_items"]["items"]
     ]
     emit("commands", node=iq["disco_items"]["node"], commands=commands)
-    if args.node is None:
-        return
-    reply = await adhoc.send_command(server, args.node, timeout=args.iq_timeout)
-    command = reply["command"]
-    form = command["form"]
-    fields = [
-        {"var": var, "type": field["type"], "label": field["label"], "values": field.get_value(convert=False)}
-        for (var, field) in form.get_fields().items()
-    ]
-    emit(
-        "command",
-        node=command["node"],
-        status=command["status"],
-        sessionid=command["sessionid"] or None,
-        notes=[{"type": kind, "text": text} for (kind, text) in command["notes"]],
-        form_type=form["type"] or None,
-        fields=fields,
-    )
+    steps = [{"node": args.node}] if args.node is not None else []
+    if args.script is not None:
+        steps.extend(json.loads(args.script))
+    for step in steps:
+        reply = await adhoc.send_command(server, step["node"], timeout=args.iq_timeout)
+        emit_command("command", reply)
+        values = step.get("fields")
+        if values is None:
+            continue
+        command = reply["command"]
+        if command["status"] != "executing":
+            raise Failure(f"{step['node']}: {command['status']}, not a form to submit")
+        form = client.plugin["xep_0004"].make_form(ftype="submit")
+        for var, value in values.items():
+            form.add_field(var=var, value=value)
+        reply = await adhoc.send_command(
+            server,
+            step["node"],
+            action="complete",
+            sessionid=command["sessionid"],
+            payload=form,
+            timeout=args.iq_timeout,
+        )
+        emit_command("completed", reply)
 
 
 async def action_converse(client: Client, args: argparse.Namespace) -> None:
@@ -921,6 +951,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     actions.add_parser("items")
     commands = actions.add_parser("commands")
     commands.add_argument("--node", help="a command to run once listed")
+    commands.add_argument("--script", help="commands to run and submit, as JSON")
     converse = actions.add_parser("converse")
     converse.add_argument("--to", required=True)
     converse.add_argument("--body", required=True)

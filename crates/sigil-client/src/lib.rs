@@ -43,6 +43,7 @@ mod connection;
 mod error;
 mod join;
 mod login;
+pub mod renew;
 pub mod saslcert;
 mod srv;
 mod transport;

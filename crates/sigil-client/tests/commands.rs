@@ -90,10 +90,10 @@ async fn list_run_submit_go_back_and_cancel() {
     let mut bob = login(&dir, &server, "bob").await;
 
     let listed = commands::list(&mut alice, &domain).await.unwrap();
-    assert_eq!(listed.len(), 8, "{listed:?}");
+    assert_eq!(listed.len(), 9, "{listed:?}");
     assert_eq!(listed[0].node, "urn:sigil:devices#list");
     assert_eq!(listed[0].name, "List my devices");
-    assert_eq!(commands::list(&mut bob, &domain).await.unwrap().len(), 3);
+    assert_eq!(commands::list(&mut bob, &domain).await.unwrap().len(), 4);
 
     let devices = commands::execute(&mut alice, &domain, "urn:sigil:devices#list")
         .await

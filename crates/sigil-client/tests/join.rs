@@ -805,3 +805,91 @@ async fn without_an_issuing_ca_the_device_registers_its_own_and_a_shared_ca_key_
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_in_device_adds_another_by_ad_hoc_command() {
+    use sigil_client::commands::{self, Action, DataForm, Field, FieldType, FormType};
+    let f = start().await;
+    // Alice's laptop: a registered certificate, logged in with EXTERNAL.
+    let laptop = certificate_for("alice@localhost");
+    let info = sigil_x509::CertificateInfo::from_der(&laptop.certificate_der).unwrap();
+    f.store()
+        .add_certificate(&sigil_store::CertificateEntry {
+            owner: "alice@localhost".into(),
+            name: "laptop".into(),
+            fingerprint: info.sha256,
+            der: laptop.certificate_der.clone(),
+            no_cert_management: false,
+            disabled: false,
+            added_at: now(),
+        })
+        .await
+        .unwrap();
+    let mut on_laptop = f.reach(Transport::DirectTls)(Client::builder("alice@localhost"))
+        .resource("laptop")
+        .client_certificate_pem(
+            laptop.certificate_pem().as_bytes(),
+            laptop.key_pem().as_bytes(),
+        )
+        .sasl(ClientConfig::new().allow(AllowList::new().name("EXTERNAL")))
+        .connect()
+        .await
+        .unwrap();
+    let domain = sigil_x509::Jid::new("localhost").unwrap();
+    let add = async |client: &mut Client, name: &str| {
+        let stage = commands::execute(client, &domain, "urn:sigil:devices#add")
+            .await
+            .unwrap();
+        let mut form = DataForm::typed(FormType::Submit, "urn:sigil:devices");
+        form.fields
+            .push(Field::new("name", FieldType::TextSingle).value(name));
+        let done = commands::submit(client, &domain, &stage, Action::Complete, form)
+            .await
+            .unwrap();
+        done.form.unwrap().value("uri").unwrap().to_owned()
+    };
+    let uri = add(&mut on_laptop, "tablet").await;
+
+    // The tablet joins with it: alice's account, a certificate of its own.
+    let joined = join(
+        &uri,
+        JoinOptions::new("tablet"),
+        f.reach(Transport::StartTls),
+    )
+    .await
+    .unwrap();
+    assert_eq!(joined.account.as_str(), "alice@localhost");
+    assert_eq!(joined.client.mechanism(), "EXTERNAL");
+    let mut names: Vec<String> = f
+        .store()
+        .certificates("alice@localhost")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["laptop", "tablet"]);
+    joined.client.close().await;
+
+    // An invitation the laptop made ends when the laptop is revoked.
+    let uri = add(&mut on_laptop, "watch").await;
+    on_laptop.close().await;
+    sigil_server::saslcert::revoke(
+        f.server.context(),
+        &"alice@localhost".parse().unwrap(),
+        "laptop",
+    )
+    .await
+    .unwrap();
+    let (token_refused, condition, _) = refusal(
+        join(
+            &uri,
+            JoinOptions::new("watch"),
+            f.reach(Transport::StartTls),
+        )
+        .await,
+    );
+    assert!(token_refused);
+    assert_eq!(condition, StanzaCondition::ItemNotFound);
+}

@@ -48,6 +48,7 @@ pub mod last;
 pub mod mam;
 mod payload;
 pub mod private;
+pub mod renew;
 pub mod saslcert;
 pub mod server;
 pub mod sid;

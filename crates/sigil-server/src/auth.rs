@@ -72,6 +72,10 @@ pub struct CertificateLogin {
     pub revocation_key: sigil_x509::RevocationKey,
     /// See `revocation_key` (empty for a registered certificate).
     pub chain: Box<[CertificateDer<'static>]>,
+    /// The certificate is its device's next one, not yet used: this
+    /// login makes it the device's certificate
+    /// ([`crate::saslcert::promote`]).
+    pub renewal: bool,
 }
 
 impl CertificateLogin {
@@ -172,7 +176,7 @@ impl Refusal {
         }
     }
 
-    fn account(failure: Failure, reason: &'static str) -> Self {
+    pub(crate) fn account(failure: Failure, reason: &'static str) -> Self {
         Self {
             failure,
             identity: false,
@@ -329,6 +333,7 @@ async fn decide_by(
         },
         trust,
         revocation_key: info.revocation_key.clone(),
+        renewal: lookup.renewal,
     })
 }
 

@@ -59,7 +59,12 @@ pub struct Context {
     pub adhoc: crate::adhoc::Sessions,
     /// The CA that signs joining devices' certificate requests
     /// (`[auth] issuing_ca`), and for how many days.
-    pub issuing_ca: Option<crate::enroll::IssuingCa>,
+    pub issuing_ca: Option<crate::issuing::IssuingCa>,
+    /// Invitations (`[invites]`), for those sessions make.
+    pub invites: crate::config::InvitesConfig,
+    /// The port of the first HTTPS listener, once bound: invitation
+    /// pages are named with it.
+    pub https_port: std::sync::OnceLock<u16>,
 }
 
 /// Which sessions of an account an account change ends.

@@ -33,6 +33,7 @@ pub mod expiry;
 pub(crate) mod features;
 mod files;
 pub mod invites;
+mod issuing;
 pub mod limits;
 pub mod profiles;
 pub mod resumption;

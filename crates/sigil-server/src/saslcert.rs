@@ -152,6 +152,19 @@ pub fn add_error(error: StoreError, owner: &str) -> StanzaError {
     }
 }
 
+/// Registers `next` as the next certificate of its device
+/// ([`sigil_store::CertificateStore::renew_certificate`]).
+pub async fn renew(context: &Context, next: &CertificateEntry) -> Result<(), StanzaError> {
+    match context.store.renew_certificate(next).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::NotFound) => Err(StanzaError::with_text(
+            StanzaCondition::ItemNotFound,
+            format!("{} has no device {:?}", next.owner, next.name),
+        )),
+        Err(error) => Err(add_error(error, &next.owner)),
+    }
+}
+
 fn revoked_error() -> StanzaError {
     StanzaError::with_text(
         StanzaCondition::NotAllowed,
@@ -167,6 +180,69 @@ pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8
         owner,
         crate::context::Ended::Certificate,
         |live| live.fingerprint.as_ref() == Some(fingerprint),
+        &error,
+    )
+}
+
+/// What the sessions of a certificate its device replaced are told.
+pub const RENEWED_TEXT: &str = "This device's certificate was renewed: log in with the new one.";
+
+/// Makes the next certificate `fingerprint` of `owner` its device's
+/// certificate (its first login), and ends the sessions of the one it
+/// replaces: `Ok(false)` if it is no renewal any more (revoked, disabled
+/// or replaced by another), `Ok(true)` also when a login under way beside
+/// this one made it the device's first.
+pub async fn promote(
+    context: &std::sync::Arc<Context>,
+    owner: &jid::BareJid,
+    fingerprint: &[u8; 32],
+) -> Result<bool, StoreError> {
+    match context
+        .store
+        .promote_certificate(owner.as_str(), fingerprint)
+        .await
+    {
+        Ok(Some(old)) => {
+            let ended = end_replaced(context, owner, &old);
+            tracing::info!(%owner, ended, "a renewed certificate logged in: it is the device's now");
+            // A login with the replaced certificate decided before this
+            // binds within the login time: a second sweep then ends what
+            // it bound. (No fence: it would refuse logins with the new
+            // certificate under way too, which are the device's own.)
+            let weak = std::sync::Arc::downgrade(context);
+            let owner = owner.clone();
+            let login_time = std::time::Duration::from_secs(
+                context.limits.login_timeout_seconds.saturating_add(1),
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(login_time).await;
+                if let Some(context) = weak.upgrade() {
+                    end_replaced(&context, &owner, &old);
+                }
+            });
+            Ok(true)
+        }
+        // Another login with it may have made it the device's already.
+        Ok(None) => match context
+            .store
+            .certificate_by_fingerprint(owner.as_str(), fingerprint)
+            .await
+        {
+            Ok(Some(entry)) => Ok(!entry.disabled),
+            Ok(None) => Ok(false),
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    }
+}
+
+/// Ends the sessions of `owner` that logged in with the certificate
+/// `old`, which its device's renewal replaced; how many.
+fn end_replaced(context: &Context, owner: &jid::BareJid, old: &[u8; 32]) -> usize {
+    let error = StreamError::with_text(StreamCondition::NotAuthorized, RENEWED_TEXT);
+    context.routes().end_sessions(
+        owner,
+        &|live| live.fingerprint.as_ref() == Some(old),
         &error,
     )
 }

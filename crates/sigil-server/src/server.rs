@@ -70,7 +70,7 @@ impl Server {
             .map_err(|e| StartError(format!("reading the offline messages: {e}")))?;
         let issuing_ca = match &config.auth.issuing_ca {
             Some(dir) => Some(
-                crate::enroll::IssuingCa::load(&base.join(dir), config.auth.issued_days)
+                crate::issuing::IssuingCa::load(&base.join(dir), config.auth.issued_days)
                     .map_err(StartError)?,
             ),
             None => None,
@@ -100,6 +100,8 @@ impl Server {
             admins: config.admins().map_err(|e| StartError(e.to_string()))?,
             adhoc: crate::adhoc::Sessions::default(),
             issuing_ca,
+            invites: config.invites.clone(),
+            https_port: std::sync::OnceLock::new(),
         });
         let components = match config.components.is_empty() {
             true => None,
@@ -184,6 +186,12 @@ impl Server {
             let (socket, local) = bind(listener_config.address).await?;
             addresses.push((listener_config.kind, local));
             bound.push((socket, listener));
+        }
+        if let Some((_, address)) = addresses
+            .iter()
+            .find(|(kind, _)| *kind == ListenerKind::Https)
+        {
+            let _ = context.https_port.set(address.port());
         }
         let http = Arc::new(HttpSettings {
             allowed_origins: allowed_origins(config, &addresses),

@@ -18,6 +18,7 @@ use sigil_x509::{CertificateInfo, Jid, OffsetDateTime};
 use sigil_xml::{Element, ns};
 
 const LIST: &str = "urn:sigil:devices#list";
+const ADD: &str = "urn:sigil:devices#add";
 const DISABLE: &str = "urn:sigil:devices#disable";
 const REVOKE: &str = "urn:sigil:devices#revoke";
 const ADMIN: &str = "http://jabber.org/protocol/admin";
@@ -202,10 +203,10 @@ async fn commands_are_listed_and_run_by_right() {
     .iter()
     .map(|n| format!("{ADMIN}#{n}"))
     .collect();
-    let mut everything = vec![LIST.to_owned(), DISABLE.into(), REVOKE.into()];
+    let mut everything = vec![LIST.to_owned(), ADD.into(), DISABLE.into(), REVOKE.into()];
     everything.extend(admin_nodes.iter().cloned());
     assert_eq!(listed(&mut alice, "l1").await, everything);
-    assert_eq!(listed(&mut bob, "l2").await, [LIST, DISABLE, REVOKE]);
+    assert_eq!(listed(&mut bob, "l2").await, [LIST, ADD, DISABLE, REVOKE]);
 
     // disco#info on a command node: what it is, or forbidden.
     let node_info = |node: &str| Element::new("query", ns::DISCO_INFO).with_attribute("node", node);
@@ -374,9 +375,9 @@ async fn a_no_cert_management_login_may_list_but_not_change() {
         !listed(&mut on_bot, "l2")
             .await
             .iter()
-            .any(|n| n == DISABLE || n == REVOKE)
+            .any(|n| n == ADD || n == DISABLE || n == REVOKE)
     );
-    for (i, node) in [DISABLE, REVOKE].iter().enumerate() {
+    for (i, node) in [ADD, DISABLE, REVOKE].iter().enumerate() {
         let refused = run(&mut on_bot, &format!("x{i}"), Request::execute(node))
             .await
             .unwrap_err();
@@ -660,4 +661,161 @@ async fn the_admin_commands_do_what_the_command_line_does() {
             .unwrap()
             .is_some()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_a_device_makes_an_invitation_tied_to_the_devices_certificate() {
+    let server = server().await;
+    let laptop = cert("alice@localhost");
+    register(&server, "laptop", &laptop, false).await;
+    let mut on_laptop = device(&server, &laptop, "laptop").await;
+    assert!(on_laptop.jid.is_some());
+
+    let first = run(&mut on_laptop, "a1", Request::execute(ADD))
+        .await
+        .unwrap();
+    assert_eq!(first.status, Status::Executing);
+    let asked = first.form.clone().unwrap();
+    assert!(asked.field("name").is_some());
+    let done = run(
+        &mut on_laptop,
+        "a2",
+        next(
+            ADD,
+            first.sessionid.as_deref().unwrap(),
+            Action::Complete,
+            Some(submit("urn:sigil:devices", &[("name", &["tablet"])])),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.status, Status::Completed);
+    let form = done.form.unwrap();
+    let uri = form.value("uri").unwrap();
+    assert!(
+        uri.starts_with("xmpp:alice@localhost?register;preauth="),
+        "{uri}"
+    );
+    assert!(form.value("command").unwrap().contains("--name tablet"));
+    let page = form.value("page").unwrap();
+    let token = uri.rsplit_once("preauth=").unwrap().1;
+    assert!(page.ends_with(&format!("/invite/{token}")), "{page}");
+    // Stored hashed, for alice's device, made by the laptop's certificate.
+    let stored = server
+        .store()
+        .invite(&sigil_store::invite_token_hash(token))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.kind,
+        sigil_store::InviteKind::Device {
+            account: "alice@localhost".into()
+        }
+    );
+    assert_eq!(stored.device.as_deref(), Some("tablet"));
+    let creator = stored.creator.clone().unwrap();
+    assert_eq!(creator.account, "alice@localhost");
+    assert_eq!(
+        creator.certificate,
+        Some(
+            CertificateInfo::from_der(&laptop.certificate_der)
+                .unwrap()
+                .sha256
+        )
+    );
+    assert_eq!(form.value("id"), Some(stored.id().as_str()));
+
+    // A name that is no name is refused as the form's fault.
+    let again = run(&mut on_laptop, "a3", Request::execute(ADD))
+        .await
+        .unwrap();
+    let long = "x".repeat(1000);
+    let refused = run(
+        &mut on_laptop,
+        "a4",
+        next(
+            ADD,
+            again.sessionid.as_deref().unwrap(),
+            Action::Complete,
+            Some(submit("urn:sigil:devices", &[("name", &[long.as_str()])])),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.condition, StanzaCondition::BadRequest);
+
+    // Disabling the laptop ends the invitation it made.
+    assert!(
+        server
+            .store()
+            .disable_certificate("alice@localhost", "laptop")
+            .await
+            .unwrap()
+    );
+    assert!(
+        server
+            .store()
+            .invite(&sigil_store::invite_token_hash(token))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_a_device_stops_at_the_accounts_cap_and_is_not_offered_without_invitations() {
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.invites.max_open_per_account = 1;
+    let server = TestServer::start_with(config).await;
+    let mut desk = password(&server, "alice", "desk").await;
+    let make = async |client: &mut TestClient, n: usize| {
+        let first = run(client, &format!("m{n}"), Request::execute(ADD))
+            .await
+            .unwrap();
+        run(
+            client,
+            &format!("c{n}"),
+            next(
+                ADD,
+                first.sessionid.as_deref().unwrap(),
+                Action::Complete,
+                Some(submit("urn:sigil:devices", &[("name", &[])])),
+            ),
+        )
+        .await
+        .unwrap()
+    };
+    let made = make(&mut desk, 1).await;
+    assert!(made.form.unwrap().value("uri").is_some());
+    // No suggested name: none stored.
+    let open = server
+        .store()
+        .invites(
+            Some("alice@localhost"),
+            OffsetDateTime::now_utc().unix_timestamp(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].device, None);
+    // A password login makes it with no certificate to end it.
+    assert_eq!(open[0].creator.as_ref().unwrap().certificate, None);
+    let refused = make(&mut desk, 2).await;
+    assert!(refused.form.is_none());
+    assert!(
+        notes(&refused)[0].contains("1 invitations are open"),
+        "{:?}",
+        notes(&refused)
+    );
+
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.invites.enabled = false;
+    let server = TestServer::start_with(config).await;
+    let mut desk = password(&server, "alice", "desk").await;
+    assert!(!listed(&mut desk, "l").await.iter().any(|n| n == ADD));
+    let refused = run(&mut desk, "x", Request::execute(ADD))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.condition, StanzaCondition::Forbidden);
 }

@@ -361,6 +361,35 @@ pub trait CertificateStore: Send + Sync {
         fingerprint: &'a [u8; 32],
     ) -> StoreFuture<'a, Option<CertificateLookup>>;
 
+    /// Registers `next` as the next certificate of the device `next.name`
+    /// of `next.owner` (its flags are the device's: `no_cert_management`
+    /// and `disabled` are ignored), in place of an earlier next one not
+    /// yet used. Both log in until the next one does
+    /// ([`Self::promote_certificate`]); disabling or revoking the device
+    /// covers both.
+    ///
+    /// [`StoreError::NotFound`] without that device,
+    /// [`StoreError::Revoked`] if the owner revoked the certificate,
+    /// [`StoreError::Conflict`]`("fingerprint")` if it is registered to
+    /// the owner already (current or next, any device).
+    fn renew_certificate<'a>(&'a self, next: &'a CertificateEntry) -> StoreFuture<'a, ()>;
+
+    /// The next certificates of `owner`'s devices, sorted by device name.
+    fn certificate_renewals<'a>(&'a self, owner: &'a str)
+    -> StoreFuture<'a, Vec<CertificateEntry>>;
+
+    /// Makes the next certificate `fingerprint` of `owner` its device's
+    /// certificate, in one transaction: the one it replaces no longer
+    /// logs in (its expiry warning goes with it), and the invitations
+    /// made by sessions of the replaced one are the new one's. Returns
+    /// the replaced certificate's fingerprint, or `None` if `fingerprint`
+    /// is no next certificate of `owner` (any more).
+    fn promote_certificate<'a>(
+        &'a self,
+        owner: &'a str,
+        fingerprint: &'a [u8; 32],
+    ) -> StoreFuture<'a, Option<[u8; 32]>>;
+
     /// Disables the certificate `name` of `owner`: whether it exists.
     fn disable_certificate<'a>(&'a self, owner: &'a str, name: &'a str) -> StoreFuture<'a, bool>;
 
@@ -371,7 +400,8 @@ pub trait CertificateStore: Send + Sync {
     /// Revokes the certificate `name` of `owner`, in one transaction: its
     /// entry is deleted and returned, and its fingerprint is kept among the
     /// owner's revoked certificates for good (also after the account is
-    /// deleted), so it never logs in to that account again.
+    /// deleted), so it never logs in to that account again. The device's
+    /// next certificate, if it has one, is revoked with it.
     fn revoke_certificate<'a>(
         &'a self,
         owner: &'a str,

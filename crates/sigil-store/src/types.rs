@@ -171,8 +171,13 @@ pub struct CertificateLookup {
     pub account_disabled: bool,
     /// The certificate was revoked for this account.
     pub revoked: bool,
-    /// The entry of the certificate, if registered to this account.
+    /// The entry of the certificate, if registered to this account: its
+    /// device's, with this certificate's fingerprint and DER.
     pub certificate: Option<CertificateEntry>,
+    /// The certificate is its device's next one, not yet used
+    /// ([`crate::CertificateStore::renew_certificate`]): a login with it
+    /// makes it current ([`crate::CertificateStore::promote_certificate`]).
+    pub renewal: bool,
 }
 
 /// A client certificate registered to an account (XEP-0257).

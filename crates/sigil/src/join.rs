@@ -1,5 +1,6 @@
 //! `sigil device join`: a new device joins an account by invitation, with
-//! no password ever made.
+//! no password ever made; `sigil device add` makes such an invitation
+//! from a device already logged in.
 //!
 //! It reads the invitation URI (`xmpp:[user@]domain?register;
 //! preauth=TOKEN`), makes a key and a self-signed certificate naming the
@@ -66,6 +67,20 @@ pub(crate) enum DeviceCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// From a device that is logged in, make a one-time invitation for a
+    /// new device of the same account (the server's "Add a device"
+    /// command) and print it: the URI, the page with its QR code, the
+    /// `sigil device join` line, and the QR code in the terminal.
+    Add {
+        /// The name suggested for the new device (it may pick another).
+        #[arg(long)]
+        name: Option<String>,
+        /// The account, user@domain.
+        #[arg(long = "as", value_name = "JID", env = "SIGIL_ACCOUNT")]
+        account: String,
+        #[command(flatten)]
+        connect: crate::login::ConnectArgs,
+    },
 }
 
 /// How to reach and trust the server (no credentials: the invitation is
@@ -106,6 +121,11 @@ pub(crate) struct ServerArgs {
 /// Runs a `sigil device` command.
 pub(crate) fn run(command: DeviceCommand) -> Result<(), String> {
     match command {
+        DeviceCommand::Add {
+            name,
+            account,
+            connect,
+        } => crate::login::add_device(&account, name.as_deref(), &connect),
         DeviceCommand::Join {
             uri,
             name,
@@ -233,7 +253,11 @@ fn join(
     let _ = writeln!(text, "Joined {account} as device {device:?}");
     let _ = writeln!(text, "  logged in as {bound} with {mechanism}");
     if joined_signed {
-        let _ = writeln!(text, "  certificate signed by the server's CA ({})", info.issuer);
+        let _ = writeln!(
+            text,
+            "  certificate signed by the server's CA ({})",
+            info.issuer
+        );
     }
     let _ = writeln!(text, "  SHA-256 fingerprint: {}", info.sha256_fingerprint());
     let _ = writeln!(text, "  valid until {}", cert::rfc3339(info.not_after));

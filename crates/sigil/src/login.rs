@@ -1,6 +1,7 @@
 //! The client commands: `sigil login`, `sigil send`, `sigil chat`, and
 //! `sigil cert upload|remote-list|remote-disable|remote-revoke` (XEP-0257
-//! from a logged-in client).
+//! from a logged-in client), and `sigil device add` (an invitation for a
+//! new device, by ad-hoc command).
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -511,6 +512,72 @@ pub(crate) fn remote(account: &str, action: Remote<'_>, args: &ConnectArgs) -> R
         };
         let text = result.map_err(|e| e.to_string())?;
         let _ = writeln!(io::stdout().lock(), "{text}");
+        Ok(())
+    })
+}
+
+/// `sigil device add`: the server's "Add a device" command, run from a
+/// logged-in client, and the invitation it makes, printed.
+pub(crate) fn add_device(
+    account: &str,
+    name: Option<&str>,
+    args: &ConnectArgs,
+) -> Result<(), String> {
+    use sigil_client::commands::{self, Action, DataForm, Field, FieldType, FormType, NoteType};
+    use std::fmt::Write as _;
+    const NODE: &str = "urn:sigil:devices#add";
+    args.run(account, async |client| {
+        let server = jid::Jid::new(client.full_jid().domain().as_str())
+            .map_err(|e| format!("the server's address: {e}"))?;
+        let refused = |e: sigil_client::Error| match &e {
+            sigil_client::Error::Iq(error)
+                if error.condition == sigil_proto::error::StanzaCondition::Forbidden =>
+            {
+                "the server refused: this device may not manage devices, or invitations are off"
+                    .to_owned()
+            }
+            _ => format!("adding a device failed: {e}"),
+        };
+        let stage = commands::execute(client, &server, NODE)
+            .await
+            .map_err(refused)?;
+        let mut form = DataForm::typed(FormType::Submit, "urn:sigil:devices");
+        form.fields
+            .push(Field::new("name", FieldType::TextSingle).value(name.unwrap_or_default()));
+        let done = commands::submit(client, &server, &stage, Action::Complete, form)
+            .await
+            .map_err(refused)?;
+        if let Some(error) = done.notes.iter().find(|note| note.kind == NoteType::Error) {
+            return Err(error.text.clone());
+        }
+        let form = done
+            .form
+            .ok_or("the server answered without an invitation")?;
+        let uri = form
+            .value("uri")
+            .ok_or("the server answered without an invitation")?;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "invitation for a new device of {} (once, until {})",
+            client.full_jid().to_bare(),
+            form.value("expires").unwrap_or("?")
+        );
+        let _ = writeln!(out, "uri: {uri}");
+        if let Some(page) = form.value("page") {
+            let _ = writeln!(out, "page: {page}");
+        }
+        if let Some(command) = form.value("command") {
+            let _ = writeln!(out, "join with Sigil: {command}");
+        }
+        if let Some(id) = form.value("id") {
+            let _ = writeln!(out, "id: {id}");
+        }
+        if let Some(code) = sigil_server::invites::qr::terminal(uri) {
+            let _ = writeln!(out);
+            let _ = write!(out, "{code}");
+        }
+        let _ = io::stdout().lock().write_all(out.as_bytes());
         Ok(())
     })
 }

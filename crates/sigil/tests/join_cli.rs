@@ -207,3 +207,131 @@ fn a_device_joins_by_invitation_and_logs_in_with_what_it_wrote() {
         assert!(text.contains(option), "{option}: {text}");
     }
 }
+
+#[test]
+fn a_logged_in_device_adds_another_with_device_add() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(d.join("data/sigil.toml"), CONFIG).unwrap();
+    std::fs::write(d.join("pw"), "open sesame\n").unwrap();
+    // Alice's laptop: made and registered by the operator.
+    let made = sigil(
+        d,
+        &[
+            "cert",
+            "new",
+            "alice@localhost",
+            "--register",
+            "--name",
+            "laptop",
+            "--p12-password-file",
+            "pw",
+            "--config",
+            "data/sigil.toml",
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(d)
+        .args(["serve", "--config", "data/sigil.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(child.stdout.take().unwrap());
+    let _server = Guard(child);
+    let [starttls]: [String; 1] = listening(&lines, &["STARTTLS"]).try_into().unwrap();
+
+    let added = sigil(
+        d,
+        &[
+            "device",
+            "add",
+            "--name",
+            "tablet",
+            "--as",
+            "alice@localhost",
+            "--cert",
+            "laptop.crt",
+            "--key",
+            "laptop.key",
+            "--address",
+            &starttls,
+            "--ca",
+            "data/server.crt",
+        ],
+    );
+    let text = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(
+        added.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(
+        text.starts_with("invitation for a new device of alice@localhost (once, until "),
+        "{text}"
+    );
+    let uri = text
+        .lines()
+        .find_map(|line| line.strip_prefix("uri: "))
+        .unwrap_or_else(|| panic!("no uri: {text}"));
+    assert!(
+        uri.starts_with("xmpp:alice@localhost?register;preauth="),
+        "{uri}"
+    );
+    assert!(text.contains("--name tablet"), "{text}");
+    // The QR code, in half blocks.
+    assert!(text.contains('█') || text.contains('▀'), "{text}");
+
+    // The tablet joins with it and logs in.
+    let joined = sigil(
+        d,
+        &[
+            "device",
+            "join",
+            uri,
+            "--name",
+            "tablet",
+            "--out",
+            "tablet",
+            "--p12-password-file",
+            "pw",
+            "--address",
+            &starttls,
+            "--ca",
+            "data/server.crt",
+        ],
+    );
+    let text = String::from_utf8_lossy(&joined.stdout);
+    assert!(
+        joined.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    assert!(
+        text.contains("Joined alice@localhost as device \"tablet\""),
+        "{text}"
+    );
+
+    // Both devices are the account's now.
+    let listed = sigil(
+        d,
+        &[
+            "cert",
+            "list",
+            "alice@localhost",
+            "--config",
+            "data/sigil.toml",
+        ],
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("laptop") && listed.contains("tablet"),
+        "{listed}"
+    );
+}

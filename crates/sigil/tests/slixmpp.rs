@@ -1635,14 +1635,41 @@ fn client_state_indication_with_slixmpp_xep_0352() {
 // ---- Ad-hoc commands (XEP-0050), through slixmpp's xep_0050 ----
 
 #[test]
-fn device_commands_with_slixmpp_xep_0050() {
-    if !interop_enabled("device_commands_with_slixmpp_xep_0050") {
+fn every_command_with_slixmpp_xep_0050() {
+    if !interop_enabled("every_command_with_slixmpp_xep_0050") {
         return;
     }
-    let (mut fixture, certificate) = certificate_fixture();
+    let mut fixture = Fixture::with_config(&format!("{CONFIG}[admin]\njids = [\"{ALICE}\"]\n"));
+    let (certificate, _) = fixture.new_certificate(ALICE, "laptop");
+    fixture.new_certificate(ALICE, "phone");
+    fixture.add_user("bob", BOB_PASSWORD);
     let server = fixture.serve();
+
+    // As a user with a device, then as an administrator, in one session
+    // (alice is both).
+    let script = serde_json::json!([
+        {"node": "urn:sigil:devices#add", "fields": {"name": ["tablet"]}},
+        {"node": "urn:sigil:devices#disable", "fields": {"devices": ["phone"]}},
+        {"node": "urn:sigil:devices#revoke", "fields": {"devices": ["phone"]}},
+        {"node": "http://jabber.org/protocol/admin#add-user",
+         "fields": {"accountjid": ["carol@localhost"]}},
+        {"node": "http://jabber.org/protocol/admin#disable-user",
+         "fields": {"accountjids": ["carol@localhost"]}},
+        {"node": "http://jabber.org/protocol/admin#reenable-user",
+         "fields": {"accountjids": ["carol@localhost"]}},
+        {"node": "http://jabber.org/protocol/admin#end-user-session",
+         "fields": {"accountjids": ["bob@localhost"]}},
+        {"node": "http://jabber.org/protocol/admin#delete-user",
+         "fields": {"accountjids": ["carol@localhost"]}},
+    ]);
     let mut command = server.client_with_certificate(ALICE, Mode::DirectTls, &certificate);
-    command.args(["commands", "--node", "urn:sigil:devices#list"]);
+    command.args([
+        "commands",
+        "--node",
+        "urn:sigil:devices#list",
+        "--script",
+        &script.to_string(),
+    ]);
     let run = server.run_ok(command);
     let listed = run.json_event("commands");
     assert_eq!(text(&listed, "node"), "http://jabber.org/protocol/commands");
@@ -1655,40 +1682,107 @@ fn device_commands_with_slixmpp_xep_0050() {
             text(c, "node")
         })
         .collect();
-    // Not an administrator: the device commands only (slixmpp gives the
-    // items as a set: their order is lost).
+    // slixmpp gives the items as a set: their order is lost.
     nodes.sort_unstable();
     assert_eq!(
         nodes,
         [
+            "http://jabber.org/protocol/admin#add-user",
+            "http://jabber.org/protocol/admin#delete-user",
+            "http://jabber.org/protocol/admin#disable-user",
+            "http://jabber.org/protocol/admin#end-user-session",
+            "http://jabber.org/protocol/admin#reenable-user",
+            "urn:sigil:devices#add",
             "urn:sigil:devices#disable",
             "urn:sigil:devices#list",
-            "urn:sigil:devices#revoke"
+            "urn:sigil:devices#revoke",
         ],
         "{listed}"
     );
-    let ran = run.json_event("command");
-    assert_eq!(text(&ran, "status"), "completed", "{ran}");
-    assert_eq!(text(&ran, "form_type"), "result", "{ran}");
-    let fields = ran["fields"].as_array().unwrap();
+    let ran = run.json_events("command");
+    assert_eq!(ran.len(), 9, "{}", run.describe());
+    let list = &ran[0];
+    assert_eq!(text(list, "status"), "completed", "{list}");
+    assert_eq!(text(list, "form_type"), "result", "{list}");
+    let fields = list["fields"].as_array().unwrap();
     let field = |var: &str| {
         fields
             .iter()
             .find(|f| f["var"] == var)
-            .unwrap_or_else(|| panic!("no field {var} in {ran}"))
+            .unwrap_or_else(|| panic!("no field {var} in {list}"))
     };
     assert_eq!(
         field("FORM_TYPE")["values"][0],
         "urn:sigil:devices",
-        "{ran}"
+        "{list}"
     );
-    assert_eq!(field("name-1")["values"], "laptop", "{ran}");
+    let names = [&field("name-1")["values"], &field("name-2")["values"]];
+    assert!(names.contains(&&serde_json::json!("laptop")), "{list}");
+    assert!(names.contains(&&serde_json::json!("phone")), "{list}");
     assert_eq!(
         text(field("fingerprint-1"), "label"),
         "Fingerprint (SHA-256)"
     );
-    // The session that asked is the one logged in with the laptop.
-    let sessions = field("sessions-1")["values"].as_array().unwrap();
-    assert_eq!(sessions.len(), 1, "{ran}");
+    // Every other command first asks with a form.
+    for stage in &ran[1..] {
+        assert_eq!(text(stage, "status"), "executing", "{stage}");
+        assert_eq!(text(stage, "form_type"), "form", "{stage}");
+    }
+    let completed = run.json_events("completed");
+    assert_eq!(completed.len(), 8, "{}", run.describe());
+    for done in &completed {
+        assert_eq!(text(done, "status"), "completed", "{done}");
+    }
+    let notes = |n: usize| -> Vec<String> {
+        completed[n]["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|note| format!("{}: {}", text(note, "type"), text(note, "text")))
+            .collect()
+    };
+    // Add a device: an invitation for alice, made for "tablet".
+    let added = completed[0]["fields"].as_array().unwrap();
+    let uri = added
+        .iter()
+        .find(|f| f["var"] == "uri")
+        .and_then(|f| f["values"].as_str())
+        .unwrap_or_else(|| panic!("no uri in {}", completed[0]));
+    assert!(
+        uri.starts_with("xmpp:alice@localhost?register;preauth="),
+        "{uri}"
+    );
+    assert_eq!(notes(1), ["info: Disabled phone."]);
+    assert_eq!(notes(2), ["info: Revoked phone; 0 session(s) ended."]);
+    assert_eq!(
+        notes(3),
+        ["info: Added carol@localhost, without a password: it logs in with certificates."]
+    );
+    assert_eq!(
+        notes(4),
+        ["info: Disabled carol@localhost; 0 session(s) ended."]
+    );
+    assert_eq!(notes(5), ["info: Re-enabled carol@localhost."]);
+    assert_eq!(notes(6), ["info: Ended 0 session(s) of bob@localhost."]);
+    assert_eq!(
+        notes(7),
+        ["info: Deleted carol@localhost; 0 session(s) ended."]
+    );
     server.stop();
+    // What the commands did is in the store.
+    let list = sigil(&["user", "list", "--config", &fixture.config()]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains("carol"), "{list}");
+    let certificates = sigil(&["cert", "list", ALICE, "--config", &fixture.config()]);
+    let certificates = String::from_utf8_lossy(&certificates.stdout);
+    assert!(certificates.contains("laptop"), "{certificates}");
+    assert!(
+        certificates
+            .lines()
+            .any(|line| line.starts_with("phone") && line.contains("revoked")),
+        "{certificates}"
+    );
+    let invites = sigil(&["invite", "list", "--config", &fixture.config()]);
+    let invites = String::from_utf8_lossy(&invites.stdout);
+    assert!(invites.contains("alice@localhost"), "{invites}");
 }

@@ -38,6 +38,7 @@ features! {
     ping::Ping,
     version::Version,
     saslcert::SaslCert,
+    renew::RenewFeature,
     blocking::Blocking,
     roster::Roster,
     register::Register,

@@ -334,6 +334,7 @@ pub async fn certificate_lookup(store: &dyn Store) {
             account_disabled,
             revoked: false,
             certificate,
+            renewal: false,
         })
     };
     assert_eq!(

@@ -50,9 +50,31 @@ fn redemption(account: &str, seed: u8, at: i64) -> Redemption {
 
 /// Made, found by hash, listed (all, or an account's), revoked; the
 /// same hash twice is a conflict; a device invitation needs its account,
-/// and an account's invitation its creator.
+/// and an account's invitation its creator, enabled, with the
+/// certificate it logged in with still registered and enabled.
 pub async fn invites_round_trip(store: &dyn Store) {
     create(store, ALICE).await;
+    store
+        .add_certificate(&certificate(ALICE, "laptop", 1))
+        .await
+        .unwrap();
+    store
+        .add_certificate(&certificate(ALICE, "desk", 2))
+        .await
+        .unwrap();
+    assert!(store.disable_certificate(ALICE, "desk").await.unwrap());
+    for (creator, why) in [
+        (made_by(ALICE, Some(2)), "a disabled certificate"),
+        (made_by(ALICE, Some(3)), "a certificate not registered"),
+    ] {
+        assert_eq!(
+            store
+                .create_invite(&invite("t-z", device(ALICE), creator), 10, NOW)
+                .await,
+            Err(StoreError::NotFound),
+            "{why}"
+        );
+    }
     let operator = invite("t-operator", account(None), None);
     let fixed = invite("t-fixed", account(Some("bob@example.com")), None);
     let alices = invite("t-alice", device(ALICE), made_by(ALICE, Some(1)));
@@ -78,6 +100,19 @@ pub async fn invites_round_trip(store: &dyn Store) {
             )
             .await,
         Err(StoreError::NotFound)
+    );
+    create(store, "carol@example.com").await;
+    store.set_disabled("carol@example.com", true).await.unwrap();
+    assert_eq!(
+        store
+            .create_invite(
+                &invite("t-w", account(None), made_by("carol@example.com", None)),
+                10,
+                NOW
+            )
+            .await,
+        Err(StoreError::NotFound),
+        "a disabled account"
     );
     assert_eq!(
         store.invite(&invite_token_hash("t-alice")).await.unwrap(),
@@ -184,6 +219,10 @@ pub async fn invites_redeem_account(store: &dyn Store) {
 pub async fn invites_redeem_device(store: &dyn Store) {
     create(store, ALICE).await;
     create(store, "mallory@example.com").await;
+    store
+        .add_certificate(&certificate(ALICE, "laptop", 9))
+        .await
+        .unwrap();
     let alices = invite("t-alice", device(ALICE), made_by(ALICE, Some(9)));
     store.create_invite(&alices, 10, NOW).await.unwrap();
     // Another account cannot use it.

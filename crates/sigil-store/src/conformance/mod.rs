@@ -31,6 +31,7 @@ mod certificates;
 mod documents;
 mod invites;
 mod offline;
+mod renewals;
 mod roster;
 mod sessions;
 mod text;
@@ -48,6 +49,7 @@ pub use certificates::*;
 pub use documents::*;
 pub use invites::*;
 pub use offline::*;
+pub use renewals::*;
 pub use roster::*;
 pub use sessions::*;
 pub use text::*;
@@ -137,6 +139,9 @@ macro_rules! conformance_tests {
                 certificate_lookup,
                 certificates_require_account,
                 certificates_walk_and_expiry_warnings,
+                renewal_logs_in_beside_the_current_until_promoted,
+                renewal_rules,
+                renewal_goes_with_its_device,
                 unicode_and_quotes_round_trip,
                 blocking_round_trip,
                 blocking_requires_account,

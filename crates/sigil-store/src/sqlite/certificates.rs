@@ -75,12 +75,18 @@ impl CertificateStore for SqliteStore {
                 connection
                     .prepare_cached(
                         "SELECT a.disabled AS account_disabled,
-                                EXISTS (SELECT 1 FROM revoked_certificates r
-                                        WHERE r.owner = a.jid AND r.fingerprint = ?1) AS revoked,
-                                c.owner, c.name, c.fingerprint,
-                                c.der, c.no_cert_management, c.disabled, c.added_at
+                                EXISTS (SELECT 1 FROM revoked_certificates v
+                                        WHERE v.owner = a.jid AND v.fingerprint = ?1) AS revoked,
+                                c.owner, c.name,
+                                coalesce(n.fingerprint, c.fingerprint) AS fingerprint,
+                                coalesce(n.der, c.der) AS der,
+                                c.no_cert_management, c.disabled, c.added_at,
+                                n.owner IS NOT NULL AS renewal
                          FROM accounts a
-                         LEFT JOIN certificates c ON c.owner = a.jid AND c.fingerprint = ?1
+                         LEFT JOIN certificate_renewals n
+                             ON n.owner = a.jid AND n.fingerprint = ?1
+                         LEFT JOIN certificates c ON c.owner = a.jid
+                             AND (c.fingerprint = ?1 OR c.name = n.name)
                          WHERE a.jid = ?2",
                     )
                     .map_err(backend)?
@@ -92,19 +98,139 @@ impl CertificateStore for SqliteStore {
                             Some(_) => Some(decode_certificate(row)?),
                             None => None,
                         };
-                        Ok((account_disabled, revoked, certificate))
+                        let renewal: bool = row.get("renewal")?;
+                        Ok((account_disabled, revoked, certificate, renewal))
                     })
                     .optional()
                     .map_err(backend)?
-                    .map(|(account_disabled, revoked, certificate)| {
+                    .map(|(account_disabled, revoked, certificate, renewal)| {
+                        let certificate = certificate.transpose()?;
                         Ok(CertificateLookup {
                             account_disabled,
+                            renewal: renewal && certificate.is_some(),
                             revoked,
-                            certificate: certificate.transpose()?,
+                            certificate,
                         })
                     })
                     .transpose()
             })
+        })
+    }
+
+    fn renew_certificate<'a>(&'a self, next: &'a CertificateEntry) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let next = next.clone();
+            self.write(move |transaction| {
+                let device = transaction
+                    .prepare_cached("SELECT 1 FROM certificates WHERE owner = ? AND name = ?")
+                    .map_err(backend)?
+                    .exists((&next.owner, &next.name))
+                    .map_err(backend)?;
+                if !device {
+                    return Err(StoreError::NotFound);
+                }
+                check_not_revoked(transaction, &next.owner, &next.fingerprint)?;
+                check_not_registered(transaction, &next.owner, &next.fingerprint)?;
+                transaction
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO certificate_renewals
+                             (owner, name, fingerprint, der, added_at)
+                         VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .map_err(backend)?
+                    .execute((
+                        &next.owner,
+                        &next.name,
+                        next.fingerprint.as_slice(),
+                        &next.der,
+                        next.added_at,
+                    ))
+                    .map_err(backend)?;
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn certificate_renewals<'a>(
+        &'a self,
+        owner: &'a str,
+    ) -> StoreFuture<'a, Vec<CertificateEntry>> {
+        Box::pin(async move {
+            self.read(|connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT n.owner, n.name, n.fingerprint, n.der,
+                                c.no_cert_management, c.disabled, n.added_at
+                         FROM certificate_renewals n
+                         JOIN certificates c ON c.owner = n.owner AND c.name = n.name
+                         WHERE n.owner = ? ORDER BY n.name",
+                    )
+                    .map_err(backend)?
+                    .query_map([owner], decode_certificate)
+                    .map_err(backend)?
+                    .map(|row| row.map_err(backend).and_then(|decoded| decoded))
+                    .collect()
+            })
+        })
+    }
+
+    fn promote_certificate<'a>(
+        &'a self,
+        owner: &'a str,
+        fingerprint: &'a [u8; 32],
+    ) -> StoreFuture<'a, Option<[u8; 32]>> {
+        Box::pin(async move {
+            let (owner, fingerprint) = (owner.to_owned(), *fingerprint);
+            self.write(move |transaction| {
+                let next = transaction
+                    .prepare_cached(
+                        "DELETE FROM certificate_renewals WHERE owner = ? AND fingerprint = ?
+                         RETURNING name, der",
+                    )
+                    .map_err(backend)?
+                    .query_row((&owner, fingerprint.as_slice()), |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+                    })
+                    .optional()
+                    .map_err(backend)?;
+                let Some((name, der)) = next else {
+                    return Ok(None);
+                };
+                let old: Vec<u8> = transaction
+                    .prepare_cached(
+                        "SELECT fingerprint FROM certificates WHERE owner = ? AND name = ?",
+                    )
+                    .map_err(backend)?
+                    .query_row((&owner, &name), |row| row.get(0))
+                    .map_err(backend)?;
+                let old = fingerprint_array(&old)?;
+                transaction
+                    .prepare_cached(
+                        "DELETE FROM expiry_warnings WHERE owner = ? AND fingerprint = ?",
+                    )
+                    .map_err(backend)?
+                    .execute((&owner, old.as_slice()))
+                    .map_err(backend)?;
+                transaction
+                    .prepare_cached(
+                        "UPDATE certificates SET fingerprint = ?, der = ?
+                         WHERE owner = ? AND name = ?",
+                    )
+                    .map_err(backend)?
+                    .execute((fingerprint.as_slice(), &der, &owner, &name))
+                    .map_err(backend)?;
+                transaction
+                    .prepare_cached(
+                        "UPDATE invites SET creator_certificate = ?
+                         WHERE creator = ? AND creator_certificate = ?",
+                    )
+                    .map_err(backend)?
+                    .execute((fingerprint.as_slice(), &owner, old.as_slice()))
+                    .map_err(backend)?;
+                Ok(Some(old))
+            })
+            .await
         })
     }
 
@@ -155,6 +281,18 @@ impl CertificateStore for SqliteStore {
             self.write(move |transaction| {
                 // What its sessions made ends with it.
                 super::invites::end_for_certificate(transaction, &owner, &name)?;
+                // Its next certificate is revoked with it (the delete
+                // below takes the renewal row with the device's).
+                transaction
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO revoked_certificates
+                             (owner, fingerprint, name, der, revoked_at)
+                         SELECT owner, fingerprint, name, der, ?3 FROM certificate_renewals
+                         WHERE owner = ?1 AND name = ?2",
+                    )
+                    .map_err(backend)?
+                    .execute((&owner, &name, revoked_at))
+                    .map_err(backend)?;
                 let Some(entry) = transaction
                     .prepare_cached(concat!(
                         "DELETE FROM certificates WHERE owner = ? AND name = ? RETURNING ",
@@ -337,6 +475,45 @@ fn decode_certificate(row: &Row<'_>) -> rusqlite::Result<Result<CertificateEntry
     }))
 }
 
+/// [`StoreError::Revoked`] if `owner` revoked `fingerprint`.
+fn check_not_revoked(
+    transaction: &rusqlite::Connection,
+    owner: &str,
+    fingerprint: &[u8; 32],
+) -> Result<(), StoreError> {
+    let revoked = transaction
+        .prepare_cached("SELECT 1 FROM revoked_certificates WHERE owner = ? AND fingerprint = ?")
+        .map_err(backend)?
+        .exists((owner, fingerprint.as_slice()))
+        .map_err(backend)?;
+    match revoked {
+        true => Err(StoreError::Revoked),
+        false => Ok(()),
+    }
+}
+
+/// [`StoreError::Conflict`]`("fingerprint")` if `fingerprint` is
+/// registered to `owner` as a device's certificate or next certificate.
+fn check_not_registered(
+    transaction: &rusqlite::Connection,
+    owner: &str,
+    fingerprint: &[u8; 32],
+) -> Result<(), StoreError> {
+    let registered = transaction
+        .prepare_cached(
+            "SELECT 1 FROM certificates WHERE owner = ?1 AND fingerprint = ?2
+             UNION ALL
+             SELECT 1 FROM certificate_renewals WHERE owner = ?1 AND fingerprint = ?2",
+        )
+        .map_err(backend)?
+        .exists((owner, fingerprint.as_slice()))
+        .map_err(backend)?;
+    if registered {
+        return Err(StoreError::Conflict("fingerprint".into()));
+    }
+    Ok(())
+}
+
 /// Registers `entry`, checking each rule under the write lock so that a
 /// conflict names its field exactly rather than relaying a constraint
 /// message (see [`CertificateStore::add_certificate`]).
@@ -347,14 +524,7 @@ pub(super) fn insert_certificate(
     if !account_exists(transaction, &entry.owner)? {
         return Err(StoreError::NotFound);
     }
-    let revoked = transaction
-        .prepare_cached("SELECT 1 FROM revoked_certificates WHERE owner = ? AND fingerprint = ?")
-        .map_err(backend)?
-        .exists((&entry.owner, entry.fingerprint.as_slice()))
-        .map_err(backend)?;
-    if revoked {
-        return Err(StoreError::Revoked);
-    }
+    check_not_revoked(transaction, &entry.owner, &entry.fingerprint)?;
     let by_name = transaction
         .prepare_cached("SELECT 1 FROM certificates WHERE owner = ? AND name = ?")
         .map_err(backend)?
@@ -363,14 +533,7 @@ pub(super) fn insert_certificate(
     if by_name {
         return Err(StoreError::Conflict("name".into()));
     }
-    let by_fingerprint = transaction
-        .prepare_cached("SELECT 1 FROM certificates WHERE owner = ? AND fingerprint = ?")
-        .map_err(backend)?
-        .exists((&entry.owner, entry.fingerprint.as_slice()))
-        .map_err(backend)?;
-    if by_fingerprint {
-        return Err(StoreError::Conflict("fingerprint".into()));
-    }
+    check_not_registered(transaction, &entry.owner, &entry.fingerprint)?;
     transaction
         .prepare_cached(
             "INSERT INTO certificates

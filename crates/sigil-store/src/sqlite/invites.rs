@@ -32,8 +32,8 @@ impl InviteStore for SqliteStore {
                     }
                 };
                 let creator = invite.creator.as_ref().map(|c| c.account.as_str());
-                if let Some(creator) = creator
-                    && !account_exists(transaction, creator)?
+                if let Some(maker) = &invite.creator
+                    && !may_invite(transaction, maker)?
                 {
                     return Err(StoreError::NotFound);
                 }
@@ -283,4 +283,33 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<Invite, StoreError>> {
         created_at: row.get("created_at")?,
         expires_at: row.get("expires_at")?,
     }))
+}
+
+/// Whether `creator` may make invitations now: its account exists and is
+/// not disabled, and the certificate its session logged in with, if any,
+/// is still registered and enabled. Checked in the transaction that
+/// makes the invitation, so one made as the certificate is disabled or
+/// revoked does not outlive it.
+fn may_invite(connection: &Connection, creator: &InviteCreator) -> Result<bool, StoreError> {
+    let account = connection
+        .prepare_cached("SELECT 1 FROM accounts WHERE jid = ? AND disabled = 0")
+        .map_err(backend)?
+        .query_row([&creator.account], |_| Ok(()))
+        .optional()
+        .map_err(backend)?;
+    let Some(()) = account else {
+        return Ok(false);
+    };
+    let Some(fingerprint) = creator.certificate else {
+        return Ok(true);
+    };
+    let certificate = connection
+        .prepare_cached(
+            "SELECT 1 FROM certificates WHERE owner = ? AND fingerprint = ? AND disabled = 0",
+        )
+        .map_err(backend)?
+        .query_row((&creator.account, fingerprint.as_slice()), |_| Ok(()))
+        .optional()
+        .map_err(backend)?;
+    Ok(certificate.is_some())
 }

@@ -319,6 +319,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/sqlite/0009_expiry_warnings.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_certificate_renewals.sql"),
+    ),
 ];
 
 /// The database holds password verifiers, messages and rosters: it is

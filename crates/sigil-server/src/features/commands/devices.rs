@@ -1,10 +1,17 @@
 //! The user's own devices as ad-hoc commands, so that clients with a
 //! commands UI (Gajim, Converse.js) manage them without XEP-0257
-//! support: list them, disable one or more, revoke one or more. The
-//! rights and effects are XEP-0257's ([`crate::saslcert`]): anyone may
-//! list; a session that logged in with a `no-cert-management`
-//! certificate neither sees nor runs disable and revoke (`forbidden`);
-//! a revocation ends the sessions of that certificate.
+//! support: list them, add one (an invitation for the same account),
+//! disable one or more, revoke one or more. The rights and effects are
+//! XEP-0257's ([`crate::saslcert`]): anyone may list; a session that
+//! logged in with a `no-cert-management` certificate neither sees nor
+//! runs add, disable and revoke (`forbidden`); a revocation ends the
+//! sessions of that certificate.
+//!
+//! "Add a device" makes a single-use invitation for a new device of the
+//! account ([`crate::invites::create`]), whose creator is the session's
+//! account and the certificate it logged in with: disabling or revoking
+//! that certificate ends the invitation too. It counts against
+//! `[invites] max_open_per_account`.
 //!
 //! The list is a result form of plain fields, a `fixed` heading per
 //! device followed by its details, rather than an XEP-0004 table
@@ -35,6 +42,9 @@ pub(super) struct Disable;
 
 /// Revokes devices for good, ending their sessions.
 pub(super) struct Revoke;
+
+/// Makes an invitation for a new device of the account.
+pub(super) struct Add;
 
 impl Command for List {
     fn node(&self) -> &'static str {
@@ -106,6 +116,142 @@ impl Command for Revoke {
     fn step<'a>(&'a self, step: Step<'a>) -> Stepping<'a> {
         Box::pin(change(step, true))
     }
+}
+
+impl Command for Add {
+    fn node(&self) -> &'static str {
+        "urn:sigil:devices#add"
+    }
+
+    fn name(&self) -> &'static str {
+        "Add a device"
+    }
+
+    fn allowed(&self, context: &Context, session: &SessionState) -> bool {
+        context.invites.enabled
+            && context.invites.max_open_per_account > 0
+            && session.may_manage_certificates()
+    }
+
+    fn step<'a>(&'a self, step: Step<'a>) -> Stepping<'a> {
+        Box::pin(add(step))
+    }
+}
+
+/// The first step asks for the new device's name (optional); the second
+/// makes the invitation and shows it.
+async fn add(step: Step<'_>) -> Result<Outcome, StanzaError> {
+    may_manage(step.session)?;
+    let context = step.context;
+    let hours = context.invites.valid_hours;
+    if step.submitted.is_empty() {
+        let form = DataForm::typed(FormType::Form, FORM_TYPE)
+            .title("Add a device")
+            .instructions(format!(
+                "You get an invitation to open on the new device: it joins this account with \
+                 a certificate of its own, without a password. It works once, within {hours} hours."
+            ))
+            .with_field(
+                Field::new("name", FieldType::TextSingle)
+                    .label("Name of the new device (it may choose another)"),
+            );
+        return Ok(Outcome::Stage(Stage {
+            form,
+            actions: Actions::last(false),
+        }));
+    }
+    let name = latest(&step, FORM_TYPE)?
+        .value("name")
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned);
+    let owner = step.session.bare.to_string();
+    let request = crate::invites::InviteRequest {
+        kind: sigil_store::InviteKind::Device {
+            account: owner.clone(),
+        },
+        device: name,
+        creator: Some(sigil_store::InviteCreator {
+            account: owner,
+            certificate: step.session.login.as_ref().map(|login| login.fingerprint),
+        }),
+        valid_hours: hours,
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let made = match crate::invites::create(
+        context.store.as_ref(),
+        &context.domain,
+        &context.invites,
+        request,
+        now,
+    )
+    .await
+    {
+        Ok(made) => made,
+        Err(crate::invites::CreateError::BadDeviceName) => {
+            return Err(sigil_proto::commands::bad_payload(
+                &crate::invites::CreateError::BadDeviceName.to_string(),
+            ));
+        }
+        Err(crate::invites::CreateError::Store(error)) => {
+            return Err(crate::saslcert::internal(error));
+        }
+        Err(error) => {
+            return Ok(Outcome::Done {
+                notes: vec![Note::error(format!("No invitation was made: {error}."))],
+                form: None,
+            });
+        }
+    };
+    let uri = made.uri(&context.domain);
+    let mut form = DataForm::typed(FormType::Result, FORM_TYPE)
+        .title("Invitation for a new device")
+        .instructions(
+            "Open the invitation on the new device (or scan the page's QR code with it). \
+             Anyone who has it can add a device to your account until it is used or expires: \
+             send it only to yourself.",
+        )
+        .with_field(
+            Field::new("uri", FieldType::TextSingle)
+                .label("Invitation")
+                .value(uri.clone()),
+        );
+    if let Some(port) = context.https_port.get() {
+        form = form.with_field(
+            Field::new("page", FieldType::TextSingle)
+                .label("Page with a QR code")
+                .value(crate::invites::landing_url(
+                    &context.domain,
+                    *port,
+                    &made.token,
+                )),
+        );
+    }
+    form = form
+        .with_field(
+            Field::new("command", FieldType::TextSingle)
+                .label("With Sigil's client")
+                .value(crate::invites::join_command(&uri, made.invite.device.as_deref())),
+        )
+        .with_field(
+            Field::new("expires", FieldType::TextSingle)
+                .label("Valid until")
+                .value(
+                    OffsetDateTime::from_unix_timestamp(made.invite.expires_at)
+                        .ok()
+                        .map_or_else(String::new, datetime),
+                ),
+        )
+        .with_field(
+            Field::new("id", FieldType::TextSingle)
+                .label("Invitation id")
+                .value(made.invite.id()),
+        );
+    tracing::info!(account = %step.session.bare, id = made.invite.id(), "device invitation made by ad-hoc command");
+    Ok(Outcome::Done {
+        notes: vec![Note::info("The invitation works once.")],
+        form: Some(form),
+    })
 }
 
 /// Disable or revoke: the first step offers the devices, the second

@@ -11,8 +11,8 @@
 //! generator, good only for the XMPP session that started them, capped,
 //! ten minutes at most, ended with that session).
 //!
-//! The commands: the user's own devices ([`devices`]: list, disable,
-//! revoke, under the rights of XEP-0257) and, for the server's
+//! The commands: the user's own devices ([`devices`]: list, add,
+//! disable, revoke, under the rights of XEP-0257) and, for the server's
 //! administrators (`[admin] jids`), those of XEP-0133 that match the
 //! command line ([`admin`]).
 
@@ -38,6 +38,7 @@ use crate::state::SessionState;
 /// Every command the server offers, in the order they are listed.
 const COMMANDS: &[&dyn Command] = &[
     &devices::List,
+    &devices::Add,
     &devices::Disable,
     &devices::Revoke,
     &admin::AddUser,
