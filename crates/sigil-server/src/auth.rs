@@ -74,7 +74,7 @@ pub struct CertificateLogin {
     pub chain: Box<[CertificateDer<'static>]>,
     /// The certificate is its device's next one, not yet used: this
     /// login makes it the device's certificate
-    /// ([`crate::saslcert::promote`]).
+    /// ([`crate::saslcert::promote_login`]).
     pub renewal: bool,
 }
 

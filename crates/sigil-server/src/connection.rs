@@ -629,7 +629,9 @@ impl<W: Wire> Connection<W> {
                     )
                     .await;
                     let decision = match decision {
-                        Ok(login) if login.renewal => self.promote(login).await,
+                        Ok(login) if login.renewal => {
+                            crate::saslcert::promote_login(&self.context, login).await
+                        }
                         decision => decision,
                     };
                     match decision {
@@ -916,35 +918,6 @@ impl<W: Wire> Connection<W> {
         crate::features::bound(&self.context, &state);
         self.session = Some(state);
         self.stream.bound(full);
-    }
-}
-
-impl<W: Wire> Connection<W> {
-    /// A login with a device's next certificate makes it the device's
-    /// certificate; the sessions of the one it replaces end
-    /// ([`crate::saslcert::promote`]).
-    async fn promote(
-        &mut self,
-        login: CertificateLogin,
-    ) -> Result<CertificateLogin, auth::Refusal> {
-        match crate::saslcert::promote(&self.context, &login.account, &login.fingerprint).await {
-            Ok(true) => Ok(CertificateLogin {
-                renewal: false,
-                ..login
-            }),
-            // Revoked, disabled or replaced since it was looked up.
-            Ok(false) => Err(auth::Refusal::account(
-                Failure::NotAuthorized,
-                "the renewal is gone",
-            )),
-            Err(error) => {
-                tracing::error!(%error, "promoting a renewed certificate failed");
-                Err(auth::Refusal::account(
-                    Failure::TemporaryAuthFailure,
-                    "the store failed",
-                ))
-            }
-        }
     }
 }
 

@@ -236,6 +236,33 @@ pub async fn promote(
     }
 }
 
+/// A login with a device's next certificate: [`promote`]d, it is an
+/// ordinary login with the device's certificate; else refused.
+pub async fn promote_login(
+    context: &std::sync::Arc<Context>,
+    login: crate::auth::CertificateLogin,
+) -> Result<crate::auth::CertificateLogin, crate::auth::Refusal> {
+    use sigil_sasl::Failure;
+    match promote(context, &login.account, &login.fingerprint).await {
+        Ok(true) => Ok(crate::auth::CertificateLogin {
+            renewal: false,
+            ..login
+        }),
+        // Revoked, disabled or replaced since it was looked up.
+        Ok(false) => Err(crate::auth::Refusal::account(
+            Failure::NotAuthorized,
+            "the renewal is gone",
+        )),
+        Err(error) => {
+            tracing::error!(%error, "promoting a renewed certificate failed");
+            Err(crate::auth::Refusal::account(
+                Failure::TemporaryAuthFailure,
+                "the store failed",
+            ))
+        }
+    }
+}
+
 /// Ends the sessions of `owner` that logged in with the certificate
 /// `old`, which its device's renewal replaced; how many.
 fn end_replaced(context: &Context, owner: &jid::BareJid, old: &[u8; 32]) -> usize {
