@@ -48,14 +48,17 @@ pub struct RenewOptions {
     /// The validity of a certificate the device makes itself, in days (a
     /// server that signs decides its own).
     pub days: u32,
+    /// [`connect_renewing`] renews even when not [`due`].
+    pub always: bool,
 }
 
 impl Default for RenewOptions {
-    /// A P-256 key, [`DEFAULT_DAYS`].
+    /// A P-256 key, [`DEFAULT_DAYS`], only when due.
     fn default() -> Self {
         Self {
             key: KeyType::default(),
             days: DEFAULT_DAYS,
+            always: false,
         }
     }
 }
@@ -157,7 +160,7 @@ pub async fn renew(
 /// Connects with the device's certificate and key (PEM) through
 /// `builder` (a fresh one each time it is called: how to reach and trust
 /// the server, without the certificate), and when the certificate is
-/// [`due`], renews it: `keep` gets the new credentials and must store them
+/// [`due`] (or [`RenewOptions::always`]), renews it: `keep` gets the new credentials and must store them
 /// (an error keeps the current ones), then the client logs in again with
 /// them, which makes them the device's. At no point is the device without
 /// credentials that log in.
@@ -176,7 +179,7 @@ pub async fn connect_renewing(
         .ok()
         .and_then(|certificates| certificates.into_iter().next())
         .unwrap_or_default();
-    if !due(&current, OffsetDateTime::now_utc()) {
+    if !options.always && !due(&current, OffsetDateTime::now_utc()) {
         return Ok((client, Renewal::NotDue));
     }
     let renewed = match renew(&mut client, &current, options).await {

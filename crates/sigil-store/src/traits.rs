@@ -390,6 +390,21 @@ pub trait CertificateStore: Send + Sync {
         fingerprint: &'a [u8; 32],
     ) -> StoreFuture<'a, Option<[u8; 32]>>;
 
+    /// Records that the device `name` of `owner` logged in at `at` (Unix
+    /// seconds), unless a time after `at - 3600` is recorded already: a
+    /// login writes at most once an hour per device. Nothing for a device
+    /// that does not exist.
+    fn record_certificate_login<'a>(
+        &'a self,
+        owner: &'a str,
+        name: &'a str,
+        at: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// When each device of `owner` last logged in (device name, Unix
+    /// seconds), for those that have, sorted by name.
+    fn certificate_logins<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<(String, i64)>>;
+
     /// Disables the certificate `name` of `owner`: whether it exists.
     fn disable_certificate<'a>(&'a self, owner: &'a str, name: &'a str) -> StoreFuture<'a, bool>;
 

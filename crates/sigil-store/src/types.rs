@@ -178,6 +178,9 @@ pub struct CertificateLookup {
     /// ([`crate::CertificateStore::renew_certificate`]): a login with it
     /// makes it current ([`crate::CertificateStore::promote_certificate`]).
     pub renewal: bool,
+    /// When the device last logged in with its certificate, as recorded
+    /// ([`crate::CertificateStore::record_certificate_login`]).
+    pub last_login_at: Option<i64>,
 }
 
 /// A client certificate registered to an account (XEP-0257).

@@ -38,6 +38,13 @@ pub(crate) enum DeviceAction<'a> {
     ForgetExpired {
         jid: &'a str,
     },
+    /// Register the next certificate of a device, which `make` makes
+    /// (writing its files) for the account once the device is known.
+    Renew {
+        jid: &'a str,
+        name: &'a str,
+        make: &'a dyn Fn(&str) -> Result<Vec<u8>, String>,
+    },
     Trust {
         file: &'a Path,
         name: Option<&'a str>,
@@ -215,6 +222,38 @@ async fn run_store(
                     "{account} has no certificate named {name:?} (a revoked one stays revoked)"
                 ))
             }
+        }
+        DeviceAction::Renew { jid, name, make } => {
+            let account = crate::serve::account(jid, &config.domain)?;
+            let Some(device) = store
+                .certificates(account.as_str())
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|entry| entry.name == name)
+            else {
+                return Err(format!("{account} has no certificate named {name:?}"));
+            };
+            let der = make(account.as_str())?;
+            let entry = sigil_server::saslcert::entry_for(
+                account.as_str(),
+                name,
+                der,
+                device.no_cert_management,
+                OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| e.text.unwrap_or_else(|| e.condition.to_string()))?;
+            store
+                .renew_certificate(&entry)
+                .await
+                .map_err(|e| format!("the next certificate was not registered: {e}"))?;
+            let _ = writeln!(
+                out,
+                "registered the next certificate of {name:?} for {account} (SHA-256 {}): \
+                 it logs in beside the current one, and its first login makes it the device's",
+                hex(&entry.fingerprint)
+            );
+            Ok(())
         }
         DeviceAction::Revoke { jid, name } => {
             let account = crate::serve::account(jid, &config.domain)?;

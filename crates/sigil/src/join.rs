@@ -67,6 +67,17 @@ pub(crate) enum DeviceCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Renew this device's certificate now (it is renewed by itself
+    /// when less than a third of its validity is left): a new key and
+    /// certificate are registered, written over --cert and --key, and
+    /// logged in with, after which the old ones no longer log in.
+    Renew {
+        /// The account, user@domain.
+        #[arg(long = "as", value_name = "JID", env = "SIGIL_ACCOUNT")]
+        account: String,
+        #[command(flatten)]
+        connect: crate::login::ConnectArgs,
+    },
     /// From a device that is logged in, make a one-time invitation for a
     /// new device of the same account (the server's "Add a device"
     /// command) and print it: the URI, the page with its QR code, the
@@ -126,6 +137,7 @@ pub(crate) fn run(command: DeviceCommand) -> Result<(), String> {
             account,
             connect,
         } => crate::login::add_device(&account, name.as_deref(), &connect),
+        DeviceCommand::Renew { account, connect } => crate::login::renew_device(&account, &connect),
         DeviceCommand::Join {
             uri,
             name,

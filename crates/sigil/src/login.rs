@@ -8,6 +8,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use sigil_client::renew::Renewal;
 use sigil_client::{
     ArchiveQuery, Carbon, CarbonDirection, Client, Incoming, Message, Order, Presence, Stanza,
     Transport, saslcert,
@@ -45,6 +46,11 @@ pub(crate) struct ConnectArgs {
     /// Its private key (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub(crate) key: Option<PathBuf>,
+    /// Do not renew the --cert certificate when less than a third of its
+    /// validity is left (by default it is renewed, and --cert and --key
+    /// are rewritten with the new one).
+    #[arg(long)]
+    pub(crate) no_renew: bool,
     /// Client certificate and key as PKCS#12 (.p12).
     #[arg(long, value_name = "FILE")]
     pub(crate) p12: Option<PathBuf>,
@@ -68,6 +74,16 @@ pub(crate) struct ConnectArgs {
     pub(crate) resource: Option<String>,
 }
 
+/// How the server's certificate is checked.
+enum ServerTrust {
+    /// Exactly the certificate with this SHA-256 fingerprint.
+    Pin([u8; 32]),
+    /// Certificates this CA (or self-signed certificate), PEM, signed.
+    Ca(Vec<u8>),
+    /// The system's trusted roots.
+    System,
+}
+
 impl ConnectArgs {
     fn transport(&self) -> Transport {
         if self.websocket.is_some() {
@@ -81,7 +97,24 @@ impl ConnectArgs {
         }
     }
 
-    fn builder(&self, jid: &str) -> Result<sigil_client::ClientBuilder, String> {
+    /// How to check the server.
+    fn trust(&self) -> Result<ServerTrust, String> {
+        match (&self.pin, &self.ca) {
+            (Some(pin), _) => Ok(ServerTrust::Pin(parse_pin(pin)?)),
+            (None, Some(ca)) => Ok(ServerTrust::Ca(read(ca)?)),
+            (None, None) => {
+                let default = Path::new("sigil-data/server.crt");
+                match default.exists() {
+                    true => Ok(ServerTrust::Ca(read(default)?)),
+                    false => Ok(ServerTrust::System),
+                }
+            }
+        }
+    }
+
+    /// How to reach and check the server, and the options of the
+    /// session; no credentials.
+    fn base(&self, jid: &str, trust: &ServerTrust) -> sigil_client::ClientBuilder {
         // XEP-0198 where the server offers it: `send` knows the server
         // took the message, `chat` resumes its session after a drop.
         let mut builder = Client::builder(jid)
@@ -96,16 +129,26 @@ impl ConnectArgs {
         if let Some(server) = self.dns_server {
             builder = builder.dns_server(server);
         }
-        match (&self.pin, &self.ca) {
-            (Some(pin), _) => builder = builder.pin_sha256(parse_pin(pin)?),
-            (None, Some(ca)) => builder = builder.trust_pem(&read(ca)?),
-            (None, None) => {
-                let default = Path::new("sigil-data/server.crt");
-                if default.exists() {
-                    builder = builder.trust_pem(&read(default)?);
-                }
-            }
+        match trust {
+            ServerTrust::Pin(pin) => builder = builder.pin_sha256(*pin),
+            ServerTrust::Ca(ca) => builder = builder.trust_pem(ca),
+            ServerTrust::System => {}
         }
+        if !self.mechanisms.is_empty() {
+            let allow = self
+                .mechanisms
+                .iter()
+                .fold(AllowList::new(), |list, name| list.name(name.clone()));
+            builder = builder.sasl(ClientConfig::new().allow(allow));
+        }
+        if let Some(resource) = &self.resource {
+            builder = builder.resource(resource.clone());
+        }
+        builder
+    }
+
+    fn builder(&self, jid: &str) -> Result<sigil_client::ClientBuilder, String> {
+        let mut builder = self.base(jid, &self.trust()?);
         let mut has_certificate = false;
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             builder = builder.client_certificate_pem(&read(cert)?, &read(key)?);
@@ -127,17 +170,37 @@ impl ConnectArgs {
             }
             None => {}
         }
-        if !self.mechanisms.is_empty() {
-            let allow = self
-                .mechanisms
-                .iter()
-                .fold(AllowList::new(), |list, name| list.name(name.clone()));
-            builder = builder.sasl(ClientConfig::new().allow(allow));
-        }
-        if let Some(resource) = &self.resource {
-            builder = builder.resource(resource.clone());
-        }
         Ok(builder)
+    }
+
+    /// Connects with the --cert certificate, renewing it first when it
+    /// is due (or `always`): the new one is written over --cert and
+    /// --key, then logged in with.
+    async fn connect_renewing(
+        &self,
+        jid: &str,
+        (cert, key): (&Path, &Path),
+        always: bool,
+    ) -> Result<(Client, Renewal), sigil_client::Error> {
+        let trust = self.trust().map_err(sigil_client::Error::Config)?;
+        let certificate_pem = read(cert).map_err(sigil_client::Error::Config)?;
+        let key_pem = read(key).map_err(sigil_client::Error::Config)?;
+        let options = sigil_client::renew::RenewOptions {
+            always,
+            ..Default::default()
+        };
+        sigil_client::renew::connect_renewing(
+            || self.base(jid, &trust),
+            &certificate_pem,
+            &key_pem,
+            &options,
+            |renewed| {
+                // The key first: a certificate without its key is no use.
+                crate::cert::write_file(key, renewed.key_pem.as_bytes(), true)?;
+                crate::cert::write_file(cert, renewed.certificate_pem.as_bytes(), false)
+            },
+        )
+        .await
     }
 
     /// Connects on a new runtime and runs `then` with the client.
@@ -145,20 +208,103 @@ impl ConnectArgs {
     where
         F: AsyncFnOnce(&mut Client) -> Result<(), String>,
     {
-        let builder = self.builder(jid)?;
+        let renewing = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) if !self.no_renew => Some((cert.as_path(), key.as_path())),
+            _ => None,
+        };
+        let builder = match renewing {
+            Some(_) => None,
+            None => Some(self.builder(jid)?),
+        };
         let runtime = crate::serve::runtime()?;
         runtime.block_on(async {
-            let mut client = builder.connect().await.map_err(|e| match e {
-                sigil_client::Error::Tls(_) if self.ca.is_none() && self.pin.is_none() => {
-                    format!("{e}\n(say how to check the server: --ca FILE or --pin SHA256)")
+            let connected = match (builder, renewing) {
+                (Some(builder), _) => builder.connect().await,
+                (None, Some(files)) => {
+                    self.connect_renewing(jid, files, false)
+                        .await
+                        .map(|(client, renewal)| {
+                            report(&renewal, files);
+                            client
+                        })
                 }
-                e => e.to_string(),
-            })?;
+                (None, None) => Err(sigil_client::Error::Config(
+                    "nothing to connect with".into(),
+                )),
+            };
+            let mut client = connected.map_err(|e| self.connect_error(e))?;
             let result = then(&mut client).await;
             client.close().await;
             result
         })
     }
+}
+
+impl ConnectArgs {
+    fn connect_error(&self, e: sigil_client::Error) -> String {
+        match e {
+            sigil_client::Error::Tls(_) if self.ca.is_none() && self.pin.is_none() => {
+                format!("{e}\n(say how to check the server: --ca FILE or --pin SHA256)")
+            }
+            e => e.to_string(),
+        }
+    }
+}
+
+/// Tells what renewal did, on standard error (standard output is the
+/// command's own).
+fn report(renewal: &Renewal, (cert, key): (&Path, &Path)) {
+    let say = |line: &str| {
+        let _ = writeln!(io::stderr().lock(), "{line}");
+    };
+    match renewal {
+        Renewal::NotDue => {}
+        Renewal::Renewed(renewed) => say(&format!(
+            "renewed this device's certificate{}: {} and {} now hold the new one, valid until {}",
+            if renewed.signed {
+                " (signed by the server's CA)"
+            } else {
+                ""
+            },
+            cert.display(),
+            key.display(),
+            crate::cert::rfc3339(renewed.not_after)
+        )),
+        Renewal::Failed(error) => say(&format!(
+            "this device's certificate is due for renewal, which failed ({error}); the current one still works"
+        )),
+    }
+}
+
+/// `sigil device renew`: renews the --cert certificate now.
+pub(crate) fn renew_device(account: &str, args: &ConnectArgs) -> Result<(), String> {
+    let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+        return Err("give the device's certificate and key: --cert FILE --key FILE".into());
+    };
+    let files = (cert.as_path(), key.as_path());
+    let runtime = crate::serve::runtime()?;
+    runtime.block_on(async {
+        let (client, renewal) = args
+            .connect_renewing(account, files, true)
+            .await
+            .map_err(|e| args.connect_error(e))?;
+        client.close().await;
+        match renewal {
+            Renewal::Renewed(renewed) => {
+                let _ = writeln!(
+                    io::stdout().lock(),
+                    "renewed: {} and {} hold the new certificate{}, valid until {}; it logged in, so the old one no longer does",
+                    cert.display(),
+                    key.display(),
+                    if renewed.signed { " (signed by the server's CA)" } else { "" },
+                    crate::cert::rfc3339(renewed.not_after)
+                );
+                Ok(())
+            }
+            Renewal::Failed(error) => Err(format!("renewal failed: {error}")),
+            Renewal::NotDue => Err("renewal was not done".into()),
+        }
+    })
 }
 
 /// `sigil login`: connect, authenticate, bind, report, disconnect.

@@ -240,6 +240,42 @@ enum CertCommand {
         #[arg(long, value_name = "FILE", requires = "register")]
         config: Option<PathBuf>,
     },
+    /// Make a device's next certificate and register it (renewal): it
+    /// logs in beside the current one until its first login makes it the
+    /// device's. Writes NAME.key, NAME.crt and NAME.p12 as `cert new`
+    /// does, for the device to use.
+    Renew {
+        /// The account (name or name@domain).
+        jid: String,
+        /// The device whose certificate is renewed.
+        device: String,
+        /// Days of validity.
+        #[arg(long, default_value_t = DEFAULT_DAYS)]
+        days: u32,
+        /// The key type.
+        #[arg(long, value_enum, default_value_t = Key::P256)]
+        key: Key,
+        /// Sign with the CA in this directory (ca.crt, ca.key) instead of
+        /// self-signing.
+        #[arg(long, value_name = "DIR")]
+        ca: Option<PathBuf>,
+        /// Where to write the files.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// The file name stem (default: the device name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the PKCS#12 password from the first line of this file
+        /// (default: generate one and print it).
+        #[arg(long, value_name = "FILE")]
+        p12_password_file: Option<PathBuf>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        /// The server's configuration file (default: sigil-data/sigil.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Register an existing certificate (PEM or DER) for an account.
     Import {
         /// The account (name or name@domain).
@@ -588,6 +624,41 @@ fn main() -> ExitCode {
                 },
             )
         }),
+        Command::Cert(CertCommand::Renew {
+            jid,
+            device,
+            days,
+            key,
+            ca,
+            out,
+            name,
+            p12_password_file,
+            force,
+            config,
+        }) => {
+            let stem = name.unwrap_or_else(|| device.clone());
+            devices::run(
+                &serve::ConfigLocation::new(config),
+                devices::DeviceAction::Renew {
+                    jid: &jid,
+                    name: &device,
+                    make: &|account: &str| {
+                        let jids = [account.to_owned()];
+                        cert::new(&cert::NewCertificate {
+                            jids: &jids,
+                            days,
+                            key: key.into(),
+                            ca: ca.as_deref(),
+                            out: &out,
+                            name: Some(&stem),
+                            p12_password_file: p12_password_file.as_deref(),
+                            force,
+                        })
+                        .map(|(_, der)| der)
+                    },
+                },
+            )
+        }
         Command::Cert(CertCommand::Import {
             jid,
             file,

@@ -335,6 +335,7 @@ pub async fn certificate_lookup(store: &dyn Store) {
             revoked: false,
             certificate,
             renewal: false,
+            last_login_at: None,
         })
     };
     assert_eq!(

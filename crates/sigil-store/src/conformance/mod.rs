@@ -142,6 +142,7 @@ macro_rules! conformance_tests {
                 renewal_logs_in_beside_the_current_until_promoted,
                 renewal_rules,
                 renewal_goes_with_its_device,
+                certificate_last_login,
                 unicode_and_quotes_round_trip,
                 blocking_round_trip,
                 blocking_requires_account,

@@ -273,3 +273,67 @@ pub async fn renewal_goes_with_its_device(store: &dyn Store) {
         .await
         .unwrap();
 }
+
+/// A device's last login: recorded at most once an hour, read with the
+/// login lookup, kept through a renewal, gone with the device.
+pub async fn certificate_last_login(store: &dyn Store) {
+    create(store, ALICE).await;
+    store
+        .add_certificate(&certificate(ALICE, "laptop", 1))
+        .await
+        .unwrap();
+    store
+        .add_certificate(&certificate(ALICE, "phone", 2))
+        .await
+        .unwrap();
+    let last = |lookup: Option<crate::CertificateLookup>| lookup.unwrap().last_login_at;
+    assert_eq!(
+        last(store.certificate_lookup(ALICE, &[1; 32]).await.unwrap()),
+        None
+    );
+    store
+        .record_certificate_login(ALICE, "laptop", 10_000)
+        .await
+        .unwrap();
+    // Within the hour: not written again.
+    store
+        .record_certificate_login(ALICE, "laptop", 12_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        last(store.certificate_lookup(ALICE, &[1; 32]).await.unwrap()),
+        Some(10_000)
+    );
+    store
+        .record_certificate_login(ALICE, "laptop", 13_600)
+        .await
+        .unwrap();
+    // No device, nothing recorded.
+    store
+        .record_certificate_login(ALICE, "tablet", 13_600)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.certificate_logins(ALICE).await.unwrap(),
+        [("laptop".to_owned(), 13_600)]
+    );
+    // The device's renewal finds it too, and keeps it once promoted.
+    store
+        .renew_certificate(&certificate(ALICE, "laptop", 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        last(store.certificate_lookup(ALICE, &[3; 32]).await.unwrap()),
+        Some(13_600)
+    );
+    store.promote_certificate(ALICE, &[3; 32]).await.unwrap();
+    assert_eq!(
+        last(store.certificate_lookup(ALICE, &[3; 32]).await.unwrap()),
+        Some(13_600)
+    );
+    store
+        .revoke_certificate(ALICE, "laptop", 20_000)
+        .await
+        .unwrap();
+    assert!(store.certificate_logins(ALICE).await.unwrap().is_empty());
+}

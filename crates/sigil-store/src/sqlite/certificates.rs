@@ -81,7 +81,9 @@ impl CertificateStore for SqliteStore {
                                 coalesce(n.fingerprint, c.fingerprint) AS fingerprint,
                                 coalesce(n.der, c.der) AS der,
                                 c.no_cert_management, c.disabled, c.added_at,
-                                n.owner IS NOT NULL AS renewal
+                                n.owner IS NOT NULL AS renewal,
+                                (SELECT l.at FROM certificate_logins l
+                                 WHERE l.owner = c.owner AND l.name = c.name) AS last_login_at
                          FROM accounts a
                          LEFT JOIN certificate_renewals n
                              ON n.owner = a.jid AND n.fingerprint = ?1
@@ -99,19 +101,28 @@ impl CertificateStore for SqliteStore {
                             None => None,
                         };
                         let renewal: bool = row.get("renewal")?;
-                        Ok((account_disabled, revoked, certificate, renewal))
+                        let last_login_at: Option<i64> = row.get("last_login_at")?;
+                        Ok((
+                            account_disabled,
+                            revoked,
+                            certificate,
+                            (renewal, last_login_at),
+                        ))
                     })
                     .optional()
                     .map_err(backend)?
-                    .map(|(account_disabled, revoked, certificate, renewal)| {
-                        let certificate = certificate.transpose()?;
-                        Ok(CertificateLookup {
-                            account_disabled,
-                            renewal: renewal && certificate.is_some(),
-                            revoked,
-                            certificate,
-                        })
-                    })
+                    .map(
+                        |(account_disabled, revoked, certificate, (renewal, last_login_at))| {
+                            let certificate = certificate.transpose()?;
+                            Ok(CertificateLookup {
+                                account_disabled,
+                                renewal: renewal && certificate.is_some(),
+                                revoked,
+                                certificate,
+                                last_login_at,
+                            })
+                        },
+                    )
                     .transpose()
             })
         })
@@ -231,6 +242,47 @@ impl CertificateStore for SqliteStore {
                 Ok(Some(old))
             })
             .await
+        })
+    }
+
+    fn record_certificate_login<'a>(
+        &'a self,
+        owner: &'a str,
+        name: &'a str,
+        at: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let (owner, name) = (owner.to_owned(), name.to_owned());
+            self.write(move |transaction| {
+                transaction
+                    .prepare_cached(
+                        "INSERT INTO certificate_logins (owner, name, at)
+                         SELECT owner, name, ?3 FROM certificates WHERE owner = ?1 AND name = ?2
+                         ON CONFLICT (owner, name) DO UPDATE SET at = excluded.at
+                         WHERE excluded.at - certificate_logins.at >= 3600",
+                    )
+                    .map_err(backend)?
+                    .execute((&owner, &name, at))
+                    .map_err(backend)?;
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn certificate_logins<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<(String, i64)>> {
+        Box::pin(async move {
+            self.read(|connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT name, at FROM certificate_logins WHERE owner = ? ORDER BY name",
+                    )
+                    .map_err(backend)?
+                    .query_map([owner], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .map_err(backend)?
+                    .map(|row| row.map_err(backend))
+                    .collect()
+            })
         })
     }
 

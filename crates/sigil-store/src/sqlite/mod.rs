@@ -323,6 +323,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_certificate_renewals.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/sqlite/0011_certificate_logins.sql"),
+    ),
 ];
 
 /// The database holds password verifiers, messages and rosters: it is
