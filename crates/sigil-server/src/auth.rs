@@ -76,6 +76,9 @@ pub struct CertificateLogin {
     /// login makes it the device's certificate
     /// ([`crate::saslcert::promote_login`]).
     pub renewal: bool,
+    /// When the device last logged in, as recorded (for a registered
+    /// certificate): a login records itself when this is an hour old.
+    pub last_login_at: Option<i64>,
 }
 
 impl CertificateLogin {
@@ -334,6 +337,7 @@ async fn decide_by(
         trust,
         revocation_key: info.revocation_key.clone(),
         renewal: lookup.renewal,
+        last_login_at: lookup.last_login_at,
     })
 }
 

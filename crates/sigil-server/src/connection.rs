@@ -636,6 +636,7 @@ impl<W: Wire> Connection<W> {
                     };
                     match decision {
                         Ok(login) => {
+                            crate::saslcert::note_login(&self.context, &login);
                             let account = login.account.clone();
                             tracing::debug!(peer = %self.peer, identity = %login.identity, trust = ?login.trust, "certificate accepted");
                             self.login = Some(Box::new(login));

@@ -65,6 +65,9 @@ pub struct Context {
     /// The port of the first HTTPS listener, once bound: invitation
     /// pages are named with it.
     pub https_port: std::sync::OnceLock<u16>,
+    /// The key of the devices page's form tokens (`None` if the system's
+    /// generator failed at start: the page then changes nothing).
+    pub(crate) form_key: Option<crate::formkey::FormKey>,
 }
 
 /// Which sessions of an account an account change ends.

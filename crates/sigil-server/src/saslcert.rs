@@ -263,6 +263,28 @@ pub async fn promote_login(
     }
 }
 
+/// Records, off the login's path, that the device of a registered
+/// certificate logged in, when the recorded time is an hour old or none.
+pub fn note_login(context: &std::sync::Arc<Context>, login: &crate::auth::CertificateLogin) {
+    let crate::auth::Trust::Registered { name, .. } = &login.trust else {
+        return;
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    if login.last_login_at.is_some_and(|at| now - at < 3600) {
+        return;
+    }
+    let (store, owner, name) = (
+        context.store.clone(),
+        login.account.to_string(),
+        name.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = store.record_certificate_login(&owner, &name, now).await {
+            tracing::warn!(%error, "recording a device's login failed");
+        }
+    });
+}
+
 /// Ends the sessions of `owner` that logged in with the certificate
 /// `old`, which its device's renewal replaced; how many.
 fn end_replaced(context: &Context, owner: &jid::BareJid, old: &[u8; 32]) -> usize {
@@ -281,6 +303,8 @@ pub struct Device {
     pub entry: CertificateEntry,
     /// The resources of the live sessions that logged in with it.
     pub resources: Vec<String>,
+    /// When it last logged in (to within an hour), if it has.
+    pub last_login: Option<i64>,
 }
 
 /// The certificates of `owner`, each with the resources logged in with it.
@@ -288,6 +312,11 @@ pub async fn devices(context: &Context, owner: &jid::BareJid) -> Result<Vec<Devi
     let entries = context
         .store
         .certificates(owner.as_str())
+        .await
+        .map_err(internal)?;
+    let logins = context
+        .store
+        .certificate_logins(owner.as_str())
         .await
         .map_err(internal)?;
     let sessions = context.routes().sessions(owner);
@@ -299,6 +328,10 @@ pub async fn devices(context: &Context, owner: &jid::BareJid) -> Result<Vec<Devi
                 .filter(|live| live.fingerprint == Some(entry.fingerprint))
                 .map(|live| live.id.jid.resource().to_string())
                 .collect(),
+            last_login: logins
+                .iter()
+                .find(|(name, _)| *name == entry.name)
+                .map(|(_, at)| *at),
             entry,
         })
         .collect())

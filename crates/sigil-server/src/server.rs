@@ -102,6 +102,7 @@ impl Server {
             issuing_ca,
             invites: config.invites.clone(),
             https_port: std::sync::OnceLock::new(),
+            form_key: crate::formkey::FormKey::generate(),
         });
         let components = match config.components.is_empty() {
             true => None,

@@ -386,10 +386,24 @@ async fn a_no_cert_management_login_may_list_but_not_change() {
     let list = run(&mut on_bot, "list", Request::execute(LIST))
         .await
         .unwrap();
+    let form = list.form.unwrap();
     assert_eq!(
-        list.form.unwrap().value("state-1"),
+        form.value("state-1"),
         Some("enabled; may not manage devices")
     );
+    // The login is recorded (off its path: it may take a moment).
+    let mut last = form.value("last-login-1").unwrap().to_owned();
+    for n in 0..40 {
+        if last != "never" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let list = run(&mut on_bot, &format!("again{n}"), Request::execute(LIST))
+            .await
+            .unwrap();
+        last = list.form.unwrap().value("last-login-1").unwrap().to_owned();
+    }
+    assert!(last.ends_with('Z') && last.len() == 20, "{last}");
     assert!(
         !server
             .store()

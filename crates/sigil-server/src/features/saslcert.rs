@@ -74,7 +74,7 @@ async fn items(context: &Context, session: &SessionState) -> Result<Element, Sta
     let items = devices(context, &session.bare)
         .await?
         .into_iter()
-        .map(|Device { entry, resources }| Item {
+        .map(|Device { entry, resources, .. }| Item {
             resources,
             name: entry.name,
             der: entry.der,

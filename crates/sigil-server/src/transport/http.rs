@@ -2,7 +2,8 @@
 //! knows the client certificate chain and channel-binding data of its
 //! connection; requests are routed to XMPP over WebSocket (RFC 7395,
 //! `/xmpp-websocket`), BOSH (XEP-0124/0206, `/http-bind`), the web
-//! chat's pages and invitations' pages (`/invite/TOKEN`). Browsers present client certificates to any page that
+//! chat's pages, invitations' pages (`/invite/TOKEN`) and the devices
+//! page (`/devices`). Browsers present client certificates to any page that
 //! asks, so a session from a foreign `Origin` is refused before it could
 //! log in.
 //!
@@ -187,6 +188,16 @@ async fn route(request: Request<Incoming>, state: RequestState) -> Response<crat
         "/password" | "/password.html" => crate::web::page(&request, web, Page::Password, None),
         "/chat.js" => crate::web::script(&request, web, Page::Certificate),
         "/password.js" => crate::web::script(&request, web, Page::Password),
+        crate::devices_page::PATH => {
+            crate::devices_page::handle(
+                request,
+                &state.context,
+                &state.info.peer_certificates,
+                web,
+                &state.settings.allowed_origins,
+            )
+            .await
+        }
         path if path.starts_with(crate::invites::PAGE_PATH) => {
             let token = &path[crate::invites::PAGE_PATH.len()..];
             let now = time::OffsetDateTime::now_utc().unix_timestamp();

@@ -173,16 +173,33 @@ pub async fn http_request(
     method: &str,
     path: &str,
 ) -> (u16, String, String) {
+    http_exchange(server, identity, method, path, &[], "").await
+}
+
+/// [`http_request`] with more headers and a body.
+pub async fn http_exchange(
+    server: &TestServer,
+    identity: Option<Identity>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let config = tls_client_config(&server.certificate(), identity);
     let mut tls = tls_connect(server.address(ListenerKind::Https), config)
         .await
         .unwrap();
-    tls.write_all(
-        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    tls.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     let _ = tokio::time::timeout(TIMEOUT, tls.read_to_end(&mut raw)).await;
     let text = String::from_utf8_lossy(&raw).into_owned();

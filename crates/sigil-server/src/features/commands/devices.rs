@@ -16,8 +16,9 @@
 //! The list is a result form of plain fields, a `fixed` heading per
 //! device followed by its details, rather than an XEP-0004 table
 //! (`<reported/>` and `<item/>`): Gajim renders tables, but Converse.js
-//! renders only fields, and both show fixed and text fields. The store
-//! keeps no time of last login, so the list has none.
+//! renders only fields, and both show fixed and text fields. The last
+//! login is to within an hour (a login records itself when the recorded
+//! time is older).
 
 use sigil_proto::commands::{Actions, Note};
 use sigil_proto::error::StanzaError;
@@ -363,6 +364,14 @@ fn describe(n: usize, device: &Device) -> Vec<Field> {
             "expires",
             "Expires",
             info.map_or_else(String::new, |info| datetime(info.not_after)),
+        ),
+        text(
+            "last-login",
+            "Last login",
+            device
+                .last_login
+                .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
+                .map_or_else(|| "never".to_owned(), datetime),
         ),
         sessions,
         text("state", "State", state),
