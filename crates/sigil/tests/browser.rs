@@ -45,6 +45,10 @@ const DEVICES_SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/browser/devices.mjs"
 );
+const COMMANDS_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/browser/commands.mjs"
+);
 const PLAYWRIGHT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tests/browser/node_modules/playwright-core/package.json"
@@ -1364,6 +1368,153 @@ fn every_device_sees_the_conversation(test: &str) {
     );
 }
 
+/// Alice, in Chromium with her laptop's certificate, lists her devices
+/// and revokes her phone from Converse.js's own ad-hoc commands UI
+/// (XEP-0050; see tests/browser/commands.mjs), then sees the result on
+/// the server's devices page; screenshots of the list, the revocation and
+/// the page are kept.
+fn devices_managed_from_converse(test: &str) {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), &["laptop", "phone"]);
+    let certificates = dir.path().join("certificates");
+    let home = dir.path().join("home");
+    nss_home(&home, &certificates.join("laptop.p12"), &server.ca);
+    let _policy = Policy::auto_select_certificate(server.https);
+
+    let artifacts = artifacts_dir();
+    let prefix = artifacts.join(test);
+    let shots: Vec<PathBuf> = ["list", "revoked", "page"]
+        .iter()
+        .map(|what| artifacts.join(format!("{test}-{what}.png")))
+        .collect();
+    for path in &shots {
+        let _ = std::fs::remove_file(path);
+    }
+    let _ = std::fs::remove_file(artifacts.join(format!("{test}-failure.png")));
+    let user_data_dir = dir.path().join("chromium-profile");
+    let url = format!("https://{DOMAIN}:{}/", server.https);
+    let args: Vec<String> = [
+        ("--url", url.clone()),
+        ("--home", home.display().to_string()),
+        ("--user-data-dir", user_data_dir.display().to_string()),
+        ("--screenshot-prefix", prefix.display().to_string()),
+        ("--jid", ALICE.to_owned()),
+        ("--server", DOMAIN.to_owned()),
+        ("--revoke", "phone".to_owned()),
+        ("--step-timeout", STEP_SECONDS.to_string()),
+        ("--time-limit", CHAT_LIMIT_SECONDS.to_string()),
+        ("--chromium", CHROMIUM.to_owned()),
+    ]
+    .into_iter()
+    .flat_map(|(name, value)| [name.to_owned(), value])
+    .collect();
+    let mut chat = Chat::start(
+        COMMANDS_SCRIPT,
+        &args,
+        dir.path(),
+        vec![user_data_dir],
+        artifacts.join(format!("{test}.log")),
+    );
+    if let Err(e) = chat.wait_for("done", Duration::from_secs(CHAT_LIMIT_SECONDS + 5)) {
+        panic!(
+            "{test}: the devices were not managed from Converse at {url}: {e}\n{}\n{}\n{}",
+            chat.evidence(),
+            Policy::listing(),
+            server.log_text()
+        );
+    }
+    let status = chat.finish();
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "{test}: the browser script ended with {status:?}\n{}",
+        chat.evidence()
+    );
+    let commands = chat.events("commands");
+    let names: Vec<&str> = commands[0]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for name in [
+        "List my devices",
+        "Add a device",
+        "Disable a device",
+        "Revoke a device",
+    ] {
+        assert!(names.contains(&name), "{name} not listed: {names:?}");
+    }
+    // Not an administrator: no XEP-0133 commands.
+    assert!(!names.iter().any(|n| n.contains("user")), "{names:?}");
+    let devices = str_field(&chat.events("devices")[0], "text").to_owned();
+    assert!(
+        devices.contains("laptop") && devices.contains("phone"),
+        "{devices}"
+    );
+    let offered = &chat.events("revoke-offered")[0]["options"];
+    assert!(
+        offered
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o.as_str().is_some_and(|o| o.starts_with("phone"))),
+        "{offered}"
+    );
+    let revoked = str_field(&chat.events("revoked")[0], "text").to_owned();
+    assert!(revoked.contains("Revoked phone"), "{revoked}");
+    // The devices page, reached with the laptop's certificate: the laptop
+    // alone, marked as this browser.
+    let page = &chat.events("devices-page")[0];
+    assert_eq!(page["status"], 200, "{page}");
+    let rows: Vec<&str> = page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(rows.len(), 1, "{page}");
+    assert!(rows[0].starts_with("laptop (this browser)"), "{page}");
+    for path in &shots {
+        assert_png(path);
+    }
+    drop(chat);
+    // The server says so too.
+    let listed = sigil(&[
+        "cert",
+        "list",
+        ALICE,
+        "--config",
+        &dir.path().join("sigil.toml").display().to_string(),
+    ]);
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with("phone") && line.contains("revoked")),
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with("laptop") && !line.contains("revoked")),
+        "{listed}"
+    );
+    server.stop();
+    eprintln!(
+        "{test}: passed in {:.1} s; screenshots {}-*.png",
+        started.elapsed().as_secs_f64(),
+        prefix.display()
+    );
+}
+
+#[test]
+fn converse_lists_and_revokes_a_device_with_ad_hoc_commands() {
+    let test = "converse_lists_and_revokes_a_device_with_ad_hoc_commands";
+    if browser_enabled(test) {
+        devices_managed_from_converse(test);
+    }
+}
+
 #[test]
 fn every_device_sees_the_whole_conversation() {
     let test = "every_device_sees_the_whole_conversation";
@@ -1414,6 +1565,10 @@ fn listening_lines_and_events_parse() {
     assert!(
         Path::new(DEVICES_SCRIPT).is_file(),
         "{DEVICES_SCRIPT} is missing"
+    );
+    assert!(
+        Path::new(COMMANDS_SCRIPT).is_file(),
+        "{COMMANDS_SCRIPT} is missing"
     );
     assert_eq!(
         pem_body("-----BEGIN CERTIFICATE-----\nMIIB\nAbC=\n-----END CERTIFICATE-----\n"),
