@@ -33,16 +33,13 @@
 
 import {
   emitter,
-  launch,
   login,
   openChat,
   parseArgs,
   quitRequested,
-  reportFailure,
+  runOneBrowser,
   send,
   shownMessage,
-  truncate,
-  watch,
 } from './lib.mjs';
 
 const emit = emitter();
@@ -102,58 +99,4 @@ async function chat(page, args, step) {
   await quitRequested();
 }
 
-async function main() {
-  let args;
-  try {
-    args = chatArgs(process.argv.slice(2));
-  } catch (error) {
-    emit('error', { step: 'arguments', message: error.message });
-    process.exit(2);
-  }
-
-  let context = null;
-  let finished = false;
-  const limit = setTimeout(async () => {
-    if (finished) return;
-    emit('error', { step: 'time-limit', message: `no result within ${args.timeLimit} s` });
-    try {
-      await Promise.race([context?.close(), new Promise((r) => setTimeout(r, 5000))]);
-    } finally {
-      process.exit(2);
-    }
-  }, args.timeLimit * 1000);
-
-  const step = { name: 'launch' };
-  let status = 0;
-  try {
-    context = await launch({
-      chromiumPath: args.chromium,
-      userDataDir: args.userDataDir,
-      home: args.home,
-      stepTimeout: args.stepTimeout,
-    });
-    emit('launched', { version: context.browser()?.version() ?? null });
-    const page = context.pages()[0] ?? (await context.newPage());
-    watch(page, new URL(args.url), emit);
-    try {
-      await chat(page, args, step);
-      emit('done');
-    } catch (error) {
-      status = 1;
-      emit('error', { step: step.name, message: truncate(error.message) });
-      await reportFailure(page, args.screenshot.replace(/\.png$/, '') + '-failure.png', emit);
-    }
-  } catch (error) {
-    status = 1;
-    emit('error', { step: step.name, message: truncate(error.message) });
-  } finally {
-    finished = true;
-    if (context !== null) {
-      await Promise.race([context.close().catch(() => {}), new Promise((r) => setTimeout(r, 10000))]);
-    }
-    clearTimeout(limit);
-  }
-  process.exit(status);
-}
-
-await main();
+await runOneBrowser(emit, chatArgs, chat, (args) => args.screenshot.replace(/\.png$/, '') + '-failure.png');

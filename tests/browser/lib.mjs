@@ -1,4 +1,4 @@
-// What the browser scripts (chat.mjs, devices.mjs) share: launching
+// What the browser scripts (chat.mjs, devices.mjs, commands.mjs) share: launching
 // Debian's Chromium with a profile and a HOME of its own (whose NSS
 // database holds the client certificate it presents), reporting events as
 // JSON lines, recording the page's console and XMPP traffic, logging in to
@@ -187,4 +187,66 @@ export async function reportFailure(page, path, emit) {
   } catch {
     // Nothing to show.
   }
+}
+
+/// Runs a script with one browser: reads its arguments with `parse`
+/// (exit status 2 when they are wrong), launches Chromium with
+/// `args.chromium`, `args.userDataDir` and `args.home`, watches the page
+/// against `args.url`, runs `body(page, args, step)` (which keeps
+/// `step.name` up to date), then reports "done", or the error with a
+/// screenshot at `failureShot(args)` and the page's text (exit status 1).
+/// The whole run is bounded by `args.timeLimit` seconds (exit status 2);
+/// the browser is closed on every path.
+export async function runOneBrowser(emit, parse, body, failureShot) {
+  let args;
+  try {
+    args = parse(process.argv.slice(2));
+  } catch (error) {
+    emit('error', { step: 'arguments', message: error.message });
+    process.exit(2);
+  }
+
+  let context = null;
+  let finished = false;
+  const limit = setTimeout(async () => {
+    if (finished) return;
+    emit('error', { step: 'time-limit', message: `no result within ${args.timeLimit} s` });
+    try {
+      await Promise.race([context?.close(), new Promise((r) => setTimeout(r, 5000))]);
+    } finally {
+      process.exit(2);
+    }
+  }, args.timeLimit * 1000);
+
+  const step = { name: 'launch' };
+  let status = 0;
+  try {
+    context = await launch({
+      chromiumPath: args.chromium,
+      userDataDir: args.userDataDir,
+      home: args.home,
+      stepTimeout: args.stepTimeout,
+    });
+    emit('launched', { version: context.browser()?.version() ?? null });
+    const page = context.pages()[0] ?? (await context.newPage());
+    watch(page, new URL(args.url), emit);
+    try {
+      await body(page, args, step);
+      emit('done');
+    } catch (error) {
+      status = 1;
+      emit('error', { step: step.name, message: truncate(error.message) });
+      await reportFailure(page, failureShot(args), emit);
+    }
+  } catch (error) {
+    status = 1;
+    emit('error', { step: step.name, message: truncate(error.message) });
+  } finally {
+    finished = true;
+    if (context !== null) {
+      await Promise.race([context.close().catch(() => {}), new Promise((r) => setTimeout(r, 10000))]);
+    }
+    clearTimeout(limit);
+  }
+  process.exit(status);
 }

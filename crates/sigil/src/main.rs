@@ -194,6 +194,52 @@ enum UserCommand {
     },
 }
 
+/// How `cert new` and `cert renew` make a certificate and its files.
+#[derive(Debug, clap::Args)]
+struct Making {
+    /// Days of validity.
+    #[arg(long, default_value_t = DEFAULT_DAYS)]
+    days: u32,
+    /// The key type.
+    #[arg(long, value_enum, default_value_t = Key::P256)]
+    key: Key,
+    /// Sign with the CA in this directory (ca.crt, ca.key) instead of
+    /// self-signing.
+    #[arg(long, value_name = "DIR")]
+    ca: Option<PathBuf>,
+    /// Where to write the files.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// Read the PKCS#12 password from the first line of this file
+    /// (default: generate one and print it).
+    #[arg(long, value_name = "FILE")]
+    p12_password_file: Option<PathBuf>,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+impl Making {
+    /// What `cert::new` is asked for: these choices, for `jids`, named
+    /// `name`.
+    fn request<'a>(
+        &'a self,
+        jids: &'a [String],
+        name: Option<&'a str>,
+    ) -> cert::NewCertificate<'a> {
+        cert::NewCertificate {
+            jids,
+            days: self.days,
+            key: self.key.into(),
+            ca: self.ca.as_deref(),
+            out: &self.out,
+            name,
+            p12_password_file: self.p12_password_file.as_deref(),
+            force: self.force,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum CertCommand {
     /// Make a client certificate for one or more JIDs: writes NAME.key,
@@ -203,29 +249,11 @@ enum CertCommand {
         /// The JIDs the certificate identifies (id-on-xmppAddr), in order.
         #[arg(required = true, value_name = "JID")]
         jids: Vec<String>,
-        /// Days of validity.
-        #[arg(long, default_value_t = DEFAULT_DAYS)]
-        days: u32,
-        /// The key type.
-        #[arg(long, value_enum, default_value_t = Key::P256)]
-        key: Key,
-        /// Sign with the CA in this directory (ca.crt, ca.key) instead of
-        /// self-signing.
-        #[arg(long, value_name = "DIR")]
-        ca: Option<PathBuf>,
-        /// Where to write the files.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        out: PathBuf,
         /// The file name stem (default: the first JID's local part).
         #[arg(long)]
         name: Option<String>,
-        /// Read the PKCS#12 password from the first line of this file
-        /// (default: generate one and print it).
-        #[arg(long, value_name = "FILE")]
-        p12_password_file: Option<PathBuf>,
-        /// Overwrite existing files.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        making: Making,
         /// Also register the certificate with the server (XEP-0257) under
         /// the device name --name (default: the file name), creating the
         /// account without a password if it does not exist.
@@ -249,29 +277,11 @@ enum CertCommand {
         jid: String,
         /// The device whose certificate is renewed.
         device: String,
-        /// Days of validity.
-        #[arg(long, default_value_t = DEFAULT_DAYS)]
-        days: u32,
-        /// The key type.
-        #[arg(long, value_enum, default_value_t = Key::P256)]
-        key: Key,
-        /// Sign with the CA in this directory (ca.crt, ca.key) instead of
-        /// self-signing.
-        #[arg(long, value_name = "DIR")]
-        ca: Option<PathBuf>,
-        /// Where to write the files.
-        #[arg(long, value_name = "DIR", default_value = ".")]
-        out: PathBuf,
         /// The file name stem (default: the device name).
         #[arg(long)]
         name: Option<String>,
-        /// Read the PKCS#12 password from the first line of this file
-        /// (default: generate one and print it).
-        #[arg(long, value_name = "FILE")]
-        p12_password_file: Option<PathBuf>,
-        /// Overwrite existing files.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        making: Making,
         /// The server's configuration file (default: sigil-data/sigil.toml).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -590,27 +600,12 @@ fn main() -> ExitCode {
         }
         Command::Cert(CertCommand::New {
             jids,
-            days,
-            key,
-            ca,
-            out,
             name,
-            p12_password_file,
-            force,
+            making,
             register,
             no_cert_management,
             config,
-        }) => cert::new(&cert::NewCertificate {
-            jids: &jids,
-            days,
-            key: key.into(),
-            ca: ca.as_deref(),
-            out: &out,
-            name: name.as_deref(),
-            p12_password_file: p12_password_file.as_deref(),
-            force,
-        })
-        .and_then(|(stem, der)| {
+        }) => cert::new(&making.request(&jids, name.as_deref())).and_then(|(stem, der)| {
             if !register {
                 return Ok(());
             }
@@ -627,13 +622,8 @@ fn main() -> ExitCode {
         Command::Cert(CertCommand::Renew {
             jid,
             device,
-            days,
-            key,
-            ca,
-            out,
             name,
-            p12_password_file,
-            force,
+            making,
             config,
         }) => {
             let stem = name.unwrap_or_else(|| device.clone());
@@ -644,17 +634,7 @@ fn main() -> ExitCode {
                     name: &device,
                     make: &|account: &str| {
                         let jids = [account.to_owned()];
-                        cert::new(&cert::NewCertificate {
-                            jids: &jids,
-                            days,
-                            key: key.into(),
-                            ca: ca.as_deref(),
-                            out: &out,
-                            name: Some(&stem),
-                            p12_password_file: p12_password_file.as_deref(),
-                            force,
-                        })
-                        .map(|(_, der)| der)
+                        cert::new(&making.request(&jids, Some(&stem))).map(|(_, der)| der)
                     },
                 },
             )
