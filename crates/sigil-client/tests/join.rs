@@ -671,15 +671,74 @@ fn issuing_ca(dir: &std::path::Path) -> sigil_x509::generate::Ca {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_issuing_ca_the_device_gets_a_signed_certificate_and_logs_in_with_it() {
     let mut ca_subject = String::new();
+    let mut the_ca = None;
     let f = start_with(|config, dir| {
         let ca = issuing_ca(dir);
         ca_subject = sigil_x509::CertificateInfo::from_der(&ca.issued().certificate_der)
             .unwrap()
             .subject;
+        // Trusted as well, by mistake: it must not widen who logs in.
+        std::fs::create_dir_all(dir.join("trusted-cas")).unwrap();
+        std::fs::write(
+            dir.join("trusted-cas/issuing.pem"),
+            ca.issued().certificate_pem(),
+        )
+        .unwrap();
         config.auth.issuing_ca = Some("issuing".into());
         config.auth.issued_days = 30;
+        the_ca = Some(ca);
     })
     .await;
+    // A certificate the issuing CA signed that no device registered:
+    // refused, though its CA is a trusted one.
+    let unregistered = sigil_x509::generate::client_certificate(
+        &[sigil_x509::Jid::new("alice@localhost").unwrap()],
+        &sigil_x509::generate::Options::new(sigil_x509::OffsetDateTime::now_utc()),
+        the_ca.as_ref(),
+    )
+    .unwrap();
+    let refused = f.reach(Transport::DirectTls)(Client::builder("alice@localhost"))
+        .client_certificate_pem(
+            unregistered.certificate_pem().as_bytes(),
+            unregistered.key_pem().as_bytes(),
+        )
+        .sasl(ClientConfig::new().allow(AllowList::new().name("EXTERNAL")))
+        .connect()
+        .await;
+    assert!(
+        matches!(refused, Err(Error::Stream(ClientError::Sasl(_)))),
+        "{refused:?}"
+    );
+    // While a certificate of another CA in the same folder logs in by
+    // trust (the folder is read).
+    let other_ca = sigil_x509::generate::Ca::new(
+        "Another CA",
+        &sigil_x509::generate::Options::new(sigil_x509::OffsetDateTime::now_utc()),
+    )
+    .unwrap();
+    std::fs::write(
+        f.dir.path().join("trusted-cas/other.pem"),
+        other_ca.issued().certificate_pem(),
+    )
+    .unwrap();
+    f.server.context().anchors.reload();
+    let by_trust = sigil_x509::generate::client_certificate(
+        &[sigil_x509::Jid::new("alice@localhost").unwrap()],
+        &sigil_x509::generate::Options::new(sigil_x509::OffsetDateTime::now_utc()),
+        Some(&other_ca),
+    )
+    .unwrap();
+    let trusted = f.reach(Transport::DirectTls)(Client::builder("alice@localhost"))
+        .resource("trusted")
+        .client_certificate_pem(
+            by_trust.certificate_pem().as_bytes(),
+            by_trust.key_pem().as_bytes(),
+        )
+        .sasl(ClientConfig::new().allow(AllowList::new().name("EXTERNAL")))
+        .connect()
+        .await
+        .unwrap();
+    trusted.close().await;
     for (n, transport) in [Transport::StartTls, Transport::DirectTls]
         .into_iter()
         .enumerate()

@@ -198,6 +198,11 @@ pub struct Grounds<'a> {
     pub anchors: &'a TrustAnchors,
     /// The domain served.
     pub domain: &'a str,
+    /// The subject of the CA that signs joining devices' certificates
+    /// (`[auth] issuing_ca`): its certificates log in only while
+    /// registered, never by CA trust, even should it be among the
+    /// trusted CAs (a replaced or revoked one must not come back).
+    pub issuing_ca: Option<&'a str>,
 }
 
 /// Decides whether the presented chain may log in with this authzid.
@@ -295,6 +300,12 @@ async fn decide_by(
             return Err(Refusal::account(
                 Failure::NotAuthorized,
                 "disabled certificate",
+            ));
+        }
+        None if context.issuing_ca == Some(info.issuer.as_str()) => {
+            return Err(Refusal::account(
+                Failure::NotAuthorized,
+                "signed by the issuing CA, but not registered",
             ));
         }
         None => {

@@ -621,21 +621,12 @@ impl<W: Wire> Connection<W> {
                         }
                         (authzid, _) => authzid,
                     };
-                    let decision = auth::decide(
-                        grounds(&self.context),
-                        presented,
-                        &authzid,
-                        OffsetDateTime::now_utc(),
-                    )
-                    .await;
-                    let decision = match decision {
-                        Ok(login) if login.renewal => {
-                            crate::saslcert::promote_login(&self.context, login).await
-                        }
-                        decision => decision,
-                    };
+                    let (decision, began) =
+                        crate::saslcert::decide_login(&self.context, presented, &authzid).await;
                     match decision {
                         Ok(login) => {
+                            // The decision read the account after `began`.
+                            self.login_began = self.login_began.max(began);
                             crate::saslcert::note_login(&self.context, &login);
                             let account = login.account.clone();
                             tracing::debug!(peer = %self.peer, identity = %login.identity, trust = ?login.trust, "certificate accepted");
@@ -995,6 +986,7 @@ fn grounds(context: &Context) -> auth::Grounds<'_> {
         store: &*context.store,
         anchors: &context.anchors,
         domain: &context.domain,
+        issuing_ca: context.issuing_ca.as_ref().map(|ca| ca.subject()),
     }
 }
 

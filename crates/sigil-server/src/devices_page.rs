@@ -89,6 +89,7 @@ async fn login(
             store: &*context.store,
             anchors: &context.anchors,
             domain: &context.domain,
+            issuing_ca: context.issuing_ca.as_ref().map(|ca| ca.subject()),
         },
         &presented,
         &Authzid::Absent,
@@ -104,6 +105,15 @@ async fn login(
             "The certificate this browser presented does not log in here ({}).",
             refusal.failure
         )
+    })
+    .and_then(|login| match login.renewal {
+        // Not its device's yet: the page is no first login.
+        true => Err(
+            "This certificate is its device's next one: log in with it once first \
+                     (in the chat)."
+                .to_owned(),
+        ),
+        false => Ok(login),
     })
 }
 
@@ -252,11 +262,15 @@ fn row(device: &Device, last_login: Option<i64>, own: &[u8; 32], token: Option<&
     } else {
         ""
     };
-    let state = if entry.disabled {
+    let mut state = if entry.disabled {
         "disabled"
     } else {
         "enabled"
-    };
+    }
+    .to_owned();
+    if device.renewal_pending {
+        state.push_str("; renewal pending");
+    }
     let sessions = match device.resources.is_empty() {
         true => "none".to_owned(),
         false => escape(&device.resources.join(", ")),

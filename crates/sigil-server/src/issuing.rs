@@ -14,6 +14,7 @@ use sigil_x509::OffsetDateTime;
 pub struct IssuingCa {
     ca: Arc<sigil_x509::generate::Ca>,
     days: u32,
+    subject: String,
 }
 
 impl IssuingCa {
@@ -42,10 +43,19 @@ impl IssuingCa {
         }
         let ca = sigil_x509::generate::Ca::from_pem(&read(&dir.join("ca.crt"))?, &read(&key_path)?)
             .map_err(|e| format!("[auth] issuing_ca {}: {e}", dir.display()))?;
+        let subject = sigil_x509::CertificateInfo::from_der(&ca.issued().certificate_der)
+            .map_err(|e| format!("[auth] issuing_ca {}: {e}", dir.display()))?
+            .subject;
         Ok(Self {
             ca: Arc::new(ca),
             days,
+            subject,
         })
+    }
+
+    /// The CA's subject, as certificates it signs name their issuer.
+    pub(crate) fn subject(&self) -> &str {
+        &self.subject
     }
 
     /// A client certificate for `account` with the key of `request`

@@ -152,14 +152,22 @@ pub fn add_error(error: StoreError, owner: &str) -> StanzaError {
     }
 }
 
-/// Registers `next` as the next certificate of its device
-/// ([`sigil_store::CertificateStore::renew_certificate`]).
-pub async fn renew(context: &Context, next: &CertificateEntry) -> Result<(), StanzaError> {
-    match context.store.renew_certificate(next).await {
+/// Registers `next` as the next certificate of its device, while
+/// `replaces` (the renewing session's certificate) is the device's
+/// current one ([`sigil_store::CertificateStore::renew_certificate`]).
+pub async fn renew(
+    context: &Context,
+    next: &CertificateEntry,
+    replaces: &[u8; 32],
+) -> Result<(), StanzaError> {
+    match context.store.renew_certificate(next, Some(replaces)).await {
         Ok(()) => Ok(()),
         Err(StoreError::NotFound) => Err(StanzaError::with_text(
             StanzaCondition::ItemNotFound,
-            format!("{} has no device {:?}", next.owner, next.name),
+            format!(
+                "this session's certificate is no longer that of the device {:?}",
+                next.name
+            ),
         )),
         Err(error) => Err(add_error(error, &next.owner)),
     }
@@ -193,7 +201,7 @@ pub const RENEWED_TEXT: &str = "This device's certificate was renewed: log in wi
 /// or replaced by another), `Ok(true)` also when a login under way beside
 /// this one made it the device's first.
 pub async fn promote(
-    context: &std::sync::Arc<Context>,
+    context: &Context,
     owner: &jid::BareJid,
     fingerprint: &[u8; 32],
 ) -> Result<bool, StoreError> {
@@ -203,23 +211,17 @@ pub async fn promote(
         .await
     {
         Ok(Some(old)) => {
-            let ended = end_replaced(context, owner, &old);
-            tracing::info!(%owner, ended, "a renewed certificate logged in: it is the device's now");
-            // A login with the replaced certificate decided before this
-            // binds within the login time: a second sweep then ends what
-            // it bound. (No fence: it would refuse logins with the new
-            // certificate under way too, which are the device's own.)
-            let weak = std::sync::Arc::downgrade(context);
-            let owner = owner.clone();
-            let login_time = std::time::Duration::from_secs(
-                context.limits.login_timeout_seconds.saturating_add(1),
+            // The replaced certificate's sessions end, and its logins
+            // under way are fenced off (the login that promoted decides
+            // again, after the fence: `connection` does).
+            let error = StreamError::with_text(StreamCondition::NotAuthorized, RENEWED_TEXT);
+            let ended = context.close_sessions(
+                owner,
+                crate::context::Ended::Certificate,
+                |live| live.fingerprint.as_ref() == Some(&old),
+                &error,
             );
-            tokio::spawn(async move {
-                tokio::time::sleep(login_time).await;
-                if let Some(context) = weak.upgrade() {
-                    end_replaced(&context, &owner, &old);
-                }
-            });
+            tracing::info!(%owner, ended, "a renewed certificate logged in: it is the device's now");
             Ok(true)
         }
         // Another login with it may have made it the device's already.
@@ -236,10 +238,46 @@ pub async fn promote(
     }
 }
 
+/// Decides a certificate login (and [`promote_login`]s a renewal), as of
+/// the fence reading taken just before, which it returns: a change to
+/// the account during the decision (a promotion, a revocation) makes it
+/// decide again, up to three times, so that the bind is refused only for
+/// a change after a decision that could not have seen it.
+pub async fn decide_login(
+    context: &Context,
+    presented: &crate::auth::PresentedChain,
+    authzid: &sigil_sasl::server::Authzid,
+) -> (
+    Result<crate::auth::CertificateLogin, crate::auth::Refusal>,
+    u64,
+) {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let began = context.fences.now();
+        let grounds = crate::auth::Grounds {
+            store: &*context.store,
+            anchors: &context.anchors,
+            domain: &context.domain,
+            issuing_ca: context.issuing_ca.as_ref().map(|ca| ca.subject()),
+        };
+        let decision =
+            match crate::auth::decide(grounds, presented, authzid, OffsetDateTime::now_utc()).await
+            {
+                Ok(login) if login.renewal => promote_login(context, login).await,
+                decision => decision,
+            };
+        match &decision {
+            Ok(login) if attempts < 3 && context.fences.overtaken(&login.account, true, began) => {}
+            _ => return (decision, began),
+        }
+    }
+}
+
 /// A login with a device's next certificate: [`promote`]d, it is an
 /// ordinary login with the device's certificate; else refused.
 pub async fn promote_login(
-    context: &std::sync::Arc<Context>,
+    context: &Context,
     login: crate::auth::CertificateLogin,
 ) -> Result<crate::auth::CertificateLogin, crate::auth::Refusal> {
     use sigil_sasl::Failure;
@@ -285,17 +323,6 @@ pub fn note_login(context: &std::sync::Arc<Context>, login: &crate::auth::Certif
     });
 }
 
-/// Ends the sessions of `owner` that logged in with the certificate
-/// `old`, which its device's renewal replaced; how many.
-fn end_replaced(context: &Context, owner: &jid::BareJid, old: &[u8; 32]) -> usize {
-    let error = StreamError::with_text(StreamCondition::NotAuthorized, RENEWED_TEXT);
-    context.routes().end_sessions(
-        owner,
-        &|live| live.fingerprint.as_ref() == Some(old),
-        &error,
-    )
-}
-
 /// A registered certificate and the resources logged in with it now.
 #[derive(Clone, Debug)]
 pub struct Device {
@@ -305,6 +332,9 @@ pub struct Device {
     pub resources: Vec<String>,
     /// When it last logged in (to within an hour), if it has.
     pub last_login: Option<i64>,
+    /// A next certificate is registered for it, not used yet (it logs in
+    /// too).
+    pub renewal_pending: bool,
 }
 
 /// The certificates of `owner`, each with the resources logged in with it.
@@ -317,6 +347,11 @@ pub async fn devices(context: &Context, owner: &jid::BareJid) -> Result<Vec<Devi
     let logins = context
         .store
         .certificate_logins(owner.as_str())
+        .await
+        .map_err(internal)?;
+    let renewals = context
+        .store
+        .certificate_renewals(owner.as_str())
         .await
         .map_err(internal)?;
     let sessions = context.routes().sessions(owner);
@@ -332,6 +367,7 @@ pub async fn devices(context: &Context, owner: &jid::BareJid) -> Result<Vec<Devi
                 .iter()
                 .find(|(name, _)| *name == entry.name)
                 .map(|(_, at)| *at),
+            renewal_pending: renewals.iter().any(|next| next.name == entry.name),
             entry,
         })
         .collect())

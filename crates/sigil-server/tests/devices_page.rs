@@ -106,6 +106,31 @@ async fn a_device_lists_disables_and_revokes_the_accounts_devices() {
     assert_eq!(status, 403, "{body}");
     assert!(!body.contains("laptop"));
 
+    // A device's next certificate is no login for the page until it has
+    // logged in once; the list says a renewal waits.
+    let next = cert("alice@localhost");
+    let next_info = CertificateInfo::from_der(&next.certificate_der).unwrap();
+    server
+        .store()
+        .renew_certificate(
+            &CertificateEntry {
+                owner: "alice@localhost".into(),
+                name: "tablet".into(),
+                fingerprint: next_info.sha256,
+                der: next.certificate_der.clone(),
+                no_cert_management: false,
+                disabled: false,
+                added_at: OffsetDateTime::now_utc().unix_timestamp(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let (status, _, body) =
+        common::get(&server, Some(Identity::from_issued(&next)), "/devices").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("next one"), "{body}");
+
     // The laptop sees every device, itself marked, with forms.
     let (status, headers, page) =
         common::get(&server, Some(Identity::from_issued(&laptop)), "/devices").await;
@@ -120,6 +145,7 @@ async fn a_device_lists_disables_and_revokes_the_accounts_devices() {
     assert!(page.contains("<title>Devices of alice@localhost</title>"));
     assert!(page.contains("laptop (this browser)"), "{page}");
     assert!(page.contains("<td>pocket</td>"), "{page}");
+    assert!(page.contains("enabled; renewal pending"), "{page}");
     // A name is text, never markup.
     assert!(page.contains("bot &lt;b&gt;") && !page.contains("bot <b>"));
     let token = token_of(&page);

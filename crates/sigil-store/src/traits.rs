@@ -368,11 +368,19 @@ pub trait CertificateStore: Send + Sync {
     /// ([`Self::promote_certificate`]); disabling or revoking the device
     /// covers both.
     ///
-    /// [`StoreError::NotFound`] without that device,
-    /// [`StoreError::Revoked`] if the owner revoked the certificate,
+    /// With `replaces`, only while that is the device's current
+    /// certificate (the one the renewing session logged in with).
+    ///
+    /// [`StoreError::NotFound`] without that device (or with another
+    /// current certificate than `replaces`), [`StoreError::Revoked`] if
+    /// the owner revoked the certificate,
     /// [`StoreError::Conflict`]`("fingerprint")` if it is registered to
     /// the owner already (current or next, any device).
-    fn renew_certificate<'a>(&'a self, next: &'a CertificateEntry) -> StoreFuture<'a, ()>;
+    fn renew_certificate<'a>(
+        &'a self,
+        next: &'a CertificateEntry,
+        replaces: Option<&'a [u8; 32]>,
+    ) -> StoreFuture<'a, ()>;
 
     /// The next certificates of `owner`'s devices, sorted by device name.
     fn certificate_renewals<'a>(&'a self, owner: &'a str)
@@ -383,7 +391,8 @@ pub trait CertificateStore: Send + Sync {
     /// logs in (its expiry warning goes with it), and the invitations
     /// made by sessions of the replaced one are the new one's. Returns
     /// the replaced certificate's fingerprint, or `None` if `fingerprint`
-    /// is no next certificate of `owner` (any more).
+    /// is no next certificate of `owner` (any more) or its device is
+    /// disabled.
     fn promote_certificate<'a>(
         &'a self,
         owner: &'a str,

@@ -244,7 +244,7 @@ async fn run_store(
             )
             .map_err(|e| e.text.unwrap_or_else(|| e.condition.to_string()))?;
             store
-                .renew_certificate(&entry)
+                .renew_certificate(&entry, Some(&device.fingerprint))
                 .await
                 .map_err(|e| format!("the next certificate was not registered: {e}"))?;
             let _ = writeln!(

@@ -175,16 +175,29 @@ impl ConnectArgs {
 
     /// Connects with the --cert certificate, renewing it first when it
     /// is due (or `always`): the new one is written over --cert and
-    /// --key, then logged in with.
+    /// --key ([`replace_credentials`]), then logged in with. A lock file
+    /// beside the key keeps two commands from renewing at once; each
+    /// reads the files once it holds it.
     async fn connect_renewing(
         &self,
         jid: &str,
         (cert, key): (&Path, &Path),
         always: bool,
     ) -> Result<(Client, Renewal), sigil_client::Error> {
-        let trust = self.trust().map_err(sigil_client::Error::Config)?;
-        let certificate_pem = read(cert).map_err(sigil_client::Error::Config)?;
-        let key_pem = read(key).map_err(sigil_client::Error::Config)?;
+        let config = sigil_client::Error::Config;
+        let same = match (std::fs::canonicalize(cert), std::fs::canonicalize(key)) {
+            (Ok(cert), Ok(key)) => cert == key,
+            _ => false,
+        };
+        if same {
+            return Err(config(
+                "--cert and --key are one file: give the certificate and the key in two".into(),
+            ));
+        }
+        let _lock = lock_beside(key).map_err(config)?;
+        let trust = self.trust().map_err(config)?;
+        let certificate_pem = read(cert).map_err(config)?;
+        let key_pem = read(key).map_err(config)?;
         let options = sigil_client::renew::RenewOptions {
             always,
             ..Default::default()
@@ -194,11 +207,7 @@ impl ConnectArgs {
             &certificate_pem,
             &key_pem,
             &options,
-            |renewed| {
-                // The key first: a certificate without its key is no use.
-                crate::cert::write_file(key, renewed.key_pem.as_bytes(), true)?;
-                crate::cert::write_file(cert, renewed.certificate_pem.as_bytes(), false)
-            },
+            |renewed| replace_credentials(cert, key, renewed),
         )
         .await
     }
@@ -249,6 +258,82 @@ impl ConnectArgs {
             e => e.to_string(),
         }
     }
+}
+
+/// Holds an exclusive lock on `.KEY.lock` beside `key` (made private)
+/// until dropped.
+fn lock_beside(key: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = key
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = key.with_file_name(format!(".{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+    file.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
+}
+
+/// Puts the renewed certificate and key in place of `cert` and `key`:
+/// both are written in full beside them first (nothing is replaced if
+/// that fails), and the old key stays as `KEY.old` until both are in
+/// place, so that a failure in between puts it back.
+fn replace_credentials(
+    cert: &Path,
+    key: &Path,
+    renewed: &sigil_client::renew::Renewed,
+) -> Result<(), String> {
+    let beside = |path: &Path, suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let (new_key, new_cert, old_key) = (
+        beside(key, ".new"),
+        beside(cert, ".new"),
+        beside(key, ".old"),
+    );
+    let cleanup = || {
+        let _ = std::fs::remove_file(&new_key);
+        let _ = std::fs::remove_file(&new_cert);
+    };
+    let written =
+        crate::cert::write_file(&new_key, renewed.key_pem.as_bytes(), true).and_then(|()| {
+            crate::cert::write_file(&new_cert, renewed.certificate_pem.as_bytes(), false)
+        });
+    if let Err(error) = written {
+        cleanup();
+        return Err(error);
+    }
+    let _ = std::fs::remove_file(&old_key);
+    if let Err(error) = std::fs::hard_link(key, &old_key) {
+        cleanup();
+        return Err(format!(
+            "cannot keep {} as {}: {error}",
+            key.display(),
+            old_key.display()
+        ));
+    }
+    if let Err(error) = std::fs::rename(&new_key, key) {
+        cleanup();
+        let _ = std::fs::remove_file(&old_key);
+        return Err(format!("cannot replace {}: {error}", key.display()));
+    }
+    if let Err(error) = std::fs::rename(&new_cert, cert) {
+        // The old pair again: it still logs in.
+        let _ = std::fs::rename(&old_key, key);
+        cleanup();
+        return Err(format!("cannot replace {}: {error}", cert.display()));
+    }
+    let _ = std::fs::remove_file(&old_key);
+    Ok(())
 }
 
 /// Tells what renewal did, on standard error (standard output is the

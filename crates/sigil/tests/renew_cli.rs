@@ -136,6 +136,30 @@ fn devices_renew_by_themselves_on_demand_and_by_the_operator() {
         list.contains(&new.replace(':', "").to_lowercase()) || list.contains(&new),
         "{list}"
     );
+    // Nothing left beside the files but the private lock file.
+    for leftover in ["laptop.key.new", "laptop.crt.new", "laptop.key.old"] {
+        assert!(!d.join(leftover).exists(), "{leftover}");
+    }
+    let lock_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.join(".laptop.key.lock"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(lock_mode & 0o777, 0o600);
+    // One file for both is refused before anything is sent.
+    let both = format!(
+        "{}{}",
+        std::fs::read_to_string(d.join("laptop.crt")).unwrap(),
+        std::fs::read_to_string(d.join("laptop.key")).unwrap()
+    );
+    std::fs::write(d.join("both.pem"), both).unwrap();
+    let refused = login("both.pem", "both.pem", &[]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("one file"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     // The old one no longer logs in; the new one does, and is not due.
     assert!(!login("old.crt", "old.key", &[]).status.success());
     let again = login("laptop.crt", "laptop.key", &[]);

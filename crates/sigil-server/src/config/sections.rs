@@ -238,12 +238,13 @@ pub struct AuthConfig {
     pub expiry_warning_days: u32,
     /// A directory holding a CA (`ca.crt`, `ca.key`, as `sigil ca new`
     /// writes them) that signs the certificate signing requests of
-    /// devices joining by invitation ([`crate::enroll`]), relative to
+    /// devices joining by invitation, relative to
     /// this file. Unset (the default): devices register the self-signed
     /// certificate they present. A signed certificate is registered to
     /// its device like any other (disable and revoke work the same); it
-    /// logs in because it is registered, so this CA need not, and should
-    /// not, be among `trusted_cas`.
+    /// logs in because it is registered, and only while it is: a
+    /// certificate this CA signed never logs in by CA trust, even with
+    /// the CA among `trusted_cas`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuing_ca: Option<PathBuf>,
     /// Days of validity of the certificates `issuing_ca` signs.

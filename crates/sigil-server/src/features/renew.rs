@@ -56,13 +56,15 @@ async fn renew(
     session: &SessionState,
     payload: &Element,
 ) -> Result<Option<Element>, StanzaError> {
-    let Some((name, no_cert_management)) = session.login.as_ref().and_then(|login| match &login.trust {
-        Trust::Registered {
-            name,
-            no_cert_management,
-        } => Some((name.clone(), *no_cert_management)),
-        Trust::Anchor => None,
-    }) else {
+    let Some((name, no_cert_management, current)) =
+        session.login.as_ref().and_then(|login| match &login.trust {
+            Trust::Registered {
+                name,
+                no_cert_management,
+            } => Some((name.clone(), *no_cert_management, login.fingerprint)),
+            Trust::Anchor => None,
+        })
+    else {
         return Err(StanzaError::with_text(
             StanzaCondition::NotAllowed,
             "only a session that logged in with its device's registered certificate renews it",
@@ -90,7 +92,7 @@ async fn renew(
         OffsetDateTime::now_utc(),
     )?;
     let certificate = signed.then(|| entry.der.clone());
-    crate::saslcert::renew(context, &entry).await?;
+    crate::saslcert::renew(context, &entry, &current).await?;
     tracing::info!(%owner, device = %name, signed, "a device registered its next certificate");
     Ok(certificate.map(|certificate| Renewed { certificate }.to_element()))
 }

@@ -20,7 +20,7 @@ pub async fn renewal_logs_in_beside_the_current_until_promoted(store: &dyn Store
     laptop.no_cert_management = true;
     store.add_certificate(&laptop).await.unwrap();
     store
-        .renew_certificate(&next(ALICE, "laptop", 2))
+        .renew_certificate(&next(ALICE, "laptop", 2), None)
         .await
         .unwrap();
 
@@ -125,29 +125,35 @@ pub async fn renewal_rules(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.renew_certificate(&next(ALICE, "tablet", 3)).await,
+        store
+            .renew_certificate(&next(ALICE, "tablet", 3), None)
+            .await,
         Err(StoreError::NotFound)
     );
     assert_eq!(
         store
-            .renew_certificate(&next("bob@example.com", "laptop", 3))
+            .renew_certificate(&next("bob@example.com", "laptop", 3), None)
             .await,
         Err(StoreError::NotFound)
     );
     // The phone's certificate, or the laptop's own.
     for seed in [1, 2] {
         assert_eq!(
-            store.renew_certificate(&next(ALICE, "laptop", seed)).await,
+            store
+                .renew_certificate(&next(ALICE, "laptop", seed), None)
+                .await,
             Err(StoreError::Conflict("fingerprint".into()))
         );
     }
     store
-        .renew_certificate(&next(ALICE, "phone", 5))
+        .renew_certificate(&next(ALICE, "phone", 5), None)
         .await
         .unwrap();
     // Another device's next one.
     assert_eq!(
-        store.renew_certificate(&next(ALICE, "laptop", 5)).await,
+        store
+            .renew_certificate(&next(ALICE, "laptop", 5), None)
+            .await,
         Err(StoreError::Conflict("fingerprint".into()))
     );
     // Nor can a new device take it.
@@ -164,16 +170,30 @@ pub async fn renewal_rules(store: &dyn Store) {
         .unwrap();
     store.revoke_certificate(ALICE, "old", 50).await.unwrap();
     assert_eq!(
-        store.renew_certificate(&next(ALICE, "laptop", 7)).await,
+        store
+            .renew_certificate(&next(ALICE, "laptop", 7), None)
+            .await,
         Err(StoreError::Revoked)
     );
+    // A renewal for the certificate a session logged in with: only while
+    // that is still the device's.
+    assert_eq!(
+        store
+            .renew_certificate(&next(ALICE, "laptop", 8), Some(&[2; 32]))
+            .await,
+        Err(StoreError::NotFound)
+    );
+    store
+        .renew_certificate(&next(ALICE, "laptop", 8), Some(&[1; 32]))
+        .await
+        .unwrap();
     // A second renewal replaces the first, which no longer logs in.
     store
-        .renew_certificate(&next(ALICE, "laptop", 3))
+        .renew_certificate(&next(ALICE, "laptop", 3), None)
         .await
         .unwrap();
     store
-        .renew_certificate(&next(ALICE, "laptop", 4))
+        .renew_certificate(&next(ALICE, "laptop", 4), None)
         .await
         .unwrap();
     let first = store
@@ -201,7 +221,7 @@ pub async fn renewal_rules(store: &dyn Store) {
         .await
         .unwrap();
     store
-        .renew_certificate(&next("bob@example.com", "desk", 4))
+        .renew_certificate(&next("bob@example.com", "desk", 4), None)
         .await
         .unwrap();
 }
@@ -215,10 +235,16 @@ pub async fn renewal_goes_with_its_device(store: &dyn Store) {
         .await
         .unwrap();
     store
-        .renew_certificate(&next(ALICE, "laptop", 2))
+        .renew_certificate(&next(ALICE, "laptop", 2), None)
         .await
         .unwrap();
     assert!(store.disable_certificate(ALICE, "laptop").await.unwrap());
+    // A disabled device's renewal is not promoted (and stays pending).
+    assert_eq!(
+        store.promote_certificate(ALICE, &[2; 32]).await.unwrap(),
+        None
+    );
+    assert_eq!(store.certificate_renewals(ALICE).await.unwrap().len(), 1);
     let disabled = store
         .certificate_lookup(ALICE, &[2; 32])
         .await
@@ -262,7 +288,7 @@ pub async fn renewal_goes_with_its_device(store: &dyn Store) {
         .await
         .unwrap();
     store
-        .renew_certificate(&next(ALICE, "phone", 4))
+        .renew_certificate(&next(ALICE, "phone", 4), None)
         .await
         .unwrap();
     store.delete_account(ALICE).await.unwrap();
@@ -319,7 +345,7 @@ pub async fn certificate_last_login(store: &dyn Store) {
     );
     // The device's renewal finds it too, and keeps it once promoted.
     store
-        .renew_certificate(&certificate(ALICE, "laptop", 3))
+        .renew_certificate(&certificate(ALICE, "laptop", 3), None)
         .await
         .unwrap();
     assert_eq!(

@@ -158,6 +158,8 @@ impl AccountStore for SqliteStore {
                     "DELETE FROM roster_items WHERE owner = ?",
                     "DELETE FROM offline_messages WHERE owner = ?",
                     "DELETE FROM expiry_warnings WHERE owner = ?",
+                    "DELETE FROM certificate_renewals WHERE owner = ?",
+                    "DELETE FROM certificate_logins WHERE owner = ?",
                     "DELETE FROM certificates WHERE owner = ?",
                     "DELETE FROM blocked WHERE owner = ?",
                     "DELETE FROM archive WHERE owner = ?",

@@ -128,15 +128,27 @@ impl CertificateStore for SqliteStore {
         })
     }
 
-    fn renew_certificate<'a>(&'a self, next: &'a CertificateEntry) -> StoreFuture<'a, ()> {
+    fn renew_certificate<'a>(
+        &'a self,
+        next: &'a CertificateEntry,
+        replaces: Option<&'a [u8; 32]>,
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let next = next.clone();
+            let (next, replaces) = (next.clone(), replaces.copied());
             self.write(move |transaction| {
-                let device = transaction
-                    .prepare_cached("SELECT 1 FROM certificates WHERE owner = ? AND name = ?")
+                let current: Option<Vec<u8>> = transaction
+                    .prepare_cached(
+                        "SELECT fingerprint FROM certificates WHERE owner = ? AND name = ?",
+                    )
                     .map_err(backend)?
-                    .exists((&next.owner, &next.name))
+                    .query_row((&next.owner, &next.name), |row| row.get(0))
+                    .optional()
                     .map_err(backend)?;
+                let device = match (current, replaces) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(current), Some(replaces)) => current == replaces,
+                };
                 if !device {
                     return Err(StoreError::NotFound);
                 }
@@ -193,55 +205,66 @@ impl CertificateStore for SqliteStore {
     ) -> StoreFuture<'a, Option<[u8; 32]>> {
         Box::pin(async move {
             let (owner, fingerprint) = (owner.to_owned(), *fingerprint);
-            self.write(move |transaction| {
-                let next = transaction
-                    .prepare_cached(
-                        "DELETE FROM certificate_renewals WHERE owner = ? AND fingerprint = ?
+            let promoted = self
+                .write(move |transaction| {
+                    let next = transaction
+                        .prepare_cached(
+                            "DELETE FROM certificate_renewals WHERE owner = ? AND fingerprint = ?
                          RETURNING name, der",
-                    )
-                    .map_err(backend)?
-                    .query_row((&owner, fingerprint.as_slice()), |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
-                    })
-                    .optional()
-                    .map_err(backend)?;
-                let Some((name, der)) = next else {
-                    return Ok(None);
-                };
-                let old: Vec<u8> = transaction
-                    .prepare_cached(
-                        "SELECT fingerprint FROM certificates WHERE owner = ? AND name = ?",
-                    )
-                    .map_err(backend)?
-                    .query_row((&owner, &name), |row| row.get(0))
-                    .map_err(backend)?;
-                let old = fingerprint_array(&old)?;
-                transaction
-                    .prepare_cached(
-                        "DELETE FROM expiry_warnings WHERE owner = ? AND fingerprint = ?",
-                    )
-                    .map_err(backend)?
-                    .execute((&owner, old.as_slice()))
-                    .map_err(backend)?;
-                transaction
-                    .prepare_cached(
-                        "UPDATE certificates SET fingerprint = ?, der = ?
+                        )
+                        .map_err(backend)?
+                        .query_row((&owner, fingerprint.as_slice()), |row| {
+                            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+                        })
+                        .optional()
+                        .map_err(backend)?;
+                    let Some((name, der)) = next else {
+                        return Ok(None);
+                    };
+                    let (old, disabled): (Vec<u8>, bool) = transaction
+                        .prepare_cached(
+                            "SELECT fingerprint, disabled FROM certificates
                          WHERE owner = ? AND name = ?",
-                    )
-                    .map_err(backend)?
-                    .execute((fingerprint.as_slice(), &der, &owner, &name))
-                    .map_err(backend)?;
-                transaction
-                    .prepare_cached(
-                        "UPDATE invites SET creator_certificate = ?
+                        )
+                        .map_err(backend)?
+                        .query_row((&owner, &name), |row| Ok((row.get(0)?, row.get(1)?)))
+                        .map_err(backend)?;
+                    if disabled {
+                        // Not promoted: the delete above is undone.
+                        return Err(StoreError::Conflict("disabled".into()));
+                    }
+                    let old = fingerprint_array(&old)?;
+                    transaction
+                        .prepare_cached(
+                            "DELETE FROM expiry_warnings WHERE owner = ? AND fingerprint = ?",
+                        )
+                        .map_err(backend)?
+                        .execute((&owner, old.as_slice()))
+                        .map_err(backend)?;
+                    transaction
+                        .prepare_cached(
+                            "UPDATE certificates SET fingerprint = ?, der = ?
+                         WHERE owner = ? AND name = ?",
+                        )
+                        .map_err(backend)?
+                        .execute((fingerprint.as_slice(), &der, &owner, &name))
+                        .map_err(backend)?;
+                    transaction
+                        .prepare_cached(
+                            "UPDATE invites SET creator_certificate = ?
                          WHERE creator = ? AND creator_certificate = ?",
-                    )
-                    .map_err(backend)?
-                    .execute((fingerprint.as_slice(), &owner, old.as_slice()))
-                    .map_err(backend)?;
-                Ok(Some(old))
-            })
-            .await
+                        )
+                        .map_err(backend)?
+                        .execute((fingerprint.as_slice(), &owner, old.as_slice()))
+                        .map_err(backend)?;
+                    Ok(Some(old))
+                })
+                .await;
+            match promoted {
+                // The device is disabled: nothing changed.
+                Err(StoreError::Conflict(what)) if what == "disabled" => Ok(None),
+                promoted => promoted,
+            }
         })
     }
 

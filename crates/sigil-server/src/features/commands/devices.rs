@@ -10,7 +10,8 @@
 //! "Add a device" makes a single-use invitation for a new device of the
 //! account ([`crate::invites::create`]), whose creator is the session's
 //! account and the certificate it logged in with: disabling or revoking
-//! that certificate ends the invitation too. It counts against
+//! that certificate ends the invitation too (a login by CA trust, which
+//! has no device, is not offered the command). It counts against
 //! `[invites] max_open_per_account`.
 //!
 //! The list is a result form of plain fields, a `fixed` heading per
@@ -129,9 +130,15 @@ impl Command for Add {
     }
 
     fn allowed(&self, context: &Context, session: &SessionState) -> bool {
+        // A login by CA trust has no device an invitation could end with.
+        let anchored = session
+            .login
+            .as_ref()
+            .is_some_and(|login| login.trust == crate::auth::Trust::Anchor);
         context.invites.enabled
             && context.invites.max_open_per_account > 0
             && session.may_manage_certificates()
+            && !anchored
     }
 
     fn step<'a>(&'a self, step: Step<'a>) -> Stepping<'a> {
@@ -340,6 +347,9 @@ fn describe(n: usize, device: &Device) -> Vec<Field> {
     };
     if entry.no_cert_management {
         state.push_str("; may not manage devices");
+    }
+    if device.renewal_pending {
+        state.push_str("; renewal pending");
     }
     let mut sessions = Field::new(&format!("sessions-{n}"), FieldType::TextMulti)
         .label("Logged in now");
