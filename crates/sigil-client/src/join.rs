@@ -27,7 +27,7 @@ use crate::{Client, ClientBuilder, Error};
 
 /// How a device joins: its name, the user name it picks (when the
 /// invitation lets it), and its key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct JoinOptions {
     /// The device's name, under which its certificate is registered
     /// (XEP-0257): unique among the account's devices.
@@ -43,6 +43,25 @@ pub struct JoinOptions {
     pub key: KeyType,
     /// The certificate's validity, in days.
     pub days: u32,
+    /// The device's certificate and key (PEM) to present, made by the
+    /// caller, who can then keep them before the invitation is spent (a
+    /// login that fails after the registration loses nothing); `None`:
+    /// `join` makes them, as `key` and `days` say. A server that signs
+    /// certificates signs one for this key.
+    pub credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for JoinOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinOptions")
+            .field("device", &self.device)
+            .field("username", &self.username)
+            .field("no_cert_management", &self.no_cert_management)
+            .field("key", &self.key)
+            .field("days", &self.days)
+            .field("credentials", &self.credentials.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 impl JoinOptions {
@@ -55,6 +74,7 @@ impl JoinOptions {
             no_cert_management: false,
             key: KeyType::default(),
             days: DEFAULT_DAYS,
+            credentials: None,
         }
     }
 }
@@ -122,15 +142,18 @@ pub async fn join(
         return Err(Error::Config("name the device".into()));
     }
     let account = account_of(&invitation, options.username.as_deref())?;
-    let issued = generate::client_certificate(
-        &[Jid::from(account.clone())],
-        &generate::Options {
-            days: options.days,
-            key: options.key,
-            now: OffsetDateTime::now_utc(),
-        },
-        None,
-    )
+    let issued = match &options.credentials {
+        Some((certificate_pem, key_pem)) => generate::Issued::from_pem(certificate_pem, key_pem),
+        None => generate::client_certificate(
+            &[Jid::from(account.clone())],
+            &generate::Options {
+                days: options.days,
+                key: options.key,
+                now: OffsetDateTime::now_utc(),
+            },
+            None,
+        ),
+    }
     .map_err(|e| Error::Config(format!("the device's certificate: {e}")))?;
     let key_pem = issued.key_pem();
     let signing_request = issued

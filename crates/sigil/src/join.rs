@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use sigil_client::{Invitation, JoinOptions, Transport};
+use sigil_proto::client::ClientError;
 use sigil_x509::generate::{DEFAULT_DAYS, Issued};
 use sigil_x509::{CertificateInfo, Jid, pkcs12};
 
@@ -157,6 +158,7 @@ pub(crate) fn run(command: DeviceCommand) -> Result<(), String> {
                 no_cert_management,
                 key: key.into(),
                 days,
+                credentials: None,
             };
             join(
                 &uri,
@@ -221,42 +223,88 @@ fn join(
     std::fs::create_dir_all(files.out)
         .map_err(|e| format!("cannot create {}: {e}", files.out.display()))?;
 
+    // The device's key and certificate are on disk before the invitation
+    // is spent: a login that fails after the registration loses nothing.
+    let made = sigil_x509::generate::client_certificate(
+        std::slice::from_ref(&jid),
+        &sigil_x509::generate::Options {
+            days: options.days,
+            key: options.key,
+            now: time::OffsetDateTime::now_utc(),
+        },
+        None,
+    )
+    .map_err(|e| format!("the device's certificate: {e}"))?;
+    cert::write_file(&key_path, made.key_pem().as_bytes(), true)?;
+    cert::write_file(&certificate_path, made.certificate_pem().as_bytes(), false)?;
+    let options = JoinOptions {
+        credentials: Some((made.certificate_pem(), made.key_pem())),
+        ..options
+    };
+
     let configure = server.configure()?;
     let runtime = crate::serve::runtime()?;
-    let joined = runtime.block_on(async {
-        let joined = sigil_client::join(uri, options, configure)
-            .await
-            .map_err(|e| match e {
+    let joined = runtime.block_on(sigil_client::join(uri, options, configure));
+    let joined = match joined {
+        Ok(joined) => joined,
+        Err(error) => {
+            let spent = !matches!(
+                &error,
+                sigil_client::Error::Config(_)
+                    | sigil_client::Error::Tls(_)
+                    | sigil_client::Error::Stream(
+                        ClientError::TokenRefused(_)
+                            | ClientError::RegistrationRefused(_)
+                            | ClientError::RegistrationUnavailable
+                    )
+            );
+            let hint = match &error {
                 sigil_client::Error::Tls(_) if server.ca.is_none() && server.pin.is_none() => {
-                    format!("{e}\n(say how to check the server: --ca FILE or --pin SHA256)")
+                    "\n(say how to check the server: --ca FILE or --pin SHA256)"
                 }
-                e => format!("joining failed: {e}"),
-            })?;
-        let bound = joined.client.jid();
-        let mechanism = joined.client.mechanism().to_owned();
-        Ok::<_, String>((joined, bound, mechanism))
-    });
-    let (joined, bound, mechanism) = joined?;
+                _ => "",
+            };
+            if spent {
+                // The device may have joined before the failure: its key
+                // stays where it was written.
+                return Err(format!(
+                    "joining failed: {error}{hint}\nThe device may have joined before that: its \
+                     key and certificate are in {} and {}; try `sigil login {account} --cert {} \
+                     --key {}`, and remove them if it cannot log in.",
+                    key_path.display(),
+                    certificate_path.display(),
+                    certificate_path.display(),
+                    key_path.display()
+                ));
+            }
+            // Refused before anything was registered: nothing to keep.
+            let _ = std::fs::remove_file(&key_path);
+            let _ = std::fs::remove_file(&certificate_path);
+            return Err(format!("joining failed: {error}{hint}"));
+        }
+    };
+    let bound = joined.client.jid();
+    let mechanism = joined.client.mechanism().to_owned();
 
     let issued = Issued::from_pem(&joined.certificate_pem, &joined.key_pem)
         .map_err(|e| format!("the new certificate: {e}"))?;
     let bundle = pkcs12::bundle(&issued, &[], &stem, &password).map_err(|e| e.to_string())?;
-    let written = cert::write_file(&key_path, joined.key_pem.as_bytes(), true)
-        .and_then(|()| {
-            cert::write_file(&certificate_path, joined.certificate_pem.as_bytes(), false)
-        })
+    // The key is on disk already; a certificate the server signed
+    // replaces the device's own.
+    let written = cert::write_file(&certificate_path, joined.certificate_pem.as_bytes(), false)
         .and_then(|()| cert::write_file(&bundle_path, &bundle, true));
     let device = joined.device.clone();
     let account = joined.account.to_string();
     let joined_signed = joined.signed;
     runtime.block_on(joined.client.close());
     if let Err(error) = written {
-        // The device is registered: without its key it cannot log in
-        // again, so the key goes to the terminal rather than nowhere.
+        // The device is registered with this certificate: it goes to the
+        // terminal rather than nowhere (the key is in its file).
         return Err(format!(
-            "{error}\nThe device joined, but its credentials could not be saved. Keep them:\n{}{}",
-            issued.certificate_pem(),
-            joined.key_pem
+            "{error}\nThe device joined, but its certificate could not be saved. Keep it \
+             (its key is in {}):\n{}",
+            key_path.display(),
+            issued.certificate_pem()
         ));
     }
 

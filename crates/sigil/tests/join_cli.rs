@@ -335,3 +335,82 @@ fn a_logged_in_device_adds_another_with_device_add() {
         "{listed}"
     );
 }
+
+#[test]
+fn a_login_that_fails_after_joining_loses_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("data")).unwrap();
+    // EXTERNAL is not offered: the device registers, then cannot log in.
+    std::fs::write(
+        d.join("data/sigil.toml"),
+        format!("{CONFIG}[sasl]\nmechanisms = ['SCRAM-SHA-256']\n"),
+    )
+    .unwrap();
+    std::fs::write(d.join("pw"), "open sesame\n").unwrap();
+    let added = sigil(
+        d,
+        &[
+            "user",
+            "add",
+            "bob",
+            "--no-password",
+            "--config",
+            "data/sigil.toml",
+        ],
+    );
+    assert!(added.status.success());
+    invite(&d.join("data/sigil.db"), &["lost-token"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(d)
+        .args(["serve", "--config", "data/sigil.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(child.stdout.take().unwrap());
+    let _server = Guard(child);
+    let [starttls]: [String; 1] = listening(&lines, &["STARTTLS"]).try_into().unwrap();
+    let joined = sigil(
+        d,
+        &[
+            "device",
+            "join",
+            "xmpp:localhost?register;preauth=lost-token",
+            "--name",
+            "phone",
+            "--user",
+            "erin",
+            "--out",
+            "creds",
+            "--p12-password-file",
+            "pw",
+            "--address",
+            &starttls,
+            "--ca",
+            "data/server.crt",
+        ],
+    );
+    assert!(!joined.status.success());
+    let error = String::from_utf8_lossy(&joined.stderr);
+    assert!(error.contains("may have joined"), "{error}");
+    // The key and certificate it registered are kept, private.
+    assert_eq!(mode(&d.join("creds/erin.key")), 0o600);
+    let certificate = std::fs::read(d.join("creds/erin.crt")).unwrap();
+    let listed = sigil(d, &["cert", "list", "erin", "--config", "data/sigil.toml"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let fingerprint = sigil_x509::CertificateInfo::parse(&certificate)
+        .unwrap()
+        .sha256
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    assert!(
+        listed.contains("phone")
+            && listed
+                .to_lowercase()
+                .replace(':', "")
+                .contains(&fingerprint),
+        "{listed}"
+    );
+}
