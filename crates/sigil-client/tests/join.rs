@@ -34,14 +34,18 @@ async fn start() -> Fixture {
 async fn start_with(configure: impl FnOnce(&mut Config, &std::path::Path)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new("localhost");
-    config.listeners = [ListenerKind::Starttls, ListenerKind::DirectTls]
-        .into_iter()
-        .map(|kind| ListenerConfig {
-            kind,
-            address: "127.0.0.1:0".parse().unwrap(),
-            client_certificates: Default::default(),
-        })
-        .collect();
+    config.listeners = [
+        ListenerKind::Starttls,
+        ListenerKind::DirectTls,
+        ListenerKind::Https,
+    ]
+    .into_iter()
+    .map(|kind| ListenerConfig {
+        kind,
+        address: "127.0.0.1:0".parse().unwrap(),
+        client_certificates: Default::default(),
+    })
+    .collect();
     // An administrator's name that no account has taken yet.
     config.admin.jids = vec!["root@localhost".into()];
     configure(&mut config, dir.path());
@@ -78,17 +82,29 @@ impl Fixture {
     ) -> impl Fn(sigil_client::ClientBuilder) -> sigil_client::ClientBuilder + use<> {
         let kind = match transport {
             Transport::DirectTls => ListenerKind::DirectTls,
+            Transport::WebSocket | Transport::Bosh => ListenerKind::Https,
             _ => ListenerKind::Starttls,
         };
         let address = self.server.address(kind).unwrap();
+        let url = match transport {
+            Transport::WebSocket => {
+                Some(format!("wss://localhost:{}/xmpp-websocket", address.port()))
+            }
+            Transport::Bosh => Some(format!("https://localhost:{}/http-bind", address.port())),
+            _ => None,
+        };
         let ca = self.server_certificate();
         move |builder| {
-            builder
+            let builder = builder
                 .address(address)
                 .transport(transport)
                 .trust_pem(&ca)
                 .resource("test")
-                .timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(10));
+            match &url {
+                Some(url) => builder.url(url.clone()),
+                None => builder,
+            }
         }
     }
 
@@ -163,9 +179,14 @@ fn refusal(result: Result<sigil_client::Joined, Error>) -> (bool, StanzaConditio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_account_with_a_free_name_joins_without_a_password() {
     let f = start().await;
-    for (n, transport) in [Transport::StartTls, Transport::DirectTls]
-        .into_iter()
-        .enumerate()
+    for (n, transport) in [
+        Transport::StartTls,
+        Transport::DirectTls,
+        Transport::WebSocket,
+        Transport::Bosh,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let name = format!("carol{n}");
         let token = format!("free-{n}");
