@@ -10,7 +10,7 @@ mod process;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use process::{Guard, line_reader, listening};
+use process::serve_starttls;
 use sigil_store::{Invite, InviteKind, SqliteStore, invite_token_hash};
 
 const CONFIG: &str =
@@ -81,16 +81,7 @@ fn a_device_joins_by_invitation_and_logs_in_with_what_it_wrote() {
     );
     invite(&d.join("data/sigil.db"), &["cli-token", "spare-token"]);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .current_dir(d)
-        .args(["serve", "--config", "data/sigil.toml"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = line_reader(child.stdout.take().unwrap());
-    let _server = Guard(child);
-    let [starttls]: [String; 1] = listening(&lines, &["STARTTLS"]).try_into().unwrap();
+    let (_server, starttls) = serve_starttls(d, "data/sigil.toml");
 
     let join = |token: &str, out: &str| {
         sigil(
@@ -236,16 +227,7 @@ fn a_logged_in_device_adds_another_with_device_add() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .current_dir(d)
-        .args(["serve", "--config", "data/sigil.toml"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = line_reader(child.stdout.take().unwrap());
-    let _server = Guard(child);
-    let [starttls]: [String; 1] = listening(&lines, &["STARTTLS"]).try_into().unwrap();
+    let (_server, starttls) = serve_starttls(d, "data/sigil.toml");
 
     let added = sigil(
         d,
@@ -361,16 +343,7 @@ fn a_login_that_fails_after_joining_loses_no_key() {
     );
     assert!(added.status.success());
     invite(&d.join("data/sigil.db"), &["lost-token"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .current_dir(d)
-        .args(["serve", "--config", "data/sigil.toml"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = line_reader(child.stdout.take().unwrap());
-    let _server = Guard(child);
-    let [starttls]: [String; 1] = listening(&lines, &["STARTTLS"]).try_into().unwrap();
+    let (_server, starttls) = serve_starttls(d, "data/sigil.toml");
     let joined = sigil(
         d,
         &[

@@ -11,7 +11,7 @@ mod process;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use process::{Guard, line_reader, listening, ok};
+use process::{ok, serve_starttls};
 use sigil_x509::generate::{self, Options};
 use sigil_x509::{CertificateInfo, Jid};
 
@@ -76,16 +76,7 @@ fn devices_renew_by_themselves_on_demand_and_by_the_operator() {
         ],
     ));
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .current_dir(d)
-        .args(["serve", "--config", "data/sigil.toml"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = line_reader(child.stdout.take().unwrap());
-    let _server = Guard(child);
-    let [starttls]: [String; 1] = listening(&lines, &["STARTTLS"]).try_into().unwrap();
+    let (_server, starttls) = serve_starttls(d, "data/sigil.toml");
     let login = |cert: &str, key: &str, extra: &[&str]| {
         let mut args = vec![
             "login",

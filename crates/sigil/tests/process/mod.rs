@@ -104,3 +104,19 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `sigil serve --config CONFIG` run in `dir`, with the address of its
+/// STARTTLS listener; the server stops when the guard is dropped.
+pub fn serve_starttls(dir: &std::path::Path, config: &str) -> (Guard, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(dir)
+        .args(["serve", "--config", config])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = line_reader(child.stdout.take().unwrap());
+    let guard = Guard(child);
+    let [starttls]: [String; 1] = listening(&lines, &["STARTTLS"]).try_into().unwrap();
+    (guard, starttls)
+}
