@@ -85,7 +85,7 @@ fuzz_target!(|input: &[u8]| {
                 Action::Register(Registration::Device(_)) => {
                     stream.registration_refused(invalid_token())
                 }
-                Action::Bind { resource } => {
+                Action::Bind { resource, .. } => {
                     let resource = resource.map_or("r".to_owned(), |r| r.to_string());
                     if let Ok(jid) = jid::FullJid::new(&format!("user@example.org/{resource}")) {
                         stream.bound(jid);

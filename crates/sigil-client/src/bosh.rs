@@ -152,6 +152,7 @@ impl Bosh {
             pending: Vec::new(),
             create: false,
             restart: false,
+            from: None,
             terminate: false,
             terminated: false,
             to_client,
@@ -199,6 +200,8 @@ struct Driver {
     pending: Vec<String>,
     create: bool,
     restart: bool,
+    /// The account the stream header names (`from`), once encrypted.
+    from: Option<String>,
     terminate: bool,
     terminated: bool,
     to_client: mpsc::UnboundedSender<Result<Vec<Element>, Error>>,
@@ -249,10 +252,25 @@ impl Driver {
     /// session, `<close/>` terminates it, the rest is payload.
     fn take(&mut self, frame: Frame) {
         match frame {
-            Frame::Open(_) if self.sid.is_none() => self.create = true,
-            Frame::Open(_) => self.restart = true,
+            Frame::Open(opening) if self.sid.is_none() => {
+                self.from = opening.from;
+                self.create = true;
+            }
+            Frame::Open(opening) => {
+                self.from = opening.from;
+                self.restart = true;
+            }
             Frame::Close => self.terminate = true,
             Frame::Element(_) => self.pending.push(frame.to_text(Framing::Standalone)),
+        }
+    }
+
+    /// ` from='…'` (XEP-0206 §4) when the stream header names the account.
+    fn push_from(&self, body: &mut String) {
+        if let Some(from) = &self.from {
+            body.push_str(" from='");
+            sigil_xml::escape_attribute(body, from);
+            body.push('\'');
         }
     }
 
@@ -272,7 +290,9 @@ impl Driver {
                  hold='1' rid='{rid}' wait='{WAIT}' ver='1.6' xml:lang='en' xmpp:version='1.0' to='"
             );
             sigil_xml::escape_attribute(&mut body, &self.dialer.domain);
-            body.push_str("'/>");
+            body.push('\'');
+            self.push_from(&mut body);
+            body.push_str("/>");
             return Some(body);
         };
         if in_flight >= self.requests {
@@ -292,7 +312,9 @@ impl Driver {
             head.push_str(NS_XBOSH);
             head.push_str("' xmpp:restart='true' xml:lang='en' to='");
             sigil_xml::escape_attribute(&mut head, &self.dialer.domain);
-            head.push_str("'/>");
+            head.push('\'');
+            self.push_from(&mut head);
+            head.push_str("/>");
             return Some(head);
         }
         if !self.pending.is_empty() || in_flight == 0 {

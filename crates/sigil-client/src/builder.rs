@@ -11,6 +11,7 @@ use jid::BareJid;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sigil_proto::client::JoinRequest;
+use sigil_proto::sasl2::UserAgent;
 use sigil_sasl::client::{ClientConfig, ClientContext};
 
 use crate::Error;
@@ -56,6 +57,8 @@ pub struct ClientBuilder {
     stream_management: bool,
     carbons: bool,
     join: Option<JoinRequest>,
+    sasl2: bool,
+    user_agent: UserAgent,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -91,6 +94,12 @@ impl Client {
             stream_management: false,
             carbons: false,
             join: None,
+            sasl2: true,
+            user_agent: UserAgent {
+                id: sigil_proto::sasl2::new_uuid(),
+                software: Some("Sigil".into()),
+                device: None,
+            },
         }
     }
 }
@@ -259,6 +268,33 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether to log in by SASL2 (XEP-0388) where the server offers it
+    /// (default: yes), binding by Bind 2 (XEP-0386) unless an exact
+    /// [`Self::resource`] is asked for; SASL 1 otherwise, and always
+    /// against servers without SASL2. [`Client::login_path`] tells which
+    /// was taken.
+    #[must_use]
+    pub fn sasl2(mut self, enable: bool) -> Self {
+        self.sasl2 = enable;
+        self
+    }
+
+    /// The id this installation gives itself (XEP-0388 `<user-agent
+    /// id/>`, a UUID), and the device's name for the user's own list of
+    /// devices. Keep the id from one run to the next: with SASL2 the
+    /// server keeps one resource per id, ending a session of the same id
+    /// that a new one replaces. Default: an id made for this builder.
+    #[must_use]
+    pub fn user_agent(mut self, id: &str, device: Option<&str>) -> Self {
+        if sigil_proto::sasl2::is_uuid(id) {
+            self.user_agent.id = Some(id.to_ascii_lowercase());
+        } else {
+            self.error = Some(format!("the user-agent id {id:?} is not a UUID"));
+        }
+        self.user_agent.device = device.map(str::to_owned);
+        self
+    }
+
     /// The resource to ask for (default: the server picks).
     #[must_use]
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
@@ -351,6 +387,9 @@ impl ClientBuilder {
             dns_server: self.dns_server,
             local_address: self.local_address,
             stream_management: self.stream_management,
+            carbons: self.carbons,
+            sasl2: self.sasl2,
+            user_agent: self.user_agent,
         })
     }
 }

@@ -103,7 +103,12 @@ impl Client {
         active: bool,
     ) -> Result<(), Error> {
         if carbons {
-            self.enable_carbons().await?;
+            if self.stream.carbons_enabled() {
+                // Enabled inline with Bind 2.
+                self.carbons = true;
+            } else {
+                self.enable_carbons().await?;
+            }
         }
         if !active {
             self.set_active(false).await?;
@@ -119,6 +124,12 @@ impl Client {
     /// The bound full JID, typed.
     pub fn full_jid(&self) -> &FullJid {
         &self.jid
+    }
+
+    /// How this connection logged in: SASL or SASL2, and whether Bind 2
+    /// bound the resource.
+    pub fn login_path(&self) -> sigil_proto::client::LoginPath {
+        self.stream.login_path()
     }
 
     /// The SASL mechanism that logged in.

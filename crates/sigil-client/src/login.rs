@@ -33,6 +33,10 @@ pub(crate) struct Prepared {
     pub(crate) dns_server: Option<SocketAddr>,
     pub(crate) local_address: Option<std::net::IpAddr>,
     pub(crate) stream_management: bool,
+    /// Carbons asked for (inline with Bind 2 where it binds).
+    pub(crate) carbons: bool,
+    pub(crate) sasl2: bool,
+    pub(crate) user_agent: sigil_proto::sasl2::UserAgent,
 }
 
 /// A connection that completed negotiation.
@@ -147,8 +151,13 @@ impl Prepared {
             context: self.context.clone(),
             limits: sigil_xml::Limits::default(),
             join,
+            sasl2: self.sasl2,
+            user_agent: Some(self.user_agent.clone()),
         };
         let mut stream = ClientStream::new(config);
+        if self.carbons {
+            stream.request_carbons();
+        }
         if self.stream_management {
             stream.request_resumption();
             if let Some(earlier) = resume {

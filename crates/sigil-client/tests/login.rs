@@ -112,6 +112,17 @@ fn builder(
     user: &str,
     transport: Transport,
 ) -> sigil_client::ClientBuilder {
+    builder_for(dir, addresses, user, transport, Some("test"))
+}
+
+/// As [`builder`], with this resource (`None`: the server's choice).
+fn builder_for(
+    dir: &std::path::Path,
+    addresses: [std::net::SocketAddr; 3],
+    user: &str,
+    transport: Transport,
+    resource: Option<&str>,
+) -> sigil_client::ClientBuilder {
     let jid = if user.is_empty() {
         "localhost".to_owned()
     } else {
@@ -126,8 +137,11 @@ fn builder(
     let builder = Client::builder(jid)
         .address(address)
         .transport(transport)
-        .trust_pem(&ca)
-        .resource("test");
+        .trust_pem(&ca);
+    let builder = match resource {
+        Some(resource) => builder.resource(resource),
+        None => builder,
+    };
     match transport {
         Transport::WebSocket => {
             builder.url(format!("wss://localhost:{}/xmpp-websocket", address.port()))
@@ -1030,4 +1044,137 @@ async fn revoked_certificates_log_in_on_no_transport() {
     let refused = login(&registered, Transport::StartTls).await;
     assert!(refused.is_err(), "{refused:?}");
     laptop.close().await;
+}
+
+/// The EXTERNAL decisions give the same results by SASL 1, by SASL2 with
+/// an exact resource, and by SASL2 with Bind 2, on every transport; and
+/// the client says which path it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_decides_alike_over_sasl_1_and_sasl2_on_every_transport() {
+    use sigil_proto::client::{ClientError as StreamError, LoginPath};
+    use sigil_sasl::Failure;
+    use sigil_x509::generate::{Issued, Options, client_certificate};
+    let f = start().await;
+    let store = f.server.context().store.clone();
+    let now = sigil_x509::OffsetDateTime::now_utc();
+    let make = |jid: &str, start: sigil_x509::OffsetDateTime, days: u32| {
+        let mut options = Options::new(start);
+        options.days = days;
+        client_certificate(&[sigil_x509::Jid::new(jid).unwrap()], &options, None).unwrap()
+    };
+    let register = |owner: &'static str, name: &'static str, issued: &Issued| {
+        let store = store.clone();
+        let der = issued.certificate_der.clone();
+        async move {
+            let info = sigil_x509::CertificateInfo::from_der(&der).unwrap();
+            store
+                .add_certificate(&CertificateEntry {
+                    owner: owner.into(),
+                    name: name.into(),
+                    fingerprint: info.sha256,
+                    der,
+                    no_cert_management: false,
+                    disabled: false,
+                    added_at: 0,
+                })
+                .await
+                .unwrap();
+        }
+    };
+    let unregistered = make("alice@localhost", now, 30);
+    let disabled = make("alice@localhost", now, 30);
+    register("alice@localhost", "old-phone", &disabled).await;
+    store
+        .disable_certificate("alice@localhost", "old-phone")
+        .await
+        .unwrap();
+    let revoked = make("alice@localhost", now, 30);
+    register("alice@localhost", "stolen", &revoked).await;
+    store
+        .revoke_certificate("alice@localhost", "stolen", now.unix_timestamp())
+        .await
+        .unwrap();
+    let expired = make("alice@localhost", now - Duration::from_secs(10 * 86_400), 1);
+    register("alice@localhost", "expired", &expired).await;
+    let bobs = make("bob@localhost", now, 30);
+    register("bob@localhost", "bob", &bobs).await;
+    store.create_account("carol@localhost", &[]).await.unwrap();
+    let carols = make("carol@localhost", now, 30);
+    register("carol@localhost", "carol", &carols).await;
+    store.set_disabled("carol@localhost", true).await.unwrap();
+
+    let cases: [(&str, &str, &Issued, Option<Failure>); 7] = [
+        ("registered", "alice", &f.alice_certificate, None),
+        (
+            "unregistered",
+            "alice",
+            &unregistered,
+            Some(Failure::NotAuthorized),
+        ),
+        ("disabled", "alice", &disabled, Some(Failure::NotAuthorized)),
+        ("revoked", "alice", &revoked, Some(Failure::NotAuthorized)),
+        (
+            "expired",
+            "alice",
+            &expired,
+            Some(Failure::CredentialsExpired),
+        ),
+        (
+            "another account's",
+            "alice",
+            &bobs,
+            Some(Failure::InvalidAuthzid),
+        ),
+        (
+            "disabled account",
+            "carol",
+            &carols,
+            Some(Failure::AccountDisabled),
+        ),
+    ];
+    for transport in ALL {
+        for (sasl2, resource, path) in [
+            (false, Some("test"), LoginPath::Sasl1),
+            (true, Some("test"), LoginPath::Sasl2),
+            (true, None, LoginPath::Sasl2Bind2),
+        ] {
+            for (case, user, issued, expect) in &cases {
+                let builder = builder_for(f.dir.path(), f.addresses(), user, transport, resource)
+                    .sasl2(sasl2)
+                    .sasl(only("EXTERNAL"))
+                    .client_certificate_pem(
+                        issued.certificate_pem().as_bytes(),
+                        issued.key_pem().as_bytes(),
+                    );
+                let result = builder.connect().await;
+                let label = format!("{case}, {transport:?}, {path}");
+                match (expect, result) {
+                    (None, Ok(client)) => {
+                        assert_eq!(client.login_path(), path, "{label}");
+                        assert_eq!(client.mechanism(), "EXTERNAL", "{label}");
+                        let jid = client.jid();
+                        match resource {
+                            Some(resource) => {
+                                assert_eq!(jid, format!("alice@localhost/{resource}"), "{label}")
+                            }
+                            None => {
+                                assert!(jid.starts_with("alice@localhost/Sigil~"), "{label}: {jid}")
+                            }
+                        }
+                        client.close().await;
+                    }
+                    (
+                        Some(expected),
+                        Err(Error::Stream(StreamError::Sasl(
+                            sigil_sasl::client::ClientError::Failed { failure, .. },
+                        ))),
+                    ) => assert_eq!(failure.as_ref(), Some(expected), "{label}"),
+                    (expected, got) => panic!(
+                        "{label}: expected {expected:?}, got {:?}",
+                        got.map(|c| c.jid())
+                    ),
+                }
+            }
+        }
+    }
 }

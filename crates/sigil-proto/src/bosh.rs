@@ -55,6 +55,9 @@ pub struct Request {
     pub sid: Option<String>,
     /// `to`: the domain asked for.
     pub to: Option<String>,
+    /// `from`: the account the client names (XEP-0206 §4), as a stream
+    /// header's `from`.
+    pub from: Option<String>,
     /// `wait`: the longest the client lets a request be held, seconds.
     pub wait: Option<u64>,
     /// `xmpp:version`.
@@ -87,6 +90,7 @@ impl Request {
             rid,
             sid: body.attribute("sid").map(str::to_owned),
             to: body.attribute("to").map(str::to_owned),
+            from: body.attribute("from").map(str::to_owned),
             wait: body.attribute("wait").and_then(|w| w.parse().ok()),
             version: body.attribute_ns("version", NS_XBOSH).map(str::to_owned),
             restart: body.attribute_ns("restart", NS_XBOSH) == Some("true"),
@@ -97,9 +101,13 @@ impl Request {
 
     /// The `<open/>` that starts (or restarts) the session's stream.
     pub fn open_element(&self, domain: &str) -> Element {
-        Element::new("open", ns::FRAMING)
+        let open = Element::new("open", ns::FRAMING)
             .with_attribute("to", self.to.as_deref().unwrap_or(domain))
-            .with_attribute("version", self.version.as_deref().unwrap_or("1.0"))
+            .with_attribute("version", self.version.as_deref().unwrap_or("1.0"));
+        match &self.from {
+            Some(from) => open.with_attribute("from", from.clone()),
+            None => open,
+        }
     }
 
     /// What the session gets from this request of an existing session, in

@@ -19,6 +19,7 @@ use crate::frame::{Frame, Opening};
 use crate::random_id;
 
 mod register;
+mod sasl2;
 
 pub use register::JoinRequest;
 
@@ -53,6 +54,14 @@ pub struct ClientStreamConfig {
     /// Join by invitation before logging in: redeem this token and
     /// register the device, then log in (see [`JoinRequest`]).
     pub join: Option<JoinRequest>,
+    /// Log in by SASL2 (XEP-0388) where the server offers it, binding
+    /// by Bind 2 (XEP-0386) when no exact [`Self::resource`] is asked
+    /// for; SASL 1 otherwise.
+    pub sasl2: bool,
+    /// The client software and device, told to the server with SASL2.
+    /// Keep its id for the life of the installation: the server ties the
+    /// client's resource (and its tokens) to it.
+    pub user_agent: Option<crate::sasl2::UserAgent>,
 }
 
 /// Why a client stream ended.
@@ -208,6 +217,39 @@ pub struct ClientStream {
     joining: Option<Box<register::Joining>>,
     /// The device registered on this stream.
     registered: bool,
+    /// Carbons asked for with Bind 2, and whether they were.
+    carbons_wanted: bool,
+    carbons_enabled: bool,
+    /// The SASL2 exchange under way (boxed: once per stream).
+    sasl2: Option<Box<sasl2::Exchange>>,
+    /// How this stream logged in.
+    path: LoginPath,
+}
+
+/// How a stream logged in, once it did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoginPath {
+    /// Not (yet).
+    #[default]
+    None,
+    /// SASL (RFC 6120 §6), then resource binding (§7).
+    Sasl1,
+    /// SASL2 (XEP-0388), then resource binding (RFC 6120 §7).
+    Sasl2,
+    /// SASL2 with the resource bound inline by Bind 2 (XEP-0386), or an
+    /// earlier session resumed inline (XEP-0198).
+    Sasl2Bind2,
+}
+
+impl fmt::Display for LoginPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::None => "not logged in",
+            Self::Sasl1 => "SASL",
+            Self::Sasl2 => "SASL2",
+            Self::Sasl2Bind2 => "SASL2 + Bind 2",
+        })
+    }
 }
 
 /// XEP-0198 counters on the client side.
@@ -254,6 +296,10 @@ impl ClientStream {
             csi_offered: false,
             joining: None,
             registered: false,
+            carbons_wanted: false,
+            carbons_enabled: false,
+            sasl2: None,
+            path: LoginPath::None,
         };
         stream.send_header();
         stream
@@ -300,6 +346,23 @@ impl ClientStream {
         if self.sm.is_some() && self.stage == Stage::Bound {
             self.send(Element::new("r", crate::sm::NS));
         }
+    }
+
+    /// Asks for XEP-0280 carbons inline with Bind 2, when the stream
+    /// binds that way ([`Self::carbons_enabled`] says whether it did; if
+    /// not, the application enables them itself once bound).
+    pub fn request_carbons(&mut self) {
+        self.carbons_wanted = true;
+    }
+
+    /// Whether carbons were enabled inline with Bind 2.
+    pub fn carbons_enabled(&self) -> bool {
+        self.carbons_enabled
+    }
+
+    /// How the stream logged in.
+    pub fn login_path(&self) -> LoginPath {
+        self.path
     }
 
     /// Whether the server offered XEP-0352 client state indication
@@ -438,8 +501,13 @@ impl ClientStream {
     }
 
     fn send_header(&mut self) {
+        // RFC 6120 §4.7.1: once encrypted, the header names the account
+        // (XEP-0388 servers offer SASL2 for it, and only for it).
+        let from = (self.encrypted && self.config.jid.node().is_some())
+            .then(|| self.config.jid.to_string());
         let opening = Opening {
             to: Some(self.config.jid.domain().to_string()),
+            from,
             ..Opening::default()
         };
         self.actions.push_back(Action::Send(Frame::Open(opening)));
@@ -483,7 +551,12 @@ impl ClientStream {
             Stage::Registering if element.is("iq", ns::CLIENT) => {
                 self.on_registration_answer(&element)
             }
-            Stage::Authenticating if element.namespace() == ns::SASL => self.on_sasl(&element),
+            Stage::Authenticating if element.namespace() == ns::SASL && self.sasl2.is_none() => {
+                self.on_sasl(&element)
+            }
+            Stage::Authenticating if element.namespace() == crate::sasl2::NS => {
+                self.on_sasl2(&element)
+            }
             Stage::Binding if element.is("iq", ns::CLIENT) => self.on_bind_result(&element),
             Stage::Resuming if element.namespace() == crate::sm::NS => {
                 self.on_resume_answer(&element)
@@ -495,6 +568,10 @@ impl ClientStream {
                 self.actions.push_back(Action::Stanza(element));
             }
             Stage::Bound if element.namespace() == crate::sm::NS => self.on_sm(&element),
+            // After Bind 2 the server sends the features left.
+            Stage::Bound if element.is("features", ns::STREAM) => {
+                self.csi_offered = element.has_child("csi", crate::csi::NS);
+            }
             _ => self.fail(ClientError::Protocol(format!(
                 "unexpected <{}/>",
                 element.name()
@@ -553,6 +630,14 @@ impl ClientStream {
         // data (ejabberd 23.01 answers "Invalid channel binding"): such
         // servers get SCRAM without binding, with the `n` flag.
         context = context.with_server_channel_binding_types(server_types);
+        let sasl2 = features
+            .child("authentication", crate::sasl2::NS)
+            .filter(|_| self.config.sasl2 && self.encrypted)
+            .map(crate::sasl2::Offer::from_element);
+        let offered = match &sasl2 {
+            Some(offer) => offer.mechanisms.clone(),
+            None => offered,
+        };
         self.offered = offered.clone();
         let names: Vec<&str> = offered.iter().map(String::as_str).collect();
         let mut session = match self.config.sasl.select(context, &names) {
@@ -563,12 +648,16 @@ impl ClientStream {
             Ok(initial) => initial,
             Err(error) => return self.fail(ClientError::Sasl(error)),
         };
-        let mut auth =
-            Element::new("auth", ns::SASL).with_attribute("mechanism", session.mechanism_name());
-        if let Some(data) = initial {
-            auth.push_text(sigil_sasl::xmpp::encode(&data));
+        if let Some(offer) = sasl2 {
+            self.authenticate(session.mechanism_name().to_owned(), initial, &offer);
+        } else {
+            let mut auth = Element::new("auth", ns::SASL)
+                .with_attribute("mechanism", session.mechanism_name());
+            if let Some(data) = initial {
+                auth.push_text(sigil_sasl::xmpp::encode(&data));
+            }
+            self.send(auth);
         }
-        self.send(auth);
         self.sasl = Some(session);
         self.stage = Stage::Authenticating;
     }
@@ -599,6 +688,7 @@ impl ClientStream {
                     let mechanism = session.mechanism_name().to_owned();
                     self.mechanism = Some(mechanism.clone());
                     self.sasl = None;
+                    self.path = LoginPath::Sasl1;
                     self.stage = Stage::Authenticated;
                     self.actions.push_back(Action::Authenticated { mechanism });
                     self.framer.reset();
@@ -680,19 +770,7 @@ impl ClientStream {
         };
         let h = element.attribute("h").and_then(|h| h.parse::<u32>().ok());
         match (element.name(), h) {
-            ("resumed", Some(handled)) => {
-                self.stage = Stage::Bound;
-                // The earlier count goes on: what the server sends again
-                // comes after what we received.
-                self.sm = Some(ClientAcks {
-                    received: earlier.received,
-                    sent: handled,
-                    acknowledged: handled,
-                });
-                self.resumption_id = Some(earlier.id);
-                self.actions.push_back(Action::Resumed { handled });
-                self.actions.push_back(Action::Bound(earlier.jid));
-            }
+            ("resumed", Some(handled)) => self.resumed(earlier, handled),
             ("resumed", None) => {
                 self.fail(ClientError::Protocol("<resumed/> without a valid h".into()))
             }
@@ -704,6 +782,22 @@ impl ClientStream {
                 "unexpected <{other}/> in answer to <resume/>"
             ))),
         }
+    }
+
+    /// The earlier session goes on, the server having handled `handled`
+    /// of our stanzas.
+    fn resumed(&mut self, earlier: Resumption, handled: u32) {
+        self.stage = Stage::Bound;
+        // The earlier count goes on: what the server sends again comes
+        // after what we received.
+        self.sm = Some(ClientAcks {
+            received: earlier.received,
+            sent: handled,
+            acknowledged: handled,
+        });
+        self.resumption_id = Some(earlier.id);
+        self.actions.push_back(Action::Resumed { handled });
+        self.actions.push_back(Action::Bound(earlier.jid));
     }
 
     fn bind(&mut self) {

@@ -18,6 +18,7 @@
 //! does not read is an [`error::ParseError`]):
 //!
 //! - [`stanza`]: messages, presence and IQs (RFC 6120, RFC 6121);
+//! - [`sasl2`]: XEP-0388 SASL2 and XEP-0386 Bind 2;
 //! - [`saslcert`]: XEP-0257 client certificate management;
 //! - [`blocking`]: XEP-0191 blocking;
 //! - [`carbons`]: XEP-0280 message carbons;
@@ -49,6 +50,7 @@ pub mod mam;
 mod payload;
 pub mod private;
 pub mod renew;
+pub mod sasl2;
 pub mod saslcert;
 pub mod server;
 pub mod sid;

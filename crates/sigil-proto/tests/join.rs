@@ -51,6 +51,8 @@ fn client(tls: client::TlsMode, join: Option<JoinRequest>) -> ClientStream {
             .with_client_certificate(true),
         limits: Default::default(),
         join,
+        sasl2: false,
+        user_agent: None,
     })
 }
 

@@ -58,6 +58,8 @@ fn client(tls: client::TlsMode, allow: Option<&[&str]>) -> ClientStream {
             .with_password(PASSWORD),
         limits: Default::default(),
         join: None,
+        sasl2: false,
+        user_agent: None,
     })
 }
 
@@ -82,6 +84,9 @@ struct Outcome {
     server_stanzas: Vec<Element>,
     client_closed: Option<Result<(), client::ClientError>>,
     server_closed: Option<Option<sigil_proto::error::StreamError>>,
+    user_agent: Option<sigil_proto::sasl2::UserAgent>,
+    inline: Option<server::InlineBind>,
+    resume_failed: bool,
 }
 
 fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
@@ -94,9 +99,8 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                 client::Action::StartTls => {}
                 client::Action::Authenticated { mechanism } => out.mechanism = Some(mechanism),
                 client::Action::Bound(jid) => out.bound = Some(jid),
-                client::Action::Resumed { .. } | client::Action::ResumeFailed { .. } => {
-                    unreachable!("no resumption asked for")
-                }
+                client::Action::Resumed { .. } => unreachable!("no session to resume"),
+                client::Action::ResumeFailed { .. } => out.resume_failed = true,
                 client::Action::Enrolled { .. } => unreachable!("no registration asked for"),
                 client::Action::Stanza(stanza) => out.client_stanzas.push(stanza),
                 client::Action::Close(result) => out.client_closed = Some(result),
@@ -124,10 +128,14 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                 server::Action::NeedDecision { .. } => {
                     s.external_decision(Err(Failure::NotAuthorized))
                 }
-                server::Action::Authenticated { .. } | server::Action::AuthFailed { .. } => {}
+                server::Action::Authenticated { user_agent, .. } => {
+                    out.user_agent = user_agent.map(|agent| *agent);
+                }
+                server::Action::AuthFailed { .. } => {}
                 server::Action::Resume { .. } => s.resume_failed(None),
                 server::Action::Register(_) => unreachable!("registration is not offered"),
-                server::Action::Bind { resource } => {
+                server::Action::Bind { resource, inline } => {
+                    out.inline = inline;
                     let resource = resource.map_or("generated".to_owned(), |r| r.to_string());
                     s.bound(FullJid::new(&format!("juliet@example.org/{resource}")).unwrap());
                 }
@@ -240,6 +248,8 @@ fn wrong_password_is_not_authorized() {
             .with_password("wrong"),
         limits: Default::default(),
         join: None,
+        sasl2: false,
+        user_agent: None,
     });
     let mut out = Outcome::default();
     pump(&mut c, &mut s, &mut out);
@@ -475,7 +485,7 @@ fn external_with_certificate_gets_an_empty_challenge_and_a_decision() {
     while let Some(action) = s.poll_action() {
         match action {
             server::Action::Send(frame) if text(&frame).contains("<success") => success = true,
-            server::Action::Authenticated { jid, mechanism } => {
+            server::Action::Authenticated { jid, mechanism, .. } => {
                 assert_eq!(jid.to_string(), "juliet@example.org");
                 assert_eq!(mechanism, "EXTERNAL");
             }
@@ -553,7 +563,7 @@ fn invalid_resource_is_bad_request_and_session_is_answered() {
         "{sent}"
     );
     s.receive(b"<iq type='set' id='b2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
-    let Some(server::Action::Bind { resource: None }) = s.poll_action() else {
+    let Some(server::Action::Bind { resource: None, .. }) = s.poll_action() else {
         panic!()
     };
     s.bound(FullJid::new("juliet@example.org/abc").unwrap());
@@ -859,6 +869,8 @@ fn auth_after(features: &str) -> (String, String) {
             .with_password("r0m30"),
         limits: Default::default(),
         join: None,
+        sasl2: false,
+        user_agent: None,
     });
     c.set_channel_binding(Some(ChannelBinding::new(
         ChannelBindingType::TlsExporter,
@@ -1025,4 +1037,265 @@ fn standalone_elements_keep_the_rules_of_a_stream() {
     assert_eq!(stanzas.len(), 1, "{stanzas:?}");
     assert!(stanzas[0].is("message", ns::CLIENT));
     assert!(stanzas[0].has_child("body", ns::CLIENT));
+}
+
+const AGENT_ID: &str = "d4565fa7-4d72-4749-b3d3-740edbf87770";
+
+/// A client preferring SASL2, with a user agent and no exact resource.
+fn sasl2_client(resource: Option<&str>, password: &str) -> ClientStream {
+    ClientStream::new(ClientStreamConfig {
+        jid: BareJid::new("juliet@example.org").unwrap(),
+        resource: resource.map(str::to_owned),
+        tls: client::TlsMode::Direct,
+        sasl: Arc::new(ClientConfig::new()),
+        context: ClientContext::new()
+            .with_authcid("juliet")
+            .with_password(password),
+        limits: Default::default(),
+        join: None,
+        sasl2: true,
+        user_agent: Some(sigil_proto::sasl2::UserAgent {
+            id: Some(AGENT_ID.into()),
+            software: Some("Sigil".into()),
+            device: Some("Juliet's phone".into()),
+        }),
+    })
+}
+
+fn sasl2_server(resume_seconds: u64) -> ServerStream {
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    config.resume_seconds = resume_seconds;
+    ServerStream::new(config, tls_info())
+}
+
+#[test]
+fn sasl2_with_bind2_enables_carbons_and_stream_management_inline() {
+    let mut s = sasl2_server(300);
+    let mut c = sasl2_client(None, PASSWORD);
+    c.set_channel_binding(Some(ChannelBinding::new(
+        ChannelBindingType::TlsExporter,
+        vec![7u8; 32],
+    )));
+    c.request_resumption();
+    c.request_carbons();
+    let mut out = Outcome::default();
+    pump(&mut c, &mut s, &mut out);
+    assert_eq!(out.mechanism.as_deref(), Some("SCRAM-SHA-512-PLUS"));
+    assert_eq!(c.login_path(), client::LoginPath::Sasl2Bind2);
+    let bound = out.bound.clone().expect("bound");
+    let resource = bound.resource().as_str().to_owned();
+    assert!(resource.starts_with("Sigil~"), "{resource}");
+    assert_eq!(s.full_jid(), Some(&bound));
+    assert_eq!(out.inline, Some(server::InlineBind { carbons: true }));
+    assert!(c.carbons_enabled());
+    assert!(s.stream_management_enabled() && c.acks().is_some());
+    assert!(c.resumption_id().is_some());
+    assert_eq!(c.resumption_id(), s.resumption_id());
+    let agent = out.user_agent.clone().expect("user agent");
+    assert_eq!(agent.id.as_deref(), Some(AGENT_ID));
+    assert_eq!(agent.device.as_deref(), Some("Juliet's phone"));
+    assert!(c.offers_csi(), "the features after Bind 2 offer CSI");
+
+    // The same client on another stream gets the same resource.
+    let mut s2 = sasl2_server(300);
+    let mut c2 = sasl2_client(None, PASSWORD);
+    let mut out2 = Outcome::default();
+    pump(&mut c2, &mut s2, &mut out2);
+    assert_eq!(out2.bound, Some(bound));
+    assert_eq!(out2.mechanism.as_deref(), Some("SCRAM-SHA-512"));
+
+    // Stanzas flow at once: no restart, no bind round trip.
+    c.send_stanza(Element::new("presence", ns::CLIENT));
+    pump(&mut c, &mut s, &mut out);
+    assert_eq!(out.server_stanzas.len(), 1);
+}
+
+#[test]
+fn sasl2_with_an_exact_resource_binds_after_success() {
+    let mut s = sasl2_server(0);
+    let mut c = sasl2_client(Some("balcony"), PASSWORD);
+    let mut out = Outcome::default();
+    pump(&mut c, &mut s, &mut out);
+    assert_eq!(c.login_path(), client::LoginPath::Sasl2);
+    assert_eq!(
+        out.bound.map(|jid| jid.to_string()).as_deref(),
+        Some("juliet@example.org/balcony")
+    );
+    assert_eq!(out.inline, None);
+}
+
+#[test]
+fn sasl2_failure_leaves_the_stream_open_and_resumption_failure_binds_anew() {
+    let mut s = sasl2_server(300);
+    let mut c = sasl2_client(None, "wrong");
+    let mut out = Outcome::default();
+    pump(&mut c, &mut s, &mut out);
+    match out.client_closed {
+        Some(Err(client::ClientError::Sasl(sigil_sasl::client::ClientError::Failed {
+            failure,
+            ..
+        }))) => assert_eq!(failure, Some(Failure::NotAuthorized)),
+        other => panic!("{other:?}"),
+    }
+    assert!(out.inline.is_none() && out.user_agent.is_none());
+
+    // An inline <resume/> the server cannot honour: <failed/> inside
+    // <success/>, then Bind 2 runs.
+    let mut s = sasl2_server(300);
+    let mut c = sasl2_client(None, PASSWORD);
+    c.request_resumption();
+    c.resume_from(client::Resumption {
+        jid: FullJid::new("juliet@example.org/old").unwrap(),
+        id: "gone".into(),
+        received: 3,
+    });
+    let mut out = Outcome::default();
+    pump(&mut c, &mut s, &mut out);
+    assert!(out.resume_failed);
+    assert!(
+        out.bound
+            .is_some_and(|jid| jid.resource().as_str().starts_with("Sigil~"))
+    );
+}
+
+/// Raw SASL2 input to a fresh server; returns what it sent and whether it
+/// closed.
+fn raw_sasl2(s: &mut ServerStream, input: &str) -> (String, bool) {
+    s.receive(input.as_bytes());
+    let mut sent = String::new();
+    let mut closed = false;
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::Send(frame) => sent.push_str(&text(&frame)),
+            server::Action::Close { .. } => closed = true,
+            server::Action::NeedCredentials { request, .. } => {
+                let algorithm = request.algorithm.unwrap_or(Algorithm::Sha256);
+                s.credentials(Ok(Some(
+                    StoredCredentials::generate(algorithm, PASSWORD).unwrap(),
+                )));
+            }
+            _ => {}
+        }
+    }
+    (sent, closed)
+}
+
+#[test]
+fn sasl2_is_offered_only_encrypted_and_refuses_what_it_must() {
+    // Not before TLS.
+    let mut plain = server(TlsMode::Optional);
+    let (features, _) = raw_sasl2(&mut plain, HEADER);
+    assert!(!features.contains("urn:xmpp:sasl:2"), "{features}");
+    let (sent, _) = raw_sasl2(
+        &mut plain,
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGp1bGlldABwZW5jaWw=</initial-response></authenticate>",
+    );
+    assert!(
+        sent.contains("encryption-required") && sent.contains("urn:xmpp:sasl:2"),
+        "{sent}"
+    );
+
+    // Encrypted: offered with Bind 2 and its inline features.
+    let mut s = sasl2_server(300);
+    let (features, _) = raw_sasl2(&mut s, HEADER);
+    for needle in [
+        "<authentication xmlns=\"urn:xmpp:sasl:2\"",
+        "urn:xmpp:bind:0",
+        "urn:xmpp:carbons:2",
+        "urn:xmpp:csi:0",
+        "<sm xmlns=\"urn:xmpp:sm:3\"",
+    ] {
+        assert!(features.contains(needle), "{needle} in {features}");
+    }
+    // A user-agent id that is not a UUID.
+    let (sent, closed) = raw_sasl2(
+        &mut s,
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGp1bGlldABwZW5jaWw=</initial-response><user-agent id='1234'/></authenticate>",
+    );
+    assert!(sent.contains("malformed-request") && !closed, "{sent}");
+    // A mechanism not offered.
+    let (sent, _) = raw_sasl2(
+        &mut s,
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='CRAM-MD5'/>",
+    );
+    assert!(sent.contains("invalid-mechanism"), "{sent}");
+    // SASL 1 in the middle of a SASL2 exchange ends the stream.
+    let mut s = sasl2_server(0);
+    raw_sasl2(&mut s, HEADER);
+    let (sent, _) = raw_sasl2(
+        &mut s,
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-256'><initial-response>biwsbj1qdWxpZXQscj1hYmNkZWZnaGlqa2xtbm9w</initial-response></authenticate>",
+    );
+    assert!(
+        sent.contains("<challenge xmlns=\"urn:xmpp:sasl:2\""),
+        "{sent}"
+    );
+    let (sent, _) = raw_sasl2(
+        &mut s,
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+    );
+    assert!(s.is_closed() && sent.contains("policy-violation"), "{sent}");
+}
+
+#[test]
+fn sasl2_from_names_the_account_and_a_second_authenticate_is_an_error() {
+    // A stream header naming romeo, a login as juliet.
+    let mut s = sasl2_server(0);
+    raw_sasl2(
+        &mut s,
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' from='romeo@example.org' version='1.0'>",
+    );
+    s.receive(b"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGp1bGlldABwZW5jaWw=</initial-response></authenticate>");
+    let mut sent = String::new();
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::NeedCredentials { request, .. } => {
+                let creds = StoredCredentials::generate(
+                    request.algorithm.unwrap_or(Algorithm::Sha256),
+                    PASSWORD,
+                )
+                .unwrap();
+                s.credentials(Ok(Some(creds)));
+            }
+            server::Action::Send(frame) => sent.push_str(&text(&frame)),
+            _ => {}
+        }
+    }
+    assert!(sent.contains("invalid-authzid"), "{sent}");
+    assert!(s.account().is_none());
+
+    // Logged in: another <authenticate/> is a stream error.
+    let mut s = sasl2_server(0);
+    raw_sasl2(&mut s, HEADER);
+    s.receive(b"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGp1bGlldABwZW5jaWw=</initial-response></authenticate>");
+    let mut sent = String::new();
+    while let Some(action) = s.poll_action() {
+        match action {
+            server::Action::NeedCredentials { request, .. } => {
+                let creds = StoredCredentials::generate(
+                    request.algorithm.unwrap_or(Algorithm::Sha256),
+                    PASSWORD,
+                )
+                .unwrap();
+                s.credentials(Ok(Some(creds)));
+            }
+            server::Action::Send(frame) => sent.push_str(&text(&frame)),
+            _ => {}
+        }
+    }
+    assert!(
+        sent.contains("<authorization-identifier xmlns=\"urn:xmpp:sasl:2\">juliet@example.org</authorization-identifier>")
+            || sent.contains("<authorization-identifier>juliet@example.org</authorization-identifier>"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("urn:ietf:params:xml:ns:xmpp-bind"),
+        "features for binding follow: {sent}"
+    );
+    let (sent, closed) = raw_sasl2(
+        &mut s,
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGp1bGlldABwZW5jaWw=</initial-response></authenticate>",
+    );
+    assert!(closed && sent.contains("policy-violation"), "{sent}");
 }

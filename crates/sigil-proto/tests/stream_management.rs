@@ -494,6 +494,8 @@ fn client_stream() -> sigil_proto::client::ClientStream {
             .with_password("pencil"),
         limits: Default::default(),
         join: None,
+        sasl2: false,
+        user_agent: None,
     })
 }
 

@@ -40,6 +40,27 @@ pub fn decode(text: &str) -> Result<Option<Vec<u8>>, Failure> {
     }
 }
 
+/// Encodes SASL data for a SASL2 element (XEP-0388 §2.2): plain base64,
+/// the empty string for empty data (SASL2 drops the `=` convention; an
+/// absent element stands for no data).
+pub fn encode_sasl2(data: &[u8]) -> String {
+    STANDARD.encode(data)
+}
+
+/// Decodes the text of a SASL2 element (`<initial-response/>`,
+/// `<response/>`, `<challenge/>`, `<additional-data/>`): empty text is
+/// empty data. Whitespace is ignored; anything that is not canonical
+/// padded base64 is [`Failure::IncorrectEncoding`].
+pub fn decode_sasl2(text: &str) -> Result<Vec<u8>, Failure> {
+    let compact: String = text
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '\t' | '\r' | '\n'))
+        .collect();
+    STANDARD
+        .decode(compact)
+        .map_err(|_| Failure::IncorrectEncoding)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +73,17 @@ mod tests {
         assert_eq!(encode(b""), "=");
         assert_eq!(decode(&encode(b"juliet")), Ok(Some(b"juliet".to_vec())));
         assert_eq!(decode("anVs\r\naWV0"), Ok(Some(b"juliet".to_vec())));
+    }
+
+    #[test]
+    fn sasl2_has_no_equals_convention() {
+        assert_eq!(encode_sasl2(b""), "");
+        assert_eq!(decode_sasl2(""), Ok(Vec::new()));
+        assert_eq!(decode_sasl2("="), Err(Failure::IncorrectEncoding));
+        assert_eq!(
+            decode_sasl2(&encode_sasl2(b"juliet")),
+            Ok(b"juliet".to_vec())
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ use std::time::Duration;
 use jid::FullJid;
 use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use sigil_proto::random_id;
-use sigil_proto::server::{Action, Followed, ServerStream};
+use sigil_proto::server::{Action, Followed, InlineBind, ServerStream};
 use sigil_sasl::Failure;
 use sigil_sasl::server::{Authzid, ConnectionInfo};
 use sigil_x509::OffsetDateTime;
@@ -643,8 +643,13 @@ impl<W: Wire> Connection<W> {
                         }
                     }
                 }
-                Action::Authenticated { jid, mechanism } => {
-                    tracing::info!(peer = %self.peer, %jid, %mechanism, "authenticated");
+                Action::Authenticated {
+                    jid,
+                    mechanism,
+                    user_agent,
+                } => {
+                    let agent = user_agent.as_ref().and_then(|agent| agent.id.as_deref());
+                    tracing::info!(peer = %self.peer, %jid, %mechanism, agent, "authenticated");
                     // Certificate decisions and channel binding are over
                     // (a login that used a certificate keeps its outcome
                     // in `login`): an idle session does not carry them.
@@ -655,7 +660,7 @@ impl<W: Wire> Connection<W> {
                     crate::enroll::answer(&self.context, &mut self.stream, tls.as_ref(), request)
                         .await;
                 }
-                Action::Bind { resource } => self.bind(resource),
+                Action::Bind { resource, inline } => self.bind(resource, inline),
                 Action::ClientState(state) => self.client_state(state),
                 Action::Stanza(stanza) => {
                     // A session told to end handles nothing more, not even
@@ -851,7 +856,9 @@ impl<W: Wire> Connection<W> {
         )));
     }
 
-    fn bind(&mut self, resource: Option<jid::ResourcePart>) {
+    /// Binds the resource asked for, or for Bind 2 (`inline`) the one
+    /// the stream made, enabling carbons with it if asked.
+    fn bind(&mut self, resource: Option<jid::ResourcePart>, inline: Option<InlineBind>) {
         let Some(account) = self.stream.account().cloned() else {
             return self
                 .stream
@@ -863,7 +870,7 @@ impl<W: Wire> Connection<W> {
             .as_ref()
             .and_then(|login| login.pinned_resource());
         let resource = match (pinned, resource) {
-            (Some(pinned), Some(requested)) if requested.as_str() != pinned => {
+            (Some(pinned), Some(requested)) if requested.as_str() != pinned && inline.is_none() => {
                 return self.stream.bind_failed(StanzaError::with_text(
                     StanzaCondition::NotAllowed,
                     format!("this certificate may only bind the resource {pinned}"),
@@ -904,6 +911,9 @@ impl<W: Wire> Connection<W> {
                 StreamCondition::Conflict,
                 "replaced by a new connection",
             ));
+        }
+        if inline.is_some_and(|inline| inline.carbons) {
+            handle.set_carbons(true);
         }
         tracing::info!(jid = %full, "resource bound");
         let state = SessionState::new(handle, self.login.take().map(|l| *l));

@@ -205,6 +205,12 @@ pub async fn promote(
     owner: &jid::BareJid,
     fingerprint: &[u8; 32],
 ) -> Result<bool, StoreError> {
+    // The fence rises before the store changes as well as after it: a
+    // certificate login that reads the store between the two then decides
+    // again instead of being fenced off at its bind for a change it saw.
+    context
+        .fences
+        .raise(owner, crate::context::Ended::Certificate);
     match context
         .store
         .promote_certificate(owner.as_str(), fingerprint)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::{DOMAIN, Identity, Login, TestClient, TestServer};
-use sigil_proto::client::ClientError;
+use sigil_proto::client::{ClientError, LoginPath};
 use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition};
 use sigil_sasl::Failure;
 use sigil_server::config::{ClientCertificatePolicy, ListenerKind};
@@ -103,18 +103,21 @@ enum Expect {
     NotOffered,
 }
 
+/// A certificate login by a client that names no account (its stream
+/// header has no `from`), by SASL2 (binding `test` after it) or SASL 1.
 async fn login(
     server: &TestServer,
     kind: ListenerKind,
     issued: &Issued,
     authzid: Option<&str>,
+    sasl2: bool,
 ) -> TestClient {
-    let user = "x";
     TestClient::connect(
         server,
-        Login::certificate(user, kind, Identity::from_issued(issued))
+        Login::certificate("", kind, Identity::from_issued(issued))
             .authzid(authzid)
-            .resource(Some("test")),
+            .resource(Some("test"))
+            .sasl2(sasl2),
     )
     .await
 }
@@ -127,10 +130,33 @@ async fn check(
     authzid: Option<&str>,
     expect: Expect,
 ) {
-    let mut client = login(server, kind, issued, authzid).await;
+    check_over(server, kind, case, issued, authzid, expect, false).await;
+}
+
+async fn check_over(
+    server: &TestServer,
+    kind: ListenerKind,
+    case: &str,
+    issued: &Issued,
+    authzid: Option<&str>,
+    expect: Expect,
+    sasl2: bool,
+) {
+    let mut client = login(server, kind, issued, authzid, sasl2).await;
+    let kind = (kind, if sasl2 { "SASL2" } else { "SASL 1" });
     match expect {
         Expect::Bound(jid) => {
             assert_eq!(client.jid(), jid, "{case} ({kind:?}): {:?}", client.closed);
+            let path = client.stream.login_path();
+            assert_eq!(
+                path,
+                if sasl2 {
+                    LoginPath::Sasl2
+                } else {
+                    LoginPath::Sasl1
+                },
+                "{case}"
+            );
             assert_eq!(client.mechanism.as_deref(), Some("EXTERNAL"), "{case}");
             client.close().await;
         }
@@ -235,7 +261,12 @@ async fn the_external_decision_table() {
     )
     .unwrap();
 
-    for kind in [ListenerKind::Starttls, ListenerKind::DirectTls] {
+    for (kind, sasl2) in [
+        (ListenerKind::Starttls, false),
+        (ListenerKind::DirectTls, false),
+        (ListenerKind::Starttls, true),
+        (ListenerKind::DirectTls, true),
+    ] {
         let cases: Vec<(&str, &Issued, Option<&str>, Expect)> = vec![
             (
                 "registered, no authzid",
@@ -371,7 +402,7 @@ async fn the_external_decision_table() {
             ),
         ];
         for (case, issued, authzid, expect) in cases {
-            check(&server, kind, case, issued, authzid, expect).await;
+            check_over(&server, kind, case, issued, authzid, expect, sasl2).await;
         }
     }
 }
@@ -429,7 +460,7 @@ async fn a_valid_certificate_is_offered_external_alone() {
     let alice = cert(&["alice@localhost"]);
     register(&server, "alice@localhost", "laptop", &alice).await;
     for kind in [ListenerKind::Starttls, ListenerKind::DirectTls] {
-        let client = login(&server, kind, &alice, None).await;
+        let client = login(&server, kind, &alice, None, false).await;
         assert_eq!(client.stream.offered_mechanisms(), ["EXTERNAL"], "{kind:?}");
         client.close().await;
         // An unregistered certificate gets the full list, EXTERNAL included.

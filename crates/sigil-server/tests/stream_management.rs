@@ -988,7 +988,12 @@ async fn the_servers_capabilities_match_its_disco_info() {
     let server = TestServer::start().await;
     let (mut tls, mut seen) = raw_login(&server, ALICE).await;
     // The features after authentication.
-    until(&mut tls, "<bind", &mut seen).await;
+    until(
+        &mut tls,
+        "<bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"",
+        &mut seen,
+    )
+    .await;
     until(&mut tls, "</stream:features>", &mut seen).await;
     let at = seen
         .find("<c xmlns=\"http://jabber.org/protocol/caps\"")

@@ -69,9 +69,13 @@ pub(crate) struct ConnectArgs {
     /// Allow only these SASL mechanisms (repeatable).
     #[arg(long = "mechanism", value_name = "NAME")]
     pub(crate) mechanisms: Vec<String>,
-    /// The resource to ask for.
+    /// The resource to ask for (default: the server makes one; with
+    /// SASL2 it binds by Bind 2).
     #[arg(long)]
     pub(crate) resource: Option<String>,
+    /// Log in by SASL 1 even where the server offers SASL2 (XEP-0388).
+    #[arg(long)]
+    pub(crate) sasl1: bool,
 }
 
 /// How the server's certificate is checked.
@@ -144,7 +148,7 @@ impl ConnectArgs {
         if let Some(resource) = &self.resource {
             builder = builder.resource(resource.clone());
         }
-        builder
+        builder.sasl2(!self.sasl1)
     }
 
     fn builder(&self, jid: &str) -> Result<sigil_client::ClientBuilder, String> {
@@ -399,6 +403,7 @@ pub(crate) fn login(jid: &str, args: &ConnectArgs) -> Result<(), String> {
         let _ = writeln!(out, "transport: {}", client.transport().as_str());
         let _ = writeln!(out, "TLS: {}", client.tls_version());
         let _ = writeln!(out, "mechanism: {}", client.mechanism());
+        let _ = writeln!(out, "path: {}", client.login_path());
         let _ = writeln!(out, "bound: {}", client.jid());
         Ok(())
     })

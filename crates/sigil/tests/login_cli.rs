@@ -101,7 +101,8 @@ fn login_reports_transport_tls_mechanism_and_jid() {
     assert!(text.contains("transport: TCP with STARTTLS"), "{text}");
     assert!(text.contains("TLS: TLSv1_3"), "{text}");
     assert!(text.contains("mechanism: SCRAM-SHA-256"), "{text}");
-    assert!(text.contains("bound: bob@localhost/"), "{text}");
+    assert!(text.contains("path: SASL2 + Bind 2"), "{text}");
+    assert!(text.contains("bound: bob@localhost/Sigil~"), "{text}");
 
     let out = sigil(
         d,
@@ -127,7 +128,33 @@ fn login_reports_transport_tls_mechanism_and_jid() {
     );
     assert!(text.contains("transport: direct TLS"), "{text}");
     assert!(text.contains("mechanism: EXTERNAL"), "{text}");
+    assert!(text.contains("path: SASL2 + Bind 2"), "{text}");
     assert!(text.contains("bound: alice@localhost/"), "{text}");
+
+    // SASL 1 on demand, and an exact resource.
+    let out = sigil(
+        d,
+        &[
+            "login",
+            "alice@localhost",
+            "--address",
+            &direct,
+            "--direct-tls",
+            "--cert",
+            "laptop.crt",
+            "--key",
+            "laptop.key",
+            "--ca",
+            "data/server.crt",
+            "--sasl1",
+            "--resource",
+            "desk",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("path: SASL\n"), "{text}");
+    assert!(text.contains("bound: alice@localhost/desk"), "{text}");
 
     // Errors say what is wrong.
     let wrong = sigil(

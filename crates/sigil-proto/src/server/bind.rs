@@ -13,6 +13,10 @@ impl ServerStream {
             return;
         }
         self.waiting = Waiting::Nothing;
+        if self.sasl2_finishing() {
+            self.sasl2_bound(jid);
+            return self.resume();
+        }
         let id = self.bind_id.take().unwrap_or_default();
         let reply = Element::new("iq", ns::CLIENT)
             .with_attribute("type", "result")
@@ -33,6 +37,9 @@ impl ServerStream {
             return;
         }
         self.waiting = Waiting::Nothing;
+        if self.sasl2_finishing() {
+            return self.sasl2_bind_failed(&error);
+        }
         let id = self.bind_id.take().unwrap_or_default();
         let request = Element::new("iq", ns::CLIENT)
             .with_attribute("type", "set")
@@ -95,6 +102,9 @@ impl ServerStream {
         };
         self.bind_id = Some(stanza.attribute("id").unwrap_or_default().to_owned());
         self.waiting = Waiting::Bind;
-        self.actions.push_back(Action::Bind { resource });
+        self.actions.push_back(Action::Bind {
+            resource,
+            inline: None,
+        });
     }
 }

@@ -30,6 +30,7 @@ mod bind;
 mod opening;
 mod register;
 mod sasl;
+mod sasl2;
 mod sm;
 
 pub use register::{
@@ -91,6 +92,9 @@ pub struct ServerStreamConfig {
     /// Offer registration by invitation before authentication (XEP-0445
     /// tokens, XEP-0077): see [`Registration`].
     pub registration: bool,
+    /// Offer SASL2 (XEP-0388) with Bind 2 (XEP-0386) beside SASL 1 on
+    /// encrypted streams.
+    pub sasl2: bool,
     /// With [`Self::registration`]: the server signs the certificate
     /// signing requests of joining devices (it offers
     /// `<enroll xmlns='urn:sigil:enroll:0'/>`).
@@ -113,6 +117,7 @@ impl ServerStreamConfig {
             resume_seconds: 0,
             more_features: Arc::new([]),
             registration: false,
+            sasl2: true,
             signs_certificates: false,
         }
     }
@@ -161,6 +166,8 @@ pub enum Action {
         jid: BareJid,
         /// The SASL mechanism.
         mechanism: String,
+        /// The client's `<user-agent/>`, when it logged in by SASL2.
+        user_agent: Option<Box<crate::sasl2::UserAgent>>,
     },
     /// A client that has not logged in asks to join by invitation: answer
     /// as [`Registration`] says.
@@ -171,6 +178,11 @@ pub enum Action {
     Bind {
         /// The resource requested, already checked by resourceprep.
         resource: Option<ResourcePart>,
+        /// A Bind 2 request (XEP-0386) inside SASL2: the resource was
+        /// made by the server from the client's tag (a certificate pinned
+        /// to a full JID binds its own instead), and what to enable with
+        /// the session.
+        inline: Option<InlineBind>,
     },
     /// The client asks to resume an earlier session (XEP-0198) instead of
     /// binding. Find it, check it belongs to [`ServerStream::account`],
@@ -192,6 +204,13 @@ pub enum Action {
         /// The stream error that ended the stream, `None` for a clean end.
         error: Option<StreamError>,
     },
+}
+
+/// What a Bind 2 request enables with the session it binds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InlineBind {
+    /// XEP-0280 carbons, from the first message on.
+    pub carbons: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,6 +304,9 @@ pub struct ServerStream {
     /// Registration by invitation, once asked for (boxed: most streams
     /// never do).
     registration: Option<Box<register::RegistrationState>>,
+    /// A SASL2 exchange, from `<authenticate/>` to `<success/>` or
+    /// `<failure/>` (boxed: most streams are past it).
+    sasl2: Option<Box<sasl2::Exchange>>,
 }
 
 impl ServerStream {
@@ -331,6 +353,7 @@ impl ServerStream {
             outstanding: 0,
             acknowledged_tags: Vec::new(),
             registration: None,
+            sasl2: None,
         }
     }
 
@@ -584,6 +607,7 @@ impl ServerStream {
         match element.namespace() {
             ns::TLS => self.on_tls(&element),
             ns::SASL => self.on_sasl(&element),
+            crate::sasl2::NS => self.on_sasl2(&element),
             ns::CLIENT if matches!(element.name(), "message" | "presence" | "iq") => {
                 self.on_stanza(element)
             }

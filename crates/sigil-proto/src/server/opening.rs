@@ -74,36 +74,48 @@ impl ServerStream {
                 self.push_sasl_features(&mut features);
                 self.push_registration_features(&mut features);
             }
-            Stage::Authenticated => {
-                features.push_child(Element::new("bind", ns::BIND));
-                features.push_child(
-                    Element::new("session", ns::SESSION)
-                        .with_child(Element::new("optional", ns::SESSION)),
-                );
-                if self.sm_offered() {
-                    features.push_child(Element::new("sm", NS_SM));
-                }
-                features.push_child(Element::new("csi", crate::csi::NS));
-                // XEP-0237: roster gets may name the version the client has.
-                features.push_child(Element::new("ver", ns::ROSTER_VERSIONING));
-                for feature in self.config.more_features.iter() {
-                    features.push_child(feature.clone());
-                }
-            }
+            Stage::Authenticated => self.push_session_features(&mut features, true),
             Stage::StartingTls | Stage::Bound | Stage::Closed => {}
         }
         features
     }
 
+    /// The features after authentication: binding (`bind`: unless Bind 2
+    /// bound already), stream management unless enabled, CSI, roster
+    /// versioning and the configured ones.
+    pub(super) fn push_session_features(&self, features: &mut Element, bind: bool) {
+        if bind {
+            features.push_child(Element::new("bind", ns::BIND));
+            features.push_child(
+                Element::new("session", ns::SESSION)
+                    .with_child(Element::new("optional", ns::SESSION)),
+            );
+        }
+        if self.sm_offered() && self.sm.is_none() {
+            features.push_child(Element::new("sm", NS_SM));
+        }
+        features.push_child(Element::new("csi", crate::csi::NS));
+        // XEP-0237: roster gets may name the version the client has.
+        features.push_child(Element::new("ver", ns::ROSTER_VERSIONING));
+        for feature in self.config.more_features.iter() {
+            features.push_child(feature.clone());
+        }
+    }
+
     pub(super) fn push_sasl_features(&self, features: &mut Element) {
         let mut mechanisms = Element::new("mechanisms", ns::SASL);
+        let mut offered = Vec::new();
         for name in self.config.sasl.offered(&self.connection) {
             if !self.mechanism_allowed(name) {
                 continue;
             }
             mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(name));
+            offered.push(name.to_owned());
         }
         features.push_child(mechanisms);
+        if let Some(authentication) = self.sasl2_feature(offered) {
+            features.push_child(authentication);
+        }
         let types = self.connection.channel_binding_types();
         if !types.is_empty() {
             let mut bindings = Element::new("sasl-channel-binding", crate::NS_SASL_CB);

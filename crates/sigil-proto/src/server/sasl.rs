@@ -135,6 +135,13 @@ impl ServerStream {
     }
 
     pub(super) fn on_sasl(&mut self, element: &Element) {
+        if self.in_sasl2() {
+            // SASL 1 in the middle of a SASL2 exchange (or after it).
+            return self.close(Some(StreamError::with_text(
+                StreamCondition::PolicyViolation,
+                "a SASL 1 element during SASL2",
+            )));
+        }
         let may_authenticate = match self.stage {
             Stage::Encrypted => true,
             Stage::Initial => self.config.tls != TlsMode::Required,
@@ -200,8 +207,12 @@ impl ServerStream {
             .unwrap_or_default();
         match step {
             Ok(ServerStep::Challenge(data)) => {
-                let challenge =
-                    Element::new("challenge", ns::SASL).with_text(encode_challenge(&data));
+                let challenge = if self.in_sasl2() {
+                    Element::new("challenge", crate::sasl2::NS)
+                        .with_text(sigil_sasl::xmpp::encode_sasl2(&data))
+                } else {
+                    Element::new("challenge", ns::SASL).with_text(encode_challenge(&data))
+                };
                 self.send_element(challenge, None);
             }
             Ok(ServerStep::NeedCredentials(request)) => {
@@ -254,6 +265,9 @@ impl ServerStream {
                     }
                     _ => return self.sasl_failure(Failure::NotAuthorized, Some(&mechanism)),
                 };
+                if self.in_sasl2() {
+                    return self.sasl2_mechanism_succeeded(jid, outcome);
+                }
                 let mut success = Element::new("success", ns::SASL);
                 if let Some(data) = &outcome.additional_data {
                     success.push_text(sigil_sasl::xmpp::encode(data));
@@ -270,6 +284,7 @@ impl ServerStream {
                 self.actions.push_back(Action::Authenticated {
                     jid,
                     mechanism: outcome.mechanism,
+                    user_agent: None,
                 });
                 self.restart();
             }
@@ -326,10 +341,17 @@ impl ServerStream {
             self.uncounted_failures = self.uncounted_failures.saturating_add(1);
             self.uncounted_failures > MAX_UNCOUNTED_FAILURES
         };
+        // The condition is in the SASL namespace in both profiles; the
+        // wrapping and the text are in the profile's.
+        let profile = if self.sasl2.take().is_some() {
+            crate::sasl2::NS
+        } else {
+            ns::SASL
+        };
         let mut element =
-            Element::new("failure", ns::SASL).with_child(Element::new(failure.as_str(), ns::SASL));
+            Element::new("failure", profile).with_child(Element::new(failure.as_str(), ns::SASL));
         if let Some(text) = text {
-            element.push_child(Element::new("text", ns::SASL).with_text(text));
+            element.push_child(Element::new("text", profile).with_text(text));
         }
         self.send_element(element, None);
         self.actions.push_back(Action::AuthFailed {

@@ -198,9 +198,13 @@ impl ServerStream {
         let answer = Element::new("resumed", NS_SM)
             .with_attribute("previd", previd)
             .with_attribute("h", sm.inbound.to_string());
-        self.full_jid = Some(jid);
         self.stage = Stage::Bound;
-        self.send_element(answer, None);
+        if self.sasl2_finishing() {
+            self.sasl2_resumed(&jid, answer);
+        } else {
+            self.send_element(answer, None);
+        }
+        self.full_jid = Some(jid);
         // Sent again as they were: they keep their place in the count.
         for (stanza, _) in &sm.unacked {
             self.actions
@@ -228,8 +232,38 @@ impl ServerStream {
             failed = failed.with_attribute("h", h.to_string());
         }
         let failed = failed.with_child(Element::new("item-not-found", ns::STANZA_ERRORS));
-        self.send_element(failed, None);
+        if self.sasl2_finishing() {
+            // XEP-0198 §"SASL2 and Bind 2": the failure goes into the
+            // <success/>, and the Bind 2 request is processed.
+            self.sasl2_resumption(failed);
+            self.sasl2_bind();
+        } else {
+            self.send_element(failed, None);
+        }
         self.resume();
+    }
+
+    /// Turns stream management on (with a resumption id if `resume` and
+    /// the server keeps sessions) and gives the `<enabled/>` answer.
+    pub(super) fn enable_stream_management(&mut self, resume: bool) -> Element {
+        let mut sm = Box::<StreamManagement>::default();
+        // Stanzas still being handled are older than the count.
+        sm.uncounted = self.outstanding;
+        let mut enabled = Element::new("enabled", NS_SM);
+        // Without randomness, no resumption (fail closed): a guessable id
+        // would let another stream take the session.
+        let id = (resume && self.config.resume_seconds > 0)
+            .then(crate::secret_id)
+            .flatten();
+        if let Some(id) = id {
+            enabled = enabled
+                .with_attribute("id", id.clone())
+                .with_attribute("resume", "true")
+                .with_attribute("max", self.config.resume_seconds.to_string());
+            sm.id = Some(id);
+        }
+        self.sm = Some(sm);
+        enabled
     }
 
     pub(super) fn sm_offered(&self) -> bool {
@@ -267,24 +301,8 @@ impl ServerStream {
                 if self.stage != Stage::Bound || self.sm.is_some() {
                     return self.send_element(failed("unexpected-request"), None);
                 }
-                let mut sm = Box::<StreamManagement>::default();
-                // Stanzas still being handled are older than the count.
-                sm.uncounted = self.outstanding;
-                let mut enabled = Element::new("enabled", NS_SM);
                 let asked = matches!(element.attribute("resume"), Some("true" | "1"));
-                // Without randomness, no resumption (fail closed): a
-                // guessable id would let another stream take the session.
-                let id = (asked && self.config.resume_seconds > 0)
-                    .then(crate::secret_id)
-                    .flatten();
-                if let Some(id) = id {
-                    enabled = enabled
-                        .with_attribute("id", id.clone())
-                        .with_attribute("resume", "true")
-                        .with_attribute("max", self.config.resume_seconds.to_string());
-                    sm.id = Some(id);
-                }
-                self.sm = Some(sm);
+                let enabled = self.enable_stream_management(asked);
                 self.send_element(enabled, None);
             }
             "r" => {

@@ -285,6 +285,8 @@ pub struct Login {
     pub mechanisms: Option<Vec<String>>,
     pub client_identity: Option<Identity>,
     pub authzid: Option<String>,
+    /// Log in by SASL2 where offered (and Bind 2 without a resource).
+    pub sasl2: bool,
 }
 
 pub struct Identity(pub Vec<CertificateDer<'static>>, pub PrivateKeyDer<'static>);
@@ -305,6 +307,7 @@ impl Login {
             mechanisms: None,
             client_identity: None,
             authzid: None,
+            sasl2: false,
         }
     }
 
@@ -318,6 +321,11 @@ impl Login {
 
     pub fn authzid(mut self, authzid: Option<&str>) -> Self {
         self.authzid = authzid.map(str::to_owned);
+        self
+    }
+
+    pub fn sasl2(mut self, sasl2: bool) -> Self {
+        self.sasl2 = sasl2;
         self
     }
 
@@ -382,7 +390,13 @@ impl TestClient {
             );
         }
         let config = ClientStreamConfig {
-            jid: BareJid::new(&format!("{}@{DOMAIN}", login.user)).unwrap(),
+            // No user: a client that leaves the account to its
+            // certificate (its stream header names none).
+            jid: if login.user.is_empty() {
+                BareJid::new(DOMAIN).unwrap()
+            } else {
+                BareJid::new(&format!("{}@{DOMAIN}", login.user)).unwrap()
+            },
             resource: login.resource.clone(),
             tls: match login.kind {
                 ListenerKind::DirectTls | ListenerKind::Https => client::TlsMode::Direct,
@@ -403,6 +417,12 @@ impl TestClient {
             },
             limits: Default::default(),
             join: None,
+            sasl2: login.sasl2,
+            user_agent: login.sasl2.then(|| sigil_proto::sasl2::UserAgent {
+                id: sigil_proto::sasl2::new_uuid(),
+                software: Some("sigil-test".into()),
+                device: None,
+            }),
         };
         let tcp = TcpStream::connect(address).await.unwrap();
         let mut stream = ClientStream::new(config);
