@@ -554,7 +554,9 @@ impl ClientStream {
             Stage::Authenticating if element.namespace() == ns::SASL && self.sasl2.is_none() => {
                 self.on_sasl(&element)
             }
-            Stage::Authenticating if element.namespace() == crate::sasl2::NS => {
+            Stage::Authenticating
+                if element.namespace() == crate::sasl2::NS && self.sasl2.is_some() =>
+            {
                 self.on_sasl2(&element)
             }
             Stage::Binding if element.is("iq", ns::CLIENT) => self.on_bind_result(&element),

@@ -1240,50 +1240,21 @@ fn sasl2_is_offered_only_encrypted_and_refuses_what_it_must() {
 
 #[test]
 fn sasl2_from_names_the_account_and_a_second_authenticate_is_an_error() {
+    const PLAIN_AUTHENTICATE: &str = "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGp1bGlldABwZW5jaWw=</initial-response></authenticate>";
     // A stream header naming romeo, a login as juliet.
     let mut s = sasl2_server(0);
     raw_sasl2(
         &mut s,
         "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='example.org' from='romeo@example.org' version='1.0'>",
     );
-    s.receive(b"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGp1bGlldABwZW5jaWw=</initial-response></authenticate>");
-    let mut sent = String::new();
-    while let Some(action) = s.poll_action() {
-        match action {
-            server::Action::NeedCredentials { request, .. } => {
-                let creds = StoredCredentials::generate(
-                    request.algorithm.unwrap_or(Algorithm::Sha256),
-                    PASSWORD,
-                )
-                .unwrap();
-                s.credentials(Ok(Some(creds)));
-            }
-            server::Action::Send(frame) => sent.push_str(&text(&frame)),
-            _ => {}
-        }
-    }
+    let (sent, _) = raw_sasl2(&mut s, PLAIN_AUTHENTICATE);
     assert!(sent.contains("invalid-authzid"), "{sent}");
     assert!(s.account().is_none());
 
     // Logged in: another <authenticate/> is a stream error.
     let mut s = sasl2_server(0);
     raw_sasl2(&mut s, HEADER);
-    s.receive(b"<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGp1bGlldABwZW5jaWw=</initial-response></authenticate>");
-    let mut sent = String::new();
-    while let Some(action) = s.poll_action() {
-        match action {
-            server::Action::NeedCredentials { request, .. } => {
-                let creds = StoredCredentials::generate(
-                    request.algorithm.unwrap_or(Algorithm::Sha256),
-                    PASSWORD,
-                )
-                .unwrap();
-                s.credentials(Ok(Some(creds)));
-            }
-            server::Action::Send(frame) => sent.push_str(&text(&frame)),
-            _ => {}
-        }
-    }
+    let (sent, _) = raw_sasl2(&mut s, PLAIN_AUTHENTICATE);
     assert!(
         sent.contains("<authorization-identifier xmlns=\"urn:xmpp:sasl:2\">juliet@example.org</authorization-identifier>")
             || sent.contains("<authorization-identifier>juliet@example.org</authorization-identifier>"),
@@ -1293,9 +1264,45 @@ fn sasl2_from_names_the_account_and_a_second_authenticate_is_an_error() {
         sent.contains("urn:ietf:params:xml:ns:xmpp-bind"),
         "features for binding follow: {sent}"
     );
+    let (sent, closed) = raw_sasl2(&mut s, PLAIN_AUTHENTICATE);
+    assert!(closed && sent.contains("policy-violation"), "{sent}");
+}
+
+#[test]
+fn a_sasl2_success_for_another_account_is_refused_and_sasl2_can_be_off() {
+    let mut c = sasl2_client(Some("balcony"), PASSWORD);
+    c.receive(
+        format!(
+            "{}<stream:features><authentication xmlns='urn:xmpp:sasl:2'><mechanism>PLAIN</mechanism></authentication></stream:features>",
+            HEADER.replace("to='example.org'", "from='example.org'")
+        )
+        .as_bytes(),
+    );
+    c.receive(b"<success xmlns='urn:xmpp:sasl:2'><authorization-identifier>romeo@example.org</authorization-identifier></success>");
+    let mut closed = None;
+    while let Some(action) = c.poll_action() {
+        match action {
+            client::Action::Close(result) => closed = Some(result),
+            client::Action::Bound(jid) => panic!("bound as {jid}"),
+            _ => {}
+        }
+    }
+    assert!(
+        matches!(closed, Some(Err(client::ClientError::Protocol(_)))),
+        "{closed:?}"
+    );
+    assert_eq!(c.login_path(), client::LoginPath::None);
+
+    // A server with SASL2 off offers it not, and refuses it clearly.
+    let mut config = ServerStreamConfig::new("example.org", Arc::new(ServerConfig::new()));
+    config.tls = TlsMode::Direct;
+    config.sasl2 = false;
+    let mut s = ServerStream::new(config, tls_info());
+    let (features, _) = raw_sasl2(&mut s, HEADER);
+    assert!(!features.contains("urn:xmpp:sasl:2"), "{features}");
     let (sent, closed) = raw_sasl2(
         &mut s,
-        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGp1bGlldABwZW5jaWw=</initial-response></authenticate>",
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'/>",
     );
-    assert!(closed && sent.contains("policy-violation"), "{sent}");
+    assert!(closed && sent.contains("not offered"), "{sent}");
 }

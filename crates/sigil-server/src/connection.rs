@@ -648,8 +648,12 @@ impl<W: Wire> Connection<W> {
                     mechanism,
                     user_agent,
                 } => {
-                    let agent = user_agent.as_ref().and_then(|agent| agent.id.as_deref());
-                    tracing::info!(peer = %self.peer, %jid, %mechanism, agent, "authenticated");
+                    tracing::info!(peer = %self.peer, %jid, %mechanism, "authenticated");
+                    if let Some(agent) = &user_agent {
+                        // The id names the client's resource: not in the
+                        // ordinary log.
+                        tracing::debug!(peer = %self.peer, id = ?agent.id, software = ?agent.software, device = ?agent.device, "user agent");
+                    }
                     // Certificate decisions and channel binding are over
                     // (a login that used a certificate keeps its outcome
                     // in `login`): an idle session does not carry them.

@@ -178,6 +178,7 @@ impl Server {
             stream.registration = config.invites.enabled
                 && listener_config.client_certificates != ClientCertificatePolicy::Disabled;
             stream.signs_certificates = context.issuing_ca.is_some();
+            stream.sasl2 = config.sasl.sasl2;
             let listener = Arc::new(Listener {
                 kind: listener_config.kind,
                 acceptor: TlsAcceptor::from(tls),

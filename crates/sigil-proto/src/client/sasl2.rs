@@ -128,6 +128,24 @@ impl ClientStream {
         if let Err(error) = session.success(data.as_deref()) {
             return self.fail(ClientError::Sasl(error));
         }
+        let authorized = element
+            .child("authorization-identifier", NS)
+            .map(Element::text)
+            .and_then(|text| Jid::new(&text).ok());
+        // The server names the account that logged in: ours, or (for a
+        // client that left it to its certificate) one on our domain.
+        let ours = authorized.as_ref().is_some_and(|jid| {
+            let wanted = &self.config.jid;
+            match wanted.node() {
+                Some(_) => jid.to_bare() == *wanted,
+                None => jid.domain() == wanted.domain() && jid.node().is_some(),
+            }
+        });
+        if !ours {
+            return self.fail(ClientError::Protocol(
+                "SASL2 success for an account this client did not ask for".into(),
+            ));
+        }
         let mechanism = session.mechanism_name().to_owned();
         self.mechanism = Some(mechanism.clone());
         self.sasl = None;
@@ -135,10 +153,6 @@ impl ClientStream {
         self.stage = Stage::Authenticated;
         self.actions.push_back(Action::Authenticated { mechanism });
         let exchange = self.sasl2.take().unwrap_or_default();
-        let authorized = element
-            .child("authorization-identifier", NS)
-            .map(Element::text)
-            .and_then(|text| Jid::new(&text).ok());
         if let Some(resumed) = element.child("resumed", crate::sm::NS) {
             let handled = resumed.attribute("h").and_then(|h| h.parse::<u32>().ok());
             return match (exchange.resume, handled) {

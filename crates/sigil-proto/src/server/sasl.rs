@@ -273,19 +273,7 @@ impl ServerStream {
                     success.push_text(sigil_sasl::xmpp::encode(data));
                 }
                 self.send_element(success, None);
-                self.account = Some(jid.clone());
-                self.sasl = None;
-                // Only SASL uses these; a long session need not keep them.
-                self.connection.channel_bindings = Vec::new();
-                self.only_mechanisms = None;
-                self.claimed = None;
-                self.stage = Stage::Authenticated;
-                self.framer.set_authenticated();
-                self.actions.push_back(Action::Authenticated {
-                    jid,
-                    mechanism: outcome.mechanism,
-                    user_agent: None,
-                });
+                self.authenticated(jid, outcome.mechanism, None);
                 self.restart();
             }
             Err(error) if error.channel_binding_mismatch => {
@@ -319,6 +307,29 @@ impl ServerStream {
                 self.sasl_failure_with(error.failure, Some(&mechanism), None, true, error.detail);
             }
         }
+    }
+
+    /// The mechanism succeeded for `jid`: the stream is authenticated
+    /// (reported with [`Action::Authenticated`]).
+    pub(super) fn authenticated(
+        &mut self,
+        jid: BareJid,
+        mechanism: String,
+        user_agent: Option<crate::sasl2::UserAgent>,
+    ) {
+        self.account = Some(jid.clone());
+        self.sasl = None;
+        // Only SASL uses these; a long session need not keep them.
+        self.connection.channel_bindings = Vec::new();
+        self.only_mechanisms = None;
+        self.claimed = None;
+        self.stage = Stage::Authenticated;
+        self.framer.set_authenticated();
+        self.actions.push_back(Action::Authenticated {
+            jid,
+            mechanism,
+            user_agent: user_agent.map(Box::new),
+        });
     }
 
     pub(super) fn sasl_failure(&mut self, failure: Failure, mechanism: Option<&str>) {

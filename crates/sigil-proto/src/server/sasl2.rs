@@ -70,9 +70,15 @@ impl ServerStream {
             ("authenticate", Stage::Encrypted) if self.config.sasl2 => {
                 self.sasl2_authenticate(element)
             }
-            ("authenticate", Stage::Initial) => {
+            ("authenticate", Stage::Initial) if self.config.sasl2 => {
                 self.sasl2 = Some(Box::default());
                 self.sasl_failure(Failure::EncryptionRequired, None);
+            }
+            ("authenticate", Stage::Initial | Stage::Encrypted) => {
+                self.close(Some(StreamError::with_text(
+                    StreamCondition::UnsupportedStanzaType,
+                    "SASL2 is not offered here",
+                )));
             }
             // XEP-0388 §2.4: after success, another <authenticate/> is a
             // stream error.
@@ -149,18 +155,7 @@ impl ServerStream {
         exchange.additional_data = outcome.additional_data;
         let user_agent = exchange.user_agent.clone();
         let resume = exchange.resume.take();
-        self.account = Some(jid.clone());
-        self.sasl = None;
-        self.connection.channel_bindings = Vec::new();
-        self.only_mechanisms = None;
-        self.claimed = None;
-        self.stage = Stage::Authenticated;
-        self.framer.set_authenticated();
-        self.actions.push_back(Action::Authenticated {
-            jid,
-            mechanism,
-            user_agent: user_agent.map(Box::new),
-        });
+        self.authenticated(jid, mechanism, user_agent);
         match resume {
             Some((previd, h))
                 if self.sm_offered() && self.config.resume_seconds > 0 && !previd.is_empty() =>

@@ -134,6 +134,14 @@ pub struct SaslConfig {
     /// The mechanisms that may be offered (an allow-list). Others are never
     /// offered, whatever the connection.
     pub mechanisms: Vec<String>,
+    /// Offer SASL2 (XEP-0388) with Bind 2 (XEP-0386) beside SASL 1 on
+    /// encrypted streams, with the same mechanisms.
+    #[serde(default = "offer_sasl2")]
+    pub sasl2: bool,
+}
+
+fn offer_sasl2() -> bool {
+    true
 }
 
 /// The mechanisms a server offers when the configuration does not say.
@@ -165,6 +173,7 @@ impl Default for SaslConfig {
     fn default() -> Self {
         Self {
             mechanisms: DEFAULT_MECHANISMS.iter().map(|m| (*m).to_owned()).collect(),
+            sasl2: true,
         }
     }
 }
