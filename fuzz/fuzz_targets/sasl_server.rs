@@ -4,7 +4,8 @@
 //! rest is split on 0xFF into the client's messages (the first is the
 //! initial response, or none if it is empty and the low bit of the selector
 //! is set). Credential requests are answered with real credentials for
-//! "user"/"pencil", decisions by the selector's second bit.
+//! "user"/"pencil", decisions and token lookups by the selector's second
+//! bit.
 
 #![no_main]
 
@@ -14,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 use sigil_sasl::server::{ConnectionInfo, ServerConfig, ServerStep};
 use sigil_sasl::{Algorithm, ChannelBinding, ChannelBindingType, Failure, StoredCredentials};
 
-const MECHANISMS: [&str; 9] = [
+const MECHANISMS: [&str; 12] = [
     "SCRAM-SHA-1",
     "SCRAM-SHA-256",
     "SCRAM-SHA-512",
@@ -24,6 +25,9 @@ const MECHANISMS: [&str; 9] = [
     "PLAIN",
     "EXTERNAL",
     "ANONYMOUS",
+    "HT-SHA-256-NONE",
+    "HT-SHA-256-ENDP",
+    "HT-SHA-256-EXPR",
 ];
 
 fn credentials() -> &'static [StoredCredentials] {
@@ -77,6 +81,15 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(ServerStep::NeedDecision(_)) => {
                 session.decision(if selector & 0x40 == 0 { Ok(()) } else { Err(Failure::NotAuthorized) })
+            }
+            Ok(ServerStep::NeedToken(_)) => {
+                session.token(if selector & 0x40 == 0 {
+                    sigil_sasl::ht::TokenKey::of(&"t".repeat(96))
+                        .map(|key| vec![key])
+                        .ok_or(Failure::NotAuthorized)
+                } else {
+                    Err(Failure::CredentialsExpired)
+                })
             }
             Ok(ServerStep::NeedCustom(_)) => break,
         };

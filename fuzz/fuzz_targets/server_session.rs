@@ -117,6 +117,9 @@ fn drain(session: &mut Session, parked: &mut Option<Box<sigil_proto::server::Str
             },
             Action::NeedCredentials { .. }
             | Action::NeedDecision { .. }
+            | Action::NeedToken { .. }
+            | Action::IssueToken { .. }
+            | Action::TokenUsed { .. }
             | Action::StartTls
             | Action::Register(_) => {
                 unreachable!("not offered")

@@ -18,7 +18,13 @@ fuzz_target!(|input: &[u8]| {
     };
     let mut config = ServerStreamConfig::new(
         "example.org",
-        Arc::new(ServerConfig::new().allow(["PLAIN", "SCRAM-SHA-1", "EXTERNAL", "ANONYMOUS"])),
+        Arc::new(ServerConfig::new().allow([
+            "PLAIN",
+            "SCRAM-SHA-1",
+            "EXTERNAL",
+            "ANONYMOUS",
+            "HT-SHA-256-NONE",
+        ])),
     );
     config.tls = if first & 1 == 0 {
         TlsMode::Direct
@@ -73,6 +79,18 @@ fuzz_target!(|input: &[u8]| {
                     stream.external_decision(Err(Failure::NotAuthorized))
                 }
                 Action::Resume { .. } => stream.resume_failed(None),
+                // One token, "t" 96 times, is known; issuing gives another.
+                Action::NeedToken { .. } => stream.token(
+                    sigil_sasl::ht::TokenKey::of(&"t".repeat(96))
+                        .map(|key| vec![key])
+                        .ok_or(Failure::NotAuthorized),
+                ),
+                Action::IssueToken { .. } => {
+                    stream.token_issued(Some(sigil_proto::sasl2::IssuedToken {
+                        token: "u".repeat(96),
+                        expiry: "2030-01-01T00:00:00Z".into(),
+                    }))
+                }
                 // Tokens that start with 'a' are accepted; every device
                 // registration is refused.
                 Action::Register(Registration::Preauth { token }) => {
@@ -92,6 +110,7 @@ fuzz_target!(|input: &[u8]| {
                     }
                 }
                 Action::Send(_)
+                | Action::TokenUsed { .. }
                 | Action::Authenticated { .. }
                 | Action::AuthFailed { .. }
                 | Action::Stanza(_)

@@ -59,6 +59,30 @@ pub struct ClientBuilder {
     join: Option<JoinRequest>,
     sasl2: bool,
     user_agent: UserAgent,
+    fast: bool,
+    fast_token: Option<FastToken>,
+}
+
+/// A FAST token (XEP-0484) the server issued to this client: keep it like
+/// a password (it logs the account in, from this client's user-agent id
+/// alone) and give it back with [`ClientBuilder::fast_token`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct FastToken {
+    /// The HT mechanism it is for.
+    pub mechanism: String,
+    /// The token.
+    pub token: String,
+    /// When it expires (XEP-0082).
+    pub expiry: String,
+}
+
+impl fmt::Debug for FastToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FastToken")
+            .field("mechanism", &self.mechanism)
+            .field("expiry", &self.expiry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -100,6 +124,8 @@ impl Client {
                 software: Some("Sigil".into()),
                 device: None,
             },
+            fast: false,
+            fast_token: None,
         }
     }
 }
@@ -295,6 +321,26 @@ impl ClientBuilder {
         self
     }
 
+    /// Asks the server for a FAST token (XEP-0484) when logging in by
+    /// SASL2 with anything but a token; the client logs in with it on
+    /// [`Client::reconnect`], in one round trip, and
+    /// [`Client::fast_token`] gives it to keep. Default: no.
+    #[must_use]
+    pub fn fast(mut self, enable: bool) -> Self {
+        self.fast = enable;
+        self
+    }
+
+    /// A FAST token kept from an earlier run, with the same
+    /// [`Self::user_agent`] id: the first login uses it where the server
+    /// offers its mechanism. A refused token is dropped, and the login
+    /// tried again with the other credentials.
+    #[must_use]
+    pub fn fast_token(mut self, token: FastToken) -> Self {
+        self.fast_token = Some(token);
+        self
+    }
+
     /// The resource to ask for (default: the server picks).
     #[must_use]
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
@@ -390,6 +436,8 @@ impl ClientBuilder {
             carbons: self.carbons,
             sasl2: self.sasl2,
             user_agent: self.user_agent,
+            fast: self.fast,
+            token: Arc::new(std::sync::Mutex::new(self.fast_token)),
         })
     }
 }

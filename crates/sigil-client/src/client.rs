@@ -126,6 +126,12 @@ impl Client {
         &self.jid
     }
 
+    /// The FAST token (XEP-0484) the server last issued to this client,
+    /// to keep for the next run ([`crate::ClientBuilder::fast_token`]).
+    pub fn fast_token(&self) -> Option<crate::FastToken> {
+        self.prepared.kept_token()
+    }
+
     /// How this connection logged in: SASL or SASL2, and whether Bind 2
     /// bound the resource.
     pub fn login_path(&self) -> sigil_proto::client::LoginPath {
@@ -354,6 +360,7 @@ impl Client {
                 }
                 proto::Action::StartTls
                 | proto::Action::Enrolled { .. }
+                | proto::Action::FastToken { .. }
                 | proto::Action::Authenticated { .. }
                 | proto::Action::Resumed { .. }
                 | proto::Action::ResumeFailed { .. }

@@ -48,7 +48,7 @@ pub mod saslcert;
 mod srv;
 mod transport;
 
-pub use builder::{ClientBuilder, TlsSettings};
+pub use builder::{ClientBuilder, FastToken, TlsSettings};
 pub use client::archive::{
     Archive, ArchivePage, ArchiveQuery, ArchivedMessage, MAX_PAGE_SIZE, Order,
 };
@@ -56,7 +56,7 @@ pub use client::carbons::{Carbon, CarbonDirection, Incoming};
 pub use client::{Backoff, Client};
 pub use error::Error;
 pub use join::{JoinOptions, Joined, join};
-pub use sigil_proto::client::JoinRequest;
+pub use sigil_proto::client::{JoinRequest, LoginPath};
 pub use sigil_proto::error::StanzaCondition;
 pub use sigil_proto::invite::{Invitation, InvitationError, InvitationKind};
 pub use sigil_proto::random_id;

@@ -37,6 +37,9 @@ pub(crate) struct Prepared {
     pub(crate) carbons: bool,
     pub(crate) sasl2: bool,
     pub(crate) user_agent: sigil_proto::sasl2::UserAgent,
+    /// Ask for a FAST token, and the one kept (used by the next login).
+    pub(crate) fast: bool,
+    pub(crate) token: Arc<std::sync::Mutex<Option<crate::FastToken>>>,
 }
 
 /// A connection that completed negotiation.
@@ -59,9 +62,35 @@ impl Prepared {
         resume: Option<proto::Resumption>,
         join: Option<proto::JoinRequest>,
     ) -> Result<Established, Error> {
-        tokio::time::timeout(self.timeout, self.connect_inner(resume, join))
-            .await
-            .map_err(|_| Error::Timeout)?
+        let with_token = self.kept_token().is_some();
+        let attempt = tokio::time::timeout(
+            self.timeout,
+            self.connect_inner(resume.clone(), join.clone()),
+        )
+        .await
+        .map_err(|_| Error::Timeout)?;
+        match attempt {
+            // XEP-0484: a refused token is dropped, and the login tried
+            // again without it.
+            Err(Error::Stream(ClientError::Sasl(_))) if with_token => {
+                self.keep_token(None);
+                tokio::time::timeout(self.timeout, self.connect_inner(resume, join))
+                    .await
+                    .map_err(|_| Error::Timeout)?
+            }
+            attempt => attempt,
+        }
+    }
+
+    /// The FAST token kept, if any.
+    pub(crate) fn kept_token(&self) -> Option<crate::FastToken> {
+        self.token.lock().ok().and_then(|kept| kept.clone())
+    }
+
+    fn keep_token(&self, token: Option<crate::FastToken>) {
+        if let Ok(mut kept) = self.token.lock() {
+            *kept = token;
+        }
     }
 
     /// The addresses to try, in order.
@@ -148,7 +177,13 @@ impl Prepared {
                 _ => proto::TlsMode::Direct,
             },
             sasl: self.sasl.clone(),
-            context: self.context.clone(),
+            context: match self.kept_token() {
+                Some(kept) => self
+                    .context
+                    .clone()
+                    .with_fast_token(kept.mechanism, kept.token),
+                None => self.context.clone(),
+            },
             limits: sigil_xml::Limits::default(),
             join,
             sasl2: self.sasl2,
@@ -157,6 +192,9 @@ impl Prepared {
         let mut stream = ClientStream::new(config);
         if self.carbons {
             stream.request_carbons();
+        }
+        if self.fast {
+            stream.request_fast_token();
         }
         if self.stream_management {
             stream.request_resumption();
@@ -211,16 +249,16 @@ impl Prepared {
                 )
             }
         };
-        negotiate(connection, stream, &self.connector, self.tls_name.clone()).await
+        negotiate(connection, stream, self).await
     }
 }
 
 async fn negotiate(
     mut connection: Connection,
     mut stream: ClientStream,
-    connector: &tokio_rustls::TlsConnector,
-    name: ServerName<'static>,
+    prepared: &Prepared,
 ) -> Result<Established, Error> {
+    let (connector, name) = (&prepared.connector, prepared.tls_name.clone());
     let mut buffer = vec![0; 16 * 1024];
     let mut inbox = VecDeque::new();
     let mut mechanism = String::new();
@@ -247,6 +285,13 @@ async fn negotiate(
                 proto::Action::Stanza(stanza) => inbox.push_back(stanza),
                 proto::Action::Close(Err(error)) => return Err(Error::Stream(error)),
                 proto::Action::Enrolled { certificate } => enrolled = Some(certificate),
+                proto::Action::FastToken { mechanism, token } => {
+                    prepared.keep_token(Some(crate::FastToken {
+                        mechanism,
+                        token: token.token,
+                        expiry: token.expiry,
+                    }));
+                }
                 proto::Action::Close(Ok(())) => {
                     let _ = connection.flush().await;
                     return Err(match enrolled {

@@ -156,6 +156,16 @@ pub enum Action {
         /// The signed certificate, DER.
         certificate: Vec<u8>,
     },
+    /// The server issued a FAST token (XEP-0484): keep it like a
+    /// password, with its mechanism, for the next logins
+    /// ([`sigil_sasl::client::ClientContext::with_fast_token`]); it
+    /// replaces any token kept before.
+    FastToken {
+        /// The HT mechanism it is for.
+        mechanism: String,
+        /// The token and its expiry.
+        token: crate::sasl2::IssuedToken,
+    },
     /// A stanza from the server.
     Stanza(Element),
     /// Close the connection; `Err` tells why the stream failed.
@@ -217,6 +227,10 @@ pub struct ClientStream {
     joining: Option<Box<register::Joining>>,
     /// The device registered on this stream.
     registered: bool,
+    /// A FAST token asked for (XEP-0484) when logging in otherwise.
+    token_wanted: bool,
+    /// Log in with the token and have it invalidated.
+    token_invalidated: bool,
     /// Carbons asked for with Bind 2, and whether they were.
     carbons_wanted: bool,
     carbons_enabled: bool,
@@ -296,6 +310,8 @@ impl ClientStream {
             csi_offered: false,
             joining: None,
             registered: false,
+            token_wanted: false,
+            token_invalidated: false,
             carbons_wanted: false,
             carbons_enabled: false,
             sasl2: None,
@@ -353,6 +369,20 @@ impl ClientStream {
     /// not, the application enables them itself once bound).
     pub fn request_carbons(&mut self) {
         self.carbons_wanted = true;
+    }
+
+    /// Asks the server for a FAST token (XEP-0484) when logging in by
+    /// SASL2 with anything but a token; it comes as [`Action::FastToken`].
+    /// Needs a [`ClientStreamConfig::user_agent`] with an id.
+    pub fn request_fast_token(&mut self) {
+        self.token_wanted = true;
+    }
+
+    /// Logs in with the FAST token and asks the server to invalidate it
+    /// once used (`<fast invalidate='true'/>`): a client signing out for
+    /// good.
+    pub fn invalidate_fast_token(&mut self) {
+        self.token_invalidated = true;
     }
 
     /// Whether carbons were enabled inline with Bind 2.
@@ -637,7 +667,13 @@ impl ClientStream {
             .filter(|_| self.config.sasl2 && self.encrypted)
             .map(crate::sasl2::Offer::from_element);
         let offered = match &sasl2 {
-            Some(offer) => offer.mechanisms.clone(),
+            Some(offer) => {
+                // A token for a mechanism offered inside <fast/> (XEP-0484).
+                let token = self.config.context.fast_token().map(|(m, _)| m.to_owned());
+                let mut names = offer.mechanisms.clone();
+                names.extend(token.filter(|m| offer.fast.contains(m)));
+                names
+            }
             None => offered,
         };
         self.offered = offered.clone();

@@ -24,6 +24,9 @@ pub const NS_BIND: &str = "urn:xmpp:bind:0";
 /// The XEP-0280 namespace, as Bind 2 names it among its inline features.
 pub const NS_CARBONS: &str = crate::carbons::NS;
 
+/// The XEP-0484 (FAST) namespace.
+pub const NS_FAST: &str = "urn:xmpp:fast:0";
+
 /// Longest `<tag/>` accepted (it becomes the start of a resource).
 pub const MAX_TAG: usize = 64;
 
@@ -198,6 +201,40 @@ pub struct Authenticate {
     pub bind: Option<BindRequest>,
     /// A XEP-0198 resumption: the earlier stream's id and the client's `h`.
     pub resume: Option<(String, u32)>,
+    /// XEP-0484: a token asked for, for this HT mechanism.
+    pub request_token: Option<String>,
+    /// XEP-0484: this login uses a token (`<fast/>`); `true`: the token
+    /// is to be invalidated once used.
+    pub fast: Option<bool>,
+}
+
+/// A token the server issued (`<token/>` in `<success/>`, XEP-0484).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The token.
+    pub token: String,
+    /// When it expires (XEP-0082).
+    pub expiry: String,
+}
+
+impl IssuedToken {
+    /// Reads `<token/>`.
+    pub fn from_element(element: &Element) -> Option<Self> {
+        if !element.is("token", NS_FAST) {
+            return None;
+        }
+        Some(Self {
+            token: element.attribute("token")?.to_owned(),
+            expiry: element.attribute("expiry")?.to_owned(),
+        })
+    }
+
+    /// Writes `<token/>`.
+    pub fn to_element(&self) -> Element {
+        Element::new("token", NS_FAST)
+            .with_attribute("token", self.token.clone())
+            .with_attribute("expiry", self.expiry.clone())
+    }
 }
 
 impl Authenticate {
@@ -242,12 +279,26 @@ impl Authenticate {
                 Some((previd.to_owned(), h))
             }
         };
+        let request_token = element
+            .child("request-token", NS_FAST)
+            .map(|request| {
+                request
+                    .attribute("mechanism")
+                    .map(str::to_owned)
+                    .ok_or(ParseError::MissingAttribute("mechanism"))
+            })
+            .transpose()?;
+        let fast = element
+            .child("fast", NS_FAST)
+            .map(|fast| matches!(fast.attribute("invalidate"), Some("true" | "1")));
         Ok(Self {
             mechanism,
             initial_response,
             user_agent,
             bind,
             resume,
+            request_token,
+            fast,
         })
     }
 
@@ -274,6 +325,19 @@ impl Authenticate {
         if let Some(bind) = &self.bind {
             element.push_child(bind.to_element());
         }
+        if let Some(mechanism) = &self.request_token {
+            element.push_child(
+                Element::new("request-token", NS_FAST)
+                    .with_attribute("mechanism", mechanism.clone()),
+            );
+        }
+        if let Some(invalidate) = self.fast {
+            let mut fast = Element::new("fast", NS_FAST);
+            if invalidate {
+                fast.set_attribute("invalidate", "true");
+            }
+            element.push_child(fast);
+        }
         element
     }
 }
@@ -288,6 +352,8 @@ pub struct Offer {
     pub bind: Option<Vec<String>>,
     /// XEP-0198 resumption offered inline.
     pub resume: bool,
+    /// XEP-0484 token mechanisms offered inline (`<fast/>`).
+    pub fast: Vec<String>,
 }
 
 impl Offer {
@@ -311,10 +377,20 @@ impl Offer {
                 .unwrap_or_default()
         });
         let resume = inline.is_some_and(|i| i.has_child("sm", crate::sm::NS));
+        let fast = inline
+            .and_then(|i| i.child("fast", NS_FAST))
+            .map(|fast| {
+                fast.children()
+                    .filter(|c| c.is("mechanism", NS_FAST))
+                    .map(Element::text)
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
             mechanisms,
             bind,
             resume,
+            fast,
         }
     }
 
@@ -336,6 +412,13 @@ impl Offer {
                 );
             }
             inline.push_child(Element::new("bind", NS_BIND).with_child(list));
+        }
+        if !self.fast.is_empty() {
+            let mut fast = Element::new("fast", NS_FAST);
+            for mechanism in &self.fast {
+                fast.push_child(Element::new("mechanism", NS_FAST).with_text(mechanism.clone()));
+            }
+            inline.push_child(fast);
         }
         if inline.children().next().is_some() {
             element.push_child(inline);
@@ -365,6 +448,8 @@ mod tests {
                 client_state: Some(csi::State::Inactive),
             }),
             resume: Some(("abc".into(), 7)),
+            request_token: Some("HT-SHA-256-EXPR".into()),
+            fast: Some(true),
         };
         let element = request.to_element();
         assert_eq!(Authenticate::from_element(&element).unwrap(), request);
@@ -415,6 +500,7 @@ mod tests {
             mechanisms: vec!["EXTERNAL".into(), "SCRAM-SHA-256".into()],
             bind: Some(vec![NS_CARBONS.into(), csi::NS.into()]),
             resume: true,
+            fast: vec!["HT-SHA-256-NONE".into()],
         };
         assert_eq!(Offer::from_element(&offer.to_element()), offer);
     }

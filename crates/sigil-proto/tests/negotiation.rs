@@ -87,6 +87,11 @@ struct Outcome {
     user_agent: Option<sigil_proto::sasl2::UserAgent>,
     inline: Option<server::InlineBind>,
     resume_failed: bool,
+    /// The token the server knows (for NeedToken), and what the client got.
+    server_token: Option<String>,
+    client_token: Option<(String, String)>,
+    token_asked: Option<(String, String)>,
+    invalidated: bool,
 }
 
 fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
@@ -102,6 +107,9 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                 client::Action::Resumed { .. } => unreachable!("no session to resume"),
                 client::Action::ResumeFailed { .. } => out.resume_failed = true,
                 client::Action::Enrolled { .. } => unreachable!("no registration asked for"),
+                client::Action::FastToken { mechanism, token } => {
+                    out.client_token = Some((mechanism, token.token));
+                }
                 client::Action::Stanza(stanza) => out.client_stanzas.push(stanza),
                 client::Action::Close(result) => out.client_closed = Some(result),
             }
@@ -124,6 +132,33 @@ fn pump(c: &mut ClientStream, s: &mut ServerStream, out: &mut Outcome) {
                     let algorithm = request.algorithm.unwrap_or(Algorithm::Sha256);
                     let creds = StoredCredentials::generate(algorithm, PASSWORD).unwrap();
                     s.credentials(Ok(Some(creds)));
+                }
+                server::Action::NeedToken {
+                    jid,
+                    mechanism,
+                    agent,
+                } => {
+                    out.token_asked = Some((mechanism, agent));
+                    assert_eq!(jid.to_string(), "juliet@example.org");
+                    let key = out
+                        .server_token
+                        .as_deref()
+                        .and_then(sigil_sasl::ht::TokenKey::of)
+                        .map(|key| vec![key])
+                        .ok_or(Failure::NotAuthorized);
+                    s.token(key);
+                }
+                server::Action::IssueToken { mechanism } => {
+                    let token = format!("{mechanism}-{}", "x".repeat(90));
+                    out.server_token = Some(token.clone());
+                    s.token_issued(Some(sigil_proto::sasl2::IssuedToken {
+                        token,
+                        expiry: "2030-01-01T00:00:00Z".into(),
+                    }));
+                }
+                server::Action::TokenUsed { index, invalidate } => {
+                    assert_eq!(index, 0);
+                    out.invalidated = invalidate;
                 }
                 server::Action::NeedDecision { .. } => {
                     s.external_decision(Err(Failure::NotAuthorized))
@@ -1305,4 +1340,91 @@ fn a_sasl2_success_for_another_account_is_refused_and_sasl2_can_be_off() {
         "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'/>",
     );
     assert!(closed && sent.contains("not offered"), "{sent}");
+}
+
+/// XEP-0484: a token asked for with a password login, then a login with
+/// it in one round trip, bound to the channel; a wrong token, another
+/// channel, or SASL 1 get nothing.
+#[test]
+fn fast_tokens_are_issued_and_log_in_once_bound_to_the_channel() {
+    let exporter = |byte: u8| ChannelBinding::new(ChannelBindingType::TlsExporter, vec![byte; 32]);
+    let mut s = sasl2_server(0);
+    let mut c = sasl2_client(None, PASSWORD);
+    c.set_channel_binding(Some(exporter(7)));
+    c.request_fast_token();
+    let mut out = Outcome::default();
+    pump(&mut c, &mut s, &mut out);
+    assert_eq!(out.mechanism.as_deref(), Some("SCRAM-SHA-512-PLUS"));
+    let (mechanism, token) = out.client_token.clone().expect("a token");
+    assert_eq!(mechanism, "HT-SHA-256-EXPR", "bound to tls-exporter");
+    assert_eq!(Some(&token), out.server_token.as_ref());
+
+    // The next login: the token, in one round trip.
+    let with_token = |token: &str, byte: u8| {
+        let mut c = ClientStream::new(ClientStreamConfig {
+            jid: BareJid::new("juliet@example.org").unwrap(),
+            resource: None,
+            tls: client::TlsMode::Direct,
+            sasl: Arc::new(ClientConfig::new()),
+            context: ClientContext::new()
+                .with_authcid("juliet")
+                .with_fast_token("HT-SHA-256-EXPR", token),
+            limits: Default::default(),
+            join: None,
+            sasl2: true,
+            user_agent: Some(sigil_proto::sasl2::UserAgent {
+                id: Some(AGENT_ID.into()),
+                software: Some("Sigil".into()),
+                device: None,
+            }),
+        });
+        c.set_channel_binding(Some(exporter(byte)));
+        c
+    };
+    let mut s = sasl2_server(0);
+    let mut c = with_token(&token, 7);
+    let mut again = Outcome {
+        server_token: Some(token.clone()),
+        ..Outcome::default()
+    };
+    pump(&mut c, &mut s, &mut again);
+    assert_eq!(again.mechanism.as_deref(), Some("HT-SHA-256-EXPR"));
+    assert_eq!(
+        again.token_asked,
+        Some(("HT-SHA-256-EXPR".into(), AGENT_ID.into()))
+    );
+    assert_eq!(c.login_path(), client::LoginPath::Sasl2Bind2);
+    assert!(again.client_token.is_none(), "no new token unless rotated");
+
+    // Over another channel (a different exporter) the proof fails.
+    let mut s = sasl2_server(0);
+    let mut c = with_token(&token, 8);
+    let mut other = Outcome {
+        server_token: Some(token.clone()),
+        ..Outcome::default()
+    };
+    pump(&mut c, &mut s, &mut other);
+    assert!(other.bound.is_none());
+    match other.client_closed {
+        Some(Err(client::ClientError::Sasl(sigil_sasl::client::ClientError::Failed {
+            failure,
+            ..
+        }))) => assert_eq!(failure, Some(Failure::NotAuthorized)),
+        closed => panic!("{closed:?}"),
+    }
+
+    // SASL 1 never takes a token mechanism.
+    let mut s = sasl2_server(0);
+    let (_, _) = raw_sasl2(&mut s, HEADER);
+    let (sent, _) = raw_sasl2(
+        &mut s,
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='HT-SHA-256-NONE'>anVsaWV0AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==</auth>",
+    );
+    assert!(sent.contains("invalid-mechanism"), "{sent}");
+    // Nor does SASL2 without a user-agent id.
+    let (sent, _) = raw_sasl2(
+        &mut s,
+        "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-NONE'><initial-response>anVsaWV0AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==</initial-response></authenticate>",
+    );
+    assert!(sent.contains("malformed-request"), "{sent}");
 }

@@ -14,6 +14,7 @@
 //!   `tls-server-end-point` channel binding; [`StoredCredentials`] derives
 //!   what a server stores (salt, iterations, StoredKey, ServerKey), never the
 //!   password.
+//! - [`ht`]: the HT mechanisms of XEP-0484 FAST tokens.
 //! - [`xmpp`]: the base64 encoding of SASL data in XMPP elements.
 //!
 //! Mechanisms: `EXTERNAL`, `SCRAM-SHA-1`, `SCRAM-SHA-256`, `SCRAM-SHA-512`
@@ -91,6 +92,7 @@
 pub mod channel_binding;
 pub mod client;
 mod failure;
+pub mod ht;
 pub mod random;
 pub mod saslprep;
 pub mod scram;

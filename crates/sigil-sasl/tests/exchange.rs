@@ -340,3 +340,86 @@ fn a_server_that_skips_the_proof_is_caught_by_the_client() {
         Err(ClientError::ServerSignatureMissing)
     );
 }
+
+/// XEP-0484 FAST: every HT variant logs in with the token issued for it,
+/// the server proves it holds the token too, and a token for another
+/// mechanism, another token, or another channel fails.
+#[test]
+fn hashed_tokens_log_in_bound_to_their_mechanism_and_channel() {
+    let token = "f".repeat(96);
+    let connection = bound_connection(vec![
+        binding(ChannelBindingType::TlsExporter, 1),
+        binding(ChannelBindingType::TlsServerEndPoint, 2),
+    ]);
+    let server = ServerConfig::new();
+    assert!(
+        !server
+            .offered(&connection)
+            .iter()
+            .any(|m| m.starts_with("HT-")),
+        "token mechanisms are never in the mechanism list"
+    );
+    assert_eq!(
+        server.offered_tokens(&connection),
+        vec!["HT-SHA-256-ENDP", "HT-SHA-256-EXPR", "HT-SHA-256-NONE"]
+    );
+    let client_context = |mechanism: &str, token: &str, exporter: u8| {
+        ClientContext::new()
+            .with_authcid("juliet")
+            .with_encrypted(true)
+            .with_fast_token(mechanism, token)
+            .with_channel_binding(binding(ChannelBindingType::TlsExporter, exporter))
+            .with_channel_binding(binding(ChannelBindingType::TlsServerEndPoint, 2))
+    };
+    for mechanism in sigil_sasl::ht::MECHANISMS {
+        let store = Store::default().with_token("juliet", mechanism, &token);
+        let offered = server.offered_tokens(&connection);
+        let mut client = ClientConfig::new()
+            .select(client_context(mechanism, &token, 1), &offered)
+            .unwrap();
+        assert_eq!(client.mechanism_name(), mechanism);
+        let outcome = run(&mut client, &server, &connection, &store, |_| Ok(())).unwrap_success();
+        assert_eq!(outcome.authcid.as_deref(), Some("juliet"));
+
+        // The same token, another one, or the token of another mechanism.
+        let wrong = Store::default().with_token("juliet", mechanism, &"g".repeat(96));
+        let mut client = ClientConfig::new()
+            .select(client_context(mechanism, &token, 1), &offered)
+            .unwrap();
+        let ended = run(&mut client, &server, &connection, &wrong, |_| Ok(()));
+        assert_eq!(
+            ended.server_failure(),
+            Some(Failure::NotAuthorized),
+            "{mechanism}"
+        );
+    }
+    // A token used over another channel (the client's exporter differs).
+    let store = Store::default().with_token("juliet", "HT-SHA-256-EXPR", &token);
+    let mut client = ClientConfig::new()
+        .select(
+            client_context("HT-SHA-256-EXPR", &token, 9),
+            &["HT-SHA-256-EXPR"],
+        )
+        .unwrap();
+    let ended = run(&mut client, &server, &connection, &store, |_| Ok(()));
+    assert_eq!(ended.server_failure(), Some(Failure::NotAuthorized));
+    // The unbound variant does not care.
+    let store = Store::default().with_token("juliet", "HT-SHA-256-NONE", &token);
+    let mut client = ClientConfig::new()
+        .select(
+            client_context("HT-SHA-256-NONE", &token, 9),
+            &["HT-SHA-256-NONE"],
+        )
+        .unwrap();
+    assert!(matches!(
+        run(&mut client, &server, &connection, &store, |_| Ok(())),
+        Ended::Success(_)
+    ));
+    // Without a token, no HT mechanism is chosen; without TLS none is offered.
+    assert!(
+        ClientConfig::new()
+            .select(password("r0m30"), &["HT-SHA-256-NONE"])
+            .is_err()
+    );
+    assert!(server.offered_tokens(&ConnectionInfo::default()).is_empty());
+}

@@ -425,7 +425,7 @@ fn rsasl_against_ours(
                 ours.credentials(store.lookup(&request.authcid, request.algorithm))
             }
             Ok(ServerStep::NeedDecision(_)) => ours.decision(Ok(())),
-            Ok(ServerStep::NeedCustom(_)) => unreachable!(),
+            Ok(ServerStep::NeedCustom(_) | ServerStep::NeedToken(_)) => unreachable!(),
             Ok(ServerStep::Success(outcome)) => {
                 if let Some(data) = &outcome.additional_data {
                     let mut out = Vec::new();

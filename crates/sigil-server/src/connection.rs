@@ -41,7 +41,6 @@ use jid::FullJid;
 use sigil_proto::error::{StanzaCondition, StanzaError, StreamCondition, StreamError};
 use sigil_proto::random_id;
 use sigil_proto::server::{Action, Followed, InlineBind, ServerStream};
-use sigil_sasl::Failure;
 use sigil_sasl::server::{Authzid, ConnectionInfo};
 use sigil_x509::OffsetDateTime;
 use tokio::sync::watch;
@@ -130,6 +129,7 @@ pub(crate) fn run_session<W: Wire + 'static>(
         tracking: None,
         held: None,
         login_began,
+        sasl2: None,
     };
     if W::ACKS {
         // An acknowledgement promises that a message is safe, not merely
@@ -177,6 +177,8 @@ struct Connection<W: Wire> {
     /// (see [`crate::context::Fences`]), whatever was decided and kept
     /// since. The login time bounds how long that can be.
     login_began: u64,
+    /// A SASL2 login's client and token login under way (boxed: once).
+    sasl2: Option<Box<crate::fast::Sasl2Login>>,
 }
 
 /// With stream management, the server acknowledges a client's message
@@ -579,29 +581,24 @@ impl<W: Wire> Connection<W> {
                     }
                 }
                 Action::NeedCredentials { jid, request } => {
-                    match self.context.store.account(jid.as_str()).await {
-                        Ok(None) => self.stream.credentials(Ok(None)),
-                        Ok(Some(account)) => {
-                            let credentials = match request.algorithm {
-                                Some(algorithm) => account
-                                    .credentials
-                                    .into_iter()
-                                    .find(|c| c.algorithm == algorithm),
-                                None => account.credentials.into_iter().next(),
-                            };
-                            // A disabled account is said so only to a
-                            // client that proves it knows the password.
-                            if account.disabled {
-                                self.stream.credentials_of_disabled_account(credentials);
-                            } else {
-                                self.stream.credentials(Ok(credentials));
-                            }
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "account lookup failed");
-                            self.stream.credentials(Err(Failure::TemporaryAuthFailure));
-                        }
-                    }
+                    crate::login::answer_credentials(
+                        &self.context,
+                        &mut self.stream,
+                        &jid,
+                        request,
+                    )
+                    .await;
+                }
+                action @ (Action::NeedToken { .. }
+                | Action::TokenUsed { .. }
+                | Action::IssueToken { .. }) => {
+                    let login = crate::fast::Login {
+                        stream: &mut self.stream,
+                        sasl2: &mut self.sasl2,
+                        certificate: &mut self.login,
+                        began: &mut self.login_began,
+                    };
+                    crate::fast::answer(&self.context, action, login).await;
                 }
                 Action::NeedDecision { authzid } => {
                     let presented = self.presented.get_or_insert_with(|| {
@@ -649,10 +646,13 @@ impl<W: Wire> Connection<W> {
                     user_agent,
                 } => {
                     tracing::info!(peer = %self.peer, %jid, %mechanism, "authenticated");
-                    if let Some(agent) = &user_agent {
-                        // The id names the client's resource: not in the
-                        // ordinary log.
+                    if let Some(agent) = user_agent {
+                        // The id names the client's resource and tokens:
+                        // not in the ordinary log.
                         tracing::debug!(peer = %self.peer, id = ?agent.id, software = ?agent.software, device = ?agent.device, "user agent");
+                        let certificate = self.login.as_ref().map(|login| login.fingerprint);
+                        crate::fast::record_user_agent(&self.context, &jid, &agent, certificate);
+                        self.sasl2.get_or_insert_default().agent = Some(*agent);
                     }
                     // Certificate decisions and channel binding are over
                     // (a login that used a certificate keeps its outcome

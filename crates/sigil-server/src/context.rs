@@ -68,6 +68,8 @@ pub struct Context {
     /// The key of the devices page's form tokens (`None` if the system's
     /// generator failed at start: the page then changes nothing).
     pub(crate) form_key: Option<crate::formkey::FormKey>,
+    /// FAST tokens (XEP-0484), unless `[sasl] fast_token_days` is 0.
+    pub fast: Option<crate::fastkey::FastTokens>,
 }
 
 /// Which sessions of an account an account change ends.

@@ -103,6 +103,13 @@ impl Server {
             invites: config.invites.clone(),
             https_port: std::sync::OnceLock::new(),
             form_key: crate::formkey::FormKey::generate(),
+            fast: match config.sasl.fast_token_days {
+                0 => None,
+                days => Some(
+                    crate::fastkey::FastTokens::load_or_create(&base.join("fast.key"), days)
+                        .map_err(StartError)?,
+                ),
+            },
         });
         let components = match config.components.is_empty() {
             true => None,
@@ -110,7 +117,10 @@ impl Server {
                 ComponentListener::new(config, base).map_err(StartError)?,
             )),
         };
-        let sasl = Arc::new(sasl_config(&config.sasl.mechanisms));
+        let sasl = Arc::new(sasl_config(
+            &config.sasl.mechanisms,
+            config.sasl.fast_token_days > 0,
+        ));
         let (shutdown, _) = watch::channel(false);
         let (done_sender, done) = mpsc::channel(1);
         let mut addresses = Vec::new();
@@ -470,9 +480,14 @@ pub fn web_assets(config: &Config, base: &Path) -> Option<PathBuf> {
         .and_then(|c| c.canonicalize().ok())
 }
 
-/// The SASL server configuration for an allow-list.
-pub fn sasl_config(mechanisms: &[String]) -> sigil_sasl::server::ServerConfig {
-    sigil_sasl::server::ServerConfig::new().allow(mechanisms.iter().cloned())
+/// The SASL server configuration for an allow-list, with the FAST
+/// token mechanisms (XEP-0484) if `fast`.
+pub fn sasl_config(mechanisms: &[String], fast: bool) -> sigil_sasl::server::ServerConfig {
+    let tokens = sigil_sasl::ht::MECHANISMS
+        .into_iter()
+        .filter(|_| fast)
+        .map(str::to_owned);
+    sigil_sasl::server::ServerConfig::new().allow(mechanisms.iter().cloned().chain(tokens))
 }
 
 /// Opens the store of a `sqlite://PATH` URL, PATH relative to `base`.

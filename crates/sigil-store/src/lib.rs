@@ -57,12 +57,13 @@ pub use error::StoreError;
 pub use sqlite::SqliteStore;
 pub use traits::{
     AccountStore, ArchiveStore, BlockingStore, CertificateStore, DocumentStore, InviteStore,
-    OfflineStore, RosterStore, SessionStore, Store,
+    OfflineStore, RosterStore, SessionStore, Store, TokenStore,
 };
 pub use types::{
     Account, ArchiveDefault, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveResult,
-    ArchivedMessage, CertificateEntry, CertificateLookup, DocumentQuota, Invite, InviteCreator,
-    InviteKind, LastActivity, OfflineMessage, OfflineQuota, Redeemed, Redemption,
-    RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture, Subscription,
-    algorithm_from_name, algorithm_name, archive_id, archive_id_time, invite_token_hash,
+    ArchivedMessage, CertificateEntry, CertificateLookup, DocumentQuota, FastToken, Invite,
+    InviteCreator, InviteKind, LastActivity, OfflineMessage, OfflineQuota, Redeemed, Redemption,
+    RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture, Subscription, TokenSlot,
+    UserAgentRecord, algorithm_from_name, algorithm_name, archive_id, archive_id_time,
+    invite_token_hash,
 };

@@ -13,8 +13,9 @@ use sigil_sasl::scram::{Algorithm, StoredCredentials};
 use crate::StoreError;
 use crate::{
     Account, ArchivePrefs, ArchiveQuery, ArchiveResult, ArchivedMessage, CertificateEntry,
-    CertificateLookup, DocumentQuota, Invite, LastActivity, OfflineMessage, OfflineQuota, Redeemed,
-    Redemption, RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture,
+    CertificateLookup, DocumentQuota, FastToken, Invite, LastActivity, OfflineMessage,
+    OfflineQuota, Redeemed, Redemption, RevokedCertificate, Roster, RosterItem, SavedSession,
+    StoreFuture, TokenSlot, UserAgentRecord,
 };
 
 /// Everything the server needs, in one object-safe trait.
@@ -30,6 +31,7 @@ pub trait Store:
     + ArchiveStore
     + DocumentStore
     + InviteStore
+    + TokenStore
     + Send
     + Sync
 {
@@ -45,6 +47,7 @@ impl<T> Store for T where
         + ArchiveStore
         + DocumentStore
         + InviteStore
+        + TokenStore
         + Send
         + Sync
 {
@@ -466,4 +469,58 @@ pub trait CertificateStore: Send + Sync {
         fingerprint: &'a [u8; 32],
         at: i64,
     ) -> StoreFuture<'a, bool>;
+}
+
+/// XEP-0484 FAST tokens and the XEP-0388 clients of each account.
+///
+/// A token dies with what issued it, in the same transaction as the
+/// change: all of an account's with the account (deleted or disabled);
+/// those a password login got when the password changes
+/// ([`AccountStore::set_credentials`]); those a certificate's login got
+/// when the certificate is disabled or revoked (and they follow it to
+/// the device's next certificate when that is promoted).
+pub trait TokenStore: Send + Sync {
+    /// Keeps `token` as its client's new one, replacing a new one never
+    /// used, if the account is enabled, its certificate (if any) is
+    /// registered to it and enabled, and fewer than `max_clients` other
+    /// clients of the account hold tokens
+    /// ([`StoreError::QuotaExceeded`]); else [`StoreError::NotFound`].
+    fn issue_fast_token<'a>(
+        &'a self,
+        token: &'a FastToken,
+        max_clients: u64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The tokens of `owner`'s client `agent`: the new one first.
+    fn fast_tokens<'a>(
+        &'a self,
+        owner: &'a str,
+        agent: &'a str,
+    ) -> StoreFuture<'a, Vec<(TokenSlot, FastToken)>>;
+
+    /// The client's new token was used: it becomes the current one (the
+    /// old one goes). Whether there was a new one.
+    fn promote_fast_token<'a>(&'a self, owner: &'a str, agent: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Deletes the client's token in `slot`, or both; how many went.
+    fn delete_fast_tokens<'a>(
+        &'a self,
+        owner: &'a str,
+        agent: &'a str,
+        slot: Option<TokenSlot>,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Deletes the tokens expired by `now`; how many.
+    fn expire_fast_tokens(&self, now: i64) -> StoreFuture<'_, u64>;
+
+    /// Records a client's login (its software, device and certificate),
+    /// forgetting the account's least recently seen clients beyond `max`.
+    fn record_user_agent<'a>(
+        &'a self,
+        record: &'a UserAgentRecord,
+        max: u64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// The clients of `owner`, the most recently seen first.
+    fn user_agents<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<UserAgentRecord>>;
 }

@@ -525,6 +525,65 @@ pub struct ArchivePrefs {
     pub never: Vec<String>,
 }
 
+/// Which of a client's two FAST tokens (XEP-0484 §"Implementation
+/// Notes"): the one in use, or one issued and not used yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSlot {
+    /// In use.
+    Current,
+    /// Issued, not used yet: its first use makes it the current one.
+    New,
+}
+
+impl TokenSlot {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::New => "new",
+        }
+    }
+}
+
+/// A FAST token (XEP-0484) as kept: never the token itself, only its key
+/// sealed by the server, opaque to the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FastToken {
+    /// The account.
+    pub owner: String,
+    /// The client's XEP-0388 user-agent id.
+    pub agent: String,
+    /// The HT mechanism it was issued for.
+    pub mechanism: String,
+    /// The sealed key.
+    pub sealed: Vec<u8>,
+    /// The fingerprint of the certificate the issuing login used; `None`
+    /// for a login by password.
+    pub certificate: Option<[u8; 32]>,
+    /// When it was issued, Unix seconds.
+    pub issued_at: i64,
+    /// When it stops working, Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A client that logged in by SASL2 (its XEP-0388 `<user-agent/>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserAgentRecord {
+    /// The account.
+    pub owner: String,
+    /// The client's id.
+    pub agent: String,
+    /// Its software, as it says.
+    pub software: Option<String>,
+    /// Its device's name, as its user calls it.
+    pub device: Option<String>,
+    /// The certificate it last logged in with (through EXTERNAL, or a
+    /// token a certificate login got).
+    pub certificate: Option<[u8; 32]>,
+    /// When it last logged in, Unix seconds.
+    pub last_login: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::{archive_id, archive_id_time};

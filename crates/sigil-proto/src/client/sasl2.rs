@@ -23,6 +23,9 @@ use crate::sasl2::{Authenticate, BindRequest, NS, NS_BIND, NS_CARBONS, Offer};
 pub(super) struct Exchange {
     bind: Option<BindRequest>,
     resume: Option<Resumption>,
+    /// The HT mechanism of a token asked for, or of the token used (the
+    /// server may replace it).
+    token_mechanism: Option<String>,
 }
 
 impl ClientStream {
@@ -56,15 +59,50 @@ impl ClientStream {
         } else {
             None
         };
+        let by_token = sigil_sasl::ht::binding_of(&mechanism).is_some();
+        let has_agent = self
+            .config
+            .user_agent
+            .as_ref()
+            .is_some_and(|agent| agent.id.is_some());
+        let request_token = (self.token_wanted && !by_token && has_agent)
+            .then(|| self.token_mechanism(&offer.fast))
+            .flatten();
+        let token_mechanism = if by_token {
+            Some(mechanism.clone())
+        } else {
+            request_token.clone()
+        };
         let request = Authenticate {
             mechanism,
             initial_response: initial,
             user_agent: self.config.user_agent.clone(),
             bind: bind.clone(),
             resume: resume.as_ref().map(|r| (r.id.clone(), r.received)),
+            request_token,
+            fast: by_token.then_some(self.token_invalidated),
         };
         self.send(request.to_element());
-        self.sasl2 = Some(Box::new(Exchange { bind, resume }));
+        self.sasl2 = Some(Box::new(Exchange {
+            bind,
+            resume,
+            token_mechanism,
+        }));
+    }
+
+    /// The HT mechanism to ask a token for: bound to this connection's
+    /// channel binding where the server offers that, unbound otherwise.
+    fn token_mechanism(&self, offered: &[String]) -> Option<String> {
+        let bound = match self.channel_binding.as_ref().map(|b| b.kind) {
+            Some(sigil_sasl::ChannelBindingType::TlsExporter) => Some(sigil_sasl::ht::EXPR),
+            Some(sigil_sasl::ChannelBindingType::TlsServerEndPoint) => Some(sigil_sasl::ht::ENDP),
+            None => None,
+        };
+        bound
+            .into_iter()
+            .chain([sigil_sasl::ht::NONE])
+            .find(|name| offered.iter().any(|o| o == name))
+            .map(str::to_owned)
     }
 
     /// `<challenge/>`, `<success/>`, `<failure/>` or `<continue/>`.
@@ -153,6 +191,13 @@ impl ClientStream {
         self.stage = Stage::Authenticated;
         self.actions.push_back(Action::Authenticated { mechanism });
         let exchange = self.sasl2.take().unwrap_or_default();
+        let issued = element
+            .child("token", crate::sasl2::NS_FAST)
+            .and_then(crate::sasl2::IssuedToken::from_element);
+        if let (Some(token), Some(mechanism)) = (issued, exchange.token_mechanism.clone()) {
+            self.actions
+                .push_back(Action::FastToken { mechanism, token });
+        }
         if let Some(resumed) = element.child("resumed", crate::sm::NS) {
             let handled = resumed.attribute("h").and_then(|h| h.parse::<u32>().ok());
             return match (exchange.resume, handled) {

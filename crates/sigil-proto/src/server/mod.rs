@@ -154,6 +154,37 @@ pub enum Action {
         /// What the mechanism needs.
         request: CredentialsRequest,
     },
+    /// An HT login (XEP-0484 FAST): find the token issued to this
+    /// account and client for this mechanism and answer with
+    /// [`ServerStream::token`] (and [`ServerStream::rotate_token`] when it
+    /// is due for replacement).
+    NeedToken {
+        /// The account named.
+        jid: BareJid,
+        /// The HT mechanism.
+        mechanism: String,
+        /// The client's user-agent id.
+        agent: String,
+    },
+    /// Issue a token for this HT mechanism to the client that just
+    /// authenticated (its `<user-agent/>` came with
+    /// [`Action::Authenticated`]) and answer with
+    /// [`ServerStream::token_issued`].
+    IssueToken {
+        /// The HT mechanism the token is for.
+        mechanism: String,
+    },
+    /// An HT login succeeded with the token whose key was at `index` of
+    /// the answer to [`Action::NeedToken`] (before
+    /// [`Action::Authenticated`]): a new token becomes the client's
+    /// current one, and with `invalidate` (`<fast invalidate='true'/>`)
+    /// it goes.
+    TokenUsed {
+        /// Which key matched.
+        index: usize,
+        /// The client asked for the token to be invalidated.
+        invalidate: bool,
+    },
     /// Decide a certificate login and answer with
     /// [`ServerStream::external_decision`].
     NeedDecision {
@@ -234,6 +265,8 @@ enum Waiting {
     Nothing,
     Credentials,
     Decision,
+    Token,
+    IssueToken,
     Bind,
     Resumption,
     Registration,

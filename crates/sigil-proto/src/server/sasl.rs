@@ -49,8 +49,13 @@ impl ServerStream {
         self.claimed.as_ref()
     }
 
-    /// Whether `name` may be used on this connection now.
+    /// Whether `name` may be used on this connection now (a token
+    /// mechanism always: the restriction keeps password mechanisms from
+    /// clients in certificate mode).
     pub(super) fn mechanism_allowed(&self, name: &str) -> bool {
+        if is_token_mechanism(name) {
+            return true;
+        }
         match &self.only_mechanisms {
             None => true,
             Some((only, accounts)) => {
@@ -94,6 +99,23 @@ impl ServerStream {
                 Some(session) => session.credentials(credentials),
                 None => return,
             },
+        };
+        self.sasl_step(step);
+        self.resume();
+    }
+
+    /// The answer to [`Action::NeedToken`]: the keys of the client's
+    /// tokens for the mechanism (the new one and the one in use), or the
+    /// condition to fail with (`credentials-expired` for a token no longer
+    /// trusted, `not-authorized` for none).
+    pub fn token(&mut self, answer: Result<Vec<sigil_sasl::ht::TokenKey>, Failure>) {
+        if self.waiting != Waiting::Token {
+            return;
+        }
+        self.waiting = Waiting::Nothing;
+        let step = match self.sasl.as_mut() {
+            Some(session) => session.token(answer),
+            None => return,
         };
         self.sasl_step(step);
         self.resume();
@@ -160,7 +182,8 @@ impl ServerStream {
                     .attribute("mechanism")
                     .unwrap_or_default()
                     .to_owned();
-                if !self.mechanism_allowed(&mechanism) {
+                // Tokens are for SASL2 alone (XEP-0484).
+                if is_token_mechanism(&mechanism) || !self.mechanism_allowed(&mechanism) {
                     return self.sasl_failure(Failure::InvalidMechanism, None);
                 }
                 self.close_after_external_failure = true;
@@ -235,6 +258,25 @@ impl ServerStream {
                 self.waiting = Waiting::Decision;
                 self.actions.push_back(Action::NeedDecision {
                     authzid: request.authzid,
+                });
+            }
+            Ok(ServerStep::NeedToken(request)) => {
+                let jid = account_jid(&request.authcid, &self.config.domain).or_else(|| {
+                    // Some clients send the bare JID.
+                    BareJid::new(&request.authcid).ok().filter(|jid| {
+                        jid.node().is_some() && jid.domain().as_str() == self.config.domain
+                    })
+                });
+                let agent = self.sasl2_agent();
+                let (Some(jid), Some(agent)) = (jid, agent) else {
+                    return self.sasl_failure(Failure::NotAuthorized, Some(&mechanism));
+                };
+                self.account = Some(jid.clone());
+                self.waiting = Waiting::Token;
+                self.actions.push_back(Action::NeedToken {
+                    jid,
+                    mechanism: request.mechanism,
+                    agent,
                 });
             }
             Ok(ServerStep::NeedCustom(_)) => {
@@ -388,6 +430,11 @@ impl ServerStream {
             )));
         }
     }
+}
+
+/// Whether `name` is a token mechanism (XEP-0484's HT family).
+pub(super) fn is_token_mechanism(name: &str) -> bool {
+    sigil_sasl::ht::binding_of(name).is_some()
 }
 
 /// `authcid@domain`, when the authcid is a valid local part.

@@ -38,6 +38,14 @@ pub(super) struct Exchange {
     additional_data: Option<Vec<u8>>,
     /// `<resumed/>` or `<failed/>` (XEP-0198), for the `<success/>`.
     resumption: Option<Element>,
+    /// XEP-0484: the token mechanism a token is asked for with.
+    request_token: Option<String>,
+    /// XEP-0484: the login uses a token; `true`: invalidate it.
+    fast: Option<bool>,
+    /// The caller wants the token used replaced ([`ServerStream::rotate_token`]).
+    rotate: bool,
+    /// The `<token/>` issued, for the `<success/>`.
+    token: Option<Element>,
 }
 
 impl ServerStream {
@@ -55,8 +63,23 @@ impl ServerStream {
             mechanisms,
             bind: Some(features),
             resume: self.sm_offered() && self.config.resume_seconds > 0,
+            fast: self
+                .config
+                .sasl
+                .offered_tokens(&self.connection)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         };
         Some(offer.to_element())
+    }
+
+    /// The user-agent id of the SASL2 exchange under way.
+    pub(super) fn sasl2_agent(&self) -> Option<String> {
+        self.sasl2
+            .as_ref()
+            .and_then(|e| e.user_agent.as_ref())
+            .and_then(|agent| agent.id.clone())
     }
 
     /// Whether a SASL2 exchange is under way or finishing.
@@ -118,14 +141,26 @@ impl ServerStream {
             self.sasl2 = Some(Box::default());
             return self.sasl_failure(Failure::MalformedRequest, None);
         };
+        let has_agent = request.user_agent.as_ref().is_some_and(|a| a.id.is_some());
+        let token_login = super::sasl::is_token_mechanism(&request.mechanism);
         self.sasl2 = Some(Box::new(Exchange {
             user_agent: request.user_agent,
             bind: request.bind,
             resume: request.resume,
+            request_token: request.request_token,
+            fast: request.fast.or(token_login.then_some(false)),
             ..Exchange::default()
         }));
         if !self.mechanism_allowed(&request.mechanism) {
             return self.sasl_failure(Failure::InvalidMechanism, None);
+        }
+        // XEP-0484: tokens belong to a client, known by its user-agent id.
+        let asks_token = self
+            .sasl2
+            .as_ref()
+            .is_some_and(|e| e.request_token.is_some());
+        if (token_login || asks_token) && !has_agent {
+            return self.sasl_failure(Failure::MalformedRequest, None);
         }
         self.close_after_external_failure = true;
         match self.config.sasl.start(&request.mechanism, &self.connection) {
@@ -154,8 +189,54 @@ impl ServerStream {
         exchange.succeeded = true;
         exchange.additional_data = outcome.additional_data;
         let user_agent = exchange.user_agent.clone();
-        let resume = exchange.resume.take();
-        self.authenticated(jid, mechanism, user_agent);
+        let invalidate = exchange.fast == Some(true);
+        let wanted = match (&exchange.request_token, exchange.rotate && !invalidate) {
+            (Some(asked), _) => Some(asked.clone()),
+            (None, true) => Some(mechanism.clone()),
+            (None, false) => None,
+        };
+        let offered = self.config.sasl.offered_tokens(&self.connection);
+        let wanted = wanted.filter(|asked| offered.contains(&asked.as_str()));
+        if let Some(index) = outcome.token_index {
+            self.actions
+                .push_back(Action::TokenUsed { index, invalidate });
+        }
+        self.authenticated(jid, mechanism.clone(), user_agent);
+        match wanted {
+            Some(mechanism) => {
+                self.waiting = Waiting::IssueToken;
+                self.actions.push_back(Action::IssueToken { mechanism });
+            }
+            None => self.sasl2_resume(),
+        }
+    }
+
+    /// Asks, while answering [`Action::NeedToken`], for the token used to
+    /// be replaced by a new one in the `<success/>` (XEP-0484 rotation),
+    /// unless the client asks for it to be invalidated.
+    pub fn rotate_token(&mut self) {
+        if let Some(exchange) = self.sasl2.as_mut() {
+            exchange.rotate = true;
+        }
+    }
+
+    /// The answer to [`Action::IssueToken`]: the token, or `None` when
+    /// none could be issued (the login goes on without).
+    pub fn token_issued(&mut self, token: Option<crate::sasl2::IssuedToken>) {
+        if self.waiting != Waiting::IssueToken {
+            return;
+        }
+        self.waiting = Waiting::Nothing;
+        if let Some(exchange) = self.sasl2.as_mut() {
+            exchange.token = token.map(|token| token.to_element());
+        }
+        self.sasl2_resume();
+        self.resume();
+    }
+
+    /// The inline XEP-0198 resumption, if asked for, then Bind 2.
+    fn sasl2_resume(&mut self) {
+        let resume = self.sasl2.as_mut().and_then(|e| e.resume.take());
         match resume {
             Some((previd, h))
                 if self.sm_offered() && self.config.resume_seconds > 0 && !previd.is_empty() =>
@@ -277,6 +358,9 @@ impl ServerStream {
             );
         }
         success.push_child(Element::new("authorization-identifier", NS).with_text(authorized));
+        if let Some(token) = exchange.token {
+            success.push_child(token);
+        }
         if let Some(resumption) = exchange.resumption {
             success.push_child(resumption);
         }

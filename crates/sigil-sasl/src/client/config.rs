@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::session::ClientSession;
 use super::{
     Anonymous, ClientContext, ClientError, ClientMechanism, DEFAULT_MAX_MESSAGE_LEN, External,
-    OAuthBearer, Plain, ScramSha1, ScramSha1Plus, ScramSha256, ScramSha256Plus, ScramSha512,
-    ScramSha512Plus,
+    HtSha256Endp, HtSha256Expr, HtSha256None, OAuthBearer, Plain, ScramSha1, ScramSha1Plus,
+    ScramSha256, ScramSha256Plus, ScramSha512, ScramSha512Plus,
 };
 
 /// Which registered mechanisms may be used, by name or by type (like
@@ -69,6 +69,9 @@ impl ClientConfig {
     /// Every built-in mechanism registered, none filtered out.
     pub fn new() -> Self {
         Self::empty()
+            .register::<HtSha256Endp>()
+            .register::<HtSha256Expr>()
+            .register::<HtSha256None>()
             .register::<External>()
             .register::<ScramSha512Plus>()
             .register::<ScramSha256Plus>()

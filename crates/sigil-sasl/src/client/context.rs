@@ -22,6 +22,7 @@ pub struct ClientContext {
     channel_bindings: Vec<ChannelBinding>,
     server_channel_binding_types: Option<Vec<ChannelBindingType>>,
     max_iterations: Option<u32>,
+    fast_token: Option<(String, String)>,
     pub(super) offered: Vec<String>,
 }
 
@@ -103,6 +104,30 @@ impl ClientContext {
         self
     }
 
+    /// A token the server issued for an HT mechanism (XEP-0484 FAST): the
+    /// mechanism's name and the token.
+    pub fn with_fast_token(
+        mut self,
+        mechanism: impl Into<String>,
+        token: impl Into<String>,
+    ) -> Self {
+        self.fast_token = Some((mechanism.into(), token.into()));
+        self
+    }
+
+    /// The FAST token: its mechanism and the token.
+    pub fn fast_token(&self) -> Option<(&str, &str)> {
+        self.fast_token
+            .as_ref()
+            .map(|(mechanism, token)| (mechanism.as_str(), token.as_str()))
+    }
+
+    /// This connection's channel binding data of `kind`, whatever the
+    /// server advertised.
+    pub fn channel_binding_of(&self, kind: ChannelBindingType) -> Option<&ChannelBinding> {
+        self.channel_bindings.iter().find(|b| b.kind == kind)
+    }
+
     /// The authentication identity.
     pub fn authcid(&self) -> Option<&str> {
         self.authcid.as_deref()
@@ -181,6 +206,7 @@ impl fmt::Debug for ClientContext {
             .field("password", &self.password.as_ref().map(|_| "…"))
             .field("client_certificate", &self.client_certificate)
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "…"))
+            .field("fast_token", &self.fast_token.as_ref().map(|(m, _)| m))
             .field("encrypted", &self.encrypted)
             .field("channel_bindings", &self.channel_bindings)
             .field("offered", &self.offered)

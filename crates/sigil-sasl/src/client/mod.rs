@@ -38,6 +38,7 @@
 
 mod config;
 mod context;
+mod ht;
 mod mechanisms;
 mod session;
 
@@ -51,6 +52,7 @@ pub use self::scram::Scram as ScramClient;
 
 pub use config::{AllowList, ClientConfig};
 pub use context::ClientContext;
+pub use ht::{HashedToken, HtSha256Endp, HtSha256Expr, HtSha256None};
 pub use mechanisms::{Anonymous, External, OAuthBearer, Plain};
 pub use session::ClientSession;
 
@@ -70,6 +72,9 @@ pub type ScramSha512Plus = ScramClient<crate::scram::Sha512, true>;
 /// The default priorities of the built-in client mechanisms (see the module
 /// documentation for the reasons).
 pub mod priority {
+    /// The HT mechanisms (XEP-0484 FAST): a token the server issued is
+    /// the quickest login, and is only ever offered for it.
+    pub const HT: u16 = 110;
     /// `EXTERNAL`: first whenever a client certificate is configured.
     pub const EXTERNAL: u16 = 100;
     /// `SCRAM-SHA-512-PLUS`.

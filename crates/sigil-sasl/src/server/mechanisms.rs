@@ -33,6 +33,7 @@ impl ServerMechanismFactory for Builtin {
 fn outcome(authcid: Option<String>, authzid: Option<String>) -> ServerStep {
     ServerStep::Success(Outcome {
         mechanism: String::new(),
+        token_index: None,
         authcid,
         authzid,
         additional_data: None,

@@ -14,6 +14,7 @@
 //! a certificate, `PLAIN` only over TLS, the `-PLUS` variants only when
 //! channel binding data exists.
 
+mod ht;
 mod mechanisms;
 
 use core::any::Any;
@@ -26,6 +27,7 @@ mod scram;
 pub use self::scram::Scram as ScramServer;
 use crate::scram::{Algorithm, StoredCredentials};
 
+pub use ht::HashedToken;
 pub use mechanisms::{Anonymous, External, MAX_ANONYMOUS_TRACE_CHARS, Plain};
 
 /// The default cap on one message from the client, in bytes.
@@ -117,6 +119,9 @@ pub enum ServerInput<'a> {
     Decision(Result<(), Failure>),
     /// The answer to [`ServerStep::NeedCustom`].
     Custom(Box<dyn Any + Send>),
+    /// The answer to [`ServerStep::NeedToken`]: the keys of the tokens
+    /// the client may hold, or the condition to fail with.
+    Token(Result<Vec<crate::ht::TokenKey>, Failure>),
 }
 
 impl fmt::Debug for ServerInput<'_> {
@@ -130,6 +135,7 @@ impl fmt::Debug for ServerInput<'_> {
             Self::Credentials(creds) => f.debug_tuple("Credentials").field(creds).finish(),
             Self::Decision(decision) => f.debug_tuple("Decision").field(decision).finish(),
             Self::Custom(_) => f.write_str("Custom(..)"),
+            Self::Token(answer) => f.debug_tuple("Token").field(answer).finish(),
         }
     }
 }
@@ -147,6 +153,9 @@ pub enum ServerStep {
     /// A custom mechanism needs something only the application knows; answer
     /// with [`ServerSession::custom`].
     NeedCustom(Box<dyn Any + Send>),
+    /// An HT mechanism needs the key of the client's token (XEP-0484);
+    /// answer with [`ServerSession::token`].
+    NeedToken(TokenRequest),
     /// The client is authenticated: send `<success/>` with the outcome's
     /// additional data.
     Success(Outcome),
@@ -161,6 +170,7 @@ impl fmt::Debug for ServerStep {
             }
             Self::NeedDecision(request) => f.debug_tuple("NeedDecision").field(request).finish(),
             Self::NeedCustom(_) => f.write_str("NeedCustom(..)"),
+            Self::NeedToken(request) => f.debug_tuple("NeedToken").field(request).finish(),
             Self::Success(outcome) => f.debug_tuple("Success").field(outcome).finish(),
         }
     }
@@ -175,6 +185,15 @@ pub struct CredentialsRequest {
     pub authzid: Option<String>,
     /// The hash whose credentials are needed; `None` when any will do (PLAIN).
     pub algorithm: Option<Algorithm>,
+}
+
+/// An HT login asks for the key of the client's token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// The authentication identity the client named.
+    pub authcid: String,
+    /// The HT mechanism: the token must have been issued for it.
+    pub mechanism: String,
 }
 
 /// What the client sent as the EXTERNAL authorization identity.
@@ -220,6 +239,9 @@ pub struct Outcome {
     pub authzid: Option<String>,
     /// Data to send with `<success/>` (SCRAM's server signature).
     pub additional_data: Option<Vec<u8>>,
+    /// For an HT login: which of the keys given to
+    /// [`ServerSession::token`] the client's proof matched.
+    pub token_index: Option<usize>,
 }
 
 /// A server-side SASL mechanism: a state machine fed [`ServerInput`]s.
@@ -256,6 +278,13 @@ pub trait ServerMechanismFactory: Send + Sync {
 
     /// A fresh mechanism for one exchange.
     fn start(&self, negotiation: Negotiation<'_>) -> Result<Box<dyn ServerMechanism>, ServerError>;
+
+    /// Whether the mechanism logs in with a token the server issued
+    /// (XEP-0484 FAST): such mechanisms are never in the mechanism lists
+    /// ([`ServerConfig::offered`]), only in [`ServerConfig::offered_tokens`].
+    fn token_based(&self) -> bool {
+        false
+    }
 }
 
 /// The registered server mechanisms, the allow-list and limits.
@@ -283,10 +312,13 @@ impl ServerConfig {
                 config = config.register(ScramServer::factory(algorithm, plus));
             }
         }
-        let config = config
+        let mut config = config
             .register(Plain::factory())
             .register(External::factory())
             .register(Anonymous::factory());
+        for name in crate::ht::MECHANISMS {
+            config = config.register(HashedToken::factory(name));
+        }
         let allowed: Vec<String> = config
             .factories
             .iter()
@@ -331,6 +363,16 @@ impl ServerConfig {
     /// The mechanisms to advertise on this connection, in preference order.
     pub fn offered<'a>(&'a self, connection: &'a ConnectionInfo) -> Vec<&'a str> {
         self.usable(connection)
+            .filter(|factory| !factory.token_based())
+            .map(|factory| factory.name())
+            .collect()
+    }
+
+    /// The token mechanisms usable on this connection (XEP-0484's
+    /// `<fast/>` list), in preference order.
+    pub fn offered_tokens<'a>(&'a self, connection: &'a ConnectionInfo) -> Vec<&'a str> {
+        self.usable(connection)
+            .filter(|factory| factory.token_based())
             .map(|factory| factory.name())
             .collect()
     }
@@ -354,7 +396,7 @@ impl ServerConfig {
         })?;
         let plus_offered = self
             .usable(connection)
-            .any(|factory| factory.name().ends_with("-PLUS"));
+            .any(|factory| factory.name().ends_with("-PLUS") && !factory.token_based());
         let mechanism = factory.start(Negotiation {
             connection,
             plus_offered,
@@ -403,6 +445,7 @@ enum ServerState {
     AwaitingCredentials,
     AwaitingDecision,
     AwaitingCustom,
+    AwaitingToken,
     Done,
 }
 
@@ -467,6 +510,19 @@ impl ServerSession {
         self.run(ServerInput::Custom(answer))
     }
 
+    /// The answer to [`ServerStep::NeedToken`]: the keys of the tokens
+    /// issued to this client for this mechanism (XEP-0484 keeps two: the
+    /// new one and the one in use; [`Outcome::token_index`] says which
+    /// one matched), or the condition to fail with (`credentials-expired`
+    /// for a token no longer trusted).
+    pub fn token(
+        &mut self,
+        answer: Result<Vec<crate::ht::TokenKey>, Failure>,
+    ) -> Result<ServerStep, ServerError> {
+        self.expect(ServerState::AwaitingToken)?;
+        self.run(ServerInput::Token(answer))
+    }
+
     /// The client sent `<abort/>`.
     pub fn abort(&mut self) -> ServerError {
         self.state = ServerState::Done;
@@ -498,6 +554,7 @@ impl ServerSession {
             Ok(ServerStep::NeedCredentials(_)) => ServerState::AwaitingCredentials,
             Ok(ServerStep::NeedDecision(_)) => ServerState::AwaitingDecision,
             Ok(ServerStep::NeedCustom(_)) => ServerState::AwaitingCustom,
+            Ok(ServerStep::NeedToken(_)) => ServerState::AwaitingToken,
             Ok(ServerStep::Success(_)) | Err(_) => ServerState::Done,
         };
         if let Ok(ServerStep::Success(outcome)) = &mut result {

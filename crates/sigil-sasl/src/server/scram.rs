@@ -269,6 +269,7 @@ impl Scram {
             .hmac(&credentials.server_key, auth_message.as_bytes());
         Ok(ServerStep::Success(Outcome {
             mechanism: String::new(),
+            token_index: None,
             authcid: Some(first.authcid.clone()),
             authzid: first.authzid.clone(),
             additional_data: Some(format!("v={}", STANDARD.encode(server_signature)).into_bytes()),

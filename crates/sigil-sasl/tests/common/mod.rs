@@ -40,6 +40,8 @@ impl Ended {
 #[derive(Default)]
 pub struct Store {
     credentials: HashMap<String, Vec<StoredCredentials>>,
+    /// FAST tokens: (user, mechanism) → token.
+    tokens: HashMap<(String, String), String>,
 }
 
 impl Store {
@@ -52,6 +54,25 @@ impl Store {
             .collect();
         self.credentials.insert(user.to_owned(), all);
         self
+    }
+
+    pub fn with_token(mut self, user: &str, mechanism: &str, token: &str) -> Self {
+        self.tokens
+            .insert((user.to_owned(), mechanism.to_owned()), token.to_owned());
+        self
+    }
+
+    /// The key of the token issued to `user` for `mechanism`.
+    pub fn token(
+        &self,
+        user: &str,
+        mechanism: &str,
+    ) -> Result<Vec<sigil_sasl::ht::TokenKey>, Failure> {
+        self.tokens
+            .get(&(user.to_owned(), mechanism.to_owned()))
+            .and_then(|token| sigil_sasl::ht::TokenKey::of(token))
+            .map(|key| vec![key])
+            .ok_or(Failure::NotAuthorized)
     }
 
     pub fn lookup(&self, user: &str, algorithm: Option<Algorithm>) -> Option<StoredCredentials> {
@@ -95,6 +116,9 @@ pub fn run(
             }
             Ok(ServerStep::NeedDecision(request)) => step = session.decision(decide(&request)),
             Ok(ServerStep::NeedCustom(_)) => panic!("no custom mechanisms here"),
+            Ok(ServerStep::NeedToken(request)) => {
+                step = session.token(store.token(&request.authcid, &request.mechanism));
+            }
             Ok(ServerStep::Success(outcome)) => {
                 return match client.success(outcome.additional_data.as_deref()) {
                     Ok(()) => Ended::Success(outcome),

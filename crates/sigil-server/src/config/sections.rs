@@ -138,10 +138,18 @@ pub struct SaslConfig {
     /// encrypted streams, with the same mechanisms.
     #[serde(default = "offer_sasl2")]
     pub sasl2: bool,
+    /// Days a FAST token (XEP-0484) lives: a SASL2 client may ask for
+    /// one and log in with it in one round trip. 0: no tokens.
+    #[serde(default = "fast_token_days")]
+    pub fast_token_days: u32,
 }
 
 fn offer_sasl2() -> bool {
     true
+}
+
+fn fast_token_days() -> u32 {
+    30
 }
 
 /// The mechanisms a server offers when the configuration does not say.
@@ -174,6 +182,7 @@ impl Default for SaslConfig {
         Self {
             mechanisms: DEFAULT_MECHANISMS.iter().map(|m| (*m).to_owned()).collect(),
             sasl2: true,
+            fast_token_days: fast_token_days(),
         }
     }
 }

@@ -287,6 +287,15 @@ pub struct Login {
     pub authzid: Option<String>,
     /// Log in by SASL2 where offered (and Bind 2 without a resource).
     pub sasl2: bool,
+    /// The SASL2 user-agent id (default: a fresh one).
+    pub agent: Option<String>,
+    /// Ask for a FAST token.
+    pub request_token: bool,
+    /// Log in with this FAST token (mechanism, token); `invalidate` it.
+    pub fast_token: Option<(String, String)>,
+    pub invalidate: bool,
+    /// Bind with channel binding data other than the connection's.
+    pub wrong_channel_binding: bool,
 }
 
 pub struct Identity(pub Vec<CertificateDer<'static>>, pub PrivateKeyDer<'static>);
@@ -308,6 +317,11 @@ impl Login {
             client_identity: None,
             authzid: None,
             sasl2: false,
+            agent: None,
+            request_token: false,
+            fast_token: None,
+            invalidate: false,
+            wrong_channel_binding: false,
         }
     }
 
@@ -362,6 +376,8 @@ pub struct TestClient {
     pub inbox: std::collections::VecDeque<Element>,
 
     pub closed: Option<Result<(), ClientError>>,
+    /// The FAST token the server issued (mechanism, token).
+    pub fast_token: Option<(String, String)>,
     buffer: Vec<u8>,
 }
 
@@ -413,19 +429,39 @@ impl TestClient {
                 if let Some(authzid) = &login.authzid {
                     context = context.with_authzid(authzid.clone());
                 }
+                if let Some((mechanism, token)) = &login.fast_token {
+                    context = context.with_fast_token(mechanism.clone(), token.clone());
+                }
                 context
             },
             limits: Default::default(),
             join: None,
             sasl2: login.sasl2,
             user_agent: login.sasl2.then(|| sigil_proto::sasl2::UserAgent {
-                id: sigil_proto::sasl2::new_uuid(),
+                id: login.agent.clone().or_else(sigil_proto::sasl2::new_uuid),
                 software: Some("sigil-test".into()),
                 device: None,
             }),
         };
         let tcp = TcpStream::connect(address).await.unwrap();
         let mut stream = ClientStream::new(config);
+        if login.request_token {
+            stream.request_fast_token();
+        }
+        if login.invalidate {
+            stream.invalidate_fast_token();
+        }
+        let wrong_binding = login.wrong_channel_binding;
+        let channel_binding = move |connection: &rustls::ClientConnection| {
+            if wrong_binding {
+                Some(ChannelBinding::new(
+                    ChannelBindingType::TlsExporter,
+                    vec![0u8; 32],
+                ))
+            } else {
+                channel_binding(connection)
+            }
+        };
         let connector = tokio_rustls::TlsConnector::from(tls);
         let io = match login.kind {
             ListenerKind::DirectTls | ListenerKind::Https => match connector
@@ -447,6 +483,7 @@ impl TestClient {
             mechanism: None,
             inbox: Default::default(),
             closed: None,
+            fast_token: None,
             buffer: vec![0; 65536],
         };
         if matches!(client.io, Transport::Gone) {
@@ -476,6 +513,9 @@ impl TestClient {
                     client::Action::StartTls => start_tls = true,
                     client::Action::Authenticated { mechanism } => self.mechanism = Some(mechanism),
                     client::Action::Bound(jid) => self.jid = Some(jid),
+                    client::Action::FastToken { mechanism, token } => {
+                        self.fast_token = Some((mechanism, token.token));
+                    }
                     client::Action::Resumed { .. }
                     | client::Action::ResumeFailed { .. }
                     | client::Action::Enrolled { .. } => {}

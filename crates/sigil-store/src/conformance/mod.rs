@@ -35,6 +35,7 @@ mod renewals;
 mod roster;
 mod sessions;
 mod text;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ pub use renewals::*;
 pub use roster::*;
 pub use sessions::*;
 pub use text::*;
+pub use tokens::*;
 
 /// What a conformance test constructor returns: something that lends a
 /// store for the length of the test.
@@ -165,6 +167,9 @@ macro_rules! conformance_tests {
                 invites_redeem_device,
                 invites_end_with_their_creator,
                 invites_expire,
+                fast_tokens_rotate_per_client,
+                fast_tokens_end_with_what_issued_them,
+                user_agents_recorded_and_capped,
             );
         }
     };

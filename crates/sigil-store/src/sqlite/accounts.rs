@@ -117,6 +117,8 @@ impl AccountStore for SqliteStore {
                     .map_err(backend)?
                     .execute([&jid])
                     .map_err(backend)?;
+                // The tokens a password login got end with the password.
+                super::tokens::end_for_account(transaction, &jid, true)?;
                 insert_credentials(transaction, &jid, &credentials)
             })
             .await
@@ -131,6 +133,7 @@ impl AccountStore for SqliteStore {
                     // What the account's sessions made, and what would add
                     // a device to it, end with it.
                     super::invites::end_for_account(transaction, &jid)?;
+                    super::tokens::end_for_account(transaction, &jid, false)?;
                 }
                 let updated = transaction
                     .prepare_cached("UPDATE accounts SET disabled = ? WHERE jid = ?")
@@ -175,6 +178,12 @@ impl AccountStore for SqliteStore {
                         .map_err(backend)?;
                 }
                 super::invites::end_for_account(transaction, &jid)?;
+                super::tokens::end_for_account(transaction, &jid, false)?;
+                transaction
+                    .prepare_cached("DELETE FROM user_agents WHERE owner = ?")
+                    .map_err(backend)?
+                    .execute([&jid])
+                    .map_err(backend)?;
                 let deleted = transaction
                     .prepare_cached("DELETE FROM accounts WHERE jid = ?")
                     .map_err(backend)?

@@ -257,6 +257,7 @@ impl CertificateStore for SqliteStore {
                         .map_err(backend)?
                         .execute((fingerprint.as_slice(), &owner, old.as_slice()))
                         .map_err(backend)?;
+                    super::tokens::follow_renewal(transaction, &owner, &old, &fingerprint)?;
                     Ok(Some(old))
                 })
                 .await;
@@ -315,6 +316,7 @@ impl CertificateStore for SqliteStore {
             self.write(move |transaction| {
                 // What its sessions made ends with it.
                 super::invites::end_for_certificate(transaction, &owner, &name)?;
+                super::tokens::end_for_certificate(transaction, &owner, &name)?;
                 let updated = transaction
                     .prepare_cached(
                         "UPDATE certificates SET disabled = 1 WHERE owner = ? AND name = ?",
@@ -356,6 +358,7 @@ impl CertificateStore for SqliteStore {
             self.write(move |transaction| {
                 // What its sessions made ends with it.
                 super::invites::end_for_certificate(transaction, &owner, &name)?;
+                super::tokens::end_for_certificate(transaction, &owner, &name)?;
                 // Its next certificate is revoked with it (the delete
                 // below takes the renewal row with the device's).
                 transaction

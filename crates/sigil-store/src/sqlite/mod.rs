@@ -25,6 +25,7 @@ mod invites;
 mod offline;
 mod roster;
 mod sessions;
+mod tokens;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -326,6 +327,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         11,
         include_str!("../../migrations/sqlite/0011_certificate_logins.sql"),
+    ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_fast_tokens.sql"),
     ),
 ];
 
