@@ -70,9 +70,10 @@ impl Prepared {
         .await
         .map_err(|_| Error::Timeout)?;
         match attempt {
-            // XEP-0484: a refused token is dropped, and the login tried
-            // again without it.
-            Err(Error::Stream(ClientError::Sasl(_))) if with_token => {
+            // XEP-0484: a token the server refused is dropped, and the
+            // login tried again without it (any other failure, the
+            // server's own proof among them, stands).
+            Err(Error::Stream(ClientError::FastTokenRefused(_))) if with_token => {
                 self.keep_token(None);
                 tokio::time::timeout(self.timeout, self.connect_inner(resume, join))
                     .await

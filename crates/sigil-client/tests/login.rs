@@ -1178,3 +1178,74 @@ async fn external_decides_alike_over_sasl_1_and_sasl2_on_every_transport() {
         }
     }
 }
+
+/// FAST (XEP-0484) through the library on every transport: a password
+/// login asks for a token (bound to the TLS exporter where the connection
+/// has it), a reconnection uses it, the token alone logs in, and a token
+/// the server refuses is dropped for the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_tokens_log_in_again_on_every_transport() {
+    use sigil_client::{FastToken, LoginPath};
+    let f = start().await;
+    for transport in ALL {
+        let agent = sigil_proto::sasl2::new_uuid().unwrap();
+        let make = || {
+            builder_for(f.dir.path(), f.addresses(), "bob", transport, None)
+                .user_agent(&agent, Some("bob's phone"))
+        };
+        let mut client = make()
+            .password("bob-secret")
+            .fast(true)
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(client.login_path(), LoginPath::Sasl2Bind2, "{transport:?}");
+        assert!(client.mechanism().starts_with("SCRAM-"), "{transport:?}");
+        let token = client.fast_token().expect("a token");
+        let expected = match transport {
+            // BOSH spreads a session over several connections: no binding.
+            Transport::Bosh => "HT-SHA-256-NONE",
+            _ => "HT-SHA-256-EXPR",
+        };
+        assert_eq!(token.mechanism, expected, "{transport:?}");
+        let jid = client.jid();
+
+        // A reconnection logs in with the token, to the same resource.
+        client.reconnect(Backoff::default()).await.unwrap();
+        assert_eq!(client.mechanism(), expected, "{transport:?}");
+        assert_eq!(client.jid(), jid, "{transport:?}");
+        client.close().await;
+
+        // The token alone, in a new run.
+        let alone = make().fast_token(token.clone()).connect().await.unwrap();
+        assert_eq!(alone.mechanism(), expected, "{transport:?}");
+        alone.close().await;
+
+        // A token the server does not know: dropped, the password used.
+        let wrong = FastToken {
+            token: "x".repeat(96),
+            ..token.clone()
+        };
+        let fallback = make()
+            .password("bob-secret")
+            .fast_token(wrong)
+            .connect()
+            .await
+            .unwrap();
+        assert!(fallback.mechanism().starts_with("SCRAM-"), "{transport:?}");
+        assert!(fallback.fast_token().is_none(), "{transport:?}");
+        fallback.close().await;
+        // Without SASL2, no token is asked for or used.
+        let sasl1 = make()
+            .password("bob-secret")
+            .sasl2(false)
+            .fast(true)
+            .fast_token(token)
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(sasl1.login_path(), LoginPath::Sasl1, "{transport:?}");
+        assert!(sasl1.mechanism().starts_with("SCRAM-"), "{transport:?}");
+        sasl1.close().await;
+    }
+}

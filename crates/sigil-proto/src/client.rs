@@ -73,6 +73,9 @@ pub enum ClientError {
     Sasl(SaslError),
     /// Binding the resource failed.
     Bind(StanzaError),
+    /// The server refused the FAST token (XEP-0484: `not-authorized` or
+    /// `credentials-expired`): drop it and log in otherwise.
+    FastTokenRefused(Option<Failure>),
     /// The server refused the invitation's token (XEP-0445: unknown,
     /// used, revoked or expired alike: `item-not-found`).
     TokenRefused(StanzaError),
@@ -100,6 +103,10 @@ impl fmt::Display for ClientError {
             Self::Stream(error) => error.fmt(f),
             Self::Sasl(error) => write!(f, "authentication failed: {error}"),
             Self::Bind(error) => write!(f, "resource binding failed: {error}"),
+            Self::FastTokenRefused(failure) => match failure {
+                Some(failure) => write!(f, "the server refused the FAST token: {failure}"),
+                None => f.write_str("the server refused the FAST token"),
+            },
             Self::TokenRefused(error) => write!(f, "the invitation was refused: {error}"),
             Self::RegistrationRefused(error) => {
                 write!(f, "the device's registration was refused: {error}")
@@ -666,6 +673,22 @@ impl ClientStream {
             .child("authentication", crate::sasl2::NS)
             .filter(|_| self.config.sasl2 && self.encrypted)
             .map(crate::sasl2::Offer::from_element);
+        // XEP-0474: SCRAM checks the server's hash of what it advertised
+        // in the profile used against what arrived here.
+        let advertised = sigil_sasl::ssdp::Advertised {
+            mechanisms: match &sasl2 {
+                Some(offer) => offer.mechanisms.clone(),
+                None => offered.clone(),
+            },
+            channel_bindings: features
+                .child("sasl-channel-binding", crate::NS_SASL_CB)
+                .map(|cb| {
+                    cb.children()
+                        .filter_map(|c| c.attribute("type").map(str::to_owned))
+                        .collect()
+                }),
+        };
+        let context = context.with_advertised(advertised);
         let offered = match &sasl2 {
             Some(offer) => {
                 // A token for a mechanism offered inside <fast/> (XEP-0484).

@@ -1406,10 +1406,9 @@ fn fast_tokens_are_issued_and_log_in_once_bound_to_the_channel() {
     pump(&mut c, &mut s, &mut other);
     assert!(other.bound.is_none());
     match other.client_closed {
-        Some(Err(client::ClientError::Sasl(sigil_sasl::client::ClientError::Failed {
-            failure,
-            ..
-        }))) => assert_eq!(failure, Some(Failure::NotAuthorized)),
+        Some(Err(client::ClientError::FastTokenRefused(failure))) => {
+            assert_eq!(failure, Some(Failure::NotAuthorized))
+        }
         closed => panic!("{closed:?}"),
     }
 

@@ -15,6 +15,7 @@
 //!   what a server stores (salt, iterations, StoredKey, ServerKey), never the
 //!   password.
 //! - [`ht`]: the HT mechanisms of XEP-0484 FAST tokens.
+//! - [`ssdp`]: XEP-0474 SCRAM downgrade protection.
 //! - [`xmpp`]: the base64 encoding of SASL data in XMPP elements.
 //!
 //! Mechanisms: `EXTERNAL`, `SCRAM-SHA-1`, `SCRAM-SHA-256`, `SCRAM-SHA-512`
@@ -99,6 +100,7 @@ pub mod scram;
 #[cfg(test)]
 mod scram_vectors;
 pub mod server;
+pub mod ssdp;
 pub mod xmpp;
 
 pub use channel_binding::{ChannelBinding, ChannelBindingType};

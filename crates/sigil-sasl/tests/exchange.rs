@@ -423,3 +423,79 @@ fn hashed_tokens_log_in_bound_to_their_mechanism_and_channel() {
     );
     assert!(server.offered_tokens(&ConnectionInfo::default()).is_empty());
 }
+
+/// XEP-0474: the server signs what it advertised into SCRAM; a client
+/// that received the same logs in, one that received a list a
+/// man-in-the-middle changed (the `-PLUS` variants or the binding types
+/// removed) refuses, and without the attribute nothing is checked.
+#[test]
+fn scram_downgrade_protection() {
+    use sigil_sasl::ssdp::Advertised;
+    let connection = bound_connection(vec![binding(ChannelBindingType::TlsExporter, 1)]);
+    let server = ServerConfig::new();
+    let sent = Advertised {
+        mechanisms: server
+            .offered(&connection)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        channel_bindings: Some(vec!["tls-exporter".into()]),
+    };
+    let stripped = Advertised {
+        mechanisms: sent
+            .mechanisms
+            .iter()
+            .filter(|m| !m.ends_with("-PLUS"))
+            .cloned()
+            .collect(),
+        channel_bindings: None,
+    };
+    for (received, name, expect_ok) in [
+        (&sent, "SCRAM-SHA-256-PLUS", true),
+        (&sent, "SCRAM-SHA-1", true),
+        (&stripped, "SCRAM-SHA-256", false),
+        (&stripped, "SCRAM-SHA-1", false),
+    ] {
+        // (A client with binding data would say `y` to a stripped offer,
+        // which SCRAM itself catches; XEP-0474 also covers one without.)
+        let mut context = password("r0m30").with_advertised(received.clone());
+        if name.ends_with("-PLUS") {
+            context = context.with_channel_binding(binding(ChannelBindingType::TlsExporter, 1));
+        }
+        let mut client = only(name).select(context, &[name]).unwrap();
+        let mut session = server
+            .start_advertised(name, &connection, Some(&sent))
+            .unwrap();
+        let first = client.start().unwrap();
+        let ServerStep::NeedCredentials(request) = session.start(first.as_deref()).unwrap() else {
+            panic!("credentials first");
+        };
+        let ServerStep::Challenge(server_first) = session
+            .credentials(store().lookup(&request.authcid, request.algorithm))
+            .unwrap()
+        else {
+            panic!("a challenge");
+        };
+        assert!(
+            String::from_utf8_lossy(&server_first).contains(",h="),
+            "the server signs what it advertised"
+        );
+        match client.challenge(&server_first) {
+            Ok(final_message) if expect_ok => {
+                let ServerStep::Success(outcome) = session.response(&final_message).unwrap() else {
+                    panic!("success");
+                };
+                client.success(outcome.additional_data.as_deref()).unwrap();
+            }
+            Err(ClientError::Downgrade) if !expect_ok => {}
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // A server without SSDP: no attribute, nothing checked.
+    let context = password("r0m30").with_advertised(stripped);
+    let mut client = only("SCRAM-SHA-1")
+        .select(context, &["SCRAM-SHA-1"])
+        .unwrap();
+    let ended = run(&mut client, &server, &connection, &store(), |_| Ok(()));
+    assert!(matches!(ended, Ended::Success(_)), "{ended:?}");
+}

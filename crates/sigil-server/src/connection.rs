@@ -581,13 +581,11 @@ impl<W: Wire> Connection<W> {
                     }
                 }
                 Action::NeedCredentials { jid, request } => {
-                    crate::login::answer_credentials(
-                        &self.context,
-                        &mut self.stream,
-                        &jid,
-                        request,
-                    )
-                    .await;
+                    let context = &self.context;
+                    let key =
+                        crate::login::answer_credentials(context, &mut self.stream, &jid, request)
+                            .await;
+                    crate::fast::checked_password(&mut self.sasl2, key);
                 }
                 action @ (Action::NeedToken { .. }
                 | Action::TokenUsed { .. }
@@ -664,7 +662,11 @@ impl<W: Wire> Connection<W> {
                     crate::enroll::answer(&self.context, &mut self.stream, tls.as_ref(), request)
                         .await;
                 }
-                Action::Bind { resource, inline } => self.bind(resource, inline),
+                Action::Bind { resource, inline } => {
+                    // What the login needed is done with.
+                    self.sasl2 = None;
+                    self.bind(resource, inline);
+                }
                 Action::ClientState(state) => self.client_state(state),
                 Action::Stanza(stanza) => {
                     // A session told to end handles nothing more, not even

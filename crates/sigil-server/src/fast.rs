@@ -23,7 +23,7 @@
 use jid::BareJid;
 use sigil_sasl::Failure;
 use sigil_sasl::ht::TokenKey;
-use sigil_store::{FastToken, TokenSlot, UserAgentRecord};
+use sigil_store::{FastToken, TokenGrounds, TokenSlot, UserAgentRecord};
 
 use crate::auth::CertificateLogin;
 use crate::context::Context;
@@ -49,6 +49,8 @@ pub struct Pending {
 #[derive(Debug)]
 struct Candidate {
     slot: TokenSlot,
+    /// Its sealed key, as stored (a replacement needs it still there).
+    sealed: Vec<u8>,
     /// The certificate login the token stands for, decided now.
     login: Option<(CertificateLogin, u64)>,
 }
@@ -58,7 +60,7 @@ struct Candidate {
 pub struct Found {
     /// For `ServerStream::token`.
     pub answer: Result<Vec<TokenKey>, Failure>,
-    /// For [`used`].
+    /// The login by token under way, for `TokenUsed`.
     pub pending: Option<Box<Pending>>,
     /// The token is old enough to be replaced.
     pub rotate: bool,
@@ -74,6 +76,15 @@ pub async fn find(context: &Context, account: &BareJid, mechanism: &str, agent: 
     let Some(fast) = context.fast.as_ref() else {
         return refused(Failure::NotAuthorized);
     };
+    // (A disabled or deleted account's tokens are gone already.)
+    match context.store.account(account.as_str()).await {
+        Ok(Some(found)) if !found.disabled => {}
+        Ok(_) => return refused(Failure::NotAuthorized),
+        Err(error) => {
+            tracing::error!(%error, "reading an account failed");
+            return refused(Failure::TemporaryAuthFailure);
+        }
+    }
     let tokens = match context.store.fast_tokens(account.as_str(), agent).await {
         Ok(tokens) => tokens,
         Err(error) => {
@@ -104,13 +115,17 @@ pub async fn find(context: &Context, account: &BareJid, mechanism: &str, agent: 
                 }
             },
         };
-        let Some(key) = fast.unseal(&token.sealed) else {
+        let Some(key) = fast.unseal(&token, &token.sealed) else {
             continue;
         };
         // A new token waits to be used: nothing to replace yet.
         rotate &= slot == TokenSlot::Current && now - token.issued_at >= ROTATE_AFTER_SECONDS;
         keys.push(key);
-        candidates.push(Candidate { slot, login });
+        candidates.push(Candidate {
+            slot,
+            sealed: token.sealed,
+            login,
+        });
     }
     if keys.is_empty() {
         return refused(if untrusted {
@@ -152,12 +167,12 @@ async fn certificate_login(
 /// The token at `index` of `pending` logged in: a new one becomes
 /// current, one the client asked to invalidate goes. The certificate
 /// login it stands for, if any.
-pub async fn used(
+async fn used(
     context: &Context,
     mut pending: Box<Pending>,
     index: usize,
     invalidate: bool,
-) -> Option<(CertificateLogin, u64)> {
+) -> Option<Candidate> {
     if index >= pending.candidates.len() {
         return None;
     }
@@ -177,7 +192,7 @@ pub async fn used(
     if let Err(error) = result {
         tracing::error!(%error, "updating a used FAST token failed");
     }
-    candidate.login
+    Some(candidate)
 }
 
 /// Issues a token for `mechanism` to `account`'s client `agent`, tied to
@@ -188,6 +203,7 @@ pub async fn issue(
     agent: &str,
     mechanism: &str,
     certificate: Option<[u8; 32]>,
+    grounds: &TokenGrounds,
 ) -> Option<sigil_proto::sasl2::IssuedToken> {
     let fast = context.fast.as_ref()?;
     let mut bytes = [0u8; 72];
@@ -195,17 +211,22 @@ pub async fn issue(
     let token = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
     let key = TokenKey::of(&token)?;
     let now = time::OffsetDateTime::now_utc();
-    let expires = now + time::Duration::seconds(fast.lifetime());
-    let stored = FastToken {
+    let expires = now.checked_add(time::Duration::seconds(fast.lifetime()))?;
+    let mut stored = FastToken {
         owner: account.to_string(),
         agent: agent.to_owned(),
         mechanism: mechanism.to_owned(),
-        sealed: fast.seal(&key)?,
+        sealed: Vec::new(),
         certificate,
         issued_at: now.unix_timestamp(),
         expires_at: expires.unix_timestamp(),
     };
-    if let Err(error) = context.store.issue_fast_token(&stored, MAX_CLIENTS).await {
+    stored.sealed = fast.seal(&stored, &key)?;
+    if let Err(error) = context
+        .store
+        .issue_fast_token(&stored, grounds, MAX_CLIENTS)
+        .await
+    {
         tracing::info!(%account, %error, "no FAST token issued");
         return None;
     }
@@ -253,6 +274,16 @@ pub struct Sasl2Login {
     /// The client's `<user-agent/>`.
     pub agent: Option<sigil_proto::sasl2::UserAgent>,
     pending: Option<Box<Pending>>,
+    /// What the login proved, for a token it gets.
+    grounds: Option<TokenGrounds>,
+}
+
+/// Notes the StoredKey a password login is checked against (a token it
+/// gets depends on it).
+pub fn checked_password(state: &mut Option<Box<Sasl2Login>>, key: Option<Vec<u8>>) {
+    if let Some(key) = key {
+        state.get_or_insert_default().grounds = Some(TokenGrounds::Password(key));
+    }
 }
 
 /// A connection's login, as the FAST answers change it.
@@ -287,18 +318,28 @@ pub async fn answer(context: &Context, action: sigil_proto::server::Action, logi
         }
         Action::TokenUsed { index, invalidate } => {
             if let Some(pending) = state.pending.take()
-                && let Some((decided, began)) = used(context, pending, index, invalidate).await
+                && let Some(candidate) = used(context, pending, index, invalidate).await
             {
-                *login.began = (*login.began).max(began);
-                *login.certificate = Some(Box::new(decided));
+                state.grounds = Some(TokenGrounds::Token(candidate.sealed));
+                if let Some((decided, began)) = candidate.login {
+                    *login.began = (*login.began).max(began);
+                    *login.certificate = Some(Box::new(decided));
+                }
             }
         }
         Action::IssueToken { mechanism } => {
             let agent = state.agent.as_ref().and_then(|agent| agent.id.as_deref());
             let certificate = login.certificate.as_ref().map(|c| c.fingerprint);
-            let issued = match (login.stream.account().cloned(), agent) {
-                (Some(account), Some(agent)) => {
-                    issue(context, &account, agent, &mechanism, certificate).await
+            // A certificate login's token stands on the certificate; a
+            // password's or a token's, on what the login checked.
+            let grounds = match (certificate, &state.grounds) {
+                (_, Some(TokenGrounds::Token(sealed))) => Some(TokenGrounds::Token(sealed.clone())),
+                (Some(_), _) => Some(TokenGrounds::Certificate),
+                (None, grounds) => grounds.clone(),
+            };
+            let issued = match (login.stream.account().cloned(), agent, grounds) {
+                (Some(account), Some(agent), Some(grounds)) => {
+                    issue(context, &account, agent, &mechanism, certificate, &grounds).await
                 }
                 _ => None,
             };

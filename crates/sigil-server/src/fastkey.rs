@@ -7,6 +7,7 @@ use std::path::Path;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sigil_sasl::ht::TokenKey;
+use sigil_store::FastToken;
 
 /// The secret tokens are sealed with, and their lifetime.
 pub struct FastTokens {
@@ -61,28 +62,37 @@ impl FastTokens {
         Ok(Self { secret, seconds })
     }
 
-    fn pad(&self, nonce: &[u8]) -> [u8; 32] {
+    /// The pad for one token: tied to its nonce and to the account,
+    /// client and mechanism it belongs to, so a sealed key copied into
+    /// another row unseals to nothing usable.
+    fn pad(&self, token: &FastToken, nonce: &[u8]) -> [u8; 32] {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.secret) else {
             return [0; 32];
         };
         mac.update(b"sigil fast token\0");
         mac.update(nonce);
+        for part in [&token.owner, &token.agent, &token.mechanism] {
+            mac.update(part.as_bytes());
+            mac.update(b"\0");
+        }
         mac.finalize().into_bytes().into()
     }
 
-    pub(crate) fn seal(&self, key: &TokenKey) -> Option<Vec<u8>> {
+    /// Seals the key of `token` (its owner, agent and mechanism set).
+    pub(crate) fn seal(&self, token: &FastToken, key: &TokenKey) -> Option<Vec<u8>> {
         let mut nonce = [0u8; 16];
         getrandom::fill(&mut nonce).ok()?;
-        let pad = self.pad(&nonce);
+        let pad = self.pad(token, &nonce);
         let mut sealed = nonce.to_vec();
         sealed.extend(key.0.iter().zip(pad).map(|(k, p)| k ^ p));
         Some(sealed)
     }
 
-    pub(crate) fn unseal(&self, sealed: &[u8]) -> Option<TokenKey> {
+    /// The key `sealed` holds for `token`.
+    pub(crate) fn unseal(&self, token: &FastToken, sealed: &[u8]) -> Option<TokenKey> {
         let (nonce, body) = sealed.split_at_checked(16)?;
         let body = <[u8; 32]>::try_from(body).ok()?;
-        let pad = self.pad(nonce);
+        let pad = self.pad(token, nonce);
         let mut key = [0u8; 32];
         for (out, (b, p)) in key.iter_mut().zip(body.iter().zip(pad)) {
             *out = b ^ p;
@@ -101,21 +111,48 @@ mod tests {
         let path = dir.path().join("fast.key");
         let tokens = FastTokens::load_or_create(&path, 30).unwrap();
         let key = TokenKey::of(&"k".repeat(96)).unwrap();
-        let sealed = tokens.seal(&key).unwrap();
+        let row = FastToken {
+            owner: "alice@example.org".into(),
+            agent: "d4565fa7-4d72-4749-b3d3-740edbf87770".into(),
+            mechanism: "HT-SHA-256-EXPR".into(),
+            sealed: Vec::new(),
+            certificate: None,
+            issued_at: 0,
+            expires_at: 1,
+        };
+        let sealed = tokens.seal(&row, &key).unwrap();
         assert_eq!(sealed.len(), 48);
         assert!(!sealed.windows(32).any(|w| w == key.0));
         assert_ne!(
-            tokens.seal(&key),
+            tokens.seal(&row, &key),
             Some(sealed.clone()),
             "a fresh nonce each time"
         );
-        assert_eq!(tokens.unseal(&sealed), Some(key.clone()));
+        assert_eq!(tokens.unseal(&row, &sealed), Some(key.clone()));
+        // Copied into another account's, client's or mechanism's row:
+        // nothing usable.
+        for other in [
+            FastToken {
+                owner: "mallory@example.org".into(),
+                ..row.clone()
+            },
+            FastToken {
+                agent: "6b1e2a3c-0d4e-4f5a-8b6c-7d8e9fa0b1c2".into(),
+                ..row.clone()
+            },
+            FastToken {
+                mechanism: "HT-SHA-256-NONE".into(),
+                ..row.clone()
+            },
+        ] {
+            assert_ne!(tokens.unseal(&other, &sealed), Some(key.clone()));
+        }
         // The same secret read back unseals; another does not.
         let again = FastTokens::load_or_create(&path, 30).unwrap();
-        assert_eq!(again.unseal(&sealed), Some(key.clone()));
+        assert_eq!(again.unseal(&row, &sealed), Some(key.clone()));
         let other = FastTokens::load_or_create(&dir.path().join("other.key"), 30).unwrap();
-        assert_ne!(other.unseal(&sealed), Some(key));
-        assert_eq!(tokens.unseal(&sealed[..40]), None);
+        assert_ne!(other.unseal(&row, &sealed), Some(key));
+        assert_eq!(tokens.unseal(&row, &sealed[..40]), None);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

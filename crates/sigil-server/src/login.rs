@@ -8,15 +8,19 @@ use sigil_sasl::server::CredentialsRequest;
 
 use crate::context::Context;
 
-/// Answers `Action::NeedCredentials` for `jid`.
+/// Answers `Action::NeedCredentials` for `jid`; the StoredKey of the
+/// credentials given, which a FAST token the login gets depends on.
 pub(crate) async fn answer_credentials(
     context: &Context,
     stream: &mut ServerStream,
     jid: &BareJid,
     request: CredentialsRequest,
-) {
+) -> Option<Vec<u8>> {
     match context.store.account(jid.as_str()).await {
-        Ok(None) => stream.credentials(Ok(None)),
+        Ok(None) => {
+            stream.credentials(Ok(None));
+            None
+        }
         Ok(Some(account)) => {
             let credentials = match request.algorithm {
                 Some(algorithm) => account
@@ -25,6 +29,7 @@ pub(crate) async fn answer_credentials(
                     .find(|c| c.algorithm == algorithm),
                 None => account.credentials.into_iter().next(),
             };
+            let key = credentials.as_ref().map(|c| c.stored_key.clone());
             // A disabled account is said so only to a client that proves
             // it knows the password.
             if account.disabled {
@@ -32,10 +37,12 @@ pub(crate) async fn answer_credentials(
             } else {
                 stream.credentials(Ok(credentials));
             }
+            key
         }
         Err(error) => {
             tracing::error!(%error, "account lookup failed");
             stream.credentials(Err(Failure::TemporaryAuthFailure));
+            None
         }
     }
 }

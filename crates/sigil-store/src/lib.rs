@@ -63,7 +63,7 @@ pub use types::{
     Account, ArchiveDefault, ArchivePage, ArchivePrefs, ArchiveQuery, ArchiveResult,
     ArchivedMessage, CertificateEntry, CertificateLookup, DocumentQuota, FastToken, Invite,
     InviteCreator, InviteKind, LastActivity, OfflineMessage, OfflineQuota, Redeemed, Redemption,
-    RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture, Subscription, TokenSlot,
-    UserAgentRecord, algorithm_from_name, algorithm_name, archive_id, archive_id_time,
+    RevokedCertificate, Roster, RosterItem, SavedSession, StoreFuture, Subscription, TokenGrounds,
+    TokenSlot, UserAgentRecord, algorithm_from_name, algorithm_name, archive_id, archive_id_time,
     invite_token_hash,
 };

@@ -15,7 +15,7 @@ use crate::{
     Account, ArchivePrefs, ArchiveQuery, ArchiveResult, ArchivedMessage, CertificateEntry,
     CertificateLookup, DocumentQuota, FastToken, Invite, LastActivity, OfflineMessage,
     OfflineQuota, Redeemed, Redemption, RevokedCertificate, Roster, RosterItem, SavedSession,
-    StoreFuture, TokenSlot, UserAgentRecord,
+    StoreFuture, TokenGrounds, TokenSlot, UserAgentRecord,
 };
 
 /// Everything the server needs, in one object-safe trait.
@@ -481,13 +481,15 @@ pub trait CertificateStore: Send + Sync {
 /// the device's next certificate when that is promoted).
 pub trait TokenStore: Send + Sync {
     /// Keeps `token` as its client's new one, replacing a new one never
-    /// used, if the account is enabled, its certificate (if any) is
-    /// registered to it and enabled, and fewer than `max_clients` other
+    /// used and dropping the account's expired ones, if the account is
+    /// enabled, its certificate (if any) is registered to it and
+    /// enabled, `grounds` still hold, and fewer than `max_clients` other
     /// clients of the account hold tokens
     /// ([`StoreError::QuotaExceeded`]); else [`StoreError::NotFound`].
     fn issue_fast_token<'a>(
         &'a self,
         token: &'a FastToken,
+        grounds: &'a TokenGrounds,
         max_clients: u64,
     ) -> StoreFuture<'a, ()>;
 

@@ -566,6 +566,22 @@ pub struct FastToken {
     pub expires_at: i64,
 }
 
+/// What the login that gets a FAST token proved, checked again in the
+/// transaction that keeps the token, so that a login overtaken by a
+/// change (a new password, the account deleted and made again, the
+/// token it used ended) gets none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenGrounds {
+    /// A password: the StoredKey of the credentials it was checked
+    /// against, which must still be the account's.
+    Password(Vec<u8>),
+    /// A token: its sealed key, which must still be the client's.
+    Token(Vec<u8>),
+    /// A certificate ([`FastToken::certificate`], which must still be
+    /// registered to the account and enabled) and nothing more.
+    Certificate,
+}
+
 /// A client that logged in by SASL2 (its XEP-0388 `<user-agent/>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserAgentRecord {

@@ -134,9 +134,15 @@ impl ClientStream {
                 let failure = element
                     .children()
                     .find_map(|c| c.name().parse::<Failure>().ok());
+                let by_token = sigil_sasl::ht::binding_of(session.mechanism_name()).is_some();
                 let text = element.child("text", NS).map(Element::text);
                 let error = session.failure(failure, text);
-                self.fail(ClientError::Sasl(error));
+                match failure {
+                    Some(Failure::NotAuthorized | Failure::CredentialsExpired) if by_token => {
+                        self.fail(ClientError::FastTokenRefused(failure));
+                    }
+                    _ => self.fail(ClientError::Sasl(error)),
+                }
             }
             "continue" => {
                 self.send(Element::new("abort", NS));

@@ -340,6 +340,9 @@ pub struct ServerStream {
     /// A SASL2 exchange, from `<authenticate/>` to `<success/>` or
     /// `<failure/>` (boxed: most streams are past it).
     sasl2: Option<Box<sasl2::Exchange>>,
+    /// What the last features advertised for SASL, for SCRAM's XEP-0474
+    /// downgrade protection (until authenticated).
+    advertised: Option<Box<sigil_sasl::ssdp::Advertised>>,
 }
 
 impl ServerStream {
@@ -387,6 +390,7 @@ impl ServerStream {
             acknowledged_tags: Vec::new(),
             registration: None,
             sasl2: None,
+            advertised: None,
         }
     }
 

@@ -52,6 +52,10 @@ impl ServerStream {
         }
         self.header_received = true;
         let features = self.features();
+        // XEP-0474 hashes exactly what these features advertise.
+        if matches!(self.stage, Stage::Initial | Stage::Encrypted) {
+            self.advertised = Some(Box::new(self.advertised()));
+        }
         self.send_element(features, None);
     }
 
@@ -102,18 +106,33 @@ impl ServerStream {
         }
     }
 
+    /// What SASL advertises on this connection now: the mechanisms (the
+    /// same in both profiles) and the XEP-0440 channel-binding types
+    /// (none: no list).
+    pub(super) fn advertised(&self) -> sigil_sasl::ssdp::Advertised {
+        let types = self.connection.channel_binding_types();
+        sigil_sasl::ssdp::Advertised {
+            mechanisms: self
+                .config
+                .sasl
+                .offered(&self.connection)
+                .into_iter()
+                .filter(|name| self.mechanism_allowed(name))
+                .map(str::to_owned)
+                .collect(),
+            channel_bindings: (!types.is_empty())
+                .then(|| types.iter().map(|kind| kind.as_str().to_owned()).collect()),
+        }
+    }
+
     pub(super) fn push_sasl_features(&self, features: &mut Element) {
+        let advertised = self.advertised();
         let mut mechanisms = Element::new("mechanisms", ns::SASL);
-        let mut offered = Vec::new();
-        for name in self.config.sasl.offered(&self.connection) {
-            if !self.mechanism_allowed(name) {
-                continue;
-            }
-            mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(name));
-            offered.push(name.to_owned());
+        for name in &advertised.mechanisms {
+            mechanisms.push_child(Element::new("mechanism", ns::SASL).with_text(name.clone()));
         }
         features.push_child(mechanisms);
-        if let Some(authentication) = self.sasl2_feature(offered) {
+        if let Some(authentication) = self.sasl2_feature(advertised.mechanisms) {
             features.push_child(authentication);
         }
         let types = self.connection.channel_binding_types();

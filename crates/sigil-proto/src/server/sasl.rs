@@ -191,7 +191,11 @@ impl ServerStream {
                     Ok(data) => data,
                     Err(failure) => return self.sasl_failure(failure, None),
                 };
-                match self.config.sasl.start(&mechanism, &self.connection) {
+                match self.config.sasl.start_advertised(
+                    &mechanism,
+                    &self.connection,
+                    self.advertised.as_deref(),
+                ) {
                     Ok(mut session) => {
                         let step = session.start(initial.as_deref());
                         self.sasl = Some(session);
@@ -365,6 +369,7 @@ impl ServerStream {
         self.connection.channel_bindings = Vec::new();
         self.only_mechanisms = None;
         self.claimed = None;
+        self.advertised = None;
         self.stage = Stage::Authenticated;
         self.framer.set_authenticated();
         self.actions.push_back(Action::Authenticated {

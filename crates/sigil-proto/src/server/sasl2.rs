@@ -163,7 +163,11 @@ impl ServerStream {
             return self.sasl_failure(Failure::MalformedRequest, None);
         }
         self.close_after_external_failure = true;
-        match self.config.sasl.start(&request.mechanism, &self.connection) {
+        match self.config.sasl.start_advertised(
+            &request.mechanism,
+            &self.connection,
+            self.advertised.as_deref(),
+        ) {
             Ok(mut session) => {
                 let step = session.start(request.initial_response.as_deref());
                 self.sasl = Some(session);

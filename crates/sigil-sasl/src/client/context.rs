@@ -23,6 +23,7 @@ pub struct ClientContext {
     server_channel_binding_types: Option<Vec<ChannelBindingType>>,
     max_iterations: Option<u32>,
     fast_token: Option<(String, String)>,
+    advertised: Option<crate::ssdp::Advertised>,
     pub(super) offered: Vec<String>,
 }
 
@@ -113,6 +114,18 @@ impl ClientContext {
     ) -> Self {
         self.fast_token = Some((mechanism.into(), token.into()));
         self
+    }
+
+    /// What the server advertised, as received, for SCRAM's XEP-0474
+    /// downgrade check.
+    pub fn with_advertised(mut self, advertised: crate::ssdp::Advertised) -> Self {
+        self.advertised = Some(advertised);
+        self
+    }
+
+    /// What the server advertised, if the application said.
+    pub fn advertised(&self) -> Option<&crate::ssdp::Advertised> {
+        self.advertised.as_ref()
     }
 
     /// The FAST token: its mechanism and the token.

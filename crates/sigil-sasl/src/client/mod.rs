@@ -176,6 +176,10 @@ pub enum ClientError {
     },
     /// A message from the server is not what the mechanism expects.
     InvalidServerMessage(&'static str),
+    /// XEP-0474: the server's hash of the mechanisms and channel-binding
+    /// types it advertised differs from what this client received: a
+    /// man-in-the-middle may have removed some to force a weaker one.
+    Downgrade,
     /// The server asks for a SCRAM iteration count outside the accepted
     /// range ([`crate::scram::MIN_ITERATIONS`] to the configured maximum).
     IterationCount(u32),
@@ -217,6 +221,10 @@ impl fmt::Display for ClientError {
                 Ok(())
             }
             Self::InvalidServerMessage(why) => write!(f, "invalid message from the server: {why}"),
+            Self::Downgrade => f.write_str(
+                "the mechanisms the server offered were changed on the way (XEP-0474): \
+                 possible man-in-the-middle",
+            ),
             Self::IterationCount(count) => {
                 write!(
                     f,

@@ -127,12 +127,17 @@ impl<H: ScramHash, const PLUS: bool> Scram<H, PLUS> {
         let attributes = Attributes::parse(server_first).ok_or(
             ClientError::InvalidServerMessage("server-first is malformed"),
         )?;
-        let [full_nonce, salt, iterations] =
-            attributes
-                .expect([b'r', b's', b'i'])
-                .ok_or(ClientError::InvalidServerMessage(
-                    "server-first needs exactly r, s and i, in order",
-                ))?;
+        let [full_nonce, salt, iterations] = attributes.expect_prefix([b'r', b's', b'i']).ok_or(
+            ClientError::InvalidServerMessage("server-first needs r, s and i, in order"),
+        )?;
+        // XEP-0474: the server's hash of what it advertised must be that
+        // of what we received (a server without it is not checked).
+        if let (Some(hash), Some(advertised)) =
+            (attributes.extension(3, b'h'), context.advertised())
+            && hash != advertised.attribute(algorithm)
+        {
+            return Err(ClientError::Downgrade);
+        }
         if !is_printable(full_nonce) {
             return Err(ClientError::InvalidServerMessage(
                 "the nonce is not printable",

@@ -335,6 +335,24 @@ impl<'a> Attributes<'a> {
             .map(Self)
     }
 
+    /// The value of the attribute `key` after the first `skip`, if any
+    /// (an extension such as XEP-0474's `h`).
+    pub(crate) fn extension(&self, skip: usize, key: u8) -> Option<&'a str> {
+        self.0
+            .iter()
+            .skip(skip)
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| *value)
+    }
+
+    /// The attributes must start with `keys`, in this order, each once
+    /// (extensions may follow); their values are returned in the same
+    /// order.
+    pub(crate) fn expect_prefix<const N: usize>(&self, keys: [u8; N]) -> Option<[&'a str; N]> {
+        let first = Self(self.0.iter().take(N).copied().collect());
+        first.expect(keys)
+    }
+
     /// The attributes must be exactly `keys`, in this order, each once;
     /// their values are returned in the same order.
     pub(crate) fn expect<const N: usize>(&self, keys: [u8; N]) -> Option<[&'a str; N]> {

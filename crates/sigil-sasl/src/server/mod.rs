@@ -264,6 +264,9 @@ pub struct Negotiation<'a> {
     /// uses it to detect a downgrade: a client that says `y` although we
     /// offered channel binding).
     pub plus_offered: bool,
+    /// What the server advertised in the profile in use, for SCRAM's
+    /// XEP-0474 `h` attribute (`None`: no downgrade protection).
+    pub advertised: Option<&'a crate::ssdp::Advertised>,
 }
 
 /// Makes server mechanisms and says where they may run.
@@ -383,6 +386,17 @@ impl ServerConfig {
         name: &str,
         connection: &ConnectionInfo,
     ) -> Result<ServerSession, ServerError> {
+        self.start_advertised(name, connection, None)
+    }
+
+    /// [`Self::start`], telling SCRAM what was advertised for XEP-0474
+    /// downgrade protection.
+    pub fn start_advertised(
+        &self,
+        name: &str,
+        connection: &ConnectionInfo,
+        advertised: Option<&crate::ssdp::Advertised>,
+    ) -> Result<ServerSession, ServerError> {
         let factory = self
             .factories
             .iter()
@@ -400,6 +414,7 @@ impl ServerConfig {
         let mechanism = factory.start(Negotiation {
             connection,
             plus_offered,
+            advertised,
         })?;
         Ok(ServerSession {
             name: name.to_owned(),

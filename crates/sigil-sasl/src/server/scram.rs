@@ -21,6 +21,8 @@ pub struct Scram {
     plus: bool,
     plus_offered: bool,
     channel_bindings: Vec<ChannelBinding>,
+    /// XEP-0474's `h` value, when what was advertised is known.
+    downgrade_protection: Option<String>,
     server_nonce: Option<String>,
     fake_salt_key: [u8; 32],
     state: State,
@@ -95,6 +97,7 @@ impl Scram {
             plus,
             plus_offered,
             channel_bindings: connection.channel_bindings.clone(),
+            downgrade_protection: None,
             server_nonce: None,
             fake_salt_key,
             state: State::Initial,
@@ -210,7 +213,12 @@ impl Scram {
             ),
         };
         let nonce = format!("{}{server_nonce}", first.client_nonce);
-        let server_first = format!("r={nonce},s={},i={iterations}", STANDARD.encode(salt));
+        let mut server_first = format!("r={nonce},s={},i={iterations}", STANDARD.encode(salt));
+        // XEP-0474: signed by the proof, as part of the AuthMessage.
+        if let Some(hash) = &self.downgrade_protection {
+            server_first.push_str(",h=");
+            server_first.push_str(hash);
+        }
         let challenge = server_first.clone().into_bytes();
         self.state = State::AwaitingFinal {
             first,
@@ -336,12 +344,16 @@ impl ServerMechanismFactory for Factory {
     }
 
     fn start(&self, negotiation: Negotiation<'_>) -> Result<Box<dyn ServerMechanism>, ServerError> {
-        Ok(Box::new(Scram::new(
+        let mut scram = Scram::new(
             self.algorithm,
             self.plus,
             negotiation.connection,
             negotiation.plus_offered,
             self.fake_salt_key,
-        )))
+        );
+        scram.downgrade_protection = negotiation
+            .advertised
+            .map(|advertised| advertised.attribute(self.algorithm));
+        Ok(Box::new(scram))
     }
 }

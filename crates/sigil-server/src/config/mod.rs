@@ -287,6 +287,12 @@ impl Config {
                 "no mechanism allowed: nobody could log in".into(),
             ));
         }
+        if self.sasl.fast_token_days > 365 {
+            return Err(bad(
+                "sasl.fast_token_days",
+                "at most 365: a token is a password; 0 turns FAST off".into(),
+            ));
+        }
         for (i, name) in self.sasl.mechanisms.iter().enumerate() {
             if !KNOWN_MECHANISMS.contains(&name.as_str()) {
                 return Err(bad(
@@ -641,6 +647,10 @@ mod tests {
             (
                 "domain = 'example.org'\n[sasl]\nmechanisms = ['PLAIN', 'DIGEST-MD5']\n",
                 "sasl.mechanisms[1]",
+            ),
+            (
+                "domain = 'example.org'\n[sasl]\nmechanisms = ['PLAIN']\nfast_token_days = 400\n",
+                "sasl.fast_token_days",
             ),
             ("domain = 'a@b'\n", "domain"),
             (

@@ -1,7 +1,7 @@
 //! FAST tokens (XEP-0484) and SASL2 clients (XEP-0388).
 
 use super::{certificate, create, credential};
-use crate::{FastToken, Store, StoreError, TokenSlot, UserAgentRecord};
+use crate::{FastToken, Store, StoreError, TokenGrounds, TokenSlot, UserAgentRecord};
 
 const NOW: i64 = 1_800_000_000;
 const ALICE: &str = "alice@example.com";
@@ -22,6 +22,15 @@ fn token(agent: &str, seed: u8, certificate: Option<u8>) -> FastToken {
     }
 }
 
+/// What the token's issuing login proved: its certificate, or the
+/// password of [`credential`] seed 1.
+fn by(token: &FastToken) -> TokenGrounds {
+    match token.certificate {
+        Some(_) => TokenGrounds::Certificate,
+        None => TokenGrounds::Password(credential(sigil_sasl::Algorithm::Sha256, 1).stored_key),
+    }
+}
+
 async fn slots(store: &dyn Store, agent: &str) -> Vec<(TokenSlot, u8)> {
     store
         .fast_tokens(ALICE, agent)
@@ -32,24 +41,33 @@ async fn slots(store: &dyn Store, agent: &str) -> Vec<(TokenSlot, u8)> {
         .collect()
 }
 
+async fn with_password(store: &dyn Store) {
+    store
+        .create_account(ALICE, &[credential(sigil_sasl::Algorithm::Sha256, 1)])
+        .await
+        .unwrap();
+}
+
 /// Issued as the new token (replacing a new one never used), promoted to
 /// current on use (the old current goes), deleted by slot or whole,
 /// expired; per client, and capped per account.
 pub async fn fast_tokens_rotate_per_client(store: &dyn Store) {
-    create(store, ALICE).await;
+    with_password(store).await;
     assert_eq!(
-        store.issue_fast_token(&token(PHONE, 1, None), 8).await,
+        store
+            .issue_fast_token(&token(PHONE, 1, None), &by(&token(PHONE, 1, None)), 8)
+            .await,
         Ok(())
     );
     assert_eq!(slots(store, PHONE).await, vec![(TokenSlot::New, 1)]);
     assert!(store.promote_fast_token(ALICE, PHONE).await.unwrap());
     assert!(!store.promote_fast_token(ALICE, PHONE).await.unwrap());
     store
-        .issue_fast_token(&token(PHONE, 2, None), 8)
+        .issue_fast_token(&token(PHONE, 2, None), &by(&token(PHONE, 2, None)), 8)
         .await
         .unwrap();
     store
-        .issue_fast_token(&token(PHONE, 3, None), 8)
+        .issue_fast_token(&token(PHONE, 3, None), &by(&token(PHONE, 3, None)), 8)
         .await
         .unwrap();
     assert_eq!(
@@ -66,11 +84,13 @@ pub async fn fast_tokens_rotate_per_client(store: &dyn Store) {
 
     // One client more than the cap is refused; the same client is not.
     assert_eq!(
-        store.issue_fast_token(&token(LAPTOP, 4, None), 1).await,
+        store
+            .issue_fast_token(&token(LAPTOP, 4, None), &by(&token(LAPTOP, 4, None)), 1)
+            .await,
         Err(StoreError::QuotaExceeded)
     );
     store
-        .issue_fast_token(&token(PHONE, 5, None), 1)
+        .issue_fast_token(&token(PHONE, 5, None), &by(&token(PHONE, 5, None)), 1)
         .await
         .unwrap();
     assert_eq!(
@@ -83,22 +103,29 @@ pub async fn fast_tokens_rotate_per_client(store: &dyn Store) {
     assert_eq!(store.delete_fast_tokens(ALICE, PHONE, None).await, Ok(1));
     assert_eq!(slots(store, PHONE).await, vec![]);
 
+    // Expired tokens go, by the sweep or with the next token issued.
     let mut old = token(LAPTOP, 6, None);
     old.expires_at = NOW - 1;
-    store.issue_fast_token(&old, 8).await.unwrap();
-    store
-        .issue_fast_token(&token(PHONE, 7, None), 8)
-        .await
-        .unwrap();
+    store.issue_fast_token(&old, &by(&old), 8).await.unwrap();
     assert_eq!(store.expire_fast_tokens(NOW).await, Ok(1));
     assert_eq!(slots(store, LAPTOP).await, vec![]);
+    store.issue_fast_token(&old, &by(&old), 8).await.unwrap();
+    store
+        .issue_fast_token(&token(PHONE, 7, None), &by(&token(PHONE, 7, None)), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        slots(store, LAPTOP).await,
+        vec![],
+        "it took no client's place"
+    );
     assert_eq!(slots(store, PHONE).await, vec![(TokenSlot::New, 7)]);
 
     // No account, or a disabled one: no token.
     let mut bob = token(PHONE, 8, None);
     bob.owner = "bob@example.com".into();
     assert_eq!(
-        store.issue_fast_token(&bob, 8).await,
+        store.issue_fast_token(&bob, &by(&bob), 8).await,
         Err(StoreError::NotFound)
     );
 }
@@ -108,7 +135,7 @@ pub async fn fast_tokens_rotate_per_client(store: &dyn Store) {
 /// disabled or deleted; it follows the device to its next certificate;
 /// a certificate not registered, or disabled, gets none.
 pub async fn fast_tokens_end_with_what_issued_them(store: &dyn Store) {
-    create(store, ALICE).await;
+    with_password(store).await;
     for (name, seed) in [("laptop", 1), ("phone", 2), ("tablet", 3)] {
         store
             .add_certificate(&certificate(ALICE, name, seed))
@@ -116,31 +143,51 @@ pub async fn fast_tokens_end_with_what_issued_them(store: &dyn Store) {
             .unwrap();
     }
     assert_eq!(
-        store.issue_fast_token(&token(PHONE, 1, Some(9)), 8).await,
+        store
+            .issue_fast_token(&token(PHONE, 1, Some(9)), &by(&token(PHONE, 1, Some(9))), 8)
+            .await,
         Err(StoreError::NotFound),
         "an unregistered certificate"
     );
     store
-        .issue_fast_token(&token(LAPTOP, 1, Some(1)), 8)
+        .issue_fast_token(
+            &token(LAPTOP, 1, Some(1)),
+            &by(&token(LAPTOP, 1, Some(1))),
+            8,
+        )
         .await
         .unwrap();
     store
-        .issue_fast_token(&token(PHONE, 2, Some(2)), 8)
+        .issue_fast_token(&token(PHONE, 2, Some(2)), &by(&token(PHONE, 2, Some(2))), 8)
         .await
         .unwrap();
     store
-        .issue_fast_token(&token("by-password", 3, None), 8)
+        .issue_fast_token(
+            &token("by-password", 3, None),
+            &by(&token("by-password", 3, None)),
+            8,
+        )
         .await
         .unwrap();
     store
-        .issue_fast_token(&token("tablet", 4, Some(3)), 8)
+        .issue_fast_token(
+            &token("tablet", 4, Some(3)),
+            &by(&token("tablet", 4, Some(3))),
+            8,
+        )
         .await
         .unwrap();
 
     assert!(store.disable_certificate(ALICE, "laptop").await.unwrap());
     assert_eq!(slots(store, LAPTOP).await, vec![]);
     assert_eq!(
-        store.issue_fast_token(&token(LAPTOP, 5, Some(1)), 8).await,
+        store
+            .issue_fast_token(
+                &token(LAPTOP, 5, Some(1)),
+                &by(&token(LAPTOP, 5, Some(1))),
+                8
+            )
+            .await,
         Err(StoreError::NotFound),
         "a disabled certificate"
     );
@@ -162,24 +209,55 @@ pub async fn fast_tokens_end_with_what_issued_them(store: &dyn Store) {
 
     // A new password ends the password's tokens only.
     store
-        .set_credentials(ALICE, &[credential(sigil_sasl::Algorithm::Sha256, 1)])
+        .set_credentials(ALICE, &[credential(sigil_sasl::Algorithm::Sha256, 2)])
         .await
         .unwrap();
     assert_eq!(slots(store, "by-password").await, vec![]);
     assert_eq!(slots(store, "tablet").await.len(), 1);
+    // A login that checked the old password gets no token now; one by a
+    // token gets one only while that token is still the client's.
+    let stale = token("by-password", 9, None);
+    assert_eq!(
+        store.issue_fast_token(&stale, &by(&stale), 8).await,
+        Err(StoreError::NotFound),
+        "the password changed since the login checked it"
+    );
+    let rotated = token("tablet", 10, Some(4));
+    assert_eq!(
+        store
+            .issue_fast_token(&rotated, &TokenGrounds::Token(vec![99; 48]), 8)
+            .await,
+        Err(StoreError::NotFound),
+        "the token used is gone"
+    );
+    assert_eq!(
+        store
+            .issue_fast_token(&rotated, &TokenGrounds::Token(vec![4; 48]), 8)
+            .await,
+        Ok(()),
+        "the token used is still the client's"
+    );
 
     store.set_disabled(ALICE, true).await.unwrap();
     assert_eq!(slots(store, "tablet").await, vec![]);
     assert_eq!(
         store
-            .issue_fast_token(&token("tablet", 6, Some(4)), 8)
+            .issue_fast_token(
+                &token("tablet", 6, Some(4)),
+                &by(&token("tablet", 6, Some(4))),
+                8
+            )
             .await,
         Err(StoreError::NotFound),
         "a disabled account"
     );
     store.set_disabled(ALICE, false).await.unwrap();
     store
-        .issue_fast_token(&token("tablet", 6, Some(4)), 8)
+        .issue_fast_token(
+            &token("tablet", 6, Some(4)),
+            &by(&token("tablet", 6, Some(4))),
+            8,
+        )
         .await
         .unwrap();
     assert!(store.delete_account(ALICE).await.unwrap());

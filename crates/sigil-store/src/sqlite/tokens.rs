@@ -3,7 +3,9 @@
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::{SqliteStore, backend};
-use crate::{FastToken, StoreError, StoreFuture, TokenSlot, TokenStore, UserAgentRecord};
+use crate::{
+    FastToken, StoreError, StoreFuture, TokenGrounds, TokenSlot, TokenStore, UserAgentRecord,
+};
 
 const COLUMNS: &str = "slot, owner, agent, mechanism, sealed, certificate, issued_at, expires_at";
 
@@ -11,14 +13,22 @@ impl TokenStore for SqliteStore {
     fn issue_fast_token<'a>(
         &'a self,
         token: &'a FastToken,
+        grounds: &'a TokenGrounds,
         max_clients: u64,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let token = token.clone();
+            let (token, grounds) = (token.clone(), grounds.clone());
             self.write(move |transaction| {
-                if !may_hold(transaction, &token.owner, token.certificate.as_ref())? {
+                if !may_hold(transaction, &token.owner, token.certificate.as_ref())?
+                    || !grounds_hold(transaction, &token, &grounds)?
+                {
                     return Err(StoreError::NotFound);
                 }
+                transaction
+                    .prepare_cached("DELETE FROM fast_tokens WHERE owner = ? AND expires_at <= ?")
+                    .map_err(backend)?
+                    .execute((&token.owner, token.issued_at))
+                    .map_err(backend)?;
                 let others: i64 = transaction
                     .prepare_cached(
                         "SELECT count(DISTINCT agent) FROM fast_tokens
@@ -247,6 +257,31 @@ fn may_hold(
         .optional()
         .map_err(backend)?;
     Ok(registered.is_some())
+}
+
+/// Whether what the issuing login proved still holds (see
+/// [`TokenGrounds`]).
+fn grounds_hold(
+    connection: &Connection,
+    token: &FastToken,
+    grounds: &TokenGrounds,
+) -> Result<bool, StoreError> {
+    let found = match grounds {
+        TokenGrounds::Certificate => return Ok(token.certificate.is_some()),
+        TokenGrounds::Password(stored_key) => connection
+            .prepare_cached("SELECT 1 FROM credentials WHERE account = ? AND stored_key = ?")
+            .map_err(backend)?
+            .query_row((&token.owner, stored_key), |_| Ok(()))
+            .optional(),
+        TokenGrounds::Token(sealed) => connection
+            .prepare_cached(
+                "SELECT 1 FROM fast_tokens WHERE owner = ? AND agent = ? AND sealed = ?",
+            )
+            .map_err(backend)?
+            .query_row((&token.owner, &token.agent, sealed), |_| Ok(()))
+            .optional(),
+    };
+    Ok(found.map_err(backend)?.is_some())
 }
 
 /// Deletes `owner`'s tokens: all of them, or those of logins by password
