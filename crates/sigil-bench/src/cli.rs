@@ -49,6 +49,22 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 120)]
         max_seconds: u64,
     },
+    /// Log each account's client in once asking for a FAST token
+    /// (XEP-0484), then log in COUNT times again, at most CONCURRENCY at
+    /// once: first by a full login with the mechanism, then by the token.
+    Reconnect {
+        #[command(flatten)]
+        target: Target,
+        /// How many logins of each kind.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Logins in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Stop each kind after this many seconds whatever the count.
+        #[arg(long, default_value_t = 60)]
+        max_seconds: u64,
+    },
     /// Hold SESSIONS authenticated sessions, measure the server's memory,
     /// let them all leave and measure again.
     Idle {

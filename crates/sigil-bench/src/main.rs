@@ -5,6 +5,7 @@
 //! - `prepare`: a CA, one CA-signed client certificate per account, and
 //!   `accounts.txt` for `sigil user import` (or a peer server's tools).
 //! - `login`: a login storm; logins/s and latency percentiles.
+//! - `reconnect`: logging in again, fully and by a FAST token.
 //! - `idle`: many authenticated sessions held open; the server's memory
 //!   per session from `/proc/PID/status`, and after they leave.
 //! - `messaging`: pairs exchanging messages at a fixed rate or at
@@ -27,6 +28,7 @@ mod mam;
 mod measure;
 mod messaging;
 mod ready;
+mod reconnect;
 mod report;
 mod soak;
 mod stats;
@@ -73,6 +75,19 @@ fn main() -> ExitCode {
             max_seconds,
         } => Ready::load(&target).and_then(|ready| {
             runtime.block_on(login::login(
+                Arc::new(ready),
+                count,
+                concurrency,
+                Duration::from_secs(max_seconds),
+            ))
+        }),
+        Command::Reconnect {
+            target,
+            count,
+            concurrency,
+            max_seconds,
+        } => Ready::load(&target).and_then(|ready| {
+            runtime.block_on(reconnect::reconnect(
                 Arc::new(ready),
                 count,
                 concurrency,

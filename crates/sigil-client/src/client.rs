@@ -51,6 +51,8 @@ pub struct Client {
     gathering: Option<archive::Gathering>,
     /// Bytes of the XML stream read since login (TCP transports).
     received: u64,
+    /// The round trips the login of this connection took.
+    round_trips: u32,
 }
 
 impl fmt::Debug for Client {
@@ -92,6 +94,7 @@ impl Client {
             active: true,
             gathering: None,
             received: 0,
+            round_trips: established.round_trips,
         }
     }
 
@@ -130,6 +133,12 @@ impl Client {
     /// to keep for the next run ([`crate::ClientBuilder::fast_token`]).
     pub fn fast_token(&self) -> Option<crate::FastToken> {
         self.prepared.kept_token()
+    }
+
+    /// How many times this connection's login waited for the server
+    /// after sending (its round trips, not counting TLS handshakes).
+    pub fn login_round_trips(&self) -> u32 {
+        self.round_trips
     }
 
     /// How this connection logged in: SASL or SASL2, and whether Bind 2

@@ -60,6 +60,7 @@ pub use sigil_proto::client::{JoinRequest, LoginPath};
 pub use sigil_proto::error::StanzaCondition;
 pub use sigil_proto::invite::{Invitation, InvitationError, InvitationKind};
 pub use sigil_proto::random_id;
+pub use sigil_proto::sasl2::new_uuid;
 pub use sigil_proto::stanza::{Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza};
 pub use sigil_x509::generate::KeyType;
 pub use transport::Transport;

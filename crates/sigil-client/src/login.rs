@@ -52,6 +52,9 @@ pub(crate) struct Established {
     /// With an earlier session to resume: `Ok(h)` resumed, `Err(h)` a new
     /// session (with the server's `h` for the earlier one if it said).
     pub(crate) resumption: Option<Result<u32, Option<u32>>>,
+    /// Times the login waited for the server after sending (its round
+    /// trips, TLS handshakes apart).
+    pub(crate) round_trips: u32,
 }
 
 impl Prepared {
@@ -266,11 +269,13 @@ async fn negotiate(
     let mut bound = None;
     let mut resumption = None;
     let mut enrolled = None;
+    let (mut round_trips, mut sent) = (0, false);
     loop {
         let mut start_tls = false;
         while let Some(action) = stream.poll_action() {
             match action {
                 proto::Action::Send(data) => {
+                    sent = true;
                     if let Err(error) = connection.send(data).await {
                         // A stream the server already ended (BOSH closes
                         // its session with a SASL failure) says why in the
@@ -311,6 +316,7 @@ async fn negotiate(
                 mechanism,
                 inbox,
                 resumption,
+                round_trips,
             });
         }
         if start_tls {
@@ -326,6 +332,9 @@ async fn negotiate(
             connection = Connection::Tls(Box::new(tls));
             stream.tls_established(binding);
             continue;
+        }
+        if std::mem::take(&mut sent) {
+            round_trips += 1;
         }
         match connection.read(&mut buffer).await? {
             Input::Bytes(n) => stream.receive(&buffer[..n]),
