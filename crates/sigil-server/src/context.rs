@@ -107,6 +107,21 @@ pub struct Fences {
     /// certificate sessions.
     slots: Box<[[std::sync::atomic::AtomicU64; 2]]>,
     hasher: std::hash::RandomState,
+    /// Certificate promotions under way (between their store change and
+    /// the fence raised after it): a login decided meanwhile decides
+    /// again once they are done ([`crate::saslcert::decide_login`]).
+    promotions: std::sync::atomic::AtomicUsize,
+}
+
+/// A certificate promotion under way, until dropped (see
+/// [`Fences::promotion`]).
+#[derive(Debug)]
+pub struct Promotion<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Promotion<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Slots in [`Fences`]: 16 KiB.
@@ -118,6 +133,7 @@ impl Default for Fences {
             clock: std::sync::atomic::AtomicU64::new(0),
             slots: (0..FENCE_SLOTS).map(|_| Default::default()).collect(),
             hasher: std::hash::RandomState::new(),
+            promotions: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -154,6 +170,19 @@ impl Fences {
                 slot[1].fetch_max(at, SeqCst);
             }
         }
+    }
+
+    /// Marks a certificate promotion under way until the guard drops
+    /// (after the fence it raises).
+    pub fn promotion(&self) -> Promotion<'_> {
+        self.promotions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Promotion(&self.promotions)
+    }
+
+    /// Whether a certificate promotion is under way.
+    pub fn promoting(&self) -> bool {
+        self.promotions.load(std::sync::atomic::Ordering::SeqCst) > 0
     }
 
     /// Whether a change to `owner` overtook a login that began at `since`

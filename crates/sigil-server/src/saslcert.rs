@@ -205,12 +205,11 @@ pub async fn promote(
     owner: &jid::BareJid,
     fingerprint: &[u8; 32],
 ) -> Result<bool, StoreError> {
-    // The fence rises before the store changes as well as after it: a
-    // certificate login that reads the store between the two then decides
-    // again instead of being fenced off at its bind for a change it saw.
-    context
-        .fences
-        .raise(owner, crate::context::Ended::Certificate);
+    // Marked under way until the fence rises after the store change: a
+    // certificate login that read the store in between decides again
+    // (`decide_login`) instead of being fenced off at its bind for a
+    // change it saw. A promotion another login made first raises nothing.
+    let _promotion = context.fences.promotion();
     match context
         .store
         .promote_certificate(owner.as_str(), fingerprint)
@@ -258,6 +257,7 @@ pub async fn decide_login(
     u64,
 ) {
     let mut attempts = 0;
+    let mut waits = 0;
     loop {
         attempts += 1;
         let began = context.fences.now();
@@ -274,6 +274,13 @@ pub async fn decide_login(
                 decision => decision,
             };
         match &decision {
+            // A promotion between its store change and its fence: wait for
+            // the fence (at most about 200 ms), then decide again.
+            Ok(_) if context.fences.promoting() && waits < 200 => {
+                waits += 1;
+                attempts -= 1;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
             Ok(login) if attempts < 3 && context.fences.overtaken(&login.account, true, began) => {}
             _ => return (decision, began),
         }
