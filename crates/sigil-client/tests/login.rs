@@ -20,6 +20,9 @@ use sigil_server::{Config, Server};
 use sigil_store::CertificateEntry;
 use sigil_xml::{Element, ns};
 
+mod support;
+use support::{QUICK, Relay, next_body, until_closed};
+
 struct Fixture {
     dir: tempfile::TempDir,
     server: Server,
@@ -782,75 +785,6 @@ async fn dns_srv_records_lead_to_the_server() {
         client.close().await;
     }
 }
-
-/// A TCP relay on loopback whose connections can be cut, as a network
-/// that drops: neither end closes its stream.
-struct Relay {
-    address: std::net::SocketAddr,
-    cut: tokio::sync::watch::Sender<u64>,
-}
-
-impl Relay {
-    async fn start(to: std::net::SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (cut, _) = tokio::sync::watch::channel(0);
-        let watch = cut.clone();
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let mut cut = watch.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Self { address, cut }
-    }
-
-    /// Drops every connection through it.
-    fn cut(&self) {
-        self.cut.send_modify(|n| *n += 1);
-    }
-}
-
-/// The body of the next message the client gets (within 10 s).
-async fn next_body(client: &mut Client) -> String {
-    let next = async {
-        loop {
-            if let Stanza::Message(message) = client.recv_stanza().await.unwrap() {
-                return message.body.unwrap_or_default();
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), next)
-        .await
-        .expect("a message within 10 s")
-}
-
-/// Waits until the client sees its connection gone.
-async fn until_closed(client: &mut Client) {
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if client.recv().await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "the connection stayed up");
-}
-
-const QUICK: Backoff = Backoff {
-    initial: Duration::from_millis(100),
-    max: Duration::from_secs(1),
-    attempts: 20,
-};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_resumes_its_session() {

@@ -1,10 +1,12 @@
 //! The client against other servers, started on loopback by
 //! `scripts/xmpp-peer` with generated configs: Prosody 0.12 with
 //! mod_client_certs (SCRAM, XEP-0257 append and list, EXTERNAL with the
-//! appended certificate, revoke) and ejabberd 23 (SCRAM, EXTERNAL with a
-//! CA-signed certificate).
+//! appended certificate, revoke), ejabberd 23 (SCRAM, EXTERNAL with a
+//! CA-signed certificate) — neither offers SASL2, so the client falls back
+//! to SASL 1 — and Prosody 13 with its community modules (SASL2, Bind 2,
+//! FAST, inline stream resumption, downgrade protection).
 //!
-//! The test command installs both (`scripts/xmpp-peer install`, as root).
+//! The test command installs them (`scripts/xmpp-peer install`, as root).
 //! `SIGIL_SKIP_INTEROP=1` skips these tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -14,11 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use sigil_client::{Client, Error, Transport, saslcert};
+use sigil_client::{Client, Error, FastToken, LoginPath, Message, Transport, saslcert};
 use sigil_x509::generate::{self, Options};
 use sigil_x509::{Jid, OffsetDateTime};
 
 const DOMAIN: &str = "example.test";
+
+mod support;
+use support::{QUICK, Relay, next_body, until_closed};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/xmpp-peer")
@@ -152,6 +157,8 @@ async fn prosody_scram_then_xep_0257_then_external() {
         manager.mechanism()
     );
     assert_eq!(manager.jid(), format!("alice@{DOMAIN}/manager"));
+    // Prosody 0.12 has no SASL2: the client falls back to SASL 1.
+    assert_eq!(manager.login_path(), LoginPath::Sasl1);
     let wrong = builder(Transport::StartTls)
         .password("nope")
         .connect()
@@ -249,6 +256,8 @@ async fn ejabberd_scram_and_external_with_a_ca_signed_certificate() {
         client.mechanism()
     );
     assert!(client.jid().starts_with(&format!("bob@{DOMAIN}/")));
+    // ejabberd 23 has no SASL2: the client falls back to SASL 1.
+    assert_eq!(client.login_path(), LoginPath::Sasl1);
     client.close().await;
     let scram_only = builder()
         .password("bob-secret")
@@ -283,4 +292,158 @@ async fn ejabberd_scram_and_external_with_a_ca_signed_certificate() {
         .connect()
         .await;
     assert!(refused.is_err(), "{refused:?}");
+}
+
+/// Where the Prosody 13 of `scripts/xmpp-peer install` is unpacked.
+fn prosody13() -> String {
+    let root = std::env::var("XMPP_PEER_PROSODY13_ROOT")
+        .unwrap_or_else(|_| "/opt/sigil-peers/prosody13".to_owned());
+    format!("{root}/bin/prosody")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody13_sasl2_bind2_fast_and_inline_resumption() {
+    if !enabled("prosody 13", &prosody13()) {
+        return;
+    }
+    let dir = shared_dir();
+    let d = dir.path().to_str().unwrap().to_owned();
+    let server = generate::server_certificate(DOMAIN, &options(), None).unwrap();
+    std::fs::write(dir.path().join("in.crt"), server.certificate_pem()).unwrap();
+    std::fs::write(dir.path().join("in.key"), server.key_pem()).unwrap();
+    let (c2s, direct) = (free_port(), free_port());
+    let (c2s_text, direct_text) = (c2s.to_string(), direct.to_string());
+    let crt = format!("{d}/in.crt");
+    let key = format!("{d}/in.key");
+    peer(&[
+        "start",
+        "prosody13",
+        &d,
+        DOMAIN,
+        &c2s_text,
+        &direct_text,
+        &crt,
+        &key,
+    ]);
+    let log = dir.path().join("log/prosody.log");
+    let _prosody = Peer {
+        kind: "prosody13",
+        dir,
+    };
+    peer(&["register", "prosody13", &d, "carol", DOMAIN, "carol-secret"]);
+    let trust = server.certificate_pem();
+    let account = format!("carol@{DOMAIN}");
+    let builder = |transport: Transport, port: u16| {
+        Client::builder(account.clone())
+            .address(([127, 0, 0, 1], port).into())
+            .transport(transport)
+            .trust_pem(trust.as_bytes())
+            .timeout(Duration::from_secs(10))
+    };
+
+    for (transport, port) in [(Transport::StartTls, c2s), (Transport::DirectTls, direct)] {
+        let agent = sigil_proto::sasl2::new_uuid().unwrap();
+        let make = || builder(transport, port).user_agent(&agent, Some("interop test"));
+        let mut client = make()
+            .password("carol-secret")
+            .fast(true)
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(client.login_path(), LoginPath::Sasl2Bind2, "{transport:?}");
+        // Prosody's internal_hashed store has SHA-1 only; the client binds
+        // it to the TLS 1.3 channel.
+        assert_eq!(client.mechanism(), "SCRAM-SHA-1-PLUS", "{transport:?}");
+        let token = client.fast_token().expect("Prosody issued a FAST token");
+        assert_eq!(token.mechanism, "HT-SHA-256-EXPR", "{transport:?}");
+        // Bind 2: Prosody names the resource after the client's software.
+        let bound = client.jid();
+        assert!(
+            bound.starts_with(&format!("{account}/Sigil~")),
+            "{transport:?}: {bound}"
+        );
+        client
+            .send_message(&Message::chat(client.full_jid().clone().into(), "by SASL2"))
+            .await
+            .unwrap();
+        assert_eq!(next_body(&mut client).await, "by SASL2");
+
+        // A reconnection logs in with the token, to the same resource.
+        client.reconnect(QUICK).await.unwrap();
+        assert_eq!(client.mechanism(), token.mechanism, "{transport:?}");
+        assert_eq!(client.jid(), bound, "{transport:?}");
+        client.close().await;
+
+        // The token alone, in a new run.
+        let alone = make().fast_token(token.clone()).connect().await.unwrap();
+        assert_eq!(alone.mechanism(), token.mechanism, "{transport:?}");
+        assert_eq!(alone.jid(), bound, "{transport:?}");
+        alone.close().await;
+
+        // A token Prosody does not know: dropped, the password used.
+        let wrong = FastToken {
+            token: "x".repeat(40),
+            ..token.clone()
+        };
+        let fallback = make()
+            .password("carol-secret")
+            .fast_token(wrong)
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(fallback.mechanism(), "SCRAM-SHA-1-PLUS", "{transport:?}");
+        assert!(fallback.fast_token().is_none(), "{transport:?}");
+        fallback.close().await;
+
+        // SASL 1 on request: no token asked for.
+        let sasl1 = make()
+            .password("carol-secret")
+            .sasl2(false)
+            .fast(true)
+            .connect()
+            .await
+            .unwrap();
+        assert_eq!(sasl1.login_path(), LoginPath::Sasl1, "{transport:?}");
+        assert!(sasl1.fast_token().is_none(), "{transport:?}");
+        sasl1.close().await;
+    }
+
+    // XEP-0474: mod_sasl_ssdp signed what it advertised into every SCRAM
+    // exchange, and the client (which checks h= against what it saw) got in.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let signed = logged.matches("Calculated SSDP string").count();
+    assert!(signed >= 6, "{signed} SCRAM exchanges carried h=");
+
+    // XEP-0198 resumption inline in the SASL2 <authenticate/>, through a
+    // connection that drops.
+    let relay = Relay::start(([127, 0, 0, 1], direct).into()).await;
+    let agent = sigil_proto::sasl2::new_uuid().unwrap();
+    let mut client = builder(Transport::DirectTls, relay.address.port())
+        .user_agent(&agent, None)
+        .password("carol-secret")
+        .stream_management(true)
+        .connect()
+        .await
+        .unwrap();
+    assert!(client.stream_management());
+    assert!(client.resumption_id().is_some());
+    let own = client.full_jid().clone();
+    client
+        .send_message(&Message::chat(own.clone().into(), "before"))
+        .await
+        .unwrap();
+    assert_eq!(next_body(&mut client).await, "before");
+    let bound = client.jid();
+    relay.cut();
+    until_closed(&mut client).await;
+    client.reconnect(QUICK).await.unwrap();
+    assert!(client.resumed(), "Prosody resumed the session");
+    assert_eq!(client.login_path(), LoginPath::Sasl2Bind2);
+    assert_eq!(client.jid(), bound);
+    client
+        .send_message(&Message::chat(own.into(), "after"))
+        .await
+        .unwrap();
+    assert_eq!(next_body(&mut client).await, "after");
+    client.close().await;
 }
