@@ -81,6 +81,24 @@ impl fmt::Debug for TokenKey {
     }
 }
 
+/// A token a server tries a client's proof against: its key, and the
+/// condition to refuse the login with if the proof matches it anyway
+/// (an expired token, one whose grounds are gone). Refusing only after
+/// the proof matched tells a client without the token nothing about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenCandidate {
+    /// The token's key.
+    pub key: TokenKey,
+    /// `Some`: a login with this token fails with this condition.
+    pub refusal: Option<crate::Failure>,
+}
+
+impl From<TokenKey> for TokenCandidate {
+    fn from(key: TokenKey) -> Self {
+        Self { key, refusal: None }
+    }
+}
+
 fn hmac(key: &[u8], label: &[u8], cb_data: &[u8]) -> [u8; 32] {
     // HMAC takes keys of any length.
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {

@@ -392,6 +392,18 @@ fn hashed_tokens_log_in_bound_to_their_mechanism_and_channel() {
             Some(Failure::NotAuthorized),
             "{mechanism}"
         );
+        // An expired token: its holder is told so, a guesser is not.
+        for (held, expected) in [
+            (token.clone(), Failure::CredentialsExpired),
+            ("g".repeat(96), Failure::NotAuthorized),
+        ] {
+            let expired = Store::default().with_expired_token("juliet", mechanism, &token);
+            let mut client = ClientConfig::new()
+                .select(client_context(mechanism, &held, 1), &offered)
+                .unwrap();
+            let ended = run(&mut client, &server, &connection, &expired, |_| Ok(()));
+            assert_eq!(ended.server_failure(), Some(expected), "{mechanism}");
+        }
     }
     // A token used over another channel (the client's exporter differs).
     let store = Store::default().with_token("juliet", "HT-SHA-256-EXPR", &token);

@@ -16,13 +16,15 @@
 //!   get none: nothing the account holds could end it.
 //! - Two per client (XEP-0484's slots): the one in use and a new one; the
 //!   first use of the new one makes it current. A token older than a day
-//!   is replaced in the `<success/>` of its login. An expired token is
-//!   `credentials-expired`, a token whose certificate no longer logs in
-//!   too; no token, or a wrong one, `not-authorized`.
+//!   is replaced in the `<success/>` of its login. A proof made with an
+//!   expired token is `credentials-expired`, one made with a token whose
+//!   certificate no longer logs in too; no token, or a wrong proof,
+//!   `not-authorized`, so a client without the token learns nothing
+//!   about it.
 
 use jid::BareJid;
 use sigil_sasl::Failure;
-use sigil_sasl::ht::TokenKey;
+use sigil_sasl::ht::{TokenCandidate, TokenKey};
 use sigil_store::{FastToken, TokenGrounds, TokenSlot, UserAgentRecord};
 
 use crate::auth::CertificateLogin;
@@ -59,7 +61,7 @@ struct Candidate {
 /// fail with), the login under way, and whether to replace the token.
 pub struct Found {
     /// For `ServerStream::token`.
-    pub answer: Result<Vec<TokenKey>, Failure>,
+    pub answer: Result<Vec<TokenCandidate>, Failure>,
     /// The login by token under way, for `TokenUsed`.
     pub pending: Option<Box<Pending>>,
     /// The token is old enough to be replaced.
@@ -95,32 +97,35 @@ pub async fn find(context: &Context, account: &BareJid, mechanism: &str, agent: 
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut keys = Vec::new();
     let mut candidates = Vec::new();
-    let mut untrusted = false;
     let mut rotate = true;
     for (slot, token) in tokens {
         if token.mechanism != mechanism {
             continue;
         }
-        if token.expires_at <= now {
-            untrusted = true;
-            continue;
-        }
-        let login = match token.certificate {
-            None => None,
-            Some(fingerprint) => match certificate_login(context, account, &fingerprint).await {
-                Some(login) => Some(login),
-                None => {
-                    untrusted = true;
-                    continue;
-                }
-            },
-        };
         let Some(key) = fast.unseal(&token, &token.sealed) else {
             continue;
         };
-        // A new token waits to be used: nothing to replace yet.
-        rotate &= slot == TokenSlot::Current && now - token.issued_at >= ROTATE_AFTER_SECONDS;
-        keys.push(key);
+        // An expired token, or one whose certificate no longer logs in,
+        // is still tried: a client that proves it holds it learns that it
+        // is no longer good (credentials-expired), others learn nothing.
+        let (login, refusal) = if token.expires_at <= now {
+            (None, Some(Failure::CredentialsExpired))
+        } else {
+            match token.certificate {
+                None => (None, None),
+                Some(fingerprint) => {
+                    match certificate_login(context, account, &fingerprint).await {
+                        Some(login) => (Some(login), None),
+                        None => (None, Some(Failure::CredentialsExpired)),
+                    }
+                }
+            }
+        };
+        if refusal.is_none() {
+            // A new token waits to be used: nothing to replace yet.
+            rotate &= slot == TokenSlot::Current && now - token.issued_at >= ROTATE_AFTER_SECONDS;
+        }
+        keys.push(TokenCandidate { key, refusal });
         candidates.push(Candidate {
             slot,
             sealed: token.sealed,
@@ -128,12 +133,10 @@ pub async fn find(context: &Context, account: &BareJid, mechanism: &str, agent: 
         });
     }
     if keys.is_empty() {
-        return refused(if untrusted {
-            Failure::CredentialsExpired
-        } else {
-            Failure::NotAuthorized
-        });
+        return refused(Failure::NotAuthorized);
     }
+    // Rotation is for a token that logs in.
+    rotate &= keys.iter().any(|k| k.refusal.is_none());
     Found {
         answer: Ok(keys),
         pending: Some(Box::new(Pending {

@@ -218,6 +218,13 @@ async fn tokens_expire_end_with_the_password_and_are_not_replayed() {
         Some(Some(Failure::CredentialsExpired)),
         "expired"
     );
+    // Only the token's holder learns that: another token is just wrong.
+    let guess = (token.0.clone(), "g".repeat(96));
+    assert_eq!(
+        with_token(&server, &guess, |_| {}).await.err(),
+        Some(Some(Failure::NotAuthorized)),
+        "a guess while an expired token is kept"
+    );
 
     // A new password ends the tokens a password login got.
     let mut login = phone();

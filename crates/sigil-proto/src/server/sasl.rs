@@ -104,11 +104,15 @@ impl ServerStream {
         self.resume();
     }
 
-    /// The answer to [`Action::NeedToken`]: the keys of the client's
-    /// tokens for the mechanism (the new one and the one in use), or the
-    /// condition to fail with (`credentials-expired` for a token no longer
-    /// trusted, `not-authorized` for none).
-    pub fn token(&mut self, answer: Result<Vec<sigil_sasl::ht::TokenKey>, Failure>) {
+    /// The answer to [`Action::NeedToken`]: the client's tokens for the
+    /// mechanism (the new one and the one in use), as keys or as
+    /// [`sigil_sasl::ht::TokenCandidate`]s that refuse a matching proof
+    /// (`credentials-expired` for an expired token), or the condition to
+    /// fail with at once (`not-authorized` for none).
+    pub fn token<K: Into<sigil_sasl::ht::TokenCandidate>>(
+        &mut self,
+        answer: Result<Vec<K>, Failure>,
+    ) {
         if self.waiting != Waiting::Token {
             return;
         }

@@ -93,8 +93,10 @@ impl ServerMechanism for Exchange {
                 let keys = answer.map_err(|failure| ServerError::new(failure, "token refused"))?;
                 // Every key is tried, so the time taken tells nothing.
                 let mut matched = None;
-                for (index, key) in keys.iter().enumerate() {
-                    if ht::verify_initiator(key, &self.cb_data, &proof) && matched.is_none() {
+                for (index, candidate) in keys.iter().enumerate() {
+                    if ht::verify_initiator(&candidate.key, &self.cb_data, &proof)
+                        && matched.is_none()
+                    {
                         matched = Some(index);
                     }
                 }
@@ -104,12 +106,18 @@ impl ServerMechanism for Exchange {
                         "wrong token proof",
                     ));
                 };
+                // Only a client that holds the token learns why it fails.
+                if let Some(refusal) = keys[index].refusal {
+                    return Err(ServerError::new(refusal, "token no longer valid"));
+                }
                 Ok(ServerStep::Success(Outcome {
                     mechanism: String::new(),
                     token_index: Some(index),
                     authcid: Some(authcid),
                     authzid: None,
-                    additional_data: Some(ht::responder(&keys[index].0, &self.cb_data).to_vec()),
+                    additional_data: Some(
+                        ht::responder(&keys[index].key.0, &self.cb_data).to_vec(),
+                    ),
                 }))
             }
             _ => Err(unexpected()),

@@ -121,7 +121,7 @@ pub enum ServerInput<'a> {
     Custom(Box<dyn Any + Send>),
     /// The answer to [`ServerStep::NeedToken`]: the keys of the tokens
     /// the client may hold, or the condition to fail with.
-    Token(Result<Vec<crate::ht::TokenKey>, Failure>),
+    Token(Result<Vec<crate::ht::TokenCandidate>, Failure>),
 }
 
 impl fmt::Debug for ServerInput<'_> {
@@ -525,16 +525,18 @@ impl ServerSession {
         self.run(ServerInput::Custom(answer))
     }
 
-    /// The answer to [`ServerStep::NeedToken`]: the keys of the tokens
-    /// issued to this client for this mechanism (XEP-0484 keeps two: the
-    /// new one and the one in use; [`Outcome::token_index`] says which
-    /// one matched), or the condition to fail with (`credentials-expired`
-    /// for a token no longer trusted).
-    pub fn token(
+    /// The answer to [`ServerStep::NeedToken`]: the tokens issued to this
+    /// client for this mechanism (XEP-0484 keeps two: the new one and the
+    /// one in use; [`Outcome::token_index`] says which one matched), each
+    /// a [`crate::ht::TokenKey`] or a [`crate::ht::TokenCandidate`] that
+    /// refuses a matching proof (`credentials-expired` for an expired
+    /// token), or the condition to fail with before any proof is checked.
+    pub fn token<K: Into<crate::ht::TokenCandidate>>(
         &mut self,
-        answer: Result<Vec<crate::ht::TokenKey>, Failure>,
+        answer: Result<Vec<K>, Failure>,
     ) -> Result<ServerStep, ServerError> {
         self.expect(ServerState::AwaitingToken)?;
+        let answer = answer.map(|keys| keys.into_iter().map(Into::into).collect());
         self.run(ServerInput::Token(answer))
     }
 

@@ -40,8 +40,8 @@ impl Ended {
 #[derive(Default)]
 pub struct Store {
     credentials: HashMap<String, Vec<StoredCredentials>>,
-    /// FAST tokens: (user, mechanism) → token.
-    tokens: HashMap<(String, String), String>,
+    /// FAST tokens: (user, mechanism) → token, and whether it expired.
+    tokens: HashMap<(String, String), (String, bool)>,
 }
 
 impl Store {
@@ -57,22 +57,38 @@ impl Store {
     }
 
     pub fn with_token(mut self, user: &str, mechanism: &str, token: &str) -> Self {
-        self.tokens
-            .insert((user.to_owned(), mechanism.to_owned()), token.to_owned());
+        self.tokens.insert(
+            (user.to_owned(), mechanism.to_owned()),
+            (token.to_owned(), false),
+        );
         self
     }
 
-    /// The key of the token issued to `user` for `mechanism`.
+    /// A token that expired: a proof made with it is refused with
+    /// `credentials-expired`.
+    pub fn with_expired_token(mut self, user: &str, mechanism: &str, token: &str) -> Self {
+        self.tokens.insert(
+            (user.to_owned(), mechanism.to_owned()),
+            (token.to_owned(), true),
+        );
+        self
+    }
+
+    /// The token issued to `user` for `mechanism`.
     pub fn token(
         &self,
         user: &str,
         mechanism: &str,
-    ) -> Result<Vec<sigil_sasl::ht::TokenKey>, Failure> {
-        self.tokens
+    ) -> Result<Vec<sigil_sasl::ht::TokenCandidate>, Failure> {
+        let (token, expired) = self
+            .tokens
             .get(&(user.to_owned(), mechanism.to_owned()))
-            .and_then(|token| sigil_sasl::ht::TokenKey::of(token))
-            .map(|key| vec![key])
-            .ok_or(Failure::NotAuthorized)
+            .ok_or(Failure::NotAuthorized)?;
+        let key = sigil_sasl::ht::TokenKey::of(token).ok_or(Failure::NotAuthorized)?;
+        Ok(vec![sigil_sasl::ht::TokenCandidate {
+            key,
+            refusal: expired.then_some(Failure::CredentialsExpired),
+        }])
     }
 
     pub fn lookup(&self, user: &str, algorithm: Option<Algorithm>) -> Option<StoredCredentials> {
