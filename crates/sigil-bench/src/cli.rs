@@ -51,10 +51,15 @@ pub(crate) enum Command {
     },
     /// Log each account's client in once asking for a FAST token
     /// (XEP-0484), then log in COUNT times again, at most CONCURRENCY at
-    /// once: first by a full login with the mechanism, then by the token.
+    /// once: first by a full login with the mechanism, then by a full
+    /// login with the password mechanism and no certificate (unless that
+    /// is the mechanism already), then by the token.
     Reconnect {
         #[command(flatten)]
         target: Target,
+        /// The password mechanism of the second kind of full login.
+        #[arg(long, default_value = "SCRAM-SHA-256")]
+        password_mechanism: String,
         /// How many logins of each kind.
         #[arg(long, default_value_t = 1000)]
         count: usize,

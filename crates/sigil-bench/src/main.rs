@@ -83,12 +83,14 @@ fn main() -> ExitCode {
         }),
         Command::Reconnect {
             target,
+            password_mechanism,
             count,
             concurrency,
             max_seconds,
         } => Ready::load(&target).and_then(|ready| {
             runtime.block_on(reconnect::reconnect(
                 Arc::new(ready),
+                &password_mechanism,
                 count,
                 concurrency,
                 Duration::from_secs(max_seconds),

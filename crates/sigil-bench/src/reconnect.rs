@@ -1,6 +1,7 @@
 //! `reconnect`: how fast clients that logged in before log in again, by a
 //! full login with the configured mechanism (EXTERNAL, or a password), by
-//! SCRAM-SHA-256 with the password and no certificate, and by the FAST
+//! a password mechanism (SCRAM-SHA-256 unless told) with no certificate,
+//! and by the FAST
 //! token (XEP-0484) their first login got, alone: reconnects/s,
 //! latency and the round trips each took (the times the client waited
 //! for the server after sending, TLS handshakes apart).
@@ -25,6 +26,7 @@ struct Known {
 
 pub(crate) async fn reconnect(
     ready: Arc<Ready>,
+    password_mechanism: &str,
     count: usize,
     concurrency: usize,
     max: Duration,
@@ -35,8 +37,12 @@ pub(crate) async fn reconnect(
     let mut known = Vec::new();
     for index in 0..ready.accounts.len().min(count.max(1)) {
         let agent = sigil_client::new_uuid().ok_or("no randomness for a user-agent id")?;
-        let password =
-            ClientConfig::new().allow(AllowList::new().name("SCRAM-SHA-256").name("SCRAM-SHA-1"));
+        let password = ClientConfig::new().allow(
+            AllowList::new()
+                .name(password_mechanism)
+                .name("SCRAM-SHA-256")
+                .name("SCRAM-SHA-1"),
+        );
         // (Without the certificate: a server offering EXTERNAL alone to a
         // certificate that logs in would offer no password mechanism.)
         let client = ready
@@ -59,8 +65,21 @@ pub(crate) async fn reconnect(
         return Err("the server issued no FAST token (it has no SASL2 or FAST)".into());
     }
     let known = Arc::new(known);
-    for by in [By::Full, By::Password, By::Token] {
-        run(&ready, &known, by, count, concurrency, max).await?;
+    let password = (ready.mechanism != password_mechanism).then_some(By::Password);
+    for by in [Some(By::Full), password, Some(By::Token)]
+        .into_iter()
+        .flatten()
+    {
+        run(
+            &ready,
+            &known,
+            by,
+            password_mechanism,
+            count,
+            concurrency,
+            max,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -70,7 +89,7 @@ pub(crate) async fn reconnect(
 enum By {
     /// A full login with the configured mechanism (and certificate).
     Full,
-    /// A full SCRAM-SHA-256 login with the password, no certificate.
+    /// A full login by the password mechanism, no certificate.
     Password,
     /// The FAST token alone, no certificate.
     Token,
@@ -80,10 +99,13 @@ async fn run(
     ready: &Arc<Ready>,
     known: &Arc<Vec<Known>>,
     by: By,
+    password_mechanism: &str,
     count: usize,
     concurrency: usize,
     max: Duration,
 ) -> Result<(), String> {
+    let password_config =
+        ClientConfig::new().allow(AllowList::new().name(password_mechanism.to_owned()));
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Failures::default());
     let round_trips = Arc::new(AtomicUsize::new(0));
@@ -92,7 +114,8 @@ async fn run(
     let deadline = start + max;
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        let (ready, known) = (ready.clone(), known.clone());
+        let (ready, known, password_config) =
+            (ready.clone(), known.clone(), password_config.clone());
         let (next, failures, round_trips) = (next.clone(), failures.clone(), round_trips.clone());
         workers.spawn(async move {
             let mut latencies = Latencies::default();
@@ -103,27 +126,42 @@ async fn run(
                 }
                 let index = i % known.len();
                 let client: &Known = &known[index];
-                let mut builder: ClientBuilder =
-                    ready.builder(index, None).user_agent(&client.agent, None);
+                // A resource of its own: a slow login of the same account
+                // still in flight is not replaced (`conflict`).
+                let mut builder: ClientBuilder = ready
+                    .builder(index, None)
+                    .resource(format!("r{i}"))
+                    .user_agent(&client.agent, None);
                 match (by, &client.token) {
                     (By::Full, _) => {}
                     (By::Password, _) => {
                         builder = builder
                             .tls(ready.without_certificate.clone())
                             .password(ready.password.clone())
-                            .sasl(
-                                ClientConfig::new().allow(AllowList::new().name("SCRAM-SHA-256")),
-                            );
+                            .sasl(password_config.clone());
                     }
                     (By::Token, Some(token)) => {
+                        // Any mechanism the token can use (the configured
+                        // one may be a password's); a login that used
+                        // another counts as failed below.
                         builder = builder
                             .tls(ready.without_certificate.clone())
+                            .sasl(ClientConfig::new())
                             .fast_token(token.clone());
                     }
                     (By::Token, None) => {}
                 }
                 let began = Instant::now();
                 match builder.connect().await {
+                    Ok(connected)
+                        if by == By::Token && !connected.mechanism().starts_with("HT-") =>
+                    {
+                        failures.record_text(&format!(
+                            "the token was not used: logged in by {}",
+                            connected.mechanism()
+                        ));
+                        connected.close().await;
+                    }
                     Ok(connected) => {
                         latencies.push(began.elapsed());
                         round_trips
@@ -148,7 +186,7 @@ async fn run(
     let cpu = cpu.per_event(ok);
     let how = match by {
         By::Full => ready.mechanism.as_str(),
-        By::Password => "SCRAM-SHA-256",
+        By::Password => password_mechanism,
         By::Token => "FAST",
     };
     if ready.json {

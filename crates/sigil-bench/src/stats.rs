@@ -62,9 +62,13 @@ pub(crate) struct Failures {
 
 impl Failures {
     pub(crate) fn record(&self, error: &sigil_client::Error) {
+        self.record_text(&error.to_string());
+    }
+
+    pub(crate) fn record_text(&self, why: &str) {
         self.count.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut first) = self.first.lock() {
-            first.get_or_insert_with(|| error.to_string());
+            first.get_or_insert_with(|| why.to_owned());
         }
     }
 

@@ -218,16 +218,34 @@ async fn page(
         (true, Some(key)) => Some(key.token(login)),
         _ => None,
     };
+    // The clients (XEP-0388 user agents) that last logged in with each
+    // certificate.
+    let agents = context
+        .store
+        .user_agents(login.account.as_str())
+        .await
+        .map_err(|error| tracing::error!(%error, "reading the user agents failed"))?;
     let mut rows = String::new();
     for device in &devices {
         let last = logins
             .iter()
             .find(|(name, _)| *name == device.entry.name)
             .map(|(_, at)| *at);
-        rows.push_str(&row(device, last, &login.fingerprint, token.as_deref()));
+        let clients: Vec<String> = agents
+            .iter()
+            .filter(|agent| agent.certificate == Some(device.entry.fingerprint))
+            .map(client_name)
+            .collect();
+        rows.push_str(&row(
+            device,
+            last,
+            &clients,
+            &login.fingerprint,
+            token.as_deref(),
+        ));
     }
     if devices.is_empty() {
-        rows.push_str("<tr><td colspan=\"8\">No device certificate is registered.</td></tr>\n");
+        rows.push_str("<tr><td colspan=\"9\">No device certificate is registered.</td></tr>\n");
     }
     let notice = notice
         .map(|text| format!("<p class=\"notice\" role=\"status\">{}</p>\n", escape(text)))
@@ -248,8 +266,23 @@ async fn page(
     ))
 }
 
+/// A client as its user knows it: its software, on which device.
+fn client_name(agent: &sigil_store::UserAgentRecord) -> String {
+    match (agent.software.as_deref(), agent.device.as_deref()) {
+        (Some(software), Some(device)) => format!("{software} on {device}"),
+        (Some(name), None) | (None, Some(name)) => name.to_owned(),
+        (None, None) => "a client that gave no name".to_owned(),
+    }
+}
+
 /// One device's row, with its buttons when a token is given.
-fn row(device: &Device, last_login: Option<i64>, own: &[u8; 32], token: Option<&str>) -> String {
+fn row(
+    device: &Device,
+    last_login: Option<i64>,
+    clients: &[String],
+    own: &[u8; 32],
+    token: Option<&str>,
+) -> String {
     let entry = &device.entry;
     let info = CertificateInfo::from_der(&entry.der).ok();
     let fingerprint: String = entry
@@ -271,6 +304,10 @@ fn row(device: &Device, last_login: Option<i64>, own: &[u8; 32], token: Option<&
     if device.renewal_pending {
         state.push_str("; renewal pending");
     }
+    let clients = match clients.is_empty() {
+        true => "–".to_owned(),
+        false => escape(&clients.join(", ")),
+    };
     let sessions = match device.resources.is_empty() {
         true => "none".to_owned(),
         false => escape(&device.resources.join(", ")),
@@ -296,7 +333,7 @@ fn row(device: &Device, last_login: Option<i64>, own: &[u8; 32], token: Option<&
     };
     format!(
         "<tr><td>{}{this}</td><td><code title=\"{fingerprint}\">{}…</code></td><td>{}</td><td>{}</td>\
-         <td>{}</td><td>{sessions}</td><td>{state}</td><td>{actions}</td></tr>\n",
+         <td>{}</td><td>{clients}</td><td>{sessions}</td><td>{state}</td><td>{actions}</td></tr>\n",
         escape(&entry.name),
         &fingerprint[..16],
         date(Some(entry.added_at)),

@@ -79,7 +79,7 @@ async fn a_device_lists_disables_and_revokes_the_accounts_devices() {
     register(&server, "phone", &phone, false).await;
     register(&server, "tablet", &tablet, false).await;
     register(&server, "bot <b>", &bot, true).await;
-    // The phone is online.
+    // The phone is online, by SASL2 with a user agent.
     let mut on_phone = TestClient::connect(
         &server,
         Login::certificate(
@@ -87,6 +87,7 @@ async fn a_device_lists_disables_and_revokes_the_accounts_devices() {
             ListenerKind::DirectTls,
             Identity::from_issued(&phone),
         )
+        .sasl2(true)
         .resource(Some("pocket")),
     )
     .await;
@@ -145,6 +146,15 @@ async fn a_device_lists_disables_and_revokes_the_accounts_devices() {
     assert!(page.contains("<title>Devices of alice@localhost</title>"));
     assert!(page.contains("laptop (this browser)"), "{page}");
     assert!(page.contains("<td>pocket</td>"), "{page}");
+    // The client that logged in with the phone's certificate, in its row.
+    let row_of = |name: &str| {
+        page.lines()
+            .find(|line| line.starts_with(&format!("<tr><td>{name}")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row_of("phone").contains("<td>sigil-test</td>"), "{page}");
+    assert!(!row_of("laptop").contains("sigil-test"), "{page}");
     assert!(page.contains("enabled; renewal pending"), "{page}");
     // A name is text, never markup.
     assert!(page.contains("bot &lt;b&gt;") && !page.contains("bot <b>"));
