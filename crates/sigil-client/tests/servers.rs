@@ -102,11 +102,18 @@ fn client_certificate(jid: &str, ca: Option<&generate::Ca>) -> generate::Issued 
     generate::client_certificate(&[Jid::new(jid).unwrap()], &options(), ca).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prosody_scram_then_xep_0257_then_external() {
-    if !enabled("prosody", "prosody") {
-        return;
-    }
+/// A Prosody (`kind`: `prosody` for 0.12, `prosody13`) on two free
+/// loopback ports, STARTTLS and direct TLS, with a fresh server
+/// certificate for `DOMAIN` and `user` registered with `password`.
+struct Prosody {
+    peer: Peer,
+    c2s: u16,
+    direct: u16,
+    /// The server certificate, PEM, for the client to trust.
+    trust: String,
+}
+
+fn start_prosody(kind: &'static str, user: &str, password: &str) -> Prosody {
     let dir = shared_dir();
     let d = dir.path().to_str().unwrap().to_owned();
     let server = generate::server_certificate(DOMAIN, &options(), None).unwrap();
@@ -118,7 +125,7 @@ async fn prosody_scram_then_xep_0257_then_external() {
     let key = format!("{d}/in.key");
     peer(&[
         "start",
-        "prosody",
+        kind,
         &d,
         DOMAIN,
         &c2s_text,
@@ -126,12 +133,23 @@ async fn prosody_scram_then_xep_0257_then_external() {
         &crt,
         &key,
     ]);
-    let _prosody = Peer {
-        kind: "prosody",
-        dir,
-    };
-    peer(&["register", "prosody", &d, "alice", DOMAIN, "alice-secret"]);
-    let trust = server.certificate_pem();
+    let peer_guard = Peer { kind, dir };
+    peer(&["register", kind, &d, user, DOMAIN, password]);
+    Prosody {
+        peer: peer_guard,
+        c2s,
+        direct,
+        trust: server.certificate_pem(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_scram_then_xep_0257_then_external() {
+    if !enabled("prosody", "prosody") {
+        return;
+    }
+    let prosody = start_prosody("prosody", "alice", "alice-secret");
+    let (c2s, direct, trust) = (prosody.c2s, prosody.direct, prosody.trust.clone());
     let builder = |transport: Transport| {
         let port = if transport == Transport::DirectTls {
             direct
@@ -306,32 +324,9 @@ async fn prosody13_sasl2_bind2_fast_and_inline_resumption() {
     if !enabled("prosody 13", &prosody13()) {
         return;
     }
-    let dir = shared_dir();
-    let d = dir.path().to_str().unwrap().to_owned();
-    let server = generate::server_certificate(DOMAIN, &options(), None).unwrap();
-    std::fs::write(dir.path().join("in.crt"), server.certificate_pem()).unwrap();
-    std::fs::write(dir.path().join("in.key"), server.key_pem()).unwrap();
-    let (c2s, direct) = (free_port(), free_port());
-    let (c2s_text, direct_text) = (c2s.to_string(), direct.to_string());
-    let crt = format!("{d}/in.crt");
-    let key = format!("{d}/in.key");
-    peer(&[
-        "start",
-        "prosody13",
-        &d,
-        DOMAIN,
-        &c2s_text,
-        &direct_text,
-        &crt,
-        &key,
-    ]);
-    let log = dir.path().join("log/prosody.log");
-    let _prosody = Peer {
-        kind: "prosody13",
-        dir,
-    };
-    peer(&["register", "prosody13", &d, "carol", DOMAIN, "carol-secret"]);
-    let trust = server.certificate_pem();
+    let prosody = start_prosody("prosody13", "carol", "carol-secret");
+    let (c2s, direct, trust) = (prosody.c2s, prosody.direct, prosody.trust.clone());
+    let log = prosody.peer.dir.path().join("log/prosody.log");
     let account = format!("carol@{DOMAIN}");
     let builder = |transport: Transport, port: u16| {
         Client::builder(account.clone())
