@@ -13,7 +13,8 @@
 //! where the token is the UTF-8 string the server issued, and cb-data is
 //! the connection's `tls-server-end-point` (ENDP) or `tls-exporter` (EXPR)
 //! data, or nothing (NONE). `-UNIQ` (`tls-unique`) is not offered: it is
-//! undefined on TLS 1.3 (see [`ChannelBindingType`]).
+//! undefined on TLS 1.3 and unsafe on TLS 1.2 without the extended master
+//! secret (see [`ChannelBindingType`]).
 //!
 //! The server never needs the token itself: tokens longer than the hash's
 //! block (64 bytes) are, as HMAC keys, replaced by their SHA-256 (RFC 2104
