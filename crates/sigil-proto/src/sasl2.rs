@@ -33,6 +33,12 @@ pub const MAX_TAG: usize = 64;
 /// Longest `<software/>` or `<device/>` text kept (longer is cut).
 pub const MAX_USER_AGENT_TEXT: usize = 128;
 
+/// The Unicode bidirectional controls (marks, embeddings, overrides,
+/// isolates), which can make a text read as another.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// The client software and device (`<user-agent/>`, XEP-0388 §2.3): the
 /// id is a UUID the client keeps for the life of its installation, the
 /// texts are for the user's own list of devices, never shown to others.
@@ -57,7 +63,13 @@ impl UserAgent {
         };
         let text = |name: &str| {
             element.child(name, NS).map(|child| {
-                let text = child.text();
+                // Shown to the user as plain text: no control characters
+                // or direction overrides that would disguise it.
+                let text: String = child
+                    .text()
+                    .chars()
+                    .filter(|c| !c.is_control() && !is_bidi_control(*c))
+                    .collect();
                 let text = text.trim();
                 let mut end = text.len().min(MAX_USER_AGENT_TEXT);
                 while !text.is_char_boundary(end) {
@@ -467,6 +479,22 @@ mod tests {
             Authenticate::from_element(&without)
                 .unwrap()
                 .initial_response,
+            None
+        );
+    }
+
+    #[test]
+    fn user_agent_texts_lose_control_and_direction_characters() {
+        let agent = Element::new("user-agent", NS)
+            .with_child(Element::new("software", NS).with_text("Conv\u{202E}ersations\n"))
+            .with_child(Element::new("device", NS).with_text("\u{2066}Pixel\u{0007} 8\u{2069}"));
+        let read = UserAgent::from_element(&agent).unwrap();
+        assert_eq!(read.software.as_deref(), Some("Conversations"));
+        assert_eq!(read.device.as_deref(), Some("Pixel 8"));
+        let only_controls = Element::new("user-agent", NS)
+            .with_child(Element::new("device", NS).with_text("\u{202E}\t"));
+        assert_eq!(
+            UserAgent::from_element(&only_controls).unwrap().device,
             None
         );
     }

@@ -509,6 +509,11 @@ impl<W: Wire> Connection<W> {
                     detail,
                     counted,
                 } => {
+                    // What a failed attempt decided (a certificate login, a
+                    // token found, a password checked) must not carry over
+                    // to the client's next attempt on this stream.
+                    self.login = None;
+                    self.sasl2 = None;
                     // EXTERNAL refusals are logged with their reason above.
                     if mechanism != "EXTERNAL" {
                         let account = account.map(|a| a.to_string()).unwrap_or_default();

@@ -55,6 +55,9 @@ struct Candidate {
     sealed: Vec<u8>,
     /// The certificate login the token stands for, decided now.
     login: Option<(CertificateLogin, u64)>,
+    /// The token may not log in (the mechanism refuses a proof made
+    /// with it; `used` never takes it either).
+    refused: bool,
 }
 
 /// What a login by token found: the keys to try (or the condition to
@@ -130,6 +133,7 @@ pub async fn find(context: &Context, account: &BareJid, mechanism: &str, agent: 
             slot,
             sealed: token.sealed,
             login,
+            refused: refusal.is_some(),
         });
     }
     if keys.is_empty() {
@@ -176,7 +180,7 @@ async fn used(
     index: usize,
     invalidate: bool,
 ) -> Option<Candidate> {
-    if index >= pending.candidates.len() {
+    if pending.candidates.get(index).is_none_or(|c| c.refused) {
         return None;
     }
     let candidate = pending.candidates.swap_remove(index);
