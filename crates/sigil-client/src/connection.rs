@@ -110,7 +110,8 @@ impl Connection {
                 let _ = s.shutdown().await;
             }
             Self::WebSocket(ws) => {
-                let _ = ws.close(None).await;
+                // The WebSocket close (with its close frame), not `SinkExt::close`.
+                let _ = WebSocketStream::close(ws.as_mut(), None).await;
             }
             Self::Bosh(bosh) => bosh.finish().await,
             Self::Gone => {}

@@ -51,9 +51,11 @@ mod traits;
 mod types;
 
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use traits::{
     AccountStore, ArchiveStore, BlockingStore, CertificateStore, DocumentStore, InviteStore,

@@ -1,0 +1,199 @@
+//! The PostgreSQL backend against a real server: the one
+//! `scripts/ensure-postgres` finds or starts on loopback (each test in a
+//! schema of its own, dropped after), or `SIGIL_TEST_POSTGRES_URL`.
+//! `SIGIL_SKIP_POSTGRES=1` skips these tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::process::Command;
+
+use sigil_store::postgres::{PostgresOptions, SCHEMA_VERSION};
+use sigil_store::{PostgresStore, StoreError};
+
+/// A URL with the right to create schemas, or `None` when skipped.
+fn admin_url(test: &str) -> Option<String> {
+    if std::env::var("SIGIL_SKIP_POSTGRES").as_deref() == Ok("1") {
+        eprintln!("{test}: skipped: SIGIL_SKIP_POSTGRES=1");
+        return None;
+    }
+    if let Ok(url) = std::env::var("SIGIL_TEST_POSTGRES_URL") {
+        return Some(url);
+    }
+    // The script answers at once when its server runs, and otherwise
+    // starts it (one caller at a time).
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-postgres");
+    let out = Command::new(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/ensure-postgres failed (or set SIGIL_SKIP_POSTGRES=1): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap().trim().to_owned())
+}
+
+/// A schema of its own for one test, dropped with it.
+struct Schema {
+    admin: String,
+    name: String,
+    /// The URL whose connections work in this schema.
+    url: String,
+}
+
+impl Schema {
+    async fn new(admin: String) -> Self {
+        let mut random = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
+            .unwrap();
+        let name = format!(
+            "sigil_test_{}",
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        execute(&admin, &format!("CREATE SCHEMA {name}")).await;
+        let separator = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{separator}options=-c%20search_path%3D{name}");
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Its own thread and runtime: a test's runtime may be ending.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(execute(&admin, &format!("DROP SCHEMA {name} CASCADE")));
+        })
+        .join();
+    }
+}
+
+async fn execute(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    client.batch_execute(sql).await.unwrap();
+    drop(client);
+    let _ = driver.await;
+}
+
+#[tokio::test]
+async fn migrations_run_once_and_bring_the_schema_up_to_date() {
+    let Some(admin) = admin_url("migrations") else {
+        return;
+    };
+    let schema = Schema::new(admin).await;
+    for _ in 0..3 {
+        let store = PostgresStore::connect(&schema.url).await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+        store.close().await;
+    }
+    // Each version once, in this schema and not elsewhere.
+    let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    let versions: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+            &[&schema.name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(tables > 10, "{tables} tables");
+}
+
+#[tokio::test]
+async fn nodes_starting_together_migrate_once() {
+    let Some(admin) = admin_url("concurrent migrations") else {
+        return;
+    };
+    let schema = Schema::new(admin).await;
+    let mut starting = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let url = schema.url.clone();
+        starting.spawn(async move { PostgresStore::connect(&url).await });
+    }
+    while let Some(started) = starting.join_next().await {
+        let store = started.unwrap().unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    }
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_left_alone() {
+    let Some(admin) = admin_url("newer schema") else {
+        return;
+    };
+    let schema = Schema::new(admin).await;
+    PostgresStore::connect(&schema.url)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    execute(
+        &schema.url,
+        &format!(
+            "INSERT INTO schema_migrations (version) VALUES ({})",
+            SCHEMA_VERSION + 1
+        ),
+    )
+    .await;
+    let refused = PostgresStore::connect(&schema.url).await.unwrap_err();
+    assert_eq!(
+        refused,
+        StoreError::SchemaTooNew {
+            found: SCHEMA_VERSION + 1,
+            supported: SCHEMA_VERSION
+        }
+    );
+}
+
+#[tokio::test]
+async fn bad_urls_and_refused_tls_are_clear_errors() {
+    let invalid = PostgresStore::connect("postgres://[::1").await.unwrap_err();
+    assert!(
+        matches!(&invalid, StoreError::Backend(text) if text.contains("invalid PostgreSQL URL")),
+        "{invalid:?}"
+    );
+    let Some(admin) = admin_url("tls") else {
+        return;
+    };
+    // The test server speaks no TLS: asking for it fails, with no
+    // fallback to plain text.
+    let separator = if admin.contains('?') { '&' } else { '?' };
+    let options = PostgresOptions {
+        ca_pem: Some(b"not a certificate".to_vec()),
+        ..PostgresOptions::default()
+    };
+    let bad_ca =
+        PostgresStore::connect_with(&format!("{admin}{separator}sslmode=require"), &options)
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(&bad_ca, StoreError::Backend(text) if text.contains("CA file")),
+        "{bad_ca:?}"
+    );
+    let refused = PostgresStore::connect(&format!("{admin}{separator}sslmode=require"))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Backend(_)), "{refused:?}");
+}
