@@ -1,7 +1,8 @@
 //! The PostgreSQL backend against a real server: the one
-//! `scripts/ensure-postgres` finds or starts on loopback (each test in a
-//! schema of its own, dropped after), or `SIGIL_TEST_POSTGRES_URL`.
-//! `SIGIL_SKIP_POSTGRES=1` skips these tests.
+//! `scripts/ensure-postgres` finds or starts on loopback, or
+//! `SIGIL_TEST_POSTGRES_URL`; each test in a schema of its own, dropped
+//! after. The conformance battery first, then what only PostgreSQL has
+//! (migrations shared by nodes, TLS settings).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -11,14 +12,10 @@ use std::process::Command;
 use sigil_store::postgres::{PostgresOptions, SCHEMA_VERSION};
 use sigil_store::{PostgresStore, StoreError};
 
-/// A URL with the right to create schemas, or `None` when skipped.
-fn admin_url(test: &str) -> Option<String> {
-    if std::env::var("SIGIL_SKIP_POSTGRES").as_deref() == Ok("1") {
-        eprintln!("{test}: skipped: SIGIL_SKIP_POSTGRES=1");
-        return None;
-    }
+/// A URL with the right to create schemas.
+fn admin_url() -> String {
     if let Ok(url) = std::env::var("SIGIL_TEST_POSTGRES_URL") {
-        return Some(url);
+        return url;
     }
     // The script answers at once when its server runs, and otherwise
     // starts it (one caller at a time).
@@ -26,11 +23,26 @@ fn admin_url(test: &str) -> Option<String> {
     let out = Command::new(script).output().unwrap();
     assert!(
         out.status.success(),
-        "scripts/ensure-postgres failed (or set SIGIL_SKIP_POSTGRES=1): {}",
+        "scripts/ensure-postgres failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(String::from_utf8(out.stdout).unwrap().trim().to_owned())
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// A fresh store in a schema of its own, with the schema's guard.
+async fn fresh_store() -> (PostgresStore, Schema) {
+    let schema = Schema::new(admin_url()).await;
+    let options = PostgresOptions {
+        max_connections: 4,
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::connect_with(&schema.url, &options)
+        .await
+        .unwrap();
+    (store, schema)
+}
+
+sigil_store::conformance_tests!(postgres, fresh_store());
 
 /// A schema of its own for one test, dropped with it.
 struct Schema {
@@ -55,7 +67,10 @@ impl Schema {
         );
         execute(&admin, &format!("CREATE SCHEMA {name}")).await;
         let separator = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{separator}options=-c%20search_path%3D{name}");
+        // Its connections carry its name, so that the drop can end those
+        // a test left behind (their runtime may be gone).
+        let url =
+            format!("{admin}{separator}options=-c%20search_path%3D{name}&application_name={name}");
         Self { admin, name, url }
     }
 }
@@ -69,7 +84,14 @@ impl Drop for Schema {
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(execute(&admin, &format!("DROP SCHEMA {name} CASCADE")));
+                .block_on(execute(
+                    &admin,
+                    &format!(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE application_name = '{name}';
+                         DROP SCHEMA {name} CASCADE"
+                    ),
+                ));
         })
         .join();
     }
@@ -87,9 +109,7 @@ async fn execute(url: &str, sql: &str) {
 
 #[tokio::test]
 async fn migrations_run_once_and_bring_the_schema_up_to_date() {
-    let Some(admin) = admin_url("migrations") else {
-        return;
-    };
+    let admin = admin_url();
     let schema = Schema::new(admin).await;
     for _ in 0..3 {
         let store = PostgresStore::connect(&schema.url).await.unwrap();
@@ -123,9 +143,7 @@ async fn migrations_run_once_and_bring_the_schema_up_to_date() {
 
 #[tokio::test]
 async fn nodes_starting_together_migrate_once() {
-    let Some(admin) = admin_url("concurrent migrations") else {
-        return;
-    };
+    let admin = admin_url();
     let schema = Schema::new(admin).await;
     let mut starting = tokio::task::JoinSet::new();
     for _ in 0..4 {
@@ -140,9 +158,7 @@ async fn nodes_starting_together_migrate_once() {
 
 #[tokio::test]
 async fn a_newer_schema_is_left_alone() {
-    let Some(admin) = admin_url("newer schema") else {
-        return;
-    };
+    let admin = admin_url();
     let schema = Schema::new(admin).await;
     PostgresStore::connect(&schema.url)
         .await
@@ -174,9 +190,7 @@ async fn bad_urls_and_refused_tls_are_clear_errors() {
         matches!(&invalid, StoreError::Backend(text) if text.contains("invalid PostgreSQL URL")),
         "{invalid:?}"
     );
-    let Some(admin) = admin_url("tls") else {
-        return;
-    };
+    let admin = admin_url();
     // The test server speaks no TLS: asking for it fails, with no
     // fallback to plain text.
     let separator = if admin.contains('?') { '&' } else { '?' };

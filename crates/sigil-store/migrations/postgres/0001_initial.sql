@@ -122,7 +122,34 @@ CREATE TABLE saved_session_messages (
     session TEXT COLLATE "C" NOT NULL REFERENCES saved_sessions (id) ON DELETE CASCADE,
     seq BIGINT NOT NULL,
     offline_id BIGINT NOT NULL,
+    -- The order they were sent in (sequence numbers wrap).
+    position INTEGER NOT NULL,
     PRIMARY KEY (session, seq)
+);
+
+-- A message's seq is its archive time in Unix microseconds, raised past
+-- the owner's newest when the clock has not moved on (or went back):
+-- unique and increasing per owner, it orders the owner's archive.
+CREATE TABLE archive (
+    owner TEXT COLLATE "C" NOT NULL REFERENCES accounts (jid) ON DELETE CASCADE,
+    seq BIGINT NOT NULL,
+    id TEXT COLLATE "C" NOT NULL,
+    with_bare TEXT COLLATE "C" NOT NULL,
+    with_resource TEXT COLLATE "C" NOT NULL,
+    stanza TEXT NOT NULL,
+    PRIMARY KEY (owner, seq)
+);
+CREATE INDEX archive_by_with ON archive (owner, with_bare, seq);
+CREATE INDEX archive_by_time ON archive (seq);
+-- Ids that do not name their time are found, and kept unique, by this.
+CREATE UNIQUE INDEX archive_other_ids ON archive (owner, id)
+    WHERE length(id) <> 37 OR id ~ '[^0-9a-f]';
+
+CREATE TABLE archive_prefs (
+    owner TEXT COLLATE "C" NOT NULL PRIMARY KEY REFERENCES accounts (jid) ON DELETE CASCADE,
+    default_rule TEXT NOT NULL CHECK (default_rule IN ('always', 'never', 'roster')),
+    always TEXT[] NOT NULL,
+    never TEXT[] NOT NULL
 );
 
 CREATE TABLE documents (

@@ -9,13 +9,37 @@
 //! The schema is brought up to date on connect, under a transaction-level
 //! advisory lock, so nodes that start together migrate once. A database
 //! written by a newer Sigil is left alone ([`StoreError::SchemaTooNew`]).
+//!
+//! # Concurrency
+//!
+//! Several nodes write at once, so a rule that SQLite's one writer keeps by
+//! itself (a quota, "the account must exist") is kept here by locking the
+//! owner's `accounts` row (`SELECT … FOR NO KEY UPDATE`, [`lock_account`])
+//! first in every transaction that writes an account's data: writes to
+//! one account queue, writes to different accounts do not wait for each
+//! other, and inserts that only check the row exists (foreign keys) do
+//! not wait at all. A transaction that locks several accounts locks them
+//! in the order of their JIDs, so two cannot deadlock.
+//! Transactions run at `READ COMMITTED`; reads that must agree with each
+//! other (an account and its credentials) are one statement.
+
+mod accounts;
+mod archive;
+mod blocking;
+mod certificates;
+mod documents;
+mod invites;
+mod offline;
+mod roster;
+mod sessions;
+mod tokens;
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Config, NoTls};
 
@@ -188,6 +212,83 @@ impl PostgresStore {
     pub async fn close(&self) {
         self.pool.close();
     }
+}
+
+/// Parameters of a statement.
+pub(crate) type Params<'p> = &'p [&'p (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// Runs `sql` (prepared once per connection) with `params`: rows changed.
+pub(crate) async fn execute(
+    client: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<u64, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(backend)?;
+    client.execute(&statement, params).await.map_err(backend)
+}
+
+/// Runs the query `sql` (prepared once per connection) with `params`.
+pub(crate) async fn query(
+    client: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(backend)?;
+    client.query(&statement, params).await.map_err(backend)
+}
+
+/// As [`query`], for at most one row.
+pub(crate) async fn query_opt(
+    client: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(backend)?;
+    client.query_opt(&statement, params).await.map_err(backend)
+}
+
+/// As [`query`], for exactly one row.
+pub(crate) async fn query_one(
+    client: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<tokio_postgres::Row, StoreError> {
+    let statement = client.prepare_cached(sql).await.map_err(backend)?;
+    client.query_one(&statement, params).await.map_err(backend)
+}
+
+/// Locks `jid`'s account row for the rest of the transaction `client` is
+/// in; whether there is such an account.
+pub(crate) async fn lock_account(
+    client: &impl GenericClient,
+    jid: &str,
+) -> Result<bool, StoreError> {
+    let row = query_opt(
+        client,
+        "SELECT 1 FROM accounts WHERE jid = $1 FOR NO KEY UPDATE",
+        &[&jid],
+    )
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// A stored count or version that must not be negative.
+pub(crate) fn to_unsigned(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what}: {value}")))
+}
+
+/// A count or limit as PostgreSQL's `bigint`, saturating.
+pub(crate) fn to_bigint(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// The server's message for a database error (with its detail), else the
