@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sigil_proto::server::{ServerStreamConfig, TlsMode};
-use sigil_store::{SqliteStore, Store};
+use sigil_store::{AnyStore, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -51,8 +51,8 @@ impl Server {
     /// Opens the store named by the configuration (paths relative to
     /// `base`) and starts the server.
     pub async fn start(config: &Config, base: &Path) -> Result<Self, StartError> {
-        let store = open_store(&config.storage.url, base).await?;
-        Self::start_with_store(config, base, Arc::new(store)).await
+        let store = open_store(&config.storage, base).await?;
+        Self::start_with_store(config, base, store.shared()).await
     }
 
     /// Starts with an already-open store.
@@ -490,16 +490,29 @@ pub fn sasl_config(mechanisms: &[String], fast: bool) -> sigil_sasl::server::Ser
     sigil_sasl::server::ServerConfig::new().allow(mechanisms.iter().cloned().chain(tokens))
 }
 
-/// Opens the store of a `sqlite://PATH` URL, PATH relative to `base`.
-pub async fn open_store(url: &str, base: &Path) -> Result<SqliteStore, StartError> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| StartError(format!("unsupported storage URL {url:?}")))?;
-    let path = base.join(path);
-    SqliteStore::open(&path)
+/// Opens the store the configuration names (a `sqlite://PATH` relative
+/// to `base`, or a `postgres://` URL with the `[storage]` options).
+pub async fn open_store(
+    storage: &crate::config::StorageConfig,
+    base: &Path,
+) -> Result<AnyStore, StartError> {
+    let ca_pem = match &storage.ca {
+        Some(path) => {
+            let path = base.join(path);
+            Some(std::fs::read(&path).map_err(|e| {
+                StartError(format!("cannot read storage.ca {}: {e}", path.display()))
+            })?)
+        }
+        None => None,
+    };
+    let options = sigil_store::postgres::PostgresOptions {
+        max_connections: storage.max_connections,
+        ca_pem,
+        ..Default::default()
+    };
+    AnyStore::open(&storage.url, base, &options)
         .await
-        .map_err(|e| StartError(format!("cannot open the database {}: {e}", path.display())))
+        .map_err(|e| StartError(e.to_string()))
 }
 
 /// The certificate and key files of a configuration.

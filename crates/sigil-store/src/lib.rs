@@ -50,10 +50,12 @@ mod error;
 mod traits;
 mod types;
 
+mod any;
 pub mod conformance;
 pub mod postgres;
 pub mod sqlite;
 
+pub use any::{AnyStore, redact};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

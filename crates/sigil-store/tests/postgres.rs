@@ -6,28 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::Path;
-use std::process::Command;
-
+use sigil_store::postgres::testing::{Schema, admin_url, execute};
 use sigil_store::postgres::{PostgresOptions, SCHEMA_VERSION};
 use sigil_store::{PostgresStore, StoreError};
-
-/// A URL with the right to create schemas.
-fn admin_url() -> String {
-    if let Ok(url) = std::env::var("SIGIL_TEST_POSTGRES_URL") {
-        return url;
-    }
-    // The script answers at once when its server runs, and otherwise
-    // starts it (one caller at a time).
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-postgres");
-    let out = Command::new(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/ensure-postgres failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// A fresh store in a schema of its own, with the schema's guard.
 async fn fresh_store() -> (PostgresStore, Schema) {
@@ -43,69 +24,6 @@ async fn fresh_store() -> (PostgresStore, Schema) {
 }
 
 sigil_store::conformance_tests!(postgres, fresh_store());
-
-/// A schema of its own for one test, dropped with it.
-struct Schema {
-    admin: String,
-    name: String,
-    /// The URL whose connections work in this schema.
-    url: String,
-}
-
-impl Schema {
-    async fn new(admin: String) -> Self {
-        let mut random = [0u8; 8];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random))
-            .unwrap();
-        let name = format!(
-            "sigil_test_{}",
-            random
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
-        execute(&admin, &format!("CREATE SCHEMA {name}")).await;
-        let separator = if admin.contains('?') { '&' } else { '?' };
-        // Its connections carry its name, so that the drop can end those
-        // a test left behind (their runtime may be gone).
-        let url =
-            format!("{admin}{separator}options=-c%20search_path%3D{name}&application_name={name}");
-        Self { admin, name, url }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Its own thread and runtime: a test's runtime may be ending.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(execute(
-                    &admin,
-                    &format!(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                         WHERE application_name = '{name}';
-                         DROP SCHEMA {name} CASCADE"
-                    ),
-                ));
-        })
-        .join();
-    }
-}
-
-async fn execute(url: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let driver = tokio::spawn(connection);
-    client.batch_execute(sql).await.unwrap();
-    drop(client);
-    let _ = driver.await;
-}
 
 #[tokio::test]
 async fn migrations_run_once_and_bring_the_schema_up_to_date() {

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use sigil_server::Config;
-use sigil_store::{AccountStore, CertificateStore, SqliteStore};
+
 use sigil_x509::{CertificateInfo, OffsetDateTime};
 
 use crate::serve::ConfigLocation;
@@ -84,17 +84,17 @@ pub(crate) fn run(location: &ConfigLocation, action: DeviceAction<'_>) -> Result
         return untrust(&config, &base, name, &mut out);
     }
     crate::serve::runtime()?.block_on(async {
-        let store = sigil_server::open_store(&config.storage.url, &base)
+        let store = sigil_server::open_store(&config.storage, &base)
             .await
             .map_err(|e| e.to_string())?;
-        let result = run_store(&store, &config, &base, action, &mut out).await;
+        let result = run_store(&*store, &config, &base, action, &mut out).await;
         store.close().await;
         result
     })
 }
 
 async fn run_store(
-    store: &SqliteStore,
+    store: &dyn sigil_store::Store,
     config: &Config,
     base: &Path,
     action: DeviceAction<'_>,

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use sigil_server::Config;
 use sigil_server::config::InvitesConfig;
 use sigil_server::invites::{self, InviteRequest, NewInvite};
-use sigil_store::{Invite, InviteKind, InviteStore as _, SqliteStore};
+use sigil_store::{Invite, InviteKind};
 use sigil_x509::OffsetDateTime;
 
 use crate::serve::ConfigLocation;
@@ -70,17 +70,17 @@ pub(crate) fn run(command: InviteCommand) -> Result<(), String> {
     let base = location.base();
     let mut out = io::stdout().lock();
     crate::serve::runtime()?.block_on(async {
-        let store = sigil_server::open_store(&config.storage.url, &base)
+        let store = sigil_server::open_store(&config.storage, &base)
             .await
             .map_err(|e| e.to_string())?;
-        let result = run_store(&store, &config, command, &mut out).await;
+        let result = run_store(&*store, &config, command, &mut out).await;
         store.close().await;
         result
     })
 }
 
 async fn run_store(
-    store: &SqliteStore,
+    store: &dyn sigil_store::Store,
     config: &Config,
     command: InviteCommand,
     out: &mut impl Write,

@@ -7,7 +7,7 @@ use sigil_sasl::StoredCredentials;
 use sigil_server::accounts::{self, AccountError};
 use sigil_server::config::ListenerKind;
 use sigil_server::{Config, Server};
-use sigil_store::{SqliteStore, StoreError};
+use sigil_store::StoreError;
 
 /// The configuration file used when none is named.
 pub(crate) const DEFAULT_CONFIG: &str = "sigil-data/sigil.toml";
@@ -282,10 +282,10 @@ pub(crate) fn check(location: &ConfigLocation) -> Result<(), String> {
     let (certificate, key) = sigil_server::certificate_paths(&config, &base);
     sigil_server::tls::ServerIdentity::load(&certificate, &key)?;
     runtime()?.block_on(async {
-        let store = sigil_server::open_store(&config.storage.url, &base)
+        let store = sigil_server::open_store(&config.storage, &base)
             .await
             .map_err(|e| e.to_string())?;
-        let accounts = sigil_store::AccountStore::accounts(&store)
+        let accounts = sigil_store::AccountStore::accounts(&*store)
             .await
             .map_err(|e| e.to_string())?;
         let _ = writeln!(out, "{}: OK", location.path.display());
@@ -368,25 +368,24 @@ pub(crate) fn user(location: &ConfigLocation, action: &UserAction<'_>) -> Result
     let config = load_or_create(location, None, &mut out)?;
     let base = location.base();
     runtime()?.block_on(async {
-        let store = sigil_server::open_store(&config.storage.url, &base)
+        let store = sigil_server::open_store(&config.storage, &base)
             .await
             .map_err(|e| e.to_string())?;
         let socket = base.join(&config.auth.control_socket);
-        let result = run_user(&store, &config, &socket, action, &mut out).await;
+        let result = run_user(&*store, &config, &socket, action, &mut out).await;
         store.close().await;
         result
     })
 }
 
 async fn run_user(
-    store: &SqliteStore,
+    store: &dyn sigil_store::Store,
     config: &Config,
     socket: &Path,
     action: &UserAction<'_>,
     out: &mut impl Write,
 ) -> Result<(), String> {
     use sigil_server::control::End;
-    use sigil_store::AccountStore;
     match action {
         UserAction::Add {
             jid,

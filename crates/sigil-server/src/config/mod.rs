@@ -269,11 +269,21 @@ impl Config {
                 "must be at least 1 (set archive.enabled = false to archive nothing)".into(),
             ));
         }
-        if !self.storage.url.starts_with("sqlite:") {
+        let url = &self.storage.url;
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
             return Err(bad(
                 "storage.url",
-                format!("{:?}: only sqlite:// URLs are supported", self.storage.url),
+                format!(
+                    "{:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE",
+                    sigil_store::redact(url)
+                ),
             ));
+        }
+        if self.storage.max_connections == 0 {
+            return Err(bad("storage.max_connections", "must be at least 1".into()));
         }
         if self.tls.certificate.is_some() != self.tls.key.is_some() {
             return Err(bad(
@@ -666,8 +676,12 @@ mod tests {
                 "invites.max_open",
             ),
             (
-                "domain = 'example.org'\n[storage]\nurl = 'postgres://x'\n",
+                "domain = 'example.org'\n[storage]\nurl = 'mysql://x'\n",
                 "storage.url",
+            ),
+            (
+                "domain = 'example.org'\n[storage]\nmax_connections = 0\n",
+                "storage.max_connections",
             ),
             (
                 "domain = 'example.org'\n[[listener]]\nkind = 'starttls'\naddress = '127.0.0.1:1'\n[[listener]]\nkind = 'direct-tls'\naddress = '127.0.0.1:1'\n",

@@ -113,16 +113,25 @@ pub struct TlsConfig {
 
 /// Storage.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// `sqlite://PATH` (relative to the configuration file).
+    /// `sqlite://PATH` (relative to the configuration file), or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (with
+    /// `?sslmode=require` for TLS to the database).
     pub url: String,
+    /// PostgreSQL: the CA certificate (PEM) that signed the database
+    /// server's, for TLS; default: the system's trusted roots.
+    pub ca: Option<PathBuf>,
+    /// PostgreSQL: connections in the pool at most.
+    pub max_connections: usize,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://sigil.db".into(),
+            ca: None,
+            max_connections: 16,
         }
     }
 }

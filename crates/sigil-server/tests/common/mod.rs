@@ -22,7 +22,7 @@ use sigil_sasl::client::{AllowList, ClientConfig, ClientContext};
 use sigil_sasl::{Algorithm, ChannelBinding, ChannelBindingType, StoredCredentials};
 use sigil_server::config::{ClientCertificatePolicy, ListenerConfig, ListenerKind};
 use sigil_server::{Config, Server};
-use sigil_store::{SqliteStore, Store};
+use sigil_store::Store;
 use sigil_xml::Element;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -115,12 +115,13 @@ impl TestServer {
         let store = server.context().store.clone();
         server.shutdown().await;
         drop(store);
-        // Reopen the database from disk, as a new process would.
-        let store = SqliteStore::open(&self.dir.path().join("sigil.db"))
+        // Reopen the database (from disk, or the server), as a new process
+        // would.
+        let store = sigil_server::open_store(&self.config.storage, self.dir.path())
             .await
             .unwrap();
         self.server = Some(
-            Server::start_with_store(&self.config, self.dir.path(), Arc::new(store))
+            Server::start_with_store(&self.config, self.dir.path(), store.shared())
                 .await
                 .unwrap(),
         );

@@ -32,6 +32,7 @@ mod invites;
 mod offline;
 mod roster;
 mod sessions;
+pub mod testing;
 mod tokens;
 
 use std::fmt;
