@@ -112,7 +112,7 @@ pub struct TlsConfig {
 }
 
 /// Storage.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// `sqlite://PATH` (relative to the configuration file), or
@@ -124,6 +124,17 @@ pub struct StorageConfig {
     pub ca: Option<PathBuf>,
     /// PostgreSQL: connections in the pool at most.
     pub max_connections: usize,
+}
+
+impl fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry the database password.
+        f.debug_struct("StorageConfig")
+            .field("url", &sigil_store::redact(&self.url))
+            .field("ca", &self.ca)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 impl Default for StorageConfig {

@@ -98,7 +98,7 @@ CREATE TABLE expiry_warnings (
 CREATE TABLE revoked_certificates (
     owner TEXT COLLATE "C" NOT NULL,
     fingerprint BYTEA NOT NULL CHECK (length(fingerprint) = 32),
-    name TEXT NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
     der BYTEA NOT NULL,
     revoked_at BIGINT NOT NULL,
     PRIMARY KEY (owner, fingerprint)

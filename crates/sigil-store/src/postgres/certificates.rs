@@ -453,9 +453,14 @@ impl CertificateStore for PostgresStore {
         at: i64,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let client = self.client().await?;
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await.map_err(backend)?;
+            // Not while the certificate is being promoted or revoked.
+            if !lock_account(&transaction, owner).await? {
+                return Ok(false);
+            }
             let marked = execute(
-                &client,
+                &transaction,
                 "INSERT INTO expiry_warnings (owner, fingerprint, warned_at)
                  SELECT owner, fingerprint, $3 FROM certificates
                  WHERE owner = $1 AND fingerprint = $2 FOR KEY SHARE
@@ -463,6 +468,7 @@ impl CertificateStore for PostgresStore {
                 &[&owner, &fingerprint.as_slice(), &at],
             )
             .await?;
+            transaction.commit().await.map_err(backend)?;
             Ok(marked > 0)
         })
     }

@@ -27,9 +27,24 @@ impl InviteStore for PostgresStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let transaction = client.transaction().await.map_err(backend)?;
-            // The creator's account row (or, for the operator's, an
-            // advisory lock) first: invitations are counted and made with
-            // nothing else making or ending them.
+            // The accounts involved (the creator's, and the one a device
+            // invitation adds to), locked in JID order; for the operator's
+            // invitations, which have no creator row, an advisory lock:
+            // invitations are counted and made with nothing else making
+            // or ending them.
+            let target = match &invite.kind {
+                InviteKind::Account { .. } => None,
+                InviteKind::Device { account } => Some(account.as_str()),
+            };
+            let creator = invite.creator.as_ref().map(|c| c.account.as_str());
+            let mut accounts: Vec<&str> = creator.into_iter().chain(target).collect();
+            accounts.sort_unstable();
+            accounts.dedup();
+            for account in accounts {
+                if !lock_account(&transaction, account).await? {
+                    return Err(StoreError::NotFound);
+                }
+            }
             match &invite.creator {
                 Some(maker) => {
                     if !may_invite(&transaction, maker).await? {
@@ -45,30 +60,27 @@ impl InviteStore for PostgresStore {
                     .await?;
                 }
             }
-            let (kind, jid) = match &invite.kind {
-                InviteKind::Account { jid } => ("account", jid.as_deref()),
-                InviteKind::Device { account } => {
-                    let exists = query_opt(
-                        &transaction,
-                        "SELECT 1 FROM accounts WHERE jid = $1 FOR KEY SHARE",
-                        &[account],
-                    )
-                    .await?;
-                    if exists.is_none() {
-                        return Err(StoreError::NotFound);
-                    }
-                    ("device", Some(account.as_str()))
-                }
+            let (kind, jid) = match target {
+                None => ("account", invite_jid(&invite.kind)),
+                Some(account) => ("device", Some(account)),
             };
-            let creator = invite.creator.as_ref().map(|c| c.account.as_str());
-            let open: i64 = query_one(
-                &transaction,
-                "SELECT count(*) FROM invites
-                 WHERE creator IS NOT DISTINCT FROM $1 AND expires_at > $2",
-                &[&creator, &now],
-            )
-            .await?
-            .get(0);
+            // (Two statements, so that each uses an index.)
+            let open: i64 = match creator {
+                Some(creator) => query_one(
+                    &transaction,
+                    "SELECT count(*) FROM invites WHERE creator = $1 AND expires_at > $2",
+                    &[&creator, &now],
+                )
+                .await?
+                .get(0),
+                None => query_one(
+                    &transaction,
+                    "SELECT count(*) FROM invites WHERE creator IS NULL AND expires_at > $1",
+                    &[&now],
+                )
+                .await?
+                .get(0),
+            };
             if u64::try_from(open).unwrap_or(0) >= max_open {
                 return Err(StoreError::QuotaExceeded);
             }
@@ -174,14 +186,18 @@ async fn redeem(
     token_hash: &[u8; 32],
     redemption: &Redemption,
 ) -> Result<Redeemed, StoreError> {
-    // Locked: of two redemptions of one invitation, one gets it.
-    let invite = find(transaction, token_hash, true)
-        .await?
-        .ok_or(StoreError::NotFound)?;
     let account = redemption.account.as_str();
     if redemption.certificate.owner != account {
         return Err(StoreError::NotFound);
     }
+    // The account's row before the invitation's, in the order every other
+    // writer takes them (an account locks before its invitations go), then
+    // the invitation locked and read again: of two redemptions of one
+    // invitation, one gets it.
+    lock_account(transaction, account).await?;
+    let invite = find(transaction, token_hash, true)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let redeemed = match &invite.kind {
         InviteKind::Account { jid } if jid.as_deref().is_none_or(|jid| jid == account) => {
             Redeemed::AccountCreated
@@ -276,6 +292,14 @@ fn decode(row: &Row) -> Result<Invite, StoreError> {
     })
 }
 
+/// The account an account invitation fixes, if any.
+fn invite_jid(kind: &InviteKind) -> Option<&str> {
+    match kind {
+        InviteKind::Account { jid } => jid.as_deref(),
+        InviteKind::Device { account } => Some(account),
+    }
+}
+
 /// Whether `creator` may make invitations now: its account exists and is
 /// not disabled (its row is locked for the transaction), and the
 /// certificate its session logged in with, if any, is still registered
@@ -286,7 +310,7 @@ async fn may_invite(
 ) -> Result<bool, StoreError> {
     let account = query_opt(
         client,
-        "SELECT 1 FROM accounts WHERE jid = $1 AND NOT disabled FOR NO KEY UPDATE",
+        "SELECT 1 FROM accounts WHERE jid = $1 AND NOT disabled",
         &[&creator.account],
     )
     .await?;

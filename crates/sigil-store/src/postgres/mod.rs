@@ -59,6 +59,15 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 /// The advisory lock key migrations hold (any constant: "sigil" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0073_6967_696c;
 
+/// Session settings every connection gets (unless the URL's `options`
+/// set them): how long a transaction may sit idle, a statement wait for a
+/// lock, a statement run.
+const SESSION_SETTINGS: [(&str, &str); 3] = [
+    ("idle_in_transaction_session_timeout", "60s"),
+    ("lock_timeout", "30s"),
+    ("statement_timeout", "120s"),
+];
+
 /// How a [`PostgresStore`] connects, beyond its URL.
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
@@ -122,6 +131,16 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("sigil");
         }
+        // A node cut off in a transaction, or a query stuck behind one,
+        // must not hold an account's rows for long; settings the URL's
+        // `options` gives win.
+        let mut settings = config.get_options().unwrap_or_default().to_owned();
+        for (name, value) in SESSION_SETTINGS {
+            if !settings.contains(name) {
+                settings.push_str(&format!(" -c {name}={value}"));
+            }
+        }
+        config.options(settings.trim());
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };

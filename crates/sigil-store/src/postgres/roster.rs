@@ -127,6 +127,12 @@ impl RosterStore for PostgresStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let transaction = client.transaction().await.map_err(backend)?;
+            // The version first, which locks the account row before the
+            // item's, in the order every writer takes them; undone (with
+            // the transaction) if there is no such item.
+            let Some(version) = bump_version(&transaction, owner).await? else {
+                return Ok(None);
+            };
             // The groups go with the item (ON DELETE CASCADE).
             let deleted = execute(
                 &transaction,
@@ -138,9 +144,8 @@ impl RosterStore for PostgresStore {
                 // Nothing changed, so no new version.
                 return Ok(None);
             }
-            let version = bump_version(&transaction, owner).await?;
             transaction.commit().await.map_err(backend)?;
-            Ok(version)
+            Ok(Some(version))
         })
     }
 }

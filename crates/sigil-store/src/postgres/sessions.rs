@@ -38,19 +38,27 @@ impl SessionStore for PostgresStore {
                 if inserted == 0 {
                     continue;
                 }
-                let (seqs, ids): (Vec<i64>, Vec<i64>) = session
-                    .unacknowledged
-                    .iter()
-                    .map(|(seq, id)| (i64::from(*seq), *id))
-                    .unzip();
+                // A sequence number given twice keeps its last message,
+                // in its first place (as SQLite's INSERT OR REPLACE).
+                let mut seqs: Vec<i64> = Vec::new();
+                let mut ids: Vec<i64> = Vec::new();
+                for (seq, id) in &session.unacknowledged {
+                    let seq = i64::from(*seq);
+                    match seqs.iter().position(|s| *s == seq) {
+                        Some(at) => ids[at] = *id,
+                        None => {
+                            seqs.push(seq);
+                            ids.push(*id);
+                        }
+                    }
+                }
                 execute(
                     &transaction,
                     "INSERT INTO saved_session_messages (session, seq, offline_id, position)
                      SELECT $1, m.seq, m.offline_id, m.position
                      FROM unnest($2::bigint[], $3::bigint[]) WITH ORDINALITY
                           AS m(seq, offline_id, position)
-                     ON CONFLICT (session, seq) DO UPDATE
-                     SET offline_id = excluded.offline_id, position = excluded.position",
+                     ON CONFLICT (session, seq) DO NOTHING",
                     &[&session.id, &seqs, &ids],
                 )
                 .await?;

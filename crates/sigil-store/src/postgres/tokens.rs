@@ -91,7 +91,11 @@ impl TokenStore for PostgresStore {
         Box::pin(async move {
             let mut client = self.client().await?;
             let transaction = client.transaction().await.map_err(backend)?;
-            // The new one, locked: of two logins promoting it, one does.
+            // The account's row first, as every writer of its tokens takes
+            // it; then the new one: of two logins promoting it, one does.
+            if !super::lock_account(&transaction, owner).await? {
+                return Ok(false);
+            }
             let new = query_opt(
                 &transaction,
                 "SELECT 1 FROM fast_tokens WHERE owner = $1 AND agent = $2 AND slot = 'new'
