@@ -14,7 +14,7 @@
 //!
 //! Several nodes write at once, so a rule that SQLite's one writer keeps by
 //! itself (a quota, "the account must exist") is kept here by locking the
-//! owner's `accounts` row (`SELECT … FOR NO KEY UPDATE`, [`lock_account`])
+//! owner's `accounts` row (`SELECT … FOR NO KEY UPDATE`, `lock_account`)
 //! first in every transaction that writes an account's data: writes to
 //! one account queue, writes to different accounts do not wait for each
 //! other, and inserts that only check the row exists (foreign keys) do
