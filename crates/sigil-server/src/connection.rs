@@ -383,7 +383,7 @@ impl<W: Wire> Connection<W> {
             unacked = with_receipts(parked.sm.unacked, parked.receipts);
         }
         if let Some(mut state) = self.session.take() {
-            self.context.router.unregister(&state.handle);
+            self.context.unregister(&state.handle);
             let saving = resumable.filter(|_| *shutdown.borrow());
             let own = state.jid.to_bare();
             // What the client did not acknowledge (XEP-0198) is treated as
@@ -926,6 +926,7 @@ impl<W: Wire> Connection<W> {
         if inline.is_some_and(|inline| inline.carbons) {
             handle.set_carbons(true);
         }
+        self.context.registered(&handle);
         tracing::info!(jid = %full, "resource bound");
         let state = SessionState::new(handle, self.login.take().map(|l| *l));
         crate::features::bound(&self.context, &state);

@@ -16,8 +16,10 @@ pub struct Context {
     pub domain: String,
     /// Storage.
     pub store: Arc<dyn Store>,
-    /// The local sessions.
-    pub router: Router,
+    /// The sessions of this node.
+    pub router: Arc<Router>,
+    /// This node's part in a cluster (`[cluster]`), if it is in one.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Limits.
     pub limits: LimitsConfig,
     /// Certificate authorities whose client certificates may log in.
@@ -200,11 +202,15 @@ impl Fences {
 
 /// The accounts that may have offline messages, so that a login looks
 /// them up only when there may be some. Filled from the store at start;
-/// this process is the only writer of offline messages, so an account
-/// missing here has none (a stale entry only costs one lookup).
+/// a server alone is the only writer of offline messages, so an account
+/// missing here has none (a stale entry only costs one lookup). The nodes
+/// of a cluster all write them, so there every account may have some
+/// ([`Self::everyone`]).
 #[derive(Debug, Default)]
 pub struct OfflineIndex {
     owners: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Every account may have messages (a node of a cluster).
+    everyone: bool,
     /// Stored messages delivered and not yet safe (they stay stored until
     /// then): not to be delivered twice meanwhile.
     delivering: std::sync::Mutex<Delivering>,
@@ -223,7 +229,17 @@ impl OfflineIndex {
     pub fn new(owners: impl IntoIterator<Item = String>) -> Self {
         Self {
             owners: std::sync::Mutex::new(owners.into_iter().collect()),
+            everyone: false,
             delivering: std::sync::Mutex::default(),
+        }
+    }
+
+    /// An index where every account may have messages: other processes
+    /// store them too.
+    pub fn everyone() -> Self {
+        Self {
+            everyone: true,
+            ..Self::default()
         }
     }
 
@@ -262,13 +278,15 @@ impl OfflineIndex {
 
     /// A message was stored for `owner`.
     pub fn insert(&self, owner: &BareJid) {
-        crate::router::lock(&self.owners).insert(owner.to_string());
+        if !self.everyone {
+            crate::router::lock(&self.owners).insert(owner.to_string());
+        }
     }
 
     /// Takes `owner` out: whether it may have messages. Put it back with
     /// [`Self::insert`] if some remain after delivery.
     pub fn take(&self, owner: &BareJid) -> bool {
-        crate::router::lock(&self.owners).remove(owner.as_str())
+        self.everyone || crate::router::lock(&self.owners).remove(owner.as_str())
     }
 }
 
@@ -299,10 +317,28 @@ impl Context {
         matches!(self.store.account(bare.as_str()).await, Ok(Some(_)))
     }
 
+    /// A session of this node bound (the cluster, if any, records it).
+    pub(crate) fn registered(&self, handle: &crate::router::SessionHandle) {
+        if let Some(cluster) = &self.cluster {
+            cluster.bound(handle);
+        }
+    }
+
+    /// Removes a session of this node (from the cluster's registry too).
+    pub(crate) fn unregister(&self, handle: &crate::router::SessionHandle) {
+        self.router.unregister(handle);
+        if let Some(cluster) = &self.cluster {
+            cluster.unbound(handle);
+        }
+    }
+
     /// Where stanzas go ([`Routes`]): features and sessions reach other
     /// sessions only through it.
     pub fn routes(&self) -> &dyn Routes {
-        &self.router
+        match &self.cluster {
+            Some(cluster) => &**cluster,
+            None => &*self.router,
+        }
     }
 
     /// Queues a stanza for one session.

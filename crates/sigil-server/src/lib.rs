@@ -22,6 +22,7 @@ pub mod archive;
 pub mod auth;
 pub mod blocking;
 mod blocklists;
+pub mod cluster;
 mod component;
 pub mod config;
 mod connection;

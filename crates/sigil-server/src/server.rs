@@ -45,6 +45,8 @@ pub struct Server {
     /// Tells the task that checks sessions against the trusted CAs and
     /// lists to do it now.
     trust_changed: Arc<tokio::sync::Notify>,
+    /// The cluster tasks, which run until every connection has ended.
+    cluster_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -64,10 +66,16 @@ impl Server {
         config.validate().map_err(|e| StartError(e.to_string()))?;
         let (certificate, key) = certificate_paths(config, base);
         let identity = Arc::new(ServerIdentity::load(&certificate, &key).map_err(StartError)?);
-        let offline_owners = store
-            .offline_owners()
-            .await
-            .map_err(|e| StartError(format!("reading the offline messages: {e}")))?;
+        let offline = match config.cluster.enabled() {
+            // Every node stores offline messages.
+            true => crate::context::OfflineIndex::everyone(),
+            false => crate::context::OfflineIndex::new(
+                store
+                    .offline_owners()
+                    .await
+                    .map_err(|e| StartError(format!("reading the offline messages: {e}")))?,
+            ),
+        };
         let issuing_ca = match &config.auth.issuing_ca {
             Some(dir) => Some(
                 crate::issuing::IssuingCa::load(&base.join(dir), config.auth.issued_days)
@@ -76,11 +84,30 @@ impl Server {
             None => None,
         };
         let archive = crate::archive::Archive::start(&config.archive, store.clone());
+        let (router, cluster) = match config.cluster.enabled() {
+            false => (Arc::new(Router::new()), None),
+            true => {
+                // Numbers unique in the cluster: a random start per run.
+                let mut first = [0u8; 4];
+                getrandom::fill(&mut first).map_err(|e| {
+                    StartError(format!("the system's random generator failed: {e}"))
+                })?;
+                let router = Arc::new(Router::with_serials_from(
+                    u64::from(u32::from_le_bytes(first)) << 32,
+                ));
+                let cluster =
+                    crate::cluster::Cluster::connect(&config.cluster, base, router.clone())
+                        .await
+                        .map_err(StartError)?;
+                (router, Some(cluster))
+            }
+        };
         let context = Arc::new(Context {
             domain: config.domain.clone(),
             archive,
             store,
-            router: Router::new(),
+            router,
+            cluster: cluster.clone(),
             limits: config.limits,
             anchors: crate::trust::TrustAnchors::new(
                 Some(base.join(&config.auth.trusted_cas)),
@@ -89,7 +116,7 @@ impl Server {
             external_alone: config.auth.external_alone,
             blocklists: crate::blocklists::Blocklists::default(),
             profiles: crate::profiles::Profiles::default(),
-            offline: crate::context::OfflineIndex::new(offline_owners),
+            offline,
             pending: crate::limits::Pending::new(config.limits.max_pending_per_address),
             resumable: crate::session::Resumable::default(),
             saved_sessions: std::sync::Mutex::default(),
@@ -136,6 +163,19 @@ impl Server {
             .trust_checked
             .store(reading, std::sync::atomic::Ordering::SeqCst);
         let trust_changed = Arc::new(tokio::sync::Notify::new());
+        let cluster_tasks = match &cluster {
+            Some(cluster) => {
+                let rerouting = context.clone();
+                let reroute: crate::cluster::Reroute = Arc::new(move |stanza, receipt| {
+                    let context = rerouting.clone();
+                    tokio::spawn(async move {
+                        crate::session::reroute(&context, stanza, receipt).await;
+                    });
+                });
+                cluster.start(&reroute)
+            }
+            None => Vec::new(),
+        };
         let mut accept_tasks = vec![
             tokio::spawn(forget_saved_sessions(context.clone())),
             tokio::spawn(watch_trust(context.clone(), trust_changed.clone())),
@@ -267,6 +307,7 @@ impl Server {
             done,
             accept_tasks,
             trust_changed,
+            cluster_tasks,
         })
     }
 
@@ -322,6 +363,12 @@ impl Server {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "stream management state saved"),
             Err(error) => tracing::error!(%error, "saving the stream management state failed"),
+        }
+        if let Some(cluster) = &self.context.cluster {
+            cluster.leave().await;
+        }
+        for task in self.cluster_tasks.drain(..) {
+            task.abort();
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use sigil_store::postgres::testing::{Schema, admin_url, execute};
 use sigil_store::postgres::{PostgresOptions, SCHEMA_VERSION};
-use sigil_store::{PostgresStore, StoreError};
+use sigil_store::{AccountStore, PostgresStore, StoreError};
 
 /// A fresh store in a schema of its own, with the schema's guard.
 async fn fresh_store() -> (PostgresStore, Schema) {
@@ -128,4 +128,39 @@ async fn bad_urls_and_refused_tls_are_clear_errors() {
         .await
         .unwrap_err();
     assert!(matches!(refused, StoreError::Backend(_)), "{refused:?}");
+}
+
+#[tokio::test]
+async fn an_sqlite_deployment_copies_over_whole_into_an_empty_database_only() {
+    use sigil_store::conformance::dataset;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("sigil.db");
+    let sqlite = sigil_store::SqliteStore::open(&path).await.unwrap();
+    dataset::fill(&sqlite).await;
+    sqlite.close().await;
+    let (store, _schema) = fresh_store().await;
+    let copied = store.import_sqlite(&path).await.unwrap();
+    assert_eq!(copied.len(), sigil_store::postgres::import::TABLES.len());
+    let rows = |table: &str| copied.iter().find(|(t, _)| *t == table).unwrap().1;
+    assert_eq!(rows("accounts"), 4);
+    assert_eq!(rows("archive"), 26);
+    assert_eq!(rows("offline_messages"), 1);
+    assert!(
+        copied.iter().all(|(_, n)| *n > 0),
+        "a table left empty: {copied:?}"
+    );
+    dataset::check(&store).await;
+    // The same reads pass on the original.
+    let sqlite = sigil_store::SqliteStore::open(&path).await.unwrap();
+    dataset::check(&sqlite).await;
+    sqlite.close().await;
+    // A database that holds data is never merged into, and is left as
+    // it was.
+    let error = store.import_sqlite(&path).await.unwrap_err();
+    assert!(error.to_string().contains("already holds data"), "{error}");
+    assert_eq!(store.accounts().await.unwrap().len(), 5);
+    let missing = directory.path().join("missing.db");
+    let error = store.import_sqlite(&missing).await.unwrap_err();
+    assert!(error.to_string().contains("no SQLite database"), "{error}");
+    assert!(!missing.exists(), "a missing source is not created");
 }

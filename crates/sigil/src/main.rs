@@ -11,6 +11,7 @@ mod devices;
 mod invite;
 mod join;
 mod login;
+mod migrate;
 mod sasl;
 mod serve;
 
@@ -56,6 +57,18 @@ enum Command {
     },
     /// Check a configuration: the file, the certificate and the database.
     Check {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE", default_value = serve::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Copy this deployment's SQLite database into an empty PostgreSQL
+    /// database (stop the server first), then point `[storage] url` at it.
+    Migrate {
+        /// The PostgreSQL database: postgres://USER:PASSWORD@HOST:PORT/DATABASE
+        /// (`?sslmode=require` for TLS; `[storage] ca` and
+        /// `max_connections` apply).
+        #[arg(long, value_name = "URL")]
+        to: String,
         /// The configuration file.
         #[arg(long, value_name = "FILE", default_value = serve::DEFAULT_CONFIG)]
         config: PathBuf,
@@ -557,6 +570,9 @@ fn main() -> ExitCode {
         }) => login::remote(&account, login::Remote::Revoke(&device), &connect),
         Command::Invite(command) => invite::run(command),
         Command::Check { config } => serve::check(&serve::ConfigLocation::new(Some(config))),
+        Command::Migrate { to, config } => {
+            migrate::migrate(&serve::ConfigLocation::new(Some(config)), &to)
+        }
         Command::User(command) => {
             let (config, action) = match &command {
                 UserCommand::Add {

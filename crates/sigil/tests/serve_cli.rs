@@ -411,3 +411,76 @@ fn root_is_refused_on_another_users_data_directory() {
         );
     }
 }
+
+#[test]
+fn migrate_copies_a_deployment_into_postgresql_and_the_server_runs_on_it() {
+    use sigil_store::postgres::testing::{Schema, admin_url};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let schema = runtime.block_on(Schema::new(admin_url()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = "sigil-data/sigil.toml";
+    for name in ["alice", "bob"] {
+        let added = sigil_in(dir.path(), &["user", "add", name], "correct horse\n");
+        assert!(added.status.success(), "{added:?}");
+    }
+    let bad = sigil_in(
+        dir.path(),
+        &["migrate", "--to", "mysql://x", "--config", config],
+        "",
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad).1.contains("PostgreSQL URL"), "{bad:?}");
+    let copied = sigil_in(
+        dir.path(),
+        &["migrate", "--to", &schema.url, "--config", config],
+        "",
+    );
+    let (out, err) = text(&copied);
+    assert!(copied.status.success(), "{out}{err}");
+    assert!(out.contains("accounts: 2 row(s)"), "{out}");
+    assert!(out.contains("credentials: "), "{out}");
+    // The database password is never printed.
+    let credentials = schema.url.split_once("://").unwrap().1;
+    if let Some((user, _)) = credentials.rsplit_once('@')
+        && let Some((_, password)) = user.split_once(':')
+    {
+        assert!(
+            !out.contains(password) && !err.contains(password),
+            "{out}{err}"
+        );
+    }
+    // A second copy finds data there and changes nothing.
+    let again = sigil_in(
+        dir.path(),
+        &["migrate", "--to", &schema.url, "--config", config],
+        "",
+    );
+    assert!(!again.status.success());
+    assert!(text(&again).1.contains("already holds data"), "{again:?}");
+    // Pointed at PostgreSQL, the deployment has its accounts.
+    let path = dir.path().join(config);
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let storage = format!("[storage]\nurl = {:?}\n", schema.url);
+    let toml = match toml.contains("[storage]") {
+        true => {
+            toml.replace("[storage]\n", &storage)
+                .replacen("url = \"sqlite://sigil.db\"\n", "", 1)
+        }
+        false => format!("{toml}\n{storage}"),
+    };
+    std::fs::write(&path, toml).unwrap();
+    let listed = sigil_in(dir.path(), &["user", "list", "--config", config], "");
+    let (out, err) = text(&listed);
+    assert!(listed.status.success(), "{out}{err}");
+    assert!(
+        out.contains("alice@localhost") && out.contains("bob@localhost"),
+        "{out}"
+    );
+    // A deployment on PostgreSQL has nothing to copy.
+    let none = sigil_in(
+        dir.path(),
+        &["migrate", "--to", &schema.url, "--config", config],
+        "",
+    );
+    assert!(text(&none).1.contains("does not use SQLite"), "{none:?}");
+}

@@ -30,6 +30,9 @@ pub struct Config {
     /// Account and message storage.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// Cluster mode (several nodes over NATS).
+    #[serde(default, skip_serializing_if = "ClusterConfig::is_off")]
+    pub cluster: ClusterConfig,
     /// SASL mechanisms.
     #[serde(default)]
     pub sasl: SaslConfig,
@@ -187,6 +190,7 @@ impl Config {
             components: Vec::new(),
             tls: TlsConfig::default(),
             storage: StorageConfig::default(),
+            cluster: ClusterConfig::default(),
             sasl: SaslConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
@@ -285,6 +289,9 @@ impl Config {
         if self.storage.max_connections == 0 {
             return Err(bad("storage.max_connections", "must be at least 1".into()));
         }
+        self.cluster
+            .check(&self.storage)
+            .map_err(|(key, message)| bad(key, message))?;
         if self.tls.certificate.is_some() != self.tls.key.is_some() {
             return Err(bad(
                 "tls",

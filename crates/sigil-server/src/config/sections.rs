@@ -147,6 +147,111 @@ impl Default for StorageConfig {
     }
 }
 
+/// Cluster mode: several nodes share one PostgreSQL database and one
+/// NATS server (or NATS cluster).
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS server: `nats://HOST:PORT` (`tls://HOST:PORT` for TLS;
+    /// several, comma-separated, to try in turn; `nats://USER:PASSWORD@…`
+    /// to log in). Empty (the default): this node runs alone.
+    pub nats: String,
+    /// This node's name, unique in the cluster: letters, digits, `-` and
+    /// `_`, at most 64.
+    pub node: String,
+    /// The cluster's name, which prefixes its NATS subjects and buckets,
+    /// so that several clusters can share one NATS (default `sigil`).
+    pub name: Option<String>,
+    /// The CA certificate (PEM) that signed the NATS server's, for TLS;
+    /// default: the system's trusted roots.
+    pub ca: Option<PathBuf>,
+}
+
+impl ClusterConfig {
+    /// Whether this node is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.nats.is_empty()
+    }
+
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("sigil")
+    }
+
+    /// Not set at all (left out of a written configuration).
+    pub(crate) fn is_off(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// What serde cannot check: `(key, why)` of the first problem.
+    pub(crate) fn check(&self, storage: &StorageConfig) -> Result<(), (&'static str, String)> {
+        fn name_ok(name: &str) -> bool {
+            (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }
+        if !self.enabled() {
+            if self.is_off() {
+                return Ok(());
+            }
+            return Err((
+                "cluster.nats",
+                "set the NATS server's URL, nats://HOST:PORT".into(),
+            ));
+        }
+        if !self.nats.split(',').all(|url| {
+            ["nats://", "tls://"]
+                .iter()
+                .any(|s| url.trim().starts_with(s))
+        }) {
+            return Err((
+                "cluster.nats",
+                format!(
+                    "{:?}: use nats://HOST:PORT or tls://HOST:PORT",
+                    sigil_store::redact(&self.nats)
+                ),
+            ));
+        }
+        if !name_ok(&self.node) {
+            return Err((
+                "cluster.node",
+                format!(
+                    "{:?}: name this node with 1 to 64 letters, digits, - or _",
+                    self.node
+                ),
+            ));
+        }
+        if !name_ok(self.name()) {
+            return Err((
+                "cluster.name",
+                format!("{:?}: use 1 to 64 letters, digits, - or _", self.name()),
+            ));
+        }
+        if storage.url.starts_with("sqlite:") {
+            return Err((
+                "storage.url",
+                "a cluster's nodes share one PostgreSQL database: set postgres://… \
+                 (sigil migrate copies an SQLite deployment over)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a NATS password.
+        f.debug_struct("ClusterConfig")
+            .field("nats", &sigil_store::redact(&self.nats))
+            .field("node", &self.node)
+            .field("name", &self.name)
+            .field("ca", &self.ca)
+            .finish()
+    }
+}
+
 /// SASL.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

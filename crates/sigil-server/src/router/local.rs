@@ -223,11 +223,18 @@ impl Default for Router {
 impl Router {
     /// An empty router.
     pub fn new() -> Self {
+        Self::with_serials_from(1)
+    }
+
+    /// An empty router whose sessions are numbered from `first` on (a
+    /// node of a cluster starts at a random number, so that numbers are
+    /// unique in the cluster).
+    pub fn with_serials_from(first: u64) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             receipts: Arc::default(),
             hasher: RandomState::new(),
-            serial: std::sync::atomic::AtomicU64::new(1),
+            serial: std::sync::atomic::AtomicU64::new(first),
             components: Components::default(),
         }
     }

@@ -28,6 +28,7 @@ mod accounts;
 mod archive;
 mod blocking;
 mod certificates;
+pub mod dataset;
 mod documents;
 mod invites;
 mod offline;

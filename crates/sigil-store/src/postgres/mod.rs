@@ -28,6 +28,7 @@ mod archive;
 mod blocking;
 mod certificates;
 mod documents;
+pub mod import;
 mod invites;
 mod offline;
 mod roster;

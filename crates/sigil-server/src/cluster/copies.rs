@@ -1,0 +1,150 @@
+//! The followed stanzas this node sent to sessions on other nodes.
+//!
+//! A stanza followed by a receipt (its sender's server acknowledges it
+//! only once it is safe, XEP-0198) keeps its receipt here, with a copy of
+//! the stanza, until the node it went to answers: safe (the receipt is
+//! done), or gone without being safe (the copy is dropped). If that node
+//! dies first, or the stanza or its answer were lost on the way, the copy
+//! kept here goes where the stanza would have gone had the session not
+//! been there (the account's other sessions, or offline storage), so
+//! what the sender was told is safe is never lost; its recipient may see
+//! it twice, under the same stanza id.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use sigil_xml::Element;
+
+use crate::router::{Receipt, lock};
+
+/// The most copies followed at once: past it, stanzas for other nodes are
+/// refused as if their sessions' queues were full (their sender's server
+/// then keeps them offline).
+pub(super) const MAX_COPIES: usize = 100_000;
+
+/// How long a copy may go unanswered by a node that is alive before it
+/// is taken for lost on the way (an answer may be slow: a client that
+/// acknowledges late, a queue that drains slowly; so it is generous).
+pub(super) const UNANSWERED: Duration = Duration::from_secs(120);
+
+/// One followed copy.
+#[derive(Debug)]
+pub(super) struct Copy {
+    /// The receipt it settles.
+    pub(super) receipt: Receipt,
+    /// The stanza, to send elsewhere if the copy is lost.
+    pub(super) stanza: Element,
+    /// The node it went to.
+    pub(super) node: Arc<str>,
+    /// When it was sent.
+    pub(super) sent: Instant,
+}
+
+/// The copies followed, by number.
+#[derive(Debug, Default)]
+pub(super) struct Copies {
+    next: AtomicU64,
+    copies: Mutex<HashMap<u64, Copy>>,
+}
+
+impl Copies {
+    /// Follows a copy; its number, or the receipt back when
+    /// [`MAX_COPIES`] are followed already.
+    pub(super) fn follow(
+        &self,
+        receipt: Receipt,
+        stanza: Element,
+        node: Arc<str>,
+    ) -> Result<u64, Receipt> {
+        let mut copies = lock(&self.copies);
+        if copies.len() >= MAX_COPIES {
+            return Err(receipt);
+        }
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        copies.insert(
+            number,
+            Copy {
+                receipt,
+                stanza,
+                node,
+                sent: Instant::now(),
+            },
+        );
+        Ok(number)
+    }
+
+    /// The answer for copy `number` came: safe or not, it is forgotten.
+    pub(super) fn settle(&self, number: u64, safe: bool) {
+        let copy = lock(&self.copies).remove(&number);
+        if let Some(copy) = copy
+            && safe
+        {
+            copy.receipt.done();
+        }
+    }
+
+    /// Takes back the copy `number` (it could not be sent).
+    pub(super) fn take(&self, number: u64) -> Option<Copy> {
+        lock(&self.copies).remove(&number)
+    }
+
+    /// Takes back the copies sent to `node` (it died), and those
+    /// unanswered for longer than `unanswered`.
+    pub(super) fn lost(&self, dead: &[Arc<str>], unanswered: Duration) -> Vec<Copy> {
+        let now = Instant::now();
+        let mut copies = lock(&self.copies);
+        let numbers: Vec<u64> = copies
+            .iter()
+            .filter(|(_, copy)| {
+                dead.contains(&copy.node) || now.duration_since(copy.sent) > unanswered
+            })
+            .map(|(number, _)| *number)
+            .collect();
+        numbers
+            .into_iter()
+            .filter_map(|number| copies.remove(&number))
+            .collect()
+    }
+
+    /// How many copies are followed.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        lock(&self.copies).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::router::Receipts;
+
+    #[tokio::test]
+    async fn copies_settle_by_number_or_come_back_when_their_node_dies() {
+        let receipts = Arc::new(Receipts::default());
+        let copies = Copies::default();
+        let stanza = Element::new("message", "jabber:client");
+        let (receipt, settled) = receipts.issue();
+        let a = copies.follow(receipt, stanza.clone(), "n1".into()).unwrap();
+        copies.settle(a, true);
+        assert!(settled.await.unwrap());
+        let (receipt, settled) = receipts.issue();
+        let b = copies.follow(receipt, stanza.clone(), "n2".into()).unwrap();
+        let (receipt, _kept) = receipts.issue();
+        copies.follow(receipt, stanza, "n3".into()).unwrap();
+        let lost = copies.lost(&["n2".into()], UNANSWERED);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(&*lost[0].node, "n2");
+        // Its answer, if it comes after all, changes nothing.
+        copies.settle(b, true);
+        drop(lost);
+        assert!(!settled.await.unwrap());
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies.lost(&[], Duration::ZERO).len(), 1);
+        assert_eq!(copies.len(), 0);
+    }
+}

@@ -1,0 +1,246 @@
+//! Which nodes are alive: every node writes its heartbeat into the nodes
+//! bucket every [`HEARTBEAT`] and watches the others'; a node unheard of
+//! for [`DEAD_AFTER`] (or whose sessions are in the registry but which
+//! never beat since this node started) is dead.
+//!
+//! A node that cannot hear its own heartbeat is the one cut off: it
+//! declares nobody dead meanwhile. A node that finds its heartbeat gone
+//! from the bucket was taken for dead (and its records purged): it
+//! claims its sessions again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv::{Operation, UpdateErrorKind};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use super::Cluster;
+use super::directory::key;
+
+/// How often a node beats.
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long a node may go unheard before it is dead.
+pub(super) const DEAD_AFTER: Duration = Duration::from_secs(3);
+
+/// How long a heartbeat stays in the bucket.
+pub(super) const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// A node's heartbeat.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct Beat {
+    /// The node's run.
+    run: u64,
+    /// Its sessions.
+    sessions: usize,
+}
+
+/// What one node knows of a node of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Its name.
+    pub name: String,
+    /// Its sessions, as its last heartbeat said.
+    pub sessions: usize,
+    /// Milliseconds since its last heartbeat.
+    pub last_heard_ms: u128,
+}
+
+/// Writes this node's first heartbeat: fails if a live node already
+/// goes by its name (waiting out the heartbeat of an earlier run of this
+/// node that ended without removing it).
+pub(super) async fn announce(cluster: &Cluster) -> Result<(), String> {
+    let deadline = Instant::now() + MAX_AGE + HEARTBEAT;
+    let beat = beat(cluster);
+    loop {
+        match cluster.nodes.create(&*cluster.node, beat.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(error)
+                if error.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists =>
+            {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "cluster.node: another running node is named {:?}; give each node its own name",
+                        &*cluster.node
+                    ));
+                }
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+            Err(error) => {
+                return Err(format!("cannot write to the NATS nodes bucket: {error}"));
+            }
+        }
+    }
+}
+
+fn beat(cluster: &Cluster) -> bytes::Bytes {
+    let beat = Beat {
+        run: cluster.run,
+        sessions: cluster.local.len(),
+    };
+    bytes::Bytes::from(serde_json::to_vec(&beat).unwrap_or_default())
+}
+
+/// The nodes heard from, by name: when last (`None`: it left), and how
+/// many sessions it said it had.
+pub(super) type Heard = HashMap<Arc<str>, (Option<Instant>, usize)>;
+
+/// Beats for ever. After a beat that failed, the next that succeeds
+/// claims every session of this node again: the records may be gone
+/// (purged while this node was taken for dead, or lost with a NATS
+/// server that restarted).
+pub(super) async fn heartbeat(cluster: Arc<Cluster>) {
+    let mut revision = None;
+    let mut failed = false;
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let beat = beat(&cluster);
+        let written = match revision {
+            Some(last) => cluster
+                .nodes
+                .update(&*cluster.node, beat, last)
+                .await
+                .map_err(|e| {
+                    (
+                        e.kind() == UpdateErrorKind::WrongLastRevision,
+                        e.to_string(),
+                    )
+                }),
+            None => cluster
+                .nodes
+                .put(&*cluster.node, beat)
+                .await
+                .map_err(|e| (false, e.to_string())),
+        };
+        match written {
+            Ok(next) => {
+                revision = Some(next);
+                if std::mem::take(&mut failed) {
+                    tracing::warn!(node = %cluster.node, "cluster: heartbeat back; claiming this node's sessions again");
+                    cluster.registry.reclaim_all();
+                }
+            }
+            Err((taken_for_dead, error)) => {
+                revision = None;
+                failed = true;
+                if taken_for_dead {
+                    tracing::warn!(node = %cluster.node, "cluster: this node was taken for dead");
+                } else {
+                    tracing::warn!(node = %cluster.node, %error, "cluster: heartbeat not written");
+                    // A NATS server that restarted lost the buckets.
+                    let _ = cluster.ensure_buckets().await;
+                }
+            }
+        }
+    }
+}
+
+/// Watches the heartbeats, and declares the dead, for ever.
+pub(super) async fn watch(cluster: Arc<Cluster>, reroute: super::Reroute) {
+    let started = Instant::now();
+    let monitor = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                declare_dead(&cluster, started, &reroute);
+            }
+        })
+    };
+    loop {
+        match cluster.nodes.watch_with_history(">").await {
+            Ok(mut beats) => {
+                while let Some(Ok(entry)) = beats.next().await {
+                    let node = cluster.intern(&entry.key);
+                    let heard = match entry.operation {
+                        Operation::Put => {
+                            let sessions = serde_json::from_slice::<Beat>(&entry.value)
+                                .map_or(0, |beat| beat.sessions);
+                            (Some(Instant::now()), sessions)
+                        }
+                        // A node that left: dead at once.
+                        Operation::Delete | Operation::Purge => (None, 0),
+                    };
+                    crate::router::lock(&cluster.heard).insert(node, heard);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cluster: cannot watch the heartbeats"),
+        }
+        if monitor.is_finished() {
+            return;
+        }
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+/// Declares dead the nodes unheard of for [`DEAD_AFTER`], and those with
+/// sessions in the registry that never beat since this node started.
+fn declare_dead(cluster: &Arc<Cluster>, started: Instant, reroute: &super::Reroute) {
+    let now = Instant::now();
+    let silent = |at: &Option<Instant>| at.is_none_or(|at| now.duration_since(at) > DEAD_AFTER);
+    let mut heard = crate::router::lock(&cluster.heard);
+    // Cut off from NATS: everyone looks silent, so no one is declared.
+    if heard.get(&cluster.node).is_none_or(|(at, _)| silent(at)) {
+        return;
+    }
+    let mut dead: Vec<Arc<str>> = heard
+        .iter()
+        .filter(|(_, (at, _))| silent(at))
+        .map(|(node, _)| node.clone())
+        .collect();
+    if now.duration_since(started) > DEAD_AFTER {
+        for node in cluster.directory.counts().into_keys() {
+            if !heard.contains_key(&node) && !dead.contains(&node) {
+                dead.push(node);
+            }
+        }
+    }
+    for node in &dead {
+        heard.remove(node);
+    }
+    // The live node first by name purges the records.
+    let purger = heard
+        .keys()
+        .min()
+        .is_some_and(|first| *first == cluster.node);
+    drop(heard);
+    let lost = cluster.copies.lost(&dead, super::copies::UNANSWERED);
+    for node in &dead {
+        let sessions = cluster.directory.remove_node(Some(node));
+        tracing::warn!(node = %node, sessions = sessions.len(), "cluster: node dead");
+        if purger {
+            let bucket = cluster.registry.bucket.clone();
+            tokio::spawn(async move {
+                for session in sessions {
+                    let _ = bucket
+                        .delete_expect_revision(key(&session.entry.id.jid), Some(session.revision))
+                        .await;
+                }
+            });
+        }
+    }
+    // What was sent there, or lost on the way, goes where it would have
+    // gone had its session not been there.
+    for copy in lost {
+        reroute(copy.stanza, Some(copy.receipt));
+    }
+}
+
+/// The nodes heard from, as this node knows them.
+pub(super) fn status(cluster: &Cluster) -> Vec<NodeStatus> {
+    let now = Instant::now();
+    let mut nodes: Vec<NodeStatus> = crate::router::lock(&cluster.heard)
+        .iter()
+        .filter_map(|(name, (at, sessions))| {
+            Some(NodeStatus {
+                name: name.to_string(),
+                sessions: *sessions,
+                last_heard_ms: now.duration_since((*at)?).as_millis(),
+            })
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    nodes
+}

@@ -1,0 +1,421 @@
+//! Cluster mode: several nodes that share one PostgreSQL database and one
+//! NATS server, each serving its own connections.
+//!
+//! - **Registry** ([`registry`]): every bound session has a record in a
+//!   JetStream key-value bucket under its full JID (node, number,
+//!   presence, flags, certificate), written by compare-and-set so that a
+//!   full JID lives on one node: the newest claim wins and the older
+//!   session ends with `conflict`.
+//! - **Directory** ([`directory`]): every node watches the bucket and
+//!   keeps the other nodes' sessions in memory, so that routing and
+//!   presence read them without a round trip.
+//! - **Routing**: [`Cluster`] implements [`Routes`]: sessions of this
+//!   node are reached through its [`Router`]; others by a NATS message to
+//!   their node's subject ([`wire`]). A stanza followed by a receipt
+//!   (XEP-0198) is kept until that node says it is safe ([`copies`]).
+//! - **Liveness** ([`liveness`]): each node writes a heartbeat into a
+//!   second bucket every second; a node not heard from for
+//!   [`liveness::DEAD_AFTER`] is dead: the others forget its sessions,
+//!   one of them deletes its records, and the stanzas followed to it go
+//!   to their accounts' other sessions or offline.
+//!
+//! NATS carries stanzas and the directory in the clear unless its URL is
+//! `tls://`; like the database, it must be the cluster's own (its
+//! subjects take stanzas for any session).
+
+mod copies;
+mod directory;
+mod liveness;
+mod registry;
+mod tasks;
+mod wire;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use jid::{BareJid, FullJid};
+use sigil_proto::error::StreamError;
+use tokio::sync::mpsc;
+
+use crate::config::ClusterConfig;
+use crate::router::{
+    Entry, Presence, Receipt, ReceiptId, Router, Routes, SendError, SessionHandle, SessionId,
+    SessionMessage, Settled, Undelivered,
+};
+use directory::Directory;
+use wire::Op;
+
+pub use liveness::NodeStatus;
+
+/// Sends a stanza (with its receipt, if followed) where it would have
+/// gone had the session it was for not been there: the account's other
+/// sessions, or offline storage. Given by the server, which knows how.
+pub type Reroute = Arc<dyn Fn(sigil_xml::Element, Option<Receipt>) + Send + Sync>;
+
+/// Messages waiting to be published, at most.
+const OUTBOX: usize = 65_536;
+
+/// This node's part in a cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// This node's name.
+    node: Arc<str>,
+    /// This run of it (a node that restarts is another run).
+    run: u64,
+    /// Subjects begin with this (`sigil.CLUSTER`).
+    prefix: String,
+    /// The sessions of this node.
+    local: Arc<Router>,
+    client: async_nats::Client,
+    registry: Arc<registry::Registry>,
+    nodes: kv::Store,
+    directory: Directory,
+    copies: copies::Copies,
+    outbox: mpsc::Sender<(String, Op)>,
+    /// The outbox's other end, until the publisher takes it.
+    outbox_receiver: Mutex<Option<mpsc::Receiver<(String, Op)>>>,
+    /// Node names, shared by their sessions' entries.
+    names: Mutex<std::collections::HashMap<String, Arc<str>>>,
+    /// The nodes heard from.
+    heard: Mutex<liveness::Heard>,
+}
+
+impl Cluster {
+    /// Connects to NATS, makes the buckets if they are missing, and
+    /// announces this node; `local` is this node's router.
+    pub async fn connect(
+        config: &ClusterConfig,
+        base: &Path,
+        local: Arc<Router>,
+    ) -> Result<Arc<Self>, String> {
+        let client = connect_nats(config, base).await?;
+        let jetstream = async_nats::jetstream::new(client.clone());
+        let name = config.name();
+        let sessions = bucket(&jetstream, format!("{name}_sessions"), registry::MAX_AGE).await?;
+        let nodes = bucket(&jetstream, format!("{name}_nodes"), liveness::MAX_AGE).await?;
+        let run = random_u64()?;
+        let node: Arc<str> = Arc::from(config.node.as_str());
+        let (outbox, receiver) = mpsc::channel(OUTBOX);
+        let cluster = Arc::new(Self {
+            registry: Arc::new(registry::Registry::new(
+                sessions,
+                node.clone(),
+                run,
+                local.clone(),
+            )),
+            node,
+            run,
+            prefix: format!("sigil.{name}"),
+            local,
+            client,
+            nodes,
+            directory: Directory::default(),
+            copies: copies::Copies::default(),
+            outbox,
+            outbox_receiver: Mutex::new(Some(receiver)),
+            names: Mutex::default(),
+            heard: Mutex::default(),
+        });
+        liveness::announce(&cluster).await?;
+        Ok(cluster)
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The subject of `node`'s operations.
+    fn subject(&self, node: &str) -> String {
+        format!("{}.node.{node}", self.prefix)
+    }
+
+    /// The shared name of `node`.
+    fn intern(&self, node: &str) -> Arc<str> {
+        crate::router::lock(&self.names)
+            .entry(node.to_owned())
+            .or_insert_with(|| Arc::from(node))
+            .clone()
+    }
+
+    /// A session of this node bound.
+    pub fn bound(&self, handle: &SessionHandle) {
+        self.registry.mark(&handle.jid);
+    }
+
+    /// A session of this node ended.
+    pub fn unbound(&self, handle: &SessionHandle) {
+        self.registry.mark(&handle.jid);
+    }
+
+    /// The nodes this node knows are alive, with their sessions as this
+    /// node knows them.
+    pub fn status(&self) -> Vec<NodeStatus> {
+        liveness::status(self)
+    }
+
+    /// Sends `message` to the session `to` (numbered `serial`, if given)
+    /// on `node`.
+    fn forward(
+        &self,
+        node: &Arc<str>,
+        to: &FullJid,
+        serial: Option<u64>,
+        message: SessionMessage,
+    ) -> Result<(), Undelivered> {
+        let (stanza, receipt) = match message {
+            SessionMessage::Stanza(stanza) => (*stanza, None),
+            SessionMessage::Tracked(stanza, receipt) => (*stanza, Some(receipt)),
+        };
+        let copy = match receipt {
+            Some(receipt) => match self.copies.follow(receipt, stanza.clone(), node.clone()) {
+                Ok(number) => Some(number),
+                Err(receipt) => {
+                    return Err(Undelivered {
+                        error: SendError::Full,
+                        message: SessionMessage::Tracked(Box::new(stanza), receipt),
+                    });
+                }
+            },
+            None => None,
+        };
+        let op = Op::Deliver {
+            to: to.clone(),
+            serial,
+            copy,
+            from: self.node.to_string(),
+            stanza,
+        };
+        match self.outbox.try_send((self.subject(node), op)) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let (_, op) = error.into_inner();
+                let Op::Deliver { stanza, .. } = op else {
+                    unreachable!("a deliver was sent")
+                };
+                let stanza = Box::new(stanza);
+                let message = match copy.and_then(|number| self.copies.take(number)) {
+                    Some(copy) => SessionMessage::Tracked(stanza, copy.receipt),
+                    None => SessionMessage::Stanza(stanza),
+                };
+                Err(Undelivered {
+                    error: SendError::Full,
+                    message,
+                })
+            }
+        }
+    }
+
+    /// Tells `node` to end its session `session`.
+    fn end_remote(&self, node: &str, session: &SessionId, error: StreamError) -> bool {
+        let op = Op::End {
+            to: session.jid.clone(),
+            serial: session.serial,
+            error,
+        };
+        self.outbox.try_send((self.subject(node), op)).is_ok()
+    }
+
+    /// The remote sessions of `account` not shadowed by a local one with
+    /// the same full JID (a claim under way).
+    fn remote_sessions(&self, account: &BareJid, local: &[Entry]) -> Vec<directory::Remote> {
+        let mut remote = self.directory.sessions(account);
+        remote.retain(|r| local.iter().all(|l| l.id.jid != r.entry.id.jid));
+        remote
+    }
+}
+
+impl Routes for Cluster {
+    fn deliver(&self, to: &FullJid, message: SessionMessage) -> Result<(), Undelivered> {
+        if self.local.session(to).is_some() {
+            return self.local.deliver(to, message);
+        }
+        match self.directory.get(to) {
+            Some(remote) => self.forward(&remote.node, to, None, message),
+            None => self.local.deliver(to, message),
+        }
+    }
+
+    fn send(&self, to: &SessionId, message: SessionMessage) -> Result<(), Undelivered> {
+        if self
+            .local
+            .session(&to.jid)
+            .is_some_and(|h| h.serial == to.serial)
+        {
+            return self.local.send(to, message);
+        }
+        match self
+            .directory
+            .get(&to.jid)
+            .filter(|r| r.entry.id.serial == to.serial)
+        {
+            Some(remote) => self.forward(&remote.node, &to.jid, Some(to.serial), message),
+            None => self.local.send(to, message),
+        }
+    }
+
+    fn deliver_to_component(
+        &self,
+        domain: &str,
+        message: SessionMessage,
+    ) -> Result<(), Undelivered> {
+        self.local.deliver_to_component(domain, message)
+    }
+
+    fn sessions(&self, account: &BareJid) -> Vec<Entry> {
+        let mut sessions = self.local.sessions(account);
+        let remote = self.remote_sessions(account, &sessions);
+        sessions.extend(remote.into_iter().map(|r| r.entry));
+        sessions
+    }
+
+    fn end(&self, session: &SessionId, error: StreamError) -> bool {
+        if self.local.end(session, error.clone()) {
+            return true;
+        }
+        match self
+            .directory
+            .get(&session.jid)
+            .filter(|r| r.entry.id.serial == session.serial)
+        {
+            Some(remote) => self.end_remote(&remote.node, session, error),
+            None => false,
+        }
+    }
+
+    fn end_sessions(
+        &self,
+        account: &BareJid,
+        which: &dyn Fn(&Entry) -> bool,
+        error: &StreamError,
+    ) -> usize {
+        let local = self.local.sessions(account);
+        let mut ended = self.local.end_sessions(account, which, error);
+        for remote in self.remote_sessions(account, &local) {
+            if which(&remote.entry)
+                && self.end_remote(&remote.node, &remote.entry.id, error.clone())
+            {
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    fn set_presence(&self, session: &SessionId, presence: Option<Presence>) {
+        self.local.set_presence(session, presence);
+        self.registry.mark(&session.jid);
+    }
+
+    fn set_roster_requested(&self, session: &SessionId) {
+        self.local.set_roster_requested(session);
+        self.registry.mark(&session.jid);
+    }
+
+    fn set_carbons(&self, session: &SessionId, enabled: bool) {
+        self.local.set_carbons(session, enabled);
+        self.registry.mark(&session.jid);
+    }
+
+    fn receipt(&self) -> (Receipt, Settled) {
+        self.local.receipt()
+    }
+
+    fn settle(&self, receipt: ReceiptId, safe: bool) {
+        self.local.settle(receipt, safe);
+    }
+}
+
+/// Connects to the NATS servers `config` names.
+async fn connect_nats(config: &ClusterConfig, base: &Path) -> Result<async_nats::Client, String> {
+    let mut servers = Vec::new();
+    for url in config.nats.split(',') {
+        let url = url.trim();
+        let address: async_nats::ServerAddr = url.parse().map_err(|e| {
+            format!(
+                "cluster.nats: {:?} is not a NATS URL: {e}",
+                sigil_store::redact(url)
+            )
+        })?;
+        servers.push(address);
+    }
+    let node = config.node.clone();
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("sigil node {node}"))
+        .connection_timeout(Duration::from_secs(5))
+        .ping_interval(Duration::from_secs(5))
+        .max_reconnects(None::<usize>)
+        .event_callback(move |event| {
+            let node = node.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!(node, "cluster: NATS connected"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(node, "cluster: NATS connection lost; reconnecting");
+                    }
+                    other => tracing::warn!(node, event = %other, "cluster: NATS"),
+                }
+            }
+        });
+    if let Some(ca) = &config.ca {
+        options = options
+            .add_root_certificates(base.join(ca))
+            .require_tls(true);
+    }
+    options.connect(servers).await.map_err(|e| {
+        format!(
+            "cannot reach NATS at {}: {e}",
+            sigil_store::redact(&config.nats)
+        )
+    })
+}
+
+/// The bucket `name`, made (in memory, one value per key, entries
+/// expiring after `max_age`) if missing.
+async fn bucket(
+    jetstream: &async_nats::jetstream::Context,
+    name: String,
+    max_age: Duration,
+) -> Result<kv::Store, String> {
+    if let Ok(store) = jetstream.get_key_value(name.as_str()).await {
+        return Ok(store);
+    }
+    // The bucket's stream made directly, as key-value buckets are made:
+    // creating it through the key-value API asks for account details
+    // that NATS servers before 2.10 describe differently.
+    let created = jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
+            max_age,
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            num_replicas: 1,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: async_nats::jetstream::stream::DiscardPolicy::New,
+            duplicate_window: max_age.min(Duration::from_secs(120)),
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(_) => jetstream
+            .get_key_value(name.as_str())
+            .await
+            .map_err(|e| format!("cannot open the NATS bucket {name}: {e}")),
+        // Another node made it meanwhile.
+        Err(error) => jetstream.get_key_value(name.as_str()).await.map_err(|_| {
+            format!("cannot make the NATS bucket {name} (is JetStream enabled?): {error}")
+        }),
+    }
+}
+
+/// 64 bits from the system's CSPRNG.
+fn random_u64() -> Result<u64, String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| format!("the system's random generator failed: {e}"))?;
+    Ok(u64::from_le_bytes(bytes))
+}

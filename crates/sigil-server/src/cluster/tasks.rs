@@ -1,0 +1,252 @@
+//! The tasks of a node in a cluster: publishing, receiving, watching the
+//! registry, writing it, beating.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::Operation;
+use futures_util::StreamExt as _;
+use jid::FullJid;
+use sigil_proto::error::{StreamCondition, StreamError};
+
+use super::directory::{Record, Remote, jid_of};
+use super::wire::Op;
+use super::{Cluster, Reroute, liveness};
+use crate::router::{Routes, SessionId, SessionMessage, Undelivered};
+
+impl Cluster {
+    /// Starts this node's cluster tasks; they run until aborted (after
+    /// [`Self::leave`]).
+    pub fn start(self: &Arc<Self>, reroute: &Reroute) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some(outbox) = crate::router::lock(&self.outbox_receiver).take() {
+            tasks.push(tokio::spawn(publish(self.client.clone(), outbox)));
+        }
+        tasks.push(tokio::spawn(receive(self.clone(), reroute.clone())));
+        tasks.push(tokio::spawn(self.registry.clone().run()));
+        tasks.push(tokio::spawn(watch_registry(self.clone())));
+        tasks.push(tokio::spawn(liveness::heartbeat(self.clone())));
+        tasks.push(tokio::spawn(liveness::watch(self.clone(), reroute.clone())));
+        tasks
+    }
+
+    /// Leaves the cluster at shutdown, once this node's sessions have
+    /// ended: their records are deleted, and the heartbeat, so that the
+    /// others know at once.
+    pub async fn leave(&self) {
+        self.registry.flush().await;
+        let _ = self.nodes.delete(&*self.node).await;
+        let _ = self.client.flush().await;
+    }
+
+    /// Makes the buckets again if they are gone (a NATS server that kept
+    /// them in memory restarted).
+    pub(super) async fn ensure_buckets(&self) -> Result<(), String> {
+        let jetstream = async_nats::jetstream::new(self.client.clone());
+        super::bucket(
+            &jetstream,
+            self.registry.bucket.name.clone(),
+            super::registry::MAX_AGE,
+        )
+        .await?;
+        super::bucket(&jetstream, self.nodes.name.clone(), liveness::MAX_AGE).await?;
+        Ok(())
+    }
+}
+
+/// Publishes what the outbox holds, in order.
+async fn publish(
+    client: async_nats::Client,
+    mut outbox: tokio::sync::mpsc::Receiver<(String, Op)>,
+) {
+    while let Some((subject, op)) = outbox.recv().await {
+        let (headers, payload) = op.encode();
+        if let Err(error) = client.publish_with_headers(subject, headers, payload).await {
+            tracing::warn!(%error, "cluster: publishing failed");
+        }
+    }
+}
+
+/// Receives the operations addressed to this node.
+async fn receive(cluster: Arc<Cluster>, reroute: Reroute) {
+    loop {
+        match cluster
+            .client
+            .subscribe(cluster.subject(&cluster.node))
+            .await
+        {
+            Ok(mut subscription) => {
+                while let Some(message) = subscription.next().await {
+                    let Some(op) = Op::decode(message.headers.as_ref(), &message.payload) else {
+                        tracing::debug!(subject = %message.subject, "cluster: malformed operation dropped");
+                        continue;
+                    };
+                    handle(&cluster, &reroute, op);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cluster: cannot subscribe"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A node name fit for a subject (what the configuration allows).
+fn valid_node(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn handle(cluster: &Arc<Cluster>, reroute: &Reroute, op: Op) {
+    match op {
+        Op::Deliver {
+            to,
+            serial,
+            copy,
+            from,
+            stanza,
+        } => {
+            let message = match copy.filter(|_| valid_node(&from)) {
+                Some(number) => {
+                    // Followed: the sender hears when it is safe, or gone.
+                    let (receipt, settled) = cluster.local.receipt();
+                    let outbox = cluster.outbox.clone();
+                    let subject = cluster.subject(&from);
+                    tokio::spawn(async move {
+                        let safe = settled.await.unwrap_or(false);
+                        let _ = outbox
+                            .send((subject, Op::Settle { copy: number, safe }))
+                            .await;
+                    });
+                    SessionMessage::Tracked(Box::new(stanza), receipt)
+                }
+                None => SessionMessage::Stanza(Box::new(stanza)),
+            };
+            let result = match serial {
+                Some(serial) => cluster.local.send(&SessionId { jid: to, serial }, message),
+                None => cluster.local.deliver(&to, message),
+            };
+            if let Err(Undelivered { message, .. }) = result {
+                // The session went meanwhile: where it would have gone
+                // had the session not been there.
+                let (stanza, receipt) = match message {
+                    SessionMessage::Stanza(stanza) => (*stanza, None),
+                    SessionMessage::Tracked(stanza, receipt) => (*stanza, Some(receipt)),
+                };
+                reroute(stanza, receipt);
+            }
+        }
+        Op::End { to, serial, error } => {
+            cluster.local.end(&SessionId { jid: to, serial }, error);
+        }
+        Op::Settle { copy, safe } => cluster.copies.settle(copy, safe),
+    }
+}
+
+/// Keeps the directory of the other nodes' sessions from the registry's
+/// records, and hears of this node's sessions replaced elsewhere.
+async fn watch_registry(cluster: Arc<Cluster>) {
+    loop {
+        let watched = cluster.registry.bucket.watch_with_history(">").await;
+        match watched {
+            Ok(mut records) => {
+                // From scratch: the records come again, the latest of each.
+                cluster.directory.remove_node(None);
+                let mut own = HashSet::new();
+                let mut current = cluster
+                    .registry
+                    .bucket
+                    .status()
+                    .await
+                    .is_ok_and(|status| status.values() == 0);
+                if current {
+                    cluster.registry.reclaim_missing(&own);
+                }
+                while let Some(Ok(entry)) = records.next().await {
+                    apply(&cluster, &entry, &mut own, current);
+                    if !current && entry.delta == 0 {
+                        current = true;
+                        // This node's sessions whose records are missing
+                        // (lost, or purged) claim them again.
+                        cluster.registry.reclaim_missing(&own);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cluster: cannot watch the registry"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn apply(
+    cluster: &Arc<Cluster>,
+    entry: &async_nats::jetstream::kv::Entry,
+    own: &mut HashSet<FullJid>,
+    current: bool,
+) {
+    let Some(jid) = jid_of(&entry.key) else {
+        return;
+    };
+    match entry.operation {
+        Operation::Put => {
+            let Ok(record) = serde_json::from_slice::<Record>(&entry.value) else {
+                return;
+            };
+            if *record.node == *cluster.node {
+                cluster.directory.remove(&jid);
+                if record.run == cluster.run {
+                    if !current {
+                        own.insert(jid);
+                    }
+                } else if cluster.registry.owned(&jid).is_none() {
+                    // An earlier run of this node left it: its session is
+                    // gone (a newer one claims at its own revision).
+                    let bucket = cluster.registry.bucket.clone();
+                    let (key, revision) = (entry.key.clone(), entry.revision);
+                    tokio::spawn(async move {
+                        let _ = bucket.delete_expect_revision(key, Some(revision)).await;
+                    });
+                }
+                return;
+            }
+            if let Some(owned) = cluster.registry.owned(&jid)
+                && entry.revision > owned.revision
+            {
+                // A newer session took this full JID on another node.
+                cluster.registry.disown(&jid);
+                cluster.local.end(
+                    &SessionId {
+                        jid: jid.clone(),
+                        serial: owned.serial,
+                    },
+                    StreamError::with_text(
+                        StreamCondition::Conflict,
+                        "replaced by a new connection",
+                    ),
+                );
+            }
+            if let Some(found) = record.entry(jid) {
+                cluster.directory.put(Remote {
+                    entry: found,
+                    node: cluster.intern(&record.node),
+                    revision: entry.revision,
+                });
+            }
+        }
+        Operation::Delete | Operation::Purge => {
+            cluster.directory.remove(&jid);
+            if cluster
+                .registry
+                .owned(&jid)
+                .is_some_and(|owned| entry.revision > owned.revision)
+            {
+                // This node's record was deleted by another (it was taken
+                // for dead): claimed again while the session lives.
+                cluster.registry.disown(&jid);
+                cluster.registry.mark(&jid);
+            }
+        }
+    }
+}

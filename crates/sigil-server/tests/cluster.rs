@@ -1,0 +1,351 @@
+//! Three nodes of one cluster in this process, sharing a PostgreSQL
+//! schema and a NATS server (each test under a cluster name of its own):
+//! users on different nodes chat, presence and roster pushes cross nodes,
+//! a full JID lives on one node, and a revocation on one node ends a
+//! session on another within a second.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Identity, Login, TestClient, TestServer};
+use sigil_server::config::{ClientCertificatePolicy, ListenerKind};
+use sigil_store::postgres::testing::{Schema, admin_url};
+use sigil_store::{CertificateEntry, RosterItem, Subscription};
+use sigil_x509::generate::{Options, client_certificate};
+use sigil_x509::{CertificateInfo, Jid, OffsetDateTime};
+use sigil_xml::{Element, ns};
+
+/// The NATS server the suite uses: `SIGIL_TEST_NATS_URL`, or what
+/// `scripts/ensure-nats` finds or starts.
+fn nats_url() -> String {
+    if let Ok(url) = std::env::var("SIGIL_TEST_NATS_URL") {
+        return url;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-nats");
+    let out = Command::new(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/ensure-nats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A cluster name no other test uses.
+fn cluster_name() -> String {
+    let mut random = [0u8; 6];
+    getrandom::fill(&mut random).unwrap();
+    format!(
+        "test_{}",
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+struct Cluster {
+    nodes: Vec<TestServer>,
+    _schema: Schema,
+}
+
+/// `count` nodes, n1…, on one new schema and cluster name.
+async fn cluster(count: usize) -> Cluster {
+    let schema = Schema::new(admin_url()).await;
+    let nats = nats_url();
+    let name = cluster_name();
+    let mut nodes = Vec::new();
+    for n in 1..=count {
+        let mut config = common::config(ClientCertificatePolicy::Wanted);
+        config.storage.url = schema.url.clone();
+        config.storage.max_connections = 4;
+        config.cluster.nats = nats.clone();
+        config.cluster.node = format!("n{n}");
+        config.cluster.name = Some(name.clone());
+        config.validate().unwrap();
+        nodes.push(TestServer::start_with(config).await);
+    }
+    Cluster {
+        nodes,
+        _schema: schema,
+    }
+}
+
+fn message(to: &str, body: &str) -> Element {
+    Element::new("message", ns::CLIENT)
+        .with_attribute("to", to)
+        .with_attribute("type", "chat")
+        .with_attribute("id", format!("m-{body}"))
+        .with_child(Element::new("body", ns::CLIENT).with_text(body))
+}
+
+fn body(stanza: &Element) -> Option<String> {
+    stanza.child("body", ns::CLIENT).map(|b| b.text())
+}
+
+fn login(user: &str, resource: &str) -> Login {
+    Login::new(user, ListenerKind::Starttls).resource(Some(resource))
+}
+
+/// Waits until `node` knows of `count` sessions of `account` (its own and
+/// the other nodes').
+async fn sessions_known(node: &TestServer, account: &str, count: usize) {
+    let account = jid::BareJid::new(account).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let known = node.context().routes().sessions(&account).len();
+        if known == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{known} sessions of {account} known, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `node` knows of `count` available sessions of `account`.
+async fn available_known(node: &TestServer, account: &str, count: usize) {
+    let account = jid::BareJid::new(account).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sessions = node.context().routes().sessions(&account);
+        let known = sessions.iter().filter(|s| s.presence.is_some()).count();
+        if known == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{known} available sessions of {account} known, not {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn befriend(store: &dyn sigil_store::Store, a: &str, b: &str) {
+    for (owner, contact) in [(a, b), (b, a)] {
+        let item = RosterItem {
+            subscription: Subscription::Both,
+            ..RosterItem::new(contact)
+        };
+        store.put_roster_item(owner, &item).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_different_nodes_chat_and_see_each_others_presence() {
+    let cluster = cluster(3).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    befriend(&*n1.store(), "alice@localhost", "bob@localhost").await;
+    let mut alice = TestClient::connect(n1, login("alice", "laptop")).await;
+    let mut bob = TestClient::connect(n2, login("bob", "phone")).await;
+    let mut carol = TestClient::connect(n3, login("carol", "desk")).await;
+    // Alice's other device, on the third node, asks for the roster.
+    let mut alice_desk = TestClient::connect(n3, login("alice", "desk")).await;
+    alice_desk
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "get")
+                .with_attribute("id", "r1")
+                .with_child(Element::new("query", "jabber:iq:roster")),
+        )
+        .await;
+    alice_desk
+        .recv_matching(|s| s.attribute("id") == Some("r1"))
+        .await;
+    sessions_known(n2, "alice@localhost", 2).await;
+    sessions_known(n1, "bob@localhost", 1).await;
+
+    // Presence crosses nodes: alice's two devices come online, then bob
+    // does and hears of both (from the other nodes' directories), and
+    // both hear of him.
+    for client in [&mut alice, &mut alice_desk] {
+        client.send(Element::new("presence", ns::CLIENT)).await;
+    }
+    available_known(n2, "alice@localhost", 2).await;
+    bob.send(Element::new("presence", ns::CLIENT)).await;
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let presence = bob
+            .recv_matching(|s| {
+                s.name() == "presence"
+                    && s.attribute("from").is_some_and(|f| f.starts_with("alice@"))
+            })
+            .await;
+        heard.push(presence.attribute("from").unwrap().to_owned());
+    }
+    heard.sort();
+    assert_eq!(heard, ["alice@localhost/desk", "alice@localhost/laptop"]);
+    for client in [&mut alice, &mut alice_desk] {
+        let seen = client
+            .recv_matching(|s| {
+                s.name() == "presence" && s.attribute("from") == Some("bob@localhost/phone")
+            })
+            .await;
+        assert_eq!(seen.attribute("type"), None);
+    }
+
+    // Messages cross nodes, to a full JID and to a bare one.
+    alice
+        .send(message("bob@localhost/phone", "hello bob"))
+        .await;
+    let got = bob.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("hello bob"));
+    assert_eq!(got.attribute("from"), Some("alice@localhost/laptop"));
+    bob.send(message("alice@localhost", "hello alice")).await;
+    let got = alice.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("hello alice"));
+    carol
+        .send(message("bob@localhost", "from the third node"))
+        .await;
+    let got = bob.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("from the third node"));
+
+    // A roster change on one node is pushed to the account's session on
+    // another.
+    alice
+        .send(
+            Element::new("iq", ns::CLIENT)
+                .with_attribute("type", "set")
+                .with_attribute("id", "add")
+                .with_child(
+                    Element::new("query", "jabber:iq:roster").with_child(
+                        Element::new("item", "jabber:iq:roster")
+                            .with_attribute("jid", "carol@localhost"),
+                    ),
+                ),
+        )
+        .await;
+    let push = alice_desk
+        .recv_matching(|s| s.name() == "iq" && s.attribute("type") == Some("set"))
+        .await;
+    let item = push
+        .child("query", "jabber:iq:roster")
+        .and_then(|q| q.child("item", "jabber:iq:roster"))
+        .unwrap();
+    assert_eq!(item.attribute("jid"), Some("carol@localhost"));
+
+    // A session that ends is gone from the other nodes' directories, and
+    // its contacts hear it left.
+    bob.close().await;
+    sessions_known(n1, "bob@localhost", 0).await;
+    let gone = alice
+        .recv_matching(|s| {
+            s.name() == "presence" && s.attribute("from") == Some("bob@localhost/phone")
+        })
+        .await;
+    assert_eq!(gone.attribute("type"), Some("unavailable"));
+    // Now offline: a message for bob waits in the shared database.
+    alice.send(message("bob@localhost", "while away")).await;
+    let mut bob = TestClient::connect(n3, login("bob", "tablet")).await;
+    bob.send(Element::new("presence", ns::CLIENT)).await;
+    let got = bob.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("while away"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_jid_lives_on_one_node_the_newest_session_wins() {
+    let cluster = cluster(2).await;
+    let [n1, n2] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let mut first = TestClient::connect(n1, login("alice", "phone")).await;
+    sessions_known(n2, "alice@localhost", 1).await;
+    let mut second = TestClient::connect(n2, login("alice", "phone")).await;
+    // The older session ends with conflict.
+    let ended = tokio::time::timeout(Duration::from_secs(5), first.closed())
+        .await
+        .expect("the older session ended");
+    assert!(format!("{ended:?}").contains("Conflict"), "{ended:?}");
+    sessions_known(n1, "alice@localhost", 1).await;
+    // The newer one gets what is sent to the full JID, from either node.
+    let mut bob = TestClient::connect(n1, login("bob", "desk")).await;
+    bob.send(message("alice@localhost/phone", "which one"))
+        .await;
+    let got = second.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("which one"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_node_ends_a_session_on_another_within_a_second() {
+    let cluster = cluster(3).await;
+    let [n1, n2, _n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let store = n1.store();
+    let laptop = client_certificate(
+        &[Jid::new("alice@localhost").unwrap()],
+        &Options::new(OffsetDateTime::now_utc()),
+        None,
+    )
+    .unwrap();
+    let info = CertificateInfo::from_der(&laptop.certificate_der).unwrap();
+    store
+        .add_certificate(&CertificateEntry {
+            owner: "alice@localhost".into(),
+            name: "laptop".into(),
+            fingerprint: info.sha256,
+            der: laptop.certificate_der.clone(),
+            no_cert_management: false,
+            disabled: false,
+            added_at: OffsetDateTime::now_utc().unix_timestamp(),
+        })
+        .await
+        .unwrap();
+    let mut alice = TestClient::connect(
+        n2,
+        Login::certificate(
+            "alice",
+            ListenerKind::DirectTls,
+            Identity::from_issued(&laptop),
+        ),
+    )
+    .await;
+    assert_eq!(alice.mechanism.as_deref(), Some("EXTERNAL"));
+    // Her password session on the first node stays.
+    let mut other = TestClient::connect(n1, login("alice", "desk")).await;
+    sessions_known(n1, "alice@localhost", 2).await;
+    // `sigil cert revoke` talks to the first node's control socket.
+    store
+        .revoke_certificate("alice@localhost", "laptop", 0)
+        .await
+        .unwrap();
+    let socket = n1.dir.path().join(&n1.config.auth.control_socket);
+    let began = Instant::now();
+    let ended = sigil_server::control::request_revoke(&socket, "alice@localhost", &info.sha256)
+        .await
+        .unwrap();
+    assert_eq!(ended, 1, "one session ended");
+    let closed = tokio::time::timeout(Duration::from_secs(1), alice.closed())
+        .await
+        .expect("the revoked session on the other node ended within a second");
+    assert!(
+        format!("{closed:?}").contains("not-authorized") || closed.is_err(),
+        "{closed:?}"
+    );
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    sessions_known(n1, "alice@localhost", 1).await;
+    assert!(common::answers_a_ping(&mut other, "still").await);
+    // And the certificate logs in on no node.
+    for node in [n1, n2] {
+        let refused = TestClient::connect(
+            node,
+            Login::certificate(
+                "alice",
+                ListenerKind::DirectTls,
+                Identity::from_issued(&laptop),
+            ),
+        )
+        .await;
+        assert!(refused.jid.is_none(), "a revoked certificate logged in");
+    }
+}
