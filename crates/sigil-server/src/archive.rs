@@ -130,9 +130,16 @@ impl Archive {
         cache.insert(owner.clone(), prefs);
     }
 
-    /// Forgets what is known of `owner` (its account went).
+    /// Forgets what is known of `owner` (its account went, or another
+    /// node changed its preferences).
     pub fn forget(&self, owner: &BareJid) {
         crate::router::lock(&self.prefs).remove(owner);
+    }
+
+    /// Forgets every account's preferences (changes may have been
+    /// missed).
+    pub(crate) fn forget_all(&self) {
+        *crate::router::lock(&self.prefs) = HashMap::new();
     }
 
     /// Whether `owner` archives its messages with `with`.

@@ -67,6 +67,13 @@ impl Blocklists {
         self.generation.fetch_add(1, Ordering::AcqRel);
         lists.remove(owner);
     }
+
+    /// Forgets every list (changes may have been missed).
+    pub(crate) fn clear(&self) {
+        let mut lists = lock(&self.lists);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *lists = HashMap::new();
+    }
 }
 
 #[cfg(test)]

@@ -317,6 +317,36 @@ impl Context {
         matches!(self.store.account(bare.as_str()).await, Ok(Some(_)))
     }
 
+    /// What is kept of `account` in `cache` changed: this node forgets
+    /// it, and so do the others of its cluster.
+    pub(crate) fn changed(&self, cache: crate::cluster::Cache, account: &BareJid) {
+        self.forget(Some((cache, account)));
+        self.changed_elsewhere(cache, account);
+    }
+
+    /// As [`Self::changed`], where this node keeps the new value itself.
+    pub(crate) fn changed_elsewhere(&self, cache: crate::cluster::Cache, account: &BareJid) {
+        if let Some(cluster) = &self.cluster {
+            cluster.changed(cache, account);
+        }
+    }
+
+    /// Forgets what is kept of one account in one cache, or (`None`)
+    /// everything kept of any account that other nodes may change.
+    pub(crate) fn forget(&self, what: Option<(crate::cluster::Cache, &BareJid)>) {
+        use crate::cluster::Cache;
+        match what {
+            Some((Cache::Blocklist, account)) => self.blocklists.forget(account),
+            Some((Cache::Avatar, account)) => self.profiles.forget_avatar(account),
+            Some((Cache::ArchivePrefs, account)) => self.archive.forget(account),
+            None => {
+                self.blocklists.clear();
+                self.profiles.forget_avatars();
+                self.archive.forget_all();
+            }
+        }
+    }
+
     /// A session of this node bound (the cluster, if any, records it).
     pub(crate) fn registered(&self, handle: &crate::router::SessionHandle) {
         if let Some(cluster) = &self.cluster {

@@ -93,6 +93,16 @@ impl Profiles {
         tidy(&mut entries, owner);
     }
 
+    /// Forgets every avatar hash (changes may have been missed).
+    pub(crate) fn forget_avatars(&self) {
+        let mut entries = lock(&self.entries);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.retain(|_, profile| {
+            profile.avatar = None;
+            profile.status.is_some()
+        });
+    }
+
     /// The last session of `owner` ended: the status it left with goes,
     /// returned.
     pub(crate) fn take_status(&self, owner: &BareJid) -> Option<String> {

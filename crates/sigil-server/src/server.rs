@@ -165,14 +165,8 @@ impl Server {
         let trust_changed = Arc::new(tokio::sync::Notify::new());
         let cluster_tasks = match &cluster {
             Some(cluster) => {
-                let rerouting = context.clone();
-                let reroute: crate::cluster::Reroute = Arc::new(move |stanza, receipt| {
-                    let context = rerouting.clone();
-                    tokio::spawn(async move {
-                        crate::session::reroute(&context, stanza, receipt).await;
-                    });
-                });
-                cluster.start(&reroute)
+                let hooks: crate::cluster::SharedHooks = Arc::new(NodeHooks(context.clone()));
+                cluster.start(&hooks)
             }
             None => Vec::new(),
         };
@@ -370,6 +364,22 @@ impl Server {
         for task in self.cluster_tasks.drain(..) {
             task.abort();
         }
+    }
+}
+
+/// What the cluster asks of this server.
+struct NodeHooks(Arc<Context>);
+
+impl crate::cluster::Hooks for NodeHooks {
+    fn reroute(&self, stanza: sigil_xml::Element, receipt: Option<crate::router::Receipt>) {
+        let context = self.0.clone();
+        tokio::spawn(async move {
+            crate::session::reroute(&context, stanza, receipt).await;
+        });
+    }
+
+    fn forget(&self, what: Option<(crate::cluster::Cache, &jid::BareJid)>) {
+        self.0.forget(what);
     }
 }
 

@@ -349,3 +349,64 @@ async fn a_revocation_on_one_node_ends_a_session_on_another_within_a_second() {
         assert!(refused.jid.is_none(), "a revoked certificate logged in");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocklist_changed_on_one_node_holds_on_the_others() {
+    let cluster = cluster(2).await;
+    let [n1, n2] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let mut alice = TestClient::connect(n1, login("alice", "laptop")).await;
+    alice.send(Element::new("presence", ns::CLIENT)).await;
+    let mut bob = TestClient::connect(n2, login("bob", "phone")).await;
+    available_known(n2, "alice@localhost", 1).await;
+    // Bob's node reads (and keeps) alice's empty blocklist.
+    bob.send(message("alice@localhost", "before")).await;
+    let got = alice.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("before"));
+    let block = |kind: &str| {
+        Element::new("iq", ns::CLIENT)
+            .with_attribute("type", "set")
+            .with_attribute("id", kind)
+            .with_child(Element::new(kind, "urn:xmpp:blocking").with_child(
+                Element::new("item", "urn:xmpp:blocking").with_attribute("jid", "bob@localhost"),
+            ))
+    };
+    alice.send(block("block")).await;
+    alice
+        .recv_matching(|s| {
+            s.attribute("id") == Some("block") && s.attribute("type") == Some("result")
+        })
+        .await;
+    // The other node forgets what it kept: bob's next message is refused.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        bob.send(message("alice@localhost", "blocked?")).await;
+        let answer = bob.recv_matching(|s| s.name() == "message").await;
+        if answer.attribute("type") == Some("error") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's node still delivers to alice"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        alice
+            .try_recv(Duration::from_millis(300))
+            .await
+            .is_none_or(|s| s.name() != "message"),
+        "a blocked message arrived"
+    );
+    alice.send(block("unblock")).await;
+    alice
+        .recv_matching(|s| {
+            s.attribute("id") == Some("unblock") && s.attribute("type") == Some("result")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bob.send(message("alice@localhost", "after")).await;
+    let got = alice.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("after"));
+}

@@ -138,14 +138,14 @@ pub(super) async fn heartbeat(cluster: Arc<Cluster>) {
 }
 
 /// Watches the heartbeats, and declares the dead, for ever.
-pub(super) async fn watch(cluster: Arc<Cluster>, reroute: super::Reroute) {
+pub(super) async fn watch(cluster: Arc<Cluster>, hooks: super::SharedHooks) {
     let started = Instant::now();
     let monitor = {
         let cluster = cluster.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
-                declare_dead(&cluster, started, &reroute);
+                declare_dead(&cluster, started, &*hooks);
             }
         })
     };
@@ -177,7 +177,7 @@ pub(super) async fn watch(cluster: Arc<Cluster>, reroute: super::Reroute) {
 
 /// Declares dead the nodes unheard of for [`DEAD_AFTER`], and those with
 /// sessions in the registry that never beat since this node started.
-fn declare_dead(cluster: &Arc<Cluster>, started: Instant, reroute: &super::Reroute) {
+fn declare_dead(cluster: &Arc<Cluster>, started: Instant, hooks: &dyn super::Hooks) {
     let now = Instant::now();
     let silent = |at: &Option<Instant>| at.is_none_or(|at| now.duration_since(at) > DEAD_AFTER);
     let mut heard = crate::router::lock(&cluster.heard);
@@ -224,7 +224,7 @@ fn declare_dead(cluster: &Arc<Cluster>, started: Instant, reroute: &super::Rerou
     // What was sent there, or lost on the way, goes where it would have
     // gone had its session not been there.
     for copy in lost {
-        reroute(copy.stanza, Some(copy.receipt));
+        hooks.reroute(copy.stanza, Some(copy.receipt));
     }
 }
 

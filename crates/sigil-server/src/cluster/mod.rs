@@ -49,10 +49,50 @@ use wire::Op;
 
 pub use liveness::NodeStatus;
 
-/// Sends a stanza (with its receipt, if followed) where it would have
-/// gone had the session it was for not been there: the account's other
-/// sessions, or offline storage. Given by the server, which knows how.
-pub type Reroute = Arc<dyn Fn(sigil_xml::Element, Option<Receipt>) + Send + Sync>;
+/// What the cluster asks of the server it is part of.
+pub trait Hooks: Send + Sync {
+    /// Sends a stanza (with its receipt, if followed) where it would
+    /// have gone had the session it was for not been there: the
+    /// account's other sessions, or offline storage.
+    fn reroute(&self, stanza: sigil_xml::Element, receipt: Option<Receipt>);
+
+    /// Forgets what is kept of one account in one cache (another node
+    /// changed it), or (`None`) everything other nodes may change (their
+    /// word of a change may have been missed).
+    fn forget(&self, what: Option<(Cache, &BareJid)>);
+}
+
+/// The hooks of a server.
+pub type SharedHooks = Arc<dyn Hooks>;
+
+/// What nodes keep of an account in memory that another node may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cache {
+    /// Its blocklist (XEP-0191).
+    Blocklist,
+    /// Its avatar hash (XEP-0153).
+    Avatar,
+    /// Its archiving preferences (XEP-0313).
+    ArchivePrefs,
+}
+
+impl Cache {
+    /// As sent between nodes.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Blocklist => "blocklist",
+            Self::Avatar => "avatar",
+            Self::ArchivePrefs => "archive-prefs",
+        }
+    }
+
+    /// From [`Self::as_str`].
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
+        [Self::Blocklist, Self::Avatar, Self::ArchivePrefs]
+            .into_iter()
+            .find(|cache| cache.as_str() == name)
+    }
+}
 
 /// Messages waiting to be published, at most.
 const OUTBOX: usize = 65_536;
@@ -76,6 +116,8 @@ pub struct Cluster {
     outbox: mpsc::Sender<(String, Op)>,
     /// The outbox's other end, until the publisher takes it.
     outbox_receiver: Mutex<Option<mpsc::Receiver<(String, Op)>>>,
+    /// Told when the NATS connection is made again, or dropped messages.
+    troubled: Arc<tokio::sync::Notify>,
     /// Node names, shared by their sessions' entries.
     names: Mutex<std::collections::HashMap<String, Arc<str>>>,
     /// The nodes heard from.
@@ -90,7 +132,8 @@ impl Cluster {
         base: &Path,
         local: Arc<Router>,
     ) -> Result<Arc<Self>, String> {
-        let client = connect_nats(config, base).await?;
+        let troubled = Arc::new(tokio::sync::Notify::new());
+        let client = connect_nats(config, base, troubled.clone()).await?;
         let jetstream = async_nats::jetstream::new(client.clone());
         let name = config.name();
         let sessions = bucket(&jetstream, format!("{name}_sessions"), registry::MAX_AGE).await?;
@@ -117,6 +160,7 @@ impl Cluster {
             outbox_receiver: Mutex::new(Some(receiver)),
             names: Mutex::default(),
             heard: Mutex::default(),
+            troubled,
         });
         liveness::announce(&cluster).await?;
         Ok(cluster)
@@ -130,6 +174,24 @@ impl Cluster {
     /// The subject of `node`'s operations.
     fn subject(&self, node: &str) -> String {
         format!("{}.node.{node}", self.prefix)
+    }
+
+    /// The subject every node hears.
+    fn everyone(&self) -> String {
+        format!("{}.all", self.prefix)
+    }
+
+    /// What `cache` keeps of `account` changed here: the other nodes
+    /// forget it.
+    pub fn changed(&self, cache: Cache, account: &BareJid) {
+        let op = Op::Forget {
+            cache,
+            account: account.clone(),
+            from: self.node.to_string(),
+        };
+        if self.outbox.try_send((self.everyone(), op)).is_err() {
+            tracing::warn!(%account, "cluster: the outbox is full; a change was not told to the other nodes");
+        }
     }
 
     /// The shared name of `node`.
@@ -328,7 +390,11 @@ impl Routes for Cluster {
 }
 
 /// Connects to the NATS servers `config` names.
-async fn connect_nats(config: &ClusterConfig, base: &Path) -> Result<async_nats::Client, String> {
+async fn connect_nats(
+    config: &ClusterConfig,
+    base: &Path,
+    troubled: Arc<tokio::sync::Notify>,
+) -> Result<async_nats::Client, String> {
     let mut servers = Vec::new();
     for url in config.nats.split(',') {
         let url = url.trim();
@@ -348,9 +414,17 @@ async fn connect_nats(config: &ClusterConfig, base: &Path) -> Result<async_nats:
         .max_reconnects(None::<usize>)
         .event_callback(move |event| {
             let node = node.clone();
+            let troubled = troubled.clone();
             async move {
                 match event {
-                    async_nats::Event::Connected => tracing::info!(node, "cluster: NATS connected"),
+                    async_nats::Event::Connected => {
+                        tracing::info!(node, "cluster: NATS connected");
+                        troubled.notify_one();
+                    }
+                    async_nats::Event::SlowConsumer(_) => {
+                        tracing::warn!(node, "cluster: messages from NATS dropped (slow consumer)");
+                        troubled.notify_one();
+                    }
                     async_nats::Event::Disconnected => {
                         tracing::warn!(node, "cluster: NATS connection lost; reconnecting");
                     }

@@ -12,22 +12,29 @@ use sigil_proto::error::{StreamCondition, StreamError};
 
 use super::directory::{Record, Remote, jid_of};
 use super::wire::Op;
-use super::{Cluster, Reroute, liveness};
+use super::{Cluster, SharedHooks, liveness};
 use crate::router::{Routes, SessionId, SessionMessage, Undelivered};
 
 impl Cluster {
     /// Starts this node's cluster tasks; they run until aborted (after
     /// [`Self::leave`]).
-    pub fn start(self: &Arc<Self>, reroute: &Reroute) -> Vec<tokio::task::JoinHandle<()>> {
+    pub fn start(self: &Arc<Self>, hooks: &SharedHooks) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         if let Some(outbox) = crate::router::lock(&self.outbox_receiver).take() {
             tasks.push(tokio::spawn(publish(self.client.clone(), outbox)));
         }
-        tasks.push(tokio::spawn(receive(self.clone(), reroute.clone())));
+        let own = self.subject(&self.node);
+        tasks.push(tokio::spawn(receive(self.clone(), own, hooks.clone())));
+        let everyone = self.everyone();
+        tasks.push(tokio::spawn(receive(self.clone(), everyone, hooks.clone())));
+        tasks.push(tokio::spawn(forget_when_troubled(
+            self.clone(),
+            hooks.clone(),
+        )));
         tasks.push(tokio::spawn(self.registry.clone().run()));
         tasks.push(tokio::spawn(watch_registry(self.clone())));
         tasks.push(tokio::spawn(liveness::heartbeat(self.clone())));
-        tasks.push(tokio::spawn(liveness::watch(self.clone(), reroute.clone())));
+        tasks.push(tokio::spawn(liveness::watch(self.clone(), hooks.clone())));
         tasks
     }
 
@@ -68,21 +75,26 @@ async fn publish(
     }
 }
 
-/// Receives the operations addressed to this node.
-async fn receive(cluster: Arc<Cluster>, reroute: Reroute) {
+/// After a NATS connection was made again, or messages were dropped, a
+/// change another node told of may have been missed: caches go.
+async fn forget_when_troubled(cluster: Arc<Cluster>, hooks: SharedHooks) {
     loop {
-        match cluster
-            .client
-            .subscribe(cluster.subject(&cluster.node))
-            .await
-        {
+        cluster.troubled.notified().await;
+        hooks.forget(None);
+    }
+}
+
+/// Receives the operations on `subject` (this node's, or everyone's).
+async fn receive(cluster: Arc<Cluster>, subject: String, hooks: SharedHooks) {
+    loop {
+        match cluster.client.subscribe(subject.clone()).await {
             Ok(mut subscription) => {
                 while let Some(message) = subscription.next().await {
                     let Some(op) = Op::decode(message.headers.as_ref(), &message.payload) else {
                         tracing::debug!(subject = %message.subject, "cluster: malformed operation dropped");
                         continue;
                     };
-                    handle(&cluster, &reroute, op);
+                    handle(&cluster, &*hooks, op);
                 }
             }
             Err(error) => tracing::warn!(%error, "cluster: cannot subscribe"),
@@ -99,7 +111,7 @@ fn valid_node(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn handle(cluster: &Arc<Cluster>, reroute: &Reroute, op: Op) {
+fn handle(cluster: &Arc<Cluster>, hooks: &dyn super::Hooks, op: Op) {
     match op {
         Op::Deliver {
             to,
@@ -135,13 +147,22 @@ fn handle(cluster: &Arc<Cluster>, reroute: &Reroute, op: Op) {
                     SessionMessage::Stanza(stanza) => (*stanza, None),
                     SessionMessage::Tracked(stanza, receipt) => (*stanza, Some(receipt)),
                 };
-                reroute(stanza, receipt);
+                hooks.reroute(stanza, receipt);
             }
         }
         Op::End { to, serial, error } => {
             cluster.local.end(&SessionId { jid: to, serial }, error);
         }
         Op::Settle { copy, safe } => cluster.copies.settle(copy, safe),
+        Op::Forget {
+            cache,
+            account,
+            from,
+        } => {
+            if *from != *cluster.node {
+                hooks.forget(Some((cache, &account)));
+            }
+        }
     }
 }
 

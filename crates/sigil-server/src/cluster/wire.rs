@@ -4,9 +4,11 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use jid::FullJid;
+use jid::{BareJid, FullJid};
 use sigil_proto::error::{StreamCondition, StreamError};
 use sigil_xml::Element;
+
+use super::Cache;
 
 const OP: &str = "Sigil-Op";
 const TO: &str = "Sigil-To";
@@ -15,6 +17,8 @@ const COPY: &str = "Sigil-Copy";
 const FROM: &str = "Sigil-From";
 const SAFE: &str = "Sigil-Safe";
 const CONDITION: &str = "Sigil-Condition";
+const CACHE: &str = "Sigil-Cache";
+const ACCOUNT: &str = "Sigil-Account";
 
 /// One operation from one node to another.
 #[derive(Debug)]
@@ -43,6 +47,15 @@ pub(super) enum Op {
         serial: u64,
         /// Why.
         error: StreamError,
+    },
+    /// What `cache` keeps of `account` changed on node `from`.
+    Forget {
+        /// Which cache.
+        cache: Cache,
+        /// Whose entry.
+        account: BareJid,
+        /// The node it changed on.
+        from: String,
     },
     /// The copy numbered `copy` is safe (`true`) or gone without being
     /// safe.
@@ -85,6 +98,17 @@ impl Op {
                 let text = error.text.clone().unwrap_or_default();
                 (headers, Bytes::from(text))
             }
+            Self::Forget {
+                cache,
+                account,
+                from,
+            } => {
+                headers.insert(OP, "forget");
+                headers.insert(CACHE, cache.as_str());
+                headers.insert(ACCOUNT, account.as_str());
+                headers.insert(FROM, from.as_str());
+                (headers, Bytes::new())
+            }
             Self::Settle { copy, safe } => {
                 headers.insert(OP, "settle");
                 headers.insert(COPY, copy.to_string().as_str());
@@ -121,6 +145,11 @@ impl Op {
                     error,
                 })
             }
+            "forget" => Some(Self::Forget {
+                cache: Cache::from_name(get(CACHE)?)?,
+                account: BareJid::new(get(ACCOUNT)?).ok()?,
+                from: get(FROM)?.to_owned(),
+            }),
             "settle" => Some(Self::Settle {
                 copy: number(COPY)?,
                 safe: get(SAFE)? == "1",
@@ -178,6 +207,22 @@ mod tests {
                 assert_eq!(serial, 3);
                 assert_eq!(error.condition, StreamCondition::Conflict);
                 assert_eq!(error.text.as_deref(), Some("replaced"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let forget = Op::Forget {
+            cache: Cache::ArchivePrefs,
+            account: BareJid::new("a@x").unwrap(),
+            from: "node-2".into(),
+        };
+        match round_trip(&forget) {
+            Op::Forget {
+                cache,
+                account,
+                from,
+            } => {
+                assert_eq!(cache, Cache::ArchivePrefs);
+                assert_eq!((account.as_str(), from.as_str()), ("a@x", "node-2"));
             }
             other => panic!("{other:?}"),
         }

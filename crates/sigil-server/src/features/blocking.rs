@@ -105,7 +105,7 @@ async fn change(
     } else {
         context.store.unblock(session.bare.as_str(), &jids).await
     };
-    context.blocklists.forget(&session.bare);
+    context.changed(crate::cluster::Cache::Blocklist, &session.bare);
     if stored.is_err() {
         return Err(StanzaError::new(StanzaCondition::InternalServerError));
     }

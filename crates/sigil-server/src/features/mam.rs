@@ -276,5 +276,6 @@ async fn set_prefs(
     }
     let answer = to_wire(&prefs).to_element();
     context.archive.remember(owner, Arc::new(prefs));
+    context.changed_elsewhere(crate::cluster::Cache::ArchivePrefs, owner);
     Ok(answer)
 }

@@ -166,6 +166,7 @@ async fn write(context: &Context, owner: &BareJid, card: &Element) -> Result<(),
         .await
         .map_err(internal)?;
     context.profiles.set_avatar(owner, avatar_hash(card));
+    context.changed_elsewhere(crate::cluster::Cache::Avatar, owner);
     Ok(())
 }
 
