@@ -381,6 +381,15 @@ impl crate::cluster::Hooks for NodeHooks {
     fn forget(&self, what: Option<(crate::cluster::Cache, &jid::BareJid)>) {
         self.0.forget(what);
     }
+
+    fn gone(&self, sessions: Vec<jid::FullJid>) {
+        let context = self.0.clone();
+        tokio::spawn(async move {
+            for jid in sessions {
+                crate::session::gone(&context, &jid).await;
+            }
+        });
+    }
 }
 
 /// Listens on `address`; returns the socket and the address it got.

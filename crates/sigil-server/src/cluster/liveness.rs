@@ -211,6 +211,14 @@ fn declare_dead(cluster: &Arc<Cluster>, started: Instant, hooks: &dyn super::Hoo
         let sessions = cluster.directory.remove_node(Some(node));
         tracing::warn!(node = %node, sessions = sessions.len(), "cluster: node dead");
         if purger {
+            // One node tells, for all.
+            hooks.gone(
+                sessions
+                    .iter()
+                    .filter(|s| s.entry.presence.is_some())
+                    .map(|s| s.entry.id.jid.clone())
+                    .collect(),
+            );
             let bucket = cluster.registry.bucket.clone();
             tokio::spawn(async move {
                 for session in sessions {

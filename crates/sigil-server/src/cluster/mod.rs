@@ -60,6 +60,10 @@ pub trait Hooks: Send + Sync {
     /// changed it), or (`None`) everything other nodes may change (their
     /// word of a change may have been missed).
     fn forget(&self, what: Option<(Cache, &BareJid)>);
+
+    /// These sessions of a node that died ended without a word: those who
+    /// saw them available are to hear they left.
+    fn gone(&self, sessions: Vec<FullJid>);
 }
 
 /// The hooks of a server.

@@ -31,6 +31,8 @@ mod message;
 mod offline;
 mod presence;
 
+pub(crate) use presence::gone;
+
 pub use component::{from_component, undeliverable};
 
 use message::{message, to_bare};
@@ -74,12 +76,13 @@ impl Handling {
         self.waits.is_empty()
     }
 
-    /// Resolves once the stanza is safe.
+    /// Resolves once the stanza is safe. Cancel-safe: a wait that
+    /// resolved is dropped at once, never polled again.
     pub async fn settled(&mut self) {
-        for wait in &mut self.waits {
+        while let Some(wait) = self.waits.last_mut() {
             let _ = wait.await;
+            self.waits.pop();
         }
-        self.waits.clear();
     }
 }
 
@@ -312,4 +315,31 @@ async fn iq(context: &Context, session: &mut SessionState, stanza: Element, to: 
         to,
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::Handling;
+
+    #[tokio::test]
+    async fn waiting_for_a_stanza_to_be_safe_can_be_cancelled_and_resumed() {
+        let (first, first_wait) = tokio::sync::oneshot::channel();
+        let (second, second_wait) = tokio::sync::oneshot::channel();
+        let mut handling = Handling::of([Some(first_wait), Some(second_wait)]);
+        first.send(true).unwrap();
+        second.send(true).unwrap();
+        // One wait resolves, then the wait is given up (a select! that
+        // took another branch) and resumed later: no resolved wait is
+        // polled again.
+        let (late, late_wait) = tokio::sync::oneshot::channel();
+        handling.waits.insert(1, late_wait);
+        let cancelled =
+            tokio::time::timeout(std::time::Duration::from_millis(20), handling.settled());
+        assert!(cancelled.await.is_err());
+        late.send(true).unwrap();
+        handling.settled().await;
+        assert!(handling.is_settled());
+    }
 }

@@ -159,6 +159,35 @@ pub(super) fn probe(context: &Context, session: &SessionState, roster: Option<&R
     }
 }
 
+/// A session that ended without saying so (its node died): those who saw
+/// it available hear it left, as if it had sent unavailable presence,
+/// unless a newer session has its full JID already.
+pub(crate) async fn gone(context: &Context, jid: &jid::FullJid) {
+    let account = jid.to_bare();
+    if context
+        .routes()
+        .sessions(&account)
+        .iter()
+        .any(|session| session.id.jid == *jid)
+    {
+        return;
+    }
+    let unavailable = Element::new("presence", ns::CLIENT)
+        .with_attribute("type", "unavailable")
+        .with_attribute("from", jid.to_string());
+    if let Ok(roster) = context.store.roster(account.as_str()).await {
+        for item in &roster.items {
+            if matches!(item.subscription, Subscription::From | Subscription::Both)
+                && let Ok(contact) = BareJid::new(&item.jid)
+                && contact.domain().as_str() == context.domain
+            {
+                context.deliver_to_available(&contact, &unavailable);
+            }
+        }
+    }
+    context.deliver_to_available(&account, &unavailable);
+}
+
 /// Subscription requests that arrived while the user was away.
 pub(super) fn pending_subscriptions(
     context: &Context,
