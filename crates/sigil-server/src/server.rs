@@ -378,6 +378,15 @@ impl crate::cluster::Hooks for NodeHooks {
         });
     }
 
+    fn reroute_all(&self, stanzas: Vec<(sigil_xml::Element, Option<crate::router::Receipt>)>) {
+        let context = self.0.clone();
+        tokio::spawn(async move {
+            for (stanza, receipt) in stanzas {
+                crate::session::reroute(&context, stanza, receipt).await;
+            }
+        });
+    }
+
     fn forget(&self, what: Option<(crate::cluster::Cache, &jid::BareJid)>) {
         self.0.forget(what);
     }

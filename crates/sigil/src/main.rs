@@ -66,8 +66,14 @@ enum Command {
     Migrate {
         /// The PostgreSQL database: postgres://USER:PASSWORD@HOST:PORT/DATABASE
         /// (`?sslmode=require` for TLS; `[storage] ca` and
-        /// `max_connections` apply).
-        #[arg(long, value_name = "URL")]
+        /// `max_connections` apply). From SIGIL_MIGRATE_TO if not given,
+        /// which keeps the password out of the process list.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "SIGIL_MIGRATE_TO",
+            hide_env_values = true
+        )]
         to: String,
         /// The configuration file.
         #[arg(long, value_name = "FILE", default_value = serve::DEFAULT_CONFIG)]

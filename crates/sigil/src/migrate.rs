@@ -72,7 +72,7 @@ pub(crate) fn migrate(location: &ConfigLocation, to: &str) -> Result<(), String>
         let _ = writeln!(
             out,
             "to run on it, set [storage] url in {} to the URL given with --to \
-             (the SQLite database is left as it was)",
+             (the SQLite database stays where it is)",
             location.path.display()
         );
         Ok(())

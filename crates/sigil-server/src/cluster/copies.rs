@@ -103,6 +103,9 @@ impl Copies {
             })
             .map(|(number, _)| *number)
             .collect();
+        let mut numbers = numbers;
+        // In the order they were sent, so they are stored in that order.
+        numbers.sort_unstable();
         numbers
             .into_iter()
             .filter_map(|number| copies.remove(&number))

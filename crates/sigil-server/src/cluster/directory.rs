@@ -30,6 +30,10 @@ pub(super) struct Record {
     pub(super) run: u64,
     /// Its number on that node.
     pub(super) serial: u64,
+    /// When it bound, in Unix microseconds: of two sessions with one full
+    /// JID, the one that bound last wins.
+    #[serde(default)]
+    pub(super) bound: i64,
     /// Its available presence, serialised, with its priority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) presence: Option<(i8, String)>,
@@ -45,12 +49,14 @@ pub(super) struct Record {
 }
 
 impl Record {
-    /// The record of `entry`, a session of `node`'s run `run`.
-    pub(super) fn of(entry: &Entry, node: &str, run: u64) -> Self {
+    /// The record of `entry`, a session of `node`'s run `run` that bound
+    /// at `bound`.
+    pub(super) fn of(entry: &Entry, node: &str, run: u64, bound: i64) -> Self {
         Self {
             node: node.to_owned(),
             run,
             serial: entry.id.serial,
+            bound,
             presence: entry
                 .presence
                 .as_ref()
@@ -209,6 +215,17 @@ impl Directory {
         out
     }
 
+    /// Forgets the sessions whose full JIDs are not in `kept` (the
+    /// registry was read again from scratch).
+    pub(super) fn retain(&self, kept: &std::collections::HashSet<FullJid>) {
+        for shard in &self.shards {
+            lock(shard).retain(|_, sessions| {
+                sessions.retain(|s| kept.contains(&s.entry.id.jid));
+                !sessions.is_empty()
+            });
+        }
+    }
+
     /// How many sessions each node has, as known here.
     pub(super) fn counts(&self) -> HashMap<Arc<str>, usize> {
         let mut counts = HashMap::new();
@@ -267,7 +284,7 @@ mod tests {
             carbons: false,
             fingerprint: Some([0xab; 32]),
         };
-        let record = Record::of(&entry, "n1", 9);
+        let record = Record::of(&entry, "n1", 9, 1_700_000_000_000_000);
         let text = serde_json::to_vec(&record).unwrap();
         let back: Record = serde_json::from_slice(&text).unwrap();
         assert_eq!(back, record);
@@ -286,6 +303,7 @@ mod tests {
                 node: node.into(),
                 run: 1,
                 serial,
+                bound: 0,
                 presence: None,
                 roster: false,
                 carbons: false,

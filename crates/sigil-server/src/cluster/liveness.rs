@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv::{Operation, UpdateErrorKind};
+use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
@@ -57,9 +57,7 @@ pub(super) async fn announce(cluster: &Cluster) -> Result<(), String> {
     loop {
         match cluster.nodes.create(&*cluster.node, beat.clone()).await {
             Ok(_) => return Ok(()),
-            Err(error)
-                if error.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists =>
-            {
+            Err(error) if error.kind() == CreateErrorKind::AlreadyExists => {
                 if Instant::now() > deadline {
                     return Err(format!(
                         "cluster.node: another running node is named {:?}; give each node its own name",
@@ -108,11 +106,7 @@ pub(super) async fn heartbeat(cluster: Arc<Cluster>) {
                         e.to_string(),
                     )
                 }),
-            None => cluster
-                .nodes
-                .put(&*cluster.node, beat)
-                .await
-                .map_err(|e| (false, e.to_string())),
+            None => write_again(&cluster, beat).await,
         };
         match written {
             Ok(next) => {
@@ -134,6 +128,33 @@ pub(super) async fn heartbeat(cluster: Arc<Cluster>) {
                 }
             }
         }
+    }
+}
+
+/// Writes the heartbeat without knowing its revision: creates it, or
+/// finds this run's own (an answer lost) and writes over it; never over
+/// another process's that took this node's name meanwhile.
+async fn write_again(cluster: &Cluster, beat: bytes::Bytes) -> Result<u64, (bool, String)> {
+    let exists = match cluster.nodes.create(&*cluster.node, beat.clone()).await {
+        Ok(revision) => return Ok(revision),
+        Err(error) if error.kind() == CreateErrorKind::AlreadyExists => error,
+        Err(error) => return Err((false, error.to_string())),
+    };
+    match cluster.nodes.entry(&*cluster.node).await {
+        Ok(Some(entry))
+            if serde_json::from_slice::<Beat>(&entry.value).is_ok_and(|b| b.run == cluster.run) =>
+        {
+            cluster
+                .nodes
+                .update(&*cluster.node, beat, entry.revision)
+                .await
+                .map_err(|e| (false, e.to_string()))
+        }
+        Ok(Some(_)) => {
+            tracing::error!(node = %cluster.node, "cluster: another running node took this node's name; this node stays out of the cluster until it stops");
+            Err((false, exists.to_string()))
+        }
+        _ => Err((false, exists.to_string())),
     }
 }
 
@@ -231,8 +252,12 @@ fn declare_dead(cluster: &Arc<Cluster>, started: Instant, hooks: &dyn super::Hoo
     }
     // What was sent there, or lost on the way, goes where it would have
     // gone had its session not been there.
-    for copy in lost {
-        hooks.reroute(copy.stanza, Some(copy.receipt));
+    if !lost.is_empty() {
+        hooks.reroute_all(
+            lost.into_iter()
+                .map(|copy| (copy.stanza, Some(copy.receipt)))
+                .collect(),
+        );
     }
 }
 

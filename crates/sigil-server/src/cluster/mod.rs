@@ -56,6 +56,9 @@ pub trait Hooks: Send + Sync {
     /// account's other sessions, or offline storage.
     fn reroute(&self, stanza: sigil_xml::Element, receipt: Option<Receipt>);
 
+    /// As [`Self::reroute`], for several stanzas in turn, in order.
+    fn reroute_all(&self, stanzas: Vec<(sigil_xml::Element, Option<Receipt>)>);
+
     /// Forgets what is kept of one account in one cache (another node
     /// changed it), or (`None`) everything other nodes may change (their
     /// word of a change may have been missed).
@@ -208,7 +211,7 @@ impl Cluster {
 
     /// A session of this node bound.
     pub fn bound(&self, handle: &SessionHandle) {
-        self.registry.mark(&handle.jid);
+        self.registry.bound(&handle.jid, handle.serial);
     }
 
     /// A session of this node ended.

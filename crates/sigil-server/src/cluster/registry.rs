@@ -40,6 +40,15 @@ const REFRESH: Duration = Duration::from_secs(1800);
 /// Records written at once.
 const CONCURRENT_WRITES: usize = 64;
 
+/// Now, in Unix microseconds.
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+        })
+}
+
 /// This node's record of one of its sessions.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Owned {
@@ -65,6 +74,9 @@ pub(super) struct Registry {
     wake: tokio::sync::Notify,
     /// The records this node wrote and that are still its own.
     owned: Mutex<HashMap<FullJid, Owned>>,
+    /// When this node's sessions bound (Unix microseconds), by full JID,
+    /// with their numbers.
+    bound: Mutex<HashMap<FullJid, (u64, i64)>>,
 }
 
 impl Registry {
@@ -77,7 +89,22 @@ impl Registry {
             dirty: Mutex::default(),
             wake: tokio::sync::Notify::new(),
             owned: Mutex::default(),
+            bound: Mutex::default(),
         }
+    }
+
+    /// A session of this node bound now.
+    pub(super) fn bound(&self, jid: &FullJid, serial: u64) {
+        lock(&self.bound).insert(jid.clone(), (serial, now_micros()));
+        self.mark(jid);
+    }
+
+    /// When this node's session `serial` of `jid` bound.
+    pub(super) fn bound_at(&self, jid: &FullJid, serial: u64) -> Option<i64> {
+        lock(&self.bound)
+            .get(jid)
+            .filter(|(s, _)| *s == serial)
+            .map(|(_, at)| *at)
     }
 
     /// The session of `jid` changed (bound, presence, flags, ended).
@@ -174,6 +201,7 @@ impl Registry {
         let key = key(jid);
         let handle = self.local.session(jid).filter(|h| h.end_error().is_none());
         let Some(handle) = handle else {
+            lock(&self.bound).remove(jid);
             // Ended: its record goes, at its own revision only.
             let owned = lock(&self.owned).remove(jid);
             if let Some(owned) = owned {
@@ -193,7 +221,12 @@ impl Registry {
             }
             return true;
         };
-        let record = Record::of(&handle.entry(), &self.node, self.run);
+        let Some(bound) = self.bound_at(jid, handle.serial) else {
+            // Bound and replaced before it was written: the newer one
+            // is marked too.
+            return true;
+        };
+        let record = Record::of(&handle.entry(), &self.node, self.run, bound);
         let Ok(value) = serde_json::to_vec(&record) else {
             return true;
         };
@@ -220,21 +253,22 @@ impl Registry {
             };
             let written = match current {
                 Some(entry) if entry.operation == Operation::Put => {
-                    if owned.is_some() {
-                        // This node's record was replaced: by a newer
-                        // session elsewhere, unless it is this one's.
-                        let theirs: Option<Record> = serde_json::from_slice(&entry.value).ok();
-                        let ours = theirs.as_ref().is_some_and(|r| {
-                            *r.node == *self.node && r.run == self.run && r.serial == handle.serial
-                        });
-                        if !ours {
-                            lock(&self.owned).remove(jid);
-                            handle.end(StreamError::with_text(
-                                StreamCondition::Conflict,
-                                "replaced by a new connection",
-                            ));
-                            return true;
-                        }
+                    let theirs: Option<Record> = serde_json::from_slice(&entry.value).ok();
+                    let ours = theirs.as_ref().is_some_and(|r| {
+                        *r.node == *self.node && r.run == self.run && r.serial == handle.serial
+                    });
+                    // Another session's: the one that bound last keeps
+                    // the full JID (ties go by node name).
+                    if !ours
+                        && let Some(theirs) = &theirs
+                        && (theirs.bound, theirs.node.as_str()) > (bound, &*self.node)
+                    {
+                        lock(&self.owned).remove(jid);
+                        handle.end(StreamError::with_text(
+                            StreamCondition::Conflict,
+                            "replaced by a new connection",
+                        ));
+                        return true;
                     }
                     self.bucket
                         .update(&key, value.clone(), entry.revision)

@@ -15,6 +15,9 @@ use super::wire::Op;
 use super::{Cluster, SharedHooks, liveness};
 use crate::router::{Routes, SessionId, SessionMessage, Undelivered};
 
+/// How long leaving the cluster at shutdown may take.
+const LEAVING: Duration = Duration::from_secs(10);
+
 impl Cluster {
     /// Starts this node's cluster tasks; they run until aborted (after
     /// [`Self::leave`]).
@@ -42,9 +45,22 @@ impl Cluster {
     /// ended: their records are deleted, and the heartbeat, so that the
     /// others know at once.
     pub async fn leave(&self) {
-        self.registry.flush().await;
-        let _ = self.nodes.delete(&*self.node).await;
-        let _ = self.client.flush().await;
+        let leaving = async {
+            self.registry.flush().await;
+            let _ = self.nodes.delete(&*self.node).await;
+            // What the outbox still holds goes out first.
+            for _ in 0..50 {
+                if self.outbox.capacity() == self.outbox.max_capacity() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = self.client.flush().await;
+        };
+        // NATS away: the others find this node dead instead.
+        if tokio::time::timeout(LEAVING, leaving).await.is_err() {
+            tracing::warn!(node = %self.node, "cluster: leaving took too long; the other nodes will find this node gone");
+        }
     }
 
     /// Makes the buckets again if they are gone (a NATS server that kept
@@ -173,9 +189,11 @@ async fn watch_registry(cluster: Arc<Cluster>) {
         let watched = cluster.registry.bucket.watch_with_history(">").await;
         match watched {
             Ok(mut records) => {
-                // From scratch: the records come again, the latest of each.
-                cluster.directory.remove_node(None);
-                let mut own = HashSet::new();
+                // The records come again, the latest of each; what the
+                // directory holds stays meanwhile, and what did not come
+                // again goes once all came (so no session goes missing
+                // for a moment).
+                let mut seen = HashSet::new();
                 let mut current = cluster
                     .registry
                     .bucket
@@ -183,15 +201,20 @@ async fn watch_registry(cluster: Arc<Cluster>) {
                     .await
                     .is_ok_and(|status| status.values() == 0);
                 if current {
-                    cluster.registry.reclaim_missing(&own);
+                    caught_up(&cluster, &seen);
                 }
                 while let Some(Ok(entry)) = records.next().await {
-                    apply(&cluster, &entry, &mut own, current);
+                    if !current && let Some(jid) = jid_of(&entry.key) {
+                        if entry.operation == Operation::Put {
+                            seen.insert(jid);
+                        } else {
+                            seen.remove(&jid);
+                        }
+                    }
+                    apply(&cluster, &entry);
                     if !current && entry.delta == 0 {
                         current = true;
-                        // This node's sessions whose records are missing
-                        // (lost, or purged) claim them again.
-                        cluster.registry.reclaim_missing(&own);
+                        caught_up(&cluster, &seen);
                     }
                 }
             }
@@ -201,12 +224,15 @@ async fn watch_registry(cluster: Arc<Cluster>) {
     }
 }
 
-fn apply(
-    cluster: &Arc<Cluster>,
-    entry: &async_nats::jetstream::kv::Entry,
-    own: &mut HashSet<FullJid>,
-    current: bool,
-) {
+/// The registry was read whole: the directory keeps only what it holds,
+/// and this node's sessions whose records are missing (lost, or purged)
+/// claim them again.
+fn caught_up(cluster: &Cluster, present: &HashSet<FullJid>) {
+    cluster.directory.retain(present);
+    cluster.registry.reclaim_missing(present);
+}
+
+fn apply(cluster: &Arc<Cluster>, entry: &async_nats::jetstream::kv::Entry) {
     let Some(jid) = jid_of(&entry.key) else {
         return;
     };
@@ -215,13 +241,13 @@ fn apply(
             let Ok(record) = serde_json::from_slice::<Record>(&entry.value) else {
                 return;
             };
+            // Its node's name goes into subjects.
+            if !valid_node(&record.node) {
+                return;
+            }
             if *record.node == *cluster.node {
                 cluster.directory.remove(&jid);
-                if record.run == cluster.run {
-                    if !current {
-                        own.insert(jid);
-                    }
-                } else if cluster.registry.owned(&jid).is_none() {
+                if record.run != cluster.run && cluster.registry.owned(&jid).is_none() {
                     // An earlier run of this node left it: its session is
                     // gone (a newer one claims at its own revision).
                     let bucket = cluster.registry.bucket.clone();
@@ -235,7 +261,16 @@ fn apply(
             if let Some(owned) = cluster.registry.owned(&jid)
                 && entry.revision > owned.revision
             {
-                // A newer session took this full JID on another node.
+                // Another node's session has this full JID too: the one
+                // that bound last keeps it.
+                let ours = cluster.registry.bound_at(&jid, owned.serial);
+                if ours.is_some_and(|ours| {
+                    (ours, &*cluster.node) > (record.bound, record.node.as_str())
+                }) {
+                    cluster.registry.disown(&jid);
+                    cluster.registry.mark(&jid);
+                    return;
+                }
                 cluster.registry.disown(&jid);
                 cluster.local.end(
                     &SessionId {

@@ -120,6 +120,14 @@ impl PostgresStore {
         crate::SqliteStore::open(sqlite).await?.close().await;
         let mut client = self.client().await?;
         let transaction = client.transaction().await.map_err(backend)?;
+        // A large archive takes longer than a query may: no limits for
+        // this one transaction.
+        transaction
+            .batch_execute(
+                "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
+            )
+            .await
+            .map_err(backend)?;
         for table in TABLES {
             let row = transaction
                 .query_opt(&format!("SELECT 1 FROM {table} LIMIT 1"), &[])
