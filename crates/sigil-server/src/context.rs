@@ -8,7 +8,7 @@ use sigil_store::Store;
 use sigil_xml::{Element, ns};
 
 use crate::config::LimitsConfig;
-use crate::router::{Entry, Receipt, Router, Routes, SessionId, SessionMessage};
+use crate::router::{Receipt, Router, Routes, SessionId, SessionMessage};
 
 /// The shared state of one server.
 pub struct Context {
@@ -83,6 +83,17 @@ pub enum Ended {
     Password,
     /// Those that logged in with a certificate (one was revoked).
     Certificate,
+}
+
+impl Ended {
+    /// The logins a closing fences off.
+    pub fn of(closing: &crate::router::Closing) -> Self {
+        match closing {
+            crate::router::Closing::Every => Self::Every,
+            crate::router::Closing::Password { .. } => Self::Password,
+            crate::router::Closing::Certificate(_) => Self::Certificate,
+        }
+    }
 }
 
 /// Fences against logins that an account change overtakes.
@@ -393,15 +404,35 @@ impl Context {
     /// picks (live ones and those waiting to be resumed, which stay
     /// registered) ends with `error`, ahead of what is queued for it.
     /// Returns how many bound sessions were told to end.
+    ///
+    /// The other nodes of a cluster are told too, and do the same for
+    /// their logins under way and their sessions (also those bound too
+    /// recently to be in this node's directory yet).
     pub fn close_sessions(
         &self,
         owner: &BareJid,
-        ended: Ended,
-        which: impl Fn(&Entry) -> bool,
+        closing: &crate::router::Closing,
         error: &sigil_proto::error::StreamError,
     ) -> usize {
-        self.fences.raise(owner, ended);
-        self.routes().end_sessions(owner, &which, error)
+        if let Some(cluster) = &self.cluster {
+            cluster.close(owner, closing, error);
+        }
+        self.fences.raise(owner, Ended::of(closing));
+        self.routes()
+            .end_sessions(owner, &|entry| closing.picks(entry), error)
+    }
+
+    /// What [`Self::close_sessions`] does on this node alone, for a change
+    /// another node made.
+    pub(crate) fn close_local_sessions(
+        &self,
+        owner: &BareJid,
+        closing: &crate::router::Closing,
+        error: &sigil_proto::error::StreamError,
+    ) -> usize {
+        self.fences.raise(owner, Ended::of(closing));
+        self.router
+            .end_sessions(owner, &|entry| closing.picks(entry), error)
     }
 
     /// Checks the certificate sessions again once the trusted CAs or

@@ -36,7 +36,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
-use crate::context::{Context, Ended};
+use crate::context::Context;
+use crate::router::Closing;
 
 /// Which sessions of an account to end, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,12 +86,10 @@ pub fn end_sessions(context: &Context, owner: &BareJid, end: End) -> usize {
         End::Deleted => {
             // A new account of the same name starts with the defaults.
             context.archive.forget(owner);
-            context.close_sessions(owner, Ended::Every, |_| true, &error)
+            context.close_sessions(owner, &Closing::Every, &error)
         }
-        End::Disabled => context.close_sessions(owner, Ended::Every, |_| true, &error),
-        End::Password => {
-            context.close_sessions(owner, Ended::Password, |s| s.fingerprint.is_none(), &error)
-        }
+        End::Disabled => context.close_sessions(owner, &Closing::Every, &error),
+        End::Password => context.close_sessions(owner, &Closing::Password { except: None }, &error),
     }
 }
 

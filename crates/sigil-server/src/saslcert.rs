@@ -186,8 +186,7 @@ pub fn close_sessions(context: &Context, owner: &jid::BareJid, fingerprint: &[u8
     let error = StreamError::with_text(StreamCondition::NotAuthorized, REVOKED_TEXT);
     context.close_sessions(
         owner,
-        crate::context::Ended::Certificate,
-        |live| live.fingerprint.as_ref() == Some(fingerprint),
+        &crate::router::Closing::Certificate(*fingerprint),
         &error,
     )
 }
@@ -220,12 +219,8 @@ pub async fn promote(
             // under way are fenced off (the login that promoted decides
             // again, after the fence: `connection` does).
             let error = StreamError::with_text(StreamCondition::NotAuthorized, RENEWED_TEXT);
-            let ended = context.close_sessions(
-                owner,
-                crate::context::Ended::Certificate,
-                |live| live.fingerprint.as_ref() == Some(&old),
-                &error,
-            );
+            let ended =
+                context.close_sessions(owner, &crate::router::Closing::Certificate(old), &error);
             tracing::info!(%owner, ended, "a renewed certificate logged in: it is the device's now");
             Ok(true)
         }

@@ -391,6 +391,15 @@ impl crate::cluster::Hooks for NodeHooks {
         self.0.forget(what);
     }
 
+    fn close(
+        &self,
+        account: &jid::BareJid,
+        closing: &crate::router::Closing,
+        error: sigil_proto::error::StreamError,
+    ) {
+        self.0.close_local_sessions(account, closing, &error);
+    }
+
     fn gone(&self, sessions: Vec<jid::FullJid>) {
         let context = self.0.clone();
         tokio::spawn(async move {

@@ -410,3 +410,158 @@ async fn a_blocklist_changed_on_one_node_holds_on_the_others() {
     let got = alice.recv_matching(|s| s.name() == "message").await;
     assert_eq!(body(&got).as_deref(), Some("after"));
 }
+
+/// A NATS server of one test's own (to log in to, or to stop), from the
+/// binary `scripts/ensure-nats --binary` installs; run as user nobody
+/// when the tests run as root.
+struct PrivateNats {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next().map(|uid| uid == "0"))
+        .unwrap_or(false)
+}
+
+fn private_nats(options: &[&str]) -> PrivateNats {
+    let binary = match std::env::var("SIGIL_TEST_NATS_SERVER") {
+        Ok(binary) => binary,
+        Err(_) => {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-nats");
+            let out = Command::new(script).arg("--binary").output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = if running_as_root() {
+        std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+        let mut command = Command::new("setpriv");
+        command.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            &binary,
+        ]);
+        command
+    } else {
+        Command::new(&binary)
+    };
+    let child = command
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.path())
+        .args(options)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the private NATS server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    PrivateNats {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_log_in_to_nats_with_the_credentials_of_its_url() {
+    let nats = private_nats(&["--user", "sigil", "--pass", "s3cret/+@"]);
+    let schema = Schema::new(admin_url()).await;
+    let config = |url: String, node: &str| {
+        let mut config = common::config(ClientCertificatePolicy::Wanted);
+        config.storage.url = schema.url.clone();
+        config.storage.max_connections = 2;
+        config.cluster.nats = url;
+        config.cluster.node = node.into();
+        config
+    };
+    // Percent-encoded, as URLs carry them.
+    let good = format!("nats://sigil:s3cret%2F%2B%40@127.0.0.1:{}", nats.port);
+    let n1 = TestServer::start_with(config(good.clone(), "n1")).await;
+    let n2 = TestServer::start_with(config(good, "n2")).await;
+    let mut alice = TestClient::connect(&n1, login("alice", "one")).await;
+    let mut bob = TestClient::connect(&n2, login("bob", "two")).await;
+    sessions_known(&n1, "bob@localhost", 1).await;
+    alice
+        .send(message("bob@localhost/two", "over a guarded bus"))
+        .await;
+    let got = bob.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("over a guarded bus"));
+    // A wrong password: the node does not start, and says why without
+    // showing what it was given.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = format!("nats://sigil:wrong-secret@127.0.0.1:{}", nats.port);
+    let mut bad_config = config(bad, "n3");
+    bad_config.tls = n1.config.tls.clone();
+    let (certificate, key) = sigil_server::certificate_paths(&bad_config, dir.path());
+    sigil_server::tls::ensure_server_certificate("localhost", &certificate, &key).unwrap();
+    let refused = match sigil_server::Server::start(&bad_config, dir.path()).await {
+        Ok(_) => panic!("a node started with a wrong NATS password"),
+        Err(error) => error.to_string(),
+    };
+    assert!(refused.contains("cannot reach NATS"), "{refused}");
+    assert!(!refused.contains("wrong-secret"), "{refused}");
+    let shown = format!("{:?}", bad_config.cluster);
+    assert!(
+        !shown.contains("wrong-secret") && !shown.contains("sigil:"),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_change_on_one_node_ends_the_sessions_it_names_on_every_node() {
+    let cluster = cluster(3).await;
+    let [n1, n2, n3] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let mut on_two = TestClient::connect(n2, login("alice", "two")).await;
+    let mut on_three = TestClient::connect(n3, login("alice", "three")).await;
+    let mut bob = TestClient::connect(n3, login("bob", "desk")).await;
+    sessions_known(n1, "alice@localhost", 2).await;
+    // A password change made through the first node's control socket
+    // (`sigil user passwd`): her password sessions on the others end.
+    let socket = n1.dir.path().join(&n1.config.auth.control_socket);
+    let ended = sigil_server::control::request_end(
+        &socket,
+        "alice@localhost",
+        sigil_server::control::End::Password,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ended, 2);
+    for client in [&mut on_two, &mut on_three] {
+        let closed = tokio::time::timeout(Duration::from_secs(1), client.closed())
+            .await
+            .expect("the session ended within a second");
+        assert!(format!("{closed:?}").contains("NotAuthorized"), "{closed:?}");
+    }
+    sessions_known(n1, "alice@localhost", 0).await;
+    // Another account's sessions stay.
+    assert!(common::answers_a_ping(&mut bob, "still").await);
+}

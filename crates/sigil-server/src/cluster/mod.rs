@@ -67,6 +67,11 @@ pub trait Hooks: Send + Sync {
     /// These sessions of a node that died ended without a word: those who
     /// saw them available are to hear they left.
     fn gone(&self, sessions: Vec<FullJid>);
+
+    /// An account change on another node: this node's sessions of
+    /// `account` that `closing` picks end with `error`, and its logins of
+    /// that kind under way are fenced off.
+    fn close(&self, account: &BareJid, closing: &crate::router::Closing, error: StreamError);
 }
 
 /// The hooks of a server.
@@ -186,6 +191,20 @@ impl Cluster {
     /// The subject every node hears.
     fn everyone(&self) -> String {
         format!("{}.all", self.prefix)
+    }
+
+    /// An account change here ends sessions of `account`: the other
+    /// nodes end theirs (and fence off their logins under way).
+    pub fn close(&self, account: &BareJid, closing: &crate::router::Closing, error: &StreamError) {
+        let op = Op::Close {
+            account: account.clone(),
+            closing: closing.clone(),
+            error: error.clone(),
+            from: self.node.to_string(),
+        };
+        if self.outbox.try_send((self.everyone(), op)).is_err() {
+            tracing::error!(%account, "cluster: the outbox is full; an account change was not told to the other nodes");
+        }
     }
 
     /// What `cache` keeps of `account` changed here: the other nodes
@@ -408,11 +427,17 @@ async fn connect_nats(
         let address: async_nats::ServerAddr = url.parse().map_err(|e| {
             format!(
                 "cluster.nats: {:?} is not a NATS URL: {e}",
-                sigil_store::redact(url)
+                crate::config::redact_nats(url)
             )
         })?;
         servers.push(address);
     }
+    // The client sends no credentials of a URL by itself: a user and
+    // password, or a token (a user without a password), go as options.
+    let credentials = servers.iter().find_map(|address| {
+        let user = percent_decoded(address.username()?);
+        Some((user, address.password().map(percent_decoded)))
+    });
     let node = config.node.clone();
     let mut options = async_nats::ConnectOptions::new()
         .name(format!("sigil node {node}"))
@@ -439,6 +464,11 @@ async fn connect_nats(
                 }
             }
         });
+    options = match credentials {
+        Some((user, Some(password))) => options.user_and_password(user, password),
+        Some((token, None)) => options.token(token),
+        None => options,
+    };
     if let Some(ca) = &config.ca {
         options = options
             .add_root_certificates(base.join(ca))
@@ -447,9 +477,34 @@ async fn connect_nats(
     options.connect(servers).await.map_err(|e| {
         format!(
             "cannot reach NATS at {}: {e}",
-            sigil_store::redact(&config.nats)
+            crate::config::redact_nats(&config.nats)
         )
     })
+}
+
+/// `text` with its `%XX` escapes decoded (as URLs carry user names and
+/// passwords); an escape that is not one stays as it is.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The bucket `name`, made (in memory, one value per key, entries

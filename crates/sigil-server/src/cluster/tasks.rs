@@ -170,6 +170,16 @@ fn handle(cluster: &Arc<Cluster>, hooks: &dyn super::Hooks, op: Op) {
             cluster.local.end(&SessionId { jid: to, serial }, error);
         }
         Op::Settle { copy, safe } => cluster.copies.settle(copy, safe),
+        Op::Close {
+            account,
+            closing,
+            error,
+            from,
+        } => {
+            if *from != *cluster.node {
+                hooks.close(&account, &closing, error);
+            }
+        }
         Op::Forget {
             cache,
             account,

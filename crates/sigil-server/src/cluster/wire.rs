@@ -9,6 +9,7 @@ use sigil_proto::error::{StreamCondition, StreamError};
 use sigil_xml::Element;
 
 use super::Cache;
+use crate::router::{Closing, SessionId};
 
 const OP: &str = "Sigil-Op";
 const TO: &str = "Sigil-To";
@@ -18,6 +19,7 @@ const FROM: &str = "Sigil-From";
 const SAFE: &str = "Sigil-Safe";
 const CONDITION: &str = "Sigil-Condition";
 const CACHE: &str = "Sigil-Cache";
+const CLOSING: &str = "Sigil-Closing";
 const ACCOUNT: &str = "Sigil-Account";
 
 /// One operation from one node to another.
@@ -55,6 +57,19 @@ pub(super) enum Op {
         /// Whose entry.
         account: BareJid,
         /// The node it changed on.
+        from: String,
+    },
+    /// An account change on node `from` ends the sessions of `account`
+    /// that `closing` picks, with `error`, and fences off its logins
+    /// under way of that kind.
+    Close {
+        /// Whose sessions.
+        account: BareJid,
+        /// Which.
+        closing: Closing,
+        /// What they are told.
+        error: StreamError,
+        /// The node the change was made on.
         from: String,
     },
     /// The copy numbered `copy` is safe (`true`) or gone without being
@@ -109,6 +124,32 @@ impl Op {
                 headers.insert(FROM, from.as_str());
                 (headers, Bytes::new())
             }
+            Self::Close {
+                account,
+                closing,
+                error,
+                from,
+            } => {
+                headers.insert(OP, "close");
+                headers.insert(ACCOUNT, account.as_str());
+                match closing {
+                    Closing::Every => headers.insert(CLOSING, "every"),
+                    Closing::Password { except } => {
+                        headers.insert(CLOSING, "password");
+                        if let Some(except) = except {
+                            headers.insert(TO, except.jid.as_str());
+                            headers.insert(SERIAL, except.serial.to_string().as_str());
+                        }
+                    }
+                    Closing::Certificate(fingerprint) => {
+                        let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+                        headers.insert(CLOSING, format!("certificate:{hex}").as_str());
+                    }
+                }
+                headers.insert(CONDITION, error.condition.as_str());
+                headers.insert(FROM, from.as_str());
+                (headers, Bytes::from(error.text.clone().unwrap_or_default()))
+            }
             Self::Settle { copy, safe } => {
                 headers.insert(OP, "settle");
                 headers.insert(COPY, copy.to_string().as_str());
@@ -132,24 +173,37 @@ impl Op {
                 from: get(FROM)?.to_owned(),
                 stanza: Element::parse(std::str::from_utf8(payload).ok()?).ok()?,
             }),
-            "end" => {
-                let condition = StreamCondition::from_name(get(CONDITION)?)?;
-                let text = std::str::from_utf8(payload).ok()?;
-                let error = match text.is_empty() {
-                    true => StreamError::new(condition),
-                    false => StreamError::with_text(condition, text),
-                };
-                Some(Self::End {
-                    to: FullJid::new(get(TO)?).ok()?,
-                    serial: number(SERIAL)?,
-                    error,
-                })
-            }
+            "end" => Some(Self::End {
+                to: FullJid::new(get(TO)?).ok()?,
+                serial: number(SERIAL)?,
+                error: stream_error(get(CONDITION)?, payload)?,
+            }),
             "forget" => Some(Self::Forget {
                 cache: Cache::from_name(get(CACHE)?)?,
                 account: BareJid::new(get(ACCOUNT)?).ok()?,
                 from: get(FROM)?.to_owned(),
             }),
+            "close" => {
+                let closing = match get(CLOSING)? {
+                    "every" => Closing::Every,
+                    "password" => Closing::Password {
+                        except: match get(TO) {
+                            Some(jid) => Some(SessionId {
+                                jid: FullJid::new(jid).ok()?,
+                                serial: number(SERIAL)?,
+                            }),
+                            None => None,
+                        },
+                    },
+                    other => Closing::Certificate(unhex(other.strip_prefix("certificate:")?)?),
+                };
+                Some(Self::Close {
+                    account: BareJid::new(get(ACCOUNT)?).ok()?,
+                    closing,
+                    error: stream_error(get(CONDITION)?, payload)?,
+                    from: get(FROM)?.to_owned(),
+                })
+            }
             "settle" => Some(Self::Settle {
                 copy: number(COPY)?,
                 safe: get(SAFE)? == "1",
@@ -157,6 +211,28 @@ impl Op {
             _ => None,
         }
     }
+}
+
+/// A stream error from its condition's name and its text (the payload).
+fn stream_error(condition: &str, text: &[u8]) -> Option<StreamError> {
+    let condition = StreamCondition::from_name(condition)?;
+    let text = std::str::from_utf8(text).ok()?;
+    Some(match text.is_empty() {
+        true => StreamError::new(condition),
+        false => StreamError::with_text(condition, text),
+    })
+}
+
+/// 32 bytes from 64 hex digits.
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -225,6 +301,38 @@ mod tests {
                 assert_eq!((account.as_str(), from.as_str()), ("a@x", "node-2"));
             }
             other => panic!("{other:?}"),
+        }
+        for closing in [
+            Closing::Every,
+            Closing::Password { except: None },
+            Closing::Password {
+                except: Some(SessionId {
+                    jid: FullJid::new("a@x/r").unwrap(),
+                    serial: 77,
+                }),
+            },
+            Closing::Certificate([0xa5; 32]),
+        ] {
+            let close = Op::Close {
+                account: BareJid::new("a@x").unwrap(),
+                closing: closing.clone(),
+                error: StreamError::with_text(StreamCondition::NotAuthorized, "revoked"),
+                from: "n1".into(),
+            };
+            match round_trip(&close) {
+                Op::Close {
+                    account,
+                    closing: got,
+                    error,
+                    from,
+                } => {
+                    assert_eq!((account.as_str(), from.as_str()), ("a@x", "n1"));
+                    assert_eq!(got, closing);
+                    assert_eq!(error.condition, StreamCondition::NotAuthorized);
+                    assert_eq!(error.text.as_deref(), Some("revoked"));
+                }
+                other => panic!("{other:?}"),
+            }
         }
         match round_trip(&Op::Settle {
             copy: 5,

@@ -209,7 +209,7 @@ impl ClusterConfig {
                 "cluster.nats",
                 format!(
                     "{:?}: use nats://HOST:PORT or tls://HOST:PORT",
-                    sigil_store::redact(&self.nats)
+                    redact_nats(&self.nats)
                 ),
             ));
         }
@@ -240,11 +240,26 @@ impl ClusterConfig {
     }
 }
 
+/// A NATS URL (or comma-separated list of them) fit to show: whatever
+/// comes before `@` (a user and password, or a token) is left out.
+pub fn redact_nats(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let url = url.trim();
+            match (url.split_once("://"), url.rfind('@')) {
+                (Some((scheme, _)), Some(at)) => format!("{scheme}://…@{}", &url[at + 1..]),
+                _ => url.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may carry a NATS password.
+        // The URL may carry a NATS password or token.
         f.debug_struct("ClusterConfig")
-            .field("nats", &sigil_store::redact(&self.nats))
+            .field("nats", &redact_nats(&self.nats))
             .field("node", &self.node)
             .field("name", &self.name)
             .field("ca", &self.ca)

@@ -100,8 +100,9 @@ pub(super) async fn register(
                             // old password end; this one proved it knew it.
                             context.close_sessions(
                                 &session.bare,
-                                crate::context::Ended::Password,
-                                |other| other.fingerprint.is_none() && other.id != session.id(),
+                                &crate::router::Closing::Password {
+                                    except: Some(session.id()),
+                                },
                                 &crate::control::End::Password.error(),
                             );
                             context.iq_result(request, None)

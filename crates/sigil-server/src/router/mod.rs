@@ -88,6 +88,35 @@ pub struct Entry {
     pub fingerprint: Option<[u8; 32]>,
 }
 
+/// Which sessions of an account an account change ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// Every one (the account was deleted or disabled).
+    Every,
+    /// Those that logged in with a password (it changed), but `except`
+    /// (the session that changed it).
+    Password {
+        /// The session that stays.
+        except: Option<SessionId>,
+    },
+    /// Those that logged in with this certificate (SHA-256): it was
+    /// revoked, disabled or replaced.
+    Certificate([u8; 32]),
+}
+
+impl Closing {
+    /// Whether the change ends this session.
+    pub fn picks(&self, entry: &Entry) -> bool {
+        match self {
+            Self::Every => true,
+            Self::Password { except } => {
+                entry.fingerprint.is_none() && except.as_ref() != Some(&entry.id)
+            }
+            Self::Certificate(fingerprint) => entry.fingerprint.as_ref() == Some(fingerprint),
+        }
+    }
+}
+
 /// A message that could not be queued, given back with why.
 #[derive(Debug)]
 pub struct Undelivered {
