@@ -95,10 +95,14 @@ impl Server {
                 let router = Arc::new(Router::with_serials_from(
                     u64::from(u32::from_le_bytes(first)) << 32,
                 ));
-                let cluster =
-                    crate::cluster::Cluster::connect(&config.cluster, base, router.clone())
-                        .await
-                        .map_err(StartError)?;
+                let cluster = crate::cluster::Cluster::connect(
+                    &config.cluster,
+                    base,
+                    router.clone(),
+                    config.limits.max_stanza_bytes,
+                )
+                .await
+                .map_err(StartError)?;
                 (router, Some(cluster))
             }
         };

@@ -437,6 +437,11 @@ fn running_as_root() -> bool {
 }
 
 fn private_nats(options: &[&str]) -> PrivateNats {
+    private_nats_with("", options)
+}
+
+/// As [`private_nats`], with `settings` as its configuration file.
+fn private_nats_with(settings: &str, options: &[&str]) -> PrivateNats {
     let binary = match std::env::var("SIGIL_TEST_NATS_SERVER") {
         Ok(binary) => binary,
         Err(_) => {
@@ -452,6 +457,8 @@ fn private_nats(options: &[&str]) -> PrivateNats {
         .local_addr()
         .unwrap()
         .port();
+    let settings_file = dir.path().join("nats.conf");
+    std::fs::write(&settings_file, settings).unwrap();
     let mut command = if running_as_root() {
         std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
         let mut command = Command::new("setpriv");
@@ -467,6 +474,8 @@ fn private_nats(options: &[&str]) -> PrivateNats {
         Command::new(&binary)
     };
     let child = command
+        .arg("-c")
+        .arg(&settings_file)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(dir.path())
         .args(options)
@@ -559,9 +568,38 @@ async fn an_account_change_on_one_node_ends_the_sessions_it_names_on_every_node(
         let closed = tokio::time::timeout(Duration::from_secs(1), client.closed())
             .await
             .expect("the session ended within a second");
-        assert!(format!("{closed:?}").contains("NotAuthorized"), "{closed:?}");
+        assert!(
+            format!("{closed:?}").contains("NotAuthorized"),
+            "{closed:?}"
+        );
     }
     sessions_known(n1, "alice@localhost", 0).await;
     // Another account's sessions stay.
     assert!(common::answers_a_ping(&mut bob, "still").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_to_start_when_nats_cannot_carry_its_largest_stanza() {
+    let nats = private_nats_with("max_payload: 65536\n", &[]);
+    let schema = Schema::new(admin_url()).await;
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.storage.url = schema.url.clone();
+    config.storage.max_connections = 2;
+    config.cluster.nats = format!("nats://127.0.0.1:{}", nats.port);
+    config.cluster.node = "n1".into();
+    let dir = tempfile::tempdir().unwrap();
+    let (certificate, key) = sigil_server::certificate_paths(&config, dir.path());
+    sigil_server::tls::ensure_server_certificate("localhost", &certificate, &key).unwrap();
+    let refused = match sigil_server::Server::start(&config, dir.path()).await {
+        Ok(_) => panic!("a node started whose stanzas NATS cannot carry"),
+        Err(error) => error.to_string(),
+    };
+    assert!(refused.contains("max_stanza_bytes"), "{refused}");
+    // Within what NATS carries, it starts.
+    config.limits.max_stanza_bytes = 32 * 1024;
+    sigil_server::Server::start(&config, dir.path())
+        .await
+        .unwrap()
+        .shutdown()
+        .await;
 }

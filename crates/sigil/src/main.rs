@@ -7,6 +7,7 @@
 //! …`).
 
 mod cert;
+mod cluster;
 mod devices;
 mod invite;
 mod join;
@@ -79,6 +80,9 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = serve::DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// The nodes of a cluster (`[cluster]`).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -576,6 +580,7 @@ fn main() -> ExitCode {
         }) => login::remote(&account, login::Remote::Revoke(&device), &connect),
         Command::Invite(command) => invite::run(command),
         Command::Check { config } => serve::check(&serve::ConfigLocation::new(Some(config))),
+        Command::Cluster(command) => cluster::run(&command),
         Command::Migrate { to, config } => {
             migrate::migrate(&serve::ConfigLocation::new(Some(config)), &to)
         }

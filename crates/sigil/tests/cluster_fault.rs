@@ -186,6 +186,25 @@ fn a_killed_node_loses_nothing_acknowledged() {
         store.close().await;
     });
     let mut servers: Vec<Option<Guard>> = nodes.iter().map(|node| Some(start(node))).collect();
+    // `sigil cluster status` on any node's configuration lists them all.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .current_dir(&nodes[2].dir)
+            .args(["cluster", "status", "--config", "sigil.toml"])
+            .output()
+            .unwrap();
+        let text = process::ok(&status);
+        if text.contains("3 node(s), 0 session(s)") {
+            for node in ["n1", "n2", "n3"] {
+                assert!(text.lines().any(|l| l.starts_with(node)), "{text}");
+            }
+            assert!(!text.contains("dead"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let acknowledged = Arc::new(AtomicUsize::new(0));
     let (received, duplicates, heard_gone) = runtime.block_on(async {

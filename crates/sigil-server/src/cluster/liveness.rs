@@ -277,3 +277,44 @@ pub(super) fn status(cluster: &Cluster) -> Vec<NodeStatus> {
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     nodes
 }
+
+/// The nodes of the cluster `config` names, as the heartbeats in NATS say
+/// (for `sigil cluster status`): connects, reads, and leaves.
+pub async fn read_status(
+    config: &crate::config::ClusterConfig,
+    base: &std::path::Path,
+) -> Result<Vec<NodeStatus>, String> {
+    let client = super::connect_nats(config, base, Arc::new(tokio::sync::Notify::new())).await?;
+    let jetstream = async_nats::jetstream::new(client);
+    let bucket = format!("{}_nodes", config.name());
+    let Ok(nodes) = jetstream.get_key_value(bucket.as_str()).await else {
+        // No node ever started.
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = nodes
+        .keys()
+        .await
+        .map_err(|e| format!("cannot read the NATS bucket {bucket}: {e}"))?
+        .filter_map(|key| async move { key.ok() })
+        .collect()
+        .await;
+    names.sort();
+    let now = time::OffsetDateTime::now_utc();
+    let mut out = Vec::new();
+    for name in names {
+        let Ok(Some(entry)) = nodes.entry(name.as_str()).await else {
+            continue;
+        };
+        if entry.operation != Operation::Put {
+            continue;
+        }
+        let sessions = serde_json::from_slice::<Beat>(&entry.value).map_or(0, |beat| beat.sessions);
+        let age = (now - entry.created).whole_milliseconds().max(0);
+        out.push(NodeStatus {
+            name,
+            sessions,
+            last_heard_ms: u128::try_from(age).unwrap_or(0),
+        });
+    }
+    Ok(out)
+}

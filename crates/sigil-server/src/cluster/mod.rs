@@ -47,7 +47,10 @@ use crate::router::{
 use directory::Directory;
 use wire::Op;
 
-pub use liveness::NodeStatus;
+pub use liveness::{NodeStatus, read_status};
+
+/// How long a node may go unheard before the others take it for dead.
+pub const DEAD_AFTER: Duration = liveness::DEAD_AFTER;
 
 /// What the cluster asks of the server it is part of.
 pub trait Hooks: Send + Sync {
@@ -138,14 +141,26 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to NATS, makes the buckets if they are missing, and
-    /// announces this node; `local` is this node's router.
+    /// announces this node; `local` is this node's router, and stanzas
+    /// are at most `max_stanza_bytes` long (NATS must carry them).
     pub async fn connect(
         config: &ClusterConfig,
         base: &Path,
         local: Arc<Router>,
+        max_stanza_bytes: usize,
     ) -> Result<Arc<Self>, String> {
         let troubled = Arc::new(tokio::sync::Notify::new());
         let client = connect_nats(config, base, troubled.clone()).await?;
+        // Room for the headers and a registry record's other fields.
+        let carried = client.server_info().max_payload.saturating_sub(8 * 1024);
+        if max_stanza_bytes > carried {
+            return Err(format!(
+                "limits.max_stanza_bytes ({max_stanza_bytes}) is more than the NATS server \
+                 carries in one message ({} bytes, max_payload): raise NATS's max_payload or \
+                 lower limits.max_stanza_bytes",
+                client.server_info().max_payload
+            ));
+        }
         let jetstream = async_nats::jetstream::new(client.clone());
         let name = config.name();
         let sessions = bucket(&jetstream, format!("{name}_sessions"), registry::MAX_AGE).await?;
