@@ -56,6 +56,10 @@ struct Cluster {
 
 /// `count` nodes, n1…, on one new schema and cluster name.
 async fn cluster(count: usize) -> Cluster {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let schema = Schema::new(admin_url()).await;
     let nats = nats_url();
     let name = cluster_name();
@@ -415,15 +419,46 @@ async fn a_blocklist_changed_on_one_node_holds_on_the_others() {
 /// binary `scripts/ensure-nats --binary` installs; run as user nobody
 /// when the tests run as root.
 struct PrivateNats {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
+    program: String,
+    arguments: Vec<std::ffi::OsString>,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for PrivateNats {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
+    }
+}
+
+impl PrivateNats {
+    /// Starts the server (again, on the same port: what it held in
+    /// memory is gone).
+    fn start(&mut self) {
+        let child = Command::new(&self.program)
+            .args(&self.arguments)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the private NATS server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -459,43 +494,40 @@ fn private_nats_with(settings: &str, options: &[&str]) -> PrivateNats {
         .port();
     let settings_file = dir.path().join("nats.conf");
     std::fs::write(&settings_file, settings).unwrap();
-    let mut command = if running_as_root() {
+    let mut arguments: Vec<std::ffi::OsString> = Vec::new();
+    let program = if running_as_root() {
         std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
-        let mut command = Command::new("setpriv");
-        command.args([
+        for argument in [
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
             "--",
             &binary,
-        ]);
-        command
+        ] {
+            arguments.push(argument.into());
+        }
+        "setpriv".to_owned()
     } else {
-        Command::new(&binary)
+        binary
     };
-    let child = command
-        .arg("-c")
-        .arg(&settings_file)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir.path())
-        .args(options)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the private NATS server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    arguments.push("-c".into());
+    arguments.push(settings_file.into());
+    for argument in ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"] {
+        arguments.push(argument.into());
     }
-    PrivateNats {
-        child,
+    arguments.push(dir.path().into());
+    arguments.push("-l".into());
+    arguments.push(dir.path().join("nats.log").into());
+    arguments.extend(options.iter().map(Into::into));
+    let mut nats = PrivateNats {
+        child: None,
+        program,
+        arguments,
         port,
         _dir: dir,
-    }
+    };
+    nats.start();
+    nats
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -602,4 +634,88 @@ async fn a_node_refuses_to_start_when_nats_cannot_carry_its_largest_stanza() {
         .unwrap()
         .shutdown()
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_recovers_when_nats_restarts() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut nats = private_nats(&[]);
+    let schema = Schema::new(admin_url()).await;
+    let mut nodes = Vec::new();
+    for node in ["n1", "n2"] {
+        let mut config = common::config(ClientCertificatePolicy::Wanted);
+        config.storage.url = schema.url.clone();
+        config.storage.max_connections = 2;
+        config.cluster.nats = format!("nats://127.0.0.1:{}", nats.port);
+        config.cluster.node = node.into();
+        nodes.push(TestServer::start_with(config).await);
+    }
+    let [n1, n2] = &nodes[..] else { unreachable!() };
+    let mut alice = TestClient::connect(n1, login("alice", "one")).await;
+    let mut bob = TestClient::connect(n2, login("bob", "two")).await;
+    bob.send(Element::new("presence", ns::CLIENT)).await;
+    available_known(n1, "bob@localhost", 1).await;
+    alice.send(message("bob@localhost", "before")).await;
+    let got = bob.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("before"));
+
+    // NATS goes, and comes back with nothing it held in memory.
+    nats.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restarted = Instant::now();
+    nats.start();
+    // The nodes make the buckets again and claim their sessions: each
+    // knows the other's again, and messages cross again.
+    available_known(n1, "bob@localhost", 1).await;
+    sessions_known(n2, "alice@localhost", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        alice
+            .send(message("bob@localhost/two", &format!("after {n}")))
+            .await;
+        if let Some(got) = bob.try_recv(Duration::from_millis(500)).await
+            && got.name() == "message"
+        {
+            assert!(body(&got).unwrap().starts_with("after"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no message crossed after NATS came back"
+        );
+    }
+    // The registry is whole again: a session that binds now is seen
+    // from the other node, and a node that starts now learns of the
+    // sessions bound before the restart.
+    let _carol = TestClient::connect(n2, login("carol", "three")).await;
+    sessions_known(n1, "carol@localhost", 1).await;
+    eprintln!(
+        "the registry was whole again {:?} after NATS restarted",
+        restarted.elapsed()
+    );
+    let mut config = common::config(ClientCertificatePolicy::Wanted);
+    config.storage.url = schema.url.clone();
+    config.storage.max_connections = 2;
+    config.cluster.nats = format!("nats://127.0.0.1:{}", nats.port);
+    config.cluster.node = "n3".into();
+    let n3 = TestServer::start_with(config).await;
+    sessions_known(&n3, "alice@localhost", 1).await;
+    available_known(&n3, "bob@localhost", 1).await;
+    // The nodes are alive to each other: none was taken for dead.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for node in [n1, n2, &n3] {
+        loop {
+            let status = node.context().cluster.as_ref().unwrap().status();
+            if status.len() == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{status:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

@@ -95,24 +95,31 @@ pub(super) async fn heartbeat(cluster: Arc<Cluster>) {
     loop {
         tokio::time::sleep(HEARTBEAT).await;
         let beat = beat(&cluster);
-        let written = match revision {
-            Some(last) => cluster
-                .nodes
-                .update(&*cluster.node, beat, last)
-                .await
-                .map_err(|e| {
-                    (
-                        e.kind() == UpdateErrorKind::WrongLastRevision,
-                        e.to_string(),
-                    )
-                }),
-            None => write_again(&cluster, beat).await,
+        let writing = async {
+            match revision {
+                Some(last) => cluster
+                    .nodes
+                    .update(&*cluster.node, beat, last)
+                    .await
+                    .map_err(|e| {
+                        (
+                            e.kind() == UpdateErrorKind::WrongLastRevision,
+                            e.to_string(),
+                        )
+                    }),
+                None => write_again(&cluster, beat).await,
+            }
         };
+        // A beat late is no beat: the next one tries again.
+        let written = tokio::time::timeout(HEARTBEAT * 3 / 2, writing)
+            .await
+            .unwrap_or_else(|_| Err((false, "timed out".to_owned())));
         match written {
             Ok(next) => {
                 revision = Some(next);
                 if std::mem::take(&mut failed) {
                     tracing::warn!(node = %cluster.node, "cluster: heartbeat back; claiming this node's sessions again");
+                    cluster.watches.send_modify(|renewals| *renewals += 1);
                     cluster.registry.reclaim_all();
                 }
             }
@@ -170,10 +177,18 @@ pub(super) async fn watch(cluster: Arc<Cluster>, hooks: super::SharedHooks) {
             }
         })
     };
+    let mut renewed = cluster.watches.subscribe();
     loop {
         match cluster.nodes.watch_with_history(">").await {
-            Ok(mut beats) => {
-                while let Some(Ok(entry)) = beats.next().await {
+            Ok(mut beats) => loop {
+                let entry = tokio::select! {
+                    next = beats.next() => match next {
+                        Some(Ok(entry)) => entry,
+                        _ => break,
+                    },
+                    _ = renewed.changed() => break,
+                };
+                {
                     let node = cluster.intern(&entry.key);
                     let heard = match entry.operation {
                         Operation::Put => {
@@ -186,7 +201,7 @@ pub(super) async fn watch(cluster: Arc<Cluster>, hooks: super::SharedHooks) {
                     };
                     crate::router::lock(&cluster.heard).insert(node, heard);
                 }
-            }
+            },
             Err(error) => tracing::warn!(%error, "cluster: cannot watch the heartbeats"),
         }
         if monitor.is_finished() {
@@ -285,7 +300,7 @@ pub async fn read_status(
     base: &std::path::Path,
 ) -> Result<Vec<NodeStatus>, String> {
     let client = super::connect_nats(config, base, Arc::new(tokio::sync::Notify::new())).await?;
-    let jetstream = async_nats::jetstream::new(client);
+    let jetstream = super::jetstream(&client);
     let bucket = format!("{}_nodes", config.name());
     let Ok(nodes) = jetstream.get_key_value(bucket.as_str()).await else {
         // No node ever started.

@@ -133,6 +133,9 @@ pub struct Cluster {
     outbox_receiver: Mutex<Option<mpsc::Receiver<(String, Op)>>>,
     /// Told when the NATS connection is made again, or dropped messages.
     troubled: Arc<tokio::sync::Notify>,
+    /// Bumped when the watches are to start again (the buckets may have
+    /// been made anew).
+    watches: tokio::sync::watch::Sender<u64>,
     /// Node names, shared by their sessions' entries.
     names: Mutex<std::collections::HashMap<String, Arc<str>>>,
     /// The nodes heard from.
@@ -161,7 +164,7 @@ impl Cluster {
                 client.server_info().max_payload
             ));
         }
-        let jetstream = async_nats::jetstream::new(client.clone());
+        let jetstream = jetstream(&client);
         let name = config.name();
         let sessions = bucket(&jetstream, format!("{name}_sessions"), registry::MAX_AGE).await?;
         let nodes = bucket(&jetstream, format!("{name}_nodes"), liveness::MAX_AGE).await?;
@@ -188,6 +191,7 @@ impl Cluster {
             names: Mutex::default(),
             heard: Mutex::default(),
             troubled,
+            watches: tokio::sync::watch::Sender::new(0),
         });
         liveness::announce(&cluster).await?;
         Ok(cluster)
@@ -495,6 +499,14 @@ async fn connect_nats(
             crate::config::redact_nats(&config.nats)
         )
     })
+}
+
+/// JetStream on `client`, with requests that give up after 2 s (a NATS
+/// server that restarted without the buckets answers none of them).
+fn jetstream(client: &async_nats::Client) -> async_nats::jetstream::Context {
+    async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build(client.clone())
 }
 
 /// `text` with its `%XX` escapes decoded (as URLs carry user names and

@@ -66,7 +66,7 @@ impl Cluster {
     /// Makes the buckets again if they are gone (a NATS server that kept
     /// them in memory restarted).
     pub(super) async fn ensure_buckets(&self) -> Result<(), String> {
-        let jetstream = async_nats::jetstream::new(self.client.clone());
+        let jetstream = super::jetstream(&self.client);
         super::bucket(
             &jetstream,
             self.registry.bucket.name.clone(),
@@ -93,10 +93,20 @@ async fn publish(
 
 /// After a NATS connection was made again, or messages were dropped, a
 /// change another node told of may have been missed: caches go.
+/// The buckets are made again at once if the server lost them (the
+/// heartbeat then finds this node's gone, and claims its sessions again).
 async fn forget_when_troubled(cluster: Arc<Cluster>, hooks: SharedHooks) {
+    // The first connection, made before the tasks started, is no news.
+    cluster.troubled.notified().await;
     loop {
         cluster.troubled.notified().await;
         hooks.forget(None);
+        match cluster.ensure_buckets().await {
+            // Read again from scratch: this node's sessions whose records
+            // went with a NATS server that restarted claim them again.
+            Ok(()) => cluster.watches.send_modify(|renewals| *renewals += 1),
+            Err(error) => tracing::warn!(%error, "cluster: the buckets are not there yet"),
+        }
     }
 }
 
@@ -195,6 +205,7 @@ fn handle(cluster: &Arc<Cluster>, hooks: &dyn super::Hooks, op: Op) {
 /// Keeps the directory of the other nodes' sessions from the registry's
 /// records, and hears of this node's sessions replaced elsewhere.
 async fn watch_registry(cluster: Arc<Cluster>) {
+    let mut renewed = cluster.watches.subscribe();
     loop {
         let watched = cluster.registry.bucket.watch_with_history(">").await;
         match watched {
@@ -213,7 +224,16 @@ async fn watch_registry(cluster: Arc<Cluster>) {
                 if current {
                     caught_up(&cluster, &seen);
                 }
-                while let Some(Ok(entry)) = records.next().await {
+                loop {
+                    let entry = tokio::select! {
+                        next = records.next() => match next {
+                            Some(Ok(entry)) => entry,
+                            _ => break,
+                        },
+                        // The buckets were made again: a watch of the old
+                        // one may never say it is gone.
+                        _ = renewed.changed() => break,
+                    };
                     if !current && let Some(jid) = jid_of(&entry.key) {
                         if entry.operation == Operation::Put {
                             seen.insert(jid);
@@ -238,11 +258,13 @@ async fn watch_registry(cluster: Arc<Cluster>) {
 /// and this node's sessions whose records are missing (lost, or purged)
 /// claim them again.
 fn caught_up(cluster: &Cluster, present: &HashSet<FullJid>) {
+    tracing::debug!(node = %cluster.node, present = present.len(), "cluster: registry read whole");
     cluster.directory.retain(present);
     cluster.registry.reclaim_missing(present);
 }
 
 fn apply(cluster: &Arc<Cluster>, entry: &async_nats::jetstream::kv::Entry) {
+    tracing::debug!(node = %cluster.node, key = %entry.key, operation = ?entry.operation, revision = entry.revision, "cluster: record");
     let Some(jid) = jid_of(&entry.key) else {
         return;
     };
