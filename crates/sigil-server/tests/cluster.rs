@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Identity, Login, TestClient, TestServer};
 use sigil_server::config::{ClientCertificatePolicy, ListenerKind};
 use sigil_store::postgres::testing::{Schema, admin_url};
-use sigil_store::{CertificateEntry, RosterItem, Subscription};
-use sigil_x509::generate::{Options, client_certificate};
-use sigil_x509::{CertificateInfo, Jid, OffsetDateTime};
+use sigil_store::{RosterItem, Subscription};
 use sigil_xml::{Element, ns};
 
 /// The NATS server the suite uses: `SIGIL_TEST_NATS_URL`, or what
@@ -285,25 +283,7 @@ async fn a_revocation_on_one_node_ends_a_session_on_another_within_a_second() {
         unreachable!()
     };
     let store = n1.store();
-    let laptop = client_certificate(
-        &[Jid::new("alice@localhost").unwrap()],
-        &Options::new(OffsetDateTime::now_utc()),
-        None,
-    )
-    .unwrap();
-    let info = CertificateInfo::from_der(&laptop.certificate_der).unwrap();
-    store
-        .add_certificate(&CertificateEntry {
-            owner: "alice@localhost".into(),
-            name: "laptop".into(),
-            fingerprint: info.sha256,
-            der: laptop.certificate_der.clone(),
-            no_cert_management: false,
-            disabled: false,
-            added_at: OffsetDateTime::now_utc().unix_timestamp(),
-        })
-        .await
-        .unwrap();
+    let (laptop, fingerprint) = common::registered_certificate(&*store, "alice", "laptop").await;
     let mut alice = TestClient::connect(
         n2,
         Login::certificate(
@@ -324,7 +304,7 @@ async fn a_revocation_on_one_node_ends_a_session_on_another_within_a_second() {
         .unwrap();
     let socket = n1.dir.path().join(&n1.config.auth.control_socket);
     let began = Instant::now();
-    let ended = sigil_server::control::request_revoke(&socket, "alice@localhost", &info.sha256)
+    let ended = sigil_server::control::request_revoke(&socket, "alice@localhost", &fingerprint)
         .await
         .unwrap();
     assert_eq!(ended, 1, "one session ended");

@@ -9,10 +9,7 @@ mod common;
 
 use common::{Identity, Login, TestClient, TestServer};
 use sigil_server::config::{ClientCertificatePolicy, ListenerKind};
-use sigil_store::CertificateEntry;
 use sigil_store::postgres::testing::{Schema, admin_url};
-use sigil_x509::generate::{Options, client_certificate};
-use sigil_x509::{CertificateInfo, Jid, OffsetDateTime};
 use sigil_xml::{Element, ns};
 
 fn message(to: &str, body: &str) -> Element {
@@ -41,25 +38,7 @@ async fn the_server_runs_on_postgresql() {
     );
 
     // A certificate registered in the database logs alice in.
-    let laptop = client_certificate(
-        &[Jid::new("alice@localhost").unwrap()],
-        &Options::new(OffsetDateTime::now_utc()),
-        None,
-    )
-    .unwrap();
-    let info = CertificateInfo::from_der(&laptop.certificate_der).unwrap();
-    store
-        .add_certificate(&CertificateEntry {
-            owner: "alice@localhost".into(),
-            name: "laptop".into(),
-            fingerprint: info.sha256,
-            der: laptop.certificate_der.clone(),
-            no_cert_management: false,
-            disabled: false,
-            added_at: OffsetDateTime::now_utc().unix_timestamp(),
-        })
-        .await
-        .unwrap();
+    let (laptop, _) = common::registered_certificate(&*store, "alice", "laptop").await;
     let mut alice = TestClient::connect(
         &server,
         Login::certificate(

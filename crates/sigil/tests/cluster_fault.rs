@@ -15,12 +15,12 @@ mod process;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use process::{Guard, free_port, line_reader, listening};
+use process::{Guard, free_port, log_tail, serve_logged};
 use sigil_client::{Client, Transport};
 use sigil_store::{AccountStore, RosterItem, RosterStore, Subscription};
 use sigil_xml::{Element, ns};
@@ -48,25 +48,7 @@ fn nats_url() -> String {
 }
 
 fn start(node: &Node) -> Guard {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .current_dir(&node.dir)
-        .args(["serve", "--config", "sigil.toml"])
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(node.dir.join("server.log"))
-                .unwrap(),
-        )
-        .spawn()
-        .unwrap();
-    let lines = line_reader(child.stdout.take().unwrap());
-    listening(&lines, &["direct TLS"]);
-    std::thread::spawn(move || while lines.recv().is_ok() {});
-    Guard(child)
+    serve_logged(&node.dir, "sigil.toml")
 }
 
 async fn client(node: &Node, user: &str, resource: &str) -> Client {
@@ -90,12 +72,6 @@ async fn client(node: &Node, user: &str, resource: &str) -> Client {
             }
         }
     }
-}
-
-fn log_tail(dir: &Path) -> String {
-    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 fn message(n: usize) -> Element {

@@ -12,12 +12,12 @@ mod process;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use process::{Guard, free_port, line_reader, listening, ok};
+use process::{Guard, free_port, log_tail, ok, serve_logged};
 use sigil_client::{Backoff, Client, Transport};
 use sigil_xml::{Element, ns};
 
@@ -30,31 +30,7 @@ const PAUSE_AT: usize = 1_000;
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn start(d: &Path) -> Guard {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .current_dir(d)
-        .args(["serve", "--config", "data/sigil.toml"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(d.join("server.log"))
-                .unwrap(),
-        )
-        .spawn()
-        .unwrap();
-    let lines = line_reader(child.stdout.take().unwrap());
-    listening(&lines, &["direct TLS"]);
-    // The rest of its output is read and dropped, so it never blocks.
-    std::thread::spawn(move || while lines.recv().is_ok() {});
-    Guard(child)
-}
-
-fn log_tail(d: &Path) -> String {
-    let log = std::fs::read_to_string(d.join("server.log")).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
+    serve_logged(d, "data/sigil.toml")
 }
 
 fn backoff() -> Backoff {

@@ -674,3 +674,34 @@ pub async fn answers_a_ping(client: &mut TestClient, id: &str) -> bool {
         .await;
     pong.attribute("type") == Some("result")
 }
+
+/// A new client certificate for `user`, registered to its account as
+/// `name`, with its SHA-256.
+pub async fn registered_certificate(
+    store: &dyn Store,
+    user: &str,
+    name: &str,
+) -> (sigil_x509::generate::Issued, [u8; 32]) {
+    use sigil_x509::OffsetDateTime;
+    let owner = format!("{user}@{DOMAIN}");
+    let issued = sigil_x509::generate::client_certificate(
+        &[sigil_x509::Jid::new(&owner).unwrap()],
+        &sigil_x509::generate::Options::new(OffsetDateTime::now_utc()),
+        None,
+    )
+    .unwrap();
+    let info = sigil_x509::CertificateInfo::from_der(&issued.certificate_der).unwrap();
+    store
+        .add_certificate(&sigil_store::CertificateEntry {
+            owner,
+            name: name.into(),
+            fingerprint: info.sha256,
+            der: issued.certificate_der.clone(),
+            no_cert_management: false,
+            disabled: false,
+            added_at: OffsetDateTime::now_utc().unix_timestamp(),
+        })
+        .await
+        .unwrap();
+    (issued, info.sha256)
+}

@@ -120,3 +120,34 @@ pub fn serve_starttls(dir: &std::path::Path, config: &str) -> (Guard, String) {
     let [starttls]: [String; 1] = listening(&lines, &["STARTTLS"]).try_into().unwrap();
     (guard, starttls)
 }
+
+/// `sigil serve --config CONFIG` run in `dir` with its log appended to
+/// `dir/server.log`; returns once its direct TLS listener listens. The
+/// rest of its output is read and dropped, so it never blocks.
+pub fn serve_logged(dir: &std::path::Path, config: &str) -> Guard {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .current_dir(dir)
+        .args(["serve", "--config", config])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("server.log"))
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let lines = line_reader(child.stdout.take().unwrap());
+    listening(&lines, &["direct TLS"]);
+    thread::spawn(move || while lines.recv().is_ok() {});
+    Guard(child)
+}
+
+/// The last 60 lines of `dir/server.log`.
+pub fn log_tail(dir: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
