@@ -25,6 +25,9 @@ use crate::router::{Receipt, lock};
 /// then keeps them offline).
 pub(super) const MAX_COPIES: usize = 100_000;
 
+/// The most bytes of stanzas kept in copies at once.
+pub(super) const MAX_COPY_BYTES: usize = 256 << 20;
+
 /// How long a copy may go unanswered by a node that is alive before it
 /// is taken for lost on the way (an answer may be slow: a client that
 /// acknowledges late, a queue that drains slowly; so it is generous).
@@ -41,6 +44,8 @@ pub(super) struct Copy {
     pub(super) node: Arc<str>,
     /// When it was sent.
     pub(super) sent: Instant,
+    /// Its size, serialised.
+    size: usize,
 }
 
 /// The copies followed, by number.
@@ -48,21 +53,28 @@ pub(super) struct Copy {
 pub(super) struct Copies {
     next: AtomicU64,
     copies: Mutex<HashMap<u64, Copy>>,
+    /// The bytes of the stanzas kept.
+    bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl Copies {
-    /// Follows a copy; its number, or the receipt back when
-    /// [`MAX_COPIES`] are followed already.
+    /// Follows a copy of `size` bytes serialised; its number, or the
+    /// receipt back when [`MAX_COPIES`], or [`MAX_COPY_BYTES`], are
+    /// followed already.
     pub(super) fn follow(
         &self,
         receipt: Receipt,
         stanza: Element,
         node: Arc<str>,
+        size: usize,
     ) -> Result<u64, Receipt> {
         let mut copies = lock(&self.copies);
-        if copies.len() >= MAX_COPIES {
+        if copies.len() >= MAX_COPIES
+            || self.bytes.load(Ordering::Relaxed).saturating_add(size) > MAX_COPY_BYTES
+        {
             return Err(receipt);
         }
+        self.bytes.fetch_add(size, Ordering::Relaxed);
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         copies.insert(
             number,
@@ -71,6 +83,7 @@ impl Copies {
                 stanza,
                 node,
                 sent: Instant::now(),
+                size,
             },
         );
         Ok(number)
@@ -78,7 +91,7 @@ impl Copies {
 
     /// The answer for copy `number` came: safe or not, it is forgotten.
     pub(super) fn settle(&self, number: u64, safe: bool) {
-        let copy = lock(&self.copies).remove(&number);
+        let copy = self.take(number);
         if let Some(copy) = copy
             && safe
         {
@@ -88,7 +101,9 @@ impl Copies {
 
     /// Takes back the copy `number` (it could not be sent).
     pub(super) fn take(&self, number: u64) -> Option<Copy> {
-        lock(&self.copies).remove(&number)
+        let copy = lock(&self.copies).remove(&number)?;
+        self.bytes.fetch_sub(copy.size, Ordering::Relaxed);
+        Some(copy)
     }
 
     /// Takes back the copies sent to `node` (it died), and those
@@ -106,10 +121,13 @@ impl Copies {
         let mut numbers = numbers;
         // In the order they were sent, so they are stored in that order.
         numbers.sort_unstable();
-        numbers
+        let lost: Vec<Copy> = numbers
             .into_iter()
             .filter_map(|number| copies.remove(&number))
-            .collect()
+            .collect();
+        let size: usize = lost.iter().map(|copy| copy.size).sum();
+        self.bytes.fetch_sub(size, Ordering::Relaxed);
+        lost
     }
 
     /// How many copies are followed.
@@ -132,13 +150,19 @@ mod tests {
         let copies = Copies::default();
         let stanza = Element::new("message", "jabber:client");
         let (receipt, settled) = receipts.issue();
-        let a = copies.follow(receipt, stanza.clone(), "n1".into()).unwrap();
+        let a = copies
+            .follow(receipt, stanza.clone(), "n1".into(), 10)
+            .unwrap();
         copies.settle(a, true);
         assert!(settled.await.unwrap());
         let (receipt, settled) = receipts.issue();
-        let b = copies.follow(receipt, stanza.clone(), "n2".into()).unwrap();
+        let b = copies
+            .follow(receipt, stanza.clone(), "n2".into(), 10)
+            .unwrap();
         let (receipt, _kept) = receipts.issue();
-        copies.follow(receipt, stanza, "n3".into()).unwrap();
+        copies
+            .follow(receipt, stanza.clone(), "n3".into(), 10)
+            .unwrap();
         let lost = copies.lost(&["n2".into()], UNANSWERED);
         assert_eq!(lost.len(), 1);
         assert_eq!(&*lost[0].node, "n2");
@@ -149,5 +173,16 @@ mod tests {
         assert_eq!(copies.len(), 1);
         assert_eq!(copies.lost(&[], Duration::ZERO).len(), 1);
         assert_eq!(copies.len(), 0);
+        assert_eq!(copies.bytes.load(Ordering::Relaxed), 0);
+        // Past the byte budget, a copy is refused and its receipt given
+        // back.
+        let (receipt, _) = receipts.issue();
+        let kept = copies
+            .follow(receipt, stanza.clone(), "n1".into(), MAX_COPY_BYTES)
+            .unwrap();
+        let (receipt, _) = receipts.issue();
+        assert!(copies.follow(receipt, stanza, "n1".into(), 1).is_err());
+        copies.settle(kept, true);
+        assert_eq!(copies.bytes.load(Ordering::Relaxed), 0);
     }
 }

@@ -112,6 +112,73 @@ impl Cache {
 /// Messages waiting to be published, at most.
 const OUTBOX: usize = 65_536;
 
+/// Bytes of messages waiting to be published, at most.
+const OUTBOX_BYTES: usize = 64 << 20;
+
+/// One message on its way to NATS.
+#[derive(Debug)]
+struct Outgoing {
+    subject: String,
+    headers: async_nats::HeaderMap,
+    payload: bytes::Bytes,
+}
+
+/// What waits to be published, in order, within a count and a byte
+/// budget.
+#[derive(Debug)]
+struct Outbox {
+    sender: mpsc::Sender<Outgoing>,
+    bytes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Outbox {
+    /// Queues a message; `false` when the outbox is full.
+    fn post(
+        &self,
+        subject: String,
+        (headers, payload): (async_nats::HeaderMap, bytes::Bytes),
+    ) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let size = payload.len();
+        if self.bytes.fetch_add(size, Relaxed).saturating_add(size) > OUTBOX_BYTES {
+            self.bytes.fetch_sub(size, Relaxed);
+            return false;
+        }
+        let posted = self.sender.try_send(Outgoing {
+            subject,
+            headers,
+            payload,
+        });
+        if posted.is_err() {
+            self.bytes.fetch_sub(size, Relaxed);
+        }
+        posted.is_ok()
+    }
+
+    /// Queues a small message, waiting for room.
+    async fn post_waiting(
+        &self,
+        subject: String,
+        (headers, payload): (async_nats::HeaderMap, bytes::Bytes),
+    ) {
+        self.bytes
+            .fetch_add(payload.len(), std::sync::atomic::Ordering::Relaxed);
+        let _ = self
+            .sender
+            .send(Outgoing {
+                subject,
+                headers,
+                payload,
+            })
+            .await;
+    }
+
+    /// Whether nothing waits.
+    fn is_empty(&self) -> bool {
+        self.sender.capacity() == self.sender.max_capacity()
+    }
+}
+
 /// This node's part in a cluster.
 #[derive(Debug)]
 pub struct Cluster {
@@ -128,9 +195,9 @@ pub struct Cluster {
     nodes: kv::Store,
     directory: Directory,
     copies: copies::Copies,
-    outbox: mpsc::Sender<(String, Op)>,
+    outbox: Outbox,
     /// The outbox's other end, until the publisher takes it.
-    outbox_receiver: Mutex<Option<mpsc::Receiver<(String, Op)>>>,
+    outbox_receiver: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     /// Told when the NATS connection is made again, or dropped messages.
     troubled: Arc<tokio::sync::Notify>,
     /// Bumped when the watches are to start again (the buckets may have
@@ -186,7 +253,10 @@ impl Cluster {
             nodes,
             directory: Directory::default(),
             copies: copies::Copies::default(),
-            outbox,
+            outbox: Outbox {
+                sender: outbox,
+                bytes: Arc::default(),
+            },
             outbox_receiver: Mutex::new(Some(receiver)),
             names: Mutex::default(),
             heard: Mutex::default(),
@@ -221,7 +291,7 @@ impl Cluster {
             error: error.clone(),
             from: self.node.to_string(),
         };
-        if self.outbox.try_send((self.everyone(), op)).is_err() {
+        if !self.outbox.post(self.everyone(), op.encode()) {
             tracing::error!(%account, "cluster: the outbox is full; an account change was not told to the other nodes");
         }
     }
@@ -234,7 +304,7 @@ impl Cluster {
             account: account.clone(),
             from: self.node.to_string(),
         };
-        if self.outbox.try_send((self.everyone(), op)).is_err() {
+        if !self.outbox.post(self.everyone(), op.encode()) {
             tracing::warn!(%account, "cluster: the outbox is full; a change was not told to the other nodes");
         }
     }
@@ -276,43 +346,37 @@ impl Cluster {
             SessionMessage::Stanza(stanza) => (*stanza, None),
             SessionMessage::Tracked(stanza, receipt) => (*stanza, Some(receipt)),
         };
+        let xml = stanza.to_xml();
         let copy = match receipt {
-            Some(receipt) => match self.copies.follow(receipt, stanza.clone(), node.clone()) {
-                Ok(number) => Some(number),
-                Err(receipt) => {
-                    return Err(Undelivered {
-                        error: SendError::Full,
-                        message: SessionMessage::Tracked(Box::new(stanza), receipt),
-                    });
+            Some(receipt) => {
+                match self
+                    .copies
+                    .follow(receipt, stanza.clone(), node.clone(), xml.len())
+                {
+                    Ok(number) => Some(number),
+                    Err(receipt) => {
+                        return Err(Undelivered {
+                            error: SendError::Full,
+                            message: SessionMessage::Tracked(Box::new(stanza), receipt),
+                        });
+                    }
                 }
-            },
+            }
             None => None,
         };
-        let op = Op::Deliver {
-            to: to.clone(),
-            serial,
-            copy,
-            from: self.node.to_string(),
-            stanza,
-        };
-        match self.outbox.try_send((self.subject(node), op)) {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                let (_, op) = error.into_inner();
-                let Op::Deliver { stanza, .. } = op else {
-                    unreachable!("a deliver was sent")
-                };
-                let stanza = Box::new(stanza);
-                let message = match copy.and_then(|number| self.copies.take(number)) {
-                    Some(copy) => SessionMessage::Tracked(stanza, copy.receipt),
-                    None => SessionMessage::Stanza(stanza),
-                };
-                Err(Undelivered {
-                    error: SendError::Full,
-                    message,
-                })
-            }
+        let message = wire::deliver(to, serial, copy, &self.node, xml);
+        if self.outbox.post(self.subject(node), message) {
+            return Ok(());
         }
+        let stanza = Box::new(stanza);
+        let message = match copy.and_then(|number| self.copies.take(number)) {
+            Some(copy) => SessionMessage::Tracked(stanza, copy.receipt),
+            None => SessionMessage::Stanza(stanza),
+        };
+        Err(Undelivered {
+            error: SendError::Full,
+            message,
+        })
     }
 
     /// Tells `node` to end its session `session`.
@@ -322,7 +386,7 @@ impl Cluster {
             serial: session.serial,
             error,
         };
-        self.outbox.try_send((self.subject(node), op)).is_ok()
+        self.outbox.post(self.subject(node), op.encode())
     }
 
     /// The remote sessions of `account` not shadowed by a local one with

@@ -24,7 +24,11 @@ impl Cluster {
     pub fn start(self: &Arc<Self>, hooks: &SharedHooks) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         if let Some(outbox) = crate::router::lock(&self.outbox_receiver).take() {
-            tasks.push(tokio::spawn(publish(self.client.clone(), outbox)));
+            tasks.push(tokio::spawn(publish(
+                self.client.clone(),
+                outbox,
+                self.outbox.bytes.clone(),
+            )));
         }
         let own = self.subject(&self.node);
         tasks.push(tokio::spawn(receive(self.clone(), own, hooks.clone())));
@@ -50,7 +54,7 @@ impl Cluster {
             let _ = self.nodes.delete(&*self.node).await;
             // What the outbox still holds goes out first.
             for _ in 0..50 {
-                if self.outbox.capacity() == self.outbox.max_capacity() {
+                if self.outbox.is_empty() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -81,11 +85,16 @@ impl Cluster {
 /// Publishes what the outbox holds, in order.
 async fn publish(
     client: async_nats::Client,
-    mut outbox: tokio::sync::mpsc::Receiver<(String, Op)>,
+    mut outbox: tokio::sync::mpsc::Receiver<super::Outgoing>,
+    bytes: Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    while let Some((subject, op)) = outbox.recv().await {
-        let (headers, payload) = op.encode();
-        if let Err(error) = client.publish_with_headers(subject, headers, payload).await {
+    while let Some(message) = outbox.recv().await {
+        let size = message.payload.len();
+        let published = client
+            .publish_with_headers(message.subject, message.headers, message.payload)
+            .await;
+        bytes.fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
+        if let Err(error) = published {
             tracing::warn!(%error, "cluster: publishing failed");
         }
     }
@@ -150,13 +159,12 @@ fn handle(cluster: &Arc<Cluster>, hooks: &dyn super::Hooks, op: Op) {
                 Some(number) => {
                     // Followed: the sender hears when it is safe, or gone.
                     let (receipt, settled) = cluster.local.receipt();
-                    let outbox = cluster.outbox.clone();
+                    let answer = cluster.clone();
                     let subject = cluster.subject(&from);
                     tokio::spawn(async move {
                         let safe = settled.await.unwrap_or(false);
-                        let _ = outbox
-                            .send((subject, Op::Settle { copy: number, safe }))
-                            .await;
+                        let settle = Op::Settle { copy: number, safe };
+                        answer.outbox.post_waiting(subject, settle.encode()).await;
                     });
                     SessionMessage::Tracked(Box::new(stanza), receipt)
                 }

@@ -93,18 +93,7 @@ impl Op {
                 copy,
                 from,
                 stanza,
-            } => {
-                headers.insert(OP, "deliver");
-                headers.insert(TO, to.as_str());
-                if let Some(serial) = serial {
-                    headers.insert(SERIAL, serial.to_string().as_str());
-                }
-                if let Some(copy) = copy {
-                    headers.insert(COPY, copy.to_string().as_str());
-                }
-                headers.insert(FROM, from.as_str());
-                (headers, Bytes::from(stanza.to_xml()))
-            }
+            } => deliver(to, *serial, *copy, from, stanza.to_xml()),
             Self::End { to, serial, error } => {
                 headers.insert(OP, "end");
                 headers.insert(TO, to.as_str());
@@ -211,6 +200,28 @@ impl Op {
             _ => None,
         }
     }
+}
+
+/// The headers and payload of [`Op::Deliver`], from the stanza already
+/// serialised.
+pub(super) fn deliver(
+    to: &FullJid,
+    serial: Option<u64>,
+    copy: Option<u64>,
+    from: &str,
+    stanza: String,
+) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert(OP, "deliver");
+    headers.insert(TO, to.as_str());
+    if let Some(serial) = serial {
+        headers.insert(SERIAL, serial.to_string().as_str());
+    }
+    if let Some(copy) = copy {
+        headers.insert(COPY, copy.to_string().as_str());
+    }
+    headers.insert(FROM, from);
+    (headers, Bytes::from(stanza))
 }
 
 /// A stream error from its condition's name and its text (the payload).
