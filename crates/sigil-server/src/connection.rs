@@ -383,7 +383,7 @@ impl<W: Wire> Connection<W> {
             unacked = with_receipts(parked.sm.unacked, parked.receipts);
         }
         if let Some(mut state) = self.session.take() {
-            self.context.unregister(&state.handle);
+            self.context.unregister(&state.handle, W::TRANSPORT);
             let saving = resumable.filter(|_| *shutdown.borrow());
             let own = state.jid.to_bare();
             // What the client did not acknowledge (XEP-0198) is treated as
@@ -514,6 +514,7 @@ impl<W: Wire> Connection<W> {
                     // to the client's next attempt on this stream.
                     self.login = None;
                     self.sasl2 = None;
+                    self.context.metrics.login(&mechanism, false);
                     // EXTERNAL refusals are logged with their reason above.
                     if mechanism != "EXTERNAL" {
                         let account = account.map(|a| a.to_string()).unwrap_or_default();
@@ -649,6 +650,7 @@ impl<W: Wire> Connection<W> {
                     user_agent,
                 } => {
                     tracing::info!(peer = %self.peer, %jid, %mechanism, "authenticated");
+                    self.context.metrics.login(&mechanism, true);
                     if let Some(agent) = user_agent {
                         // The id names the client's resource and tokens:
                         // not in the ordinary log.
@@ -926,7 +928,7 @@ impl<W: Wire> Connection<W> {
         if inline.is_some_and(|inline| inline.carbons) {
             handle.set_carbons(true);
         }
-        self.context.registered(&handle);
+        self.context.registered(&handle, W::TRANSPORT);
         tracing::info!(jid = %full, "resource bound");
         let state = SessionState::new(handle, self.login.take().map(|l| *l));
         crate::features::bound(&self.context, &state);

@@ -20,6 +20,8 @@ pub struct Context {
     pub router: Arc<Router>,
     /// This node's part in a cluster (`[cluster]`), if it is in one.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// What this node counts (`[admin] metrics`).
+    pub metrics: crate::metrics::Metrics,
     /// Limits.
     pub limits: LimitsConfig,
     /// Certificate authorities whose client certificates may log in.
@@ -358,15 +360,19 @@ impl Context {
         }
     }
 
-    /// A session of this node bound (the cluster, if any, records it).
-    pub(crate) fn registered(&self, handle: &crate::router::SessionHandle) {
+    /// A session of this node bound on `transport` (the cluster, if
+    /// any, records it).
+    pub(crate) fn registered(&self, handle: &crate::router::SessionHandle, transport: &str) {
+        self.metrics.session(transport, true);
         if let Some(cluster) = &self.cluster {
             cluster.bound(handle);
         }
     }
 
-    /// Removes a session of this node (from the cluster's registry too).
-    pub(crate) fn unregister(&self, handle: &crate::router::SessionHandle) {
+    /// Removes a session of this node on `transport` (from the
+    /// cluster's registry too).
+    pub(crate) fn unregister(&self, handle: &crate::router::SessionHandle, transport: &str) {
+        self.metrics.session(transport, false);
         self.router.unregister(handle);
         if let Some(cluster) = &self.cluster {
             cluster.unbound(handle);

@@ -18,6 +18,7 @@
 
 pub mod accounts;
 pub mod adhoc;
+mod admin;
 pub mod archive;
 pub mod auth;
 pub mod blocking;
@@ -41,6 +42,7 @@ pub mod invites;
 mod issuing;
 pub mod limits;
 mod login;
+pub mod metrics;
 pub mod profiles;
 pub mod resumption;
 pub mod roster;

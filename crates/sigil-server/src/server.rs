@@ -47,6 +47,8 @@ pub struct Server {
     trust_changed: Arc<tokio::sync::Notify>,
     /// The cluster tasks, which run until every connection has ended.
     cluster_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Where metrics are served, if they are.
+    metrics_address: Option<SocketAddr>,
 }
 
 impl Server {
@@ -112,6 +114,7 @@ impl Server {
             store,
             router,
             cluster: cluster.clone(),
+            metrics: crate::metrics::Metrics::default(),
             limits: config.limits,
             anchors: crate::trust::TrustAnchors::new(
                 Some(base.join(&config.auth.trusted_cas)),
@@ -290,6 +293,16 @@ impl Server {
                 )));
             }
         }
+        let metrics_address = match config.admin.metrics {
+            Some(address) => {
+                let (task, bound) = crate::admin::start(address, context.clone())
+                    .await
+                    .map_err(StartError)?;
+                accept_tasks.push(task);
+                Some(bound)
+            }
+            None => None,
+        };
         // The control task comes last (`shutdown` waits for it).
         let socket = base.join(&config.auth.control_socket);
         accept_tasks.push(
@@ -306,12 +319,19 @@ impl Server {
             accept_tasks,
             trust_changed,
             cluster_tasks,
+            metrics_address,
         })
     }
 
     /// Where the listeners listen (with the real port when 0 was asked).
     pub fn addresses(&self) -> &[(ListenerKind, SocketAddr)] {
         &self.addresses
+    }
+
+    /// Where metrics are served (`[admin] metrics`, with the real port
+    /// when 0 was asked), if they are.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
     }
 
     /// The address of the first listener of this kind.

@@ -46,6 +46,8 @@ pub(crate) trait Wire: Send {
     /// Whether XEP-0198 acknowledgements may be used on this wire (not on
     /// BOSH).
     const ACKS: bool = true;
+    /// The transport's name, as metrics label sessions.
+    const TRANSPORT: &'static str;
     /// The next input, `None` at the end of the connection.
     fn read(&mut self) -> impl Future<Output = Option<Input>> + Send;
     /// Queues one frame ([`sigil_proto::server::Action::Send`]), to be

@@ -699,3 +699,71 @@ async fn the_cluster_recovers_when_nats_restarts() {
         }
     }
 }
+
+/// `GET path` on a plain HTTP listener: the status line and the body.
+async fn plain_get(address: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_its_metrics_on_the_admin_listener() {
+    let schema = Schema::new(admin_url()).await;
+    let nats = nats_url();
+    let name = cluster_name();
+    let mut nodes = Vec::new();
+    for node in ["n1", "n2"] {
+        let mut config = common::config(ClientCertificatePolicy::Wanted);
+        config.storage.url = schema.url.clone();
+        config.storage.max_connections = 2;
+        config.cluster.nats = nats.clone();
+        config.cluster.node = node.into();
+        config.cluster.name = Some(name.clone());
+        config.admin.metrics = Some("127.0.0.1:0".parse().unwrap());
+        nodes.push(TestServer::start_with(config).await);
+    }
+    let [n1, n2] = &nodes[..] else { unreachable!() };
+    let mut alice = TestClient::connect(n1, login("alice", "one")).await;
+    let refused = TestClient::connect(n1, login("carol", "x").password("wrong")).await;
+    assert!(refused.jid.is_none());
+    let mut bob = TestClient::connect(n2, login("bob", "two")).await;
+    sessions_known(n1, "bob@localhost", 1).await;
+    bob.send(message("alice@localhost/one", "counted")).await;
+    alice.recv_matching(|s| s.name() == "message").await;
+    let address = n1.server.as_ref().unwrap().metrics_address().unwrap();
+    let (status, body) = plain_get(address, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    for expected in [
+        "sigil_sessions{transport=\"tcp\"} 1",
+        "sigil_sessions{transport=\"websocket\"} 0",
+        "outcome=\"failed\"} 1",
+        "sigil_cluster_remote_sessions 1",
+        "sigil_store_up 1",
+        "sigil_cluster_bus_up 1",
+        "sigil_session_queued ",
+    ] {
+        assert!(body.contains(expected), "{expected} missing:\n{body}");
+    }
+    assert!(
+        body.lines().any(
+            |l| l.starts_with("sigil_logins_total{mechanism=\"SCRAM-SHA-")
+                && l.contains("outcome=\"ok\"} 1")
+        ),
+        "{body}"
+    );
+    // The message bob's node counted, not alice's.
+    let bobs = n2.server.as_ref().unwrap().metrics_address().unwrap();
+    let (_, on_two) = plain_get(bobs, "/metrics").await;
+    assert!(on_two.contains("sigil_messages_total 1"), "{on_two}");
+    let (status, _) = plain_get(address, "/other").await;
+    assert!(status.contains("404"), "{status}");
+}

@@ -140,6 +140,9 @@ pub(crate) fn serve(location: &ConfigLocation, domain: Option<&str>) -> Result<(
         let server = Server::start(&config, &base)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(address) = server.metrics_address() {
+            let _ = writeln!(out, "listening on {address} (metrics: GET /metrics)");
+        }
         for (kind, address) in server.addresses() {
             let what = match kind {
                 ListenerKind::Starttls => "STARTTLS",

@@ -135,6 +135,11 @@ impl Copies {
     pub(super) fn len(&self) -> usize {
         lock(&self.copies).len()
     }
+
+    /// How many copies are followed, and their bytes.
+    pub(super) fn load(&self) -> (usize, usize) {
+        (lock(&self.copies).len(), self.bytes.load(Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]

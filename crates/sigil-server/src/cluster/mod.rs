@@ -327,6 +327,74 @@ impl Cluster {
         self.registry.mark(&handle.jid);
     }
 
+    /// The cluster's metrics, in Prometheus's text format: what this node
+    /// knows of the others, what it keeps for them, and one NATS round
+    /// trip, timed.
+    pub async fn render_metrics(&self, out: &mut String) {
+        use crate::metrics::gauge;
+        let alive = self
+            .status()
+            .iter()
+            .filter(|node| node.last_heard_ms <= liveness::DEAD_AFTER.as_millis())
+            .count();
+        gauge(
+            out,
+            "sigil_cluster_nodes",
+            "gauge",
+            "Nodes heard from lately, this one included.",
+            alive as f64,
+        );
+        let remote: usize = self.directory.counts().values().sum();
+        gauge(
+            out,
+            "sigil_cluster_remote_sessions",
+            "gauge",
+            "Sessions on the other nodes, as this node knows them.",
+            remote as f64,
+        );
+        let (copies, copy_bytes) = self.copies.load();
+        gauge(
+            out,
+            "sigil_cluster_followed",
+            "gauge",
+            "Stanzas sent to other nodes and kept until they are safe.",
+            copies as f64,
+        );
+        gauge(
+            out,
+            "sigil_cluster_followed_bytes",
+            "gauge",
+            "Bytes of those stanzas.",
+            copy_bytes as f64,
+        );
+        let waiting = self.outbox.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        gauge(
+            out,
+            "sigil_cluster_outbox_bytes",
+            "gauge",
+            "Bytes waiting to be published to NATS.",
+            waiting as f64,
+        );
+        let began = std::time::Instant::now();
+        let answered = tokio::time::timeout(Duration::from_secs(2), self.client.flush())
+            .await
+            .is_ok_and(|flushed| flushed.is_ok());
+        gauge(
+            out,
+            "sigil_cluster_bus_probe_seconds",
+            "gauge",
+            "How long one round trip to NATS took, at this scrape.",
+            began.elapsed().as_secs_f64(),
+        );
+        gauge(
+            out,
+            "sigil_cluster_bus_up",
+            "gauge",
+            "Whether NATS answered at this scrape.",
+            f64::from(u8::from(answered)),
+        );
+    }
+
     /// The nodes this node knows are alive, with their sessions as this
     /// node knows them.
     pub fn status(&self) -> Vec<NodeStatus> {

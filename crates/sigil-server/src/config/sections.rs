@@ -605,6 +605,11 @@ pub struct AdminConfig {
     /// empty (the default): nobody administers the server over XMPP.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub jids: Vec<String>,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP),
+    /// e.g. `127.0.0.1:9100`; none (the default): not served. Keep it on
+    /// loopback or a private network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Logging.

@@ -137,6 +137,7 @@ pub async fn handle(
     }
     match stanza.name() {
         "message" => {
+            context.metrics.message();
             // XEP-0359 §5: stanza ids are the server's to give; a client's
             // could pass for ours.
             stanza.remove_children(StanzaId::NAME, NS_SID);

@@ -102,6 +102,7 @@ impl TcpWire {
 }
 
 impl Wire for TcpWire {
+    const TRANSPORT: &'static str = "tcp";
     async fn read(&mut self) -> Option<Input> {
         // The read buffer lives on the stack of one poll only: an idle
         // connection waiting for data holds no buffer of its own (TLS

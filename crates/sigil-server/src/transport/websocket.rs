@@ -143,6 +143,7 @@ impl<S> Wire for WsWire<S>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
 {
+    const TRANSPORT: &'static str = "websocket";
     async fn read(&mut self) -> Option<Input> {
         let ws = self.ws.as_mut()?;
         loop {

@@ -302,6 +302,7 @@ pub(crate) struct BoshWire {
 }
 
 impl Wire for BoshWire {
+    const TRANSPORT: &'static str = "bosh";
     const ACKS: bool = false;
 
     async fn read(&mut self) -> Option<Input> {
