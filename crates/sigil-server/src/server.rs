@@ -443,18 +443,25 @@ async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StartErr
     Ok((socket, local))
 }
 
-/// Sessions saved at an earlier shutdown stay resumable (as
-/// `<failed h='…'/>`) for the resumption timeout after the start; then
-/// they go.
+/// Sessions saved at a shutdown stay resumable (as `<failed h='…'/>`)
+/// for the resumption timeout after this server started, or after they
+/// were saved, whichever is later (another node of a cluster saves them
+/// at its own shutdown); then they go. Looked at once a timeout.
 async fn forget_saved_sessions(context: Arc<Context>) {
-    let wait = Duration::from_secs(context.limits.resume_timeout_seconds);
-    tokio::time::sleep(wait).await;
-    if let Err(error) = context
-        .store
-        .expire_saved_sessions(context.started_at)
-        .await
-    {
-        tracing::warn!(%error, "deleting old stream management state failed");
+    let wait = Duration::from_secs(context.limits.resume_timeout_seconds.max(1));
+    loop {
+        tokio::time::sleep(wait).await;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let timeout = i64::try_from(wait.as_secs()).unwrap_or(i64::MAX);
+        // The first look comes a timeout after the start: what was saved
+        // before it goes then.
+        if let Err(error) = context
+            .store
+            .expire_saved_sessions(now.saturating_sub(timeout))
+            .await
+        {
+            tracing::warn!(%error, "deleting old stream management state failed");
+        }
     }
 }
 

@@ -767,3 +767,55 @@ async fn a_node_serves_its_metrics_on_the_admin_listener() {
     let (status, _) = plain_get(address, "/other").await;
     assert!(status.contains("404"), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_node_that_shut_down_learns_on_another_what_was_handled() {
+    use common::raw::{raw_login, resume_failure, until};
+    use tokio::io::AsyncWriteExt;
+    const ALICE: &str = "AGFsaWNlAGFsaWNlLXNlY3JldA==";
+    let mut cluster = cluster(2).await;
+    let mut bob = TestClient::connect(&cluster.nodes[1], login("bob", "desk")).await;
+    // Alice's resumable session on the first node: two messages to bob,
+    // three from him, the first of which she acknowledged.
+    let (mut alice, mut seen) = raw_login(&cluster.nodes[0], ALICE).await;
+    alice.write_all(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>sm</resource></bind></iq><enable xmlns='urn:xmpp:sm:3' resume='true'/>").await.unwrap();
+    until(&mut alice, "<enabled", &mut seen).await;
+    let enabled = &seen[seen.find("<enabled").unwrap()..];
+    let enabled = Element::parse(&enabled[..enabled.find("/>").unwrap() + 2]).unwrap();
+    let id = enabled.attribute("id").unwrap().to_owned();
+    sessions_known(&cluster.nodes[1], "alice@localhost", 1).await;
+    alice.write_all(b"<message to='bob@localhost/desk' type='chat'><body>a</body></message><message to='bob@localhost/desk' type='chat'><body>b</body></message>").await.unwrap();
+    for body in ["one", "two", "three"] {
+        bob.send(message("alice@localhost/sm", body)).await;
+    }
+    until(&mut alice, "three</body>", &mut seen).await;
+    alice
+        .write_all(b"<a xmlns='urn:xmpp:sm:3' h='1'/><r xmlns='urn:xmpp:sm:3'/>")
+        .await
+        .unwrap();
+    until(
+        &mut alice,
+        "<a xmlns=\"urn:xmpp:sm:3\" h=\"2\"/>",
+        &mut seen,
+    )
+    .await;
+    for expected in ["a", "b"] {
+        let got = bob.recv_matching(|s| s.name() == "message").await;
+        assert_eq!(body(&got).as_deref(), Some(expected));
+    }
+    // Her node shuts down (a rolling restart): she is told so, and
+    // resumes on the other node, which tells her what was handled.
+    cluster.nodes[0].stop().await;
+    let n2 = &cluster.nodes[1];
+    let failed = resume_failure(n2, ALICE, &id, 2).await;
+    assert!(
+        failed.starts_with("<failed xmlns=\"urn:xmpp:sm:3\" h=\"2\"><item-not-found"),
+        "{failed}"
+    );
+    // What she had not acknowledged waits for her there.
+    let mut again = TestClient::connect(n2, login("alice", "again")).await;
+    again.send(Element::new("presence", ns::CLIENT)).await;
+    let got = again.recv_matching(|s| s.name() == "message").await;
+    assert_eq!(body(&got).as_deref(), Some("three"));
+    sessions_known(n2, "alice@localhost", 1).await;
+}

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::raw::{HEADER, raw_login, raw_login_with, resume_failure, until};
 use common::{Identity, Login, TestClient, TestServer, answers_a_ping};
 use sigil_proto::client::ClientError;
 use sigil_proto::error::StreamCondition;
@@ -15,54 +16,6 @@ use sigil_xml::{Element, ns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-
-const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
-
-async fn until(tls: &mut TlsStream<TcpStream>, marker: &str, seen: &mut String) {
-    let mut buf = [0u8; 8192];
-    let deadline = Instant::now() + common::TIMEOUT;
-    while !seen.contains(marker) {
-        let n = tokio::time::timeout_at(deadline.into(), tls.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("no {marker} in: {seen}"))
-            .unwrap();
-        assert!(n > 0, "closed before {marker}: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-}
-
-/// A raw TLS connection logged in with PLAIN (`\0user\0password` in
-/// base64) and restarted, not bound; what it saw so far.
-async fn raw_login(server: &TestServer, plain: &str) -> (TlsStream<TcpStream>, String) {
-    raw_login_with(server, None, plain).await
-}
-
-/// As [`raw_login`], or with EXTERNAL when a certificate is given.
-async fn raw_login_with(
-    server: &TestServer,
-    identity: Option<Identity>,
-    plain: &str,
-) -> (TlsStream<TcpStream>, String) {
-    let auth = match identity {
-        Some(_) => "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>"
-            .to_owned(),
-        None => format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
-        ),
-    };
-    let config = common::tls_client_config(&server.certificate(), identity);
-    let mut tls = common::tls_connect(server.address(ListenerKind::DirectTls), config)
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    tls.write_all(format!("{HEADER}{auth}").as_bytes())
-        .await
-        .unwrap();
-    until(&mut tls, "<success", &mut seen).await;
-    tls.write_all(HEADER.as_bytes()).await.unwrap();
-    until(&mut tls, "</stream:features>", &mut seen).await;
-    (tls, seen)
-}
 
 const ALICE: &str = "AGFsaWNlAGFsaWNlLXNlY3JldA==";
 const BOB: &str = "AGJvYgBib2Itc2VjcmV0";
@@ -380,17 +333,6 @@ async fn an_offline_message_stays_stored_until_acknowledged() {
     assert_eq!(ids[0], ids[1]);
     assert_eq!(store.offline_count("alice@localhost").await.unwrap(), 0);
     bob.close().await;
-}
-
-/// What a new connection of `plain`'s account hears when it asks to
-/// resume `id`, having handled `h`: up to the end of `<failed/>`.
-async fn resume_failure(server: &TestServer, plain: &str, id: &str, h: u32) -> String {
-    let (mut tls, mut seen) = raw_login(server, plain).await;
-    tls.write_all(format!("<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='{h}'/>").as_bytes())
-        .await
-        .unwrap();
-    until(&mut tls, "</failed>", &mut seen).await;
-    seen[seen.find("<failed").expect("failed")..].to_owned()
 }
 
 /// Alice's resumable session at a shutdown: she sent Bob two messages
