@@ -1,21 +1,21 @@
 //! Cluster mode: several nodes that share one PostgreSQL database and one
 //! NATS server, each serving its own connections.
 //!
-//! - **Registry** ([`registry`]): every bound session has a record in a
+//! - **Registry** (`registry`): every bound session has a record in a
 //!   JetStream key-value bucket under its full JID (node, number,
 //!   presence, flags, certificate), written by compare-and-set so that a
-//!   full JID lives on one node: the newest claim wins and the older
-//!   session ends with `conflict`.
-//! - **Directory** ([`directory`]): every node watches the bucket and
+//!   full JID lives on one node: the session that bound last keeps it
+//!   and the other ends with `conflict`.
+//! - **Directory** (`directory`): every node watches the bucket and
 //!   keeps the other nodes' sessions in memory, so that routing and
 //!   presence read them without a round trip.
 //! - **Routing**: [`Cluster`] implements [`Routes`]: sessions of this
 //!   node are reached through its [`Router`]; others by a NATS message to
-//!   their node's subject ([`wire`]). A stanza followed by a receipt
-//!   (XEP-0198) is kept until that node says it is safe ([`copies`]).
-//! - **Liveness** ([`liveness`]): each node writes a heartbeat into a
+//!   their node's subject (`wire`). A stanza followed by a receipt
+//!   (XEP-0198) is kept until that node says it is safe (`copies`).
+//! - **Liveness** (`liveness`): each node writes a heartbeat into a
 //!   second bucket every second; a node not heard from for
-//!   [`liveness::DEAD_AFTER`] is dead: the others forget its sessions,
+//!   [`DEAD_AFTER`] is dead: the others forget its sessions,
 //!   one of them deletes its records, and the stanzas followed to it go
 //!   to their accounts' other sessions or offline.
 //!
