@@ -51,8 +51,10 @@ pub(crate) async fn start(
                     let context = context.clone();
                     async move { Ok::<_, Infallible>(answer(&request, &context).await) }
                 });
+                // One scrape a connection: a client cannot keep a slot.
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
+                    .keep_alive(false)
                     .header_read_timeout(REQUEST_TIMEOUT)
                     .serve_connection(TokioIo::new(tcp), service)
                     .await;
@@ -100,7 +102,12 @@ pub(crate) async fn render(context: &Context) -> String {
     );
     // One lookup, timed: how the store answers now.
     let began = Instant::now();
-    let answered = context.store.account("metrics-probe@invalid").await.is_ok();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(2),
+        context.store.account("metrics-probe@invalid"),
+    )
+    .await
+    .is_ok_and(|answer| answer.is_ok());
     gauge(
         &mut out,
         "sigil_store_probe_seconds",

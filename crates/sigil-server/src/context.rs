@@ -436,6 +436,14 @@ impl Context {
         closing: &crate::router::Closing,
         error: &sigil_proto::error::StreamError,
     ) -> usize {
+        if *closing == crate::router::Closing::Every {
+            // Deleted or disabled: a new account of the name starts
+            // afresh on this node too.
+            use crate::cluster::Cache;
+            for cache in [Cache::Blocklist, Cache::Avatar, Cache::ArchivePrefs] {
+                self.forget(Some((cache, owner)));
+            }
+        }
         self.fences.raise(owner, Ended::of(closing));
         self.router
             .end_sessions(owner, &|entry| closing.picks(entry), error)

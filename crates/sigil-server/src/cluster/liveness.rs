@@ -92,6 +92,7 @@ pub(super) type Heard = HashMap<Arc<str>, (Option<Instant>, usize)>;
 pub(super) async fn heartbeat(cluster: Arc<Cluster>) {
     let mut revision = None;
     let mut failed = false;
+    let mut taken = false;
     loop {
         tokio::time::sleep(HEARTBEAT).await;
         let beat = beat(&cluster);
@@ -118,14 +119,20 @@ pub(super) async fn heartbeat(cluster: Arc<Cluster>) {
             Ok(next) => {
                 revision = Some(next);
                 if std::mem::take(&mut failed) {
-                    tracing::warn!(node = %cluster.node, "cluster: heartbeat back; claiming this node's sessions again");
+                    // Read the registry again: this node's sessions whose
+                    // records went claim them again.
+                    tracing::warn!(node = %cluster.node, "cluster: heartbeat back");
                     cluster.watches.send_modify(|renewals| *renewals += 1);
+                }
+                if std::mem::take(&mut taken) {
+                    tracing::warn!(node = %cluster.node, "cluster: claiming this node's sessions again");
                     cluster.registry.reclaim_all();
                 }
             }
             Err((taken_for_dead, error)) => {
                 revision = None;
                 failed = true;
+                taken |= taken_for_dead;
                 if taken_for_dead {
                     tracing::warn!(node = %cluster.node, "cluster: this node was taken for dead");
                 } else {
@@ -171,9 +178,10 @@ pub(super) async fn watch(cluster: Arc<Cluster>, hooks: super::SharedHooks) {
     let monitor = {
         let cluster = cluster.clone();
         tokio::spawn(async move {
+            let mut silent = false;
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
-                declare_dead(&cluster, started, &*hooks);
+                declare_dead(&cluster, started, &*hooks, &mut silent);
             }
         })
     };
@@ -199,7 +207,14 @@ pub(super) async fn watch(cluster: Arc<Cluster>, hooks: super::SharedHooks) {
                         // A node that left: dead at once.
                         Operation::Delete | Operation::Purge => (None, 0),
                     };
-                    crate::router::lock(&cluster.heard).insert(node, heard);
+                    let known = crate::router::lock(&cluster.heard)
+                        .insert(node, heard)
+                        .is_some();
+                    // A node this one took for dead speaks again: the
+                    // registry is read again, for its sessions.
+                    if !known && heard.0.is_some() && started.elapsed() > DEAD_AFTER * 2 {
+                        cluster.watches.send_modify(|renewals| *renewals += 1);
+                    }
                 }
             },
             Err(error) => tracing::warn!(%error, "cluster: cannot watch the heartbeats"),
@@ -213,12 +228,28 @@ pub(super) async fn watch(cluster: Arc<Cluster>, hooks: super::SharedHooks) {
 
 /// Declares dead the nodes unheard of for [`DEAD_AFTER`], and those with
 /// sessions in the registry that never beat since this node started.
-fn declare_dead(cluster: &Arc<Cluster>, started: Instant, hooks: &dyn super::Hooks) {
+fn declare_dead(
+    cluster: &Arc<Cluster>,
+    started: Instant,
+    hooks: &dyn super::Hooks,
+    was_silent: &mut bool,
+) {
     let now = Instant::now();
     let silent = |at: &Option<Instant>| at.is_none_or(|at| now.duration_since(at) > DEAD_AFTER);
     let mut heard = crate::router::lock(&cluster.heard);
-    // Cut off from NATS: everyone looks silent, so no one is declared.
+    // Cut off from NATS (or stalled): everyone looks silent, so no one is
+    // declared; once this node hears itself again, the others get as
+    // long again to be heard.
     if heard.get(&cluster.node).is_none_or(|(at, _)| silent(at)) {
+        *was_silent = true;
+        return;
+    }
+    if std::mem::take(was_silent) {
+        for (at, _) in heard.values_mut() {
+            if at.is_some() {
+                *at = Some(now);
+            }
+        }
         return;
     }
     let mut dead: Vec<Arc<str>> = heard

@@ -201,25 +201,52 @@ impl Registry {
         let key = key(jid);
         let handle = self.local.session(jid).filter(|h| h.end_error().is_none());
         let Some(handle) = handle else {
-            lock(&self.bound).remove(jid);
-            // Ended: its record goes, at its own revision only.
-            let owned = lock(&self.owned).remove(jid);
-            if let Some(owned) = owned {
-                return match self
-                    .bucket
-                    .delete_expect_revision(&key, Some(owned.revision))
-                    .await
+            // Ended: its bind time goes, unless a newer session of the
+            // same full JID bound meanwhile.
+            {
+                let mut bound = lock(&self.bound);
+                let current = self.local.session(jid).map(|h| h.serial);
+                if bound
+                    .get(jid)
+                    .is_some_and(|(serial, _)| Some(*serial) != current)
                 {
-                    // Gone, or another session's now: done either way.
-                    Ok(()) => true,
-                    Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => true,
-                    Err(_) => {
-                        lock(&self.owned).insert(jid.clone(), owned);
-                        false
-                    }
-                };
+                    bound.remove(jid);
+                }
             }
-            return true;
+            // Its record goes, at its own revision only.
+            let owned = lock(&self.owned).remove(jid);
+            let revision = match owned {
+                Some(owned) => owned.revision,
+                // Not known as this node's (claimed again meanwhile): the
+                // record goes if this run wrote it.
+                None => match self.bucket.entry(key.as_str()).await {
+                    Ok(Some(entry)) if entry.operation == Operation::Put => {
+                        let ours = serde_json::from_slice::<Record>(&entry.value)
+                            .is_ok_and(|r| *r.node == *self.node && r.run == self.run);
+                        if !ours || self.local.session(jid).is_some() {
+                            return true;
+                        }
+                        entry.revision
+                    }
+                    Ok(_) => return true,
+                    Err(_) => return false,
+                },
+            };
+            return match self
+                .bucket
+                .delete_expect_revision(&key, Some(revision))
+                .await
+            {
+                // Gone, or another session's now: done either way.
+                Ok(()) => true,
+                Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => true,
+                Err(_) => {
+                    if let Some(owned) = owned {
+                        lock(&self.owned).insert(jid.clone(), owned);
+                    }
+                    false
+                }
+            };
         };
         let Some(bound) = self.bound_at(jid, handle.serial) else {
             // Bound and replaced before it was written: the newer one

@@ -248,6 +248,7 @@ pub fn redact_nats(urls: &str) -> String {
             let url = url.trim();
             match (url.split_once("://"), url.rfind('@')) {
                 (Some((scheme, _)), Some(at)) => format!("{scheme}://…@{}", &url[at + 1..]),
+                (None, Some(at)) => format!("…@{}", &url[at + 1..]),
                 _ => url.to_owned(),
             }
         })
