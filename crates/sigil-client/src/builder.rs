@@ -41,7 +41,7 @@ impl fmt::Debug for TlsSettings {
 /// Builds a [`Client`].
 pub struct ClientBuilder {
     jid: String,
-    address: Option<SocketAddr>,
+    addresses: Vec<SocketAddr>,
     transport: Transport,
     url: Option<String>,
     password: Option<String>,
@@ -89,7 +89,7 @@ impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("jid", &self.jid)
-            .field("address", &self.address)
+            .field("addresses", &self.addresses)
             .field("transport", &self.transport)
             .field("url", &self.url)
             .finish_non_exhaustive()
@@ -102,7 +102,7 @@ impl Client {
     pub fn builder(jid: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             jid: jid.into(),
-            address: None,
+            addresses: Vec::new(),
             transport: Transport::StartTls,
             url: None,
             password: None,
@@ -137,7 +137,18 @@ impl ClientBuilder {
     /// and BOSH, the URL's host.
     #[must_use]
     pub fn address(mut self, address: SocketAddr) -> Self {
-        self.address = Some(address);
+        self.addresses = vec![address];
+        self
+    }
+
+    /// Several addresses of one service, such as the nodes of a cluster,
+    /// instead of looking the server up: each connection (and each
+    /// [`Client::reconnect`]) tries them in this order and takes the first
+    /// that answers, so that a client whose node died logs in on another.
+    /// An empty list looks the server up as without [`Self::address`].
+    #[must_use]
+    pub fn addresses(mut self, addresses: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.addresses = addresses.into_iter().collect();
         self
     }
 
@@ -421,7 +432,7 @@ impl ClientBuilder {
         }
         Ok(Prepared {
             jid,
-            address: self.address,
+            addresses: self.addresses,
             transport: self.transport,
             endpoint,
             tls_name,

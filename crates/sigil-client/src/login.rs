@@ -21,7 +21,8 @@ use crate::{Error, bosh, srv};
 /// Everything needed to (re)connect, checked once.
 pub(crate) struct Prepared {
     pub(crate) jid: BareJid,
-    pub(crate) address: Option<SocketAddr>,
+    /// Addresses given instead of a lookup, tried in order.
+    pub(crate) addresses: Vec<SocketAddr>,
     pub(crate) transport: Transport,
     pub(crate) endpoint: Option<Endpoint>,
     pub(crate) tls_name: ServerName<'static>,
@@ -99,8 +100,8 @@ impl Prepared {
 
     /// The addresses to try, in order.
     async fn resolve(&self) -> Result<Vec<SocketAddr>, Error> {
-        if let Some(address) = self.address {
-            return Ok(vec![address]);
+        if !self.addresses.is_empty() {
+            return Ok(self.addresses.clone());
         }
         let domain = self.jid.domain().to_string();
         let (host, port) = match (&self.endpoint, self.transport) {
@@ -149,16 +150,30 @@ impl Prepared {
         Ok(addresses)
     }
 
-    /// Connects TCP to the first address that answers.
+    /// Connects TCP to the first address that answers. An address that
+    /// neither answers nor refuses (a host gone) is given a quarter of
+    /// the login's time, so that the next ones still get theirs.
     async fn connect_tcp(&self) -> Result<(tokio::net::TcpStream, SocketAddr), Error> {
         let mut last = None;
+        let patience = (self.timeout / 4).max(Duration::from_millis(100));
         for address in self.resolve().await? {
-            match transport::connect_tcp(address, self.local_address).await {
+            let attempt = tokio::time::timeout(
+                patience,
+                transport::connect_tcp(address, self.local_address),
+            )
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+            match attempt {
                 Ok(tcp) => {
                     let _ = tcp.set_nodelay(true);
                     return Ok((tcp, address));
                 }
-                Err(error) => last = Some(error),
+                Err(error) => {
+                    last = Some(std::io::Error::new(
+                        error.kind(),
+                        format!("{address}: {error}"),
+                    ))
+                }
             }
         }
         Err(Error::Io(last.unwrap_or_else(|| {

@@ -676,6 +676,45 @@ async fn reconnecting_after_the_server_restarts() {
     server.shutdown().await;
 }
 
+/// Several addresses (the nodes of a cluster): an address nobody
+/// listens on is passed over, on the first connection and on a
+/// reconnection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_several_addresses_the_first_that_answers_is_used() {
+    let f = start().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let live = f.addresses()[0];
+    let mut bob = f
+        .builder("bob", Transport::StartTls)
+        .addresses([closed, live])
+        .password("bob-secret")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(bob.jid(), "bob@localhost/test");
+    bob.reconnect(QUICK).await.unwrap();
+    assert!(!bob.is_closed());
+    bob.close().await;
+    // Nobody listens at any: the error names the last address tried.
+    let nowhere = f
+        .builder("bob", Transport::StartTls)
+        .addresses([closed])
+        .password("bob-secret")
+        .connect()
+        .await;
+    match nowhere {
+        Err(error) => {
+            assert!(error.is_transient(), "{error:?}");
+            assert!(error.to_string().contains(&closed.to_string()), "{error}");
+        }
+        Ok(_) => panic!("connected to a closed port"),
+    }
+    f.server.shutdown().await;
+}
+
 /// dnsmasq on a loopback port, answering SRV queries for `localhost`;
 /// killed when dropped.
 struct Dnsmasq {

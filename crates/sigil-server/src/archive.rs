@@ -13,7 +13,8 @@
 //! One writer task drains a bounded queue: every entry waiting when it
 //! wakes goes into one transaction (group commit), so a burst costs one
 //! disk flush rather than one per message. A full queue makes senders
-//! wait: the store sets the pace.
+//! wait: the store sets the pace. A batch the store fails to take is
+//! tried again for a while (a database restarting loses no history).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,8 @@ const QUEUE_KIB: u32 = 32 * 1024;
 /// Accounts whose preferences are kept in memory; when full, the cache
 /// starts again empty.
 const MAX_CACHED: usize = 50_000;
+/// How long a batch is tried again while the store fails.
+const RETRY_FOR: Duration = Duration::from_secs(30);
 /// How often old messages are deleted.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -320,16 +323,47 @@ async fn write(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Entry>) {
             .iter_mut()
             .flat_map(|entry: &mut Entry| std::mem::take(&mut entry.rows))
             .collect();
-        let messages = rows.len();
-        let committed = match store.archive(rows).await {
-            Ok(_) => true,
-            Err(error) => {
-                tracing::error!(%error, messages, "archiving failed");
-                false
-            }
-        };
+        let committed = commit(&*store, rows, RETRY_FOR).await;
         for entry in batch.drain(..) {
             let _ = entry.done.send(committed);
+        }
+    }
+}
+
+/// Commits one batch. While the store fails (a database restarting) the
+/// batch is tried again for up to `retry_for`, its senders waiting for
+/// their acknowledgements and the queue filling behind it; past that it
+/// is given up, and the failure logged.
+async fn commit(store: &dyn Store, rows: Vec<ArchivedMessage>, retry_for: Duration) -> bool {
+    let messages = rows.len();
+    let give_up = tokio::time::Instant::now() + retry_for;
+    let mut wait = Duration::from_millis(100);
+    let mut retried = false;
+    loop {
+        match store.archive(rows.clone()).await {
+            Ok(_) => {
+                if retried {
+                    tracing::info!(messages, "archived after the store came back");
+                }
+                return true;
+            }
+            // Committed by an attempt whose answer was lost: the ids are
+            // there already (they are unique by their random part).
+            Err(sigil_store::StoreError::Conflict(_)) if retried => return true,
+            Err(sigil_store::StoreError::Backend(error))
+                if tokio::time::Instant::now() + wait < give_up =>
+            {
+                if !retried {
+                    tracing::warn!(%error, messages, "archiving failed; trying again");
+                }
+                retried = true;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => {
+                tracing::error!(%error, messages, "archiving failed");
+                return false;
+            }
         }
     }
 }

@@ -352,6 +352,8 @@ impl Context {
             Some((Cache::Blocklist, account)) => self.blocklists.forget(account),
             Some((Cache::Avatar, account)) => self.profiles.forget_avatar(account),
             Some((Cache::ArchivePrefs, account)) => self.archive.forget(account),
+            // Nothing kept: the node's hooks deliver what was stored.
+            Some((Cache::Offline, _)) => {}
             None => {
                 self.blocklists.clear();
                 self.profiles.forget_avatars();

@@ -412,6 +412,12 @@ impl crate::cluster::Hooks for NodeHooks {
     }
 
     fn forget(&self, what: Option<(crate::cluster::Cache, &jid::BareJid)>) {
+        if let Some((crate::cluster::Cache::Offline, account)) = what {
+            let (context, account) = (self.0.clone(), account.clone());
+            tokio::spawn(async move {
+                crate::session::offer_stored(&context, &account, true).await;
+            });
+        }
         self.0.forget(what);
     }
 

@@ -101,9 +101,10 @@ pub(crate) enum DeviceCommand {
 pub(crate) struct ServerArgs {
     /// The server's address (default: DNS SRV for the invitation's
     /// domain, then the domain itself on port 5222, or 5223 with
-    /// --direct-tls; for --websocket/--bosh the URL's host).
+    /// --direct-tls; for --websocket/--bosh the URL's host). Give it
+    /// again for the other nodes of a cluster, tried in order.
     #[arg(long)]
-    address: Option<SocketAddr>,
+    address: Vec<SocketAddr>,
     /// The DNS server for SRV lookups (default: /etc/resolv.conf's).
     #[arg(long, value_name = "ADDRESS:PORT")]
     dns_server: Option<SocketAddr>,
@@ -371,7 +372,7 @@ impl ServerArgs {
         };
         let transport = self.transport();
         let url = self.websocket.clone().or_else(|| self.bosh.clone());
-        let address = self.address;
+        let addresses = self.address.clone();
         let dns_server = self.dns_server;
         let resource = self.resource.clone();
         Ok(move |mut builder: sigil_client::ClientBuilder| {
@@ -379,9 +380,7 @@ impl ServerArgs {
             if let Some(url) = &url {
                 builder = builder.url(url.clone());
             }
-            if let Some(address) = address {
-                builder = builder.address(address);
-            }
+            builder = builder.addresses(addresses.iter().copied());
             if let Some(server) = dns_server {
                 builder = builder.dns_server(server);
             }
@@ -401,7 +400,7 @@ impl ServerArgs {
     /// The options to give `sigil login` again.
     fn repeat(&self) -> String {
         let mut options = String::new();
-        if let Some(address) = self.address {
+        for address in &self.address {
             let _ = write!(options, " --address {address}");
         }
         if self.direct_tls {

@@ -21,9 +21,10 @@ use sigil_sasl::client::{AllowList, ClientConfig};
 pub(crate) struct ConnectArgs {
     /// The server's address (default: DNS SRV for the account's domain,
     /// then the domain itself on port 5222, or 5223 with --direct-tls; for
-    /// --websocket/--bosh the URL's host).
+    /// --websocket/--bosh the URL's host). Give it again for the other
+    /// nodes of a cluster: they are tried in order, on every connection.
     #[arg(long)]
-    pub(crate) address: Option<SocketAddr>,
+    pub(crate) address: Vec<SocketAddr>,
     /// The DNS server for SRV lookups (default: /etc/resolv.conf's).
     #[arg(long, value_name = "ADDRESS:PORT")]
     pub(crate) dns_server: Option<SocketAddr>,
@@ -127,9 +128,7 @@ impl ConnectArgs {
         if let Some(url) = self.websocket.as_ref().or(self.bosh.as_ref()) {
             builder = builder.url(url.clone());
         }
-        if let Some(address) = self.address {
-            builder = builder.address(address);
-        }
+        builder = builder.addresses(self.address.iter().copied());
         if let Some(server) = self.dns_server {
             builder = builder.dns_server(server);
         }

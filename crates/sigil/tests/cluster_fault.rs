@@ -1,106 +1,291 @@
-//! A node of a three-node cluster (`sigil serve` processes sharing one
-//! PostgreSQL schema and one NATS server) is killed with SIGKILL while
-//! alice, on another node, sends bob, on the killed one, a stream of
-//! messages with stream management (XEP-0198). Every message alice's
-//! node acknowledged reaches bob, who logs in again on the third node
-//! (as another device);
-//! a message that comes twice (an acknowledgement from bob died with his
-//! node) comes under the same XEP-0359 stanza id, so that his client
-//! tells it. Alice hears that bob's session left, and the other nodes
-//! forget it.
+//! Faults under load in a three-node cluster (`sigil serve` processes
+//! sharing one PostgreSQL database and one NATS server): six users, two
+//! on each node, send each other 10,002 messages with stream management
+//! (XEP-0198), and one of three faults strikes mid-flow:
+//!
+//! - a node is killed with SIGKILL: its clients log in again on another
+//!   node (their client's list of addresses) and send again what it had
+//!   not acknowledged;
+//! - PostgreSQL crashes and restarts (a server of the test's own);
+//! - NATS is killed and restarts (likewise).
+//!
+//! Every message the cluster acknowledged reaches its recipient, and
+//! none reaches an application twice: a copy that comes again (an
+//! acknowledgement died with a node) has the same XEP-0359 ids, by which
+//! the client drops it. A message the cluster refused with an error goes
+//! again, as a client's retry would.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../../sigil-server/tests/common/nats.rs"]
+mod nats;
 mod process;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use process::{Guard, free_port, log_tail, serve_logged};
-use sigil_client::{Client, Transport};
-use sigil_store::{AccountStore, RosterItem, RosterStore, Subscription};
+use sigil_client::{Backoff, Client, Transport};
+use sigil_store::AccountStore;
+use sigil_store::postgres::testing::{PrivateServer, Schema, admin_url};
 use sigil_xml::{Element, ns};
 
-/// Messages alice sends.
-const MESSAGES: usize = 2_000;
-/// Bob's node is killed once he has this many.
-const KILL_AT: usize = 500;
+/// Users, two on each node.
+const USERS: usize = 6;
+/// Messages each user sends (10,002 in all).
+const EACH: usize = 1_667;
+/// The fault strikes once this many messages were received.
+const FAULT_AT: usize = USERS * EACH * 3 / 10;
+/// Messages a client sends before it waits for the server's
+/// acknowledgements.
+const WINDOW: usize = 50;
 /// The most a wait lasts.
-const PATIENCE: Duration = Duration::from_secs(60);
+const PATIENCE: Duration = Duration::from_secs(90);
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    KillNode,
+    RestartPostgres,
+    RestartNats,
+}
+
+/// Where a node runs.
 struct Node {
     dir: PathBuf,
     port: u16,
 }
 
-fn nats_url() -> String {
-    if let Ok(url) = std::env::var("SIGIL_TEST_NATS_URL") {
-        return url;
+/// The services the nodes share, those of the test's own among them.
+struct Services {
+    storage: String,
+    nats: String,
+    _schema: Option<Schema>,
+    postgres: Option<PrivateServer>,
+    private_nats: Option<nats::PrivateNats>,
+}
+
+impl Services {
+    fn for_fault(fault: Fault, runtime: &tokio::runtime::Runtime) -> Self {
+        let (storage, schema, postgres) = if fault == Fault::RestartPostgres {
+            let server = PrivateServer::start();
+            (server.url.clone(), None, Some(server))
+        } else {
+            let schema = runtime.block_on(Schema::new(admin_url()));
+            (schema.url.clone(), Some(schema), None)
+        };
+        let (nats, private_nats) = if fault == Fault::RestartNats {
+            let server = nats::private_nats(&[]);
+            (format!("nats://127.0.0.1:{}", server.port), Some(server))
+        } else {
+            (nats::nats_url(), None)
+        };
+        Self {
+            storage,
+            nats,
+            _schema: schema,
+            postgres,
+            private_nats,
+        }
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ensure-nats");
-    let out = Command::new(script).output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn start(node: &Node) -> Guard {
-    serve_logged(&node.dir, "sigil.toml")
+/// The node user `n` logs in to first.
+fn home(n: usize) -> usize {
+    n % 3
 }
 
-async fn client(node: &Node, user: &str, resource: &str) -> Client {
-    let pem = std::fs::read(node.dir.join("server.crt")).unwrap();
+/// The recipient of user `from`'s message `k`: every other user in turn.
+fn recipient(from: usize, k: usize) -> usize {
+    (from + 1 + k % (USERS - 1)) % USERS
+}
+
+fn message(from: usize, k: usize) -> Element {
+    Element::new("message", ns::CLIENT)
+        .with_attribute("to", format!("u{}@localhost", recipient(from, k)))
+        .with_attribute("type", "chat")
+        .with_attribute("id", format!("m{from}-{k}"))
+        .with_child(Element::new("body", ns::CLIENT).with_text(format!("{from}:{k}")))
+}
+
+/// What one user's client saw.
+#[derive(Debug, Default)]
+struct Report {
+    /// Messages received, by sender and number: how many times each.
+    got: HashMap<(usize, usize), usize>,
+    /// Its own messages refused with an error (and sent again).
+    refused: usize,
+    /// Times its stream ended and it connected again.
+    reconnections: usize,
+}
+
+/// Shared by the users' tasks.
+struct Flow {
+    /// Messages received, by every user.
+    received: AtomicUsize,
+    /// Users who sent everything, had it acknowledged and received all
+    /// theirs.
+    complete: AtomicUsize,
+}
+
+const BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+    attempts: 120,
+};
+
+async fn connect(n: usize, nodes: &[(u16, PathBuf)]) -> Client {
+    let pem = std::fs::read(nodes[0].1.join("server.crt")).unwrap();
+    // Its node first, then the others.
+    let addresses = (0..3).map(|i| ([127, 0, 0, 1], nodes[(home(n) + i) % 3].0).into());
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let connected = Client::builder(format!("{user}@localhost"))
-            .address(([127, 0, 0, 1], node.port).into())
+        let connected = Client::builder(format!("u{n}@localhost"))
+            .addresses(addresses.clone())
             .transport(Transport::DirectTls)
             .trust_pem(&pem)
             .password("open sesame")
-            .resource(resource)
+            .resource(format!("r{n}"))
             .stream_management(true)
             .connect()
             .await;
         match connected {
             Ok(client) => return client,
             Err(error) => {
-                assert!(Instant::now() < deadline, "{user} cannot connect: {error}");
+                assert!(Instant::now() < deadline, "u{n} cannot connect: {error}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
 }
 
-fn message(n: usize) -> Element {
-    Element::new("message", ns::CLIENT)
-        .with_attribute("to", "bob@localhost")
-        .with_attribute("type", "chat")
-        .with_attribute("id", format!("m{n}"))
-        .with_child(Element::new("body", ns::CLIENT).with_text(format!("{n}")))
+/// After the stream ended: connected again, resumed or with a new
+/// session that is made available.
+async fn recover(n: usize, client: &mut Client, report: &mut Report, error: &sigil_client::Error) {
+    report.reconnections += 1;
+    if let Err(again) = client.reconnect(BACKOFF).await {
+        panic!("u{n}: the stream ended ({error}) and cannot come back: {again}");
+    }
+    if !client.resumed() {
+        let presence = Element::new("presence", ns::CLIENT);
+        if let Err(error) = client.send(&presence).await {
+            Box::pin(recover(n, client, report, &error)).await;
+        }
+    }
 }
 
-/// The XEP-0359 stanza id a message came with.
-fn stanza_id(stanza: &Element) -> Option<String> {
-    stanza
-        .child("stanza-id", "urn:xmpp:sid:0")
-        .and_then(|id| id.attribute("id"))
-        .map(str::to_owned)
+/// Counts what arrived; sends again what was refused.
+async fn take(n: usize, stanza: Element, client: &mut Client, report: &mut Report, flow: &Flow) {
+    if stanza.name() != "message" {
+        return;
+    }
+    if stanza.attribute("type") == Some("error") {
+        let refused = stanza
+            .attribute("id")
+            .and_then(|id| id.strip_prefix(&format!("m{n}-")))
+            .and_then(|k| k.parse::<usize>().ok());
+        if let Some(k) = refused {
+            report.refused += 1;
+            if let Err(error) = client.send(&message(n, k)).await {
+                recover(n, client, report, &error).await;
+            }
+        }
+        return;
+    }
+    let Some(body) = stanza.child("body", ns::CLIENT) else {
+        return;
+    };
+    let text = body.text();
+    let Some((from, k)) = text.split_once(':') else {
+        panic!("u{n}: an unexpected body {text:?}");
+    };
+    let key = (from.parse().unwrap(), k.parse().unwrap());
+    assert_eq!(recipient(key.0, key.1), n, "u{n} got {key:?}");
+    *report.got.entry(key).or_default() += 1;
+    flow.received.fetch_add(1, Ordering::Relaxed);
 }
 
-#[test]
-fn a_killed_node_loses_nothing_acknowledged() {
+/// One user: sends its messages (waiting for acknowledgements every
+/// [`WINDOW`]) and reads, until every user has all of theirs.
+async fn user(n: usize, nodes: Arc<Vec<(u16, PathBuf)>>, flow: Arc<Flow>) -> Report {
+    let mut report = Report::default();
+    let expected = (0..USERS)
+        .filter(|&from| from != n)
+        .map(|from| (0..EACH).filter(|&k| recipient(from, k) == n).count())
+        .sum::<usize>();
+    let mut client = connect(n, &nodes).await;
+    client
+        .send(&Element::new("presence", ns::CLIENT))
+        .await
+        .unwrap();
+    let (mut sent, mut done) = (0, false);
+    let deadline = Instant::now() + PATIENCE * 2;
+    while flow.complete.load(Ordering::Relaxed) < USERS {
+        if Instant::now() > deadline {
+            let mut missing: HashMap<usize, Vec<usize>> = HashMap::new();
+            for from in (0..USERS).filter(|&from| from != n) {
+                for k in (0..EACH).filter(|&k| recipient(from, k) == n) {
+                    if !report.got.contains_key(&(from, k)) {
+                        missing.entry(from).or_default().push(k);
+                    }
+                }
+            }
+            panic!(
+                "u{n}: sent {sent}, {} unacknowledged, received {} of {expected}; \
+                 missing, by sender: {missing:?}",
+                client.unacknowledged(),
+                report.got.len()
+            );
+        }
+        let step = if sent < EACH {
+            sent += 1;
+            match client.send(&message(n, sent - 1)).await {
+                Ok(()) if client.unacknowledged() >= WINDOW => {
+                    client.wait_acknowledged(PATIENCE).await
+                }
+                result => result,
+            }
+        } else if client.unacknowledged() > 0 {
+            client.wait_acknowledged(PATIENCE).await
+        } else {
+            tokio::select! {
+                readable = client.readable() => readable,
+                () = tokio::time::sleep(Duration::from_millis(50)) => Ok(()),
+            }
+        };
+        if let Err(error) = step {
+            recover(n, &mut client, &mut report, &error).await;
+        }
+        loop {
+            match client.try_recv().await {
+                Ok(Some(stanza)) => take(n, stanza, &mut client, &mut report, &flow).await,
+                Ok(None) => break,
+                Err(error) => recover(n, &mut client, &mut report, &error).await,
+            }
+        }
+        if !done && sent == EACH && client.unacknowledged() == 0 && report.got.len() == expected {
+            done = true;
+            flow.complete.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    client.close().await;
+    report
+}
+
+fn run(fault: Fault) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let schema = runtime.block_on(sigil_store::postgres::testing::Schema::new(
-        sigil_store::postgres::testing::admin_url(),
-    ));
-    let nats = nats_url();
+    let services = Arc::new(Mutex::new(Services::for_fault(fault, &runtime)));
+    let (storage, nats) = {
+        let services = services.lock().unwrap();
+        (services.storage.clone(), services.nats.clone())
+    };
     let mut random = [0u8; 6];
     getrandom::fill(&mut random).unwrap();
     let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
@@ -121,10 +306,10 @@ fn a_killed_node_loses_nothing_acknowledged() {
                 format!(
                     "domain = 'localhost'\n\
                      [[listener]]\nkind = 'direct-tls'\naddress = '127.0.0.1:{port}'\n\
-                     [storage]\nurl = '{}'\nmax_connections = 4\n\
+                     [storage]\nurl = '{storage}'\nmax_connections = 4\n\
                      [cluster]\nnats = '{nats}'\nnode = 'n{n}'\nname = 'fault_{name}'\n\
-                     [limits]\nmax_offline_messages = {MESSAGES}\n",
-                    schema.url
+                     [limits]\nmax_offline_messages = {}\n",
+                    USERS * EACH
                 ),
             )
             .unwrap();
@@ -132,10 +317,9 @@ fn a_killed_node_loses_nothing_acknowledged() {
         })
         .collect();
     runtime.block_on(async {
-        let store = sigil_store::PostgresStore::connect(&schema.url)
-            .await
-            .unwrap();
-        for user in ["alice", "bob"] {
+        // The first node makes the tables; the accounts go in after.
+        let store = sigil_store::PostgresStore::connect(&storage).await.unwrap();
+        for n in 0..USERS {
             let credentials: Vec<_> = [
                 sigil_sasl::Algorithm::Sha512,
                 sigil_sasl::Algorithm::Sha256,
@@ -145,23 +329,18 @@ fn a_killed_node_loses_nothing_acknowledged() {
             .map(|a| sigil_sasl::StoredCredentials::generate(a, "open sesame").unwrap())
             .collect();
             store
-                .create_account(&format!("{user}@localhost"), &credentials)
-                .await
-                .unwrap();
-        }
-        for (owner, contact) in [("alice", "bob"), ("bob", "alice")] {
-            let item = RosterItem {
-                subscription: Subscription::Both,
-                ..RosterItem::new(format!("{contact}@localhost"))
-            };
-            store
-                .put_roster_item(&format!("{owner}@localhost"), &item)
+                .create_account(&format!("u{n}@localhost"), &credentials)
                 .await
                 .unwrap();
         }
         store.close().await;
     });
-    let mut servers: Vec<Option<Guard>> = nodes.iter().map(|node| Some(start(node))).collect();
+    let servers: Arc<Mutex<Vec<Option<Guard>>>> = Arc::new(Mutex::new(
+        nodes
+            .iter()
+            .map(|node| Some(serve_logged(&node.dir, "sigil.toml")))
+            .collect(),
+    ));
     // `sigil cluster status` on any node's configuration lists them all.
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -171,141 +350,178 @@ fn a_killed_node_loses_nothing_acknowledged() {
             .output()
             .unwrap();
         let text = process::ok(&status);
-        if text.contains("3 node(s), 0 session(s)") {
-            for node in ["n1", "n2", "n3"] {
-                assert!(text.lines().any(|l| l.starts_with(node)), "{text}");
-            }
-            assert!(!text.contains("dead"), "{text}");
+        if text.contains("3 node(s), 0 session(s)") && !text.contains("dead") {
             break;
         }
         assert!(Instant::now() < deadline, "{text}");
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let acknowledged = Arc::new(AtomicUsize::new(0));
-    let (received, duplicates, heard_gone) = runtime.block_on(async {
-        let mut bob = client(&nodes[1], "bob", "phone").await;
-        bob.send(&Element::new("presence", ns::CLIENT))
-            .await
-            .unwrap();
-        let mut alice = client(&nodes[0], "alice", "laptop").await;
-        alice
-            .send(&Element::new("presence", ns::CLIENT))
-            .await
-            .unwrap();
-        // Alice hears bob is online: the nodes know of each other's sessions.
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let stanza = tokio::time::timeout(PATIENCE, alice.recv())
-                .await
-                .unwrap()
-                .unwrap();
-            if stanza.name() == "presence"
-                && stanza.attribute("from") == Some("bob@localhost/phone")
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline);
-        }
-        let killed_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
-        let alice_dir = nodes[0].dir.clone();
-        let alice_task = tokio::spawn({
-            let acknowledged = acknowledged.clone();
-            let killed_at = killed_at.clone();
-            async move {
-                // When alice heard bob's session on the killed node left.
-                let mut gone = None;
-                let listen = |stanza: &Element, gone: &mut Option<Duration>| {
-                    if gone.is_none()
-                        && stanza.name() == "presence"
-                        && stanza.attribute("from") == Some("bob@localhost/phone")
-                        && stanza.attribute("type") == Some("unavailable")
-                    {
-                        *gone = killed_at.lock().unwrap().map(|at| at.elapsed());
-                    }
-                };
-                for n in 0..MESSAGES {
-                    if let Err(error) = alice.send(&message(n)).await {
-                        panic!(
-                            "alice: {error}; her node's log ends:\n{}",
-                            log_tail(&alice_dir)
-                        );
-                    }
-                    if alice.unacknowledged() >= 200
-                        && let Err(error) = alice.wait_acknowledged(PATIENCE).await
-                    {
-                        panic!(
-                            "alice: {error}; her node's log ends:\n{}",
-                            log_tail(&alice_dir)
-                        );
-                    }
-                    acknowledged.store(
-                        (n + 1).saturating_sub(alice.unacknowledged()),
-                        Ordering::Relaxed,
-                    );
-                    // Not faster than bob's node is killed and found dead.
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                alice.wait_acknowledged(PATIENCE).await.unwrap();
-                acknowledged.store(MESSAGES, Ordering::Relaxed);
-                let deadline = Instant::now() + Duration::from_secs(15);
-                while gone.is_none() && Instant::now() < deadline {
-                    if let Ok(Ok(stanza)) =
-                        tokio::time::timeout(Duration::from_millis(200), alice.recv()).await
-                    {
-                        listen(&stanza, &mut gone);
-                    }
-                }
-                alice.close().await;
-                gone
-            }
-        });
-        // Bob reads until his node is killed, then logs in on the third.
-        let mut got: HashMap<usize, Vec<Option<String>>> = HashMap::new();
-        let mut killed = false;
-        while got.len() < MESSAGES {
-            let next = tokio::time::timeout(PATIENCE, bob.recv()).await;
-            match next {
-                Err(_) => panic!("bob has {} of {MESSAGES} messages", got.len()),
-                Ok(Ok(stanza)) => {
-                    if let Some(body) = stanza.child("body", ns::CLIENT) {
-                        got.entry(body.text().parse().unwrap())
-                            .or_default()
-                            .push(stanza_id(&stanza));
-                    }
-                    if !killed && got.len() >= KILL_AT {
-                        killed = true;
-                        *killed_at.lock().unwrap() = Some(Instant::now());
-                        let mut server = servers[1].take().unwrap();
-                        server.0.kill().unwrap();
-                        server.0.wait().unwrap();
-                    }
-                }
-                Ok(Err(_)) => {
-                    assert!(killed, "bob's stream ended before his node was killed");
-                    // Another resource: the old one is heard leaving.
-                    bob = client(&nodes[2], "bob", "tablet").await;
-                    bob.send(&Element::new("presence", ns::CLIENT))
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-        let heard_gone = alice_task.await.unwrap();
-        bob.close().await;
-        let duplicates: usize = got.values().map(|ids| ids.len() - 1).sum();
-        for (n, ids) in &got {
-            assert!(
-                ids.iter().all(|id| id.is_some() && *id == ids[0]),
-                "message {n} came twice under different stanza ids: {ids:?}"
-            );
-        }
-        (got.len(), duplicates, heard_gone)
+    let flow = Arc::new(Flow {
+        received: AtomicUsize::new(0),
+        complete: AtomicUsize::new(0),
     });
-    assert_eq!(acknowledged.load(Ordering::Relaxed), MESSAGES);
-    assert_eq!(received, MESSAGES, "every message reached bob");
-    println!("duplicates (same stanza id): {duplicates}; unavailable heard after {heard_gone:?}");
-    let heard_gone = heard_gone.expect("alice heard bob's session on the dead node leave");
-    assert!(heard_gone < Duration::from_secs(10), "{heard_gone:?}");
+    let addresses: Arc<Vec<(u16, PathBuf)>> =
+        Arc::new(nodes.iter().map(|n| (n.port, n.dir.clone())).collect());
+    let started = Instant::now();
+    let (reports, struck) = runtime.block_on(async {
+        let users: Vec<_> = (0..USERS)
+            .map(|n| tokio::spawn(user(n, addresses.clone(), flow.clone())))
+            .collect();
+        // The fault, once enough went through.
+        let striking = {
+            let (flow, servers, services) = (flow.clone(), servers.clone(), services.clone());
+            tokio::spawn(async move {
+                while flow.received.load(Ordering::Relaxed) < FAULT_AT {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let at = flow.received.load(Ordering::Relaxed);
+                tokio::task::spawn_blocking(move || strike(fault, &servers, &services))
+                    .await
+                    .unwrap();
+                at
+            })
+        };
+        let mut reports = Vec::new();
+        for (n, user) in users.into_iter().enumerate() {
+            match user.await {
+                Ok(report) => reports.push(report),
+                Err(error) => {
+                    for node in &nodes {
+                        eprintln!(
+                            "{}'s log ends:\n{}",
+                            node.dir.display(),
+                            log_tail(&node.dir)
+                        );
+                    }
+                    if let Some(postgres) = &services.lock().unwrap().postgres {
+                        eprintln!("PostgreSQL's log ends:\n{}", postgres.log_tail());
+                    }
+                    panic!("u{n}: {error}");
+                }
+            }
+        }
+        (reports, striking.await.unwrap())
+    });
+    let elapsed = started.elapsed();
+    let mut duplicates = 0;
+    for (n, report) in reports.iter().enumerate() {
+        for from in (0..USERS).filter(|&from| from != n) {
+            for k in (0..EACH).filter(|&k| recipient(from, k) == n) {
+                match report.got.get(&(from, k)) {
+                    None => panic!("u{n} never got message {k} of u{from}"),
+                    Some(&times) => duplicates += times - 1,
+                }
+            }
+        }
+    }
+    let refused: usize = reports.iter().map(|r| r.refused).sum();
+    let reconnections: Vec<usize> = reports.iter().map(|r| r.reconnections).collect();
+    eprintln!(
+        "{fault:?}: {} messages in {elapsed:?}, the fault after {struck}; \
+         refused and sent again: {refused}; reconnections by user: {reconnections:?}; \
+         duplicates: {duplicates}",
+        USERS * EACH
+    );
+    assert_eq!(duplicates, 0, "a message reached an application twice");
+    // Each user's archive has every message it sent and received (a
+    // message sent again may be there twice: clients tell copies by
+    // their origin id).
+    let archived = runtime.block_on(async {
+        let store = sigil_store::PostgresStore::connect(&storage).await.unwrap();
+        let mut rows = 0;
+        for n in 0..USERS {
+            let bodies = archive(&store, n).await;
+            rows += bodies.len();
+            let kept: std::collections::HashSet<(usize, usize)> = bodies.into_iter().collect();
+            for from in 0..USERS {
+                for k in (0..EACH).filter(|&k| from == n || recipient(from, k) == n) {
+                    assert!(
+                        kept.contains(&(from, k)),
+                        "message {k} of u{from} is not in u{n}'s archive"
+                    );
+                }
+            }
+        }
+        store.close().await;
+        rows
+    });
+    eprintln!(
+        "archive rows: {archived} (two for each message: {})",
+        2 * USERS * EACH
+    );
+    if fault == Fault::KillNode {
+        // The killed node's users logged in again elsewhere.
+        for n in (0..USERS).filter(|&n| home(n) == 1) {
+            assert!(reports[n].reconnections > 0, "u{n}: {reconnections:?}");
+        }
+    }
     drop(servers);
+}
+
+/// The messages in user `n`'s archive, by sender and number.
+async fn archive(store: &sigil_store::PostgresStore, n: usize) -> Vec<(usize, usize)> {
+    use sigil_store::{ArchivePage, ArchiveQuery, ArchiveStore};
+    let mut found = Vec::new();
+    let mut page = ArchivePage::First;
+    loop {
+        let query = ArchiveQuery {
+            page: page.clone(),
+            max: 1000,
+            ..ArchiveQuery::default()
+        };
+        let result = store
+            .archive_query(&format!("u{n}@localhost"), &query)
+            .await
+            .unwrap();
+        for message in &result.messages {
+            let stanza = Element::parse(&message.stanza).unwrap();
+            let text = stanza.child("body", ns::CLIENT).unwrap().text();
+            let (from, k) = text.split_once(':').unwrap();
+            found.push((from.parse().unwrap(), k.parse().unwrap()));
+        }
+        match result.messages.last() {
+            Some(last) if !result.complete => page = ArchivePage::After(last.id.clone()),
+            _ => return found,
+        }
+    }
+}
+
+fn strike(fault: Fault, servers: &Mutex<Vec<Option<Guard>>>, services: &Mutex<Services>) {
+    match fault {
+        Fault::KillNode => {
+            let mut server = servers.lock().unwrap()[1].take().unwrap();
+            server.0.kill().unwrap();
+            server.0.wait().unwrap();
+        }
+        Fault::RestartPostgres => {
+            let mut services = services.lock().unwrap();
+            let postgres = services.postgres.as_mut().unwrap();
+            postgres.crash();
+            std::thread::sleep(Duration::from_secs(2));
+            postgres.resume();
+        }
+        Fault::RestartNats => {
+            let mut services = services.lock().unwrap();
+            let nats = services.private_nats.as_mut().unwrap();
+            nats.stop();
+            std::thread::sleep(Duration::from_secs(2));
+            nats.start();
+        }
+    }
+}
+
+#[test]
+fn a_node_killed_under_load_loses_nothing_acknowledged() {
+    run(Fault::KillNode);
+}
+
+#[test]
+fn postgresql_restarted_under_load_loses_nothing_acknowledged() {
+    run(Fault::RestartPostgres);
+}
+
+#[test]
+fn nats_restarted_under_load_loses_nothing_acknowledged() {
+    run(Fault::RestartNats);
 }

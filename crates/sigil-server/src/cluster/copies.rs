@@ -110,16 +110,27 @@ impl Copies {
     /// unanswered for longer than `unanswered`.
     pub(super) fn lost(&self, dead: &[Arc<str>], unanswered: Duration) -> Vec<Copy> {
         let now = Instant::now();
+        self.take_where(|copy| {
+            dead.contains(&copy.node) || now.duration_since(copy.sent) > unanswered
+        })
+    }
+
+    /// Takes back the copies sent before `instant` (when the connection
+    /// to NATS was lost, or messages from it dropped: they, or their
+    /// answers, may never come).
+    pub(super) fn sent_before(&self, instant: Instant) -> Vec<Copy> {
+        self.take_where(|copy| copy.sent < instant)
+    }
+
+    /// Takes back the copies `lost` picks, in the order they were sent
+    /// (so that they are stored in that order).
+    fn take_where(&self, lost: impl Fn(&Copy) -> bool) -> Vec<Copy> {
         let mut copies = lock(&self.copies);
-        let numbers: Vec<u64> = copies
+        let mut numbers: Vec<u64> = copies
             .iter()
-            .filter(|(_, copy)| {
-                dead.contains(&copy.node) || now.duration_since(copy.sent) > unanswered
-            })
+            .filter(|(_, copy)| lost(copy))
             .map(|(number, _)| *number)
             .collect();
-        let mut numbers = numbers;
-        // In the order they were sent, so they are stored in that order.
         numbers.sort_unstable();
         let lost: Vec<Copy> = numbers
             .into_iter()
@@ -178,6 +189,19 @@ mod tests {
         assert_eq!(copies.len(), 1);
         assert_eq!(copies.lost(&[], Duration::ZERO).len(), 1);
         assert_eq!(copies.len(), 0);
+        // Sent before the connection was lost: taken back; after: kept.
+        let (receipt, _) = receipts.issue();
+        copies
+            .follow(receipt, stanza.clone(), "n1".into(), 10)
+            .unwrap();
+        let lost_at = Instant::now();
+        let (receipt, _) = receipts.issue();
+        copies
+            .follow(receipt, stanza.clone(), "n1".into(), 10)
+            .unwrap();
+        assert_eq!(copies.sent_before(lost_at).len(), 1);
+        assert_eq!(copies.len(), 1);
+        assert_eq!(copies.lost(&[], Duration::ZERO).len(), 1);
         assert_eq!(copies.bytes.load(Ordering::Relaxed), 0);
         // Past the byte budget, a copy is refused and its receipt given
         // back.

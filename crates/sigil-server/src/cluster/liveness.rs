@@ -330,7 +330,7 @@ pub async fn read_status(
     config: &crate::config::ClusterConfig,
     base: &std::path::Path,
 ) -> Result<Vec<NodeStatus>, String> {
-    let client = super::connect_nats(config, base, Arc::new(tokio::sync::Notify::new())).await?;
+    let client = super::connect_nats(config, base, Arc::default(), Arc::default()).await?;
     let jetstream = super::jetstream(&client);
     let bucket = format!("{}_nodes", config.name());
     let Ok(nodes) = jetstream.get_key_value(bucket.as_str()).await else {

@@ -32,7 +32,7 @@ mod wire;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use jid::{BareJid, FullJid};
@@ -89,6 +89,11 @@ pub enum Cache {
     Avatar,
     /// Its archiving preferences (XEP-0313).
     ArchivePrefs,
+    /// Whether it has messages stored for later: one was stored (by a
+    /// node that may not have known of its available sessions, such as
+    /// one catching up after NATS trouble), and the nodes where it has
+    /// some deliver it.
+    Offline,
 }
 
 impl Cache {
@@ -98,14 +103,20 @@ impl Cache {
             Self::Blocklist => "blocklist",
             Self::Avatar => "avatar",
             Self::ArchivePrefs => "archive-prefs",
+            Self::Offline => "offline",
         }
     }
 
     /// From [`Self::as_str`].
     pub(crate) fn from_name(name: &str) -> Option<Self> {
-        [Self::Blocklist, Self::Avatar, Self::ArchivePrefs]
-            .into_iter()
-            .find(|cache| cache.as_str() == name)
+        [
+            Self::Blocklist,
+            Self::Avatar,
+            Self::ArchivePrefs,
+            Self::Offline,
+        ]
+        .into_iter()
+        .find(|cache| cache.as_str() == name)
     }
 }
 
@@ -200,6 +211,9 @@ pub struct Cluster {
     outbox_receiver: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     /// Told when the NATS connection is made again, or dropped messages.
     troubled: Arc<tokio::sync::Notify>,
+    /// Since when operations may have been lost (the NATS connection
+    /// dropped, or messages from it were), until that is seen to.
+    troubled_since: Arc<Mutex<Option<Instant>>>,
     /// Bumped when the watches are to start again (the buckets may have
     /// been made anew).
     watches: tokio::sync::watch::Sender<u64>,
@@ -220,7 +234,8 @@ impl Cluster {
         max_stanza_bytes: usize,
     ) -> Result<Arc<Self>, String> {
         let troubled = Arc::new(tokio::sync::Notify::new());
-        let client = connect_nats(config, base, troubled.clone()).await?;
+        let troubled_since = Arc::new(Mutex::new(None));
+        let client = connect_nats(config, base, troubled.clone(), troubled_since.clone()).await?;
         // Room for the headers and a registry record's other fields.
         let carried = client.server_info().max_payload.saturating_sub(8 * 1024);
         if max_stanza_bytes > carried {
@@ -261,6 +276,7 @@ impl Cluster {
             names: Mutex::default(),
             heard: Mutex::default(),
             troubled,
+            troubled_since,
             watches: tokio::sync::watch::Sender::new(0),
         });
         liveness::announce(&cluster).await?;
@@ -375,7 +391,7 @@ impl Cluster {
             "Bytes waiting to be published to NATS.",
             waiting as f64,
         );
-        let began = std::time::Instant::now();
+        let began = Instant::now();
         let answered = tokio::time::timeout(Duration::from_secs(2), self.client.flush())
             .await
             .is_ok_and(|flushed| flushed.is_ok());
@@ -571,6 +587,7 @@ async fn connect_nats(
     config: &ClusterConfig,
     base: &Path,
     troubled: Arc<tokio::sync::Notify>,
+    troubled_since: Arc<Mutex<Option<Instant>>>,
 ) -> Result<async_nats::Client, String> {
     let mut servers = Vec::new();
     for url in config.nats.split(',') {
@@ -598,6 +615,12 @@ async fn connect_nats(
         .event_callback(move |event| {
             let node = node.clone();
             let troubled = troubled.clone();
+            let troubled_since = troubled_since.clone();
+            // What was sent before now may be lost (the earliest such
+            // moment counts).
+            let mark = move || {
+                crate::router::lock(&troubled_since).get_or_insert_with(Instant::now);
+            };
             async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -606,10 +629,12 @@ async fn connect_nats(
                     }
                     async_nats::Event::SlowConsumer(_) => {
                         tracing::warn!(node, "cluster: messages from NATS dropped (slow consumer)");
+                        mark();
                         troubled.notify_one();
                     }
                     async_nats::Event::Disconnected => {
                         tracing::warn!(node, "cluster: NATS connection lost; reconnecting");
+                        mark();
                     }
                     other => tracing::warn!(node, event = %other, "cluster: NATS"),
                 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::Operation;
 use futures_util::StreamExt as _;
@@ -110,11 +110,62 @@ async fn forget_when_troubled(cluster: Arc<Cluster>, hooks: SharedHooks) {
     loop {
         cluster.troubled.notified().await;
         hooks.forget(None);
+        let since = crate::router::lock(&cluster.troubled_since).take();
+        if let Some(since) = since {
+            tokio::spawn(reroute_unanswered(cluster.clone(), hooks.clone(), since));
+        }
         match cluster.ensure_buckets().await {
             // Read again from scratch: this node's sessions whose records
             // went with a NATS server that restarted claim them again.
             Ok(()) => cluster.watches.send_modify(|renewals| *renewals += 1),
             Err(error) => tracing::warn!(%error, "cluster: the buckets are not there yet"),
+        }
+    }
+}
+
+/// How long a copy may go unanswered, in troubled times, before it is
+/// taken for lost.
+const ANSWERS_AFTER_TROUBLE: Duration = Duration::from_secs(2);
+
+/// How long after this node's connection to NATS is back the others may
+/// still be connecting again: what is sent to a node meanwhile is lost
+/// if it has not subscribed again yet.
+const RECONNECTING: Duration = Duration::from_secs(10);
+
+/// After the connection to NATS was lost (or messages from it dropped),
+/// copies may never be answered: they, or their answers, went with the
+/// NATS server, or went to a node not subscribed again yet. Copies sent
+/// until a while after the connection is back that go unanswered for
+/// [`ANSWERS_AFTER_TROUBLE`] go where they would have gone had their
+/// session not been there. What reached its client already comes again
+/// under the same stanza ids, by which clients tell copies; and nothing
+/// waits the two minutes after which an unanswered copy is taken for
+/// lost anyway.
+async fn reroute_unanswered(cluster: Arc<Cluster>, hooks: SharedHooks, since: Instant) {
+    let back = Instant::now();
+    let window = back + RECONNECTING;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = Instant::now();
+        let cutoff = now
+            .checked_sub(ANSWERS_AFTER_TROUBLE)
+            .unwrap_or(since)
+            .min(window);
+        let lost = cluster.copies.sent_before(cutoff);
+        if !lost.is_empty() {
+            tracing::warn!(
+                copies = lost.len(),
+                trouble_ms = back.duration_since(since).as_millis(),
+                "cluster: copies unanswered after NATS trouble sent again"
+            );
+            hooks.reroute_all(
+                lost.into_iter()
+                    .map(|copy| (copy.stanza, Some(copy.receipt)))
+                    .collect(),
+            );
+        }
+        if cutoff >= window {
+            return;
         }
     }
 }

@@ -9,7 +9,7 @@ use sigil_xml::Element;
 
 use super::offline::{deliver_offline, is_stored, store_offline};
 use crate::context::Context;
-use crate::router::{Receipt, SessionId, SessionMessage, Undelivered};
+use crate::router::{Receipt, Routes as _, SessionId, SessionMessage, Undelivered};
 
 pub(super) async fn message(
     context: &Arc<Context>,
@@ -150,16 +150,27 @@ pub(super) async fn to_bare(
         receipt.done();
     }
     // A resource that became available while this was being stored found
-    // nothing then: it gets it now.
-    let available = context
-        .routes()
-        .sessions(bare)
+    // nothing then: it gets it now. The other nodes of a cluster look
+    // too: this one may not know of all the account's sessions.
+    context.changed_elsewhere(crate::cluster::Cache::Offline, bare);
+    offer_stored(context, bare, false).await;
+    direct
+}
+
+/// Delivers what is stored for `account` to its available session of the
+/// highest priority (not negative), if it has one: on this node alone
+/// with `local`, else wherever it is.
+pub(crate) async fn offer_stored(context: &Arc<Context>, account: &BareJid, local: bool) {
+    let sessions = match local {
+        true => context.router.sessions(account),
+        false => context.routes().sessions(account),
+    };
+    let available = sessions
         .into_iter()
         .filter_map(|s| s.presence.map(|p| (s.id, p.priority)))
         .filter(|(_, priority)| *priority >= 0)
         .max_by_key(|(_, priority)| *priority);
     if let Some((session, _)) = available {
-        deliver_offline(context, &session, bare).await;
+        deliver_offline(context, &session, account).await;
     }
-    direct
 }

@@ -35,6 +35,7 @@ pub(crate) use presence::gone;
 
 pub use component::{from_component, undeliverable};
 
+pub(crate) use message::offer_stored;
 use message::{message, to_bare};
 use presence::{broadcast, directed, presence};
 
