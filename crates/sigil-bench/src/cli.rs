@@ -97,6 +97,20 @@ pub(crate) enum Command {
         /// Sessions that connect and leave before the baseline is read.
         #[arg(long, default_value_t = 500)]
         warmup: usize,
+        /// The first session's number (its account and resource follow
+        /// from it): several generators holding sessions of the same
+        /// accounts at once each take their own range.
+        #[arg(long, default_value_t = 0)]
+        first_session: usize,
+        /// Wait for the other generators at two points, with a file each
+        /// in DIR: once all have opened their sessions (before the memory
+        /// is read) and once all have read it (before the sessions
+        /// leave), so that all of them are held at once.
+        #[arg(long, value_name = "DIR", requires = "generators")]
+        barrier: Option<PathBuf>,
+        /// How many generators meet at the barrier.
+        #[arg(long, requires = "barrier")]
+        generators: Option<usize>,
     },
     /// Registers each account's certificate with the server over XEP-0257
     /// (for servers that accept self-registered certificates rather than a
@@ -123,6 +137,10 @@ pub(crate) enum Command {
         /// How long to send.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// The receivers connect here instead (another node of a
+        /// cluster: the messages cross between nodes).
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        receivers_at: Option<SocketAddr>,
     },
     /// Fills one conversation's message archive (XEP-0313) over the
     /// protocol: SENDERS connections of account FIRST send to account

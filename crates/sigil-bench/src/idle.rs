@@ -2,6 +2,7 @@
 //! session, and after they leave.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,10 +19,61 @@ fn per(numerator: u64, base: u64, count: usize) -> f64 {
     numerator.saturating_sub(base) as f64 / count.max(1) as f64
 }
 
-/// Opens up to `sessions` sessions, `concurrency` logins at a time.
+/// What `idle` does.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// Sessions to hold.
+    pub(crate) sessions: usize,
+    /// The first session's number (accounts and resources follow it).
+    pub(crate) first: usize,
+    /// Logins in flight at once.
+    pub(crate) concurrency: usize,
+    /// Source addresses 127.0.0.1 … 127.0.0.N.
+    pub(crate) sources: u8,
+    /// The server's process.
+    pub(crate) pid: u32,
+    /// The wait before each memory reading.
+    pub(crate) settle: Duration,
+    /// The most time spent opening sessions.
+    pub(crate) max: Duration,
+    /// Sessions opened and closed before the baseline.
+    pub(crate) warmup: usize,
+    /// Where the generators meet, and how many they are.
+    pub(crate) barrier: Option<(PathBuf, usize)>,
+}
+
+/// Waits (at most `max`) until `count` generators have reached `point`
+/// in `dir`, this one included.
+async fn meet(dir: &Path, point: &str, count: usize, max: Duration) -> Result<(), String> {
+    let mark = dir.join(format!("{point}.{}", std::process::id()));
+    std::fs::write(&mark, b"").map_err(|e| format!("{}: {e}", mark.display()))?;
+    let deadline = Instant::now() + max;
+    loop {
+        let arrived = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|name| name.starts_with(&format!("{point}.")))
+            })
+            .count();
+        if arrived >= count {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("{arrived} of {count} generators reached {point}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Opens up to `sessions` sessions numbered from `first`, `concurrency`
+/// logins at a time.
 async fn open_sessions(
     ready: &Arc<Ready>,
-    sessions: usize,
+    (first, sessions): (usize, usize),
     concurrency: usize,
     sources: u8,
     deadline: Instant,
@@ -47,7 +99,7 @@ async fn open_sessions(
                     let last = u8::try_from(i % usize::from(sources)).unwrap_or(0) + 1;
                     IpAddr::from([127, 0, 0, last])
                 });
-                match ready.builder(i, source).connect().await {
+                match ready.builder(first + i, source).connect().await {
                     Ok(client) => {
                         let _ = opened_tx.send(client);
                     }
@@ -77,33 +129,46 @@ async fn close_all(clients: Vec<Client>) {
     while closing.join_next().await.is_some() {}
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn idle(
-    ready: Arc<Ready>,
-    sessions: usize,
-    concurrency: usize,
-    sources: u8,
-    pid: u32,
-    settle: Duration,
-    max: Duration,
-    warmup: usize,
-) -> Result<(), String> {
+pub(crate) async fn idle(ready: Arc<Ready>, plan: Plan) -> Result<(), String> {
+    let Plan {
+        sessions,
+        first,
+        concurrency,
+        sources,
+        pid,
+        settle,
+        max,
+        warmup,
+        barrier,
+    } = plan;
     let failures = Arc::new(Failures::default());
     if warmup > 0 {
         // Caches that fill once (the database's pages, the runtime's
         // tables) are part of an idle server, not of its sessions.
         let deadline = Instant::now() + max;
-        let warm = open_sessions(&ready, warmup, concurrency, sources, deadline, &failures).await;
+        // Numbered apart from every generator's sessions.
+        let range = ((1 << 40) + first, warmup);
+        let warm = open_sessions(&ready, range, concurrency, sources, deadline, &failures).await;
         close_all(warm).await;
+    }
+    if let Some((dir, count)) = &barrier {
+        meet(dir, "warm", *count, max).await?;
     }
     let (base_rss, base_anon) = settled(pid, settle).await?;
     let start = Instant::now();
     let deadline = start + max;
-    let clients = open_sessions(&ready, sessions, concurrency, sources, deadline, &failures).await;
+    let range = (first, sessions);
+    let clients = open_sessions(&ready, range, concurrency, sources, deadline, &failures).await;
     let opened_in = start.elapsed();
+    if let Some((dir, count)) = &barrier {
+        meet(dir, "opened", *count, max).await?;
+    }
     tokio::time::sleep(settle).await;
     let (rss, anon) = memory(pid)?;
     let held = clients.len();
+    if let Some((dir, count)) = &barrier {
+        meet(dir, "measured", *count, max).await?;
+    }
     close_all(clients).await;
     let (after_rss, after_anon) = settled(pid, settle).await?;
     let (failed, why) = failures.report();

@@ -105,16 +105,23 @@ fn main() -> ExitCode {
             settle_seconds,
             max_seconds,
             warmup,
+            first_session,
+            barrier,
+            generators,
         } => Ready::load(&target).and_then(|ready| {
             runtime.block_on(idle::idle(
                 Arc::new(ready),
-                sessions,
-                concurrency,
-                sources.max(1),
-                server_pid,
-                Duration::from_secs(settle_seconds),
-                Duration::from_secs(max_seconds),
-                warmup,
+                idle::Plan {
+                    sessions,
+                    first: first_session,
+                    concurrency,
+                    sources: sources.max(1),
+                    pid: server_pid,
+                    settle: Duration::from_secs(settle_seconds),
+                    max: Duration::from_secs(max_seconds),
+                    warmup,
+                    barrier: barrier.zip(generators),
+                },
             ))
         }),
         Command::RegisterCerts { target } => Ready::load(&target)
@@ -125,6 +132,7 @@ fn main() -> ExitCode {
             rate,
             window,
             seconds,
+            receivers_at,
         } => Ready::load(&target).and_then(|ready| {
             runtime.block_on(messaging::messaging(
                 Arc::new(ready),
@@ -132,6 +140,7 @@ fn main() -> ExitCode {
                 rate,
                 window.max(1),
                 seconds,
+                receivers_at,
             ))
         }),
         Command::MamQuery {

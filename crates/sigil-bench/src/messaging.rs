@@ -1,6 +1,7 @@
 //! `messaging`: pairs exchanging messages at a fixed rate or at
 //! saturation; delivered messages/s and end-to-end latency.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ pub(crate) async fn messaging(
     offered: u64,
     window: u64,
     seconds: u64,
+    receivers_at: Option<SocketAddr>,
 ) -> Result<(), String> {
     let pairs = pairs.max(1);
     if ready.accounts.len() < 2 * pairs {
@@ -38,7 +40,16 @@ pub(crate) async fn messaging(
     let mut receivers = Vec::with_capacity(pairs);
     for p in 0..pairs {
         let sender = connect(&ready, 2 * p).await?;
-        let mut receiver = connect(&ready, 2 * p + 1).await?;
+        let mut receiver = match receivers_at {
+            // Another node of a cluster.
+            Some(address) => ready
+                .builder(2 * p + 1, None)
+                .address(address)
+                .connect()
+                .await
+                .map_err(|e| format!("account {}: {e}", 2 * p + 1))?,
+            None => connect(&ready, 2 * p + 1).await?,
+        };
         receiver
             .send_presence(&Presence::available())
             .await
@@ -174,6 +185,7 @@ pub(crate) async fn messaging(
             "scenario": "messaging",
             "transport": ready.transport.as_str(),
             "pairs": pairs, "offered_per_second": offered, "window": window,
+            "receivers_elsewhere": receivers_at.is_some(),
             "sent": sent, "delivered": delivered, "undelivered": lost,
             "seconds": send_window.as_secs_f64(),
             "delivered_per_second": per_second,
