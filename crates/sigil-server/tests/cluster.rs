@@ -9,59 +9,18 @@
 mod common;
 #[path = "common/nats.rs"]
 mod nats;
+#[path = "common/cluster.rs"]
+mod nodes;
 
 use std::time::{Duration, Instant};
 
 use common::{Identity, Login, TestClient, TestServer};
 use nats::{nats_url, private_nats, private_nats_with};
+use nodes::{cluster, cluster_name};
 use sigil_server::config::{ClientCertificatePolicy, ListenerKind};
 use sigil_store::postgres::testing::{Schema, admin_url};
 use sigil_store::{RosterItem, Subscription};
 use sigil_xml::{Element, ns};
-
-/// A cluster name no other test uses.
-fn cluster_name() -> String {
-    let mut random = [0u8; 6];
-    getrandom::fill(&mut random).unwrap();
-    format!(
-        "test_{}",
-        random
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
-}
-
-struct Cluster {
-    nodes: Vec<TestServer>,
-    _schema: Schema,
-}
-
-/// `count` nodes, n1…, on one new schema and cluster name.
-async fn cluster(count: usize) -> Cluster {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let schema = Schema::new(admin_url()).await;
-    let nats = nats_url();
-    let name = cluster_name();
-    let mut nodes = Vec::new();
-    for n in 1..=count {
-        let mut config = common::config(ClientCertificatePolicy::Wanted);
-        config.storage.url = schema.url.clone();
-        config.storage.max_connections = 4;
-        config.cluster.nats = nats.clone();
-        config.cluster.node = format!("n{n}");
-        config.cluster.name = Some(name.clone());
-        config.validate().unwrap();
-        nodes.push(TestServer::start_with(config).await);
-    }
-    Cluster {
-        nodes,
-        _schema: schema,
-    }
-}
 
 fn message(to: &str, body: &str) -> Element {
     Element::new("message", ns::CLIENT)

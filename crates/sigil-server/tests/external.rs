@@ -4,6 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
+#[path = "common/nats.rs"]
+mod nats;
+#[path = "common/cluster.rs"]
+mod nodes;
 
 use std::time::{Duration, Instant};
 
@@ -97,6 +101,7 @@ fn trust(server: &TestServer, name: &str, ca: &Ca) {
     .unwrap();
 }
 
+#[derive(Clone, Copy)]
 enum Expect {
     Bound(&'static str),
     Fails(Failure),
@@ -199,6 +204,22 @@ async fn check_over(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_external_decision_table() {
     let server = TestServer::start().await;
+    decision_table(&[&server]).await;
+}
+
+/// The same on each node of a cluster: the accounts and certificates are
+/// set up through one node, in the store they share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_external_decision_table_on_every_node_of_a_cluster() {
+    let cluster = nodes::cluster(3).await;
+    let nodes: Vec<&TestServer> = cluster.nodes.iter().collect();
+    decision_table(&nodes).await;
+}
+
+/// Certificate logins, allowed and refused, on each of `servers` (which
+/// share one store: the first sets it up).
+async fn decision_table(servers: &[&TestServer]) {
+    let server = servers[0];
     server
         .store()
         .set_disabled("carol@localhost", true)
@@ -235,7 +256,9 @@ async fn the_external_decision_table() {
     register(&server, "carol@localhost", "carol", &carols).await;
 
     let ca = Ca::new("Trusted CA", &Options::new(now())).unwrap();
-    trust(&server, "trusted", &ca);
+    for server in servers {
+        trust(server, "trusted", &ca);
+    }
     let other_ca = Ca::new("Other CA", &Options::new(now())).unwrap();
     let jids = [Jid::new("alice@localhost").unwrap()];
     let ca_signed = alice_by(&ca);
@@ -401,8 +424,10 @@ async fn the_external_decision_table() {
                 Expect::Fails(Failure::AccountDisabled),
             ),
         ];
-        for (case, issued, authzid, expect) in cases {
-            check_over(&server, kind, case, issued, authzid, expect, sasl2).await;
+        for server in servers {
+            for &(case, issued, authzid, expect) in &cases {
+                check_over(server, kind, case, issued, authzid, expect, sasl2).await;
+            }
         }
     }
 }
