@@ -227,33 +227,33 @@ async fn decision_table(servers: &[&TestServer]) {
         .unwrap();
 
     let alice = cert(&["alice@localhost"]);
-    register(&server, "alice@localhost", "laptop", &alice).await;
+    register(server, "alice@localhost", "laptop", &alice).await;
     let unregistered = cert(&["alice@localhost"]);
     let disabled = cert(&["alice@localhost"]);
-    register(&server, "alice@localhost", "old-phone", &disabled).await;
+    register(server, "alice@localhost", "old-phone", &disabled).await;
     server
         .store()
         .disable_certificate("alice@localhost", "old-phone")
         .await
         .unwrap();
     let revoked = cert(&["alice@localhost"]);
-    register(&server, "alice@localhost", "stolen", &revoked).await;
+    register(server, "alice@localhost", "stolen", &revoked).await;
     server
         .store()
         .revoke_certificate("alice@localhost", "stolen", now().unix_timestamp())
         .await
         .unwrap();
     let expired = cert_at("alice@localhost", now() - time::Duration::days(10), 1);
-    register(&server, "alice@localhost", "expired", &expired).await;
+    register(server, "alice@localhost", "expired", &expired).await;
     let future = cert_at("alice@localhost", now() + time::Duration::days(10), 30);
-    register(&server, "alice@localhost", "future", &future).await;
+    register(server, "alice@localhost", "future", &future).await;
     let bobs = cert(&["bob@localhost"]);
-    register(&server, "bob@localhost", "bob", &bobs).await;
+    register(server, "bob@localhost", "bob", &bobs).await;
     let two = cert(&["alice@localhost", "bob@localhost"]);
-    register(&server, "alice@localhost", "shared", &two).await;
-    register(&server, "bob@localhost", "shared", &two).await;
+    register(server, "alice@localhost", "shared", &two).await;
+    register(server, "bob@localhost", "shared", &two).await;
     let carols = cert(&["carol@localhost"]);
-    register(&server, "carol@localhost", "carol", &carols).await;
+    register(server, "carol@localhost", "carol", &carols).await;
 
     let ca = Ca::new("Trusted CA", &Options::new(now())).unwrap();
     for server in servers {
