@@ -415,7 +415,7 @@ impl crate::cluster::Hooks for NodeHooks {
         if let Some((crate::cluster::Cache::Offline, account)) = what {
             let (context, account) = (self.0.clone(), account.clone());
             tokio::spawn(async move {
-                crate::session::offer_stored(&context, &account, true).await;
+                crate::session::offer_stored(&context, &account).await;
             });
         }
         self.0.forget(what);

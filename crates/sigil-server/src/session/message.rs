@@ -150,22 +150,20 @@ pub(super) async fn to_bare(
         receipt.done();
     }
     // A resource that became available while this was being stored found
-    // nothing then: it gets it now. The other nodes of a cluster look
-    // too: this one may not know of all the account's sessions.
+    // nothing then: it gets it now. Each node of a cluster looks among
+    // its own sessions (this one may not know of all of them, and two
+    // nodes must not both deliver one stored message to one session).
     context.changed_elsewhere(crate::cluster::Cache::Offline, bare);
-    offer_stored(context, bare, false).await;
+    offer_stored(context, bare).await;
     direct
 }
 
 /// Delivers what is stored for `account` to its available session of the
-/// highest priority (not negative), if it has one: on this node alone
-/// with `local`, else wherever it is.
-pub(crate) async fn offer_stored(context: &Arc<Context>, account: &BareJid, local: bool) {
-    let sessions = match local {
-        true => context.router.sessions(account),
-        false => context.routes().sessions(account),
-    };
-    let available = sessions
+/// highest priority (not negative) on this node, if it has one there.
+pub(crate) async fn offer_stored(context: &Arc<Context>, account: &BareJid) {
+    let available = context
+        .router
+        .sessions(account)
         .into_iter()
         .filter_map(|s| s.presence.map(|p| (s.id, p.priority)))
         .filter(|(_, priority)| *priority >= 0)
