@@ -333,23 +333,31 @@ async fn write(store: Arc<dyn Store>, mut entries: mpsc::Receiver<Entry>) {
 /// Commits one batch. While the store fails (a database restarting) the
 /// batch is tried again for up to `retry_for`, its senders waiting for
 /// their acknowledgements and the queue filling behind it; past that it
-/// is given up, and the failure logged.
+/// is given up, and the failure logged. Before each new attempt the
+/// store is asked whether an earlier one committed after all (its answer
+/// lost with the connection): the batch is one transaction, so one of
+/// its rows tells.
 async fn commit(store: &dyn Store, rows: Vec<ArchivedMessage>, retry_for: Duration) -> bool {
     let messages = rows.len();
     let give_up = tokio::time::Instant::now() + retry_for;
     let mut wait = Duration::from_millis(100);
     let mut retried = false;
     loop {
-        match store.archive(rows.clone()).await {
-            Ok(_) => {
+        let attempt = match retried {
+            false => store.archive(rows.clone()).await.map(|_| ()),
+            true => match committed(store, &rows).await {
+                Ok(true) => Ok(()),
+                Ok(false) => store.archive(rows.clone()).await.map(|_| ()),
+                Err(error) => Err(error),
+            },
+        };
+        match attempt {
+            Ok(()) => {
                 if retried {
                     tracing::info!(messages, "archived after the store came back");
                 }
                 return true;
             }
-            // Committed by an attempt whose answer was lost: the ids are
-            // there already (they are unique by their random part).
-            Err(sigil_store::StoreError::Conflict(_)) if retried => return true,
             Err(sigil_store::StoreError::Backend(error))
                 if tokio::time::Instant::now() + wait < give_up =>
             {
@@ -366,6 +374,31 @@ async fn commit(store: &dyn Store, rows: Vec<ArchivedMessage>, retry_for: Durati
             }
         }
     }
+}
+
+/// Whether the store holds `rows` already: their first or last row, by
+/// owner and id (a row whose owner has no account is not kept, so one
+/// row alone could say no for a batch that is there).
+async fn committed(
+    store: &dyn Store,
+    rows: &[ArchivedMessage],
+) -> Result<bool, sigil_store::StoreError> {
+    for row in [rows.first(), rows.last()].into_iter().flatten() {
+        let query = sigil_store::ArchiveQuery {
+            ids: vec![row.id.clone()],
+            max: 1,
+            ..sigil_store::ArchiveQuery::default()
+        };
+        if !store
+            .archive_query(&row.owner, &query)
+            .await?
+            .messages
+            .is_empty()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Deletes what is older than `keep_days` (0: nothing by age) and what

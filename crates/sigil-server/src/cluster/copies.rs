@@ -10,7 +10,7 @@
 //! what the sender was told is safe is never lost; its recipient may see
 //! it twice, under the same stanza id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,9 +117,10 @@ impl Copies {
 
     /// Takes back the copies sent before `instant` (when the connection
     /// to NATS was lost, or messages from it dropped: they, or their
-    /// answers, may never come).
-    pub(super) fn sent_before(&self, instant: Instant) -> Vec<Copy> {
-        self.take_where(|copy| copy.sent < instant)
+    /// answers, may never come), but those whose receipts are in `spared`
+    /// (taken back once already).
+    pub(super) fn sent_before(&self, instant: Instant, spared: &HashSet<u64>) -> Vec<Copy> {
+        self.take_where(|copy| copy.sent < instant && !spared.contains(&copy.receipt.id().0))
     }
 
     /// Takes back the copies `lost` picks, in the order they were sent
@@ -199,7 +200,7 @@ mod tests {
         copies
             .follow(receipt, stanza.clone(), "n1".into(), 10)
             .unwrap();
-        assert_eq!(copies.sent_before(lost_at).len(), 1);
+        assert_eq!(copies.sent_before(lost_at, &HashSet::new()).len(), 1);
         assert_eq!(copies.len(), 1);
         assert_eq!(copies.lost(&[], Duration::ZERO).len(), 1);
         assert_eq!(copies.bytes.load(Ordering::Relaxed), 0);

@@ -214,6 +214,9 @@ pub struct Cluster {
     /// Since when operations may have been lost (the NATS connection
     /// dropped, or messages from it were), until that is seen to.
     troubled_since: Arc<Mutex<Option<Instant>>>,
+    /// Until when copies unanswered after NATS trouble are sent again,
+    /// while a task does so (`tasks::reroute_unanswered`).
+    rerouting: Mutex<Option<Instant>>,
     /// Bumped when the watches are to start again (the buckets may have
     /// been made anew).
     watches: tokio::sync::watch::Sender<u64>,
@@ -277,6 +280,7 @@ impl Cluster {
             heard: Mutex::default(),
             troubled,
             troubled_since,
+            rerouting: Mutex::new(None),
             watches: tokio::sync::watch::Sender::new(0),
         });
         liveness::announce(&cluster).await?;

@@ -112,7 +112,17 @@ async fn forget_when_troubled(cluster: Arc<Cluster>, hooks: SharedHooks) {
         hooks.forget(None);
         let since = crate::router::lock(&cluster.troubled_since).take();
         if let Some(since) = since {
-            tokio::spawn(reroute_unanswered(cluster.clone(), hooks.clone(), since));
+            // One task reroutes at a time; more trouble widens its window.
+            let window = Instant::now() + RECONNECTING;
+            let start = {
+                let mut rerouting = crate::router::lock(&cluster.rerouting);
+                let start = rerouting.is_none();
+                *rerouting = Some(rerouting.map_or(window, |until| until.max(window)));
+                start
+            };
+            if start {
+                tokio::spawn(reroute_unanswered(cluster.clone(), hooks.clone(), since));
+            }
         }
         match cluster.ensure_buckets().await {
             // Read again from scratch: this node's sessions whose records
@@ -143,15 +153,21 @@ const RECONNECTING: Duration = Duration::from_secs(10);
 /// lost anyway.
 async fn reroute_unanswered(cluster: Arc<Cluster>, hooks: SharedHooks, since: Instant) {
     let back = Instant::now();
-    let window = back + RECONNECTING;
+    // A stanza goes again once: one rerouted to a session that is merely
+    // slow to acknowledge is not sent to it again and again.
+    let mut rerouted = HashSet::new();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(window) = *crate::router::lock(&cluster.rerouting) else {
+            return;
+        };
         let now = Instant::now();
         let cutoff = now
             .checked_sub(ANSWERS_AFTER_TROUBLE)
             .unwrap_or(since)
             .min(window);
-        let lost = cluster.copies.sent_before(cutoff);
+        let lost = cluster.copies.sent_before(cutoff, &rerouted);
+        rerouted.extend(lost.iter().map(|copy| copy.receipt.id().0));
         if !lost.is_empty() {
             tracing::warn!(
                 copies = lost.len(),
@@ -165,7 +181,12 @@ async fn reroute_unanswered(cluster: Arc<Cluster>, hooks: SharedHooks, since: In
             );
         }
         if cutoff >= window {
-            return;
+            let mut rerouting = crate::router::lock(&cluster.rerouting);
+            // Unless more trouble widened the window meanwhile.
+            if *rerouting == Some(window) {
+                *rerouting = None;
+                return;
+            }
         }
     }
 }
